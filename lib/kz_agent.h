@@ -1,0 +1,55 @@
+/*  kz_agent.h - the agent runtime: what every kaizen-<name> executable shares
+
+    kz_agent_main parses the common flags, loads the config, connects the
+    bus, says agent.hello, then loops: runs the cycle every interval (or
+    when asked: an agent.run event naming it, or SIGUSR1), hands bus
+    deliveries to on_message, publishes agent.heartbeat, and on SIGTERM or
+    SIGINT finishes the current step, says agent.bye and returns 0.
+
+    Common flags: -c FILE, --id ID, --interval DURATION, --once,
+    --log-level LEVEL, --log-format text|json, --help.
+*/
+#ifndef KZ_AGENT_H_INCLUDED
+#define KZ_AGENT_H_INCLUDED
+
+#include "kz_bus.h"
+#include "kz_config.h"
+
+typedef struct kz_agent kz_agent_t;
+
+/* Called once after connecting: subscribe, join groups, offer services.
+   0 / -1 (the agent exits 1) */
+typedef int(kz_agent_setup_fn)(kz_agent_t *agent, void *arg);
+/* One cycle of work. 0 ok, -1 failed (logged, reported in heartbeats) */
+typedef int(kz_agent_cycle_fn)(kz_agent_t *agent, void *arg);
+/* One delivery; the runtime acks group deliveries after it returns 0 and
+   destroys the delivery. Return -1 to leave a group delivery unacked. */
+typedef int(kz_agent_message_fn)(kz_agent_t *agent, kz_delivery_t *delivery, void *arg);
+
+typedef struct {
+    const char *name;    /* "code-health" */
+    const char *layer;   /* "monitoring", "analysis", ... */
+    const char *summary; /* one line for --help */
+    kz_agent_setup_fn *setup;
+    kz_agent_cycle_fn *cycle; /* may be NULL for purely reactive agents */
+    kz_agent_message_fn *on_message;
+    void *arg;
+} kz_agent_def_t;
+
+/* Run the agent; returns the process exit code (0 after a clean stop,
+   1 on a startup error such as a bad config or bad flag, 2 for usage). */
+int kz_agent_main(int argc, char **argv, const kz_agent_def_t *def);
+
+kz_bus_t *kz_agent_bus(kz_agent_t *self);
+const kz_config_t *kz_agent_config(const kz_agent_t *self);
+const char *kz_agent_id(const kz_agent_t *self);
+/* True once SIGTERM/SIGINT arrived: long cycles should check it between steps */
+bool kz_agent_stopping(const kz_agent_t *self);
+/* Publish MSG (ownership taken) with src set and corr defaulting to the
+   current cycle's correlation id. 0 / -1 */
+int kz_agent_publish(kz_agent_t *self, kz_msg_t **msg_p);
+
+/* "name@host#pid" for NAME into BUF */
+void kz_agent_make_id(const char *name, char *buf, size_t len);
+
+#endif

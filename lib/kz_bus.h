@@ -1,0 +1,119 @@
+/*  kz_bus.h - the bus client every kaizen process links
+
+    One kz_bus_t per process (not thread-safe; use it from one thread).
+    It owns the sockets to the broker:
+      - a publisher (XPUB connected to the broker's XSUB "pub" endpoint;
+        it waits for the broker's subscription before the first publish
+        so early events are not lost to the slow-joiner effect)
+      - a subscriber (SUB on the "sub" endpoint) for topic prefixes
+      - one DEALER per queue-group membership (KZG01 on "router")
+      - one DEALER per offered service (Majordomo worker, MDPW01)
+      - one DEALER for calling services (Majordomo client, MDPC01)
+    Heartbeats, liveness checks and reconnection to a restarted broker
+    happen inside kz_bus_recv and kz_bus_call; call one of them at least
+    every heartbeat interval.
+*/
+#ifndef KZ_BUS_H_INCLUDED
+#define KZ_BUS_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kz_config.h"
+#include "kz_msg.h"
+
+typedef struct kz_bus kz_bus_t;
+
+typedef enum {
+    KZ_DELIVERY_EVENT,  /* from a subscription: at-most-once, no ack */
+    KZ_DELIVERY_GROUP,  /* from a queue group: kz_bus_ack when handled */
+    KZ_DELIVERY_REQUEST /* a service request: kz_bus_reply */
+} kz_delivery_kind_t;
+
+typedef struct {
+    kz_delivery_kind_t kind;
+    char topic[256]; /* event topic, or service name for requests */
+    char group[256]; /* queue group name (GROUP) */
+    kz_msg_t *msg;   /* decoded envelope, owned by the delivery */
+    /* private to kz_bus */
+    uint64_t delivery_id;
+    int socket_index;
+    uint8_t *reply_to;
+    size_t reply_to_len;
+} kz_delivery_t;
+
+/* Create a bus client with CFG (copied) and AGENT_ID ("name@host#pid"),
+   connecting lazily. NULL with ERRBUF on failure (bad endpoint, CURVE
+   certificate missing). */
+kz_bus_t *kz_bus_new(const kz_bus_config_t *cfg, const char *agent_id, char *errbuf, size_t errlen);
+/* Flushes pending publishes (bounded by the linger of 2 s), sends LEAVE /
+   DISCONNECT to the broker, closes every socket */
+void kz_bus_destroy(kz_bus_t **self_p);
+
+const char *kz_bus_agent_id(const kz_bus_t *self);
+
+/* Publish MSG on topic = its type; sets src when unset; takes ownership
+   (*msg_p = NULL). Blocks up to the heartbeat interval when the socket is
+   full, then fails. 0 / -1 (encode error or full). */
+int kz_bus_publish(kz_bus_t *self, kz_msg_t **msg_p);
+/* Publish already encoded bytes on TOPIC (bench and tools) */
+int kz_bus_publish_raw(kz_bus_t *self, const char *topic, const void *data, size_t len);
+/* Wait up to TIMEOUT_MS for the broker to accept our publications. 0 / -1 */
+int kz_bus_wait_publisher(kz_bus_t *self, int timeout_ms);
+
+/* Receive events whose topic starts with PREFIX ("" = all). 0 / -1 */
+int kz_bus_subscribe(kz_bus_t *self, const char *prefix);
+int kz_bus_unsubscribe(kz_bus_t *self, const char *prefix);
+
+/* Join queue GROUP for events whose topic starts with PREFIX: each such
+   event goes to one live member of the group, and again to another
+   member if this one dies before acknowledging. 0 / -1 */
+int kz_bus_join(kz_bus_t *self, const char *group, const char *prefix);
+/* Leave GROUP: unacknowledged deliveries go to other members now */
+int kz_bus_leave(kz_bus_t *self, const char *group);
+
+/* Serve SERVICE as a Majordomo worker. 0 / -1 */
+int kz_bus_offer(kz_bus_t *self, const char *service);
+
+/* Wait up to TIMEOUT_MS (-1 = forever) for the next event, group delivery
+   or service request. Returns 1 with *DELIVERY_P set (free it with
+   kz_bus_delivery_destroy, after kz_bus_ack or kz_bus_reply), 0 on
+   timeout, -1 on interrupt (EINTR: check your stop flag) or fatal error.
+   Messages that fail to decode are logged, counted and dropped (group
+   deliveries of such messages are acknowledged so they do not loop). */
+int kz_bus_recv(kz_bus_t *self, kz_delivery_t **delivery_p, int timeout_ms);
+void kz_bus_delivery_destroy(kz_delivery_t **delivery_p);
+
+/* Acknowledge a group delivery. 0 / -1 */
+int kz_bus_ack(kz_bus_t *self, const kz_delivery_t *delivery);
+
+/* Reply to a request with REPLY (ownership taken; corr is set to the
+   request's id when unset). 0 / -1 */
+int kz_bus_reply(kz_bus_t *self, const kz_delivery_t *request, kz_msg_t **reply_p);
+
+/* Call SERVICE with REQUEST (ownership taken), waiting up to TIMEOUT_MS
+   per attempt and retrying RETRIES times (<0: use the config values).
+   Keeps heartbeats of the other sockets going while it waits; deliveries
+   that arrive meanwhile are queued for kz_bus_recv. Returns the reply
+   (whose corr equals the request's id) or NULL with ERRBUF, e.g.
+   "no reply from 'exec.refactor' after 3 attempts". */
+kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p, int timeout_ms,
+                      int retries, char *errbuf, size_t errlen);
+
+/* Call a broker service that answers raw frames (mmi.service, mmi.stats):
+   BODY is sent as one frame; the first reply frame is returned malloc'd
+   in *REPLY_P / *REPLY_LEN. 0 / -1 */
+int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_t len,
+                    int timeout_ms, uint8_t **reply_p, size_t *reply_len, char *errbuf,
+                    size_t errlen);
+
+/* Counters: messages dropped because they failed to decode, reconnects */
+uint64_t kz_bus_dropped(const kz_bus_t *self);
+uint64_t kz_bus_reconnects(const kz_bus_t *self);
+
+/* Apply CURVE client settings of CFG to a zsock_t* (void* to keep czmq.h
+   out of this header). 0 / -1 with ERRBUF. */
+int kz_bus_curve_client(void *zsock, const kz_bus_config_t *cfg, char *errbuf, size_t errlen);
+
+#endif

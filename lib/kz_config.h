@@ -1,0 +1,114 @@
+/*  kz_config.h - kaizen.yaml loaded with libyaml into typed structures
+
+    Every key is known: an unknown key, a wrong type, a missing required
+    value or a YAML syntax error fails with "FILE:LINE:COL: KEY: what is
+    wrong" and nothing starts. examples/kaizen.yaml documents every key
+    and its default. Durations accept 250ms, 5s, 2m, 1h or a plain number
+    of milliseconds; sizes accept 512, 64KiB, 1MiB, 1GiB.
+*/
+#ifndef KZ_CONFIG_H_INCLUDED
+#define KZ_CONFIG_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kz_log.h"
+
+/* Bus endpoints: clients connect to these; the broker binds to bind_* (or
+   these when bind_* is unset). */
+typedef struct {
+    char *pub;    /* events in: broker XSUB; default tcp://127.0.0.1:7510 */
+    char *sub;    /* events out: broker XPUB; default tcp://127.0.0.1:7511 */
+    char *router; /* services and queue groups: broker ROUTER; default tcp://127.0.0.1:7512 */
+    char *tap;    /* tap: broker PUB; default tcp://127.0.0.1:7513 */
+} kz_endpoints_t;
+
+typedef struct {
+    bool enabled;        /* default false */
+    char *broker_cert;   /* broker: its secret certificate file (zcert) */
+    char *broker_public; /* clients: the broker's public certificate file */
+    char *client_cert;   /* clients: their own secret certificate file */
+    char *allow_dir;     /* broker: directory of allowed client public certificates */
+} kz_curve_config_t;
+
+typedef struct {
+    kz_endpoints_t connect;  /* bus.endpoints */
+    kz_endpoints_t bind;     /* bus.bind (NULL members = same as connect) */
+    int heartbeat_ms;        /* bus.heartbeat, default 1000 */
+    int heartbeat_liveness;  /* bus.liveness, default 3 missed heartbeats */
+    int reconnect_ms;        /* bus.reconnect, default 250 */
+    size_t max_message_size; /* bus.max_message_size, default 1MiB (ZMQ_MAXMSGSIZE) */
+    int hwm;                 /* bus.hwm, default 100000 messages per socket */
+    int call_timeout_ms;     /* bus.call_timeout, default 10s */
+    int call_retries;        /* bus.call_retries, default 3 */
+    kz_curve_config_t curve; /* bus.curve */
+} kz_bus_config_t;
+
+typedef struct {
+    int group_queue_limit; /* broker.group_queue_limit, default 100000 waiting events per group */
+    int group_inflight;    /* broker.group_inflight, default 1000 unacked per member */
+    int service_queue_limit; /* broker.service_queue_limit, default 10000 waiting requests per service */
+    int request_ttl_ms;    /* broker.request_ttl, default 60s: a queued request older is dropped */
+    int stats_interval_ms; /* broker.stats_interval, default 0 = never log stats */
+} kz_broker_config_t;
+
+typedef struct {
+    kz_log_level_t level; /* log.level, default info */
+    bool json;            /* log.format: text | json, default text */
+} kz_logcfg_t;
+
+typedef struct {
+    char *name;      /* agents[].name, required: "code-health" runs kaizen-code-health */
+    int instances;   /* default 1 */
+    int interval_ms; /* default 60s; 0 = only on demand */
+    char *host;      /* default NULL = every host */
+    char **args;     /* extra argv, NULL-terminated (may be NULL) */
+    size_t args_count;
+} kz_agent_config_t;
+
+typedef struct {
+    char *name;       /* targets[].name, required, unique */
+    char *path;       /* required */
+    char **languages; /* NULL-terminated */
+    size_t languages_count;
+    char **test; /* argv of the test command, NULL-terminated (may be NULL) */
+    size_t test_count;
+    char *branch; /* default "main" */
+} kz_target_config_t;
+
+typedef struct {
+    char *path;             /* the file it was loaded from, or NULL */
+    char *state_dir;        /* state_dir, default ~/.local/state/kaizen ($KAIZEN_STATE_DIR wins) */
+    int agent_heartbeat_ms; /* agent_heartbeat, default 5s: agent.heartbeat period */
+    kz_logcfg_t log;
+    kz_bus_config_t bus;
+    kz_broker_config_t broker;
+    kz_agent_config_t *agents;
+    size_t agents_count;
+    kz_target_config_t *targets;
+    size_t targets_count;
+} kz_config_t;
+
+/* A configuration holding every default (no agents, no targets) */
+kz_config_t *kz_config_default(void);
+
+/* Load PATH. NULL on failure with ERRBUF = "PATH:LINE:COL: KEY: what is
+   wrong" (KEY is the dotted path, e.g. "bus.heartbeat"). */
+kz_config_t *kz_config_load(const char *path, char *errbuf, size_t errlen);
+
+/* Same, from a buffer; NAME is used in messages */
+kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, char *errbuf,
+                             size_t errlen);
+
+void kz_config_destroy(kz_config_t **self_p);
+
+/* The config file to use when none is given: $KAIZEN_CONFIG, else
+   ./kaizen.yaml if it exists, else NULL (use defaults) */
+const char *kz_config_default_path(void);
+
+/* Parse "250ms" "5s" "2m" "1h" "1500" -> ms; "64KiB" "1MiB" "100" -> bytes. 0 / -1 */
+int kz_parse_duration_ms(const char *text, int *ms);
+int kz_parse_size(const char *text, size_t *bytes);
+
+#endif

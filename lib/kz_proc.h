@@ -1,0 +1,50 @@
+/*  kz_proc.h - the safe subprocess runner
+
+    Runs argv (never through a shell) in a working directory with a given
+    environment, in its own process group, with a timeout that kills the
+    whole group, and captures stdout and stderr up to a size cap each.
+*/
+#ifndef KZ_PROC_H_INCLUDED
+#define KZ_PROC_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *const *argv;    /* argv[0] is looked up in PATH; NULL-terminated */
+    const char *cwd;            /* NULL = current directory */
+    const char *const *env;     /* NULL = inherit; else the whole environment */
+    const char *const *env_add; /* "K=V" entries added to (or replacing in) the environment */
+    const char *stdin_data;     /* NULL = /dev/null */
+    size_t stdin_len;
+    int timeout_ms;    /* <= 0: no timeout */
+    int kill_grace_ms; /* after SIGTERM to the group, SIGKILL after this (default 2000) */
+    size_t out_cap;    /* bytes of stdout kept (default 1 MiB); more is read and dropped */
+    size_t err_cap;    /* bytes of stderr kept (default 1 MiB) */
+} kz_proc_opts_t;
+
+typedef struct {
+    int exit_code;   /* exit status, or -1 when killed by a signal */
+    int term_signal; /* signal that ended it, 0 if it exited */
+    bool timed_out;  /* the timeout fired and the group was killed */
+    char *out;       /* NUL-terminated captured stdout (malloc'd) */
+    size_t out_len;
+    bool out_truncated; /* more than out_cap bytes were written */
+    char *err;
+    size_t err_len;
+    bool err_truncated;
+    int64_t duration_us;
+} kz_proc_result_t;
+
+/* Run and wait. Returns 0 when the program ran (look at RES), -1 when it
+   could not be started (missing program, bad cwd, fork failure) with
+   ERRBUF saying why, e.g. "unable to run 'flake8': no such file". RES is
+   always initialised and must be released with kz_proc_result_free. */
+int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf, size_t errlen);
+void kz_proc_result_free(kz_proc_result_t *res);
+
+/* Look PROGRAM up in PATH like execvp would; returns a malloc'd path or NULL */
+char *kz_proc_which(const char *program);
+
+#endif
