@@ -1,0 +1,91 @@
+# tests/integration/lib.sh - shared helpers for integration scripts
+#
+# Source it first thing. It gives:
+#   $T            a private temporary directory, removed at exit
+#   kz_port       a free TCP port on 127.0.0.1
+#   kz_config     writes $T/kaizen.yaml with fresh ipc:// endpoints (or
+#                 tcp with KZ_TRANSPORT=tcp) plus any extra YAML on stdin
+#   kz_start NAME CMD...   starts CMD in the background, logs to $T/NAME.log,
+#                 remembers its pid in PID_NAME; everything started is
+#                 killed at exit
+#   kz_wait_for SECONDS CMD...   polls CMD until it succeeds (generous deadlines,
+#                 never a fixed sleep as a synchronisation)
+#   kz_wait_log NAME PATTERN [SECONDS]   waits for PATTERN in $T/NAME.log
+#   fail MSG      prints MSG and exits 1;  skip MSG  exits 77
+set -u
+KZ_BIN=${KZ_BIN:-$KZ_ROOT/bin}
+KZ_TOOLS=${KZ_TOOLS:-$KZ_ROOT/build/default/tests/tools}
+T=$(mktemp -d "${TMPDIR:-/tmp}/kz-it.XXXXXX")
+_kz_pids=()
+
+_kz_cleanup() {
+    local p
+    for p in "${_kz_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${_kz_pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null
+    done
+    wait 2>/dev/null
+    if [[ -n "${KZ_KEEP:-}" ]]; then echo "kept $T"; else rm -rf "$T"; fi
+}
+trap _kz_cleanup EXIT
+
+fail() { echo "FAIL: $*"; for f in "$T"/*.log; do [[ -f $f ]] && { echo "--- $f"; tail -n 30 "$f"; }; done; exit 1; }
+skip() { echo "SKIP: $*"; exit 77; }
+
+kz_port() {
+    python3 - <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+PY
+}
+
+kz_config() {
+    local out=${1:-$T/kaizen.yaml}
+    if [[ "${KZ_TRANSPORT:-ipc}" == tcp ]]; then
+        local p1 p2 p3 p4
+        p1=$(kz_port); p2=$(kz_port); p3=$(kz_port); p4=$(kz_port)
+        KZ_PUB=tcp://127.0.0.1:$p1 KZ_SUB=tcp://127.0.0.1:$p2
+        KZ_ROUTER=tcp://127.0.0.1:$p3 KZ_TAP=tcp://127.0.0.1:$p4
+    else
+        KZ_PUB=ipc://$T/pub.sock KZ_SUB=ipc://$T/sub.sock
+        KZ_ROUTER=ipc://$T/router.sock KZ_TAP=ipc://$T/tap.sock
+    fi
+    {
+        echo "state_dir: $T/state"
+        echo "bus:"
+        echo "  endpoints:"
+        echo "    pub: $KZ_PUB"
+        echo "    sub: $KZ_SUB"
+        echo "    router: $KZ_ROUTER"
+        echo "    tap: $KZ_TAP"
+        [[ -t 0 ]] || cat
+    } >"$out"
+    export KAIZEN_CONFIG=$out
+}
+
+kz_start() {
+    local name=$1; shift
+    "$@" >"$T/$name.log" 2>&1 &
+    local pid=$!
+    _kz_pids+=("$pid")
+    printf -v "PID_${name//[^A-Za-z0-9_]/_}" '%s' "$pid"
+}
+
+kz_wait_for() {
+    local secs=$1; shift
+    local deadline=$((SECONDS + secs))
+    while ((SECONDS < deadline)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+kz_wait_log() {
+    local name=$1 pattern=$2 secs=${3:-30}
+    kz_wait_for "$secs" grep -q -- "$pattern" "$T/$name.log"
+}
