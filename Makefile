@@ -138,6 +138,9 @@ lint:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/kaizen $(DESTDIR)$(PREFIX)/share/doc/kaizen
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/lib/kaizen $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 755 deploy/systemd/kaizen-agent-run $(DESTDIR)$(PREFIX)/lib/kaizen/
+	install -m 644 deploy/systemd/*.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 	install -m 644 examples/kaizen.yaml $(DESTDIR)$(PREFIX)/share/kaizen/kaizen.yaml.example
 	install -m 644 README.md proto/PROTOCOL.md $(wildcard docs/*.md) $(DESTDIR)$(PREFIX)/share/doc/kaizen/
 
