@@ -1,0 +1,1265 @@
+/*  kz_config.c - kaizen.yaml loaded with libyaml into typed structures
+
+    Two passes. First the libyaml event stream is turned into a small tree
+    of nodes that keep their line and column (aliases and anchors are kept
+    as marks so the second pass can refuse them with a key path). Then the
+    tree is walked against a schema: one table of fields per section, each
+    row giving the key, its type, where it lives in the struct, its default
+    (as the text a user would write, parsed by the same code), its limits
+    and an optional validator. A new key is one new row.
+
+    The first problem found is reported as "FILE:LINE:COL: KEY: what is
+    wrong" with 1-based line and column and the dotted key path.
+*/
+#include "kz_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#define S_MAX_DEPTH   64         /* nesting of YAML collections */
+#define S_MAX_NODES   200000     /* nodes in one document */
+#define S_MAX_FILE    (16 << 20) /* bytes of one config file */
+#define S_MAX_LIST    1024       /* agents, targets */
+#define S_MAX_STRLIST 1024       /* items of a list of strings */
+#define S_MAX_PATH    512        /* key path shown in messages */
+#define S_SHOW        60         /* characters of a bad value quoted in messages */
+
+/* ---------------------------------------------------------------------
+   The YAML tree */
+
+typedef enum { S_SCALAR, S_SEQ, S_MAP, S_ALIAS } s_kind_t;
+
+typedef struct s_node s_node_t;
+struct s_node {
+    s_kind_t kind;
+    int line, col; /* 1-based */
+    bool anchored; /* carried an &anchor */
+    bool plain;    /* scalar written without quotes */
+    char *value;   /* scalar text */
+    size_t value_len;
+    s_node_t **items; /* sequence items, or mapping key/value pairs in turn */
+    size_t count;
+    size_t cap;
+};
+
+typedef struct {
+    const char *name; /* file name used in messages */
+    const char *text;
+    size_t len;
+    char *base_dir; /* absolute directory that relative paths are resolved against */
+    char *errbuf;
+    size_t errlen;
+    size_t nodes;
+} s_ctx_t;
+
+/* Child key path into OUT; long paths are cut, they only appear in messages */
+static void s_path(char *out, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void s_path(char *out, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, len, fmt, ap);
+    va_end(ap);
+}
+
+static void s_node_free(s_node_t *node)
+{
+    if (!node)
+        return;
+    for (size_t i = 0; i < node->count; i++)
+        s_node_free(node->items[i]);
+    free(node->items);
+    free(node->value);
+    free(node);
+}
+
+static int s_node_append(s_node_t *parent, s_node_t *child)
+{
+    if (parent->count == parent->cap) {
+        size_t cap = parent->cap ? parent->cap * 2 : 8;
+        s_node_t **items = realloc(parent->items, cap * sizeof *items);
+        if (!items)
+            return -1;
+        parent->items = items;
+        parent->cap = cap;
+    }
+    parent->items[parent->count++] = child;
+    return 0;
+}
+
+/* Write "NAME:LINE:COL: PATH: MESSAGE" into the error buffer; returns -1 */
+static int s_err_at(s_ctx_t *ctx, int line, int col, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int s_err_at(s_ctx_t *ctx, int line, int col, const char *path, const char *fmt, ...)
+{
+    if (!ctx->errbuf || ctx->errlen == 0)
+        return -1;
+    int n;
+    if (path && *path)
+        n = snprintf(ctx->errbuf, ctx->errlen, "%s:%d:%d: %s: ", ctx->name, line, col, path);
+    else
+        n = snprintf(ctx->errbuf, ctx->errlen, "%s:%d:%d: ", ctx->name, line, col);
+    if (n >= 0 && (size_t)n < ctx->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->errbuf + n, ctx->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+#define s_err(ctx, node, path, ...) s_err_at((ctx), (node)->line, (node)->col, (path), __VA_ARGS__)
+
+/* 1-based line and column of byte OFFSET in the text (for reader errors) */
+static void s_offset_position(const s_ctx_t *ctx, size_t offset, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < offset && i < ctx->len; i++) {
+        if (ctx->text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else if (((unsigned char)ctx->text[i] & 0xc0) != 0x80)
+            (*col)++;
+    }
+}
+
+/* The dotted path of the node being built, for syntax errors */
+static void s_stack_path(s_node_t **stack, size_t depth, char *path, size_t len)
+{
+    size_t used = 0;
+    path[0] = '\0';
+    for (size_t i = 0; i < depth && used < len; i++) {
+        const s_node_t *n = stack[i];
+        /* is the last item of N the next open collection? */
+        bool inner = i + 1 < depth && n->count > 0 && n->items[n->count - 1] == stack[i + 1];
+        const s_node_t *key = NULL;
+        int w = 0;
+        if (n->kind == S_SEQ && inner)
+            w = snprintf(path + used, len - used, "[%zu]", n->count - 1);
+        else if (n->kind == S_MAP && n->count % 2 == 1)
+            key = n->items[n->count - 1];
+        else if (n->kind == S_MAP && inner && n->count >= 2)
+            key = n->items[n->count - 2];
+        else
+            break;
+        if (key)
+            w = snprintf(path + used, len - used, "%s%s", used ? "." : "",
+                         key->kind == S_SCALAR ? key->value : "?");
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+/* Parse the whole text into *ROOT (NULL for an empty stream) */
+static int s_build_tree(s_ctx_t *ctx, s_node_t **root)
+{
+    yaml_parser_t parser;
+    yaml_event_t event;
+    s_node_t *stack[S_MAX_DEPTH];
+    size_t depth = 0;
+    int documents = 0;
+    int rc = -1;
+    bool done = false;
+
+    *root = NULL;
+    if (!yaml_parser_initialize(&parser)) {
+        return s_err_at(ctx, 1, 1, "", "out of memory");
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)ctx->text, ctx->len);
+    while (!done) {
+        if (!yaml_parser_parse(&parser, &event)) {
+            char path[S_MAX_PATH];
+            int line, col;
+            s_stack_path(stack, depth, path, sizeof path);
+            if (parser.error == YAML_READER_ERROR)
+                s_offset_position(ctx, parser.problem_offset, &line, &col);
+            else {
+                line = (int)parser.problem_mark.line + 1;
+                col = (int)parser.problem_mark.column + 1;
+            }
+            const char *problem = parser.problem ? parser.problem : "invalid YAML";
+            if (parser.context)
+                s_err_at(ctx, line, col, path, "syntax error: %s (%s)", problem, parser.context);
+            else
+                s_err_at(ctx, line, col, path, "syntax error: %s", problem);
+            goto out;
+        }
+        int line = (int)event.start_mark.line + 1;
+        int col = (int)event.start_mark.column + 1;
+        s_node_t *node = NULL;
+        bool push = false;
+        switch (event.type) {
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++documents > 1) {
+                s_err_at(ctx, line, col, "", "only one YAML document is allowed");
+                yaml_event_delete(&event);
+                goto out;
+            }
+            break;
+        case YAML_SCALAR_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+        case YAML_ALIAS_EVENT:
+            if (++ctx->nodes > S_MAX_NODES) {
+                s_err_at(ctx, line, col, "", "too many YAML nodes (more than %d)", S_MAX_NODES);
+                yaml_event_delete(&event);
+                goto out;
+            }
+            node = calloc(1, sizeof *node);
+            if (!node) {
+                s_err_at(ctx, line, col, "", "out of memory");
+                yaml_event_delete(&event);
+                goto out;
+            }
+            node->line = line;
+            node->col = col;
+            if (event.type == YAML_SCALAR_EVENT) {
+                node->kind = S_SCALAR;
+                node->anchored = event.data.scalar.anchor != NULL;
+                node->plain = event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                node->value_len = event.data.scalar.length;
+                node->value = malloc(node->value_len + 1);
+                if (node->value) {
+                    memcpy(node->value, event.data.scalar.value, node->value_len);
+                    node->value[node->value_len] = '\0';
+                }
+            } else if (event.type == YAML_ALIAS_EVENT) {
+                node->kind = S_ALIAS;
+            } else if (event.type == YAML_SEQUENCE_START_EVENT) {
+                node->kind = S_SEQ;
+                node->anchored = event.data.sequence_start.anchor != NULL;
+                push = true;
+            } else {
+                node->kind = S_MAP;
+                node->anchored = event.data.mapping_start.anchor != NULL;
+                push = true;
+            }
+            if (node->kind == S_SCALAR && !node->value) {
+                s_node_free(node);
+                s_err_at(ctx, line, col, "", "out of memory");
+                yaml_event_delete(&event);
+                goto out;
+            }
+            if (depth > 0) {
+                if (s_node_append(stack[depth - 1], node) < 0) {
+                    s_node_free(node);
+                    s_err_at(ctx, line, col, "", "out of memory");
+                    yaml_event_delete(&event);
+                    goto out;
+                }
+            } else if (!*root)
+                *root = node;
+            else /* cannot happen with one document; be safe */
+                s_node_free(node);
+            if (push) {
+                if (depth == S_MAX_DEPTH) {
+                    char path[S_MAX_PATH];
+                    s_stack_path(stack, depth, path, sizeof path);
+                    s_err_at(ctx, line, col, path, "nesting too deep (more than %d levels)",
+                             S_MAX_DEPTH);
+                    yaml_event_delete(&event);
+                    goto out;
+                }
+                stack[depth++] = node;
+            }
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            if (depth > 0)
+                depth--;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&event);
+    }
+    rc = 0;
+out:
+    yaml_parser_delete(&parser);
+    if (rc < 0) {
+        s_node_free(*root);
+        *root = NULL;
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------------
+   Paths */
+
+/* Lexically normalise PATH in place: drop "." and empty components and,
+   in an absolute path, resolve ".." (symlinks are not looked at) */
+static void s_normalise(char *path)
+{
+    size_t len = strlen(path);
+    char *copy = strdup(path);
+    if (!copy)
+        return; /* leave it as it is: still a correct path */
+    bool absolute = path[0] == '/';
+    char *out = path;
+    if (absolute)
+        *out++ = '/';
+    char *start = out;
+    char *save = NULL;
+    for (char *part = strtok_r(copy, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+        if (strcmp(part, ".") == 0)
+            continue;
+        if (strcmp(part, "..") == 0 && absolute) {
+            if (out > start) {
+                out--; /* the '/' that ended the previous component */
+                while (out > start && out[-1] != '/')
+                    out--;
+            }
+            continue;
+        }
+        size_t n = strlen(part);
+        memcpy(out, part, n); /* never longer than the input: n + 1 <= len */
+        out += n;
+        *out++ = '/';
+    }
+    if (out > start)
+        out--; /* the trailing '/' */
+    *out = '\0';
+    if (out == path && len > 0) {
+        path[0] = '.';
+        path[1] = '\0';
+    }
+    free(copy);
+}
+
+/* PATH made absolute against BASE (expanding a leading "~/"); malloc'd */
+static char *s_resolve(const char *base, const char *path)
+{
+    const char *home = getenv("HOME");
+    char *joined;
+    int n;
+    if (path[0] == '~' && (path[1] == '/' || path[1] == '\0') && home && *home)
+        n = asprintf(&joined, "%s/%s", home, path + 1);
+    else if (path[0] == '/' || !base)
+        n = asprintf(&joined, "%s", path);
+    else
+        n = asprintf(&joined, "%s/%s", base, path);
+    if (n < 0)
+        return NULL;
+    s_normalise(joined);
+    return joined;
+}
+
+/* Absolute directory of file NAME (the current directory for a bare name) */
+static char *s_base_dir(const char *name)
+{
+    char cwd[PATH_MAX];
+    const char *slash = name ? strrchr(name, '/') : NULL;
+    char *dir;
+    if (!slash)
+        dir = strdup(".");
+    else if (slash == name)
+        dir = strdup("/");
+    else
+        dir = strndup(name, (size_t)(slash - name));
+    if (!dir)
+        return NULL;
+    if (dir[0] == '/' || !getcwd(cwd, sizeof cwd)) {
+        s_normalise(dir);
+        return dir;
+    }
+    char *abs = s_resolve(cwd, dir);
+    free(dir);
+    return abs;
+}
+
+/* ---------------------------------------------------------------------
+   Value parsers (shared by the schema and the public helpers) */
+
+static int s_parse_int(const char *text, long long *value)
+{
+    char *end;
+    if (!*text || isspace((unsigned char)*text))
+        return -1;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || *end)
+        return -1;
+    *value = v;
+    return 0;
+}
+
+static int s_parse_unit(const char *text, unsigned long long *number, const char **unit)
+{
+    if (!isdigit((unsigned char)*text))
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno)
+        return -1;
+    *number = v;
+    *unit = end;
+    return 0;
+}
+
+int kz_parse_duration_ms(const char *text, int *ms)
+{
+    static const struct {
+        const char *unit;
+        unsigned long long factor;
+    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    unsigned long long n;
+    const char *unit;
+    if (!text || s_parse_unit(text, &n, &unit) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(unit, units[i].unit) == 0) {
+            if (n > (unsigned long long)INT_MAX / units[i].factor)
+                return -1;
+            *ms = (int)(n * units[i].factor);
+            return 0;
+        }
+    return -1;
+}
+
+int kz_parse_size(const char *text, size_t *bytes)
+{
+    static const struct {
+        const char *unit;
+        unsigned long long factor;
+    } units[] = {{"", 1},
+                 {"B", 1},
+                 {"K", 1ULL << 10},
+                 {"KiB", 1ULL << 10},
+                 {"KB", 1ULL << 10},
+                 {"M", 1ULL << 20},
+                 {"MiB", 1ULL << 20},
+                 {"MB", 1ULL << 20},
+                 {"G", 1ULL << 30},
+                 {"GiB", 1ULL << 30},
+                 {"GB", 1ULL << 30}};
+    unsigned long long n;
+    const char *unit;
+    if (!text || s_parse_unit(text, &n, &unit) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcasecmp(unit, units[i].unit) == 0) {
+            if (n > (unsigned long long)SIZE_MAX / units[i].factor)
+                return -1;
+            *bytes = (size_t)(n * units[i].factor);
+            return 0;
+        }
+    return -1;
+}
+
+/* ---------------------------------------------------------------------
+   The schema */
+
+typedef enum {
+    S_T_STR,      /* char * */
+    S_T_PATH,     /* char *, made absolute against the config's directory */
+    S_T_INT,      /* int, within [min, max] */
+    S_T_DURATION, /* int milliseconds, within [min, max] */
+    S_T_SIZE,     /* size_t bytes, within [min, max] */
+    S_T_BOOL,     /* bool */
+    S_T_LEVEL,    /* kz_log_level_t */
+    S_T_FORMAT,   /* bool json */
+    S_T_STRLIST,  /* char ** NULL-terminated, count at count_offset */
+    S_T_SECTION,  /* a nested mapping described by sub */
+    S_T_LIST      /* an array of structs (elem_size) described by sub, count at count_offset */
+} s_type_t;
+
+/* A validator for a string value: 0, or -1 with WHY filled in */
+typedef int(s_check_fn)(const char *value, char *why, size_t len);
+
+typedef struct s_field s_field_t;
+struct s_field {
+    const char *key;
+    s_type_t type;
+    size_t offset;
+    const char *def; /* default in config syntax; NULL = none */
+    long long min, max;
+    bool required;
+    s_check_fn *check;
+    const s_field_t *sub;
+    size_t elem_size;
+    size_t count_offset;
+    const char *unique; /* S_T_LIST: what the element's name must be unique among ("agent") */
+};
+
+static int s_check_endpoint(const char *value, char *why, size_t len)
+{
+    static const char *const schemes[] = {"tcp://", "ipc://", "inproc://"};
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(value, schemes[i], n) == 0) {
+            if (value[n] == '\0')
+                break;
+            return 0;
+        }
+    }
+    snprintf(why, len,
+             "invalid endpoint '%.*s': expected tcp://, ipc:// or inproc:// and an address", S_SHOW,
+             value);
+    return -1;
+}
+
+/* Agent and target names become executable, branch and directory names */
+static int s_check_name(const char *value, char *why, size_t len)
+{
+    if (!*value) {
+        snprintf(why, len, "must not be empty");
+        return -1;
+    }
+    for (const char *p = value; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') {
+            snprintf(why, len, "invalid name '%.*s': use letters, digits, '-', '_' and '.'", S_SHOW,
+                     value);
+            return -1;
+        }
+    if (value[0] == '.' || value[0] == '-') {
+        snprintf(why, len, "invalid name '%.*s': must start with a letter or digit", S_SHOW, value);
+        return -1;
+    }
+    return 0;
+}
+
+#define S_OFF(type, member) offsetof(type, member)
+#define S_DUR_MAX           INT_MAX
+#define S_FIELD_END                                                 \
+    {                                                               \
+        NULL, S_T_STR, 0, NULL, 0, 0, false, NULL, NULL, 0, 0, NULL \
+    }
+
+#define S_ENDPOINT(st, m, d)                                                          \
+    {                                                                                 \
+#m, S_T_STR, S_OFF(st, m), d, 0, 0, false, s_check_endpoint, NULL, 0, 0, NULL \
+    }
+
+static const s_field_t s_connect_fields[] = {
+    S_ENDPOINT(kz_endpoints_t, pub, "tcp://127.0.0.1:7510"),
+    S_ENDPOINT(kz_endpoints_t, sub, "tcp://127.0.0.1:7511"),
+    S_ENDPOINT(kz_endpoints_t, router, "tcp://127.0.0.1:7512"),
+    S_ENDPOINT(kz_endpoints_t, tap, "tcp://127.0.0.1:7513"), S_FIELD_END};
+
+static const s_field_t s_bind_fields[] = {
+    S_ENDPOINT(kz_endpoints_t, pub, NULL), S_ENDPOINT(kz_endpoints_t, sub, NULL),
+    S_ENDPOINT(kz_endpoints_t, router, NULL), S_ENDPOINT(kz_endpoints_t, tap, NULL), S_FIELD_END};
+
+#define S_PATHF(st, m)                                                        \
+    {                                                                         \
+#m, S_T_PATH, S_OFF(st, m), NULL, 0, 0, false, NULL, NULL, 0, 0, NULL \
+    }
+
+static const s_field_t s_curve_fields[] = {{"enabled", S_T_BOOL, S_OFF(kz_curve_config_t, enabled),
+                                            "false", 0, 0, false, NULL, NULL, 0, 0, NULL},
+                                           S_PATHF(kz_curve_config_t, broker_cert),
+                                           S_PATHF(kz_curve_config_t, broker_public),
+                                           S_PATHF(kz_curve_config_t, client_cert),
+                                           S_PATHF(kz_curve_config_t, allow_dir),
+                                           S_FIELD_END};
+
+#define S_NUM(key, type, st, m, d, lo, hi)                                \
+    {                                                                     \
+        key, type, S_OFF(st, m), d, lo, hi, false, NULL, NULL, 0, 0, NULL \
+    }
+#define S_SECT(key, st, m, sub)                                                  \
+    {                                                                            \
+        key, S_T_SECTION, S_OFF(st, m), NULL, 0, 0, false, NULL, sub, 0, 0, NULL \
+    }
+
+static const s_field_t s_bus_fields[] = {
+    S_SECT("endpoints", kz_bus_config_t, connect, s_connect_fields),
+    S_SECT("bind", kz_bus_config_t, bind, s_bind_fields),
+    S_NUM("heartbeat", S_T_DURATION, kz_bus_config_t, heartbeat_ms, "1s", 1, S_DUR_MAX),
+    S_NUM("liveness", S_T_INT, kz_bus_config_t, heartbeat_liveness, "3", 1, 1000),
+    S_NUM("reconnect", S_T_DURATION, kz_bus_config_t, reconnect_ms, "250ms", 1, S_DUR_MAX),
+    S_NUM("max_message_size", S_T_SIZE, kz_bus_config_t, max_message_size, "1MiB", 1,
+          (long long)1 << 40),
+    S_NUM("hwm", S_T_INT, kz_bus_config_t, hwm, "100000", 0, INT_MAX),
+    S_NUM("call_timeout", S_T_DURATION, kz_bus_config_t, call_timeout_ms, "10s", 1, S_DUR_MAX),
+    S_NUM("call_retries", S_T_INT, kz_bus_config_t, call_retries, "3", 0, 1000),
+    S_SECT("curve", kz_bus_config_t, curve, s_curve_fields),
+    S_FIELD_END};
+
+static const s_field_t s_broker_fields[] = {
+    S_NUM("group_queue_limit", S_T_INT, kz_broker_config_t, group_queue_limit, "100000", 1,
+          INT_MAX),
+    S_NUM("group_inflight", S_T_INT, kz_broker_config_t, group_inflight, "1000", 1, INT_MAX),
+    S_NUM("service_queue_limit", S_T_INT, kz_broker_config_t, service_queue_limit, "10000", 1,
+          INT_MAX),
+    S_NUM("request_ttl", S_T_DURATION, kz_broker_config_t, request_ttl_ms, "60s", 1, S_DUR_MAX),
+    S_NUM("stats_interval", S_T_DURATION, kz_broker_config_t, stats_interval_ms, "0", 0, S_DUR_MAX),
+    S_FIELD_END};
+
+static const s_field_t s_log_fields[] = {
+    {"level", S_T_LEVEL, S_OFF(kz_logcfg_t, level), "info", 0, 0, false, NULL, NULL, 0, 0, NULL},
+    {"format", S_T_FORMAT, S_OFF(kz_logcfg_t, json), "text", 0, 0, false, NULL, NULL, 0, 0, NULL},
+    S_FIELD_END};
+
+static const s_field_t s_agent_fields[] = {
+    {"name", S_T_STR, S_OFF(kz_agent_config_t, name), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
+     NULL},
+    S_NUM("instances", S_T_INT, kz_agent_config_t, instances, "1", 0, 1000),
+    S_NUM("interval", S_T_DURATION, kz_agent_config_t, interval_ms, "60s", 0, S_DUR_MAX),
+    {"host", S_T_STR, S_OFF(kz_agent_config_t, host), NULL, 0, 0, false, NULL, NULL, 0, 0, NULL},
+    {"args", S_T_STRLIST, S_OFF(kz_agent_config_t, args), NULL, 0, 0, false, NULL, NULL, 0,
+     S_OFF(kz_agent_config_t, args_count), NULL},
+    S_FIELD_END};
+
+static const s_field_t s_target_fields[] = {
+    {"name", S_T_STR, S_OFF(kz_target_config_t, name), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
+     NULL},
+    {"path", S_T_PATH, S_OFF(kz_target_config_t, path), NULL, 0, 0, true, NULL, NULL, 0, 0, NULL},
+    {"languages", S_T_STRLIST, S_OFF(kz_target_config_t, languages), NULL, 0, 0, false, NULL, NULL,
+     0, S_OFF(kz_target_config_t, languages_count), NULL},
+    {"test", S_T_STRLIST, S_OFF(kz_target_config_t, test), NULL, 0, 0, false, NULL, NULL, 0,
+     S_OFF(kz_target_config_t, test_count), NULL},
+    {"branch", S_T_STR, S_OFF(kz_target_config_t, branch), "main", 0, 0, false, NULL, NULL, 0, 0,
+     NULL},
+    S_FIELD_END};
+
+static const s_field_t s_root_fields[] = {
+    S_PATHF(kz_config_t, state_dir),
+    S_NUM("agent_heartbeat", S_T_DURATION, kz_config_t, agent_heartbeat_ms, "5s", 1, S_DUR_MAX),
+    S_SECT("log", kz_config_t, log, s_log_fields),
+    S_SECT("bus", kz_config_t, bus, s_bus_fields),
+    S_SECT("broker", kz_config_t, broker, s_broker_fields),
+    {"agents", S_T_LIST, S_OFF(kz_config_t, agents), NULL, 0, S_MAX_LIST, false, NULL,
+     s_agent_fields, sizeof(kz_agent_config_t), S_OFF(kz_config_t, agents_count), "agent"},
+    {"targets", S_T_LIST, S_OFF(kz_config_t, targets), NULL, 0, S_MAX_LIST, false, NULL,
+     s_target_fields, sizeof(kz_target_config_t), S_OFF(kz_config_t, targets_count), "target"},
+    S_FIELD_END};
+
+/* ---------------------------------------------------------------------
+   Freeing and defaults, both driven by the schema */
+
+static void s_strlist_free(char **list)
+{
+    if (!list)
+        return;
+    for (char **p = list; *p; p++)
+        free(*p);
+    free(list);
+}
+
+static void s_free_fields(const s_field_t *fields, void *base)
+{
+    for (const s_field_t *f = fields; f->key; f++) {
+        char *at = (char *)base + f->offset;
+        switch (f->type) {
+        case S_T_STR:
+        case S_T_PATH:
+            free(*(char **)(void *)at);
+            *(char **)(void *)at = NULL;
+            break;
+        case S_T_STRLIST:
+            s_strlist_free(*(char ***)(void *)at);
+            *(char ***)(void *)at = NULL;
+            *(size_t *)(void *)((char *)base + f->count_offset) = 0;
+            break;
+        case S_T_SECTION:
+            s_free_fields(f->sub, at);
+            break;
+        case S_T_LIST: {
+            char *array = *(char **)(void *)at;
+            size_t *count = (size_t *)(void *)((char *)base + f->count_offset);
+            for (size_t i = 0; array && i < *count; i++)
+                s_free_fields(f->sub, array + i * f->elem_size);
+            free(array);
+            *(char **)(void *)at = NULL;
+            *count = 0;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+/* Store TEXT (a value in config syntax) into field F of BASE. Returns 0,
+   -1 with WHY when the text is invalid, -2 when out of memory. Used for
+   both defaults and the user's scalars. */
+static int s_store_scalar(const s_ctx_t *ctx, const s_field_t *f, void *base, const char *text,
+                          char *why, size_t len)
+{
+    char *at = (char *)base + f->offset;
+    long long v = 0;
+    switch (f->type) {
+    case S_T_STR:
+    case S_T_PATH: {
+        if (f->check && f->check(text, why, len) < 0)
+            return -1;
+        if (f->type == S_T_PATH && !*text) {
+            snprintf(why, len, "must not be empty");
+            return -1;
+        }
+        char *copy =
+            f->type == S_T_PATH ? s_resolve(ctx ? ctx->base_dir : NULL, text) : strdup(text);
+        if (!copy)
+            return -2;
+        free(*(char **)(void *)at);
+        *(char **)(void *)at = copy;
+        return 0;
+    }
+    case S_T_INT:
+        if (s_parse_int(text, &v) < 0) {
+            snprintf(why, len, "expected an integer, got '%.*s'", S_SHOW, text);
+            return -1;
+        }
+        break;
+    case S_T_DURATION: {
+        int ms;
+        if (kz_parse_duration_ms(text, &ms) < 0) {
+            if (text[0] == '-')
+                snprintf(why, len, "must not be negative, got '%.*s'", S_SHOW, text);
+            else
+                snprintf(why, len, "expected a duration like 250ms, 5s, 2m or 1h, got '%.*s'",
+                         S_SHOW, text);
+            return -1;
+        }
+        v = ms;
+        break;
+    }
+    case S_T_SIZE: {
+        size_t bytes;
+        if (kz_parse_size(text, &bytes) < 0) {
+            if (text[0] == '-')
+                snprintf(why, len, "must not be negative, got '%.*s'", S_SHOW, text);
+            else
+                snprintf(why, len, "expected a size like 512, 64KiB, 1MiB or 1GiB, got '%.*s'",
+                         S_SHOW, text);
+            return -1;
+        }
+        if (bytes > (unsigned long long)LLONG_MAX) {
+            snprintf(why, len, "must be at most %lld, got '%.*s'", f->max, S_SHOW, text);
+            return -1;
+        }
+        v = (long long)bytes;
+        break;
+    }
+    case S_T_BOOL: {
+        static const char *const yes[] = {"true", "yes", "on"};
+        static const char *const no[] = {"false", "no", "off"};
+        for (size_t i = 0; i < 3; i++) {
+            if (strcasecmp(text, yes[i]) == 0) {
+                *(bool *)(void *)at = true;
+                return 0;
+            }
+            if (strcasecmp(text, no[i]) == 0) {
+                *(bool *)(void *)at = false;
+                return 0;
+            }
+        }
+        snprintf(why, len, "expected true or false, got '%.*s'", S_SHOW, text);
+        return -1;
+    }
+    case S_T_LEVEL:
+        if (kz_log_level_parse(text, (kz_log_level_t *)(void *)at) < 0) {
+            snprintf(why, len,
+                     "unknown log level '%.*s' (expected debug, info, warn, error or off)", S_SHOW,
+                     text);
+            return -1;
+        }
+        return 0;
+    case S_T_FORMAT:
+        if (kz_log_format_parse(text, (bool *)(void *)at) < 0) {
+            snprintf(why, len, "unknown log format '%.*s' (expected text or json)", S_SHOW, text);
+            return -1;
+        }
+        return 0;
+    default:
+        snprintf(why, len, "expected a %s",
+                 f->type == S_T_STRLIST ? "list of strings"
+                 : f->type == S_T_LIST  ? "list"
+                                        : "mapping");
+        return -1;
+    }
+    /* the numeric types */
+    if (v < f->min) {
+        if ((v < 0 && f->min >= 0) || (v == 0 && f->min == 1))
+            snprintf(why, len, "must not be %s, got '%.*s'", v < 0 ? "negative" : "zero", S_SHOW,
+                     text);
+        else
+            snprintf(why, len, "must be at least %lld, got '%.*s'", f->min, S_SHOW, text);
+        return -1;
+    }
+    if (v > f->max) {
+        snprintf(why, len, "must be at most %lld, got '%.*s'", f->max, S_SHOW, text);
+        return -1;
+    }
+    if (f->type == S_T_SIZE)
+        *(size_t *)(void *)at = (size_t)v;
+    else
+        *(int *)(void *)at = (int)v;
+    return 0;
+}
+
+/* Apply every default of FIELDS to BASE; -1 when out of memory */
+static int s_defaults(const s_field_t *fields, void *base)
+{
+    char why[256];
+    for (const s_field_t *f = fields; f->key; f++) {
+        if (f->type == S_T_SECTION) {
+            if (s_defaults(f->sub, (char *)base + f->offset) < 0)
+                return -1;
+        } else if (f->def) {
+            /* -1 here would be a broken default in the table (tests catch
+               it); -2 is out of memory */
+            if (s_store_scalar(NULL, f, base, f->def, why, sizeof why) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+   Walking the tree */
+
+static bool s_is_null(const s_node_t *node)
+{
+    if (!node)
+        return true;
+    if (node->kind != S_SCALAR || !node->plain)
+        return false;
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        if (strcmp(node->value, nulls[i]) == 0)
+            return true;
+    return false;
+}
+
+static size_t s_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = diag + cost;
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Nodes the walk meets are checked for anchors and aliases here */
+static int s_check_node(s_ctx_t *ctx, const s_node_t *node, const char *path)
+{
+    if (node->kind == S_ALIAS)
+        return s_err(ctx, node, path, "aliases are not supported: write the value out");
+    if (node->anchored)
+        return s_err(ctx, node, path, "anchors are not supported: write the value out");
+    if (node->kind == S_SCALAR && strlen(node->value) != node->value_len)
+        return s_err(ctx, node, path, "must not contain a NUL character");
+    return 0;
+}
+
+static int s_walk_map(s_ctx_t *ctx, const s_node_t *map, const s_field_t *fields, void *base,
+                      const char *path);
+
+static const char *s_kind_want(s_type_t type)
+{
+    switch (type) {
+    case S_T_STR:
+    case S_T_PATH:
+        return "expected a string";
+    case S_T_INT:
+        return "expected an integer";
+    case S_T_DURATION:
+        return "expected a duration like 250ms, 5s, 2m or 1h";
+    case S_T_SIZE:
+        return "expected a size like 512, 64KiB, 1MiB or 1GiB";
+    case S_T_BOOL:
+        return "expected true or false";
+    case S_T_LEVEL:
+        return "expected a log level";
+    case S_T_FORMAT:
+        return "expected a log format";
+    case S_T_STRLIST:
+        return "expected a list of strings";
+    case S_T_LIST:
+        return "expected a list";
+    default:
+        return "expected a mapping";
+    }
+}
+
+static const char *s_kind_name(const s_node_t *node)
+{
+    return node->kind == S_MAP ? "a mapping" : node->kind == S_SEQ ? "a list" : "a string";
+}
+
+static int s_oom(s_ctx_t *ctx, const s_node_t *node, const char *path)
+{
+    return s_err(ctx, node, path, "out of memory");
+}
+
+static int s_walk_strlist(s_ctx_t *ctx, const s_field_t *f, const s_node_t *node, void *base,
+                          const char *path)
+{
+    char ***at = (char ***)(void *)((char *)base + f->offset);
+    size_t *count = (size_t *)(void *)((char *)base + f->count_offset);
+    s_strlist_free(*at);
+    *at = NULL;
+    *count = 0;
+    if (node->kind != S_SEQ)
+        return s_err(ctx, node, path, "expected a list of strings, got %s", s_kind_name(node));
+    if (node->count > S_MAX_STRLIST)
+        return s_err(ctx, node, path, "too many items (more than %d)", S_MAX_STRLIST);
+    char **list = calloc(node->count + 1, sizeof *list);
+    if (!list)
+        return s_oom(ctx, node, path);
+    *at = list;
+    for (size_t i = 0; i < node->count; i++) {
+        const s_node_t *item = node->items[i];
+        char ipath[S_MAX_PATH];
+        s_path(ipath, sizeof ipath, "%s[%zu]", path, i);
+        if (s_check_node(ctx, item, ipath) < 0)
+            return -1;
+        if (item->kind != S_SCALAR || s_is_null(item))
+            return s_err(ctx, item, ipath, "expected a list of strings, got %s",
+                         s_is_null(item) ? "null" : s_kind_name(item));
+        list[i] = strdup(item->value);
+        if (!list[i])
+            return s_oom(ctx, item, ipath);
+        *count = i + 1;
+    }
+    return 0;
+}
+
+/* The name field of a list element (the first S_T_STR field with a validator) */
+static const s_field_t *s_name_field(const s_field_t *fields)
+{
+    for (const s_field_t *f = fields; f->key; f++)
+        if (f->required && f->type == S_T_STR && strcmp(f->key, "name") == 0)
+            return f;
+    return NULL;
+}
+
+static const s_node_t *s_find_value(const s_node_t *map, const char *key)
+{
+    for (size_t i = 0; map->kind == S_MAP && i + 1 < map->count; i += 2)
+        if (map->items[i]->kind == S_SCALAR && strcmp(map->items[i]->value, key) == 0)
+            return map->items[i + 1];
+    return NULL;
+}
+
+static int s_walk_list(s_ctx_t *ctx, const s_field_t *f, const s_node_t *node, void *base,
+                       const char *path)
+{
+    char **at = (char **)(void *)((char *)base + f->offset);
+    size_t *count = (size_t *)(void *)((char *)base + f->count_offset);
+    if (node->kind != S_SEQ)
+        return s_err(ctx, node, path, "expected a list, got %s", s_kind_name(node));
+    if (node->count > (size_t)f->max)
+        return s_err(ctx, node, path, "too many items (more than %lld)", f->max);
+    /* free what was there (a duplicate key never gets here, but be exact) */
+    for (size_t i = 0; *at && i < *count; i++)
+        s_free_fields(f->sub, *at + i * f->elem_size);
+    free(*at);
+    *count = 0;
+    *at = calloc(node->count ? node->count : 1, f->elem_size);
+    if (!*at)
+        return s_oom(ctx, node, path);
+    const s_field_t *name = s_name_field(f->sub);
+    for (size_t i = 0; i < node->count; i++) {
+        const s_node_t *item = node->items[i];
+        char *elem = *at + i * f->elem_size;
+        char ipath[S_MAX_PATH];
+        s_path(ipath, sizeof ipath, "%s[%zu]", path, i);
+        *count = i + 1;
+        if (s_defaults(f->sub, elem) < 0)
+            return s_oom(ctx, item, ipath);
+        if (s_check_node(ctx, item, ipath) < 0)
+            return -1;
+        if (item->kind != S_MAP)
+            return s_err(ctx, item, ipath, "expected a mapping, got %s",
+                         s_is_null(item) ? "null" : s_kind_name(item));
+        if (s_walk_map(ctx, item, f->sub, elem, ipath) < 0)
+            return -1;
+        if (!name || !f->unique)
+            continue;
+        const char *mine = *(char **)(void *)(elem + name->offset);
+        for (size_t j = 0; j < i; j++) {
+            const char *other = *(char **)(void *)(*at + j * f->elem_size + name->offset);
+            if (mine && other && strcmp(mine, other) == 0) {
+                char npath[S_MAX_PATH];
+                s_path(npath, sizeof npath, "%s.%s", ipath, name->key);
+                const s_node_t *where = s_find_value(item, name->key);
+                return s_err(ctx, where ? where : item, npath,
+                             "duplicate %s name '%.*s' (also %s[%zu])", f->unique, S_SHOW, mine,
+                             path, j);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Set field F of BASE from NODE */
+static int s_walk_value(s_ctx_t *ctx, const s_field_t *f, const s_node_t *node, void *base,
+                        const char *path)
+{
+    char why[512];
+    if (s_check_node(ctx, node, path) < 0)
+        return -1;
+    if (s_is_null(node)) {
+        if (f->required)
+            return s_err(ctx, node, path, "missing required value");
+        return 0; /* the default stays */
+    }
+    switch (f->type) {
+    case S_T_SECTION:
+        if (node->kind != S_MAP)
+            return s_err(ctx, node, path, "expected a mapping, got %s", s_kind_name(node));
+        return s_walk_map(ctx, node, f->sub, (char *)base + f->offset, path);
+    case S_T_LIST:
+        return s_walk_list(ctx, f, node, base, path);
+    case S_T_STRLIST:
+        return s_walk_strlist(ctx, f, node, base, path);
+    default:
+        break;
+    }
+    if (node->kind != S_SCALAR)
+        return s_err(ctx, node, path, "%s, got %s", s_kind_want(f->type), s_kind_name(node));
+    int rc = s_store_scalar(ctx, f, base, node->value, why, sizeof why);
+    if (rc == -2)
+        return s_oom(ctx, node, path);
+    if (rc < 0)
+        return s_err(ctx, node, path, "%s", why);
+    return 0;
+}
+
+static int s_walk_map(s_ctx_t *ctx, const s_node_t *map, const s_field_t *fields, void *base,
+                      const char *path)
+{
+    for (size_t i = 0; i + 1 < map->count; i += 2) {
+        const s_node_t *key = map->items[i];
+        const s_node_t *value = map->items[i + 1];
+        char kpath[S_MAX_PATH];
+        if (s_check_node(ctx, key, path) < 0)
+            return -1;
+        if (key->kind != S_SCALAR)
+            return s_err(ctx, key, path, "keys must be strings, got %s", s_kind_name(key));
+        s_path(kpath, sizeof kpath, "%s%s%s", path, *path ? "." : "", key->value);
+        for (size_t j = 0; j < i; j += 2)
+            if (strcmp(map->items[j]->value, key->value) == 0)
+                return s_err(ctx, key, kpath, "duplicate key (first at line %d)",
+                             map->items[j]->line);
+        const s_field_t *field = NULL;
+        for (const s_field_t *f = fields; f->key; f++)
+            if (strcmp(f->key, key->value) == 0) {
+                field = f;
+                break;
+            }
+        if (!field) {
+            const char *best = NULL;
+            size_t best_d = SIZE_MAX;
+            for (const s_field_t *f = fields; f->key; f++) {
+                size_t d = s_distance(key->value, f->key);
+                if (d < best_d) {
+                    best_d = d;
+                    best = f->key;
+                }
+            }
+            size_t klen = strlen(key->value);
+            if (best && best_d <= 2 && best_d < klen && best_d * 3 <= strlen(best))
+                return s_err(ctx, key, kpath, "unknown key, did you mean '%s'?", best);
+            return s_err(ctx, key, kpath, "unknown key");
+        }
+        if (s_walk_value(ctx, field, value, base, kpath) < 0)
+            return -1;
+    }
+    /* a required key that is absent (present but null failed above) */
+    for (const s_field_t *f = fields; f->key; f++)
+        if (f->required && !s_find_value(map, f->key)) {
+            char kpath[S_MAX_PATH];
+            s_path(kpath, sizeof kpath, "%s%s%s", path, *path ? "." : "", f->key);
+            return s_err(ctx, map, kpath, "missing required value");
+        }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+   The public API */
+
+/* state_dir: $KAIZEN_STATE_DIR, else the configured value, else
+   $XDG_STATE_HOME/kaizen, else $HOME/.local/state/kaizen */
+static int s_state_dir(kz_config_t *self)
+{
+    const char *env = getenv("KAIZEN_STATE_DIR");
+    char *dir = NULL;
+    if (env && *env) {
+        char cwd[PATH_MAX];
+        dir = s_resolve(getcwd(cwd, sizeof cwd) ? cwd : NULL, env);
+    } else if (self->state_dir)
+        return 0;
+    else {
+        const char *xdg = getenv("XDG_STATE_HOME");
+        const char *home = getenv("HOME");
+        if (xdg && xdg[0] == '/') {
+            if (asprintf(&dir, "%s/kaizen", xdg) < 0)
+                dir = NULL;
+        } else {
+            if (!home || !*home) {
+                struct passwd *pw = getpwuid(getuid());
+                home = pw && pw->pw_dir ? pw->pw_dir : "/tmp";
+            }
+            if (asprintf(&dir, "%s/.local/state/kaizen", home) < 0)
+                dir = NULL;
+        }
+        if (dir)
+            s_normalise(dir);
+    }
+    if (!dir)
+        return -1;
+    free(self->state_dir);
+    self->state_dir = dir;
+    return 0;
+}
+
+kz_config_t *kz_config_default(void)
+{
+    kz_config_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    if (s_defaults(s_root_fields, self) < 0 || s_state_dir(self) < 0) {
+        kz_config_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void kz_config_destroy(kz_config_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kz_config_t *self = *self_p;
+    s_free_fields(s_root_fields, self);
+    free(self->path);
+    free(self);
+    *self_p = NULL;
+}
+
+kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, char *errbuf,
+                             size_t errlen)
+{
+    s_ctx_t ctx = {.name = name ? name : "<config>",
+                   .text = text ? text : "",
+                   .len = text ? len : 0,
+                   .errbuf = errbuf,
+                   .errlen = errlen};
+    s_node_t *root = NULL;
+    kz_config_t *self = NULL;
+    if (errbuf && errlen)
+        errbuf[0] = '\0';
+
+    ctx.base_dir = s_base_dir(ctx.name);
+    self = calloc(1, sizeof *self);
+    if (!ctx.base_dir || !self || s_defaults(s_root_fields, self) < 0) {
+        s_err_at(&ctx, 1, 1, "", "out of memory");
+        goto fail;
+    }
+    if (s_build_tree(&ctx, &root) < 0)
+        goto fail;
+    if (root && !s_is_null(root)) {
+        if (s_check_node(&ctx, root, "") < 0)
+            goto fail;
+        if (root->kind != S_MAP) {
+            s_err(&ctx, root, "", "expected a mapping of keys at the top level, got %s",
+                  s_kind_name(root));
+            goto fail;
+        }
+        if (s_walk_map(&ctx, root, s_root_fields, self, "") < 0)
+            goto fail;
+    }
+    if (s_state_dir(self) < 0) {
+        s_err_at(&ctx, 1, 1, "state_dir", "out of memory");
+        goto fail;
+    }
+    s_node_free(root);
+    free(ctx.base_dir);
+    return self;
+fail:
+    s_node_free(root);
+    free(ctx.base_dir);
+    kz_config_destroy(&self);
+    return NULL;
+}
+
+kz_config_t *kz_config_load(const char *path, char *errbuf, size_t errlen)
+{
+    if (errbuf && errlen)
+        errbuf[0] = '\0';
+    FILE *file = fopen(path, "rb");
+    if (!file) {
+        if (errbuf)
+            snprintf(errbuf, errlen, "unable to open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = malloc(S_MAX_FILE + 1);
+    if (!text) {
+        fclose(file);
+        if (errbuf)
+            snprintf(errbuf, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    size_t len = fread(text, 1, S_MAX_FILE + 1, file);
+    bool failed = ferror(file) != 0;
+    fclose(file);
+    if (failed || len > S_MAX_FILE) {
+        if (errbuf)
+            snprintf(errbuf, errlen, failed ? "unable to read '%s'" : "%s: file too large", path);
+        free(text);
+        return NULL;
+    }
+    kz_config_t *self = kz_config_parse(path, text, len, errbuf, errlen);
+    free(text);
+    if (self) {
+        char *dir = s_base_dir(path);
+        const char *slash = strrchr(path, '/');
+        if (dir && asprintf(&self->path, "%s/%s", dir, slash ? slash + 1 : path) < 0)
+            self->path = NULL;
+        if (self->path)
+            s_normalise(self->path);
+        free(dir);
+        if (!self->path) {
+            if (errbuf)
+                snprintf(errbuf, errlen, "%s: out of memory", path);
+            kz_config_destroy(&self);
+        }
+    }
+    return self;
+}
+
+const char *kz_config_default_path(void)
+{
+    const char *env = getenv("KAIZEN_CONFIG");
+    if (env && *env)
+        return env;
+    if (access("kaizen.yaml", F_OK) == 0)
+        return "kaizen.yaml";
+    return NULL;
+}

@@ -1,0 +1,492 @@
+/*  test_config.c - kz_config: the example file, defaults, every error class
+    with its exact "FILE:LINE:COL: KEY: message", durations, sizes, path
+    resolution and environment overrides. Runs from the repository root.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kz_config.h"
+
+static kz_config_t *s_parse(const char *text, char *err, size_t len)
+{
+    return kz_config_parse("/etc/kz/t.yaml", text, strlen(text), err, len);
+}
+
+/* Parsing TEXT fails with exactly EXPECTED */
+static void s_expect_error(const char *text, const char *expected)
+{
+    char err[512] = "";
+    kz_config_t *cfg = s_parse(text, err, sizeof err);
+    if (cfg)
+        fail_msg("config loaded but expected: %s\n--- input:\n%s", expected, text);
+    assert_string_equal(err, expected);
+}
+
+static void s_check_defaults(const kz_config_t *c)
+{
+    assert_int_equal(c->agent_heartbeat_ms, 5000);
+    assert_int_equal(c->log.level, KZ_LOG_INFO);
+    assert_false(c->log.json);
+    assert_string_equal(c->bus.connect.pub, "tcp://127.0.0.1:7510");
+    assert_string_equal(c->bus.connect.sub, "tcp://127.0.0.1:7511");
+    assert_string_equal(c->bus.connect.router, "tcp://127.0.0.1:7512");
+    assert_string_equal(c->bus.connect.tap, "tcp://127.0.0.1:7513");
+    assert_null(c->bus.bind.pub);
+    assert_null(c->bus.bind.sub);
+    assert_null(c->bus.bind.router);
+    assert_null(c->bus.bind.tap);
+    assert_int_equal(c->bus.heartbeat_ms, 1000);
+    assert_int_equal(c->bus.heartbeat_liveness, 3);
+    assert_int_equal(c->bus.reconnect_ms, 250);
+    assert_int_equal(c->bus.max_message_size, 1 << 20);
+    assert_int_equal(c->bus.hwm, 100000);
+    assert_int_equal(c->bus.call_timeout_ms, 10000);
+    assert_int_equal(c->bus.call_retries, 3);
+    assert_false(c->bus.curve.enabled);
+    assert_null(c->bus.curve.broker_cert);
+    assert_null(c->bus.curve.broker_public);
+    assert_null(c->bus.curve.client_cert);
+    assert_null(c->bus.curve.allow_dir);
+    assert_int_equal(c->broker.group_queue_limit, 100000);
+    assert_int_equal(c->broker.group_inflight, 1000);
+    assert_int_equal(c->broker.service_queue_limit, 10000);
+    assert_int_equal(c->broker.request_ttl_ms, 60000);
+    assert_int_equal(c->broker.stats_interval_ms, 0);
+    assert_non_null(c->state_dir);
+    assert_true(c->state_dir[0] == '/');
+}
+
+static void test_example_file(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    unsetenv("KAIZEN_STATE_DIR");
+    kz_config_t *c = kz_config_load("examples/kaizen.yaml", err, sizeof err);
+    if (!c)
+        fail_msg("examples/kaizen.yaml: %s", err);
+    s_check_defaults(c);
+    assert_non_null(c->path);
+    assert_true(c->path[0] == '/');
+    const char *suffix = "/examples/kaizen.yaml";
+    assert_true(strlen(c->path) > strlen(suffix));
+    assert_string_equal(c->path + strlen(c->path) - strlen(suffix), suffix);
+    assert_int_equal(c->agents_count, 1);
+    assert_string_equal(c->agents[0].name, "demo");
+    assert_int_equal(c->agents[0].instances, 1);
+    assert_int_equal(c->agents[0].interval_ms, 5000);
+    assert_null(c->agents[0].host);
+    assert_int_equal(c->agents[0].args_count, 0);
+    assert_int_equal(c->targets_count, 0);
+    kz_config_destroy(&c);
+    assert_null(c);
+    kz_config_destroy(&c); /* safe twice */
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    char err[256];
+    unsetenv("KAIZEN_STATE_DIR");
+    kz_config_t *c = kz_config_default();
+    assert_non_null(c);
+    s_check_defaults(c);
+    assert_null(c->path);
+    assert_int_equal(c->agents_count, 0);
+    assert_int_equal(c->targets_count, 0);
+    kz_config_destroy(&c);
+
+    /* empty file, comment only, empty document, null document: defaults */
+    const char *empties[] = {"", "# nothing\n", "---\n", "~\n", "---\n...\n"};
+    for (size_t i = 0; i < sizeof empties / sizeof empties[0]; i++) {
+        c = s_parse(empties[i], err, sizeof err);
+        if (!c)
+            fail_msg("'%s': %s", empties[i], err);
+        s_check_defaults(c);
+        kz_config_destroy(&c);
+    }
+
+    /* null values mean "use the default"; sections may be null */
+    c = s_parse("agent_heartbeat:\nlog:\n  level: null\n  format: ~\nbus:\n  heartbeat:\n"
+                "  endpoints:\n  curve: {enabled: }\nbroker:\nagents:\ntargets: ~\n",
+                err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    s_check_defaults(c);
+    kz_config_destroy(&c);
+
+    /* agents get their own defaults; a quoted "null" is a string */
+    c = s_parse("agents:\n  - name: a\n  - {name: b, host: \"null\", args: [-v, --x=1]}\n", err,
+                sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(c->agents_count, 2);
+    assert_int_equal(c->agents[0].instances, 1);
+    assert_int_equal(c->agents[0].interval_ms, 60000);
+    assert_null(c->agents[0].host);
+    assert_null(c->agents[0].args);
+    assert_string_equal(c->agents[1].host, "null");
+    assert_int_equal(c->agents[1].args_count, 2);
+    assert_string_equal(c->agents[1].args[0], "-v");
+    assert_string_equal(c->agents[1].args[1], "--x=1");
+    assert_null(c->agents[1].args[2]);
+    kz_config_destroy(&c);
+}
+
+static void test_values(void **state)
+{
+    (void)state;
+    char err[256];
+    kz_config_t *c = s_parse("log: {level: debug, format: json}\n"
+                             "agent_heartbeat: 2m\n"
+                             "bus:\n"
+                             "  endpoints: {pub: ipc:///tmp/p, sub: inproc://s}\n"
+                             "  bind: {pub: 'tcp://*:7510'}\n"
+                             "  heartbeat: 1500\n"
+                             "  liveness: 5\n"
+                             "  max_message_size: 64KiB\n"
+                             "  hwm: 0\n"
+                             "  call_retries: 0\n"
+                             "  curve: {enabled: yes}\n"
+                             "broker: {request_ttl: 1h, stats_interval: 30s, group_inflight: 7}\n"
+                             "targets:\n"
+                             "  - name: web\n"
+                             "    path: /srv/web\n"
+                             "    languages: [python, c]\n"
+                             "    test: [pytest, -q]\n"
+                             "    branch: develop\n"
+                             "  - {name: lib, path: /srv/lib}\n",
+                             err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(c->log.level, KZ_LOG_DEBUG);
+    assert_true(c->log.json);
+    assert_int_equal(c->agent_heartbeat_ms, 120000);
+    assert_string_equal(c->bus.connect.pub, "ipc:///tmp/p");
+    assert_string_equal(c->bus.connect.sub, "inproc://s");
+    assert_string_equal(c->bus.connect.router, "tcp://127.0.0.1:7512");
+    assert_string_equal(c->bus.bind.pub, "tcp://*:7510");
+    assert_null(c->bus.bind.sub);
+    assert_int_equal(c->bus.heartbeat_ms, 1500);
+    assert_int_equal(c->bus.heartbeat_liveness, 5);
+    assert_int_equal(c->bus.max_message_size, 65536);
+    assert_int_equal(c->bus.hwm, 0);
+    assert_int_equal(c->bus.call_retries, 0);
+    assert_true(c->bus.curve.enabled); /* without files: not an error at load time */
+    assert_int_equal(c->broker.request_ttl_ms, 3600000);
+    assert_int_equal(c->broker.stats_interval_ms, 30000);
+    assert_int_equal(c->broker.group_inflight, 7);
+    assert_int_equal(c->targets_count, 2);
+    assert_string_equal(c->targets[0].name, "web");
+    assert_string_equal(c->targets[0].path, "/srv/web");
+    assert_int_equal(c->targets[0].languages_count, 2);
+    assert_string_equal(c->targets[0].languages[1], "c");
+    assert_null(c->targets[0].languages[2]);
+    assert_int_equal(c->targets[0].test_count, 2);
+    assert_string_equal(c->targets[0].test[0], "pytest");
+    assert_string_equal(c->targets[0].branch, "develop");
+    assert_string_equal(c->targets[1].branch, "main");
+    assert_null(c->targets[1].test);
+    assert_int_equal(c->targets[1].languages_count, 0);
+    kz_config_destroy(&c);
+}
+
+static void test_errors_syntax(void **state)
+{
+    (void)state;
+    s_expect_error("bus:\n  heartbeat: [1s\n",
+                   "/etc/kz/t.yaml:3:1: bus.heartbeat: syntax error: did not find expected ',' "
+                   "or ']' (while parsing a flow sequence)");
+    s_expect_error("log:\n  level: info\n level: debug\n",
+                   "/etc/kz/t.yaml:3:2: syntax error: did not find expected key (while parsing "
+                   "a block mapping)");
+    s_expect_error("a: b\n---\nc: d\n", "/etc/kz/t.yaml:2:1: only one YAML document is allowed");
+    s_expect_error("log:\n\tlevel: info\n",
+                   "/etc/kz/t.yaml:2:1: log: syntax error: found character that cannot start "
+                   "any token (while scanning for the next token)");
+    /* invalid UTF-8: a reader error, located from its byte offset */
+    s_expect_error("log:\n  level: \xff\n",
+                   "/etc/kz/t.yaml:2:10: syntax error: invalid leading UTF-8 octet");
+}
+
+static void test_errors_keys(void **state)
+{
+    (void)state;
+    s_expect_error("bus:\n  heartbeet: 1s\n",
+                   "/etc/kz/t.yaml:2:3: bus.heartbeet: unknown key, did you mean 'heartbeat'?");
+    s_expect_error("agents:\n  - name: a\n    intervall: 5s\n",
+                   "/etc/kz/t.yaml:3:5: agents[0].intervall: unknown key, did you mean "
+                   "'interval'?");
+    s_expect_error("colour: blue\n", "/etc/kz/t.yaml:1:1: colour: unknown key");
+    s_expect_error("log:\n  level: info\n  level: debug\n",
+                   "/etc/kz/t.yaml:3:3: log.level: duplicate key (first at line 2)");
+    s_expect_error("? [a]\n: b\n", "/etc/kz/t.yaml:1:3: keys must be strings, got a list");
+    s_expect_error("agents:\n  - instances: 2\n",
+                   "/etc/kz/t.yaml:2:5: agents[0].name: missing required value");
+    s_expect_error("agents:\n  - name:\n",
+                   "/etc/kz/t.yaml:2:10: agents[0].name: missing required value");
+    s_expect_error("targets:\n  - name: t\n",
+                   "/etc/kz/t.yaml:2:5: targets[0].path: missing required value");
+    s_expect_error("targets: [{path: /x}]\n",
+                   "/etc/kz/t.yaml:1:11: targets[0].name: missing required value");
+    s_expect_error("log: &l {level: info}\n",
+                   "/etc/kz/t.yaml:1:6: log: anchors are not supported: write the value out");
+    s_expect_error("agents:\n  - name: a\n    args: &x [a]\n  - name: b\n    args: *x\n",
+                   "/etc/kz/t.yaml:3:11: agents[0].args: anchors are not supported: write the "
+                   "value out");
+    s_expect_error(
+        "log:\n  level: *x\n",
+        "/etc/kz/t.yaml:2:10: log.level: aliases are not supported: write the value out");
+}
+
+static void test_errors_types(void **state)
+{
+    (void)state;
+    s_expect_error("[1, 2]\n",
+                   "/etc/kz/t.yaml:1:1: expected a mapping of keys at the top level, got a list");
+    s_expect_error("bus: 3\n", "/etc/kz/t.yaml:1:6: bus: expected a mapping, got a string");
+    s_expect_error("bus:\n  liveness: abc\n",
+                   "/etc/kz/t.yaml:2:13: bus.liveness: expected an integer, got 'abc'");
+    s_expect_error("bus:\n  hwm: [1]\n",
+                   "/etc/kz/t.yaml:2:8: bus.hwm: expected an integer, got a list");
+    s_expect_error("targets:\n  - {name: t, path: /t, test: pytest}\n",
+                   "/etc/kz/t.yaml:2:31: targets[0].test: expected a list of strings, got a "
+                   "string");
+    s_expect_error("agents: [{name: a, args: [1, {b: 2}]}]\n",
+                   "/etc/kz/t.yaml:1:30: agents[0].args[1]: expected a list of strings, got a "
+                   "mapping");
+    s_expect_error("agents: {name: a}\n",
+                   "/etc/kz/t.yaml:1:9: agents: expected a list, got a mapping");
+    s_expect_error("agents:\n  - demo\n",
+                   "/etc/kz/t.yaml:2:5: agents[0]: expected a mapping, got a string");
+    s_expect_error("bus: {curve: {enabled: maybe}}\n",
+                   "/etc/kz/t.yaml:1:24: bus.curve.enabled: expected true or false, got 'maybe'");
+    s_expect_error("state_dir: {a: b}\n",
+                   "/etc/kz/t.yaml:1:12: state_dir: expected a string, got a mapping");
+}
+
+static void test_errors_values(void **state)
+{
+    (void)state;
+    s_expect_error("bus: {liveness: -1}\n",
+                   "/etc/kz/t.yaml:1:17: bus.liveness: must not be negative, got '-1'");
+    s_expect_error("agents: [{name: a, instances: -2}]\n",
+                   "/etc/kz/t.yaml:1:31: agents[0].instances: must not be negative, got '-2'");
+    s_expect_error("bus: {liveness: 0}\n",
+                   "/etc/kz/t.yaml:1:17: bus.liveness: must not be zero, got '0'");
+    s_expect_error("broker: {group_inflight: 99999999999}\n",
+                   "/etc/kz/t.yaml:1:26: broker.group_inflight: must be at most 2147483647, got "
+                   "'99999999999'");
+    s_expect_error("bus:\n  heartbeat: 5 s\n",
+                   "/etc/kz/t.yaml:2:14: bus.heartbeat: expected a duration like 250ms, 5s, 2m "
+                   "or 1h, got '5 s'");
+    s_expect_error("bus:\n  heartbeat: -5s\n",
+                   "/etc/kz/t.yaml:2:14: bus.heartbeat: must not be negative, got '-5s'");
+    s_expect_error("bus:\n  heartbeat: 0\n",
+                   "/etc/kz/t.yaml:2:14: bus.heartbeat: must not be zero, got '0'");
+    s_expect_error("bus:\n  max_message_size: 1TB\n",
+                   "/etc/kz/t.yaml:2:21: bus.max_message_size: expected a size like 512, 64KiB, "
+                   "1MiB or 1GiB, got '1TB'");
+    s_expect_error("log: {level: loud}\n", "/etc/kz/t.yaml:1:14: log.level: unknown log level "
+                                           "'loud' (expected debug, info, warn, error or off)");
+    s_expect_error("log: {format: xml}\n", "/etc/kz/t.yaml:1:15: log.format: unknown log format "
+                                           "'xml' (expected text or json)");
+    s_expect_error("bus:\n  endpoints:\n    pub: http://127.0.0.1:1\n",
+                   "/etc/kz/t.yaml:3:10: bus.endpoints.pub: invalid endpoint "
+                   "'http://127.0.0.1:1': expected tcp://, ipc:// or inproc:// and an address");
+    s_expect_error("bus: {bind: {tap: 'tcp://'}}\n",
+                   "/etc/kz/t.yaml:1:19: bus.bind.tap: invalid endpoint 'tcp://': expected "
+                   "tcp://, ipc:// or inproc:// and an address");
+    s_expect_error("agents:\n  - name: a\n  - name: b\n  - name: a\n",
+                   "/etc/kz/t.yaml:4:11: agents[2].name: duplicate agent name 'a' (also "
+                   "agents[0])");
+    s_expect_error("targets:\n  - {name: t, path: /a}\n  - {name: t, path: /b}\n",
+                   "/etc/kz/t.yaml:3:12: targets[1].name: duplicate target name 't' (also "
+                   "targets[0])");
+    s_expect_error("agents: [{name: ../evil}]\n",
+                   "/etc/kz/t.yaml:1:17: agents[0].name: invalid name '../evil': use letters, "
+                   "digits, '-', '_' and '.'");
+    s_expect_error("targets: [{name: t, path: ''}]\n",
+                   "/etc/kz/t.yaml:1:27: targets[0].path: must not be empty");
+}
+
+static void test_durations_sizes(void **state)
+{
+    (void)state;
+    int ms = -1;
+    assert_int_equal(kz_parse_duration_ms("250ms", &ms), 0);
+    assert_int_equal(ms, 250);
+    assert_int_equal(kz_parse_duration_ms("5s", &ms), 0);
+    assert_int_equal(ms, 5000);
+    assert_int_equal(kz_parse_duration_ms("2m", &ms), 0);
+    assert_int_equal(ms, 120000);
+    assert_int_equal(kz_parse_duration_ms("1h", &ms), 0);
+    assert_int_equal(ms, 3600000);
+    assert_int_equal(kz_parse_duration_ms("1500", &ms), 0);
+    assert_int_equal(ms, 1500);
+    assert_int_equal(kz_parse_duration_ms("0", &ms), 0);
+    assert_int_equal(ms, 0);
+    const char *bad_durations[] = {"",    "s",    "5x",   "-5s",     "5 s",
+                                   " 5s", "1.5s", "5sec", "999999h", "99999999999999999999",
+                                   NULL};
+    for (const char **p = bad_durations; *p; p++) {
+        ms = 42;
+        if (kz_parse_duration_ms(*p, &ms) != -1)
+            fail_msg("duration '%s' accepted", *p);
+        assert_int_equal(ms, 42);
+    }
+    assert_int_equal(kz_parse_duration_ms(NULL, &ms), -1);
+
+    size_t bytes = 0;
+    struct {
+        const char *text;
+        size_t bytes;
+    } sizes[] = {{"512", 512},
+                 {"512B", 512},
+                 {"64KiB", 65536},
+                 {"64K", 65536},
+                 {"1MiB", 1u << 20},
+                 {"1M", 1u << 20},
+                 {"1GiB", (size_t)1 << 30},
+                 {"2G", (size_t)2 << 30},
+                 {"0", 0}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        assert_int_equal(kz_parse_size(sizes[i].text, &bytes), 0);
+        assert_int_equal(bytes, sizes[i].bytes);
+    }
+    const char *bad_sizes[] = {"",  "K", "1TiB", "-1", "1 MiB", "1.5M", "99999999999999999999G",
+                               NULL};
+    for (const char **p = bad_sizes; *p; p++)
+        if (kz_parse_size(*p, &bytes) != -1)
+            fail_msg("size '%s' accepted", *p);
+}
+
+static void test_paths(void **state)
+{
+    (void)state;
+    char err[512];
+    unsetenv("KAIZEN_STATE_DIR");
+    setenv("HOME", "/home/kz", 1);
+    const char *text = "state_dir: ../state\n"
+                       "bus:\n  curve:\n    broker_cert: certs/./broker.secret\n"
+                       "    broker_public: /k/b.pub\n"
+                       "    client_cert: ~/c.secret\n    allow_dir: ../../../allowed/\n"
+                       "targets:\n  - {name: a, path: ../repos/a}\n  - {name: b, path: .}\n";
+    kz_config_t *c = kz_config_parse("/srv/conf/kaizen.yaml", text, strlen(text), err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_string_equal(c->state_dir, "/srv/state");
+    assert_string_equal(c->bus.curve.broker_cert, "/srv/conf/certs/broker.secret");
+    assert_string_equal(c->bus.curve.broker_public, "/k/b.pub");
+    assert_string_equal(c->bus.curve.client_cert, "/home/kz/c.secret");
+    assert_string_equal(c->bus.curve.allow_dir, "/allowed");
+    assert_string_equal(c->targets[0].path, "/srv/repos/a");
+    assert_string_equal(c->targets[1].path, "/srv/conf");
+    kz_config_destroy(&c);
+
+    /* a bare file name is relative to the current directory */
+    char cwd[PATH_MAX], want[PATH_MAX + 16];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    snprintf(want, sizeof want, "%s/st", cwd);
+    c = kz_config_parse("kaizen.yaml", "state_dir: st\n", 14, err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_string_equal(c->state_dir, want);
+    kz_config_destroy(&c);
+}
+
+static void test_env(void **state)
+{
+    (void)state;
+    char err[512];
+    const char *text = "state_dir: /configured\n";
+
+    setenv("KAIZEN_STATE_DIR", "/from/env//x/", 1);
+    kz_config_t *c = s_parse(text, err, sizeof err);
+    assert_non_null(c);
+    assert_string_equal(c->state_dir, "/from/env/x");
+    kz_config_destroy(&c);
+    c = kz_config_default();
+    assert_string_equal(c->state_dir, "/from/env/x");
+    kz_config_destroy(&c);
+
+    unsetenv("KAIZEN_STATE_DIR");
+    setenv("XDG_STATE_HOME", "/xdg", 1);
+    setenv("HOME", "/home/kz", 1);
+    c = s_parse(text, err, sizeof err);
+    assert_string_equal(c->state_dir, "/configured");
+    kz_config_destroy(&c);
+    c = s_parse("", err, sizeof err);
+    assert_string_equal(c->state_dir, "/xdg/kaizen");
+    kz_config_destroy(&c);
+    unsetenv("XDG_STATE_HOME");
+    c = s_parse("", err, sizeof err);
+    assert_string_equal(c->state_dir, "/home/kz/.local/state/kaizen");
+    kz_config_destroy(&c);
+
+    /* default path: $KAIZEN_CONFIG, else ./kaizen.yaml if present, else NULL */
+    setenv("KAIZEN_CONFIG", "/etc/kaizen/k.yaml", 1);
+    assert_string_equal(kz_config_default_path(), "/etc/kaizen/k.yaml");
+    unsetenv("KAIZEN_CONFIG");
+    char cwd[PATH_MAX];
+    char dir[] = "/tmp/kz-test-config.XXXXXX";
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chdir(dir), 0);
+    assert_null(kz_config_default_path());
+    FILE *f = fopen("kaizen.yaml", "w");
+    assert_non_null(f);
+    fputs("agents: [{name: x}]\n", f);
+    fclose(f);
+    assert_string_equal(kz_config_default_path(), "kaizen.yaml");
+    c = kz_config_load(kz_config_default_path(), err, sizeof err);
+    assert_non_null(c);
+    assert_int_equal(c->agents_count, 1);
+    kz_config_destroy(&c);
+    unlink("kaizen.yaml");
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_load_errors(void **state)
+{
+    (void)state;
+    char err[512];
+    kz_config_t *c = kz_config_load("/nonexistent/kaizen.yaml", err, sizeof err);
+    assert_null(c);
+    assert_string_equal(err, "unable to open '/nonexistent/kaizen.yaml': No such file or "
+                             "directory");
+    /* errors are still reported (truncated) into a tiny buffer, and no buffer is fine */
+    char tiny[8];
+    assert_null(s_parse("x: 1\n", tiny, sizeof tiny));
+    assert_string_equal(tiny, "/etc/kz");
+    assert_null(s_parse("x: 1\n", NULL, 0));
+    /* nesting is capped */
+    char deep[400];
+    memset(deep, '[', 300);
+    deep[300] = '\0';
+    c = s_parse(deep, err, sizeof err);
+    assert_null(c);
+    assert_non_null(strstr(err, "nesting too deep"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_example_file),  cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_values),        cmocka_unit_test(test_errors_syntax),
+        cmocka_unit_test(test_errors_keys),   cmocka_unit_test(test_errors_types),
+        cmocka_unit_test(test_errors_values), cmocka_unit_test(test_durations_sizes),
+        cmocka_unit_test(test_paths),         cmocka_unit_test(test_env),
+        cmocka_unit_test(test_load_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
