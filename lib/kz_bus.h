@@ -39,6 +39,7 @@ typedef struct {
     /* private to kz_bus */
     uint64_t delivery_id;
     int socket_index;
+    uint32_t generation; /* connection generation it arrived on */
     uint8_t *reply_to;
     size_t reply_to_len;
 } kz_delivery_t;

@@ -1,0 +1,1421 @@
+/*  kz_bus.c - the bus client: publisher, subscriber, queue-group members,
+    Majordomo workers and the Majordomo client (see kz_bus.h and
+    proto/PROTOCOL.md, "Frames").
+
+    Sockets are created with CZMQ; every frame is read and written with
+    raw zmq_msg calls on the resolved handle, so the receive path costs
+    one poll per batch of messages and no allocation beyond the decoded
+    envelope (delivery structs come from a small free list).
+
+    Everything that keeps the connection healthy - heartbeats, liveness
+    checks, re-joining after the broker forgot us, batched acks - runs in
+    s_maintain, which kz_bus_recv and kz_bus_call call between polls.
+*/
+#include "kz_bus.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kz_log.h"
+#include "kz_wire.h"
+
+#define S_MAX_MEMBERS  32
+#define S_MAX_WORKERS  32
+#define S_MAX_FRAMES   8
+#define S_ACK_BATCH    64    /* acks per ACK command */
+#define S_ACK_FLUSH_MS 5     /* oldest queued ack waits at most this long */
+#define S_READ_BATCH   64    /* messages read from one socket per poll */
+#define S_PENDING_MAX  10000 /* deliveries queued during a call before we stop reading */
+#define S_CACHE_MAX    64    /* free delivery structs kept for reuse */
+#define S_PUB_LINGER   2000
+
+typedef struct {
+    bool used;
+    zsock_t *sock;
+    void *handle;
+    char group[KZ_TOPIC_MAX + 1];
+    char prefix[KZ_TOPIC_MAX + 1];
+    int64_t last_recv;
+    int64_t last_send;
+    uint32_t generation; /* bumped whenever the broker may have forgotten us */
+    uint8_t acks[S_ACK_BATCH * 8];
+    size_t nacks;
+    int64_t ack_since;
+} s_member_t;
+
+typedef struct {
+    bool used;
+    zsock_t *sock;
+    void *handle;
+    char service[KZ_TOPIC_MAX + 1];
+    int64_t last_recv;
+    int64_t last_send;
+    uint32_t generation;
+} s_worker_t;
+
+typedef struct {
+    zmq_msg_t f[S_MAX_FRAMES];
+    int n;
+    bool overflow; /* more frames than S_MAX_FRAMES: the message is invalid */
+} s_frames_t;
+
+struct kz_bus {
+    kz_bus_config_t cfg; /* deep copy */
+    char agent_id[256];
+    kz_msg_limits_t limits;
+
+    zsock_t *pub;
+    void *pub_h;
+    bool pub_ready;  /* the broker's XSUB subscription is there */
+    bool pub_waited; /* the first publish already waited for it */
+
+    zsock_t *sub;
+    void *sub_h;
+
+    s_member_t members[S_MAX_MEMBERS];
+    s_worker_t workers[S_MAX_WORKERS];
+
+    zsock_t *client;
+    void *client_h;
+    const char *call_service; /* set while a call waits for its reply */
+    uint8_t *call_reply;      /* first body frame of the latest matching reply */
+    size_t call_reply_len;
+    bool call_replied;
+
+    kz_delivery_t **pending; /* ring of deliveries not yet returned */
+    size_t pending_head;
+    size_t pending_count;
+    size_t pending_cap;
+    unsigned rr; /* round-robin start among readable sockets */
+
+    uint64_t dropped;
+    uint64_t reconnects;
+    int64_t droplog_at;
+    uint64_t droplog_suppressed;
+};
+
+/* Free list of delivery structs shared by every bus in the process */
+static pthread_mutex_t s_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static kz_delivery_t *s_cache[S_CACHE_MAX];
+static size_t s_cache_count;
+static int s_live_buses;
+
+static bool s_czmq_ready;
+
+static int64_t s_now(void)
+{
+    return zclock_mono();
+}
+
+static char *s_strdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void s_endpoints_copy(kz_endpoints_t *dst, const kz_endpoints_t *src)
+{
+    dst->pub = s_strdup(src->pub);
+    dst->sub = s_strdup(src->sub);
+    dst->router = s_strdup(src->router);
+    dst->tap = s_strdup(src->tap);
+}
+
+static void s_endpoints_free(kz_endpoints_t *e)
+{
+    free(e->pub);
+    free(e->sub);
+    free(e->router);
+    free(e->tap);
+}
+
+static void s_cfg_free(kz_bus_config_t *cfg)
+{
+    s_endpoints_free(&cfg->connect);
+    s_endpoints_free(&cfg->bind);
+    free(cfg->curve.broker_cert);
+    free(cfg->curve.broker_public);
+    free(cfg->curve.client_cert);
+    free(cfg->curve.allow_dir);
+}
+
+static int s_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int s_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    if (errbuf && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errbuf, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* ---------------------------------------------------------------- CURVE */
+
+#define S_ZERO_KEY "0000000000000000000000000000000000000000"
+
+int kz_bus_curve_client(void *zsock, const kz_bus_config_t *cfg, char *errbuf, size_t errlen)
+{
+    if (!cfg->curve.enabled)
+        return 0;
+    if (!zsys_has_curve())
+        return s_err(errbuf, errlen, "bus.curve.enabled: libzmq was built without curve");
+    const char *cpath = cfg->curve.client_cert;
+    const char *bpath = cfg->curve.broker_public;
+    if (!cpath || !*cpath)
+        return s_err(errbuf, errlen, "bus.curve.client_cert: required when curve is enabled");
+    if (!bpath || !*bpath)
+        return s_err(errbuf, errlen, "bus.curve.broker_public: required when curve is enabled");
+    if (access(cpath, R_OK) != 0)
+        return s_err(errbuf, errlen, "unable to read client certificate '%s': %s", cpath,
+                     strerror(errno));
+    if (access(bpath, R_OK) != 0)
+        return s_err(errbuf, errlen, "unable to read broker public certificate '%s': %s", bpath,
+                     strerror(errno));
+    zcert_t *client = zcert_load(cpath);
+    if (!client)
+        return s_err(errbuf, errlen, "unable to load client certificate '%s'", cpath);
+    if (streq(zcert_secret_txt(client), S_ZERO_KEY)) {
+        zcert_destroy(&client);
+        return s_err(errbuf, errlen, "client certificate '%s' has no secret key", cpath);
+    }
+    zcert_t *broker = zcert_load(bpath);
+    if (!broker) {
+        zcert_destroy(&client);
+        return s_err(errbuf, errlen, "unable to load broker public certificate '%s'", bpath);
+    }
+    if (zsock) {
+        zcert_apply(client, zsock);
+        zsock_set_curve_serverkey(zsock, zcert_public_txt(broker));
+    }
+    zcert_destroy(&client);
+    zcert_destroy(&broker);
+    return 0;
+}
+
+/* -------------------------------------------------------------- sockets */
+
+static void s_czmq_init(void)
+{
+    if (!s_czmq_ready) {
+        /* CZMQ must not take SIGINT/SIGTERM away from the agent runtime */
+        zsys_handler_set(NULL);
+        s_czmq_ready = true;
+    }
+}
+
+/* A socket of TYPE connected to ENDPOINT with the bus options applied */
+static zsock_t *s_socket(kz_bus_t *self, int type, const char *endpoint, char *errbuf,
+                         size_t errlen)
+{
+    s_czmq_init();
+    zsock_t *sock = zsock_new(type);
+    if (!sock) {
+        s_err(errbuf, errlen, "unable to create socket: %s", zmq_strerror(zmq_errno()));
+        return NULL;
+    }
+    zsock_set_linger(sock, 0);
+    zsock_set_sndhwm(sock, self->cfg.hwm);
+    zsock_set_rcvhwm(sock, self->cfg.hwm);
+    zsock_set_reconnect_ivl(sock, self->cfg.reconnect_ms > 0 ? self->cfg.reconnect_ms : 250);
+    int64_t maxmsg = (int64_t)self->cfg.max_message_size;
+    if (maxmsg > 0)
+        zmq_setsockopt(zsock_resolve(sock), ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (type == ZMQ_XPUB)
+        zsock_set_xpub_nodrop(sock, 1);
+    if (type == ZMQ_DEALER)
+        zsock_set_sndtimeo(sock, self->cfg.heartbeat_ms);
+    if (kz_bus_curve_client(sock, &self->cfg, errbuf, errlen) != 0) {
+        zsock_destroy(&sock);
+        return NULL;
+    }
+    if (zsock_connect(sock, "%s", endpoint) != 0) {
+        s_err(errbuf, errlen, "unable to connect to '%s': %s", endpoint, zmq_strerror(zmq_errno()));
+        zsock_destroy(&sock);
+        return NULL;
+    }
+    return sock;
+}
+
+/* Close SOCK, letting queued frames go out for up to LINGER_MS */
+static void s_close(zsock_t **sock_p, int linger_ms)
+{
+    if (*sock_p) {
+        zsock_set_linger(*sock_p, linger_ms);
+        zsock_destroy(sock_p);
+    }
+}
+
+static bool s_endpoint_ok(const char *ep)
+{
+    return ep && (strncmp(ep, "tcp://", 6) == 0 || strncmp(ep, "ipc://", 6) == 0 ||
+                  strncmp(ep, "inproc://", 9) == 0);
+}
+
+/* ---------------------------------------------------------------- frames */
+
+/* Read one whole message without blocking. 1 read, 0 nothing there */
+static int s_recv_frames(void *handle, s_frames_t *fr)
+{
+    fr->n = 0;
+    fr->overflow = false;
+    int flags = ZMQ_DONTWAIT;
+    for (;;) {
+        zmq_msg_t spill;
+        zmq_msg_t *m = fr->n < S_MAX_FRAMES ? &fr->f[fr->n] : &spill;
+        zmq_msg_init(m);
+        if (zmq_msg_recv(m, handle, flags) < 0) {
+            zmq_msg_close(m);
+            if (fr->n == 0 && !fr->overflow)
+                return 0;
+            if (zmq_errno() == EINTR)
+                continue; /* the rest of a multipart message is there: finish it */
+            break;
+        }
+        bool more = zmq_msg_more(m);
+        if (m == &spill) {
+            zmq_msg_close(&spill);
+            fr->overflow = true;
+        } else
+            fr->n++;
+        if (!more)
+            break;
+        flags = 0;
+    }
+    return 1;
+}
+
+static void s_frames_close(s_frames_t *fr)
+{
+    for (int i = 0; i < fr->n; i++)
+        zmq_msg_close(&fr->f[i]);
+    fr->n = 0;
+}
+
+static const uint8_t *s_fdata(s_frames_t *fr, int i)
+{
+    return zmq_msg_data(&fr->f[i]);
+}
+
+static size_t s_fsize(s_frames_t *fr, int i)
+{
+    return zmq_msg_size(&fr->f[i]);
+}
+
+static bool s_feq(s_frames_t *fr, int i, const char *s)
+{
+    size_t n = strlen(s);
+    return s_fsize(fr, i) == n && memcmp(s_fdata(fr, i), s, n) == 0;
+}
+
+/* Copy frame I into BUF (NUL-terminated) when it is 1..KZ_TOPIC_MAX bytes */
+static bool s_fname(s_frames_t *fr, int i, char *buf)
+{
+    size_t n = s_fsize(fr, i);
+    if (n == 0 || n > KZ_TOPIC_MAX)
+        return false;
+    memcpy(buf, s_fdata(fr, i), n);
+    buf[n] = '\0';
+    return true;
+}
+
+/* Send N frames (copied). 0 / -1 */
+static int s_sendv(void *handle, const void *const *data, const size_t *len, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int flags = i + 1 < n ? ZMQ_SNDMORE : 0;
+        while (zmq_send(handle, data[i], len[i], flags) < 0) {
+            if (zmq_errno() != EINTR || i == 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- deliveries */
+
+static kz_delivery_t *s_delivery_new(void)
+{
+    kz_delivery_t *d = NULL;
+    pthread_mutex_lock(&s_cache_lock);
+    if (s_cache_count > 0)
+        d = s_cache[--s_cache_count];
+    pthread_mutex_unlock(&s_cache_lock);
+    if (!d)
+        d = malloc(sizeof *d);
+    if (d) {
+        d->kind = KZ_DELIVERY_EVENT;
+        d->topic[0] = '\0';
+        d->group[0] = '\0';
+        d->msg = NULL;
+        d->delivery_id = 0;
+        d->socket_index = -1;
+        d->generation = 0;
+        d->reply_to = NULL;
+        d->reply_to_len = 0;
+    }
+    return d;
+}
+
+void kz_bus_delivery_destroy(kz_delivery_t **delivery_p)
+{
+    if (!delivery_p || !*delivery_p)
+        return;
+    kz_delivery_t *d = *delivery_p;
+    *delivery_p = NULL;
+    kz_msg_destroy(&d->msg);
+    free(d->reply_to);
+    d->reply_to = NULL;
+    pthread_mutex_lock(&s_cache_lock);
+    if (s_live_buses > 0 && s_cache_count < S_CACHE_MAX) {
+        s_cache[s_cache_count++] = d;
+        d = NULL;
+    }
+    pthread_mutex_unlock(&s_cache_lock);
+    free(d);
+}
+
+static int s_pending_push(kz_bus_t *self, kz_delivery_t *d)
+{
+    if (self->pending_count == self->pending_cap) {
+        size_t cap = self->pending_cap ? self->pending_cap * 2 : 64;
+        kz_delivery_t **ring = malloc(cap * sizeof *ring);
+        if (!ring)
+            return -1;
+        for (size_t i = 0; i < self->pending_count; i++)
+            ring[i] = self->pending[(self->pending_head + i) % self->pending_cap];
+        free(self->pending);
+        self->pending = ring;
+        self->pending_cap = cap;
+        self->pending_head = 0;
+    }
+    self->pending[(self->pending_head + self->pending_count) % self->pending_cap] = d;
+    self->pending_count++;
+    return 0;
+}
+
+static kz_delivery_t *s_pending_pop(kz_bus_t *self)
+{
+    if (self->pending_count == 0)
+        return NULL;
+    kz_delivery_t *d = self->pending[self->pending_head];
+    self->pending_head = (self->pending_head + 1) % self->pending_cap;
+    self->pending_count--;
+    return d;
+}
+
+/* Count and (rate-limited) log a message that failed to decode */
+static void s_drop(kz_bus_t *self, const char *where, const kz_msg_err_t *err)
+{
+    self->dropped++;
+    int64_t now = s_now();
+    if (now - self->droplog_at >= 1000) {
+        if (self->droplog_suppressed)
+            kz_warn("dropped malformed message on %s: %s (%" PRIu64 " more since last report)",
+                    where, err->text, self->droplog_suppressed);
+        else
+            kz_warn("dropped malformed message on %s: %s", where, err->text);
+        self->droplog_at = now;
+        self->droplog_suppressed = 0;
+    } else
+        self->droplog_suppressed++;
+}
+
+/* ------------------------------------------------------------ publisher */
+
+/* Read the broker's (un)subscriptions waiting on the publisher */
+static void s_pub_input(kz_bus_t *self)
+{
+    s_frames_t fr;
+    while (self->pub && s_recv_frames(self->pub_h, &fr) == 1) {
+        if (fr.n >= 1 && s_fsize(&fr, 0) >= 1) {
+            uint8_t op = s_fdata(&fr, 0)[0];
+            if (op == 1)
+                self->pub_ready = true;
+            else if (op == 0 && s_fsize(&fr, 0) == 1)
+                self->pub_ready = false;
+        }
+        s_frames_close(&fr);
+    }
+}
+
+static int s_pub_ensure(kz_bus_t *self)
+{
+    if (self->pub)
+        return 0;
+    char err[256];
+    self->pub = s_socket(self, ZMQ_XPUB, self->cfg.connect.pub, err, sizeof err);
+    if (!self->pub)
+        return kz_fail("%s", err);
+    self->pub_h = zsock_resolve(self->pub);
+    return 0;
+}
+
+int kz_bus_wait_publisher(kz_bus_t *self, int timeout_ms)
+{
+    if (s_pub_ensure(self) != 0)
+        return -1;
+    int64_t deadline = s_now() + timeout_ms;
+    for (;;) {
+        s_pub_input(self);
+        if (self->pub_ready)
+            return 0;
+        int64_t left = deadline - s_now();
+        if (left <= 0)
+            return -1;
+        zmq_pollitem_t item = {self->pub_h, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, (long)left) < 0 && zmq_errno() == EINTR)
+            return -1;
+    }
+}
+
+/* Send [topic][body] on the publisher; BODY is consumed. Waits up to one
+   heartbeat while the socket is at its high-water mark (NODROP) */
+static int s_pub_send(kz_bus_t *self, const char *topic, zmq_msg_t *body)
+{
+    size_t tlen = strlen(topic);
+    if (tlen == 0 || tlen > KZ_TOPIC_MAX) {
+        zmq_msg_close(body);
+        return kz_fail("invalid topic '%s'", topic);
+    }
+    if (s_pub_ensure(self) != 0) {
+        zmq_msg_close(body);
+        return -1;
+    }
+    if (!self->pub_waited) {
+        self->pub_waited = true;
+        int wait = self->cfg.heartbeat_ms *
+                   (self->cfg.heartbeat_liveness > 0 ? self->cfg.heartbeat_liveness : 3);
+        if (kz_bus_wait_publisher(self, wait) != 0)
+            kz_warn("no subscription from the broker at '%s' yet: events may be lost",
+                    self->cfg.connect.pub);
+    } else
+        s_pub_input(self);
+
+    int64_t deadline = s_now() + self->cfg.heartbeat_ms;
+    while (zmq_send(self->pub_h, topic, tlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        int e = zmq_errno();
+        if ((e != EAGAIN && e != EINTR) || s_now() >= deadline) {
+            zmq_msg_close(body);
+            return kz_fail("unable to publish '%s': %s", topic,
+                           e == EAGAIN ? "publisher queue full" : zmq_strerror(e));
+        }
+        /* XPUB always reports POLLOUT, so wait on its input for 1 ms */
+        zmq_pollitem_t item = {self->pub_h, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&item, 1, 1);
+        s_pub_input(self);
+    }
+    while (zmq_msg_send(body, self->pub_h, 0) < 0) {
+        if (zmq_errno() != EINTR && zmq_errno() != EAGAIN) {
+            zmq_msg_close(body);
+            return kz_fail("unable to publish '%s': %s", topic, zmq_strerror(zmq_errno()));
+        }
+    }
+    return 0;
+}
+
+static void s_free_buf(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+int kz_bus_publish(kz_bus_t *self, kz_msg_t **msg_p)
+{
+    kz_msg_t *msg = *msg_p;
+    *msg_p = NULL;
+    if (!msg)
+        return -1;
+    const char *src = kz_msg_src(msg);
+    if ((!src || !*src) && kz_msg_set_src(msg, self->agent_id) != 0) {
+        kz_msg_destroy(&msg);
+        return kz_fail("out of memory");
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    kz_msg_err_t err;
+    if (kz_msg_encode(msg, &buf, &len, &err) != 0) {
+        int rc = kz_fail("unable to encode '%s': %s", kz_msg_type(msg), err.text);
+        kz_msg_destroy(&msg);
+        return rc;
+    }
+    char topic[KZ_TOPIC_MAX + 1];
+    snprintf(topic, sizeof topic, "%s", kz_msg_type(msg));
+    kz_msg_destroy(&msg);
+    zmq_msg_t body;
+    if (zmq_msg_init_data(&body, buf, len, s_free_buf, NULL) != 0) {
+        free(buf);
+        return kz_fail("out of memory");
+    }
+    return s_pub_send(self, topic, &body);
+}
+
+int kz_bus_publish_raw(kz_bus_t *self, const char *topic, const void *data, size_t len)
+{
+    zmq_msg_t body;
+    if (zmq_msg_init_size(&body, len) != 0)
+        return kz_fail("out of memory");
+    if (len)
+        memcpy(zmq_msg_data(&body), data, len);
+    return s_pub_send(self, topic, &body);
+}
+
+/* ----------------------------------------------------------- subscriber */
+
+int kz_bus_subscribe(kz_bus_t *self, const char *prefix)
+{
+    if (!self->sub) {
+        char err[256];
+        self->sub = s_socket(self, ZMQ_SUB, self->cfg.connect.sub, err, sizeof err);
+        if (!self->sub)
+            return kz_fail("%s", err);
+        self->sub_h = zsock_resolve(self->sub);
+    }
+    if (zmq_setsockopt(self->sub_h, ZMQ_SUBSCRIBE, prefix, strlen(prefix)) != 0)
+        return kz_fail("unable to subscribe to '%s': %s", prefix, zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+int kz_bus_unsubscribe(kz_bus_t *self, const char *prefix)
+{
+    if (!self->sub)
+        return kz_fail("not subscribed to '%s'", prefix);
+    if (zmq_setsockopt(self->sub_h, ZMQ_UNSUBSCRIBE, prefix, strlen(prefix)) != 0)
+        return kz_fail("unable to unsubscribe from '%s': %s", prefix, zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+static void s_sub_input(kz_bus_t *self, s_frames_t *fr)
+{
+    kz_msg_err_t err;
+    char topic[KZ_TOPIC_MAX + 1];
+    if (fr->overflow || fr->n != 2 || !s_fname(fr, 0, topic)) {
+        err.code = KZ_EMSG_TYPE;
+        snprintf(err.text, sizeof err.text, "expected [topic][envelope] frames");
+        s_drop(self, "subscription", &err);
+        return;
+    }
+    kz_msg_t *msg = kz_msg_decode(s_fdata(fr, 1), s_fsize(fr, 1), &self->limits, &err);
+    if (!msg) {
+        s_drop(self, topic, &err);
+        return;
+    }
+    kz_delivery_t *d = s_delivery_new();
+    if (!d || s_pending_push(self, d) != 0) {
+        kz_msg_destroy(&msg);
+        kz_bus_delivery_destroy(&d);
+        kz_error("out of memory: event '%s' lost", topic);
+        return;
+    }
+    d->kind = KZ_DELIVERY_EVENT;
+    memcpy(d->topic, topic, sizeof topic);
+    d->msg = msg;
+}
+
+/* --------------------------------------------------------- queue groups */
+
+static int s_member_send(kz_bus_t *self, s_member_t *m, uint8_t cmd, const void *a, size_t alen,
+                         const void *b, size_t blen)
+{
+    (void)self;
+    const void *data[5] = {"", KZ_GRP, &cmd, a, b};
+    size_t len[5] = {0, strlen(KZ_GRP), 1, alen, blen};
+    int n = b ? 5 : a ? 4 : 3;
+    if (s_sendv(m->handle, data, len, n) != 0)
+        return kz_fail("unable to send to broker for group '%s': %s", m->group,
+                       zmq_strerror(zmq_errno()));
+    m->last_send = s_now();
+    return 0;
+}
+
+static int s_member_flush(kz_bus_t *self, s_member_t *m)
+{
+    if (m->nacks == 0)
+        return 0;
+    int rc = s_member_send(self, m, KZ_GRP_ACK, m->acks, m->nacks * 8, NULL, 0);
+    m->nacks = 0;
+    return rc;
+}
+
+/* Queue ID for the next ACK command; flushes a full batch */
+static int s_member_ack(kz_bus_t *self, s_member_t *m, uint64_t id)
+{
+    if (m->nacks == 0)
+        m->ack_since = s_now();
+    uint8_t *p = m->acks + m->nacks * 8;
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)(id & 0xff);
+        id >>= 8;
+    }
+    m->nacks++;
+    if (m->nacks == S_ACK_BATCH || s_now() - m->ack_since >= S_ACK_FLUSH_MS)
+        return s_member_flush(self, m);
+    return 0;
+}
+
+/* (Re)connect M on a fresh socket and JOIN. Deliveries handed out
+   before belong to an older generation: their acks are meaningless to
+   the broker now (it requeued them, or it restarted and reuses ids). */
+static int s_member_connect(kz_bus_t *self, s_member_t *m)
+{
+    char err[256];
+    s_close(&m->sock, 0);
+    m->handle = NULL;
+    m->nacks = 0;
+    m->generation++;
+    m->last_recv = m->last_send = s_now();
+    m->sock = s_socket(self, ZMQ_DEALER, self->cfg.connect.router, err, sizeof err);
+    if (!m->sock)
+        return kz_fail("%s", err);
+    m->handle = zsock_resolve(m->sock);
+    return s_member_send(self, m, KZ_GRP_JOIN, m->group, strlen(m->group), m->prefix,
+                         strlen(m->prefix));
+}
+
+int kz_bus_join(kz_bus_t *self, const char *group, const char *prefix)
+{
+    size_t glen = strlen(group), plen = strlen(prefix);
+    if (glen == 0 || glen > KZ_TOPIC_MAX)
+        return kz_fail("invalid group name '%s'", group);
+    if (plen > KZ_TOPIC_MAX)
+        return kz_fail("group prefix too long for '%s'", group);
+    s_member_t *slot = NULL;
+    for (int i = 0; i < S_MAX_MEMBERS; i++) {
+        if (self->members[i].used && streq(self->members[i].group, group))
+            return kz_fail("already a member of group '%s'", group);
+        if (!self->members[i].used && !slot)
+            slot = &self->members[i];
+    }
+    if (!slot)
+        return kz_fail("too many group memberships (at most %d)", S_MAX_MEMBERS);
+    memset(slot, 0, sizeof *slot);
+    memcpy(slot->group, group, glen + 1);
+    memcpy(slot->prefix, prefix, plen + 1);
+    slot->used = true;
+    if (s_member_connect(self, slot) != 0) {
+        s_close(&slot->sock, 0);
+        slot->used = false;
+        return -1;
+    }
+    return 0;
+}
+
+static void s_member_close(kz_bus_t *self, s_member_t *m)
+{
+    s_member_flush(self, m);
+    s_member_send(self, m, KZ_GRP_LEAVE, NULL, 0, NULL, 0);
+    /* give the acks and LEAVE a heartbeat to reach the broker */
+    s_close(&m->sock, self->cfg.heartbeat_ms);
+    m->handle = NULL;
+    m->used = false;
+}
+
+int kz_bus_leave(kz_bus_t *self, const char *group)
+{
+    for (int i = 0; i < S_MAX_MEMBERS; i++) {
+        if (self->members[i].used && streq(self->members[i].group, group)) {
+            s_member_close(self, &self->members[i]);
+            return 0;
+        }
+    }
+    return kz_fail("not a member of group '%s'", group);
+}
+
+static void s_member_input(kz_bus_t *self, int idx, s_frames_t *fr)
+{
+    s_member_t *m = &self->members[idx];
+    m->last_recv = s_now();
+    if (fr->overflow || fr->n < 3 || s_fsize(fr, 0) != 0 || !s_feq(fr, 1, KZ_GRP) ||
+        s_fsize(fr, 2) != 1) {
+        kz_debug("ignoring invalid frames from broker for group '%s'", m->group);
+        return;
+    }
+    uint8_t cmd = s_fdata(fr, 2)[0];
+    if (cmd == KZ_GRP_DELIVER) {
+        char topic[KZ_TOPIC_MAX + 1];
+        if (fr->n != 6 || s_fsize(fr, 3) != 8 || !s_fname(fr, 4, topic)) {
+            kz_debug("ignoring invalid delivery for group '%s'", m->group);
+            return;
+        }
+        const uint8_t *p = s_fdata(fr, 3);
+        uint64_t id = 0;
+        for (int i = 0; i < 8; i++)
+            id = id << 8 | p[i];
+        kz_msg_err_t err;
+        kz_msg_t *msg = kz_msg_decode(s_fdata(fr, 5), s_fsize(fr, 5), &self->limits, &err);
+        if (!msg) {
+            s_drop(self, topic, &err);
+            s_member_ack(self, m, id); /* a poison message must not loop */
+            return;
+        }
+        kz_delivery_t *d = s_delivery_new();
+        if (!d || s_pending_push(self, d) != 0) {
+            kz_msg_destroy(&msg);
+            kz_bus_delivery_destroy(&d);
+            kz_error("out of memory: delivery of '%s' left to redelivery", topic);
+            return;
+        }
+        d->kind = KZ_DELIVERY_GROUP;
+        memcpy(d->topic, topic, strlen(topic) + 1);
+        memcpy(d->group, m->group, strlen(m->group) + 1);
+        d->msg = msg;
+        d->delivery_id = id;
+        d->socket_index = idx;
+        d->generation = m->generation;
+    } else if (cmd == KZ_GRP_DISCONNECT) {
+        kz_info("broker forgot group member '%s', joining again", m->group);
+        self->reconnects++;
+        s_member_connect(self, m);
+    } else if (cmd != KZ_GRP_HEARTBEAT)
+        kz_debug("ignoring group command %u for '%s'", cmd, m->group);
+}
+
+int kz_bus_ack(kz_bus_t *self, const kz_delivery_t *delivery)
+{
+    if (delivery->kind != KZ_DELIVERY_GROUP || delivery->socket_index < 0 ||
+        delivery->socket_index >= S_MAX_MEMBERS)
+        return kz_fail("ack of a delivery that is not from a queue group");
+    s_member_t *m = &self->members[delivery->socket_index];
+    if (!m->used || !streq(m->group, delivery->group))
+        return kz_fail("ack for group '%s' which we left", delivery->group);
+    if (m->generation != delivery->generation)
+        return 0; /* the broker already handed it to another member */
+    return s_member_ack(self, m, delivery->delivery_id);
+}
+
+/* ------------------------------------------------------------- services */
+
+static int s_worker_send(s_worker_t *w, uint8_t cmd, const void *client, size_t clen,
+                         const void *body, size_t blen)
+{
+    const void *data[6] = {"", KZ_MDPW, &cmd, client, "", body};
+    size_t len[6] = {0, strlen(KZ_MDPW), 1, clen, 0, blen};
+    int n = 3;
+    if (cmd == KZ_MDPW_READY) {
+        data[3] = w->service;
+        len[3] = strlen(w->service);
+        n = 4;
+    } else if (cmd == KZ_MDPW_REPLY)
+        n = 6;
+    if (s_sendv(w->handle, data, len, n) != 0)
+        return kz_fail("unable to send to broker for service '%s': %s", w->service,
+                       zmq_strerror(zmq_errno()));
+    w->last_send = s_now();
+    return 0;
+}
+
+static int s_worker_connect(kz_bus_t *self, s_worker_t *w)
+{
+    char err[256];
+    s_close(&w->sock, 0);
+    w->handle = NULL;
+    w->generation++;
+    w->last_recv = w->last_send = s_now();
+    w->sock = s_socket(self, ZMQ_DEALER, self->cfg.connect.router, err, sizeof err);
+    if (!w->sock)
+        return kz_fail("%s", err);
+    w->handle = zsock_resolve(w->sock);
+    return s_worker_send(w, KZ_MDPW_READY, NULL, 0, NULL, 0);
+}
+
+int kz_bus_offer(kz_bus_t *self, const char *service)
+{
+    size_t slen = strlen(service);
+    if (slen == 0 || slen > KZ_TOPIC_MAX || strncmp(service, "mmi.", 4) == 0)
+        return kz_fail("invalid service name '%s'", service);
+    s_worker_t *slot = NULL;
+    for (int i = 0; i < S_MAX_WORKERS; i++) {
+        if (self->workers[i].used && streq(self->workers[i].service, service))
+            return kz_fail("already offering service '%s'", service);
+        if (!self->workers[i].used && !slot)
+            slot = &self->workers[i];
+    }
+    if (!slot)
+        return kz_fail("too many services (at most %d)", S_MAX_WORKERS);
+    memset(slot, 0, sizeof *slot);
+    memcpy(slot->service, service, slen + 1);
+    slot->used = true;
+    if (s_worker_connect(self, slot) != 0) {
+        s_close(&slot->sock, 0);
+        slot->used = false;
+        return -1;
+    }
+    return 0;
+}
+
+/* Answer a request we could not decode, so its client is not left hanging */
+static void s_worker_reply_error(kz_bus_t *self, s_worker_t *w, const void *client, size_t clen,
+                                 const kz_msg_err_t *derr)
+{
+    kz_msg_t *reply = kz_msg_new("error");
+    if (!reply)
+        return;
+    kz_val_t *body = kz_msg_body(reply);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    kz_msg_err_t err;
+    if (kz_msg_set_src(reply, self->agent_id) == 0 &&
+        kz_map_put_str(reply, body, "code", "malformed") == 0 &&
+        kz_map_put_str(reply, body, "message", derr->text) == 0 &&
+        kz_msg_encode(reply, &buf, &len, &err) == 0)
+        s_worker_send(w, KZ_MDPW_REPLY, client, clen, buf, len);
+    else
+        kz_error("unable to build the error reply for service '%s'", w->service);
+    free(buf);
+    kz_msg_destroy(&reply);
+}
+
+static void s_worker_input(kz_bus_t *self, int idx, s_frames_t *fr)
+{
+    s_worker_t *w = &self->workers[idx];
+    w->last_recv = s_now();
+    if (fr->overflow || fr->n < 3 || s_fsize(fr, 0) != 0 || !s_feq(fr, 1, KZ_MDPW) ||
+        s_fsize(fr, 2) != 1) {
+        kz_debug("ignoring invalid frames from broker for service '%s'", w->service);
+        return;
+    }
+    uint8_t cmd = s_fdata(fr, 2)[0];
+    if (cmd == KZ_MDPW_REQUEST) {
+        if (fr->n < 6 || s_fsize(fr, 3) == 0 || s_fsize(fr, 4) != 0) {
+            kz_debug("ignoring invalid request for service '%s'", w->service);
+            return;
+        }
+        kz_msg_err_t err;
+        kz_msg_t *msg = kz_msg_decode(s_fdata(fr, 5), s_fsize(fr, 5), &self->limits, &err);
+        if (!msg) {
+            s_drop(self, w->service, &err);
+            s_worker_reply_error(self, w, s_fdata(fr, 3), s_fsize(fr, 3), &err);
+            return;
+        }
+        kz_delivery_t *d = s_delivery_new();
+        uint8_t *addr = malloc(s_fsize(fr, 3));
+        if (!d || !addr || s_pending_push(self, d) != 0) {
+            kz_msg_destroy(&msg);
+            free(addr);
+            kz_bus_delivery_destroy(&d);
+            kz_error("out of memory: request for '%s' lost", w->service);
+            return;
+        }
+        memcpy(addr, s_fdata(fr, 3), s_fsize(fr, 3));
+        d->kind = KZ_DELIVERY_REQUEST;
+        memcpy(d->topic, w->service, strlen(w->service) + 1);
+        d->msg = msg;
+        d->socket_index = idx;
+        d->generation = w->generation;
+        d->reply_to = addr;
+        d->reply_to_len = s_fsize(fr, 3);
+    } else if (cmd == KZ_MDPW_DISCONNECT) {
+        kz_info("broker disconnected worker of '%s', registering again", w->service);
+        self->reconnects++;
+        s_worker_connect(self, w);
+    } else if (cmd != KZ_MDPW_HEARTBEAT)
+        kz_debug("ignoring worker command %u for '%s'", cmd, w->service);
+}
+
+int kz_bus_reply(kz_bus_t *self, const kz_delivery_t *request, kz_msg_t **reply_p)
+{
+    kz_msg_t *reply = *reply_p;
+    *reply_p = NULL;
+    if (!reply)
+        return -1;
+    int rc = -1;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    kz_msg_err_t err;
+    if (request->kind != KZ_DELIVERY_REQUEST || request->socket_index < 0 ||
+        request->socket_index >= S_MAX_WORKERS) {
+        kz_fail("reply to a delivery that is not a request");
+        goto done;
+    }
+    s_worker_t *w = &self->workers[request->socket_index];
+    if (!w->used || !streq(w->service, request->topic)) {
+        kz_fail("reply for service '%s' which we no longer offer", request->topic);
+        goto done;
+    }
+    const char *src = kz_msg_src(reply);
+    const char *corr = kz_msg_corr(reply);
+    if (((!src || !*src) && kz_msg_set_src(reply, self->agent_id) != 0) ||
+        ((!corr || !*corr) && request->msg &&
+         kz_msg_set_corr(reply, kz_msg_id(request->msg)) != 0)) {
+        kz_fail("out of memory");
+        goto done;
+    }
+    if (kz_msg_encode(reply, &buf, &len, &err) != 0) {
+        kz_fail("unable to encode reply '%s': %s", kz_msg_type(reply), err.text);
+        goto done;
+    }
+    if (w->generation != request->generation) {
+        /* the broker forgot this request (restart); its client retries */
+        kz_warn("dropping reply for '%s': the broker restarted meanwhile", w->service);
+        rc = 0;
+        goto done;
+    }
+    rc = s_worker_send(w, KZ_MDPW_REPLY, request->reply_to, request->reply_to_len, buf, len);
+done:
+    free(buf);
+    kz_msg_destroy(&reply);
+    return rc;
+}
+
+/* --------------------------------------------------------------- client */
+
+static void s_client_input(kz_bus_t *self, s_frames_t *fr)
+{
+    /* [""][MDPC01][service][body...]; anything else, or a reply for
+       another service (stale from an earlier call), is dropped */
+    if (fr->overflow || fr->n < 4 || s_fsize(fr, 0) != 0 || !s_feq(fr, 1, KZ_MDPC) ||
+        !self->call_service || !s_feq(fr, 2, self->call_service)) {
+        kz_debug("ignoring unexpected reply frames");
+        return;
+    }
+    free(self->call_reply);
+    self->call_reply_len = s_fsize(fr, 3);
+    self->call_reply = malloc(self->call_reply_len ? self->call_reply_len : 1);
+    if (!self->call_reply) {
+        kz_error("out of memory: reply dropped");
+        return;
+    }
+    memcpy(self->call_reply, s_fdata(fr, 3), self->call_reply_len);
+    self->call_replied = true;
+}
+
+/* ------------------------------------------------------------ the loop */
+
+/* Heartbeats, liveness and ack flushing. Returns the ms until the next
+   thing is due (at most one heartbeat). */
+static int s_maintain(kz_bus_t *self)
+{
+    int64_t now = s_now();
+    int64_t hb = self->cfg.heartbeat_ms > 0 ? self->cfg.heartbeat_ms : 1000;
+    int64_t dead = hb * (self->cfg.heartbeat_liveness > 0 ? self->cfg.heartbeat_liveness : 3);
+    int64_t next = hb;
+    for (int i = 0; i < S_MAX_MEMBERS; i++) {
+        s_member_t *m = &self->members[i];
+        if (!m->used)
+            continue;
+        if (m->nacks) {
+            if (now - m->ack_since >= S_ACK_FLUSH_MS)
+                s_member_flush(self, m);
+            else if (m->ack_since + S_ACK_FLUSH_MS - now < next)
+                next = m->ack_since + S_ACK_FLUSH_MS - now;
+        }
+        if (!m->sock || (now - m->last_recv > dead && !(zsock_events(m->sock) & ZMQ_POLLIN))) {
+            kz_warn("broker silent for %" PRId64 " ms, joining group '%s' again",
+                    now - m->last_recv, m->group);
+            self->reconnects++;
+            s_member_connect(self, m);
+        }
+        if (m->sock && now - m->last_send >= hb)
+            s_member_send(self, m, KZ_GRP_HEARTBEAT, NULL, 0, NULL, 0);
+        if (m->last_send + hb - now < next)
+            next = m->last_send + hb - now;
+        if (m->last_recv + dead + 1 - now < next)
+            next = m->last_recv + dead + 1 - now;
+    }
+    for (int i = 0; i < S_MAX_WORKERS; i++) {
+        s_worker_t *w = &self->workers[i];
+        if (!w->used)
+            continue;
+        if (!w->sock || (now - w->last_recv > dead && !(zsock_events(w->sock) & ZMQ_POLLIN))) {
+            kz_warn("broker silent for %" PRId64 " ms, registering service '%s' again",
+                    now - w->last_recv, w->service);
+            self->reconnects++;
+            s_worker_connect(self, w);
+        }
+        if (w->sock && now - w->last_send >= hb)
+            s_worker_send(w, KZ_MDPW_HEARTBEAT, NULL, 0, NULL, 0);
+        if (w->last_send + hb - now < next)
+            next = w->last_send + hb - now;
+        if (w->last_recv + dead + 1 - now < next)
+            next = w->last_recv + dead + 1 - now;
+    }
+    return next < 0 ? 0 : (int)next;
+}
+
+enum { S_SRC_SUB, S_SRC_MEMBER, S_SRC_WORKER, S_SRC_PUB, S_SRC_CLIENT };
+
+/* Poll every socket for up to WAIT_MS and handle what arrived: deliveries
+   go to the pending queue, replies to the call in progress. While the
+   pending queue is full (a long call), delivery sockets are left alone
+   (their last_recv refreshed so silence is not mistaken for death).
+   0, or -1 when interrupted by a signal. */
+static int s_pump(kz_bus_t *self, int wait_ms)
+{
+    zmq_pollitem_t items[S_MAX_MEMBERS + S_MAX_WORKERS + 3];
+    int src[S_MAX_MEMBERS + S_MAX_WORKERS + 3];
+    int idx[S_MAX_MEMBERS + S_MAX_WORKERS + 3];
+    int n = 0;
+    bool full = self->pending_count >= S_PENDING_MAX;
+    int64_t now = s_now();
+    if (!full) {
+        if (self->sub) {
+            items[n] = (zmq_pollitem_t){self->sub_h, 0, ZMQ_POLLIN, 0};
+            src[n] = S_SRC_SUB;
+            idx[n++] = 0;
+        }
+        for (int i = 0; i < S_MAX_MEMBERS; i++) {
+            if (self->members[i].used && self->members[i].sock) {
+                items[n] = (zmq_pollitem_t){self->members[i].handle, 0, ZMQ_POLLIN, 0};
+                src[n] = S_SRC_MEMBER;
+                idx[n++] = i;
+            }
+        }
+        for (int i = 0; i < S_MAX_WORKERS; i++) {
+            if (self->workers[i].used && self->workers[i].sock) {
+                items[n] = (zmq_pollitem_t){self->workers[i].handle, 0, ZMQ_POLLIN, 0};
+                src[n] = S_SRC_WORKER;
+                idx[n++] = i;
+            }
+        }
+    } else {
+        for (int i = 0; i < S_MAX_MEMBERS; i++)
+            self->members[i].last_recv = now;
+        for (int i = 0; i < S_MAX_WORKERS; i++)
+            self->workers[i].last_recv = now;
+    }
+    if (self->pub) {
+        items[n] = (zmq_pollitem_t){self->pub_h, 0, ZMQ_POLLIN, 0};
+        src[n] = S_SRC_PUB;
+        idx[n++] = 0;
+    }
+    if (self->client && self->call_service) {
+        items[n] = (zmq_pollitem_t){self->client_h, 0, ZMQ_POLLIN, 0};
+        src[n] = S_SRC_CLIENT;
+        idx[n++] = 0;
+    }
+    if (n == 0) {
+        if (wait_ms != 0) {
+            /* nothing to wait on: sleep, but still wake on signals */
+            if (zmq_poll(NULL, 0, wait_ms) < 0 && zmq_errno() == EINTR)
+                return -1;
+        }
+        return 0;
+    }
+    int rc = zmq_poll(items, n, wait_ms);
+    if (rc < 0)
+        return zmq_errno() == EINTR ? -1 : kz_fail("poll failed: %s", zmq_strerror(zmq_errno()));
+    if (rc == 0)
+        return 0;
+    self->rr++;
+    for (int k = 0; k < n; k++) {
+        int j = (int)((self->rr + (unsigned)k) % (unsigned)n);
+        if (!(items[j].revents & ZMQ_POLLIN))
+            continue;
+        if (src[j] == S_SRC_PUB) {
+            s_pub_input(self);
+            continue;
+        }
+        for (int b = 0; b < S_READ_BATCH; b++) {
+            /* a reconnect inside the handlers may have replaced the socket */
+            void *h = src[j] == S_SRC_SUB      ? self->sub_h
+                      : src[j] == S_SRC_MEMBER ? self->members[idx[j]].handle
+                      : src[j] == S_SRC_WORKER ? self->workers[idx[j]].handle
+                                               : self->client_h;
+            if (!h || h != items[j].socket)
+                break;
+            s_frames_t fr;
+            if (s_recv_frames(h, &fr) != 1)
+                break;
+            switch (src[j]) {
+            case S_SRC_SUB:
+                s_sub_input(self, &fr);
+                break;
+            case S_SRC_MEMBER:
+                s_member_input(self, idx[j], &fr);
+                break;
+            case S_SRC_WORKER:
+                s_worker_input(self, idx[j], &fr);
+                break;
+            default:
+                s_client_input(self, &fr);
+                break;
+            }
+            s_frames_close(&fr);
+        }
+    }
+    return 0;
+}
+
+/* Flush every queued ack now (before blocking) */
+static void s_flush_acks(kz_bus_t *self)
+{
+    for (int i = 0; i < S_MAX_MEMBERS; i++)
+        if (self->members[i].used && self->members[i].nacks)
+            s_member_flush(self, &self->members[i]);
+}
+
+int kz_bus_recv(kz_bus_t *self, kz_delivery_t **delivery_p, int timeout_ms)
+{
+    *delivery_p = NULL;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_now() + timeout_ms;
+    bool first = true;
+    for (;;) {
+        kz_delivery_t *d = s_pending_pop(self);
+        if (d) {
+            *delivery_p = d;
+            return 1;
+        }
+        int due = s_maintain(self);
+        int64_t left = deadline - s_now();
+        if (left < 0)
+            left = 0;
+        if (!first && left == 0)
+            return 0;
+        int wait = 0;
+        if (!first) {
+            wait = left < due ? (int)left : due;
+            s_flush_acks(self);
+        }
+        first = false;
+        if (s_pump(self, wait) < 0)
+            return -1;
+        if (wait == 0 && self->pending_count == 0 && left == 0)
+            return 0;
+    }
+}
+
+/* -------------------------------------------------------------- calling */
+
+/* Send BODY to SERVICE and wait for replies; ACCEPT decides whether a
+   reply answers this request (NULL: any). Returns 0 with the reply bytes
+   in self->call_reply, or -1 with ERRBUF. */
+typedef bool(s_accept_fn)(kz_bus_t *self, void *arg);
+
+static int s_call(kz_bus_t *self, const char *service, const void *body, size_t len, int timeout_ms,
+                  int attempts, s_accept_fn *accept, void *arg, char *errbuf, size_t errlen)
+{
+    size_t slen = strlen(service);
+    if (slen == 0 || slen > KZ_TOPIC_MAX)
+        return s_err(errbuf, errlen, "invalid service name '%s'", service);
+    if (attempts < 1)
+        attempts = 1;
+    for (int attempt = 1; attempt <= attempts; attempt++) {
+        if (!self->client || attempt > 1) {
+            /* a fresh socket per retry, so a late reply to the previous
+               attempt cannot be confused with this one's */
+            s_close(&self->client, 0);
+            self->client = s_socket(self, ZMQ_DEALER, self->cfg.connect.router, errbuf, errlen);
+            if (!self->client)
+                return -1;
+            self->client_h = zsock_resolve(self->client);
+        }
+        const void *data[4] = {"", KZ_MDPC, service, body};
+        size_t lens[4] = {0, strlen(KZ_MDPC), slen, len};
+        if (s_sendv(self->client_h, data, lens, 4) != 0)
+            return s_err(errbuf, errlen, "unable to send request to '%s': %s", service,
+                         zmq_strerror(zmq_errno()));
+        int64_t deadline = s_now() + timeout_ms;
+        self->call_service = service;
+        for (;;) {
+            self->call_replied = false;
+            int due = s_maintain(self);
+            int64_t left = deadline - s_now();
+            if (left <= 0)
+                break;
+            int rc = s_pump(self, left < due ? (int)left : due);
+            if (rc < 0) {
+                self->call_service = NULL;
+                return s_err(errbuf, errlen, "call to '%s' interrupted", service);
+            }
+            if (self->call_replied && (!accept || accept(self, arg))) {
+                self->call_service = NULL;
+                return 0;
+            }
+        }
+        self->call_service = NULL;
+        if (attempt < attempts)
+            kz_warn("no reply from '%s' within %d ms, retrying", service, timeout_ms);
+    }
+    /* the request may still be queued on the dead socket: drop it */
+    s_close(&self->client, 0);
+    self->client_h = NULL;
+    return s_err(errbuf, errlen, "no reply from '%s' after %d attempt%s", service, attempts,
+                 attempts == 1 ? "" : "s");
+}
+
+typedef struct {
+    const char *id;
+    kz_msg_t *reply;
+} s_call_ctx_t;
+
+static bool s_accept_envelope(kz_bus_t *self, void *arg)
+{
+    s_call_ctx_t *ctx = arg;
+    kz_msg_err_t err;
+    kz_msg_t *msg = kz_msg_decode(self->call_reply, self->call_reply_len, &self->limits, &err);
+    if (!msg) {
+        s_drop(self, "reply", &err);
+        return false;
+    }
+    const char *corr = kz_msg_corr(msg);
+    if (!corr || !streq(corr, ctx->id)) {
+        kz_debug("dropping stale reply (corr %s, expected %s)", corr ? corr : "-", ctx->id);
+        kz_msg_destroy(&msg);
+        return false;
+    }
+    ctx->reply = msg;
+    return true;
+}
+
+kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p, int timeout_ms,
+                      int retries, char *errbuf, size_t errlen)
+{
+    kz_msg_t *req = *request_p;
+    *request_p = NULL;
+    if (!req) {
+        s_err(errbuf, errlen, "no request");
+        return NULL;
+    }
+    kz_msg_t *result = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    kz_msg_err_t err;
+    char id[128];
+    const char *src = kz_msg_src(req);
+    if ((!src || !*src) && kz_msg_set_src(req, self->agent_id) != 0) {
+        s_err(errbuf, errlen, "out of memory");
+        goto done;
+    }
+    if (kz_msg_encode(req, &buf, &len, &err) != 0) {
+        s_err(errbuf, errlen, "unable to encode request '%s': %s", kz_msg_type(req), err.text);
+        goto done;
+    }
+    snprintf(id, sizeof id, "%s", kz_msg_id(req));
+    s_call_ctx_t ctx = {id, NULL};
+    if (s_call(self, service, buf, len, timeout_ms < 0 ? self->cfg.call_timeout_ms : timeout_ms,
+               retries < 0 ? self->cfg.call_retries : retries, s_accept_envelope, &ctx, errbuf,
+               errlen) == 0)
+        result = ctx.reply;
+done:
+    free(buf);
+    free(self->call_reply);
+    self->call_reply = NULL;
+    kz_msg_destroy(&req);
+    return result;
+}
+
+int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_t len,
+                    int timeout_ms, uint8_t **reply_p, size_t *reply_len, char *errbuf,
+                    size_t errlen)
+{
+    *reply_p = NULL;
+    *reply_len = 0;
+    if (s_call(self, service, body, len, timeout_ms < 0 ? self->cfg.call_timeout_ms : timeout_ms, 1,
+               NULL, NULL, errbuf, errlen) != 0)
+        return -1;
+    *reply_p = self->call_reply;
+    *reply_len = self->call_reply_len;
+    self->call_reply = NULL;
+    return 0;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+kz_bus_t *kz_bus_new(const kz_bus_config_t *cfg, const char *agent_id, char *errbuf, size_t errlen)
+{
+    const char *names[3] = {"bus.endpoints.pub", "bus.endpoints.sub", "bus.endpoints.router"};
+    const char *eps[3] = {cfg->connect.pub, cfg->connect.sub, cfg->connect.router};
+    for (int i = 0; i < 3; i++) {
+        if (!s_endpoint_ok(eps[i])) {
+            s_err(errbuf, errlen, "%s: invalid endpoint '%s' (expected tcp://, ipc://)", names[i],
+                  eps[i] ? eps[i] : "");
+            return NULL;
+        }
+    }
+    if (kz_bus_curve_client(NULL, cfg, errbuf, errlen) != 0)
+        return NULL;
+    kz_bus_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        s_err(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    self->cfg = *cfg;
+    s_endpoints_copy(&self->cfg.connect, &cfg->connect);
+    s_endpoints_copy(&self->cfg.bind, &cfg->bind);
+    self->cfg.curve.broker_cert = s_strdup(cfg->curve.broker_cert);
+    self->cfg.curve.broker_public = s_strdup(cfg->curve.broker_public);
+    self->cfg.curve.client_cert = s_strdup(cfg->curve.client_cert);
+    self->cfg.curve.allow_dir = s_strdup(cfg->curve.allow_dir);
+    if (self->cfg.heartbeat_ms <= 0)
+        self->cfg.heartbeat_ms = 1000;
+    if (self->cfg.heartbeat_liveness <= 0)
+        self->cfg.heartbeat_liveness = 3;
+    if (self->cfg.hwm <= 0)
+        self->cfg.hwm = 100000;
+    if (self->cfg.call_timeout_ms <= 0)
+        self->cfg.call_timeout_ms = 10000;
+    if (self->cfg.call_retries <= 0)
+        self->cfg.call_retries = 3;
+    snprintf(self->agent_id, sizeof self->agent_id, "%s", agent_id ? agent_id : "kaizen");
+    self->limits = kz_msg_limits_default();
+    if (self->cfg.max_message_size > 0)
+        self->limits.max_size = self->cfg.max_message_size;
+    if (!self->cfg.connect.pub || !self->cfg.connect.sub || !self->cfg.connect.router) {
+        s_cfg_free(&self->cfg);
+        free(self);
+        s_err(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_lock(&s_cache_lock);
+    s_live_buses++;
+    pthread_mutex_unlock(&s_cache_lock);
+    return self;
+}
+
+void kz_bus_destroy(kz_bus_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kz_bus_t *self = *self_p;
+    *self_p = NULL;
+    for (int i = 0; i < S_MAX_MEMBERS; i++)
+        if (self->members[i].used)
+            s_member_close(self, &self->members[i]);
+    for (int i = 0; i < S_MAX_WORKERS; i++) {
+        s_worker_t *w = &self->workers[i];
+        if (w->used) {
+            s_worker_send(w, KZ_MDPW_DISCONNECT, NULL, 0, NULL, 0);
+            s_close(&w->sock, self->cfg.heartbeat_ms);
+            w->used = false;
+        }
+    }
+    s_close(&self->client, 0);
+    s_close(&self->sub, 0);
+    /* queued events get S_PUB_LINGER ms to reach the broker */
+    s_close(&self->pub, S_PUB_LINGER);
+    kz_delivery_t *d;
+    while ((d = s_pending_pop(self)))
+        kz_bus_delivery_destroy(&d);
+    free(self->pending);
+    free(self->call_reply);
+    s_cfg_free(&self->cfg);
+    free(self);
+
+    pthread_mutex_lock(&s_cache_lock);
+    if (--s_live_buses == 0) {
+        while (s_cache_count > 0)
+            free(s_cache[--s_cache_count]);
+    }
+    pthread_mutex_unlock(&s_cache_lock);
+}
+
+const char *kz_bus_agent_id(const kz_bus_t *self)
+{
+    return self->agent_id;
+}
+
+uint64_t kz_bus_dropped(const kz_bus_t *self)
+{
+    return self->dropped;
+}
+
+uint64_t kz_bus_reconnects(const kz_bus_t *self)
+{
+    return self->reconnects;
+}
