@@ -1,0 +1,1900 @@
+/*  kz_broker.c - the kaizen bus broker: events, queue groups, Majordomo
+    services and the tap (see kz_broker.h and proto/PROTOCOL.md)
+
+    Hot paths (events, MDP requests and replies, group deliveries) use raw
+    zmq_msg_t: frames are moved or zmq_msg_copy'd (reference counted above
+    33 bytes), never re-allocated, and the objects that hold them (group
+    items, requests) come from free lists. The tap header is only built
+    while the tap XPUB has at least one subscription.
+
+    Ownership: the broker owns every group, member, worker, service and
+    queued message; a message is either in exactly one queue, one member's
+    in-flight set, or one worker's "current" slot.
+*/
+#include "kz_broker.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "kz_log.h"
+#include "kz_wire.h"
+
+#define S_BATCH        256  /* messages drained per readable socket per poll */
+#define S_MAX_FRAMES   64   /* frames in one router message; more is malformed */
+#define S_MAX_TOPICS   4096 /* distinct topics counted before "(other)" */
+#define S_MAX_SERVICES 4096
+#define S_MAX_GROUPS   1024
+#define S_POOL_KEEP    4096 /* free objects kept for reuse */
+#define S_ID_MAX       256  /* zmq routing ids are at most 255 bytes */
+
+/* Drop reasons, counted and reported by mmi.stats under "drops" */
+typedef enum {
+    S_DROP_EVENT = 0,
+    S_DROP_PROTOCOL,
+    S_DROP_REQUEST,
+    S_DROP_WORKER_CMD,
+    S_DROP_GROUP_CMD,
+    S_DROP_DELIVERY_ID,
+    S_DROP_UNKNOWN_WORKER,
+    S_DROP_UNKNOWN_MEMBER,
+    S_DROP_TOO_MANY_FRAMES,
+    S_DROP_SERVICE_QUEUE,
+    S_DROP_GROUP_QUEUE,
+    S_DROP_REQUEST_EXPIRED,
+    S_DROP_TOO_MANY_NAMES,
+    S_DROP_COUNT
+} s_drop_t;
+
+static const char *const s_drop_names[S_DROP_COUNT] = {
+    "malformed event",          "unknown protocol",        "malformed request",
+    "malformed worker command", "malformed group command", "bad delivery id",
+    "unknown worker",           "unknown member",          "too many frames",
+    "service queue full",       "group queue full",        "request expired",
+    "too many names",
+};
+
+/* A ring of pointers; capacity is a power of two */
+typedef struct {
+    void **buf;
+    size_t cap, head, len;
+} s_ring_t;
+
+typedef struct {
+    uint64_t msgs, bytes;
+} s_topic_stats_t;
+
+/* One event queued for a group or in flight at a member */
+typedef struct s_item {
+    struct s_item *next_free;
+    zmq_msg_t topic, body;
+    uint64_t id; /* delivery id, set when delivered */
+    bool redelivery, acked;
+} s_item_t;
+
+typedef struct s_group s_group_t;
+typedef struct s_gpeer s_gpeer_t;
+
+typedef struct {
+    s_gpeer_t *peer;
+    s_group_t *group;
+    s_ring_t inflight; /* s_item_t *, ascending ids; acked ones are tombstones */
+    size_t live;       /* unacked items in inflight */
+    size_t credit;
+} s_member_t;
+
+struct s_group {
+    char *name;
+    char **prefixes;
+    size_t *prefix_lens;
+    size_t nprefixes;
+    s_member_t **members;
+    size_t nmembers, rr;
+    s_ring_t queue; /* s_item_t * */
+    uint64_t delivered, redelivered, acked;
+};
+
+/* A DEALER speaking KZG01 */
+struct s_gpeer {
+    unsigned char id[S_ID_MAX];
+    size_t idlen;
+    char hex[2 * S_ID_MAX + 1];
+    int64_t last_recv, last_send;
+    s_member_t **members;
+    size_t nmembers;
+    size_t index; /* in broker->gpeers */
+};
+
+typedef struct s_service s_service_t;
+
+typedef struct s_request {
+    struct s_request *next_free;
+    s_service_t *service;
+    zmq_msg_t client;
+    bool delim; /* the client sent an empty delimiter (REQ, DEALER) */
+    zmq_msg_t inl[4];
+    zmq_msg_t *body;
+    size_t nbody;
+    int64_t arrived;
+    uint64_t seq;
+} s_request_t;
+
+struct s_service {
+    char *name;
+    s_ring_t requests; /* s_request_t *, oldest first */
+    s_ring_t waiting;  /* s_worker_t *, longest waiting first */
+    size_t nworkers;
+    uint64_t nrequests, nreplies, bytes;
+};
+
+/* A DEALER speaking MDPW01 */
+typedef struct {
+    unsigned char id[S_ID_MAX];
+    size_t idlen;
+    char hex[2 * S_ID_MAX + 1];
+    s_service_t *service;
+    s_request_t *current;
+    int64_t last_recv, last_send;
+    size_t index; /* in broker->workers */
+    bool waiting;
+} s_worker_t;
+
+/* Fixed buffer for msgpack tap headers: no allocation on the hot path */
+typedef struct {
+    char data[2048];
+    size_t len;
+    bool overflow;
+} s_fixbuf_t;
+
+/* Optional tap header fields */
+typedef struct {
+    const char *peer;
+    const char *group;
+    uint64_t seq;
+    bool has_seq;
+    uint64_t size;
+    int redelivery; /* -1 absent, 0 false, 1 true */
+} s_tapinfo_t;
+
+struct kz_broker_t {
+    volatile sig_atomic_t stopping;
+    zsock_t *pub, *sub, *router, *tap;
+    void *pub_h, *sub_h, *router_h, *tap_h;
+    zactor_t *auth;
+    zcert_t *cert;
+    char *ep_pub, *ep_sub, *ep_router, *ep_tap;
+
+    int heartbeat_ms, liveness;
+    size_t group_queue_limit, group_inflight, service_queue_limit;
+    int request_ttl_ms, stats_interval_ms;
+
+    int64_t now, started, next_stats;
+    uint64_t next_delivery, next_seq;
+    long tap_subs;
+
+    zhashx_t *topics;   /* name -> s_topic_stats_t */
+    zhashx_t *services; /* name -> s_service_t */
+    zhashx_t *workers_by_id;
+    zhashx_t *gpeers_by_id;
+    s_worker_t **workers;
+    size_t nworkers, capworkers;
+    s_gpeer_t **gpeers;
+    size_t ngpeers, capgpeers;
+    s_group_t **groups;
+    size_t ngroups, capgroups;
+
+    uint64_t drops[S_DROP_COUNT];
+    int64_t drop_logged[S_DROP_COUNT];
+    uint64_t drop_logged_count[S_DROP_COUNT];
+    uint64_t events_in, event_bytes;
+
+    s_item_t *free_items;
+    size_t nfree_items;
+    s_request_t *free_requests;
+    size_t nfree_requests;
+};
+
+/* ---------------------------------------------------------------- utils */
+
+static int64_t s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t s_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void s_hex(const unsigned char *data, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[data[i] >> 4];
+        out[2 * i + 1] = digits[data[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static bool s_frame_is(zmq_msg_t *msg, const char *text)
+{
+    size_t len = strlen(text);
+    return zmq_msg_size(msg) == len && memcmp(zmq_msg_data(msg), text, len) == 0;
+}
+
+static void s_free_ptr(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* Send one frame from a buffer; router sends never block (no MANDATORY) */
+static void s_send_buf(void *sock, const void *data, size_t len, bool more)
+{
+    zmq_send(sock, data, len, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+}
+
+/* Send a reference-counted copy of MSG, keeping MSG */
+static void s_send_copy(void *sock, zmq_msg_t *msg, bool more)
+{
+    zmq_msg_t copy;
+    zmq_msg_init(&copy);
+    zmq_msg_copy(&copy, msg);
+    if (zmq_msg_send(&copy, sock, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) == -1)
+        zmq_msg_close(&copy);
+}
+
+/* Send MSG itself (ownership passes to zmq; MSG is left empty) */
+static void s_send_move(void *sock, zmq_msg_t *msg, bool more)
+{
+    if (zmq_msg_send(msg, sock, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) == -1) {
+        zmq_msg_close(msg);
+        zmq_msg_init(msg);
+    }
+}
+
+/* ----------------------------------------------------------------- ring */
+
+static int s_ring_grow(s_ring_t *r)
+{
+    size_t cap = r->cap ? r->cap * 2 : 16;
+    void **buf = malloc(cap * sizeof(void *));
+    if (!buf)
+        return -1;
+    for (size_t i = 0; i < r->len; i++)
+        buf[i] = r->buf[(r->head + i) & (r->cap - 1)];
+    free(r->buf);
+    r->buf = buf;
+    r->cap = cap;
+    r->head = 0;
+    return 0;
+}
+
+static void *s_ring_at(const s_ring_t *r, size_t i)
+{
+    return r->buf[(r->head + i) & (r->cap - 1)];
+}
+
+static int s_ring_push_back(s_ring_t *r, void *p)
+{
+    if (r->len == r->cap && s_ring_grow(r) == -1)
+        return -1;
+    r->buf[(r->head + r->len) & (r->cap - 1)] = p;
+    r->len++;
+    return 0;
+}
+
+static int s_ring_push_front(s_ring_t *r, void *p)
+{
+    if (r->len == r->cap && s_ring_grow(r) == -1)
+        return -1;
+    r->head = (r->head + r->cap - 1) & (r->cap - 1);
+    r->buf[r->head] = p;
+    r->len++;
+    return 0;
+}
+
+static void *s_ring_pop_front(s_ring_t *r)
+{
+    if (r->len == 0)
+        return NULL;
+    void *p = r->buf[r->head];
+    r->head = (r->head + 1) & (r->cap - 1);
+    r->len--;
+    return p;
+}
+
+static void *s_ring_pop_back(s_ring_t *r)
+{
+    if (r->len == 0)
+        return NULL;
+    r->len--;
+    return r->buf[(r->head + r->len) & (r->cap - 1)];
+}
+
+/* Remove the element at I keeping order (O(n), used on rare paths) */
+static void s_ring_remove_at(s_ring_t *r, size_t i)
+{
+    for (size_t k = i; k + 1 < r->len; k++)
+        r->buf[(r->head + k) & (r->cap - 1)] = r->buf[(r->head + k + 1) & (r->cap - 1)];
+    r->len--;
+}
+
+static void s_ring_free(s_ring_t *r)
+{
+    free(r->buf);
+    memset(r, 0, sizeof(*r));
+}
+
+/* ---------------------------------------------------------------- pools */
+
+static s_item_t *s_item_new(kz_broker_t *self)
+{
+    s_item_t *item = self->free_items;
+    if (item) {
+        self->free_items = item->next_free;
+        self->nfree_items--;
+    } else if (!(item = malloc(sizeof(*item))))
+        return NULL;
+    zmq_msg_init(&item->topic);
+    zmq_msg_init(&item->body);
+    item->next_free = NULL;
+    item->id = 0;
+    item->redelivery = false;
+    item->acked = false;
+    return item;
+}
+
+/* Close the item's frames (idempotent: acked items are already empty) */
+static void s_item_release(s_item_t *item)
+{
+    zmq_msg_close(&item->topic);
+    zmq_msg_close(&item->body);
+    zmq_msg_init(&item->topic);
+    zmq_msg_init(&item->body);
+}
+
+static void s_item_free(kz_broker_t *self, s_item_t *item)
+{
+    zmq_msg_close(&item->topic);
+    zmq_msg_close(&item->body);
+    if (self->nfree_items < S_POOL_KEEP) {
+        item->next_free = self->free_items;
+        self->free_items = item;
+        self->nfree_items++;
+    } else
+        free(item);
+}
+
+static s_request_t *s_request_new(kz_broker_t *self, size_t nbody)
+{
+    s_request_t *req = self->free_requests;
+    if (req) {
+        self->free_requests = req->next_free;
+        self->nfree_requests--;
+    } else if (!(req = malloc(sizeof(*req))))
+        return NULL;
+    req->body = req->inl;
+    if (nbody > 4 && !(req->body = malloc(nbody * sizeof(zmq_msg_t)))) {
+        free(req);
+        return NULL;
+    }
+    req->nbody = nbody;
+    for (size_t i = 0; i < nbody; i++)
+        zmq_msg_init(&req->body[i]);
+    zmq_msg_init(&req->client);
+    req->next_free = NULL;
+    req->service = NULL;
+    req->delim = true;
+    req->arrived = self->now;
+    req->seq = 0;
+    return req;
+}
+
+static void s_request_free(kz_broker_t *self, s_request_t *req)
+{
+    zmq_msg_close(&req->client);
+    for (size_t i = 0; i < req->nbody; i++)
+        zmq_msg_close(&req->body[i]);
+    if (req->body != req->inl)
+        free(req->body);
+    req->body = req->inl;
+    req->nbody = 0;
+    if (self->nfree_requests < S_POOL_KEEP) {
+        req->next_free = self->free_requests;
+        self->free_requests = req;
+        self->nfree_requests++;
+    } else
+        free(req);
+}
+
+/* ------------------------------------------------------------ drops/log */
+
+/* Count a drop and log it at most once per second per reason */
+static void s_drop(kz_broker_t *self, s_drop_t reason, const char *peer)
+{
+    self->drops[reason]++;
+    if (self->now - self->drop_logged[reason] >= 1000 || self->drop_logged[reason] == 0) {
+        uint64_t since = self->drops[reason] - self->drop_logged_count[reason];
+        kz_warn("dropped %s%s%s (%" PRIu64 " since last report, %" PRIu64 " in total)",
+                s_drop_names[reason], peer ? " from " : "", peer ? peer : "", since,
+                self->drops[reason]);
+        self->drop_logged[reason] = self->now ? self->now : 1;
+        self->drop_logged_count[reason] = self->drops[reason];
+    }
+}
+
+/* ------------------------------------------------------------------ tap */
+
+static int s_fixbuf_write(void *data, const char *buf, size_t len)
+{
+    s_fixbuf_t *fb = data;
+    if (fb->len + len > sizeof(fb->data)) {
+        fb->overflow = true;
+        return -1;
+    }
+    memcpy(fb->data + fb->len, buf, len);
+    fb->len += len;
+    return 0;
+}
+
+static void s_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t len = strlen(s);
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, s, len);
+}
+
+/* Publish [path][name][header][payload copies...] on the tap. Callers
+   check self->tap_subs first so nothing is built while nobody listens. */
+static void s_tap(kz_broker_t *self, const char *path, const void *name, size_t namelen,
+                  const s_tapinfo_t *info, zmq_msg_t *payload, size_t npayload)
+{
+    s_fixbuf_t fb;
+    fb.len = 0;
+    fb.overflow = false;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, s_fixbuf_write);
+    size_t n = 3 + (info->peer ? 1 : 0) + (info->group ? 1 : 0) + (info->has_seq ? 1 : 0) +
+               (info->redelivery >= 0 ? 1 : 0);
+    msgpack_pack_map(&pk, n);
+    s_pack_str(&pk, "ts");
+    msgpack_pack_int64(&pk, s_wall_us());
+    s_pack_str(&pk, "path");
+    s_pack_str(&pk, path);
+    if (info->peer) {
+        s_pack_str(&pk, "peer");
+        s_pack_str(&pk, info->peer);
+    }
+    if (info->group) {
+        s_pack_str(&pk, "group");
+        s_pack_str(&pk, info->group);
+    }
+    if (info->has_seq) {
+        s_pack_str(&pk, "seq");
+        msgpack_pack_uint64(&pk, info->seq);
+    }
+    s_pack_str(&pk, "size");
+    msgpack_pack_uint64(&pk, info->size);
+    if (info->redelivery >= 0) {
+        s_pack_str(&pk, "redelivery");
+        if (info->redelivery)
+            msgpack_pack_true(&pk);
+        else
+            msgpack_pack_false(&pk);
+    }
+    if (fb.overflow)
+        return;
+    s_send_buf(self->tap_h, path, strlen(path), true);
+    s_send_buf(self->tap_h, name, namelen, true);
+    s_send_buf(self->tap_h, fb.data, fb.len, npayload > 0);
+    for (size_t i = 0; i < npayload; i++)
+        s_send_copy(self->tap_h, &payload[i], i + 1 < npayload);
+}
+
+static void s_handle_tap(kz_broker_t *self)
+{
+    for (int n = 0; n < S_BATCH; n++) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, self->tap_h, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close(&msg);
+            return;
+        }
+        /* XPUB passes one subscribe per distinct topic and one unsubscribe
+           when its last subscriber goes: a counter tells whether anyone
+           listens */
+        const unsigned char *d = zmq_msg_data(&msg);
+        if (zmq_msg_size(&msg) >= 1 && !zmq_msg_more(&msg)) {
+            if (d[0] == 1)
+                self->tap_subs++;
+            else if (d[0] == 0 && self->tap_subs > 0)
+                self->tap_subs--;
+        }
+        zmq_msg_close(&msg);
+    }
+}
+
+/* Subscriptions on the events-out XPUB: zmq filters, we only drain */
+static void s_handle_sub(kz_broker_t *self)
+{
+    for (int n = 0; n < S_BATCH; n++) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        int rc = zmq_msg_recv(&msg, self->sub_h, ZMQ_DONTWAIT);
+        zmq_msg_close(&msg);
+        if (rc == -1)
+            return;
+    }
+}
+
+/* --------------------------------------------------------------- groups */
+
+static void s_gpeer_send_cmd(kz_broker_t *self, const unsigned char *id, size_t idlen, int cmd)
+{
+    unsigned char c = (unsigned char)cmd;
+    s_send_buf(self->router_h, id, idlen, true);
+    s_send_buf(self->router_h, "", 0, true);
+    s_send_buf(self->router_h, KZ_GRP, strlen(KZ_GRP), true);
+    s_send_buf(self->router_h, &c, 1, false);
+}
+
+static void s_deliver(kz_broker_t *self, s_member_t *m, s_item_t *item)
+{
+    s_group_t *g = m->group;
+    s_gpeer_t *p = m->peer;
+    unsigned char cmd = KZ_GRP_DELIVER;
+    unsigned char idbuf[8];
+    item->id = ++self->next_delivery;
+    for (int i = 0; i < 8; i++)
+        idbuf[i] = (unsigned char)(item->id >> (56 - 8 * i));
+    s_send_buf(self->router_h, p->id, p->idlen, true);
+    s_send_buf(self->router_h, "", 0, true);
+    s_send_buf(self->router_h, KZ_GRP, strlen(KZ_GRP), true);
+    s_send_buf(self->router_h, &cmd, 1, true);
+    s_send_buf(self->router_h, idbuf, 8, true);
+    s_send_copy(self->router_h, &item->topic, true);
+    s_send_copy(self->router_h, &item->body, false);
+    p->last_send = self->now;
+    g->delivered++;
+    if (item->redelivery)
+        g->redelivered++;
+    if (self->tap_subs > 0) {
+        s_tapinfo_t info = {
+            p->hex, g->name, item->id, true, zmq_msg_size(&item->body), item->redelivery ? 1 : 0};
+        s_tap(self, KZ_TAP_GROUP, zmq_msg_data(&item->topic), zmq_msg_size(&item->topic), &info,
+              &item->body, 1);
+    }
+    if (s_ring_push_back(&m->inflight, item) == -1) {
+        /* out of memory: the member still got it; forget it rather than crash */
+        s_item_free(self, item);
+        return;
+    }
+    m->live++;
+}
+
+/* Hand queued events to members with credit, round-robin */
+static void s_group_dispatch(kz_broker_t *self, s_group_t *g)
+{
+    while (g->queue.len > 0 && g->nmembers > 0) {
+        s_member_t *chosen = NULL;
+        for (size_t k = 0; k < g->nmembers; k++) {
+            size_t i = (g->rr + k) % g->nmembers;
+            if (g->members[i]->live < g->members[i]->credit) {
+                chosen = g->members[i];
+                g->rr = (i + 1) % g->nmembers;
+                break;
+            }
+        }
+        if (!chosen)
+            return;
+        s_deliver(self, chosen, s_ring_pop_front(&g->queue));
+    }
+}
+
+static s_group_t *s_group_lookup(kz_broker_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->ngroups; i++)
+        if (strcmp(self->groups[i]->name, name) == 0)
+            return self->groups[i];
+    return NULL;
+}
+
+static s_group_t *s_group_new(kz_broker_t *self, const char *name)
+{
+    if (self->ngroups == self->capgroups) {
+        size_t cap = self->capgroups ? self->capgroups * 2 : 8;
+        s_group_t **groups = realloc(self->groups, cap * sizeof(*groups));
+        if (!groups)
+            return NULL;
+        self->groups = groups;
+        self->capgroups = cap;
+    }
+    s_group_t *g = calloc(1, sizeof(*g));
+    if (!g || !(g->name = strdup(name))) {
+        free(g);
+        return NULL;
+    }
+    self->groups[self->ngroups++] = g;
+    return g;
+}
+
+static int s_group_add_prefix(s_group_t *g, const char *prefix, size_t len)
+{
+    for (size_t i = 0; i < g->nprefixes; i++)
+        if (g->prefix_lens[i] == len && memcmp(g->prefixes[i], prefix, len) == 0)
+            return 0;
+    char **prefixes = realloc(g->prefixes, (g->nprefixes + 1) * sizeof(char *));
+    if (!prefixes)
+        return -1;
+    g->prefixes = prefixes;
+    size_t *lens = realloc(g->prefix_lens, (g->nprefixes + 1) * sizeof(size_t));
+    if (!lens)
+        return -1;
+    g->prefix_lens = lens;
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, prefix, len);
+    copy[len] = '\0';
+    g->prefixes[g->nprefixes] = copy;
+    g->prefix_lens[g->nprefixes] = len;
+    g->nprefixes++;
+    return 0;
+}
+
+static void s_group_destroy(kz_broker_t *self, s_group_t *g)
+{
+    s_item_t *item;
+    while ((item = s_ring_pop_front(&g->queue)))
+        s_item_free(self, item);
+    s_ring_free(&g->queue);
+    for (size_t i = 0; i < g->nprefixes; i++)
+        free(g->prefixes[i]);
+    free(g->prefixes);
+    free(g->prefix_lens);
+    free(g->members);
+    free(g->name);
+    free(g);
+}
+
+/* Put a member's unacked deliveries back at the front of its group's queue
+   in delivery order, marked as redeliveries, and free the member */
+static void s_member_remove(kz_broker_t *self, s_member_t *m)
+{
+    s_group_t *g = m->group;
+    s_item_t *item;
+    while ((item = s_ring_pop_back(&m->inflight))) {
+        if (item->acked || s_ring_push_front(&g->queue, item) == -1) {
+            s_item_free(self, item);
+            continue;
+        }
+        item->redelivery = true;
+    }
+    s_ring_free(&m->inflight);
+    for (size_t i = 0; i < g->nmembers; i++) {
+        if (g->members[i] == m) {
+            memmove(&g->members[i], &g->members[i + 1],
+                    (g->nmembers - i - 1) * sizeof(s_member_t *));
+            g->nmembers--;
+            if (g->rr > i)
+                g->rr--;
+            if (g->rr >= g->nmembers)
+                g->rr = 0;
+            break;
+        }
+    }
+    free(m);
+    s_group_dispatch(self, g);
+}
+
+static void s_gpeer_remove(kz_broker_t *self, s_gpeer_t *p)
+{
+    for (size_t i = 0; i < p->nmembers; i++)
+        s_member_remove(self, p->members[i]);
+    free(p->members);
+    zhashx_delete(self->gpeers_by_id, p->hex);
+    self->gpeers[p->index] = self->gpeers[--self->ngpeers];
+    self->gpeers[p->index]->index = p->index;
+    free(p);
+}
+
+static s_gpeer_t *s_gpeer_new(kz_broker_t *self, zmq_msg_t *identity, const char *hex)
+{
+    if (self->ngpeers == self->capgpeers) {
+        size_t cap = self->capgpeers ? self->capgpeers * 2 : 16;
+        s_gpeer_t **arr = realloc(self->gpeers, cap * sizeof(*arr));
+        if (!arr)
+            return NULL;
+        self->gpeers = arr;
+        self->capgpeers = cap;
+    }
+    s_gpeer_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->idlen = zmq_msg_size(identity);
+    memcpy(p->id, zmq_msg_data(identity), p->idlen);
+    strcpy(p->hex, hex);
+    p->last_recv = p->last_send = self->now;
+    if (zhashx_insert(self->gpeers_by_id, p->hex, p) == -1) {
+        free(p);
+        return NULL;
+    }
+    p->index = self->ngpeers;
+    self->gpeers[self->ngpeers++] = p;
+    return p;
+}
+
+/* Copy a name frame (1..255 bytes, no NUL) into OUT; -1 when invalid */
+static int s_name(zmq_msg_t *frame, char *out, bool allow_empty)
+{
+    size_t len = zmq_msg_size(frame);
+    if ((len == 0 && !allow_empty) || len > KZ_TOPIC_MAX)
+        return -1;
+    if (memchr(zmq_msg_data(frame), '\0', len))
+        return -1;
+    memcpy(out, zmq_msg_data(frame), len);
+    out[len] = '\0';
+    return 0;
+}
+
+static void s_group_join(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *identity, const char *hex,
+                         zmq_msg_t *args, size_t nargs)
+{
+    char gname[KZ_TOPIC_MAX + 1], prefix[KZ_TOPIC_MAX + 1];
+    size_t credit = self->group_inflight;
+    if (nargs < 2 || nargs > 3 || s_name(&args[0], gname, false) == -1 ||
+        s_name(&args[1], prefix, true) == -1) {
+        s_drop(self, S_DROP_GROUP_CMD, hex);
+        return;
+    }
+    if (nargs == 3) {
+        size_t len = zmq_msg_size(&args[2]);
+        const char *d = zmq_msg_data(&args[2]);
+        unsigned long long v = 0;
+        if (len == 0 || len > 9) {
+            s_drop(self, S_DROP_GROUP_CMD, hex);
+            return;
+        }
+        for (size_t i = 0; i < len; i++) {
+            if (d[i] < '0' || d[i] > '9') {
+                s_drop(self, S_DROP_GROUP_CMD, hex);
+                return;
+            }
+            v = v * 10 + (unsigned long long)(d[i] - '0');
+        }
+        if (v == 0) {
+            s_drop(self, S_DROP_GROUP_CMD, hex);
+            return;
+        }
+        if (v < credit)
+            credit = (size_t)v;
+    }
+    s_group_t *g = s_group_lookup(self, gname);
+    if (!g) {
+        if (self->ngroups >= S_MAX_GROUPS) {
+            s_drop(self, S_DROP_TOO_MANY_NAMES, hex);
+            return;
+        }
+        if (!(g = s_group_new(self, gname))) {
+            kz_error("out of memory creating group '%s'", gname);
+            return;
+        }
+    }
+    if (!p && !(p = s_gpeer_new(self, identity, hex))) {
+        kz_error("out of memory adding a group member");
+        return;
+    }
+    if (s_group_add_prefix(g, prefix, strlen(prefix)) == -1) {
+        kz_error("out of memory joining group '%s'", gname);
+        return;
+    }
+    for (size_t i = 0; i < p->nmembers; i++) {
+        if (p->members[i]->group == g) {
+            p->members[i]->credit = credit;
+            s_group_dispatch(self, g);
+            return;
+        }
+    }
+    s_member_t *m = calloc(1, sizeof(*m));
+    s_member_t **pm = realloc(p->members, (p->nmembers + 1) * sizeof(*pm));
+    if (pm)
+        p->members = pm;
+    s_member_t **gm = realloc(g->members, (g->nmembers + 1) * sizeof(*gm));
+    if (gm)
+        g->members = gm;
+    if (!m || !pm || !gm) {
+        free(m);
+        kz_error("out of memory joining group '%s'", gname);
+        return;
+    }
+    m->peer = p;
+    m->group = g;
+    m->credit = credit;
+    p->members[p->nmembers++] = m;
+    g->members[g->nmembers++] = m;
+    kz_debug("member %s joined group '%s' prefix '%s' credit %zu", hex, gname, prefix, credit);
+    s_group_dispatch(self, g);
+}
+
+/* Find delivery ID in the member's in-flight ring (ascending ids) */
+static s_item_t *s_inflight_find(s_member_t *m, uint64_t id, size_t *index)
+{
+    size_t lo = 0, hi = m->inflight.len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        s_item_t *item = s_ring_at(&m->inflight, mid);
+        if (item->id == id) {
+            *index = mid;
+            return item;
+        }
+        if (item->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void s_inflight_compact(kz_broker_t *self, s_member_t *m)
+{
+    s_item_t *item;
+    while (m->inflight.len > 0 && ((s_item_t *)s_ring_at(&m->inflight, 0))->acked)
+        s_item_free(self, s_ring_pop_front(&m->inflight));
+    /* tombstones behind an old unacked delivery: rebuild when they dominate */
+    if (m->inflight.len > 2 * m->live + 64) {
+        size_t n = m->inflight.len;
+        for (size_t i = 0; i < n; i++) {
+            item = s_ring_pop_front(&m->inflight);
+            if (!item)
+                break;
+            if (item->acked)
+                s_item_free(self, item);
+            else
+                s_ring_push_back(&m->inflight, item); /* room is there: cannot fail */
+        }
+    }
+}
+
+static void s_group_ack(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *ids)
+{
+    size_t len = zmq_msg_size(ids);
+    const unsigned char *d = zmq_msg_data(ids);
+    if (len == 0 || len % 8 != 0) {
+        s_drop(self, S_DROP_DELIVERY_ID, p->hex);
+        return;
+    }
+    for (size_t off = 0; off < len; off += 8) {
+        uint64_t id = 0;
+        for (int i = 0; i < 8; i++)
+            id = (id << 8) | d[off + (size_t)i];
+        s_item_t *item = NULL;
+        s_member_t *m = NULL;
+        size_t index = 0;
+        for (size_t i = 0; i < p->nmembers && !item; i++) {
+            m = p->members[i];
+            item = s_inflight_find(m, id, &index);
+        }
+        if (!item || item->acked || !m) {
+            s_drop(self, S_DROP_DELIVERY_ID, p->hex);
+            continue;
+        }
+        if (self->tap_subs > 0) {
+            s_tapinfo_t info = {p->hex, m->group->name, id, true, 0, -1};
+            s_tap(self, KZ_TAP_ACK, zmq_msg_data(&item->topic), zmq_msg_size(&item->topic), &info,
+                  NULL, 0);
+        }
+        item->acked = true;
+        s_item_release(item);
+        m->live--;
+        m->group->acked++;
+        s_inflight_compact(self, m);
+    }
+    for (size_t i = 0; i < p->nmembers; i++)
+        s_group_dispatch(self, p->members[i]->group);
+}
+
+static void s_handle_group(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h)
+{
+    char hex[2 * S_ID_MAX + 1];
+    s_hex(zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), hex);
+    if (n < h + 2 || zmq_msg_size(&f[h + 1]) != 1) {
+        s_drop(self, S_DROP_GROUP_CMD, hex);
+        return;
+    }
+    int cmd = *(unsigned char *)zmq_msg_data(&f[h + 1]);
+    s_gpeer_t *p = zhashx_lookup(self->gpeers_by_id, hex);
+    if (p)
+        p->last_recv = self->now;
+    else if (cmd != KZ_GRP_JOIN) {
+        s_drop(self, S_DROP_UNKNOWN_MEMBER, hex);
+        s_gpeer_send_cmd(self, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), KZ_GRP_DISCONNECT);
+        return;
+    }
+    size_t nargs = n - h - 2;
+    switch (cmd) {
+    case KZ_GRP_JOIN:
+        s_group_join(self, p, &f[0], hex, &f[h + 2], nargs);
+        break;
+    case KZ_GRP_ACK:
+        if (nargs != 1)
+            s_drop(self, S_DROP_GROUP_CMD, hex);
+        else
+            s_group_ack(self, p, &f[h + 2]);
+        break;
+    case KZ_GRP_HEARTBEAT:
+        if (nargs != 0)
+            s_drop(self, S_DROP_GROUP_CMD, hex);
+        break;
+    case KZ_GRP_LEAVE:
+        if (nargs != 0)
+            s_drop(self, S_DROP_GROUP_CMD, hex);
+        else {
+            kz_debug("member %s left", hex);
+            s_gpeer_remove(self, p);
+        }
+        break;
+    default:
+        s_drop(self, S_DROP_GROUP_CMD, hex);
+        break;
+    }
+}
+
+/* --------------------------------------------------------------- events */
+
+static s_topic_stats_t *s_topic_stats(kz_broker_t *self, const void *topic, size_t len)
+{
+    char key[KZ_TOPIC_MAX + 1];
+    memcpy(key, topic, len);
+    key[len] = '\0';
+    s_topic_stats_t *ts = zhashx_lookup(self->topics, key);
+    if (ts)
+        return ts;
+    if (zhashx_size(self->topics) >= S_MAX_TOPICS) {
+        ts = zhashx_lookup(self->topics, "(other)");
+        if (ts)
+            return ts;
+        strcpy(key, "(other)");
+    }
+    ts = calloc(1, sizeof(*ts));
+    if (ts && zhashx_insert(self->topics, key, ts) == -1) {
+        free(ts);
+        ts = NULL;
+    }
+    return ts;
+}
+
+static bool s_event_valid(zmq_msg_t *topic, zmq_msg_t *body)
+{
+    size_t tlen = zmq_msg_size(topic);
+    if (tlen == 0 || tlen > KZ_TOPIC_MAX || zmq_msg_size(body) == 0)
+        return false;
+    unsigned char b = *(unsigned char *)zmq_msg_data(body);
+    return (b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf;
+}
+
+static void s_event_to_groups(kz_broker_t *self, zmq_msg_t *topic, zmq_msg_t *body)
+{
+    const char *t = zmq_msg_data(topic);
+    size_t tlen = zmq_msg_size(topic);
+    for (size_t gi = 0; gi < self->ngroups; gi++) {
+        s_group_t *g = self->groups[gi];
+        bool match = false;
+        for (size_t i = 0; i < g->nprefixes && !match; i++)
+            match = g->prefix_lens[i] <= tlen && memcmp(g->prefixes[i], t, g->prefix_lens[i]) == 0;
+        if (!match)
+            continue;
+        if (g->queue.len >= self->group_queue_limit) {
+            s_drop(self, S_DROP_GROUP_QUEUE, NULL);
+            continue;
+        }
+        s_item_t *item = s_item_new(self);
+        if (!item)
+            continue;
+        zmq_msg_copy(&item->topic, topic);
+        zmq_msg_copy(&item->body, body);
+        if (s_ring_push_back(&g->queue, item) == -1) {
+            s_item_free(self, item);
+            continue;
+        }
+        s_group_dispatch(self, g);
+    }
+}
+
+static void s_handle_pub(kz_broker_t *self)
+{
+    for (int n = 0; n < S_BATCH; n++) {
+        zmq_msg_t topic, body;
+        zmq_msg_init(&topic);
+        if (zmq_msg_recv(&topic, self->pub_h, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close(&topic);
+            return;
+        }
+        zmq_msg_init(&body);
+        bool ok = zmq_msg_more(&topic) && zmq_msg_recv(&body, self->pub_h, ZMQ_DONTWAIT) != -1;
+        if (ok && zmq_msg_more(&body)) {
+            /* a multipart message arrives whole: drain the extra frames */
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            while (zmq_msg_recv(&extra, self->pub_h, ZMQ_DONTWAIT) != -1 && zmq_msg_more(&extra))
+                ;
+            zmq_msg_close(&extra);
+            ok = false;
+        }
+        if (!ok || !s_event_valid(&topic, &body)) {
+            zmq_msg_close(&topic);
+            zmq_msg_close(&body);
+            s_drop(self, S_DROP_EVENT, NULL);
+            continue;
+        }
+        size_t size = zmq_msg_size(&body);
+        self->events_in++;
+        self->event_bytes += size;
+        s_topic_stats_t *ts = s_topic_stats(self, zmq_msg_data(&topic), zmq_msg_size(&topic));
+        if (ts) {
+            ts->msgs++;
+            ts->bytes += size;
+        }
+        if (self->ngroups > 0)
+            s_event_to_groups(self, &topic, &body);
+        if (self->tap_subs > 0) {
+            s_tapinfo_t info = {NULL, NULL, 0, false, size, -1};
+            s_tap(self, KZ_TAP_EVENT, zmq_msg_data(&topic), zmq_msg_size(&topic), &info, &body, 1);
+        }
+        s_send_move(self->sub_h, &topic, true);
+        s_send_move(self->sub_h, &body, false);
+        zmq_msg_close(&topic);
+        zmq_msg_close(&body);
+    }
+}
+
+/* ------------------------------------------------------------- services */
+
+static s_service_t *s_service_require(kz_broker_t *self, const char *name)
+{
+    s_service_t *svc = zhashx_lookup(self->services, name);
+    if (svc)
+        return svc;
+    if (zhashx_size(self->services) >= S_MAX_SERVICES)
+        return NULL;
+    svc = calloc(1, sizeof(*svc));
+    if (!svc || !(svc->name = strdup(name))) {
+        free(svc);
+        return NULL;
+    }
+    if (zhashx_insert(self->services, name, svc) == -1) {
+        free(svc->name);
+        free(svc);
+        return NULL;
+    }
+    return svc;
+}
+
+static void s_service_destroy(kz_broker_t *self, s_service_t *svc)
+{
+    s_request_t *req;
+    while ((req = s_ring_pop_front(&svc->requests)))
+        s_request_free(self, req);
+    s_ring_free(&svc->requests);
+    s_ring_free(&svc->waiting);
+    free(svc->name);
+    free(svc);
+}
+
+static void s_worker_send_cmd(kz_broker_t *self, const unsigned char *id, size_t idlen, int cmd)
+{
+    unsigned char c = (unsigned char)cmd;
+    s_send_buf(self->router_h, id, idlen, true);
+    s_send_buf(self->router_h, "", 0, true);
+    s_send_buf(self->router_h, KZ_MDPW, strlen(KZ_MDPW), true);
+    s_send_buf(self->router_h, &c, 1, false);
+}
+
+static void s_send_request(kz_broker_t *self, s_worker_t *w, s_request_t *req)
+{
+    unsigned char cmd = KZ_MDPW_REQUEST;
+    w->current = req;
+    s_send_buf(self->router_h, w->id, w->idlen, true);
+    s_send_buf(self->router_h, "", 0, true);
+    s_send_buf(self->router_h, KZ_MDPW, strlen(KZ_MDPW), true);
+    s_send_buf(self->router_h, &cmd, 1, true);
+    s_send_copy(self->router_h, &req->client, true);
+    s_send_buf(self->router_h, "", 0, req->nbody > 0);
+    for (size_t i = 0; i < req->nbody; i++)
+        s_send_copy(self->router_h, &req->body[i], i + 1 < req->nbody);
+    w->last_send = self->now;
+}
+
+/* Hand queued requests to waiting workers, least recently used first */
+static void s_service_dispatch(kz_broker_t *self, s_service_t *svc)
+{
+    while (svc->requests.len > 0 && svc->waiting.len > 0) {
+        s_worker_t *w = s_ring_pop_front(&svc->waiting);
+        w->waiting = false;
+        s_send_request(self, w, s_ring_pop_front(&svc->requests));
+    }
+}
+
+/* Forget a worker; its request in progress goes back to the front of the
+   queue so another worker completes it */
+static void s_worker_remove(kz_broker_t *self, s_worker_t *w, bool disconnect)
+{
+    if (disconnect)
+        s_worker_send_cmd(self, w->id, w->idlen, KZ_MDPW_DISCONNECT);
+    s_service_t *svc = w->service;
+    if (w->waiting) {
+        for (size_t i = 0; i < svc->waiting.len; i++)
+            if (s_ring_at(&svc->waiting, i) == w) {
+                s_ring_remove_at(&svc->waiting, i);
+                break;
+            }
+    }
+    svc->nworkers--;
+    if (w->current) {
+        kz_info("worker %s of '%s' gone: requeueing its request", w->hex, svc->name);
+        if (s_ring_push_front(&svc->requests, w->current) == -1)
+            s_request_free(self, w->current);
+        w->current = NULL;
+    }
+    zhashx_delete(self->workers_by_id, w->hex);
+    self->workers[w->index] = self->workers[--self->nworkers];
+    self->workers[w->index]->index = w->index;
+    free(w);
+    s_service_dispatch(self, svc);
+}
+
+static void s_worker_ready(kz_broker_t *self, zmq_msg_t *identity, const char *hex, zmq_msg_t *args,
+                           size_t nargs)
+{
+    char name[KZ_TOPIC_MAX + 1];
+    if (nargs != 1 || s_name(&args[0], name, false) == -1) {
+        s_drop(self, S_DROP_WORKER_CMD, hex);
+        return;
+    }
+    if (strncmp(name, "mmi.", 4) == 0) {
+        /* reserved for the broker (RFC 7 / MMI) */
+        s_worker_send_cmd(self, zmq_msg_data(identity), zmq_msg_size(identity), KZ_MDPW_DISCONNECT);
+        return;
+    }
+    s_service_t *svc = s_service_require(self, name);
+    if (!svc) {
+        s_drop(self, S_DROP_TOO_MANY_NAMES, hex);
+        return;
+    }
+    if (self->nworkers == self->capworkers) {
+        size_t cap = self->capworkers ? self->capworkers * 2 : 16;
+        s_worker_t **arr = realloc(self->workers, cap * sizeof(*arr));
+        if (!arr)
+            return;
+        self->workers = arr;
+        self->capworkers = cap;
+    }
+    s_worker_t *w = calloc(1, sizeof(*w));
+    if (!w)
+        return;
+    w->idlen = zmq_msg_size(identity);
+    memcpy(w->id, zmq_msg_data(identity), w->idlen);
+    strcpy(w->hex, hex);
+    w->service = svc;
+    w->last_recv = w->last_send = self->now;
+    if (zhashx_insert(self->workers_by_id, w->hex, w) == -1) {
+        free(w);
+        return;
+    }
+    w->index = self->nworkers;
+    self->workers[self->nworkers++] = w;
+    svc->nworkers++;
+    kz_debug("worker %s ready for '%s'", hex, name);
+    if (s_ring_push_back(&svc->waiting, w) == 0)
+        w->waiting = true;
+    s_service_dispatch(self, svc);
+}
+
+static void s_worker_reply(kz_broker_t *self, s_worker_t *w, zmq_msg_t *args, size_t nargs)
+{
+    /* [client address][""][body...] */
+    if (nargs < 2 || zmq_msg_size(&args[1]) != 0 || zmq_msg_size(&args[0]) == 0 ||
+        zmq_msg_size(&args[0]) > 255) {
+        s_drop(self, S_DROP_WORKER_CMD, w->hex);
+        return;
+    }
+    s_service_t *svc = w->service;
+    s_request_t *req = w->current;
+    bool delim = req ? req->delim : true;
+    zmq_msg_t *body = &args[2];
+    size_t nbody = nargs - 2, bytes = 0;
+    for (size_t i = 0; i < nbody; i++)
+        bytes += zmq_msg_size(&body[i]);
+    svc->nreplies++;
+    svc->bytes += bytes;
+    if (self->tap_subs > 0) {
+        s_tapinfo_t info = {w->hex, NULL, req ? req->seq : 0, req != NULL, bytes, -1};
+        s_tap(self, KZ_TAP_REPLY, svc->name, strlen(svc->name), &info, body, nbody);
+    }
+    s_send_move(self->router_h, &args[0], true);
+    if (delim)
+        s_send_buf(self->router_h, "", 0, true);
+    s_send_buf(self->router_h, KZ_MDPC, strlen(KZ_MDPC), true);
+    s_send_buf(self->router_h, svc->name, strlen(svc->name), nbody > 0);
+    for (size_t i = 0; i < nbody; i++)
+        s_send_move(self->router_h, &body[i], i + 1 < nbody);
+    w->last_send = self->now;
+    if (req) {
+        s_request_free(self, req);
+        w->current = NULL;
+    }
+    if (!w->waiting && s_ring_push_back(&svc->waiting, w) == 0)
+        w->waiting = true;
+    s_service_dispatch(self, svc);
+}
+
+static void s_handle_worker(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h)
+{
+    char hex[2 * S_ID_MAX + 1];
+    s_hex(zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), hex);
+    if (n < h + 2 || zmq_msg_size(&f[h + 1]) != 1) {
+        s_drop(self, S_DROP_WORKER_CMD, hex);
+        return;
+    }
+    int cmd = *(unsigned char *)zmq_msg_data(&f[h + 1]);
+    zmq_msg_t *args = &f[h + 2];
+    size_t nargs = n - h - 2;
+    s_worker_t *w = zhashx_lookup(self->workers_by_id, hex);
+    if (w)
+        w->last_recv = self->now;
+    if (cmd == KZ_MDPW_READY) {
+        if (w) {
+            /* READY twice: protocol error, as in RFC 7 */
+            s_drop(self, S_DROP_WORKER_CMD, hex);
+            s_worker_remove(self, w, true);
+        } else
+            s_worker_ready(self, &f[0], hex, args, nargs);
+        return;
+    }
+    if (cmd < KZ_MDPW_READY || cmd > KZ_MDPW_DISCONNECT) {
+        s_drop(self, S_DROP_WORKER_CMD, hex);
+        return;
+    }
+    if (!w) {
+        s_drop(self, S_DROP_UNKNOWN_WORKER, hex);
+        if (cmd != KZ_MDPW_DISCONNECT)
+            s_worker_send_cmd(self, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), KZ_MDPW_DISCONNECT);
+        return;
+    }
+    switch (cmd) {
+    case KZ_MDPW_REPLY:
+        s_worker_reply(self, w, args, nargs);
+        break;
+    case KZ_MDPW_HEARTBEAT:
+        break;
+    case KZ_MDPW_DISCONNECT:
+        kz_debug("worker %s disconnected", hex);
+        s_worker_remove(self, w, false);
+        break;
+    default: /* REQUEST comes from the broker, never to it */
+        s_drop(self, S_DROP_WORKER_CMD, hex);
+        break;
+    }
+}
+
+static void s_pack_key(msgpack_packer *pk, const char *key)
+{
+    s_pack_str(pk, key);
+}
+
+static void s_pack_kv(msgpack_packer *pk, const char *key, uint64_t value)
+{
+    s_pack_key(pk, key);
+    msgpack_pack_uint64(pk, value);
+}
+
+/* The mmi.stats reply: see kz_broker.h / proto/PROTOCOL.md for the shape */
+static void s_pack_stats(kz_broker_t *self, msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 5);
+    s_pack_kv(pk, "uptime_ms", (uint64_t)(self->now - self->started));
+
+    s_pack_key(pk, "topics");
+    msgpack_pack_map(pk, zhashx_size(self->topics));
+    for (s_topic_stats_t *ts = zhashx_first(self->topics); ts; ts = zhashx_next(self->topics)) {
+        s_pack_str(pk, zhashx_cursor(self->topics));
+        msgpack_pack_map(pk, 2);
+        s_pack_kv(pk, "msgs", ts->msgs);
+        s_pack_kv(pk, "bytes", ts->bytes);
+    }
+
+    s_pack_key(pk, "services");
+    msgpack_pack_map(pk, zhashx_size(self->services));
+    for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+        s_pack_str(pk, s->name);
+        msgpack_pack_map(pk, 6);
+        s_pack_kv(pk, "requests", s->nrequests);
+        s_pack_kv(pk, "replies", s->nreplies);
+        s_pack_kv(pk, "bytes", s->bytes);
+        s_pack_kv(pk, "workers", s->nworkers);
+        s_pack_kv(pk, "waiting", s->waiting.len);
+        s_pack_kv(pk, "queued", s->requests.len);
+    }
+
+    s_pack_key(pk, "groups");
+    msgpack_pack_map(pk, self->ngroups);
+    for (size_t i = 0; i < self->ngroups; i++) {
+        s_group_t *g = self->groups[i];
+        uint64_t inflight = 0;
+        for (size_t k = 0; k < g->nmembers; k++)
+            inflight += g->members[k]->live;
+        s_pack_str(pk, g->name);
+        msgpack_pack_map(pk, 6);
+        s_pack_kv(pk, "members", g->nmembers);
+        s_pack_kv(pk, "queued", g->queue.len);
+        s_pack_kv(pk, "inflight", inflight);
+        s_pack_kv(pk, "delivered", g->delivered);
+        s_pack_kv(pk, "redelivered", g->redelivered);
+        s_pack_kv(pk, "acked", g->acked);
+    }
+
+    size_t ndrops = 0;
+    for (int i = 0; i < S_DROP_COUNT; i++)
+        ndrops += self->drops[i] > 0;
+    s_pack_key(pk, "drops");
+    msgpack_pack_map(pk, ndrops);
+    for (int i = 0; i < S_DROP_COUNT; i++)
+        if (self->drops[i] > 0)
+            s_pack_kv(pk, s_drop_names[i], self->drops[i]);
+}
+
+/* Answer an mmi.* request ourselves (MMI, ZeroMQ RFC 8) */
+static void s_mmi(kz_broker_t *self, zmq_msg_t *client, bool delim, const char *service,
+                  zmq_msg_t *body, size_t nbody, uint64_t seq)
+{
+    char hex[2 * S_ID_MAX + 1];
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init(&sbuf);
+    const char *result = "501";
+    size_t rlen = 3;
+    if (strcmp(service, KZ_MMI_SERVICE) == 0) {
+        char name[KZ_TOPIC_MAX + 1];
+        s_service_t *svc = NULL;
+        if (nbody >= 1 && s_name(&body[0], name, false) == 0)
+            svc = zhashx_lookup(self->services, name);
+        result = svc && svc->nworkers > 0 ? "200" : "404";
+    } else if (strcmp(service, KZ_MMI_STATS) == 0) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+        s_pack_stats(self, &pk);
+        result = sbuf.data;
+        rlen = sbuf.size;
+    }
+    if (self->tap_subs > 0) {
+        s_hex(zmq_msg_data(client), zmq_msg_size(client), hex);
+        zmq_msg_t reply;
+        zmq_msg_init_size(&reply, rlen);
+        memcpy(zmq_msg_data(&reply), result, rlen);
+        s_tapinfo_t info = {hex, NULL, seq, true, rlen, -1};
+        s_tap(self, KZ_TAP_REPLY, service, strlen(service), &info, &reply, 1);
+        zmq_msg_close(&reply);
+    }
+    s_send_copy(self->router_h, client, true);
+    if (delim)
+        s_send_buf(self->router_h, "", 0, true);
+    s_send_buf(self->router_h, KZ_MDPC, strlen(KZ_MDPC), true);
+    s_send_buf(self->router_h, service, strlen(service), true);
+    s_send_buf(self->router_h, result, rlen, false);
+    msgpack_sbuffer_destroy(&sbuf);
+}
+
+static void s_handle_client(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h, bool delim)
+{
+    char name[KZ_TOPIC_MAX + 1];
+    char hex[2 * S_ID_MAX + 1];
+    if (n < h + 2 || s_name(&f[h + 1], name, false) == -1) {
+        s_hex(zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), hex);
+        s_drop(self, S_DROP_REQUEST, hex);
+        return;
+    }
+    zmq_msg_t *body = &f[h + 2];
+    size_t nbody = n - h - 2, bytes = 0;
+    for (size_t i = 0; i < nbody; i++)
+        bytes += zmq_msg_size(&body[i]);
+    uint64_t seq = ++self->next_seq;
+    bool mmi = strncmp(name, "mmi.", 4) == 0;
+    s_service_t *svc = mmi ? NULL : s_service_require(self, name);
+    if (!mmi && !svc) {
+        s_drop(self, S_DROP_TOO_MANY_NAMES, NULL);
+        return;
+    }
+    if (svc) {
+        svc->nrequests++;
+        svc->bytes += bytes;
+    }
+    if (self->tap_subs > 0) {
+        s_hex(zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), hex);
+        s_tapinfo_t info = {hex, NULL, seq, true, bytes, -1};
+        s_tap(self, KZ_TAP_REQUEST, name, strlen(name), &info, body, nbody);
+    }
+    if (mmi) {
+        s_mmi(self, &f[0], delim, name, body, nbody, seq);
+        return;
+    }
+    if (!svc) /* unreachable: keeps the analysers sure */
+        return;
+    if (svc->requests.len >= self->service_queue_limit) {
+        s_drop(self, S_DROP_SERVICE_QUEUE, NULL);
+        return;
+    }
+    s_request_t *req = s_request_new(self, nbody);
+    if (!req)
+        return;
+    req->service = svc;
+    req->delim = delim;
+    req->seq = seq;
+    zmq_msg_move(&req->client, &f[0]);
+    for (size_t i = 0; i < nbody; i++)
+        zmq_msg_move(&req->body[i], &body[i]);
+    if (s_ring_push_back(&svc->requests, req) == -1) {
+        s_request_free(self, req);
+        return;
+    }
+    s_service_dispatch(self, svc);
+}
+
+static void s_router_message(kz_broker_t *self, zmq_msg_t *f, size_t n)
+{
+    size_t h = 1;
+    bool delim = false;
+    if (n > 1 && zmq_msg_size(&f[1]) == 0) {
+        delim = true;
+        h = 2;
+    }
+    if (n <= h) {
+        s_drop(self, S_DROP_PROTOCOL, NULL);
+        return;
+    }
+    if (s_frame_is(&f[h], KZ_MDPC))
+        s_handle_client(self, f, n, h, delim);
+    else if (s_frame_is(&f[h], KZ_MDPW))
+        s_handle_worker(self, f, n, h);
+    else if (s_frame_is(&f[h], KZ_GRP))
+        s_handle_group(self, f, n, h);
+    else {
+        char hex[2 * S_ID_MAX + 1];
+        s_hex(zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), hex);
+        s_drop(self, S_DROP_PROTOCOL, hex);
+    }
+}
+
+static void s_handle_router(kz_broker_t *self)
+{
+    zmq_msg_t f[S_MAX_FRAMES];
+    for (int b = 0; b < S_BATCH; b++) {
+        size_t n = 0;
+        bool too_many = false;
+        while (true) {
+            zmq_msg_t *m = n < S_MAX_FRAMES ? &f[n] : NULL;
+            zmq_msg_t scratch;
+            if (!m) {
+                m = &scratch;
+                too_many = true;
+            }
+            zmq_msg_init(m);
+            if (zmq_msg_recv(m, self->router_h, ZMQ_DONTWAIT) == -1) {
+                zmq_msg_close(m);
+                break;
+            }
+            bool more = zmq_msg_more(m);
+            if (m == &scratch)
+                zmq_msg_close(m);
+            else
+                n++;
+            if (!more)
+                break;
+        }
+        if (n == 0)
+            return;
+        if (too_many)
+            s_drop(self, S_DROP_TOO_MANY_FRAMES, NULL);
+        else
+            s_router_message(self, f, n);
+        for (size_t i = 0; i < n; i++)
+            zmq_msg_close(&f[i]);
+    }
+}
+
+/* ---------------------------------------------------------------- timer */
+
+static void s_expire_requests(kz_broker_t *self, s_service_t *svc)
+{
+    size_t n = svc->requests.len;
+    for (size_t i = 0; i < n; i++) {
+        s_request_t *req = s_ring_pop_front(&svc->requests);
+        if (!req)
+            break;
+        if (self->now - req->arrived > self->request_ttl_ms) {
+            s_drop(self, S_DROP_REQUEST_EXPIRED, NULL);
+            s_request_free(self, req);
+        } else
+            s_ring_push_back(&svc->requests, req); /* room is there: cannot fail */
+    }
+}
+
+static void s_log_stats(kz_broker_t *self)
+{
+    uint64_t requests = 0, replies = 0, delivered = 0, acked = 0, drops = 0;
+    for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+        requests += s->nrequests;
+        replies += s->nreplies;
+    }
+    for (size_t i = 0; i < self->ngroups; i++) {
+        delivered += self->groups[i]->delivered;
+        acked += self->groups[i]->acked;
+    }
+    for (int i = 0; i < S_DROP_COUNT; i++)
+        drops += self->drops[i];
+    kz_info("stats events=%" PRIu64 " event_bytes=%" PRIu64 " requests=%" PRIu64 " replies=%" PRIu64
+            " workers=%zu members=%zu delivered=%" PRIu64 " acked=%" PRIu64 " drops=%" PRIu64,
+            self->events_in, self->event_bytes, requests, replies, self->nworkers, self->ngpeers,
+            delivered, acked, drops);
+}
+
+static void s_tick(kz_broker_t *self)
+{
+    int64_t expiry = (int64_t)self->heartbeat_ms * self->liveness;
+    for (size_t i = self->nworkers; i-- > 0;) {
+        s_worker_t *w = self->workers[i];
+        if (self->now - w->last_recv > expiry) {
+            kz_info("worker %s of '%s' expired", w->hex, w->service->name);
+            s_worker_remove(self, w, true);
+        } else if (self->now - w->last_send >= self->heartbeat_ms) {
+            s_worker_send_cmd(self, w->id, w->idlen, KZ_MDPW_HEARTBEAT);
+            w->last_send = self->now;
+        }
+    }
+    for (size_t i = self->ngpeers; i-- > 0;) {
+        s_gpeer_t *p = self->gpeers[i];
+        if (self->now - p->last_recv > expiry) {
+            kz_info("group member %s expired", p->hex);
+            s_gpeer_remove(self, p);
+        } else if (self->now - p->last_send >= self->heartbeat_ms) {
+            s_gpeer_send_cmd(self, p->id, p->idlen, KZ_GRP_HEARTBEAT);
+            p->last_send = self->now;
+        }
+    }
+    if (self->request_ttl_ms > 0)
+        for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
+            s_expire_requests(self, s);
+    if (self->stats_interval_ms > 0 && self->now >= self->next_stats) {
+        s_log_stats(self);
+        self->next_stats = self->now + self->stats_interval_ms;
+    }
+}
+
+/* ----------------------------------------------------------- lifecycle */
+
+/* Refuse to steal an ipc:// path another process is serving: zmq would
+   silently unlink it. 0 = free (or stale), -1 = in use. */
+static int s_ipc_in_use(const char *endpoint)
+{
+    if (strncmp(endpoint, "ipc://", 6) != 0)
+        return 0;
+    const char *path = endpoint + 6;
+    struct sockaddr_un addr;
+    if (path[0] == '\0' || strcmp(path, "*") == 0 || strlen(path) >= sizeof(addr.sun_path))
+        return 0;
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, path, strlen(path));
+    socklen_t alen = (socklen_t)sizeof(addr);
+    if (path[0] == '@') {
+        addr.sun_path[0] = '\0'; /* abstract namespace */
+        alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return 0;
+    int rc = connect(fd, (struct sockaddr *)&addr, alen);
+    close(fd);
+    return rc == 0 ? -1 : 0;
+}
+
+static zsock_t *s_bind(kz_broker_t *self, int type, const char *what, const char *endpoint,
+                       const kz_config_t *cfg, char *errbuf, size_t errlen)
+{
+    if (!endpoint || !*endpoint) {
+        snprintf(errbuf, errlen, "bus.endpoints.%s is not set", what);
+        return NULL;
+    }
+    if (s_ipc_in_use(endpoint) == -1) {
+        snprintf(errbuf, errlen,
+                 "unable to bind '%s': Address already in use (is another kaizen-broker running?)",
+                 endpoint);
+        return NULL;
+    }
+    zsock_t *sock = zsock_new(type);
+    if (!sock) {
+        snprintf(errbuf, errlen, "unable to create the %s socket", what);
+        return NULL;
+    }
+    void *h = zsock_resolve(sock);
+    int zero = 0, hwm = cfg->bus.hwm;
+    int64_t maxsize =
+        cfg->bus.max_message_size > (size_t)INT64_MAX ? -1 : (int64_t)cfg->bus.max_message_size;
+    zmq_setsockopt(h, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(h, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(h, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    if (maxsize > 0)
+        zmq_setsockopt(h, ZMQ_MAXMSGSIZE, &maxsize, sizeof(maxsize));
+    if (self->cert) {
+        zcert_apply(self->cert, sock);
+        zsock_set_curve_server(sock, 1);
+    }
+    if (zmq_bind(h, endpoint) == -1) {
+        int err = zmq_errno();
+        snprintf(errbuf, errlen, "unable to bind '%s': %s%s", endpoint, zmq_strerror(err),
+                 err == EADDRINUSE ? " (is another kaizen-broker running?)" : "");
+        zsock_destroy(&sock);
+        return NULL;
+    }
+    return sock;
+}
+
+static int s_curve_setup(kz_broker_t *self, const kz_curve_config_t *curve, char *errbuf,
+                         size_t errlen)
+{
+    if (!curve->broker_cert || !*curve->broker_cert) {
+        snprintf(errbuf, errlen, "bus.curve.broker_cert is not set (run 'kaizen keygen')");
+        return -1;
+    }
+    if (!curve->allow_dir || !*curve->allow_dir) {
+        snprintf(errbuf, errlen, "bus.curve.allow_dir is not set");
+        return -1;
+    }
+    if (access(curve->broker_cert, R_OK) == -1) {
+        snprintf(errbuf, errlen, "unable to read certificate '%s': %s", curve->broker_cert,
+                 strerror(errno));
+        return -1;
+    }
+    DIR *dir = opendir(curve->allow_dir);
+    if (!dir) {
+        snprintf(errbuf, errlen, "unable to open allow_dir '%s': %s", curve->allow_dir,
+                 strerror(errno));
+        return -1;
+    }
+    closedir(dir);
+    self->cert = zcert_load(curve->broker_cert);
+    if (!self->cert) {
+        snprintf(errbuf, errlen, "unable to load certificate '%s'", curve->broker_cert);
+        return -1;
+    }
+    const char *secret = zcert_secret_txt(self->cert);
+    if (!secret || strspn(secret, "0") == strlen(secret)) {
+        snprintf(errbuf, errlen, "certificate '%s' has no secret key (use NAME.key_secret)",
+                 curve->broker_cert);
+        return -1;
+    }
+    self->auth = zactor_new(zauth, NULL);
+    if (!self->auth) {
+        snprintf(errbuf, errlen, "unable to start the zauth actor");
+        return -1;
+    }
+    zstr_sendx(self->auth, "CURVE", curve->allow_dir, NULL);
+    zsock_wait(self->auth);
+    return 0;
+}
+
+static char *s_pick(const char *bind, const char *connect)
+{
+    const char *ep = bind && *bind ? bind : connect;
+    return ep ? strdup(ep) : NULL;
+}
+
+kz_broker_t *kz_broker_new(const kz_config_t *cfg, char *errbuf, size_t errlen)
+{
+    assert(cfg);
+    /* CZMQ's own handler would swallow SIGINT/SIGTERM; main installs ours */
+    zsys_handler_set(NULL);
+    kz_broker_t *self = calloc(1, sizeof(*self));
+    if (!self) {
+        snprintf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    self->heartbeat_ms = cfg->bus.heartbeat_ms > 0 ? cfg->bus.heartbeat_ms : 1000;
+    self->liveness = cfg->bus.heartbeat_liveness > 0 ? cfg->bus.heartbeat_liveness : 3;
+    self->group_queue_limit =
+        cfg->broker.group_queue_limit > 0 ? (size_t)cfg->broker.group_queue_limit : 0;
+    self->group_inflight = cfg->broker.group_inflight > 0 ? (size_t)cfg->broker.group_inflight : 1;
+    self->service_queue_limit =
+        cfg->broker.service_queue_limit > 0 ? (size_t)cfg->broker.service_queue_limit : 0;
+    self->request_ttl_ms = cfg->broker.request_ttl_ms;
+    self->stats_interval_ms = cfg->broker.stats_interval_ms;
+    self->now = self->started = s_mono_ms();
+    self->next_stats = self->now + self->stats_interval_ms;
+    self->topics = zhashx_new();
+    self->services = zhashx_new();
+    self->workers_by_id = zhashx_new();
+    self->gpeers_by_id = zhashx_new();
+    if (!self->topics || !self->services || !self->workers_by_id || !self->gpeers_by_id) {
+        snprintf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
+    zhashx_set_destructor(self->topics, s_free_ptr);
+
+    self->ep_pub = s_pick(cfg->bus.bind.pub, cfg->bus.connect.pub);
+    self->ep_sub = s_pick(cfg->bus.bind.sub, cfg->bus.connect.sub);
+    self->ep_router = s_pick(cfg->bus.bind.router, cfg->bus.connect.router);
+    self->ep_tap = s_pick(cfg->bus.bind.tap, cfg->bus.connect.tap);
+
+    if (cfg->bus.curve.enabled && s_curve_setup(self, &cfg->bus.curve, errbuf, errlen) == -1)
+        goto fail;
+    if (!(self->pub = s_bind(self, ZMQ_XSUB, "pub", self->ep_pub, cfg, errbuf, errlen)) ||
+        !(self->sub = s_bind(self, ZMQ_XPUB, "sub", self->ep_sub, cfg, errbuf, errlen)) ||
+        !(self->router =
+              s_bind(self, ZMQ_ROUTER, "router", self->ep_router, cfg, errbuf, errlen)) ||
+        !(self->tap = s_bind(self, ZMQ_XPUB, "tap", self->ep_tap, cfg, errbuf, errlen)))
+        goto fail;
+    self->pub_h = zsock_resolve(self->pub);
+    self->sub_h = zsock_resolve(self->sub);
+    self->router_h = zsock_resolve(self->router);
+    self->tap_h = zsock_resolve(self->tap);
+    /* the XSUB subscribes to everything so every event reaches us */
+    if (zmq_send(self->pub_h, "\x01", 1, 0) == -1) {
+        snprintf(errbuf, errlen, "unable to subscribe the pub socket: %s",
+                 zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    kz_info("broker ready pub=%s sub=%s router=%s tap=%s%s", self->ep_pub, self->ep_sub,
+            self->ep_router, self->ep_tap, self->cert ? " curve=on" : "");
+    return self;
+fail:
+    kz_broker_destroy(&self);
+    return NULL;
+}
+
+int kz_broker_run(kz_broker_t *self)
+{
+    assert(self);
+    int tick = self->heartbeat_ms / 4;
+    if (tick > 100)
+        tick = 100;
+    if (tick < 5)
+        tick = 5;
+    zmq_pollitem_t items[4] = {
+        {self->pub_h, 0, ZMQ_POLLIN, 0},
+        {self->router_h, 0, ZMQ_POLLIN, 0},
+        {self->sub_h, 0, ZMQ_POLLIN, 0},
+        {self->tap_h, 0, ZMQ_POLLIN, 0},
+    };
+    self->now = s_mono_ms();
+    int64_t next_tick = self->now + tick;
+    while (!self->stopping) {
+        long timeout = (long)(next_tick - self->now);
+        if (timeout < 0)
+            timeout = 0;
+        int rc = zmq_poll(items, 4, timeout);
+        if (rc == -1) {
+            int err = zmq_errno();
+            if (err == EINTR) {
+                self->now = s_mono_ms();
+                continue;
+            }
+            if (err == ETERM)
+                break;
+            kz_error("poll failed: %s", zmq_strerror(err));
+            return -1;
+        }
+        self->now = s_mono_ms();
+        /* tap subscriptions first so a new listener sees this batch */
+        if (items[3].revents & ZMQ_POLLIN)
+            s_handle_tap(self);
+        if (items[0].revents & ZMQ_POLLIN)
+            s_handle_pub(self);
+        if (items[1].revents & ZMQ_POLLIN)
+            s_handle_router(self);
+        if (items[2].revents & ZMQ_POLLIN)
+            s_handle_sub(self);
+        if (self->now >= next_tick) {
+            s_tick(self);
+            next_tick = self->now + tick;
+        }
+    }
+    kz_info("broker stopping");
+    return 0;
+}
+
+void kz_broker_stop(kz_broker_t *self)
+{
+    if (self)
+        self->stopping = 1;
+}
+
+const char *kz_broker_endpoint(const kz_broker_t *self, const char *which)
+{
+    if (!self || !which)
+        return NULL;
+    if (strcmp(which, "pub") == 0)
+        return self->ep_pub;
+    if (strcmp(which, "sub") == 0)
+        return self->ep_sub;
+    if (strcmp(which, "router") == 0)
+        return self->ep_router;
+    if (strcmp(which, "tap") == 0)
+        return self->ep_tap;
+    return NULL;
+}
+
+void kz_broker_destroy(kz_broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kz_broker_t *self = *self_p;
+    while (self->ngpeers > 0)
+        s_gpeer_remove(self, self->gpeers[self->ngpeers - 1]);
+    for (size_t i = 0; i < self->nworkers; i++) {
+        s_worker_t *w = self->workers[i];
+        if (w->current)
+            s_request_free(self, w->current);
+        free(w);
+    }
+    self->nworkers = 0;
+    for (size_t i = 0; i < self->ngroups; i++)
+        s_group_destroy(self, self->groups[i]);
+    if (self->services) {
+        for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
+            s_service_destroy(self, s);
+    }
+    zhashx_destroy(&self->services);
+    zhashx_destroy(&self->topics);
+    zhashx_destroy(&self->workers_by_id);
+    zhashx_destroy(&self->gpeers_by_id);
+    free(self->workers);
+    free(self->gpeers);
+    free(self->groups);
+    while (self->free_items) {
+        s_item_t *next = self->free_items->next_free;
+        free(self->free_items);
+        self->free_items = next;
+    }
+    while (self->free_requests) {
+        s_request_t *next = self->free_requests->next_free;
+        free(self->free_requests);
+        self->free_requests = next;
+    }
+    /* a socket exists only once bound: those ipc paths are ours to unlink,
+       as zmq does not always remove them on exit */
+    const char *eps[4] = {self->pub ? self->ep_pub : NULL, self->sub ? self->ep_sub : NULL,
+                          self->router ? self->ep_router : NULL, self->tap ? self->ep_tap : NULL};
+    zsock_destroy(&self->pub);
+    zsock_destroy(&self->sub);
+    zsock_destroy(&self->router);
+    zsock_destroy(&self->tap);
+    for (int i = 0; i < 4; i++)
+        if (eps[i] && strncmp(eps[i], "ipc://", 6) == 0 && eps[i][6] != '@' &&
+            strcmp(eps[i] + 6, "*") != 0)
+            unlink(eps[i] + 6);
+    zactor_destroy(&self->auth);
+    zcert_destroy(&self->cert);
+    free(self->ep_pub);
+    free(self->ep_sub);
+    free(self->ep_router);
+    free(self->ep_tap);
+    free(self);
+    *self_p = NULL;
+}
