@@ -132,8 +132,13 @@ void kz_msg_set_ts(kz_msg_t *self, int64_t ts_us);
 kz_val_t *kz_msg_body(kz_msg_t *self);
 const kz_val_t *kz_msg_body_const(const kz_msg_t *self);
 
-/* Building values inside SELF's arena. kz_map_put adds KEY to MAP and
-   returns the new value slot (NIL) to fill; kz_array_push likewise.
+/* Building values inside SELF's arena. A container's items are stored
+   contiguously and move when it grows: a slot pointer returned by
+   kz_map_put / kz_array_push (or kz_map_put_map / _array) stays valid only
+   until the next item is added to that same container. Fill a nested
+   container before adding more items to its parent, or look it up again
+   with kz_map_get. kz_map_put adds KEY to MAP and returns the new value
+   slot (NIL) to fill; kz_array_push likewise.
    The kz_map_put_* helpers combine both. NULL/-1 on allocation failure
    or when MAP/ARR is not a map/array. */
 kz_val_t *kz_map_put(kz_msg_t *self, kz_val_t *map, const char *key);
