@@ -7,7 +7,9 @@
     it handled. SIGTERM/SIGINT only set a flag (no SA_RESTART, so the bus
     wait returns EINTR at once); the loop then finishes the current step,
     says agent.bye and destroys the bus, which lingers so the bye reaches
-    the broker before the process exits.
+    the broker before the process exits. Long work inside a cycle or a
+    handler calls kz_agent_keepalive (directly, or as kz_proc's tick), which
+    keeps both the bus registrations and agent.heartbeat going meanwhile.
 */
 #include "kz_agent.h"
 
@@ -41,6 +43,7 @@ struct kz_agent {
     int64_t last_cycle_ms; /* -1 before the first cycle */
     bool last_ok;
     const char *state; /* "idle" | "busy" | "stopping" */
+    int64_t next_hb;   /* mono ms when agent.heartbeat is due (INT64_MAX: never) */
 };
 
 static volatile sig_atomic_t s_stop;
@@ -178,6 +181,30 @@ static int s_say_bye(kz_agent_t *self, const char *reason)
         return kz_fail("out of memory");
     }
     return kz_bus_publish(self->bus, &msg);
+}
+
+void kz_agent_keepalive(kz_agent_t *self)
+{
+    if (!self || !self->bus)
+        return;
+    if (kz_bus_keepalive(self->bus) != 0)
+        kz_warn("unable to send bus heartbeats during long work");
+    int64_t now = s_mono_ms();
+    if (now < self->next_hb)
+        return;
+    /* whoever calls this is in the middle of long work */
+    const char *state = self->state;
+    if (strcmp(state, "idle") == 0)
+        self->state = "busy";
+    if (s_say_heartbeat(self) != 0)
+        kz_warn("unable to publish agent.heartbeat");
+    self->state = state;
+    self->next_hb = now + self->cfg->agent_heartbeat_ms;
+}
+
+void kz_agent_proc_tick(void *arg)
+{
+    kz_agent_keepalive(arg);
 }
 
 /* ------------------------------------------------------------- the work */
@@ -367,7 +394,6 @@ static int s_loop(kz_agent_t *self)
     int hb_ms = self->cfg->agent_heartbeat_ms;
     int64_t now = s_mono_ms();
     int64_t next_cycle = self->interval_ms > 0 ? now + self->interval_ms : INT64_MAX;
-    int64_t next_hb = hb_ms > 0 ? now + hb_ms : INT64_MAX;
     while (!s_stop) {
         if (s_run_now) {
             s_run_now = 0;
@@ -384,12 +410,12 @@ static int s_loop(kz_agent_t *self)
                 next_cycle = now + self->interval_ms;
             continue;
         }
-        if (now >= next_hb) {
+        if (now >= self->next_hb) {
             if (s_say_heartbeat(self) != 0)
                 kz_warn("unable to publish agent.heartbeat");
-            next_hb = now + hb_ms;
+            self->next_hb = now + hb_ms;
         }
-        int64_t until = next_cycle < next_hb ? next_cycle : next_hb;
+        int64_t until = next_cycle < self->next_hb ? next_cycle : self->next_hb;
         int64_t wait = until - now;
         if (wait > 60000)
             wait = 60000;
@@ -434,6 +460,8 @@ int kz_agent_main(int argc, char **argv, const kz_agent_def_t *def)
     self->state = "idle";
     self->last_cycle_ms = -1;
     self->started_us = kz_now_us();
+    /* the first agent.heartbeat is due one period after startup */
+    self->next_hb = cfg->agent_heartbeat_ms > 0 ? s_mono_ms() + cfg->agent_heartbeat_ms : INT64_MAX;
     if (gethostname(self->host, sizeof self->host) != 0)
         snprintf(self->host, sizeof self->host, "localhost");
     self->host[sizeof self->host - 1] = '\0';

@@ -49,6 +49,18 @@ bool kz_agent_stopping(const kz_agent_t *self);
    current cycle's correlation id. 0 / -1 */
 int kz_agent_publish(kz_agent_t *self, kz_msg_t **msg_p);
 
+/* Keep the agent alive during long work inside a cycle or on_message
+   (linters, test suites, git): sends the bus heartbeats that keep its
+   service and queue-group registrations (kz_bus_keepalive), so the broker
+   does not hand the request or delivery to another worker, and publishes
+   agent.heartbeat with state "busy" when one is due, so the orchestrator
+   does not take the agent for hung. Cheap when nothing is due: call it
+   between steps, at least once per bus.heartbeat interval. */
+void kz_agent_keepalive(kz_agent_t *self);
+/* kz_agent_keepalive for kz_proc_opts_t.tick: ARG is the kz_agent_t *.
+   opts.tick = kz_agent_proc_tick; opts.tick_arg = agent; */
+void kz_agent_proc_tick(void *arg);
+
 /* "name@host#pid" for NAME into BUF */
 void kz_agent_make_id(const char *name, char *buf, size_t len);
 

@@ -10,6 +10,10 @@
     Everything that keeps the connection healthy - heartbeats, liveness
     checks, re-joining after the broker forgot us, batched acks - runs in
     s_maintain, which kz_bus_recv and kz_bus_call call between polls.
+    kz_bus_keepalive is the send-only half of it for callers busy with
+    one long request or delivery: heartbeats and acks go out, nothing is
+    read, and liveness is not judged (we are not reading, so the broker's
+    silence would be our own).
 */
 #include "kz_bus.h"
 
@@ -92,6 +96,9 @@ struct kz_bus {
     size_t pending_count;
     size_t pending_cap;
     unsigned rr; /* round-robin start among readable sockets */
+
+    int64_t keepalive_at; /* kz_bus_keepalive has nothing to send before this */
+    bool acks_queued;     /* an ack waits in some member's batch */
 
     uint64_t dropped;
     uint64_t reconnects;
@@ -656,6 +663,7 @@ static int s_member_ack(kz_bus_t *self, s_member_t *m, uint64_t id)
     m->nacks++;
     if (m->nacks == S_ACK_BATCH || s_now() - m->ack_since >= S_ACK_FLUSH_MS)
         return s_member_flush(self, m);
+    self->acks_queued = true;
     return 0;
 }
 
@@ -1178,6 +1186,41 @@ int kz_bus_recv(kz_bus_t *self, kz_delivery_t **delivery_p, int timeout_ms)
         if (wait == 0 && self->pending_count == 0 && left == 0)
             return 0;
     }
+}
+
+int kz_bus_keepalive(kz_bus_t *self)
+{
+    int64_t now = s_now();
+    if (now < self->keepalive_at && !self->acks_queued)
+        return 0;
+    int64_t hb = self->cfg.heartbeat_ms;
+    int64_t next = now + hb;
+    int rc = 0;
+    for (int i = 0; i < S_MAX_MEMBERS; i++) {
+        s_member_t *m = &self->members[i];
+        if (!m->used || !m->sock)
+            continue;
+        if (m->nacks && s_member_flush(self, m) != 0)
+            rc = -1;
+        if (now - m->last_send >= hb &&
+            s_member_send(self, m, KZ_GRP_HEARTBEAT, NULL, 0, NULL, 0) != 0)
+            rc = -1;
+        if (m->last_send + hb < next)
+            next = m->last_send + hb;
+    }
+    for (int i = 0; i < S_MAX_WORKERS; i++) {
+        s_worker_t *w = &self->workers[i];
+        if (!w->used || !w->sock)
+            continue;
+        if (now - w->last_send >= hb && s_worker_send(w, KZ_MDPW_HEARTBEAT, NULL, 0, NULL, 0) != 0)
+            rc = -1;
+        if (w->last_send + hb < next)
+            next = w->last_send + hb;
+    }
+    self->acks_queued = false;
+    /* after a failed send, retry on the next call rather than a beat later */
+    self->keepalive_at = rc == 0 ? next : now;
+    return rc;
 }
 
 /* -------------------------------------------------------------- calling */

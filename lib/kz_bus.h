@@ -11,7 +11,9 @@
       - one DEALER for calling services (Majordomo client, MDPC01)
     Heartbeats, liveness checks and reconnection to a restarted broker
     happen inside kz_bus_recv and kz_bus_call; call one of them at least
-    every heartbeat interval.
+    every heartbeat interval. Code that handles one delivery or request
+    for longer than that calls kz_bus_keepalive meanwhile, or the broker
+    declares it dead and hands the work to someone else.
 */
 #ifndef KZ_BUS_H_INCLUDED
 #define KZ_BUS_H_INCLUDED
@@ -92,6 +94,18 @@ int kz_bus_ack(kz_bus_t *self, const kz_delivery_t *delivery);
 /* Reply to a request with REPLY (ownership taken; corr is set to the
    request's id when unset). 0 / -1 */
 int kz_bus_reply(kz_bus_t *self, const kz_delivery_t *request, kz_msg_t **reply_p);
+
+/* Keep our worker and group-member registrations alive during long work
+   (handling one request or group delivery for more than a heartbeat).
+   Sends a HEARTBEAT on every worker and group-member socket whose last
+   send is at least one heartbeat interval old, and flushes batched acks.
+   Never blocks on input and never reads: incoming messages (including the
+   broker's heartbeats) stay queued for the next kz_bus_recv, and broker
+   liveness is only judged there. Cheap when nothing is due (a clock read),
+   so call it often - at least once per bus.heartbeat interval while the
+   work runs (kz_proc's tick does that for subprocesses). 0, or -1 when a
+   send failed (logged; the next call tries again). */
+int kz_bus_keepalive(kz_bus_t *self);
 
 /* Call SERVICE with REQUEST (ownership taken), waiting up to TIMEOUT_MS
    per attempt and retrying RETRIES times (<0: use the config values).

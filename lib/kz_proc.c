@@ -12,7 +12,8 @@
     threads). Output past the cap is read and dropped so the child never
     blocks on a full pipe. When the leader has exited but something it
     left behind still holds the pipes open, the group is killed after a
-    short grace instead of hanging the caller.
+    short grace instead of hanging the caller. The loop's poll timeout is
+    also bounded by the next opts->tick, which it calls when due.
 */
 #include "kz_proc.h"
 
@@ -36,6 +37,7 @@
 #define S_ABANDON_MS    1000 /* ms after SIGKILL before pipes held outside the group are dropped */
 #define S_POLL_MS       50   /* poll period while the child runs, to reap it */
 #define S_CHUNK         65536
+#define S_DEFAULT_TICK  250 /* ms between opts->tick calls when tick_ms <= 0 */
 
 extern char **environ;
 
@@ -389,6 +391,8 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
     int64_t killed_at = 0;
     bool reaped = false, killed = false;
     int status = 0;
+    int64_t tick_us = (int64_t)(opts->tick_ms > 0 ? opts->tick_ms : S_DEFAULT_TICK) * 1000;
+    int64_t next_tick = opts->tick ? s_now_us() + tick_us : 0;
 
     while (!reaped || out_pipe[0] >= 0 || err_pipe[0] >= 0) {
         struct pollfd fds[3];
@@ -414,6 +418,8 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
             next = kill_at;
         if (orphan_at && !killed && (!next || orphan_at < next))
             next = orphan_at;
+        if (next_tick && (!next || next_tick < next))
+            next = next_tick;
         if (next) {
             int64_t left = (next - now + 999) / 1000;
             if (left < wait_ms)
@@ -464,6 +470,10 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
         if (killed && reaped && now >= killed_at + (int64_t)S_ABANDON_MS * 1000) {
             s_close(&out_pipe[0]);
             s_close(&err_pipe[0]);
+        }
+        if (next_tick && now >= next_tick) {
+            opts->tick(opts->tick_arg);
+            next_tick = s_now_us() + tick_us;
         }
     }
     /* nothing the program started may outlive it */

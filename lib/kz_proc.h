@@ -3,6 +3,9 @@
     Runs argv (never through a shell) in a working directory with a given
     environment, in its own process group, with a timeout that kills the
     whole group, and captures stdout and stderr up to a size cap each.
+    An optional tick callback runs periodically while the caller waits,
+    so a bus client can keep its registrations alive during a long tool
+    run (opts.tick = kz_agent_proc_tick; opts.tick_arg = agent).
 */
 #ifndef KZ_PROC_H_INCLUDED
 #define KZ_PROC_H_INCLUDED
@@ -22,6 +25,12 @@ typedef struct {
     int kill_grace_ms; /* after SIGTERM to the group, SIGKILL after this (default 2000) */
     size_t out_cap;    /* bytes of stdout kept (default 1 MiB); more is read and dropped */
     size_t err_cap;    /* bytes of stderr kept (default 1 MiB) */
+    /* Called from kz_proc_run's wait loop at least every TICK_MS (default
+       250 when <= 0) until it returns, in the caller's thread; NULL = none.
+       It must not call kz_proc_run itself. */
+    void (*tick)(void *arg);
+    void *tick_arg;
+    int tick_ms;
 } kz_proc_opts_t;
 
 typedef struct {

@@ -1,10 +1,14 @@
 /*  kz_serve.c - serve a service through lib/kz_bus (a Majordomo worker)
 
-    kz_serve SERVICE [-c FILE] [--delay-ms MS] [--count N]
+    kz_serve SERVICE [-c FILE] [--delay-ms MS] [--busy-ms MS [--no-keepalive]]
+             [--count N]
 
     For each request prints "got ID" (the request envelope's id, flushed),
-    waits --delay-ms, and replies with the request envelope itself under a
-    new id, src = this worker and corr = the request's id: an echo of any
+    waits --delay-ms, works --busy-ms in 100 ms slices calling
+    kz_bus_keepalive between them (a long tool run; --no-keepalive leaves
+    the calls out, so the broker may give the request to another worker)
+    and then prints "done ID", and replies with the request envelope itself
+    under a new id, src = this worker and corr = the request's id: an echo of any
     type. Exits 0 after --count requests or on SIGTERM/SIGINT.
 */
 #include <errno.h>
@@ -30,8 +34,28 @@ static void s_on_signal(int sig)
 
 static int s_usage(void)
 {
-    fprintf(stderr, "usage: kz_serve SERVICE [-c FILE] [--delay-ms MS] [--count N]\n");
+    fprintf(stderr, "usage: kz_serve SERVICE [-c FILE] [--delay-ms MS] "
+                    "[--busy-ms MS [--no-keepalive]] [--count N]\n");
     return 2;
+}
+
+static void s_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Work MS milliseconds in 100 ms slices, keeping the bus alive between
+   them when KEEPALIVE (what an agent does around a long subprocess) */
+static void s_busy(kz_bus_t *bus, long ms, bool keepalive)
+{
+    while (ms > 0 && !s_stop) {
+        long slice = ms < 100 ? ms : 100;
+        s_sleep_ms(slice);
+        ms -= slice;
+        if (keepalive && kz_bus_keepalive(bus) != 0)
+            fprintf(stderr, "kz_serve: keepalive failed\n");
+    }
 }
 
 int main(int argc, char **argv)
@@ -39,10 +63,13 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"delay-ms", required_argument, NULL, 'd'},
         {"count", required_argument, NULL, 'n'},
+        {"busy-ms", required_argument, NULL, 'b'},
+        {"no-keepalive", no_argument, NULL, 'K'},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
-    long delay = 0, count = 0;
+    long delay = 0, count = 0, busy = 0;
+    bool keepalive = true;
     int c;
     while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
         switch (c) {
@@ -55,11 +82,17 @@ int main(int argc, char **argv)
         case 'n':
             count = atol(optarg);
             break;
+        case 'b':
+            busy = atol(optarg);
+            break;
+        case 'K':
+            keepalive = false;
+            break;
         default:
             return s_usage();
         }
     }
-    if (optind + 1 != argc || delay < 0 || count < 0)
+    if (optind + 1 != argc || delay < 0 || count < 0 || busy < 0)
         return s_usage();
     const char *service = argv[optind];
 
@@ -105,9 +138,12 @@ int main(int argc, char **argv)
         }
         printf("got %s\n", kz_msg_id(d->msg));
         fflush(stdout);
-        if (delay > 0) {
-            struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
+        if (delay > 0)
+            s_sleep_ms(delay);
+        if (busy > 0) {
+            s_busy(bus, busy, keepalive);
+            printf("done %s\n", kz_msg_id(d->msg));
+            fflush(stdout);
         }
         /* echo: the request envelope becomes the reply */
         kz_msg_t *reply = d->msg;

@@ -1,14 +1,16 @@
 /*  kz_sub.c - receive events or queue-group deliveries through lib/kz_bus
 
     kz_sub [PREFIX] [-c FILE] [--group NAME --prefix P] [--count N]
-           [--ack-delay-ms MS] [--out FILE] [--json]
+           [--ack-delay-ms MS] [--busy-ms MS] [--out FILE] [--json]
 
     Subscribes to PREFIX (default: everything), or joins queue group NAME
     for topics starting with P. For each message it writes one line and
     flushes it: "seq N" when the body has an integer seq, else "msg TYPE";
     with --json "TOPIC JSON-ENVELOPE". Group deliveries are acknowledged
-    after the line is written (and after --ack-delay-ms), so a member
-    killed in between has written seqs that the broker hands out again.
+    after the line is written (and after --ack-delay-ms, or after working
+    --busy-ms in 100 ms slices with kz_bus_keepalive between them, as an
+    agent does around a long tool run, then "done N"), so a member killed
+    in between has written seqs that the broker hands out again.
     Exits 0 after --count messages or on SIGTERM/SIGINT.
 */
 #include <errno.h>
@@ -34,8 +36,21 @@ static void s_on_signal(int sig)
 static int s_usage(void)
 {
     fprintf(stderr, "usage: kz_sub [PREFIX] [-c FILE] [--group NAME --prefix P] [--count N] "
-                    "[--ack-delay-ms MS] [--out FILE] [--json]\n");
+                    "[--ack-delay-ms MS] [--busy-ms MS] [--out FILE] [--json]\n");
     return 2;
+}
+
+/* Work MS milliseconds in 100 ms slices, keeping the bus alive between them */
+static void s_busy(kz_bus_t *bus, long long ms)
+{
+    while (ms > 0 && !s_stop) {
+        long long slice = ms < 100 ? ms : 100;
+        struct timespec ts = {0, (long)slice * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= slice;
+        if (kz_bus_keepalive(bus) != 0)
+            fprintf(stderr, "kz_sub: keepalive failed\n");
+    }
 }
 
 static bool s_number(const char *text, long long *out)
@@ -49,16 +64,13 @@ static bool s_number(const char *text, long long *out)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"group", required_argument, NULL, 'g'},
-        {"prefix", required_argument, NULL, 'p'},
-        {"count", required_argument, NULL, 'n'},
-        {"ack-delay-ms", required_argument, NULL, 'd'},
-        {"out", required_argument, NULL, 'o'},
-        {"json", no_argument, NULL, 'j'},
-        {NULL, 0, NULL, 0},
+        {"group", required_argument, NULL, 'g'},   {"prefix", required_argument, NULL, 'p'},
+        {"count", required_argument, NULL, 'n'},   {"ack-delay-ms", required_argument, NULL, 'd'},
+        {"busy-ms", required_argument, NULL, 'b'}, {"out", required_argument, NULL, 'o'},
+        {"json", no_argument, NULL, 'j'},          {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *group = NULL, *prefix = NULL, *out_path = NULL;
-    long long count = 0, ack_delay = 0;
+    long long count = 0, ack_delay = 0, busy = 0;
     bool json = false;
     int c;
     while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
@@ -78,6 +90,10 @@ int main(int argc, char **argv)
             break;
         case 'd':
             if (!s_number(optarg, &ack_delay))
+                return s_usage();
+            break;
+        case 'b':
+            if (!s_number(optarg, &busy))
                 return s_usage();
             break;
         case 'o':
@@ -156,8 +172,14 @@ int main(int argc, char **argv)
             struct timespec ts = {(time_t)(ack_delay / 1000), (long)(ack_delay % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }
+        if (busy > 0)
+            s_busy(bus, busy);
         if (d->kind == KZ_DELIVERY_GROUP && kz_bus_ack(bus, d) != 0)
             fprintf(stderr, "kz_sub: ack failed\n");
+        if (busy > 0 && !json && seq && seq->type == KZ_VAL_INT) {
+            fprintf(out, "done %lld\n", (long long)seq->u.i);
+            fflush(out);
+        }
         kz_bus_delivery_destroy(&d);
         got++;
     }

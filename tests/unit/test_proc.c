@@ -387,6 +387,61 @@ static void test_fds_not_inherited(void **state)
     kz_proc_result_free(&res);
 }
 
+typedef struct {
+    int count;
+    int64_t last_us;
+    int64_t max_gap_us;
+    int64_t start_us;
+} s_ticks_t;
+
+static int64_t s_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void s_count_tick(void *arg)
+{
+    s_ticks_t *t = arg;
+    int64_t now = s_mono_us();
+    int64_t gap = now - (t->count ? t->last_us : t->start_us);
+    if (gap > t->max_gap_us)
+        t->max_gap_us = gap;
+    t->last_us = now;
+    t->count++;
+}
+
+/* The tick runs periodically while the child runs (what keeps a bus
+   client's heartbeats going during a long tool run) */
+static void test_tick(void **state)
+{
+    (void)state;
+    kz_proc_result_t res;
+    char err[256];
+
+    s_ticks_t ticks = {0};
+    kz_proc_opts_t opts = {.tick = s_count_tick, .tick_arg = &ticks, .tick_ms = 100};
+    ticks.start_us = s_mono_us();
+    assert_int_equal(s_run(&opts, (const char *[]){"sleep", "1", NULL}, &res, err, sizeof err), 0);
+    assert_int_equal(res.exit_code, 0);
+    assert_true(res.duration_us >= 1000000);
+    /* ~10 in a second; never a gap much longer than tick_ms */
+    assert_in_range(ticks.count, 8, 12);
+    assert_true(ticks.max_gap_us < 200 * 1000);
+    kz_proc_result_free(&res);
+
+    /* tick_ms unset: every 250 ms */
+    memset(&ticks, 0, sizeof ticks);
+    kz_proc_opts_t dflt = {.tick = s_count_tick, .tick_arg = &ticks};
+    ticks.start_us = s_mono_us();
+    assert_int_equal(s_run(&dflt, (const char *[]){"sleep", "1", NULL}, &res, err, sizeof err), 0);
+    assert_int_equal(res.exit_code, 0);
+    assert_in_range(ticks.count, 3, 4);
+    assert_true(ticks.max_gap_us < 350 * 1000);
+    kz_proc_result_free(&res);
+}
+
 static void test_which(void **state)
 {
     (void)state;
@@ -429,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_exec_failures),
         cmocka_unit_test(test_env_cwd_stdin),
         cmocka_unit_test(test_fds_not_inherited),
+        cmocka_unit_test(test_tick),
         cmocka_unit_test(test_which),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
