@@ -2326,3 +2326,49 @@ char *kz_msg_to_json(const kz_msg_t *self)
     s_buf_put(&b, "}", 1);
     return s_buf_finish(&b);
 }
+
+/* ------------------------------------------------------------ copying */
+
+int kz_val_copy(kz_msg_t *dst, kz_val_t *to, const kz_val_t *from)
+{
+    switch (from->type) {
+    case KZ_VAL_NIL:
+        to->type = KZ_VAL_NIL;
+        return 0;
+    case KZ_VAL_BOOL:
+        kz_val_set_bool(to, from->u.b);
+        return 0;
+    case KZ_VAL_INT:
+        kz_val_set_int(to, from->u.i);
+        return 0;
+    case KZ_VAL_UINT:
+        to->type = KZ_VAL_UINT;
+        to->u.u = from->u.u;
+        return 0;
+    case KZ_VAL_FLOAT:
+        kz_val_set_float(to, from->u.f);
+        return 0;
+    case KZ_VAL_STR:
+        return kz_val_set_strn(dst, to, from->u.str.ptr, from->u.str.len);
+    case KZ_VAL_BIN:
+        return kz_val_set_bin(dst, to, from->u.str.ptr, from->u.str.len);
+    case KZ_VAL_ARRAY:
+        kz_val_set_array(to);
+        for (uint32_t i = 0; i < from->u.arr.count; i++) {
+            kz_val_t *slot = kz_array_push(dst, to);
+            if (!slot || kz_val_copy(dst, slot, &from->u.arr.items[i]) != 0)
+                return -1;
+        }
+        return 0;
+    case KZ_VAL_MAP:
+        kz_val_set_map(to);
+        for (uint32_t i = 0; i < from->u.map.count; i++) {
+            const kz_kv_t *kv = &from->u.map.items[i];
+            kz_val_t *slot = kz_map_put(dst, to, kv->key.u.str.ptr);
+            if (!slot || kz_val_copy(dst, slot, &kv->val) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    return -1;
+}

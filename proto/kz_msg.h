@@ -158,6 +158,10 @@ int kz_map_put_float(kz_msg_t *self, kz_val_t *map, const char *key, double f);
 kz_val_t *kz_map_put_map(kz_msg_t *self, kz_val_t *map, const char *key);
 kz_val_t *kz_map_put_array(kz_msg_t *self, kz_val_t *map, const char *key);
 
+/* Deep-copy FROM (from any message) into the slot TO of SELF's arena,
+   e.g. to echo a request's body into a reply. 0 / -1 on allocation failure */
+int kz_val_copy(kz_msg_t *self, kz_val_t *to, const kz_val_t *from);
+
 /* Reading. kz_map_get returns NULL when KEY is absent or MAP is not a map.
    The typed getters return DFLT (or NULL) when absent or of another type. */
 const kz_val_t *kz_map_get(const kz_val_t *map, const char *key);

@@ -110,50 +110,6 @@ static int s_cycle(kz_agent_t *agent, void *arg)
     return kz_agent_publish(agent, &msg);
 }
 
-/* Deep-copy FROM into the empty slot TO of DST's arena. 0 / -1 */
-static int s_copy_val(kz_msg_t *dst, kz_val_t *to, const kz_val_t *from)
-{
-    switch (from->type) {
-    case KZ_VAL_NIL:
-        return 0;
-    case KZ_VAL_BOOL:
-        kz_val_set_bool(to, from->u.b);
-        return 0;
-    case KZ_VAL_INT:
-        kz_val_set_int(to, from->u.i);
-        return 0;
-    case KZ_VAL_UINT:
-        /* the codec keeps values > INT64_MAX apart; echo them as floats */
-        kz_val_set_float(to, (double)from->u.u);
-        return 0;
-    case KZ_VAL_FLOAT:
-        kz_val_set_float(to, from->u.f);
-        return 0;
-    case KZ_VAL_STR:
-        return kz_val_set_strn(dst, to, from->u.str.ptr, from->u.str.len);
-    case KZ_VAL_BIN:
-        return kz_val_set_bin(dst, to, from->u.str.ptr, from->u.str.len);
-    case KZ_VAL_ARRAY:
-        kz_val_set_array(to);
-        for (uint32_t i = 0; i < from->u.arr.count; i++) {
-            kz_val_t *slot = kz_array_push(dst, to);
-            if (!slot || s_copy_val(dst, slot, &from->u.arr.items[i]) != 0)
-                return -1;
-        }
-        return 0;
-    case KZ_VAL_MAP:
-        kz_val_set_map(to);
-        for (uint32_t i = 0; i < from->u.map.count; i++) {
-            const kz_kv_t *kv = &from->u.map.items[i];
-            kz_val_t *slot = kz_map_put(dst, to, kv->key.u.str.ptr);
-            if (!slot || s_copy_val(dst, slot, &kv->val) != 0)
-                return -1;
-        }
-        return 0;
-    }
-    return -1;
-}
-
 static int s_on_message(kz_agent_t *agent, kz_delivery_t *delivery, void *arg)
 {
     (void)arg;
@@ -165,7 +121,7 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *delivery, void *arg)
     const kz_val_t *body = kz_msg_body_const(delivery->msg);
     kz_val_t *to = kz_msg_body(reply);
     const char *target = kz_msg_target(delivery->msg);
-    if (s_copy_val(reply, to, body) != 0 || (target && kz_msg_set_target(reply, target) != 0)) {
+    if (kz_val_copy(reply, to, body) != 0 || (target && kz_msg_set_target(reply, target) != 0)) {
         kz_msg_destroy(&reply);
         return kz_fail("out of memory");
     }

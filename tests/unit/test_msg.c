@@ -485,8 +485,15 @@ static void test_roundtrip_values(void **state)
     assert_null(kz_map_str(bb, "pi"));
     assert_true(kz_map_float(bb, "missing", 2.5) == 2.5);
     assert_null(kz_map_get(kz_map_get(bb, "pi"), "x")); /* not a map */
+    /* a deep copy into another message's arena equals the original and
+       outlives the message it came from */
+    kz_msg_t *copy = s_new("demo.echo");
+    kz_val_t *slot = kz_map_put(copy, kz_msg_body(copy), "echo");
+    assert_int_equal(kz_val_copy(copy, slot, bb), 0);
     free(buf);
     kz_msg_destroy(&back);
+    assert_true(s_val_equal(kz_map_get(kz_msg_body_const(copy), "echo"), kz_msg_body_const(msg)));
+    kz_msg_destroy(&copy);
     kz_msg_destroy(&msg);
 }
 
