@@ -1,0 +1,162 @@
+/*  keygen.c - `kaizen keygen NAME`: a CURVE key pair for the bus
+
+    Writes DIR/NAME.key (public certificate, safe to share) and
+    DIR/NAME.key_secret (secret certificate, mode 0600) with CZMQ zcert,
+    in the format the broker's ZAP handler (bus.curve.allow_dir) and
+    kz_bus_curve_client read.
+*/
+#include "cli.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <getopt.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char s_usage[] =
+    "usage: kaizen keygen NAME [--dir DIR] [--force]\n"
+    "\n"
+    "Write a CURVE key pair for the bus: DIR/NAME.key (public certificate)\n"
+    "and DIR/NAME.key_secret (secret certificate, mode 0600), and print the\n"
+    "public key.\n"
+    "\n"
+    "  NAME           letters, digits, '.', '_' and '-' (e.g. broker, host-a)\n"
+    "  --dir DIR      where to write the files (default: the current directory;\n"
+    "                 created when missing)\n"
+    "  --force        overwrite an existing key pair of that name\n"
+    "  -h, --help     this help\n"
+    "\n"
+    "A client uses its NAME.key_secret as bus.curve.client_cert; the broker\n"
+    "admits it once NAME.key is copied into the broker's bus.curve.allow_dir.\n"
+    "The broker uses its secret file as bus.curve.broker_cert and clients name\n"
+    "its public file in bus.curve.broker_public.\n"
+    "\n"
+    "exit codes: 0 written, 1 could not write (or exists without --force), 2 usage\n";
+
+static bool s_name_ok(const char *name)
+{
+    if (!*name || *name == '.' || strlen(name) > 200)
+        return false;
+    for (const char *p = name; *p; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static bool s_exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static int s_run(kz_cli_t *cli, int argc, char **argv)
+{
+    (void)cli;
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"force", no_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = ".";
+    bool force = false;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            dir = optarg;
+            break;
+        case 'f':
+            force = true;
+            break;
+        default:
+            return kz_cli_bad_option("keygen", c, argv);
+        }
+    }
+    if (optind >= argc)
+        return kz_cli_usage("keygen", "missing NAME");
+    if (optind + 1 < argc)
+        return kz_cli_usage("keygen", "unexpected argument '%s'", argv[optind + 1]);
+    const char *name = argv[optind];
+    if (!s_name_ok(name))
+        return kz_cli_usage("keygen", "invalid name '%s' (use letters, digits, '.', '_', '-')",
+                            name);
+    if (!*dir)
+        return kz_cli_usage("keygen", "empty --dir");
+
+    char pub[4096], sec[4096];
+    int n = snprintf(pub, sizeof pub, "%s/%s.key", dir, name);
+    int m = snprintf(sec, sizeof sec, "%s/%s.key_secret", dir, name);
+    if (n < 0 || m < 0 || (size_t)m >= sizeof sec)
+        return kz_cli_error("keygen", "path too long: '%s'", dir);
+
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (zsys_dir_create("%s", dir) != 0)
+            return kz_cli_error("keygen", "unable to create directory '%s': %s", dir,
+                                strerror(errno));
+    } else if (!S_ISDIR(st.st_mode)) {
+        return kz_cli_error("keygen", "'%s' is not a directory", dir);
+    }
+    if (!force && (s_exists(pub) || s_exists(sec)))
+        return kz_cli_error("keygen", "'%s' already exists (use --force to overwrite)",
+                            s_exists(pub) ? pub : sec);
+    /* new files, so the private umask of zcert_save_secret applies */
+    if (force) {
+        if (unlink(pub) != 0 && errno != ENOENT)
+            return kz_cli_error("keygen", "unable to remove '%s': %s", pub, strerror(errno));
+        if (unlink(sec) != 0 && errno != ENOENT)
+            return kz_cli_error("keygen", "unable to remove '%s': %s", sec, strerror(errno));
+    }
+
+    zcert_t *cert = zcert_new();
+    if (!cert)
+        return kz_cli_error("keygen", "unable to create a key pair");
+    char created[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    zcert_set_meta(cert, "name", "%s", name);
+    zcert_set_meta(cert, "created", "%s", created);
+    zcert_set_meta(cert, "created-by", "kaizen keygen %s", KZ_VERSION);
+
+    int rc = KZ_EXIT_OK;
+    mode_t old = umask(077);
+    int saved = zcert_save(cert, pub);
+    umask(old);
+    if (saved != 0) {
+        rc = kz_cli_error("keygen", "unable to write '%s' or '%s'", pub, sec);
+        unlink(pub);
+        unlink(sec);
+        goto done;
+    }
+    /* the public half is meant to be shared; the secret stays 0600 even
+       if the umask or the filesystem said otherwise */
+    if (chmod(sec, 0600) != 0 || chmod(pub, 0644) != 0) {
+        rc = kz_cli_error("keygen", "unable to set the mode of '%s': %s", sec, strerror(errno));
+        unlink(pub);
+        unlink(sec);
+        goto done;
+    }
+    printf("public key: %s\n", zcert_public_txt(cert));
+    printf("public certificate: %s\n", pub);
+    printf("secret certificate: %s (mode 0600, keep it private)\n", sec);
+    printf("to allow this client, copy %s into the broker's bus.curve.allow_dir\n", pub);
+    printf("a client uses %s as bus.curve.client_cert; a broker uses it as\n"
+           "bus.curve.broker_cert and its clients use %s as bus.curve.broker_public\n",
+           sec, pub);
+done:
+    zcert_destroy(&cert);
+    return rc;
+}
+
+const kz_cli_cmd_t kz_cmd_keygen = {
+    "keygen", "write a CURVE key pair for the bus", s_usage, s_run, false,
+};
