@@ -58,6 +58,8 @@ FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: all check tests bench fuzz fuzz-build lint install clean
+# keep objects of tests, tools and benchmarks between runs
+.SECONDARY:
 .DEFAULT_GOAL := all
 
 all: $(PROGS)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "kz_config.h"
+#include "kz_msg.h"
 
 #ifndef KZ_VERSION
 #define KZ_VERSION "0.1.0"
@@ -49,6 +50,8 @@ typedef struct {
 extern const kz_cli_cmd_t kz_cmd_monitor;
 extern const kz_cli_cmd_t kz_cmd_keygen;
 extern const kz_cli_cmd_t kz_cmd_stats;
+extern const kz_cli_cmd_t kz_cmd_publish;
+extern const kz_cli_cmd_t kz_cmd_call;
 
 /* Print "kaizen CMD: MESSAGE" and the hint "see 'kaizen CMD --help'" on
    stderr; returns KZ_EXIT_USAGE so callers write `return kz_cli_usage(...)`. */
@@ -73,5 +76,29 @@ void kz_cli_json_str(FILE *out, const char *text, size_t len);
 
 /* Length of the valid UTF-8 sequence at P (at most N bytes), 0 when invalid */
 size_t kz_cli_utf8_seq(const unsigned char *p, size_t n);
+
+/* cli/json.c: JSON on the command line */
+
+/* Parse the JSON text TEXT (any JSON value) and store it in the slot TO
+   of MSG's arena: objects become maps, then arrays, strings, integers,
+   reals, true/false and null. Duplicate keys and NUL in strings are
+   refused. 0; -2 when TEXT is not JSON or nests too deep (ERR says where,
+   "invalid JSON at line 1, column 7 (byte 6): ..."); -1 out of memory. */
+int kz_cli_json_to_val(kz_msg_t *msg, kz_val_t *to, const char *text, char *err, size_t errlen);
+
+/* A new envelope of TYPE whose body is the JSON object BODY_JSON (NULL:
+   an empty body). On error prints "kaizen CMD: ..." and returns NULL
+   with *RC the exit code: 1 for an unknown type (with the hint to
+   proto/PROTOCOL.md) or no memory, 2 for bad JSON or a non-object. */
+kz_msg_t *kz_cli_json_msg(const char *cmd, const char *type, const char *body_json, int *rc);
+
+/* Check MSG against its type's schema and the limits by encoding it;
+   prints the codec's error ("body.agent: required field is missing").
+   KZ_EXIT_OK / KZ_EXIT_FAILURE */
+int kz_cli_check_msg(const char *cmd, const kz_msg_t *msg);
+
+/* Write VAL as JSON indented by two spaces per level, starting at
+   column INDENT (no final newline) */
+void kz_cli_print_json(FILE *out, const kz_val_t *val, int indent);
 
 #endif

@@ -1332,8 +1332,8 @@ kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p,
     snprintf(id, sizeof id, "%s", kz_msg_id(req));
     s_call_ctx_t ctx = {id, NULL};
     if (s_call(self, service, buf, len, timeout_ms < 0 ? self->cfg.call_timeout_ms : timeout_ms,
-               retries < 0 ? self->cfg.call_retries : retries, s_accept_envelope, &ctx, errbuf,
-               errlen) == 0)
+               1 + (retries < 0 ? self->cfg.call_retries : retries), s_accept_envelope, &ctx,
+               errbuf, errlen) == 0)
         result = ctx.reply;
 done:
     free(buf);
@@ -1393,8 +1393,8 @@ kz_bus_t *kz_bus_new(const kz_bus_config_t *cfg, const char *agent_id, char *err
         self->cfg.hwm = 100000;
     if (self->cfg.call_timeout_ms <= 0)
         self->cfg.call_timeout_ms = 10000;
-    if (self->cfg.call_retries <= 0)
-        self->cfg.call_retries = 3;
+    if (self->cfg.call_retries < 0)
+        self->cfg.call_retries = 0;
     snprintf(self->agent_id, sizeof self->agent_id, "%s", agent_id ? agent_id : "kaizen");
     self->limits = kz_msg_limits_default();
     if (self->cfg.max_message_size > 0)
