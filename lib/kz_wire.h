@@ -23,7 +23,10 @@
      member -> broker  ["", "KZG01", ACK, ids(n * 8 bytes, big endian)]
      either way        ["", "KZG01", HEARTBEAT]
      member -> broker  ["", "KZG01", LEAVE]       pending deliveries go to others now
-     broker -> member  ["", "KZG01", DISCONNECT]  broker forgot us: join again      */
+     broker -> member  ["", "KZG01", DISCONNECT]  broker forgot us: join again
+     member -> broker  ["", "KZG01", NACK, ids(n * 8 bytes, big endian)]
+                       not handled: hand them to a member again (up to
+                       broker.max_deliveries deliveries, then dropped)  */
 #define KZ_GRP            "KZG01"
 #define KZ_GRP_JOIN       0x01
 #define KZ_GRP_DELIVER    0x02
@@ -31,6 +34,7 @@
 #define KZ_GRP_HEARTBEAT  0x04
 #define KZ_GRP_LEAVE      0x05
 #define KZ_GRP_DISCONNECT 0x06
+#define KZ_GRP_NACK       0x07
 
 /* Tap (PUB socket): [path, name, header, payload frames...]
    path is one of the strings below, name is the topic or service,
