@@ -58,15 +58,23 @@ typedef enum {
     S_DROP_GROUP_QUEUE,
     S_DROP_REQUEST_EXPIRED,
     S_DROP_TOO_MANY_NAMES,
+    S_DROP_JOIN_PREFIX,
+    S_DROP_POISON,
+    S_DROP_CLIENT_GONE,
+    S_DROP_CLIENT_HWM,
     S_DROP_COUNT
 } s_drop_t;
 
 static const char *const s_drop_names[S_DROP_COUNT] = {
-    "malformed event",          "unknown protocol",        "malformed request",
-    "malformed worker command", "malformed group command", "bad delivery id",
-    "unknown worker",           "unknown member",          "too many frames",
-    "service queue full",       "group queue full",        "request expired",
-    "too many names",
+    "malformed event",         "unknown protocol",
+    "malformed request",       "malformed worker command",
+    "malformed group command", "bad delivery id",
+    "unknown worker",          "unknown member",
+    "too many frames",         "service queue full",
+    "group queue full",        "request expired",
+    "too many names",          "join prefix mismatch",
+    "poison message",          "client gone",
+    "client at hwm",
 };
 
 /* A ring of pointers; capacity is a power of two */
@@ -83,7 +91,8 @@ typedef struct {
 typedef struct s_item {
     struct s_item *next_free;
     zmq_msg_t topic, body;
-    uint64_t id; /* delivery id, set when delivered */
+    uint64_t id;         /* delivery id, set when delivered */
+    unsigned deliveries; /* times handed to a member so far */
     bool redelivery, acked;
 } s_item_t;
 
@@ -96,17 +105,18 @@ typedef struct {
     s_ring_t inflight; /* s_item_t *, ascending ids; acked ones are tombstones */
     size_t live;       /* unacked items in inflight */
     size_t credit;
+    bool stalled; /* its pipe was full (EAGAIN): skipped until the next tick */
 } s_member_t;
 
 struct s_group {
     char *name;
-    char **prefixes;
-    size_t *prefix_lens;
-    size_t nprefixes;
+    char *prefix; /* fixed by the JOIN that created the group */
+    size_t prefix_len;
     s_member_t **members;
     size_t nmembers, rr;
     s_ring_t queue; /* s_item_t * */
-    uint64_t delivered, redelivered, acked;
+    uint64_t delivered, redelivered, acked, nacked;
+    int64_t last_used; /* for reclaiming an empty, idle group */
 };
 
 /* A DEALER speaking KZG01 */
@@ -118,6 +128,7 @@ struct s_gpeer {
     s_member_t **members;
     size_t nmembers;
     size_t index; /* in broker->gpeers */
+    bool gone;    /* a send found no route: removed by s_reap */
 };
 
 typedef struct s_service s_service_t;
@@ -130,8 +141,9 @@ typedef struct s_request {
     zmq_msg_t inl[4];
     zmq_msg_t *body;
     size_t nbody;
-    int64_t arrived;
+    int64_t arrived; /* queued at (requeued: the time of the requeue) */
     uint64_t seq;
+    bool requeued; /* taken back from a worker: sits in the queue's front part */
 } s_request_t;
 
 struct s_service {
@@ -140,6 +152,7 @@ struct s_service {
     s_ring_t waiting;  /* s_worker_t *, longest waiting first */
     size_t nworkers;
     uint64_t nrequests, nreplies, bytes;
+    int64_t last_used; /* for reclaiming a service nobody serves or calls */
 };
 
 /* A DEALER speaking MDPW01 */
@@ -152,6 +165,7 @@ typedef struct {
     int64_t last_recv, last_send;
     size_t index; /* in broker->workers */
     bool waiting;
+    bool gone; /* a send found no route: removed by s_reap */
 } s_worker_t;
 
 /* Fixed buffer for msgpack tap headers: no allocation on the hot path */
@@ -181,7 +195,10 @@ struct kz_broker_t {
 
     int heartbeat_ms, liveness;
     size_t group_queue_limit, group_inflight, service_queue_limit;
+    unsigned max_deliveries;
     int request_ttl_ms, stats_interval_ms;
+    int64_t name_idle_ms; /* unused services and groups are forgotten after this */
+    bool reap;            /* some worker or group peer is marked gone */
 
     int64_t now, started, next_stats;
     uint64_t next_delivery, next_seq;
@@ -247,10 +264,25 @@ static void s_free_ptr(void **item)
     *item = NULL;
 }
 
-/* Send one frame from a buffer; router sends never block (no MANDATORY) */
+/* Send one frame from a buffer; never blocks */
 static void s_send_buf(void *sock, const void *data, size_t len, bool more)
 {
     zmq_send(sock, data, len, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+}
+
+/* Start a router message to peer ID. The router is ZMQ_ROUTER_MANDATORY,
+   so this first frame tells whether the message can go at all: 0 = go on
+   with the other frames (zmq takes the rest of a started message), -1 with
+   *ERR = EHOSTUNREACH (no such connection: the peer is gone) or EAGAIN (the
+   peer's pipe is at its high-water mark). On -1 nothing was queued and the
+   caller MUST NOT send the other frames. */
+static int s_route(kz_broker_t *self, const void *id, size_t idlen, int *err)
+{
+    if (zmq_send(self->router_h, id, idlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        *err = zmq_errno();
+        return -1;
+    }
+    return 0;
 }
 
 /* Send a reference-counted copy of MSG, keeping MSG */
@@ -339,6 +371,18 @@ static void s_ring_remove_at(s_ring_t *r, size_t i)
     r->len--;
 }
 
+/* Remove COUNT elements starting at START by moving the START elements in
+   front of them forward: O(START), cheap when the front part is short */
+static void s_ring_remove_range(s_ring_t *r, size_t start, size_t count)
+{
+    if (count == 0)
+        return;
+    for (size_t k = start; k-- > 0;)
+        r->buf[(r->head + k + count) & (r->cap - 1)] = r->buf[(r->head + k) & (r->cap - 1)];
+    r->head = (r->head + count) & (r->cap - 1);
+    r->len -= count;
+}
+
 static void s_ring_free(s_ring_t *r)
 {
     free(r->buf);
@@ -359,6 +403,7 @@ static s_item_t *s_item_new(kz_broker_t *self)
     zmq_msg_init(&item->body);
     item->next_free = NULL;
     item->id = 0;
+    item->deliveries = 0;
     item->redelivery = false;
     item->acked = false;
     return item;
@@ -407,6 +452,7 @@ static s_request_t *s_request_new(kz_broker_t *self, size_t nbody)
     req->delim = true;
     req->arrived = self->now;
     req->seq = 0;
+    req->requeued = false;
     return req;
 }
 
@@ -429,18 +475,24 @@ static void s_request_free(kz_broker_t *self, s_request_t *req)
 
 /* ------------------------------------------------------------ drops/log */
 
-/* Count a drop and log it at most once per second per reason */
-static void s_drop(kz_broker_t *self, s_drop_t reason, const char *peer)
+/* Count a drop and log it at most once per second per reason; DETAIL
+   (may be NULL) says which message, e.g. the topic of a poison message */
+static void s_drop_detail(kz_broker_t *self, s_drop_t reason, const char *peer, const char *detail)
 {
     self->drops[reason]++;
     if (self->now - self->drop_logged[reason] >= 1000 || self->drop_logged[reason] == 0) {
         uint64_t since = self->drops[reason] - self->drop_logged_count[reason];
-        kz_warn("dropped %s%s%s (%" PRIu64 " since last report, %" PRIu64 " in total)",
-                s_drop_names[reason], peer ? " from " : "", peer ? peer : "", since,
-                self->drops[reason]);
+        kz_warn("dropped %s%s%s%s%s (%" PRIu64 " since last report, %" PRIu64 " in total)",
+                s_drop_names[reason], peer ? " from " : "", peer ? peer : "", detail ? ": " : "",
+                detail ? detail : "", since, self->drops[reason]);
         self->drop_logged[reason] = self->now ? self->now : 1;
         self->drop_logged_count[reason] = self->drops[reason];
     }
+}
+
+static void s_drop(kz_broker_t *self, s_drop_t reason, const char *peer)
+{
+    s_drop_detail(self, reason, peer, NULL);
 }
 
 /* ------------------------------------------------------------------ tap */
@@ -549,25 +601,46 @@ static void s_handle_sub(kz_broker_t *self)
 
 /* --------------------------------------------------------------- groups */
 
-static void s_gpeer_send_cmd(kz_broker_t *self, const unsigned char *id, size_t idlen, int cmd)
+/* Send [""][KZG01][CMD] to ID: 0, or -1 with *ERR as s_route */
+static int s_gpeer_send_cmd(kz_broker_t *self, const unsigned char *id, size_t idlen, int cmd,
+                            int *err)
 {
     unsigned char c = (unsigned char)cmd;
-    s_send_buf(self->router_h, id, idlen, true);
+    if (s_route(self, id, idlen, err) == -1)
+        return -1;
     s_send_buf(self->router_h, "", 0, true);
     s_send_buf(self->router_h, KZ_GRP, strlen(KZ_GRP), true);
     s_send_buf(self->router_h, &c, 1, false);
+    return 0;
 }
 
-static void s_deliver(kz_broker_t *self, s_member_t *m, s_item_t *item)
+/* Mark a group peer whose connection is gone; s_reap removes it (and
+   redelivers its pending deliveries) outside of any loop over members */
+static void s_gpeer_gone(kz_broker_t *self, s_gpeer_t *p)
+{
+    if (!p->gone)
+        kz_info("group member %s gone", p->hex);
+    p->gone = true;
+    self->reap = true;
+}
+
+/* Send ITEM to member M. 0 = sent and now in M's in-flight set; -1 = M's
+   pipe is full (EAGAIN): nothing sent, ITEM untouched; -2 = M's connection
+   is gone (EHOSTUNREACH): nothing sent, ITEM untouched */
+static int s_deliver(kz_broker_t *self, s_member_t *m, s_item_t *item)
 {
     s_group_t *g = m->group;
     s_gpeer_t *p = m->peer;
     unsigned char cmd = KZ_GRP_DELIVER;
     unsigned char idbuf[8];
-    item->id = ++self->next_delivery;
+    uint64_t id = self->next_delivery + 1;
+    int err = 0;
     for (int i = 0; i < 8; i++)
-        idbuf[i] = (unsigned char)(item->id >> (56 - 8 * i));
-    s_send_buf(self->router_h, p->id, p->idlen, true);
+        idbuf[i] = (unsigned char)(id >> (56 - 8 * i));
+    if (s_route(self, p->id, p->idlen, &err) == -1)
+        return err == EAGAIN ? -1 : -2;
+    self->next_delivery = id;
+    item->id = id;
     s_send_buf(self->router_h, "", 0, true);
     s_send_buf(self->router_h, KZ_GRP, strlen(KZ_GRP), true);
     s_send_buf(self->router_h, &cmd, 1, true);
@@ -575,6 +648,7 @@ static void s_deliver(kz_broker_t *self, s_member_t *m, s_item_t *item)
     s_send_copy(self->router_h, &item->topic, true);
     s_send_copy(self->router_h, &item->body, false);
     p->last_send = self->now;
+    item->deliveries++;
     g->delivered++;
     if (item->redelivery)
         g->redelivered++;
@@ -587,28 +661,60 @@ static void s_deliver(kz_broker_t *self, s_member_t *m, s_item_t *item)
     if (s_ring_push_back(&m->inflight, item) == -1) {
         /* out of memory: the member still got it; forget it rather than crash */
         s_item_free(self, item);
-        return;
+        return 0;
     }
     m->live++;
+    return 0;
 }
 
-/* Hand queued events to members with credit, round-robin */
+/* Hand queued events to members with credit, round-robin. A member whose
+   pipe is full is skipped until the next tick (no spinning on EAGAIN); one
+   whose connection is gone is marked for s_reap. Never removes anything,
+   so callers may hold member and peer pointers across it. */
 static void s_group_dispatch(kz_broker_t *self, s_group_t *g)
 {
     while (g->queue.len > 0 && g->nmembers > 0) {
         s_member_t *chosen = NULL;
         for (size_t k = 0; k < g->nmembers; k++) {
             size_t i = (g->rr + k) % g->nmembers;
-            if (g->members[i]->live < g->members[i]->credit) {
-                chosen = g->members[i];
+            s_member_t *m = g->members[i];
+            if (m->live < m->credit && !m->stalled && !m->peer->gone) {
+                chosen = m;
                 g->rr = (i + 1) % g->nmembers;
                 break;
             }
         }
         if (!chosen)
             return;
-        s_deliver(self, chosen, s_ring_pop_front(&g->queue));
+        int rc = s_deliver(self, chosen, s_ring_at(&g->queue, 0));
+        if (rc == 0)
+            s_ring_pop_front(&g->queue);
+        else if (rc == -1)
+            chosen->stalled = true;
+        else
+            s_gpeer_gone(self, chosen->peer);
     }
+}
+
+/* Put ITEM, taken back from a member (NACK, death, LEAVE), at the front of
+   G's queue as a redelivery - unless it was delivered max_deliveries times
+   already: then it is a poison message, dropped, counted and logged */
+static void s_group_requeue(kz_broker_t *self, s_group_t *g, s_item_t *item)
+{
+    if (item->deliveries >= self->max_deliveries) {
+        char detail[KZ_TOPIC_MAX + 2 * KZ_TOPIC_MAX + 64];
+        snprintf(detail, sizeof(detail), "topic '%.*s' in group '%s' after %u deliveries",
+                 (int)zmq_msg_size(&item->topic), (const char *)zmq_msg_data(&item->topic), g->name,
+                 item->deliveries);
+        s_drop_detail(self, S_DROP_POISON, NULL, detail);
+        s_item_free(self, item);
+        return;
+    }
+    if (s_ring_push_front(&g->queue, item) == -1) {
+        s_item_free(self, item);
+        return;
+    }
+    item->redelivery = true;
 }
 
 static s_group_t *s_group_lookup(kz_broker_t *self, const char *name)
@@ -619,7 +725,7 @@ static s_group_t *s_group_lookup(kz_broker_t *self, const char *name)
     return NULL;
 }
 
-static s_group_t *s_group_new(kz_broker_t *self, const char *name)
+static s_group_t *s_group_new(kz_broker_t *self, const char *name, const char *prefix)
 {
     if (self->ngroups == self->capgroups) {
         size_t cap = self->capgroups ? self->capgroups * 2 : 8;
@@ -630,36 +736,20 @@ static s_group_t *s_group_new(kz_broker_t *self, const char *name)
         self->capgroups = cap;
     }
     s_group_t *g = calloc(1, sizeof(*g));
-    if (!g || !(g->name = strdup(name))) {
+    if (!g)
+        return NULL;
+    g->name = strdup(name);
+    g->prefix = strdup(prefix);
+    if (!g->name || !g->prefix) {
+        free(g->name);
+        free(g->prefix);
         free(g);
         return NULL;
     }
+    g->prefix_len = strlen(prefix);
+    g->last_used = self->now;
     self->groups[self->ngroups++] = g;
     return g;
-}
-
-static int s_group_add_prefix(s_group_t *g, const char *prefix, size_t len)
-{
-    for (size_t i = 0; i < g->nprefixes; i++)
-        if (g->prefix_lens[i] == len && memcmp(g->prefixes[i], prefix, len) == 0)
-            return 0;
-    char **prefixes = realloc(g->prefixes, (g->nprefixes + 1) * sizeof(char *));
-    if (!prefixes)
-        return -1;
-    g->prefixes = prefixes;
-    size_t *lens = realloc(g->prefix_lens, (g->nprefixes + 1) * sizeof(size_t));
-    if (!lens)
-        return -1;
-    g->prefix_lens = lens;
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return -1;
-    memcpy(copy, prefix, len);
-    copy[len] = '\0';
-    g->prefixes[g->nprefixes] = copy;
-    g->prefix_lens[g->nprefixes] = len;
-    g->nprefixes++;
-    return 0;
 }
 
 static void s_group_destroy(kz_broker_t *self, s_group_t *g)
@@ -668,10 +758,7 @@ static void s_group_destroy(kz_broker_t *self, s_group_t *g)
     while ((item = s_ring_pop_front(&g->queue)))
         s_item_free(self, item);
     s_ring_free(&g->queue);
-    for (size_t i = 0; i < g->nprefixes; i++)
-        free(g->prefixes[i]);
-    free(g->prefixes);
-    free(g->prefix_lens);
+    free(g->prefix);
     free(g->members);
     free(g->name);
     free(g);
@@ -684,11 +771,10 @@ static void s_member_remove(kz_broker_t *self, s_member_t *m)
     s_group_t *g = m->group;
     s_item_t *item;
     while ((item = s_ring_pop_back(&m->inflight))) {
-        if (item->acked || s_ring_push_front(&g->queue, item) == -1) {
+        if (item->acked)
             s_item_free(self, item);
-            continue;
-        }
-        item->redelivery = true;
+        else
+            s_group_requeue(self, g, item);
     }
     s_ring_free(&m->inflight);
     for (size_t i = 0; i < g->nmembers; i++) {
@@ -704,11 +790,13 @@ static void s_member_remove(kz_broker_t *self, s_member_t *m)
         }
     }
     free(m);
+    g->last_used = self->now;
     s_group_dispatch(self, g);
 }
 
 static void s_gpeer_remove(kz_broker_t *self, s_gpeer_t *p)
 {
+    p->gone = true; /* its own other memberships get nothing meanwhile */
     for (size_t i = 0; i < p->nmembers; i++)
         s_member_remove(self, p->members[i]);
     free(p->members);
@@ -757,6 +845,11 @@ static int s_name(zmq_msg_t *frame, char *out, bool allow_empty)
     return 0;
 }
 
+/* JOIN: the first JOIN of a group creates it and fixes its prefix; a JOIN
+   naming another prefix is refused (counted, logged, nothing sent back:
+   a DISCONNECT would only make the member join again at once), so one
+   peer cannot grow a group's state. A peer refused this way is still
+   known, so its heartbeats do not provoke DISCONNECT either. */
 static void s_group_join(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *identity, const char *hex,
                          zmq_msg_t *args, size_t nargs)
 {
@@ -795,7 +888,7 @@ static void s_group_join(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *identity, c
             s_drop(self, S_DROP_TOO_MANY_NAMES, hex);
             return;
         }
-        if (!(g = s_group_new(self, gname))) {
+        if (!(g = s_group_new(self, gname, prefix))) {
             kz_error("out of memory creating group '%s'", gname);
             return;
         }
@@ -804,10 +897,14 @@ static void s_group_join(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *identity, c
         kz_error("out of memory adding a group member");
         return;
     }
-    if (s_group_add_prefix(g, prefix, strlen(prefix)) == -1) {
-        kz_error("out of memory joining group '%s'", gname);
+    if (strcmp(g->prefix, prefix) != 0) {
+        char detail[3 * KZ_TOPIC_MAX + 64];
+        snprintf(detail, sizeof(detail), "group '%s' has prefix '%s', not '%s'", gname, g->prefix,
+                 prefix);
+        s_drop_detail(self, S_DROP_JOIN_PREFIX, hex, detail);
         return;
     }
+    g->last_used = self->now;
     for (size_t i = 0; i < p->nmembers; i++) {
         if (p->members[i]->group == g) {
             p->members[i]->credit = credit;
@@ -875,6 +972,28 @@ static void s_inflight_compact(kz_broker_t *self, s_member_t *m)
     }
 }
 
+/* Look up the unacked delivery ID among P's memberships; NULL if none */
+static s_item_t *s_gpeer_find(s_gpeer_t *p, uint64_t id, s_member_t **mp)
+{
+    for (size_t i = 0; i < p->nmembers; i++) {
+        size_t index = 0;
+        s_item_t *item = s_inflight_find(p->members[i], id, &index);
+        if (item && !item->acked) {
+            *mp = p->members[i];
+            return item;
+        }
+    }
+    return NULL;
+}
+
+static uint64_t s_id_at(const unsigned char *d)
+{
+    uint64_t id = 0;
+    for (int i = 0; i < 8; i++)
+        id = (id << 8) | d[i];
+    return id;
+}
+
 static void s_group_ack(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *ids)
 {
     size_t len = zmq_msg_size(ids);
@@ -884,17 +1003,10 @@ static void s_group_ack(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *ids)
         return;
     }
     for (size_t off = 0; off < len; off += 8) {
-        uint64_t id = 0;
-        for (int i = 0; i < 8; i++)
-            id = (id << 8) | d[off + (size_t)i];
-        s_item_t *item = NULL;
+        uint64_t id = s_id_at(d + off);
         s_member_t *m = NULL;
-        size_t index = 0;
-        for (size_t i = 0; i < p->nmembers && !item; i++) {
-            m = p->members[i];
-            item = s_inflight_find(m, id, &index);
-        }
-        if (!item || item->acked || !m) {
+        s_item_t *item = s_gpeer_find(p, id, &m);
+        if (!item || !m) {
             s_drop(self, S_DROP_DELIVERY_ID, p->hex);
             continue;
         }
@@ -913,9 +1025,46 @@ static void s_group_ack(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *ids)
         s_group_dispatch(self, p->members[i]->group);
 }
 
+/* NACK: the member did not handle these deliveries. Each goes back to the
+   front of its group's queue (the first id of the frame first) for another
+   delivery, unless it is a poison message (s_group_requeue). The in-flight
+   slot becomes a tombstone, as after an ACK; the frames move to a new item. */
+static void s_group_nack(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *ids)
+{
+    size_t len = zmq_msg_size(ids);
+    const unsigned char *d = zmq_msg_data(ids);
+    if (len == 0 || len % 8 != 0) {
+        s_drop(self, S_DROP_DELIVERY_ID, p->hex);
+        return;
+    }
+    for (size_t off = len; off > 0; off -= 8) {
+        s_member_t *m = NULL;
+        s_item_t *item = s_gpeer_find(p, s_id_at(d + off - 8), &m);
+        if (!item || !m) {
+            s_drop(self, S_DROP_DELIVERY_ID, p->hex);
+            continue;
+        }
+        s_item_t *again = s_item_new(self);
+        if (!again)
+            continue; /* out of memory: it stays in flight until the member goes */
+        zmq_msg_move(&again->topic, &item->topic);
+        zmq_msg_move(&again->body, &item->body);
+        again->deliveries = item->deliveries;
+        item->acked = true;
+        s_item_release(item);
+        m->live--;
+        m->group->nacked++;
+        s_inflight_compact(self, m);
+        s_group_requeue(self, m->group, again);
+    }
+    for (size_t i = 0; i < p->nmembers; i++)
+        s_group_dispatch(self, p->members[i]->group);
+}
+
 static void s_handle_group(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h)
 {
     char hex[2 * S_ID_MAX + 1];
+    int err = 0;
     s_hex(zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), hex);
     if (n < h + 2 || zmq_msg_size(&f[h + 1]) != 1) {
         s_drop(self, S_DROP_GROUP_CMD, hex);
@@ -927,7 +1076,7 @@ static void s_handle_group(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h)
         p->last_recv = self->now;
     else if (cmd != KZ_GRP_JOIN) {
         s_drop(self, S_DROP_UNKNOWN_MEMBER, hex);
-        s_gpeer_send_cmd(self, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), KZ_GRP_DISCONNECT);
+        s_gpeer_send_cmd(self, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), KZ_GRP_DISCONNECT, &err);
         return;
     }
     size_t nargs = n - h - 2;
@@ -936,10 +1085,13 @@ static void s_handle_group(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h)
         s_group_join(self, p, &f[0], hex, &f[h + 2], nargs);
         break;
     case KZ_GRP_ACK:
+    case KZ_GRP_NACK:
         if (nargs != 1)
             s_drop(self, S_DROP_GROUP_CMD, hex);
-        else
+        else if (cmd == KZ_GRP_ACK)
             s_group_ack(self, p, &f[h + 2]);
+        else
+            s_group_nack(self, p, &f[h + 2]);
         break;
     case KZ_GRP_HEARTBEAT:
         if (nargs != 0)
@@ -998,14 +1150,15 @@ static void s_event_to_groups(kz_broker_t *self, zmq_msg_t *topic, zmq_msg_t *bo
     size_t tlen = zmq_msg_size(topic);
     for (size_t gi = 0; gi < self->ngroups; gi++) {
         s_group_t *g = self->groups[gi];
-        bool match = false;
-        for (size_t i = 0; i < g->nprefixes && !match; i++)
-            match = g->prefix_lens[i] <= tlen && memcmp(g->prefixes[i], t, g->prefix_lens[i]) == 0;
-        if (!match)
+        if (g->prefix_len > tlen || memcmp(g->prefix, t, g->prefix_len) != 0)
             continue;
+        g->last_used = self->now;
         if (g->queue.len >= self->group_queue_limit) {
+            /* full: the oldest waiting event makes room for the new one */
+            s_item_t *oldest = s_ring_pop_front(&g->queue);
+            if (oldest)
+                s_item_free(self, oldest);
             s_drop(self, S_DROP_GROUP_QUEUE, NULL);
-            continue;
         }
         s_item_t *item = s_item_new(self);
         if (!item)
@@ -1069,11 +1222,15 @@ static void s_handle_pub(kz_broker_t *self)
 
 /* ------------------------------------------------------------- services */
 
+/* Find or create service NAME; NULL when S_MAX_SERVICES exist already (or
+   out of memory). Every use refreshes its idle clock (s_reclaim). */
 static s_service_t *s_service_require(kz_broker_t *self, const char *name)
 {
     s_service_t *svc = zhashx_lookup(self->services, name);
-    if (svc)
+    if (svc) {
+        svc->last_used = self->now;
         return svc;
+    }
     if (zhashx_size(self->services) >= S_MAX_SERVICES)
         return NULL;
     svc = calloc(1, sizeof(*svc));
@@ -1086,6 +1243,7 @@ static s_service_t *s_service_require(kz_broker_t *self, const char *name)
         free(svc);
         return NULL;
     }
+    svc->last_used = self->now;
     return svc;
 }
 
@@ -1100,20 +1258,26 @@ static void s_service_destroy(kz_broker_t *self, s_service_t *svc)
     free(svc);
 }
 
-static void s_worker_send_cmd(kz_broker_t *self, const unsigned char *id, size_t idlen, int cmd)
+/* Send [""][MDPW01][CMD] to ID: 0, or -1 with *ERR as s_route */
+static int s_worker_send_cmd(kz_broker_t *self, const unsigned char *id, size_t idlen, int cmd,
+                             int *err)
 {
     unsigned char c = (unsigned char)cmd;
-    s_send_buf(self->router_h, id, idlen, true);
+    if (s_route(self, id, idlen, err) == -1)
+        return -1;
     s_send_buf(self->router_h, "", 0, true);
     s_send_buf(self->router_h, KZ_MDPW, strlen(KZ_MDPW), true);
     s_send_buf(self->router_h, &c, 1, false);
+    return 0;
 }
 
-static void s_send_request(kz_broker_t *self, s_worker_t *w, s_request_t *req)
+/* Send REQ to W. 0 = sent (the caller makes it W's current request), -1
+   with *ERR = EAGAIN or EHOSTUNREACH: nothing sent, REQ untouched */
+static int s_send_request(kz_broker_t *self, s_worker_t *w, s_request_t *req, int *err)
 {
     unsigned char cmd = KZ_MDPW_REQUEST;
-    w->current = req;
-    s_send_buf(self->router_h, w->id, w->idlen, true);
+    if (s_route(self, w->id, w->idlen, err) == -1)
+        return -1;
     s_send_buf(self->router_h, "", 0, true);
     s_send_buf(self->router_h, KZ_MDPW, strlen(KZ_MDPW), true);
     s_send_buf(self->router_h, &cmd, 1, true);
@@ -1122,24 +1286,46 @@ static void s_send_request(kz_broker_t *self, s_worker_t *w, s_request_t *req)
     for (size_t i = 0; i < req->nbody; i++)
         s_send_copy(self->router_h, &req->body[i], i + 1 < req->nbody);
     w->last_send = self->now;
+    return 0;
 }
 
-/* Hand queued requests to waiting workers, least recently used first */
+/* Hand queued requests to waiting workers, least recently used first. Each
+   waiting worker is tried at most once per call: one at its high-water
+   mark goes back to the end of the line (retried on the next tick or
+   request, never in a loop), one whose connection is gone is marked for
+   s_reap. Never removes a worker. */
 static void s_service_dispatch(kz_broker_t *self, s_service_t *svc)
 {
-    while (svc->requests.len > 0 && svc->waiting.len > 0) {
+    size_t tries = svc->waiting.len;
+    while (svc->requests.len > 0 && tries-- > 0) {
         s_worker_t *w = s_ring_pop_front(&svc->waiting);
+        s_request_t *req = s_ring_at(&svc->requests, 0);
+        int err = 0;
+        if (!w || !req)
+            return;
         w->waiting = false;
-        s_send_request(self, w, s_ring_pop_front(&svc->requests));
+        if (s_send_request(self, w, req, &err) == 0) {
+            s_ring_pop_front(&svc->requests);
+            w->current = req;
+        } else if (err == EAGAIN) {
+            if (s_ring_push_back(&svc->waiting, w) == 0) /* room is there */
+                w->waiting = true;
+        } else {
+            kz_info("worker %s of '%s' gone", w->hex, svc->name);
+            w->gone = true;
+            self->reap = true;
+        }
     }
 }
 
 /* Forget a worker; its request in progress goes back to the front of the
-   queue so another worker completes it */
+   queue (with a fresh queue time: the time a worker held it does not count
+   against request_ttl) so another worker completes it */
 static void s_worker_remove(kz_broker_t *self, s_worker_t *w, bool disconnect)
 {
+    int err = 0;
     if (disconnect)
-        s_worker_send_cmd(self, w->id, w->idlen, KZ_MDPW_DISCONNECT);
+        s_worker_send_cmd(self, w->id, w->idlen, KZ_MDPW_DISCONNECT, &err);
     s_service_t *svc = w->service;
     if (w->waiting) {
         for (size_t i = 0; i < svc->waiting.len; i++)
@@ -1149,8 +1335,11 @@ static void s_worker_remove(kz_broker_t *self, s_worker_t *w, bool disconnect)
             }
     }
     svc->nworkers--;
+    svc->last_used = self->now;
     if (w->current) {
         kz_info("worker %s of '%s' gone: requeueing its request", w->hex, svc->name);
+        w->current->arrived = self->now;
+        w->current->requeued = true;
         if (s_ring_push_front(&svc->requests, w->current) == -1)
             s_request_free(self, w->current);
         w->current = NULL;
@@ -1166,18 +1355,23 @@ static void s_worker_ready(kz_broker_t *self, zmq_msg_t *identity, const char *h
                            size_t nargs)
 {
     char name[KZ_TOPIC_MAX + 1];
+    int err = 0;
     if (nargs != 1 || s_name(&args[0], name, false) == -1) {
         s_drop(self, S_DROP_WORKER_CMD, hex);
         return;
     }
     if (strncmp(name, "mmi.", 4) == 0) {
         /* reserved for the broker (RFC 7 / MMI) */
-        s_worker_send_cmd(self, zmq_msg_data(identity), zmq_msg_size(identity), KZ_MDPW_DISCONNECT);
+        s_worker_send_cmd(self, zmq_msg_data(identity), zmq_msg_size(identity), KZ_MDPW_DISCONNECT,
+                          &err);
         return;
     }
     s_service_t *svc = s_service_require(self, name);
     if (!svc) {
+        /* tell the worker rather than leave it waiting for requests */
         s_drop(self, S_DROP_TOO_MANY_NAMES, hex);
+        s_worker_send_cmd(self, zmq_msg_data(identity), zmq_msg_size(identity), KZ_MDPW_DISCONNECT,
+                          &err);
         return;
     }
     if (self->nworkers == self->capworkers) {
@@ -1209,6 +1403,19 @@ static void s_worker_ready(kz_broker_t *self, zmq_msg_t *identity, const char *h
     s_service_dispatch(self, svc);
 }
 
+/* Start a reply to CLIENT; a client that is gone or at its high-water
+   mark loses the reply (counted): -1, send nothing more */
+static int s_route_client(kz_broker_t *self, zmq_msg_t *client)
+{
+    int err = 0;
+    if (s_route(self, zmq_msg_data(client), zmq_msg_size(client), &err) == 0)
+        return 0;
+    char hex[2 * S_ID_MAX + 1];
+    s_hex(zmq_msg_data(client), zmq_msg_size(client), hex);
+    s_drop(self, err == EAGAIN ? S_DROP_CLIENT_HWM : S_DROP_CLIENT_GONE, hex);
+    return -1;
+}
+
 static void s_worker_reply(kz_broker_t *self, s_worker_t *w, zmq_msg_t *args, size_t nargs)
 {
     /* [client address][""][body...] */
@@ -1226,18 +1433,19 @@ static void s_worker_reply(kz_broker_t *self, s_worker_t *w, zmq_msg_t *args, si
         bytes += zmq_msg_size(&body[i]);
     svc->nreplies++;
     svc->bytes += bytes;
+    svc->last_used = self->now;
     if (self->tap_subs > 0) {
         s_tapinfo_t info = {w->hex, NULL, req ? req->seq : 0, req != NULL, bytes, -1};
         s_tap(self, KZ_TAP_REPLY, svc->name, strlen(svc->name), &info, body, nbody);
     }
-    s_send_move(self->router_h, &args[0], true);
-    if (delim)
-        s_send_buf(self->router_h, "", 0, true);
-    s_send_buf(self->router_h, KZ_MDPC, strlen(KZ_MDPC), true);
-    s_send_buf(self->router_h, svc->name, strlen(svc->name), nbody > 0);
-    for (size_t i = 0; i < nbody; i++)
-        s_send_move(self->router_h, &body[i], i + 1 < nbody);
-    w->last_send = self->now;
+    if (s_route_client(self, &args[0]) == 0) {
+        if (delim)
+            s_send_buf(self->router_h, "", 0, true);
+        s_send_buf(self->router_h, KZ_MDPC, strlen(KZ_MDPC), true);
+        s_send_buf(self->router_h, svc->name, strlen(svc->name), nbody > 0);
+        for (size_t i = 0; i < nbody; i++)
+            s_send_move(self->router_h, &body[i], i + 1 < nbody);
+    }
     if (req) {
         s_request_free(self, req);
         w->current = NULL;
@@ -1250,6 +1458,7 @@ static void s_worker_reply(kz_broker_t *self, s_worker_t *w, zmq_msg_t *args, si
 static void s_handle_worker(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h)
 {
     char hex[2 * S_ID_MAX + 1];
+    int err = 0;
     s_hex(zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), hex);
     if (n < h + 2 || zmq_msg_size(&f[h + 1]) != 1) {
         s_drop(self, S_DROP_WORKER_CMD, hex);
@@ -1270,14 +1479,22 @@ static void s_handle_worker(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h)
             s_worker_ready(self, &f[0], hex, args, nargs);
         return;
     }
-    if (cmd < KZ_MDPW_READY || cmd > KZ_MDPW_DISCONNECT) {
+    if (cmd == KZ_MDPW_REQUEST || cmd < KZ_MDPW_READY || cmd > KZ_MDPW_DISCONNECT) {
+        /* RFC 7: REQUEST comes from the broker, never to it; like an
+           unknown command it is a protocol error: DISCONNECT */
         s_drop(self, S_DROP_WORKER_CMD, hex);
+        if (w)
+            s_worker_remove(self, w, true);
+        else
+            s_worker_send_cmd(self, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), KZ_MDPW_DISCONNECT,
+                              &err);
         return;
     }
     if (!w) {
         s_drop(self, S_DROP_UNKNOWN_WORKER, hex);
         if (cmd != KZ_MDPW_DISCONNECT)
-            s_worker_send_cmd(self, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), KZ_MDPW_DISCONNECT);
+            s_worker_send_cmd(self, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), KZ_MDPW_DISCONNECT,
+                              &err);
         return;
     }
     switch (cmd) {
@@ -1286,12 +1503,9 @@ static void s_handle_worker(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h)
         break;
     case KZ_MDPW_HEARTBEAT:
         break;
-    case KZ_MDPW_DISCONNECT:
+    default: /* KZ_MDPW_DISCONNECT */
         kz_debug("worker %s disconnected", hex);
         s_worker_remove(self, w, false);
-        break;
-    default: /* REQUEST comes from the broker, never to it */
-        s_drop(self, S_DROP_WORKER_CMD, hex);
         break;
     }
 }
@@ -1343,13 +1557,14 @@ static void s_pack_stats(kz_broker_t *self, msgpack_packer *pk)
         for (size_t k = 0; k < g->nmembers; k++)
             inflight += g->members[k]->live;
         s_pack_str(pk, g->name);
-        msgpack_pack_map(pk, 6);
+        msgpack_pack_map(pk, 7);
         s_pack_kv(pk, "members", g->nmembers);
         s_pack_kv(pk, "queued", g->queue.len);
         s_pack_kv(pk, "inflight", inflight);
         s_pack_kv(pk, "delivered", g->delivered);
         s_pack_kv(pk, "redelivered", g->redelivered);
         s_pack_kv(pk, "acked", g->acked);
+        s_pack_kv(pk, "nacked", g->nacked);
     }
 
     size_t ndrops = 0;
@@ -1393,12 +1608,13 @@ static void s_mmi(kz_broker_t *self, zmq_msg_t *client, bool delim, const char *
         s_tap(self, KZ_TAP_REPLY, service, strlen(service), &info, &reply, 1);
         zmq_msg_close(&reply);
     }
-    s_send_copy(self->router_h, client, true);
-    if (delim)
-        s_send_buf(self->router_h, "", 0, true);
-    s_send_buf(self->router_h, KZ_MDPC, strlen(KZ_MDPC), true);
-    s_send_buf(self->router_h, service, strlen(service), true);
-    s_send_buf(self->router_h, result, rlen, false);
+    if (s_route_client(self, client) == 0) {
+        if (delim)
+            s_send_buf(self->router_h, "", 0, true);
+        s_send_buf(self->router_h, KZ_MDPC, strlen(KZ_MDPC), true);
+        s_send_buf(self->router_h, service, strlen(service), true);
+        s_send_buf(self->router_h, result, rlen, false);
+    }
     msgpack_sbuffer_destroy(&sbuf);
 }
 
@@ -1521,18 +1737,77 @@ static void s_handle_router(kz_broker_t *self)
 
 /* ---------------------------------------------------------------- timer */
 
+static bool s_expired(kz_broker_t *self, const s_request_t *req)
+{
+    return self->now - req->arrived > self->request_ttl_ms;
+}
+
+/* Drop the queued requests older than request_ttl, in O(expired + requeued).
+   The queue is [requeued requests][new requests in arrival order]: a
+   requeue goes to the front with a fresh time, so only that short front
+   part is out of order; behind it, the scan stops at the first live one. */
 static void s_expire_requests(kz_broker_t *self, s_service_t *svc)
 {
-    size_t n = svc->requests.len;
-    for (size_t i = 0; i < n; i++) {
-        s_request_t *req = s_ring_pop_front(&svc->requests);
-        if (!req)
-            break;
-        if (self->now - req->arrived > self->request_ttl_ms) {
+    s_ring_t *q = &svc->requests;
+    size_t i = 0;
+    while (i < q->len && ((s_request_t *)s_ring_at(q, i))->requeued) {
+        s_request_t *req = s_ring_at(q, i);
+        if (s_expired(self, req)) {
             s_drop(self, S_DROP_REQUEST_EXPIRED, NULL);
             s_request_free(self, req);
+            s_ring_remove_range(q, i, 1);
         } else
-            s_ring_push_back(&svc->requests, req); /* room is there: cannot fail */
+            i++;
+    }
+    size_t n = 0;
+    while (i + n < q->len && s_expired(self, s_ring_at(q, i + n))) {
+        s_drop(self, S_DROP_REQUEST_EXPIRED, NULL);
+        s_request_free(self, s_ring_at(q, i + n));
+        n++;
+    }
+    s_ring_remove_range(q, i, n);
+}
+
+/* Remove the workers and group peers a send found gone. Removing may
+   requeue work whose dispatch finds more of them: loop until none is left. */
+static void s_reap(kz_broker_t *self)
+{
+    while (self->reap) {
+        self->reap = false;
+        for (size_t i = self->nworkers; i-- > 0;)
+            if (i < self->nworkers && self->workers[i]->gone)
+                s_worker_remove(self, self->workers[i], false);
+        for (size_t i = self->ngpeers; i-- > 0;)
+            if (i < self->ngpeers && self->gpeers[i]->gone)
+                s_gpeer_remove(self, self->gpeers[i]);
+    }
+}
+
+/* Forget services with no worker and no queued request, and groups with
+   no member and no queued event, once unused for name_idle_ms: names that
+   any peer can create must not fill the S_MAX_* tables for good */
+static void s_reclaim(kz_broker_t *self)
+{
+    s_service_t *idle[256];
+    size_t nidle = 0;
+    for (s_service_t *s = zhashx_first(self->services); s && nidle < 256;
+         s = zhashx_next(self->services))
+        if (s->nworkers == 0 && s->requests.len == 0 &&
+            self->now - s->last_used > self->name_idle_ms)
+            idle[nidle++] = s;
+    for (size_t i = 0; i < nidle; i++) {
+        kz_debug("forgetting idle service '%s'", idle[i]->name);
+        zhashx_delete(self->services, idle[i]->name);
+        s_service_destroy(self, idle[i]);
+    }
+    for (size_t i = self->ngroups; i-- > 0;) {
+        s_group_t *g = self->groups[i];
+        if (g->nmembers == 0 && g->queue.len == 0 &&
+            self->now - g->last_used > self->name_idle_ms) {
+            kz_debug("forgetting idle group '%s'", g->name);
+            self->groups[i] = self->groups[--self->ngroups];
+            s_group_destroy(self, g);
+        }
     }
 }
 
@@ -1555,32 +1830,70 @@ static void s_log_stats(kz_broker_t *self)
             delivered, acked, drops);
 }
 
+/* Liveness. An idle worker silent for liveness x heartbeat is expired. A
+   busy one is not: a stock RFC 7 worker sends nothing while it works, for
+   however long the request takes. Instead the broker's heartbeat to it,
+   sent every interval like to any worker, is the probe: ROUTER_MANDATORY
+   makes that send fail with EHOSTUNREACH once the connection is gone (the
+   process died and the kernel closed its socket; a vanished host is
+   caught by TCP keepalive), and the worker is removed and its request
+   requeued. Group members are expired for silence, as KZG01 requires them
+   to heartbeat; a failed heartbeat removes them at once. */
 static void s_tick(kz_broker_t *self)
 {
     int64_t expiry = (int64_t)self->heartbeat_ms * self->liveness;
+    int err = 0;
+    s_reap(self);
     for (size_t i = self->nworkers; i-- > 0;) {
+        if (i >= self->nworkers)
+            continue;
         s_worker_t *w = self->workers[i];
-        if (self->now - w->last_recv > expiry) {
+        if (!w->current && self->now - w->last_recv > expiry) {
             kz_info("worker %s of '%s' expired", w->hex, w->service->name);
             s_worker_remove(self, w, true);
         } else if (self->now - w->last_send >= self->heartbeat_ms) {
-            s_worker_send_cmd(self, w->id, w->idlen, KZ_MDPW_HEARTBEAT);
             w->last_send = self->now;
+            if (s_worker_send_cmd(self, w->id, w->idlen, KZ_MDPW_HEARTBEAT, &err) == -1 &&
+                err == EHOSTUNREACH) {
+                kz_info("worker %s of '%s' gone (%s)", w->hex, w->service->name,
+                        w->current ? "busy, silent" : "idle");
+                s_worker_remove(self, w, false);
+            }
         }
     }
     for (size_t i = self->ngpeers; i-- > 0;) {
+        if (i >= self->ngpeers)
+            continue;
         s_gpeer_t *p = self->gpeers[i];
         if (self->now - p->last_recv > expiry) {
             kz_info("group member %s expired", p->hex);
             s_gpeer_remove(self, p);
         } else if (self->now - p->last_send >= self->heartbeat_ms) {
-            s_gpeer_send_cmd(self, p->id, p->idlen, KZ_GRP_HEARTBEAT);
             p->last_send = self->now;
+            if (s_gpeer_send_cmd(self, p->id, p->idlen, KZ_GRP_HEARTBEAT, &err) == -1 &&
+                err == EHOSTUNREACH) {
+                kz_info("group member %s gone", p->hex);
+                s_gpeer_remove(self, p);
+            }
         }
     }
-    if (self->request_ttl_ms > 0)
-        for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
+    s_reap(self);
+    /* members and workers that were at their high-water mark get another
+       chance once per tick */
+    for (size_t i = 0; i < self->ngroups; i++) {
+        s_group_t *g = self->groups[i];
+        for (size_t k = 0; k < g->nmembers; k++)
+            g->members[k]->stalled = false;
+        if (g->queue.len > 0)
+            s_group_dispatch(self, g);
+    }
+    for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+        if (self->request_ttl_ms > 0)
             s_expire_requests(self, s);
+        s_service_dispatch(self, s);
+    }
+    s_reap(self);
+    s_reclaim(self);
     if (self->stats_interval_ms > 0 && self->now >= self->next_stats) {
         s_log_stats(self);
         self->next_stats = self->now + self->stats_interval_ms;
@@ -1642,6 +1955,19 @@ static zsock_t *s_bind(kz_broker_t *self, int type, const char *what, const char
     zmq_setsockopt(h, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     if (maxsize > 0)
         zmq_setsockopt(h, ZMQ_MAXMSGSIZE, &maxsize, sizeof(maxsize));
+    /* a peer whose host vanished (no FIN, no RST) is found by keepalive:
+       its connection closes, and ROUTER_MANDATORY sends then report it */
+    int ka = 1, ka_idle = 30, ka_intvl = 10, ka_cnt = 3;
+    zmq_setsockopt(h, ZMQ_TCP_KEEPALIVE, &ka, sizeof(ka));
+    zmq_setsockopt(h, ZMQ_TCP_KEEPALIVE_IDLE, &ka_idle, sizeof(ka_idle));
+    zmq_setsockopt(h, ZMQ_TCP_KEEPALIVE_INTVL, &ka_intvl, sizeof(ka_intvl));
+    zmq_setsockopt(h, ZMQ_TCP_KEEPALIVE_CNT, &ka_cnt, sizeof(ka_cnt));
+    if (type == ZMQ_ROUTER) {
+        /* sends to a gone peer fail (EHOSTUNREACH) instead of vanishing,
+           and a full pipe says EAGAIN: see s_route */
+        int one = 1;
+        zmq_setsockopt(h, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+    }
     if (self->cert) {
         zcert_apply(self->cert, sock);
         zsock_set_curve_server(sock, 1);
@@ -1719,11 +2045,15 @@ kz_broker_t *kz_broker_new(const kz_config_t *cfg, char *errbuf, size_t errlen)
     self->heartbeat_ms = cfg->bus.heartbeat_ms > 0 ? cfg->bus.heartbeat_ms : 1000;
     self->liveness = cfg->bus.heartbeat_liveness > 0 ? cfg->bus.heartbeat_liveness : 3;
     self->group_queue_limit =
-        cfg->broker.group_queue_limit > 0 ? (size_t)cfg->broker.group_queue_limit : 0;
+        cfg->broker.group_queue_limit > 0 ? (size_t)cfg->broker.group_queue_limit : 1;
     self->group_inflight = cfg->broker.group_inflight > 0 ? (size_t)cfg->broker.group_inflight : 1;
     self->service_queue_limit =
         cfg->broker.service_queue_limit > 0 ? (size_t)cfg->broker.service_queue_limit : 0;
+    self->max_deliveries =
+        cfg->broker.max_deliveries > 0 ? (unsigned)cfg->broker.max_deliveries : 5;
     self->request_ttl_ms = cfg->broker.request_ttl_ms;
+    /* a name unused for twice the request ttl is forgotten */
+    self->name_idle_ms = 2 * (int64_t)(self->request_ttl_ms > 0 ? self->request_ttl_ms : 60000);
     self->stats_interval_ms = cfg->broker.stats_interval_ms;
     self->now = self->started = s_mono_ms();
     self->next_stats = self->now + self->stats_interval_ms;
@@ -1810,6 +2140,8 @@ int kz_broker_run(kz_broker_t *self)
             s_handle_router(self);
         if (items[2].revents & ZMQ_POLLIN)
             s_handle_sub(self);
+        if (self->reap)
+            s_reap(self);
         if (self->now >= next_tick) {
             s_tick(self);
             next_tick = self->now + tick;

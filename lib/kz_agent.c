@@ -275,11 +275,23 @@ static void s_dispatch(kz_agent_t *self, kz_delivery_t *d)
         self->state = "idle";
     } else if (d->kind == KZ_DELIVERY_REQUEST)
         s_reply_error(self, d, "unsupported", "this agent serves no requests");
+    if (d->kind == KZ_DELIVERY_REQUEST && !kz_bus_replied(d)) {
+        /* a request left unanswered would hold the broker's worker slot
+           and keep the client waiting until its timeout */
+        kz_warn("request to '%s' got no reply from the handler, answering with an error", d->topic);
+        s_reply_error(self, d, rc == 0 ? "no_reply" : "failed",
+                      rc == 0 ? "the agent's handler sent no reply" : "the agent's handler failed");
+    }
     if (d->kind == KZ_DELIVERY_GROUP) {
+        /* an unsettled delivery would hold one of the member's credits
+           for good: nack it so another attempt (here or elsewhere) comes,
+           up to broker.max_deliveries */
         if (rc == 0)
             kz_bus_ack(self->bus, d);
-        else
-            kz_warn("leaving '%s' from group '%s' unacknowledged", d->topic, d->group);
+        else {
+            kz_warn("handling '%s' from group '%s' failed, handing it back", d->topic, d->group);
+            kz_bus_nack(self->bus, d);
+        }
     }
     kz_log_set_corr(NULL);
 }

@@ -22,8 +22,14 @@ typedef struct kz_agent kz_agent_t;
 typedef int(kz_agent_setup_fn)(kz_agent_t *agent, void *arg);
 /* One cycle of work. 0 ok, -1 failed (logged, reported in heartbeats) */
 typedef int(kz_agent_cycle_fn)(kz_agent_t *agent, void *arg);
-/* One delivery; the runtime acks group deliveries after it returns 0 and
-   destroys the delivery. Return -1 to leave a group delivery unacked. */
+/* One delivery; afterwards the runtime settles a group delivery - acks it
+   when this returns 0, NACKs it when this returns -1, so the broker hands
+   it to a member again (this one or another; after broker.max_deliveries
+   deliveries it drops it as a poison message) - and destroys the
+   delivery. A handler that settles it itself (kz_bus_ack / kz_bus_nack)
+   returns 0 after an ack and -1 after a nack: settling again the same
+   way is a no-op. Requests are not answered by the runtime: reply with
+   kz_bus_reply on every path, or the broker keeps the worker busy. */
 typedef int(kz_agent_message_fn)(kz_agent_t *agent, kz_delivery_t *delivery, void *arg);
 
 typedef struct {

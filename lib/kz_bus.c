@@ -48,7 +48,7 @@ typedef struct {
     int64_t last_send;
     uint32_t generation; /* bumped whenever the broker may have forgotten us */
     uint8_t acks[S_ACK_BATCH * 8];
-    size_t nacks;
+    size_t acks_n; /* ids queued in acks */
     int64_t ack_since;
 } s_member_t;
 
@@ -65,7 +65,8 @@ typedef struct {
 typedef struct {
     zmq_msg_t f[S_MAX_FRAMES];
     int n;
-    bool overflow; /* more frames than S_MAX_FRAMES: the message is invalid */
+    int total;     /* frames the message had, kept or not */
+    bool overflow; /* more frames than S_MAX_FRAMES: only the first ones are kept */
 } s_frames_t;
 
 struct kz_bus {
@@ -271,6 +272,7 @@ static bool s_endpoint_ok(const char *ep)
 static int s_recv_frames(void *handle, s_frames_t *fr)
 {
     fr->n = 0;
+    fr->total = 0;
     fr->overflow = false;
     int flags = ZMQ_DONTWAIT;
     for (;;) {
@@ -286,6 +288,7 @@ static int s_recv_frames(void *handle, s_frames_t *fr)
             break;
         }
         bool more = zmq_msg_more(m);
+        fr->total++;
         if (m == &spill) {
             zmq_msg_close(&spill);
             fr->overflow = true;
@@ -366,6 +369,7 @@ static kz_delivery_t *s_delivery_new(void)
         d->generation = 0;
         d->reply_to = NULL;
         d->reply_to_len = 0;
+        d->settled = 0;
     }
     return d;
 }
@@ -643,25 +647,25 @@ static int s_member_send(kz_bus_t *self, s_member_t *m, uint8_t cmd, const void 
 
 static int s_member_flush(kz_bus_t *self, s_member_t *m)
 {
-    if (m->nacks == 0)
+    if (m->acks_n == 0)
         return 0;
-    int rc = s_member_send(self, m, KZ_GRP_ACK, m->acks, m->nacks * 8, NULL, 0);
-    m->nacks = 0;
+    int rc = s_member_send(self, m, KZ_GRP_ACK, m->acks, m->acks_n * 8, NULL, 0);
+    m->acks_n = 0;
     return rc;
 }
 
 /* Queue ID for the next ACK command; flushes a full batch */
 static int s_member_ack(kz_bus_t *self, s_member_t *m, uint64_t id)
 {
-    if (m->nacks == 0)
+    if (m->acks_n == 0)
         m->ack_since = s_now();
-    uint8_t *p = m->acks + m->nacks * 8;
+    uint8_t *p = m->acks + m->acks_n * 8;
     for (int i = 7; i >= 0; i--) {
         p[i] = (uint8_t)(id & 0xff);
         id >>= 8;
     }
-    m->nacks++;
-    if (m->nacks == S_ACK_BATCH || s_now() - m->ack_since >= S_ACK_FLUSH_MS)
+    m->acks_n++;
+    if (m->acks_n == S_ACK_BATCH || s_now() - m->ack_since >= S_ACK_FLUSH_MS)
         return s_member_flush(self, m);
     self->acks_queued = true;
     return 0;
@@ -675,7 +679,7 @@ static int s_member_connect(kz_bus_t *self, s_member_t *m)
     char err[256];
     s_close(&m->sock, 0);
     m->handle = NULL;
-    m->nacks = 0;
+    m->acks_n = 0;
     m->generation++;
     m->last_recv = m->last_send = s_now();
     m->sock = s_socket(self, ZMQ_DEALER, self->cfg.connect.router, err, sizeof err);
@@ -784,17 +788,84 @@ static void s_member_input(kz_bus_t *self, int idx, s_frames_t *fr)
         kz_debug("ignoring group command %u for '%s'", cmd, m->group);
 }
 
-int kz_bus_ack(kz_bus_t *self, const kz_delivery_t *delivery)
+/* The member a group DELIVERY came from, or NULL (logged) */
+static s_member_t *s_delivery_member(kz_bus_t *self, const kz_delivery_t *delivery,
+                                     const char *what)
 {
     if (delivery->kind != KZ_DELIVERY_GROUP || delivery->socket_index < 0 ||
-        delivery->socket_index >= S_MAX_MEMBERS)
-        return kz_fail("ack of a delivery that is not from a queue group");
+        delivery->socket_index >= S_MAX_MEMBERS) {
+        kz_fail("%s of a delivery that is not from a queue group", what);
+        return NULL;
+    }
     s_member_t *m = &self->members[delivery->socket_index];
-    if (!m->used || !streq(m->group, delivery->group))
-        return kz_fail("ack for group '%s' which we left", delivery->group);
+    if (!m->used || !streq(m->group, delivery->group)) {
+        kz_fail("%s for group '%s' which we left", what, delivery->group);
+        return NULL;
+    }
+    return m;
+}
+
+/* Record that DELIVERY is settled with CMD (ACK or NACK). 1 when it
+   already was with the same command (nothing to send), 0 when it was
+   not, -1 when it was settled the other way: an ack and a nack for one
+   delivery would leave the broker with two contradicting answers. The
+   delivery is the caller's, but its private fields are ours: it was
+   allocated by s_delivery_new, never defined const, so the cast is
+   well-defined. */
+static int s_settle(const kz_delivery_t *delivery, uint8_t cmd)
+{
+    kz_delivery_t *d = (kz_delivery_t *)(uintptr_t)delivery;
+    if (d->settled == cmd)
+        return 1;
+    if (d->settled)
+        return kz_fail("delivery of '%s' from group '%s' was already %s", d->topic, d->group,
+                       d->settled == KZ_GRP_ACK ? "acknowledged" : "nacked");
+    d->settled = cmd;
+    return 0;
+}
+
+bool kz_bus_replied(const kz_delivery_t *request)
+{
+    return request && request->kind == KZ_DELIVERY_REQUEST && request->settled != 0;
+}
+
+int kz_bus_ack(kz_bus_t *self, const kz_delivery_t *delivery)
+{
+    s_member_t *m = s_delivery_member(self, delivery, "ack");
+    if (!m)
+        return -1;
+    int rc = s_settle(delivery, KZ_GRP_ACK);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
     if (m->generation != delivery->generation)
         return 0; /* the broker already handed it to another member */
     return s_member_ack(self, m, delivery->delivery_id);
+}
+
+int kz_bus_nack(kz_bus_t *self, const kz_delivery_t *delivery)
+{
+    s_member_t *m = s_delivery_member(self, delivery, "nack");
+    if (!m)
+        return -1;
+    int rc = s_settle(delivery, KZ_GRP_NACK);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    if (m->generation != delivery->generation)
+        return 0; /* the broker requeued it already when it forgot us */
+    /* sent at once, not batched: a nack is rare, and the sooner the
+       broker has it, the sooner another member gets the event */
+    uint8_t id[8];
+    uint64_t v = delivery->delivery_id;
+    for (int i = 7; i >= 0; i--) {
+        id[i] = (uint8_t)(v & 0xff);
+        v >>= 8;
+    }
+    if (s_member_send(self, m, KZ_GRP_NACK, id, sizeof id, NULL, 0) != 0) {
+        /* not sent: the caller may try again, or ack it after all */
+        ((kz_delivery_t *)(uintptr_t)delivery)->settled = 0;
+        return -1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------- services */
@@ -857,20 +928,25 @@ int kz_bus_offer(kz_bus_t *self, const char *service)
     return 0;
 }
 
-/* Answer a request we could not decode, so its client is not left hanging */
+/* Answer a request we cannot hand to the application with an error
+   envelope {code: "malformed", message: TEXT}. The broker counts the
+   request as this worker's current one until a reply comes, so silence
+   here would take the worker out of service for good. */
 static void s_worker_reply_error(kz_bus_t *self, s_worker_t *w, const void *client, size_t clen,
-                                 const kz_msg_err_t *derr)
+                                 const char *text)
 {
     kz_msg_t *reply = kz_msg_new("error");
-    if (!reply)
+    if (!reply) {
+        kz_error("out of memory: no error reply for service '%s'", w->service);
         return;
+    }
     kz_val_t *body = kz_msg_body(reply);
     uint8_t *buf = NULL;
     size_t len = 0;
     kz_msg_err_t err;
     if (kz_msg_set_src(reply, self->agent_id) == 0 &&
         kz_map_put_str(reply, body, "code", "malformed") == 0 &&
-        kz_map_put_str(reply, body, "message", derr->text) == 0 &&
+        kz_map_put_str(reply, body, "message", text) == 0 &&
         kz_msg_encode(reply, &buf, &len, &err) == 0)
         s_worker_send(w, KZ_MDPW_REPLY, client, clen, buf, len);
     else
@@ -883,22 +959,36 @@ static void s_worker_input(kz_bus_t *self, int idx, s_frames_t *fr)
 {
     s_worker_t *w = &self->workers[idx];
     w->last_recv = s_now();
-    if (fr->overflow || fr->n < 3 || s_fsize(fr, 0) != 0 || !s_feq(fr, 1, KZ_MDPW) ||
-        s_fsize(fr, 2) != 1) {
+    if (fr->n < 3 || s_fsize(fr, 0) != 0 || !s_feq(fr, 1, KZ_MDPW) || s_fsize(fr, 2) != 1) {
         kz_debug("ignoring invalid frames from broker for service '%s'", w->service);
         return;
     }
     uint8_t cmd = s_fdata(fr, 2)[0];
     if (cmd == KZ_MDPW_REQUEST) {
-        if (fr->n < 6 || s_fsize(fr, 3) == 0 || s_fsize(fr, 4) != 0) {
-            kz_debug("ignoring invalid request for service '%s'", w->service);
+        /* [""][MDPW01][REQUEST][client][""][body...] */
+        if (fr->n < 5 || s_fsize(fr, 3) == 0 || s_fsize(fr, 4) != 0) {
+            kz_debug("ignoring request without a client address for service '%s'", w->service);
+            return;
+        }
+        const void *client = s_fdata(fr, 3);
+        size_t clen = s_fsize(fr, 3);
+        int nbody = fr->total - 5;
+        if (nbody != 1) {
+            /* a kaizen body is exactly one envelope frame; whatever a
+               stock client sent instead still gets an answer */
+            kz_msg_err_t err;
+            err.code = KZ_EMSG_TYPE;
+            snprintf(err.text, sizeof err.text,
+                     "request has %d body frames, expected one envelope frame", nbody);
+            s_drop(self, w->service, &err);
+            s_worker_reply_error(self, w, client, clen, err.text);
             return;
         }
         kz_msg_err_t err;
         kz_msg_t *msg = kz_msg_decode(s_fdata(fr, 5), s_fsize(fr, 5), &self->limits, &err);
         if (!msg) {
             s_drop(self, w->service, &err);
-            s_worker_reply_error(self, w, s_fdata(fr, 3), s_fsize(fr, 3), &err);
+            s_worker_reply_error(self, w, client, clen, err.text);
             return;
         }
         kz_delivery_t *d = s_delivery_new();
@@ -941,6 +1031,10 @@ int kz_bus_reply(kz_bus_t *self, const kz_delivery_t *request, kz_msg_t **reply_
         kz_fail("reply to a delivery that is not a request");
         goto done;
     }
+    if (request->settled) {
+        kz_fail("request to '%s' was already answered", request->topic);
+        goto done;
+    }
     s_worker_t *w = &self->workers[request->socket_index];
     if (!w->used || !streq(w->service, request->topic)) {
         kz_fail("reply for service '%s' which we no longer offer", request->topic);
@@ -965,6 +1059,8 @@ int kz_bus_reply(kz_bus_t *self, const kz_delivery_t *request, kz_msg_t **reply_
         goto done;
     }
     rc = s_worker_send(w, KZ_MDPW_REPLY, request->reply_to, request->reply_to_len, buf, len);
+    if (rc == 0) /* one reply per request; see s_settle for the cast */
+        ((kz_delivery_t *)(uintptr_t)request)->settled = KZ_MDPW_REPLY;
 done:
     free(buf);
     kz_msg_destroy(&reply);
@@ -1007,7 +1103,7 @@ static int s_maintain(kz_bus_t *self)
         s_member_t *m = &self->members[i];
         if (!m->used)
             continue;
-        if (m->nacks) {
+        if (m->acks_n) {
             if (now - m->ack_since >= S_ACK_FLUSH_MS)
                 s_member_flush(self, m);
             else if (m->ack_since + S_ACK_FLUSH_MS - now < next)
@@ -1154,7 +1250,7 @@ static int s_pump(kz_bus_t *self, int wait_ms)
 static void s_flush_acks(kz_bus_t *self)
 {
     for (int i = 0; i < S_MAX_MEMBERS; i++)
-        if (self->members[i].used && self->members[i].nacks)
+        if (self->members[i].used && self->members[i].acks_n)
             s_member_flush(self, &self->members[i]);
 }
 
@@ -1200,7 +1296,7 @@ int kz_bus_keepalive(kz_bus_t *self)
         s_member_t *m = &self->members[i];
         if (!m->used || !m->sock)
             continue;
-        if (m->nacks && s_member_flush(self, m) != 0)
+        if (m->acks_n && s_member_flush(self, m) != 0)
             rc = -1;
         if (now - m->last_send >= hb &&
             s_member_send(self, m, KZ_GRP_HEARTBEAT, NULL, 0, NULL, 0) != 0)
@@ -1349,9 +1445,20 @@ int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_
 {
     *reply_p = NULL;
     *reply_len = 0;
-    if (s_call(self, service, body, len, timeout_ms < 0 ? self->cfg.call_timeout_ms : timeout_ms, 1,
-               NULL, NULL, errbuf, errlen) != 0)
+    /* raw replies carry no correlation id: only a socket that has never
+       carried another request can tell this call's reply for sure */
+    s_close(&self->client, 0);
+    self->client_h = NULL;
+    int rc =
+        s_call(self, service, body, len, timeout_ms < 0 ? self->cfg.call_timeout_ms : timeout_ms, 1,
+               NULL, NULL, errbuf, errlen);
+    s_close(&self->client, 0);
+    self->client_h = NULL;
+    if (rc != 0) {
+        free(self->call_reply);
+        self->call_reply = NULL;
         return -1;
+    }
     *reply_p = self->call_reply;
     *reply_len = self->call_reply_len;
     self->call_reply = NULL;

@@ -8,7 +8,9 @@
       - a subscriber (SUB on the "sub" endpoint) for topic prefixes
       - one DEALER per queue-group membership (KZG01 on "router")
       - one DEALER per offered service (Majordomo worker, MDPW01)
-      - one DEALER for calling services (Majordomo client, MDPC01)
+      - one DEALER for calling services (Majordomo client, MDPC01); each
+        retry and each raw call gets a fresh one, so late replies to an
+        earlier attempt cannot be taken for this one's
     Heartbeats, liveness checks and reconnection to a restarted broker
     happen inside kz_bus_recv and kz_bus_call; call one of them at least
     every heartbeat interval. Code that handles one delivery or request
@@ -29,7 +31,7 @@ typedef struct kz_bus kz_bus_t;
 
 typedef enum {
     KZ_DELIVERY_EVENT,  /* from a subscription: at-most-once, no ack */
-    KZ_DELIVERY_GROUP,  /* from a queue group: kz_bus_ack when handled */
+    KZ_DELIVERY_GROUP,  /* from a queue group: kz_bus_ack when handled, else kz_bus_nack */
     KZ_DELIVERY_REQUEST /* a service request: kz_bus_reply */
 } kz_delivery_kind_t;
 
@@ -44,6 +46,7 @@ typedef struct {
     uint32_t generation; /* connection generation it arrived on */
     uint8_t *reply_to;
     size_t reply_to_len;
+    uint8_t settled; /* 0, or the KZG01 ACK / NACK already given */
 } kz_delivery_t;
 
 /* Create a bus client with CFG (copied) and AGENT_ID ("name@host#pid"),
@@ -81,19 +84,35 @@ int kz_bus_offer(kz_bus_t *self, const char *service);
 
 /* Wait up to TIMEOUT_MS (-1 = forever) for the next event, group delivery
    or service request. Returns 1 with *DELIVERY_P set (free it with
-   kz_bus_delivery_destroy, after kz_bus_ack or kz_bus_reply), 0 on
+   kz_bus_delivery_destroy, after kz_bus_ack / kz_bus_nack or
+   kz_bus_reply), 0 on
    timeout, -1 on interrupt (EINTR: check your stop flag) or fatal error.
    Messages that fail to decode are logged, counted and dropped (group
    deliveries of such messages are acknowledged so they do not loop). */
 int kz_bus_recv(kz_bus_t *self, kz_delivery_t **delivery_p, int timeout_ms);
 void kz_bus_delivery_destroy(kz_delivery_t **delivery_p);
 
-/* Acknowledge a group delivery. 0 / -1 */
+/* Acknowledge a group delivery: handled, the broker forgets it. Acks are
+   batched and go out within a few ms (or with the next kz_bus_recv,
+   kz_bus_call or kz_bus_keepalive). 0 / -1 */
 int kz_bus_ack(kz_bus_t *self, const kz_delivery_t *delivery);
+/* Refuse a group delivery: not handled, the broker hands it to a member
+   again (possibly this one) ahead of newer events, until it has been
+   delivered broker.max_deliveries times; then it drops it as a poison
+   message. Sent at once. A delivery gets either an ack or a nack: the
+   second of the other kind fails (-1), a repeat of the same is a no-op.
+   Deliveries from before a reconnect are not sent (the broker already
+   requeued them). 0 / -1 */
+int kz_bus_nack(kz_bus_t *self, const kz_delivery_t *delivery);
 
 /* Reply to a request with REPLY (ownership taken; corr is set to the
-   request's id when unset). 0 / -1 */
+   request's id when unset). A request gets one reply: a second one
+   fails. 0 / -1 */
 int kz_bus_reply(kz_bus_t *self, const kz_delivery_t *request, kz_msg_t **reply_p);
+/* True once a reply to REQUEST was sent (the agent runtime answers
+   requests its handler left unanswered with an error, so the worker is
+   never left holding a request the client waits for) */
+bool kz_bus_replied(const kz_delivery_t *request);
 
 /* Keep our worker and group-member registrations alive during long work
    (handling one request or group delivery for more than a heartbeat).
@@ -108,17 +127,22 @@ int kz_bus_reply(kz_bus_t *self, const kz_delivery_t *request, kz_msg_t **reply_
 int kz_bus_keepalive(kz_bus_t *self);
 
 /* Call SERVICE with REQUEST (ownership taken), waiting up to TIMEOUT_MS
-   per attempt and retrying RETRIES times (<0: use the config values).
-   Keeps heartbeats of the other sockets going while it waits; deliveries
-   that arrive meanwhile are queued for kz_bus_recv. Returns the reply
-   (whose corr equals the request's id) or NULL with ERRBUF, e.g.
-   "no reply from 'exec.refactor' after 3 attempts". */
+   per attempt (<0: bus.call_timeout) and, when no reply came, making up
+   to RETRIES more attempts (<0: bus.call_retries), each on a fresh
+   socket: 1 + RETRIES attempts in all. Keeps heartbeats of the other
+   sockets going while it waits; deliveries that arrive meanwhile are
+   queued for kz_bus_recv. Returns the reply (whose corr equals the
+   request's id: replies to earlier requests are dropped) or NULL with
+   ERRBUF, e.g. "no reply from 'exec.refactor' after 3 attempts". */
 kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p, int timeout_ms,
                       int retries, char *errbuf, size_t errlen);
 
-/* Call a broker service that answers raw frames (mmi.service, mmi.stats):
-   BODY is sent as one frame; the first reply frame is returned malloc'd
-   in *REPLY_P / *REPLY_LEN. 0 / -1 */
+/* Call a service that answers raw frames (mmi.service, mmi.stats, stock
+   workers): BODY is sent as one frame, one attempt of up to TIMEOUT_MS
+   (<0: bus.call_timeout), on a client socket of its own that is closed
+   afterwards - raw replies carry no correlation id, so a late reply to
+   an earlier call must have no way in. The first reply frame is
+   returned malloc'd in *REPLY_P / *REPLY_LEN. 0 / -1 with ERRBUF */
 int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_t len,
                     int timeout_ms, uint8_t **reply_p, size_t *reply_len, char *errbuf,
                     size_t errlen);

@@ -596,6 +596,7 @@ static const s_field_t s_broker_fields[] = {
     S_NUM("group_queue_limit", S_T_INT, kz_broker_config_t, group_queue_limit, "100000", 1,
           INT_MAX),
     S_NUM("group_inflight", S_T_INT, kz_broker_config_t, group_inflight, "1000", 1, INT_MAX),
+    S_NUM("max_deliveries", S_T_INT, kz_broker_config_t, max_deliveries, "5", 1, INT_MAX),
     S_NUM("service_queue_limit", S_T_INT, kz_broker_config_t, service_queue_limit, "10000", 1,
           INT_MAX),
     S_NUM("request_ttl", S_T_DURATION, kz_broker_config_t, request_ttl_ms, "60s", 1, S_DUR_MAX),

@@ -48,6 +48,7 @@ typedef struct {
 typedef struct {
     int group_queue_limit; /* broker.group_queue_limit, default 100000 waiting events per group */
     int group_inflight;    /* broker.group_inflight, default 1000 unacked per member */
+    int max_deliveries;    /* broker.max_deliveries, default 5: then a group event is dropped */
     int service_queue_limit; /* broker.service_queue_limit, default 10000 waiting requests per service */
     int request_ttl_ms;    /* broker.request_ttl, default 60s: a queued request older is dropped */
     int stats_interval_ms; /* broker.stats_interval, default 0 = never log stats */

@@ -115,6 +115,10 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *delivery, void *arg)
     (void)arg;
     if (delivery->kind != KZ_DELIVERY_REQUEST || strcmp(delivery->topic, S_ECHO_SERVICE) != 0)
         return 0;
+    /* the runtime answers a failed request with an error reply */
+    if (strcmp(kz_msg_type(delivery->msg), S_ECHO_SERVICE) != 0)
+        return kz_fail("'%s' wants a %s request, got '%s'", S_ECHO_SERVICE, S_ECHO_SERVICE,
+                       kz_msg_type(delivery->msg));
     kz_msg_t *reply = kz_msg_new(S_ECHO_SERVICE);
     if (!reply)
         return kz_fail("out of memory");

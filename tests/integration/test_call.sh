@@ -151,6 +151,13 @@ assert body == {"hello": "kaizen", "n": [1, 2]}, body
 PY
 kz_wait_log demo "echo for 'kaizen-call@" || fail "demo did not log the echo"
 
+# a handler that fails without replying: the agent runtime answers with an
+# error, so neither the client nor the (single) worker is left hanging
+expect 1 "$K" call demo.echo '{}' --type status.request --timeout 10s --retries 0
+has_err "answered error failed: the agent's handler failed"
+expect 0 "$K" call demo.echo '{"after":"failure"}' --timeout 10s --retries 0
+grep -q '"after": "failure"' "$T/out" || fail "echo after a failed request: $(cat "$T/out")"
+
 # mmi.*: raw frames, text replies printed as they are, msgpack as JSON
 expect 0 "$K" call mmi.service '"demo.echo"'
 [[ $(cat "$T/out") == 200 ]] || fail "mmi.service demo.echo: $(cat "$T/out")"

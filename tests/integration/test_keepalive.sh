@@ -3,9 +3,11 @@
 # and queue-group members busy far longer than the broker's expiry
 # (heartbeat 200 ms x liveness 3 = 600 ms) stay alive by calling
 # kz_bus_keepalive between slices of work, so each request and each
-# delivery is handled exactly once. The negative case shows the test can
-# fail: a worker busy WITHOUT keepalive is expired and its request goes
-# to another worker, so two workers print "got" for the same request.
+# delivery is handled exactly once. A worker busy without keepalive keeps
+# its request too (the broker probes a busy worker's connection instead of
+# expiring it), while a group member busy without keepalive is declared
+# dead and its delivery redelivered: the negative case that shows the
+# test can fail.
 source "$KZ_ROOT/tests/integration/lib.sh"
 
 kz_config <<'EOF2'
@@ -60,19 +62,34 @@ total=$(cat "$T/m1.out" "$T/m2.out" | awk '$1 == "seq" { c++ } END { print c + 0
 grep -q "expired" "$T/broker.log" && fail "the broker expired a member that sent keepalives"
 echo "ok: 4 deliveries of 2 s each handled once (m1 $(grep -c seq "$T/m1.out"), m2 $(grep -c seq "$T/m2.out"))"
 
-# --- negative: busy without keepalive, the request goes to another worker
+# --- a worker busy WITHOUT keepalive (like a stock RFC 7 worker) keeps its
+# request: the broker does not expire a busy worker for silence, it probes
+# its connection instead, so the request is not run twice
 kz_start lazy "$KZ_TOOLS/kz_serve" svc.lazy --busy-ms 3000 --no-keepalive
 kz_wait_for 30 registered "ready for 'svc.lazy'" 1 || fail "the svc.lazy worker did not register"
-kz_start lazycall "$KZ_TOOLS/kz_call" svc.lazy -f text=lazy --timeout-ms 30000 --retries 1
+kz_start lazycall "$KZ_TOOLS/kz_call" svc.lazy -f text=lazy --timeout-ms 30000 --retries 0
 kz_wait_log lazy "^got " || fail "the lazy worker got no request"
-# only now a second worker, so the request went to the lazy one first
+# only now a second worker: it must not be handed the lazy worker's request
 kz_start other "$KZ_TOOLS/kz_serve" svc.lazy
+kz_wait_for 30 registered "ready for 'svc.lazy'" 2 || fail "the second svc.lazy worker did not register"
 rc=0; wait "$PID_lazycall" || rc=$?
-((rc == 0)) || fail "the requeued request got no reply (exit $rc)"
+((rc == 0)) || fail "the lazy worker's request got no reply (exit $rc)"
 corr=$(sed -n 's/.*"corr":"\([0-9A-Z]*\)".*/\1/p' "$T/lazycall.log")
 [[ -n "$corr" ]] || fail "lazy reply has no corr"
 grep -q "^got $corr\$" "$T/lazy.log" || fail "the lazy worker did not get $corr"
-grep -q "^got $corr\$" "$T/other.log" || fail "request $corr was not requeued to the other worker"
-grep -q "of 'svc.lazy' expired" "$T/broker.log" || fail "the broker did not expire the lazy worker"
-echo "ok: without keepalive the request was requeued"
+grep -q "^got $corr\$" "$T/other.log" && fail "request $corr was requeued although its worker was alive"
+grep -q "of 'svc.lazy' expired" "$T/broker.log" && fail "the broker expired a busy, connected worker"
+echo "ok: a busy worker without keepalive kept its request"
+
+# --- negative: a group member busy WITHOUT keepalive is declared dead and
+# its delivery goes to the other member (so the keepalive above mattered)
+kz_start n1 "$KZ_TOOLS/kz_sub" --group lazyg --prefix lazy. --ack-delay-ms 3000 --out "$T/n1.out"
+touch "$T/n1.out"
+kz_wait_for 30 registered "joined group 'lazyg'" 1 || fail "the lazy member did not join"
+"$KZ_TOOLS/kz_pub" lazy.work --count 1 >"$T/pub2.out" || fail "kz_pub failed"
+kz_wait_for 30 grep -q "^seq" "$T/n1.out" || fail "the lazy member got no delivery"
+kz_start n2 "$KZ_TOOLS/kz_sub" --group lazyg --prefix lazy. --out "$T/n2.out"
+touch "$T/n2.out"
+kz_wait_for 30 grep -q "^seq" "$T/n2.out" || fail "the silent member's delivery was not redelivered to the other member"
+echo "ok: without keepalive a busy member's delivery was redelivered"
 echo "ok"

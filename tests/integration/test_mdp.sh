@@ -2,8 +2,9 @@
 # test_mdp.sh - kaizen-broker serves stock Majordomo 0.1 (RFC 7) clients
 # and workers: round trips, MMI (200/404/501), LRU sharing between
 # workers, requeue of a request whose worker was killed with kill -9,
-# client timeout with no worker, requests queued until a worker arrives.
-# shellcheck disable=SC2154,SC2119 # PID_* are set by kz_start (lib.sh)
+# client timeout with no worker, requests queued until a worker arrives,
+# and a stock worker silent for 15x liveness x heartbeat while it works.
+# shellcheck disable=SC2154,SC2119,SC2153 # PID_* and KZ_* are set by lib.sh
 source "$KZ_ROOT/tests/integration/lib.sh"
 
 CLIENT=$KZ_TOOLS/mdp_client
@@ -21,8 +22,9 @@ kz_start broker "$KZ_BIN/kaizen-broker" -c "$T/kaizen.yaml"
 kz_wait_log broker "broker ready" 30 || fail "broker did not become ready"
 R=$KZ_ROUTER
 
-# mmi.service SERVICE == 200
+# mmi.service SERVICE == 200 (has_worker_at: on ENDPOINT)
 has_worker() { [[ "$("$CLIENT" "$R" mmi.service "$1" --timeout 5000)" == 200 ]]; }
+has_worker_at() { [[ "$("$CLIENT" "$1" mmi.service "$2" --timeout 5000)" == 200 ]]; }
 
 # stats EXPR: evaluate EXPR over the decoded mmi.stats map "d"
 stats() {
@@ -103,6 +105,30 @@ if [[ -n $PY ]]; then
         fail "mmi.stats job service wrong"
     stats 'd["uptime_ms"] > 0' || fail "mmi.stats uptime wrong"
 fi
+
+# --- a stock worker is silent while it works: a request that takes 15x
+# liveness x heartbeat is answered exactly once (the broker does not expire
+# a busy worker; it only probes its connection). Own broker, 200ms beats.
+KZ_TRANSPORT=tcp kz_config "$T/hb.yaml" <<'EOF'
+  heartbeat: 200ms
+  liveness: 3
+EOF
+HB_ROUTER=$KZ_ROUTER
+kz_start hbbroker "$KZ_BIN/kaizen-broker" -c "$T/hb.yaml"
+kz_wait_log hbbroker "broker ready" 30 || fail "heartbeat broker did not become ready"
+kz_start long "$WORKER" "$HB_ROUTER" long --name long --delay-ms 3000 --heartbeat 200
+kz_wait_for 30 has_worker_at "$HB_ROUTER" long || fail "long worker never registered"
+out=$("$CLIENT" "$HB_ROUTER" long job-1 --timeout 30000 --retries 0) ||
+    fail "long request got no reply: $out"
+[[ "$out" == "long:job-1" ]] || fail "long request replied '$out', expected 'long:job-1'"
+n=$(grep -c "got job-1" "$T/long.log")
+[[ $n -eq 1 ]] || fail "the long request was executed $n times, expected once"
+grep -q "requeueing\|expired" "$T/hbbroker.log" && fail "broker requeued or expired a busy worker"
+grep -q "DISCONNECT" "$T/long.log" && fail "broker sent the busy worker DISCONNECT"
+[[ "$("$CLIENT" "$HB_ROUTER" long job-2 --timeout 30000 --retries 0)" == "long:job-2" ]] ||
+    fail "the long worker does not serve a second request"
+kill -TERM "$PID_hbbroker"
+wait "$PID_hbbroker"
 
 kill -TERM "$PID_broker"
 wait "$PID_broker"

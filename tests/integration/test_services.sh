@@ -2,7 +2,9 @@
 # test_services.sh - Majordomo services through the broker with the
 # kaizen client (kz_call) and worker (kz_serve): round trip with
 # correlation, queueing until a worker comes, a malformed request gets an
-# error reply, mmi.service, and interoperation with stock RFC 7 peers
+# error reply (also one with no body or several body frames, after which
+# the worker still serves), mmi.service, and interoperation with stock
+# RFC 7 peers
 source "$KZ_ROOT/tests/integration/lib.sh"
 
 kz_config <<'EOF2'
@@ -32,6 +34,42 @@ grep -q '"src":"kz_serve#' "$T/reply.json" || fail "reply src is not the worker"
 "$KZ_TOOLS/kz_call" svc.echo --raw "not msgpack at all" --timeout-ms 5000 >"$T/bad.json" || fail "malformed call got no reply"
 grep -q '"type":"error"' "$T/bad.json" || fail "malformed request: $(cat "$T/bad.json")"
 grep -q '"code":"malformed"' "$T/bad.json" || fail "malformed request: $(cat "$T/bad.json")"
+
+# a stock client may send no body frame, or several: the worker still
+# answers each with an error envelope - the broker counts the request as
+# the worker's current one until it replies, so silence would take the
+# only worker out of service - and then serves a normal call
+raw_request() { # SERVICE NBODY: MDPC01 from a DEALER, prints the reply's body frames
+    /usr/bin/python3 - "$KZ_ROUTER" "$1" "$2" <<'PY'
+import sys, zmq
+endpoint, service, nbody = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+ctx = zmq.Context()
+s = ctx.socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect(endpoint)
+s.send_multipart([b"", b"MDPC01", service] + [b"x%d" % i for i in range(nbody)])
+if not s.poll(10000):
+    print("no reply within 10 s", file=sys.stderr)
+    sys.exit(2)
+frames = s.recv_multipart()
+if frames[:3] != [b"", b"MDPC01", service]:
+    print("unexpected reply frames %r" % frames[:3], file=sys.stderr)
+    sys.exit(1)
+for f in frames[3:]:
+    print(f.decode("utf-8", "replace"))
+PY
+}
+for nbody in 4 0; do
+    raw_request svc.echo $nbody >"$T/raw$nbody.out" 2>"$T/raw$nbody.err" ||
+        fail "request with $nbody body frames got no reply: $(cat "$T/raw$nbody.err")"
+    grep -aq "malformed" "$T/raw$nbody.out" ||
+        fail "reply to $nbody body frames is no error envelope: $(cat "$T/raw$nbody.out")"
+    grep -aq "$nbody body frames" "$T/raw$nbody.out" ||
+        fail "error for $nbody body frames does not say why: $(cat "$T/raw$nbody.out")"
+done
+"$KZ_TOOLS/kz_call" svc.echo -f text=after --timeout-ms 10000 >"$T/after.json" ||
+    fail "the worker no longer serves after malformed requests"
+grep -q '"text":"after"' "$T/after.json" || fail "wrong reply after malformed requests: $(cat "$T/after.json")"
 
 # mmi.service answered by the broker
 [[ $("$KZ_TOOLS/kz_call" mmi.service --raw svc.echo --timeout-ms 5000) == 200 ]] || fail "mmi.service svc.echo is not 200"

@@ -1,7 +1,8 @@
 /*  kz_sub.c - receive events or queue-group deliveries through lib/kz_bus
 
     kz_sub [PREFIX] [-c FILE] [--group NAME --prefix P] [--count N]
-           [--ack-delay-ms MS] [--busy-ms MS] [--out FILE] [--json]
+           [--ack-delay-ms MS] [--busy-ms MS] [--nack-every N | --nack-all]
+           [--out FILE] [--json]
 
     Subscribes to PREFIX (default: everything), or joins queue group NAME
     for topics starting with P. For each message it writes one line and
@@ -11,7 +12,13 @@
     --busy-ms in 100 ms slices with kz_bus_keepalive between them, as an
     agent does around a long tool run, then "done N"), so a member killed
     in between has written seqs that the broker hands out again.
-    Exits 0 after --count messages or on SIGTERM/SIGINT.
+    --nack-every N refuses (kz_bus_nack) a group delivery whose seq is a
+    multiple of N the first time this process sees that seq, and handles
+    it normally when it comes back; --nack-all refuses every delivery,
+    every time. A refused delivery writes "nack N" ("nack TYPE" without a
+    seq) instead of "seq N", so "seq" lines are the handled (acked) ones.
+    Exits 0 after --count messages (refused ones included) or on
+    SIGTERM/SIGINT.
 */
 #include <errno.h>
 #include <getopt.h>
@@ -36,7 +43,8 @@ static void s_on_signal(int sig)
 static int s_usage(void)
 {
     fprintf(stderr, "usage: kz_sub [PREFIX] [-c FILE] [--group NAME --prefix P] [--count N] "
-                    "[--ack-delay-ms MS] [--busy-ms MS] [--out FILE] [--json]\n");
+                    "[--ack-delay-ms MS] [--busy-ms MS] [--nack-every N | --nack-all] "
+                    "[--out FILE] [--json]\n");
     return 2;
 }
 
@@ -53,6 +61,35 @@ static void s_busy(kz_bus_t *bus, long long ms)
     }
 }
 
+/* Seqs this process has refused once (--nack-every): a growable array
+   searched linearly, enough for test sizes */
+typedef struct {
+    long long *v;
+    size_t n, cap;
+} s_seqset_t;
+
+static bool s_seqset_has(const s_seqset_t *set, long long seq)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (set->v[i] == seq)
+            return true;
+    return false;
+}
+
+static int s_seqset_add(s_seqset_t *set, long long seq)
+{
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 256;
+        long long *v = realloc(set->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        set->v = v;
+        set->cap = cap;
+    }
+    set->v[set->n++] = seq;
+    return 0;
+}
+
 static bool s_number(const char *text, long long *out)
 {
     char *end;
@@ -67,11 +104,13 @@ int main(int argc, char **argv)
         {"group", required_argument, NULL, 'g'},   {"prefix", required_argument, NULL, 'p'},
         {"count", required_argument, NULL, 'n'},   {"ack-delay-ms", required_argument, NULL, 'd'},
         {"busy-ms", required_argument, NULL, 'b'}, {"out", required_argument, NULL, 'o'},
-        {"json", no_argument, NULL, 'j'},          {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, 'j'},          {"nack-every", required_argument, NULL, 'N'},
+        {"nack-all", no_argument, NULL, 'A'},      {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *group = NULL, *prefix = NULL, *out_path = NULL;
-    long long count = 0, ack_delay = 0, busy = 0;
-    bool json = false;
+    long long count = 0, ack_delay = 0, busy = 0, nack_every = 0;
+    bool json = false, nack_all = false;
+    s_seqset_t nacked = {NULL, 0, 0};
     int c;
     while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
         switch (c) {
@@ -102,6 +141,13 @@ int main(int argc, char **argv)
         case 'j':
             json = true;
             break;
+        case 'N':
+            if (!s_number(optarg, &nack_every) || nack_every == 0)
+                return s_usage();
+            break;
+        case 'A':
+            nack_all = true;
+            break;
         default:
             return s_usage();
         }
@@ -113,6 +159,8 @@ int main(int argc, char **argv)
     }
     if (!prefix)
         prefix = "";
+    if ((nack_all || nack_every) && (!group || (nack_all && nack_every)))
+        return s_usage();
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -159,11 +207,27 @@ int main(int argc, char **argv)
         if (r != 1)
             continue;
         const kz_val_t *seq = kz_map_get(kz_msg_body_const(d->msg), "seq");
+        bool has_seq = seq && seq->type == KZ_VAL_INT;
+        bool refuse = nack_all || (nack_every && has_seq && seq->u.i % nack_every == 0 &&
+                                   !s_seqset_has(&nacked, (long long)seq->u.i));
+        if (refuse && d->kind == KZ_DELIVERY_GROUP) {
+            if (has_seq)
+                fprintf(out, "nack %lld\n", (long long)seq->u.i);
+            else
+                fprintf(out, "nack %s\n", kz_msg_type(d->msg));
+            fflush(out);
+            if ((nack_every && s_seqset_add(&nacked, (long long)seq->u.i) != 0) ||
+                kz_bus_nack(bus, d) != 0)
+                fprintf(stderr, "kz_sub: nack failed\n");
+            kz_bus_delivery_destroy(&d);
+            got++;
+            continue;
+        }
         if (json) {
             char *text = kz_msg_to_json(d->msg);
             fprintf(out, "%s %s\n", d->topic, text ? text : "null");
             free(text);
-        } else if (seq && seq->type == KZ_VAL_INT)
+        } else if (has_seq)
             fprintf(out, "seq %lld\n", (long long)seq->u.i);
         else
             fprintf(out, "msg %s\n", kz_msg_type(d->msg));
@@ -176,7 +240,7 @@ int main(int argc, char **argv)
             s_busy(bus, busy);
         if (d->kind == KZ_DELIVERY_GROUP && kz_bus_ack(bus, d) != 0)
             fprintf(stderr, "kz_sub: ack failed\n");
-        if (busy > 0 && !json && seq && seq->type == KZ_VAL_INT) {
+        if (busy > 0 && !json && has_seq) {
             fprintf(out, "done %lld\n", (long long)seq->u.i);
             fflush(out);
         }
@@ -190,6 +254,7 @@ done:
             bus ? (unsigned long long)kz_bus_reconnects(bus) : 0ULL);
     kz_bus_destroy(&bus);
     kz_config_destroy(&cfg);
+    free(nacked.v);
     if (out != stdout)
         fclose(out);
     return rc;

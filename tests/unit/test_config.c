@@ -58,6 +58,7 @@ static void s_check_defaults(const kz_config_t *c)
     assert_null(c->bus.curve.allow_dir);
     assert_int_equal(c->broker.group_queue_limit, 100000);
     assert_int_equal(c->broker.group_inflight, 1000);
+    assert_int_equal(c->broker.max_deliveries, 5);
     assert_int_equal(c->broker.service_queue_limit, 10000);
     assert_int_equal(c->broker.request_ttl_ms, 60000);
     assert_int_equal(c->broker.stats_interval_ms, 0);
