@@ -97,12 +97,9 @@ int main(int argc, char **argv)
     }
 
     char err[1024] = "";
-    if (!config_path)
-        config_path = kz_config_default_path();
-    kz_config_t *cfg =
-        config_path ? kz_config_load(config_path, err, sizeof(err)) : kz_config_default();
+    kz_config_t *cfg = kz_config_open(config_path, err, sizeof err);
     if (!cfg) {
-        fprintf(stderr, "kaizen-broker: %s\n", err[0] ? err : "unable to load the config");
+        fprintf(stderr, "kaizen-broker: %s\n", err);
         return 1;
     }
     kz_log_set_level(level_text ? level : cfg->log.level);

@@ -125,21 +125,13 @@ int main(int argc, char **argv)
     kz_log_set_agent("kaizen");
     kz_cli_t cli = {NULL, NULL};
     if (cmd->needs_config) {
-        if (!config_path)
-            config_path = kz_config_default_path();
         char err[512] = "";
-        if (config_path)
-            cli.cfg = kz_config_load(config_path, err, sizeof err);
-        else
-            cli.cfg = kz_config_default();
+        cli.cfg = kz_config_open(config_path, err, sizeof err);
         if (!cli.cfg) {
-            if (config_path)
-                fprintf(stderr, "kaizen: %s\n", err);
-            else
-                fprintf(stderr, "kaizen: unable to build the default configuration\n");
+            fprintf(stderr, "kaizen: %s\n", err);
             return KZ_EXIT_FAILURE;
         }
-        cli.config_path = config_path;
+        cli.config_path = cli.cfg->path; /* NULL when the defaults are used */
         kz_log_set_level(cli.cfg->log.level);
         kz_log_set_json(cli.cfg->log.json);
     }

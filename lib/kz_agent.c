@@ -457,10 +457,9 @@ int kz_agent_main(int argc, char **argv, const kz_agent_def_t *def)
         return 2;
 
     char err[512];
-    const char *path = fl.config ? fl.config : kz_config_default_path();
-    kz_config_t *cfg = path ? kz_config_load(path, err, sizeof err) : kz_config_default();
+    kz_config_t *cfg = kz_config_open(fl.config, err, sizeof err);
     if (!cfg) {
-        fprintf(stderr, "%s\n", path ? err : "out of memory");
+        fprintf(stderr, "%s\n", err);
         return 1;
     }
 

@@ -1264,3 +1264,15 @@ const char *kz_config_default_path(void)
         return "kaizen.yaml";
     return NULL;
 }
+
+kz_config_t *kz_config_open(const char *path, char *errbuf, size_t errlen)
+{
+    if (!path)
+        path = kz_config_default_path();
+    if (path)
+        return kz_config_load(path, errbuf, errlen);
+    kz_config_t *cfg = kz_config_default();
+    if (!cfg && errbuf && errlen)
+        snprintf(errbuf, errlen, "out of memory building the default configuration");
+    return cfg;
+}

@@ -104,6 +104,11 @@ kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, cha
 
 void kz_config_destroy(kz_config_t **self_p);
 
+/* The configuration every kaizen program uses: PATH when given, else
+   kz_config_default_path(), else the defaults. NULL with ERRBUF (the
+   loader's "FILE:LINE:COL: KEY: what is wrong") on failure. */
+kz_config_t *kz_config_open(const char *path, char *errbuf, size_t errlen);
+
 /* The config file to use when none is given: $KAIZEN_CONFIG, else
    ./kaizen.yaml if it exists, else NULL (use defaults) */
 const char *kz_config_default_path(void);

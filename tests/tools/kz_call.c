@@ -84,11 +84,9 @@ int main(int argc, char **argv)
     const char *service = argv[optind];
 
     char err[512];
-    if (!config)
-        config = kz_config_default_path();
-    kz_config_t *cfg = config ? kz_config_load(config, err, sizeof err) : kz_config_default();
+    kz_config_t *cfg = kz_config_open(config, err, sizeof err);
     if (!cfg) {
-        fprintf(stderr, "%s\n", config ? err : "out of memory");
+        fprintf(stderr, "%s\n", err);
         return 1;
     }
     char id[256];
