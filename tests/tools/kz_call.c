@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "kz_bus.h"
+#include "tool.h"
 #include "kz_config.h"
 #include "kz_log.h"
 
@@ -89,16 +90,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    char id[256];
-    snprintf(id, sizeof id, "kz_call#%ld", (long)getpid());
-    kz_log_set_agent(id);
     int rc = 1;
     kz_msg_t *reply = NULL;
-    kz_bus_t *bus = kz_bus_new(&cfg->bus, id, err, sizeof err);
-    if (!bus) {
-        fprintf(stderr, "kz_call: %s\n", err);
+    kz_bus_t *bus = kz_tool_bus("kz_call", cfg);
+    if (!bus)
         goto done;
-    }
     if (raw) {
         uint8_t *data = NULL;
         size_t len = 0;

@@ -11,13 +11,13 @@
 */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "kz_bus.h"
+#include "tool.h"
 #include "kz_config.h"
 #include "kz_log.h"
 
@@ -140,11 +140,7 @@ int main(int argc, char **argv)
         return s_usage();
     const char *topic = argv[optind];
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    kz_tool_signals(s_on_signal);
 
     char err[512];
     kz_config_t *cfg = kz_config_open(config, err, sizeof err);
@@ -152,16 +148,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    char id[256];
-    snprintf(id, sizeof id, "kz_pub#%ld", (long)getpid());
-    kz_log_set_agent(id);
-    kz_bus_t *bus = kz_bus_new(&cfg->bus, id, err, sizeof err);
+    kz_bus_t *bus = kz_tool_bus("kz_pub", cfg);
     int rc = 1;
     long long sent = 0;
-    if (!bus) {
-        fprintf(stderr, "kz_pub: %s\n", err);
+    if (!bus)
         goto done;
-    }
     if (kz_bus_wait_publisher(bus, 30000) != 0) {
         fprintf(stderr, "kz_pub: no broker at '%s'\n", cfg->bus.connect.pub);
         goto done;
@@ -169,7 +160,7 @@ int main(int argc, char **argv)
     /* pad length: measure the envelope without pad first */
     long pad_len = -1;
     if (size > 0 && strcmp(type, "test.event") == 0) {
-        kz_msg_t *probe = s_build(type, start, 0, fields, nfields, id);
+        kz_msg_t *probe = s_build(type, start, 0, fields, nfields, kz_bus_agent_id(bus));
         uint8_t *buf = NULL;
         size_t len = 0;
         if (!probe || s_encode(&probe, &buf, &len) != 0)
@@ -184,7 +175,7 @@ int main(int argc, char **argv)
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (long long i = 0; (count == 0 || i < count) && !s_stop; i++) {
-        kz_msg_t *msg = s_build(type, start + i, pad_len, fields, nfields, id);
+        kz_msg_t *msg = s_build(type, start + i, pad_len, fields, nfields, kz_bus_agent_id(bus));
         uint8_t *buf = NULL;
         size_t len = 0;
         if (!msg || s_encode(&msg, &buf, &len) != 0)

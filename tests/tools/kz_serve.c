@@ -13,7 +13,6 @@
 */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include <unistd.h>
 
 #include "kz_bus.h"
+#include "tool.h"
 #include "kz_config.h"
 #include "kz_log.h"
 
@@ -96,11 +96,7 @@ int main(int argc, char **argv)
         return s_usage();
     const char *service = argv[optind];
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    kz_tool_signals(s_on_signal);
 
     char err[512];
     kz_config_t *cfg = kz_config_open(config, err, sizeof err);
@@ -108,15 +104,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    char id[256];
-    snprintf(id, sizeof id, "kz_serve#%ld", (long)getpid());
-    kz_log_set_agent(id);
     int rc = 1;
-    kz_bus_t *bus = kz_bus_new(&cfg->bus, id, err, sizeof err);
-    if (!bus) {
-        fprintf(stderr, "kz_serve: %s\n", err);
+    kz_bus_t *bus = kz_tool_bus("kz_serve", cfg);
+    if (!bus)
         goto done;
-    }
     if (kz_bus_offer(bus, service) != 0)
         goto done;
     fprintf(stderr, "kz_serve: serving '%s'\n", service);
@@ -149,7 +140,7 @@ int main(int argc, char **argv)
         char new_id[32];
         kz_ulid(new_id);
         if (kz_msg_set_corr(reply, kz_msg_id(reply)) != 0 || kz_msg_set_id(reply, new_id) != 0 ||
-            kz_msg_set_src(reply, id) != 0) {
+            kz_msg_set_src(reply, kz_bus_agent_id(bus)) != 0) {
             kz_msg_destroy(&reply);
             kz_bus_delivery_destroy(&d);
             goto done;

@@ -22,13 +22,13 @@
 */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "kz_bus.h"
+#include "tool.h"
 #include "kz_config.h"
 #include "kz_log.h"
 
@@ -162,11 +162,7 @@ int main(int argc, char **argv)
     if ((nack_all || nack_every) && (!group || (nack_all && nack_every)))
         return s_usage();
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    kz_tool_signals(s_on_signal);
 
     FILE *out = stdout;
     if (out_path && !(out = fopen(out_path, "a"))) {
@@ -181,15 +177,10 @@ int main(int argc, char **argv)
             fclose(out);
         return 1;
     }
-    char id[256];
-    snprintf(id, sizeof id, "kz_sub#%ld", (long)getpid());
-    kz_log_set_agent(id);
     int rc = 1;
-    kz_bus_t *bus = kz_bus_new(&cfg->bus, id, err, sizeof err);
-    if (!bus) {
-        fprintf(stderr, "kz_sub: %s\n", err);
+    kz_bus_t *bus = kz_tool_bus("kz_sub", cfg);
+    if (!bus)
         goto done;
-    }
     if (group ? kz_bus_join(bus, group, prefix) : kz_bus_subscribe(bus, prefix))
         goto done;
     fprintf(stderr, "kz_sub: listening\n");
