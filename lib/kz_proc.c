@@ -16,6 +16,7 @@
     also bounded by the next opts->tick, which it calls when due.
 */
 #include "kz_proc.h"
+#include "kz_log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -345,14 +346,22 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
         }
     }
 
+    /* no signal handler of ours may run in the child before s_child has
+       reset them all: block every signal across the fork (the child
+       unblocks after the reset, the parent restores its mask) */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
     pid = fork();
-    if (pid < 0) {
-        s_errf(errbuf, errlen, "unable to run '%s': fork: %s", prog, strerror(errno));
-        goto done;
-    }
     if (pid == 0)
         s_child(path, (char *const *)opts->argv, envp, opts->cwd, in_pipe[0], out_pipe[1],
                 err_pipe[1], report[1]);
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (pid < 0) {
+        s_errf(errbuf, errlen, "unable to run '%s': fork: %s", prog, strerror(fork_errno));
+        goto done;
+    }
     setpgid(pid, pid); /* also here, so the group exists before we may signal it */
     s_close(&in_pipe[0]);
     s_close(&out_pipe[1]);
@@ -391,6 +400,7 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
     int64_t killed_at = 0;
     bool reaped = false, killed = false;
     int status = 0;
+    bool status_lost = false;
     int64_t tick_us = (int64_t)(opts->tick_ms > 0 ? opts->tick_ms : S_DEFAULT_TICK) * 1000;
     int64_t next_tick = opts->tick ? s_now_us() + tick_us : 0;
 
@@ -447,6 +457,13 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
         }
         if (!reaped) {
             pid_t w = waitpid(pid, &status, WNOHANG);
+            if (w < 0 && errno == ECHILD) {
+                /* someone else reaped it (SIGCHLD ignored, a waitpid(-1)
+                   elsewhere): the status is lost, but it is gone */
+                kz_warn("exit status of '%s' lost: the process was reaped elsewhere", prog);
+                status_lost = true;
+                w = pid;
+            }
             if (w == pid) {
                 reaped = true;
                 s_close(&in_pipe[1]);
@@ -479,7 +496,9 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
     /* nothing the program started may outlive it */
     kill(-pid, SIGKILL);
 
-    if (WIFEXITED(status)) {
+    if (status_lost) {
+        res->exit_code = -1;
+    } else if (WIFEXITED(status)) {
         res->exit_code = WEXITSTATUS(status);
     } else if (WIFSIGNALED(status)) {
         res->exit_code = -1;

@@ -34,7 +34,8 @@ typedef struct {
 } kz_proc_opts_t;
 
 typedef struct {
-    int exit_code;   /* exit status, or -1 when killed by a signal */
+    int exit_code;   /* exit status; -1 when killed by a signal, or when the status was lost
+                        because something else reaped the child (SIGCHLD ignored) */
     int term_signal; /* signal that ended it, 0 if it exited */
     bool timed_out;  /* the timeout fired and the group was killed */
     char *out;       /* NUL-terminated captured stdout (malloc'd) */

@@ -338,9 +338,13 @@ const kz_val_t *kz_msg_body_const(const kz_msg_t *self)
    beyond the eighth, or look it up again with kz_map_get. */
 kz_val_t *kz_map_put(kz_msg_t *self, kz_val_t *map, const char *key)
 {
+    return key ? kz_map_putn(self, map, key, strlen(key)) : NULL;
+}
+
+kz_val_t *kz_map_putn(kz_msg_t *self, kz_val_t *map, const char *key, size_t keylen)
+{
     if (!map || map->type != KZ_VAL_MAP || !key)
         return NULL;
-    size_t keylen = strlen(key);
     if (keylen > UINT32_MAX)
         return NULL;
     if (map->u.map.count == map->u.map.cap) {
@@ -801,23 +805,13 @@ static bool s_utf8_valid(const char *str, size_t len)
 /* ------------------------------------------------------------------ */
 /* Duplicate keys                                                      */
 
-/* Scratch hash table for the duplicate-key check of large maps; reused
+/* Scratch index array for the duplicate-key check of large maps; reused
    for every map of one decode or encode (maps are checked after their
    values, so the checks never nest). */
 typedef struct {
     uint32_t *slots;
     size_t cap;
 } s_scratch_t;
-
-static uint32_t s_hash(const char *s, uint32_t len)
-{
-    uint32_t h = 2166136261u;
-    for (uint32_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
 
 /* Equality of short byte strings (keys) without a call to memcmp */
 static inline bool s_memeq(const char *a, const char *b, size_t len)
@@ -837,6 +831,21 @@ static inline bool s_key_eq(const kz_val_t *a, const kz_val_t *b)
            s_memeq(a->u.str.ptr, b->u.str.ptr, a->u.str.len);
 }
 
+/* qsort_r order of key indices: by length, then bytes, then index (a
+   total order, so equal keys end up next to each other) */
+static int s_key_order(const void *pa, const void *pb, void *arg)
+{
+    const kz_kv_t *items = arg;
+    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+    const kz_val_t *ka = &items[a].key, *kb = &items[b].key;
+    if (ka->u.str.len != kb->u.str.len)
+        return ka->u.str.len < kb->u.str.len ? -1 : 1;
+    int c = memcmp(ka->u.str.ptr, kb->u.str.ptr, ka->u.str.len);
+    if (c)
+        return c;
+    return a < b ? -1 : a > b;
+}
+
 /* Index of the first key of MAP that repeats an earlier one, or -1;
    -2 when out of memory. */
 static int64_t s_find_dup(const kz_val_t *map, s_scratch_t *scratch)
@@ -850,28 +859,31 @@ static int64_t s_find_dup(const kz_val_t *map, s_scratch_t *scratch)
                     return i;
         return -1;
     }
-    size_t cap = 32;
-    while (cap < (size_t)count * 2)
-        cap *= 2;
-    if (scratch->cap < cap) {
-        uint32_t *slots = realloc(scratch->slots, cap * sizeof(uint32_t));
+    /* larger maps: sort the key indices and compare neighbours. A hash
+       table would be faster on average, but a sender could choose keys
+       that collide and make every receiver's decode quadratic; sorting
+       is O(n log n) whatever the keys are. */
+    if (scratch->cap < count) {
+        uint32_t *slots = realloc(scratch->slots, (size_t)count * sizeof(uint32_t));
         if (!slots)
             return -2;
         scratch->slots = slots;
-        scratch->cap = cap;
+        scratch->cap = count;
     }
-    memset(scratch->slots, 0, cap * sizeof(uint32_t));
-    for (uint32_t i = 0; i < count; i++) {
-        const kz_val_t *key = &items[i].key;
-        size_t slot = s_hash(key->u.str.ptr, key->u.str.len) & (cap - 1);
-        while (scratch->slots[slot]) {
-            if (s_key_eq(&items[scratch->slots[slot] - 1].key, key))
-                return i;
-            slot = (slot + 1) & (cap - 1);
+    for (uint32_t i = 0; i < count; i++)
+        scratch->slots[i] = i;
+    qsort_r(scratch->slots, count, sizeof(uint32_t), s_key_order, (void *)(uintptr_t)items);
+    int64_t dup = -1;
+    for (uint32_t i = 1; i < count; i++) {
+        uint32_t a = scratch->slots[i - 1], b = scratch->slots[i];
+        if (s_key_eq(&items[a].key, &items[b].key)) {
+            /* report the later of the two, as a reader going forward would */
+            int64_t later = a > b ? a : b;
+            if (dup == -1 || later < dup)
+                dup = later;
         }
-        scratch->slots[slot] = i + 1;
     }
-    return -1;
+    return dup;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1299,7 +1311,7 @@ typedef struct {
     uint8_t namelen;
     uint8_t kind;
     bool required;
-    uint32_t min;               /* S_STR: min length */
+    uint32_t min;               /* S_STR: min length; S_STRARR: min length of each string */
     uint32_t max;               /* S_STR: max length; arrays: max count (0: limit) */
     uint32_t smax;              /* S_STRARR: max length of each string (0: limit) */
     int64_t imin;               /* S_INT */
@@ -1327,8 +1339,8 @@ struct s_schema {
 #define MAP(n)                 F_(n, S_MAP, true, 0, 0, 0, 0, NULL, NULL)
 #define MAP_OPT(n)             F_(n, S_MAP, false, 0, 0, 0, 0, NULL, NULL)
 #define STRMAP_OPT(n)          F_(n, S_STRMAP, false, 0, 0, 0, 0, NULL, NULL)
-#define STRARR(n, cnt, sm)     F_(n, S_STRARR, true, 0, cnt, sm, 0, NULL, NULL)
-#define STRARR_OPT(n, cnt, sm) F_(n, S_STRARR, false, 0, cnt, sm, 0, NULL, NULL)
+#define STRARR(n, cnt, sm)     F_(n, S_STRARR, true, 1, cnt, sm, 0, NULL, NULL)
+#define STRARR_OPT(n, cnt, sm) F_(n, S_STRARR, false, 1, cnt, sm, 0, NULL, NULL)
 #define MAPARR(n, sub)         F_(n, S_MAPARR, true, 0, 0, 0, 0, NULL, &sub)
 #define MAPARR_OPT(n, sub)     F_(n, S_MAPARR, false, 0, 0, 0, 0, NULL, &sub)
 #define ARRAY_OPT(n)           F_(n, S_ARRAY, false, 0, 0, 0, 0, NULL, NULL)
@@ -1642,6 +1654,8 @@ static int s_check_field(const s_field_t *f, const kz_val_t *v, s_path_t *path,
                 if (item->type != KZ_VAL_STR)
                     rc = s_fail(err, path, KZ_EMSG_TYPE, "expected string, got %s",
                                 s_type_name(item->type));
+                else if (item->u.str.len < f->min)
+                    rc = s_fail(err, path, KZ_EMSG_VALUE, "empty string");
                 else if (item->u.str.len > smax)
                     rc = s_fail(err, path, KZ_EMSG_STRLEN,
                                 "string of %" PRIu32 " bytes exceeds %" PRIu32, item->u.str.len,
@@ -2364,7 +2378,7 @@ int kz_val_copy(kz_msg_t *dst, kz_val_t *to, const kz_val_t *from)
         kz_val_set_map(to);
         for (uint32_t i = 0; i < from->u.map.count; i++) {
             const kz_kv_t *kv = &from->u.map.items[i];
-            kz_val_t *slot = kz_map_put(dst, to, kv->key.u.str.ptr);
+            kz_val_t *slot = kz_map_putn(dst, to, kv->key.u.str.ptr, kv->key.u.str.len);
             if (!slot || kz_val_copy(dst, slot, &kv->val) != 0)
                 return -1;
         }

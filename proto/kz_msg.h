@@ -142,6 +142,8 @@ const kz_val_t *kz_msg_body_const(const kz_msg_t *self);
    The kz_map_put_* helpers combine both. NULL/-1 on allocation failure
    or when MAP/ARR is not a map/array. */
 kz_val_t *kz_map_put(kz_msg_t *self, kz_val_t *map, const char *key);
+/* The same with a key of KEYLEN bytes, which may contain NUL */
+kz_val_t *kz_map_putn(kz_msg_t *self, kz_val_t *map, const char *key, size_t keylen);
 kz_val_t *kz_array_push(kz_msg_t *self, kz_val_t *arr);
 int kz_val_set_str(kz_msg_t *self, kz_val_t *val, const char *str);
 int kz_val_set_strn(kz_msg_t *self, kz_val_t *val, const char *str, size_t len);

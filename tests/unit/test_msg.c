@@ -1141,6 +1141,41 @@ static void test_builder_errors(void **state)
     assert_int_equal(kz_msg_set_corr(msg, NULL), 0);
     assert_null(kz_msg_corr(msg));
     kz_msg_destroy(&msg);
+
+    /* an empty item in a list of paths is refused like an empty path */
+    msg = s_new("plan.proposed");
+    b = kz_msg_body(msg);
+    kz_map_put_str(msg, b, "plan_id", "p1");
+    kz_map_put_str(msg, b, "fixer", "black");
+    kz_val_t *files = kz_map_put_array(msg, b, "files");
+    kz_val_set_str(msg, kz_array_push(msg, files), "");
+    kz_val_set_str(msg, kz_array_push(msg, kz_map_put_array(msg, b, "findings")), "f1");
+    kz_map_put_float(msg, b, "impact", 1);
+    kz_map_put_float(msg, b, "effort", 1);
+    kz_map_put_float(msg, b, "risk", 0);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    kz_msg_err_t err;
+    assert_int_equal(kz_msg_encode(msg, &buf, &len, &err), -1);
+    assert_int_equal(err.code, KZ_EMSG_VALUE);
+    assert_non_null(strstr(err.text, "body.files[0]"));
+    kz_msg_destroy(&msg);
+
+    /* keys may hold NUL bytes: putn and the deep copy keep them whole */
+    msg = s_new("demo.echo");
+    b = kz_msg_body(msg);
+    kz_val_set_int(kz_map_putn(msg, b, "a\0b", 3), 1);
+    kz_val_set_int(kz_map_putn(msg, b, "a\0c", 3), 2);
+    kz_msg_t *copy = s_new("demo.echo");
+    assert_int_equal(kz_val_copy(copy, kz_map_put(copy, kz_msg_body(copy), "echo"), b), 0);
+    assert_int_equal(kz_msg_encode(copy, &buf, &len, &err), 0);
+    free(buf);
+    const kz_val_t *echo = kz_map_get(kz_msg_body_const(copy), "echo");
+    assert_int_equal(echo->u.map.count, 2);
+    assert_int_equal(echo->u.map.items[1].key.u.str.len, 3);
+    assert_memory_equal(echo->u.map.items[1].key.u.str.ptr, "a\0c", 3);
+    kz_msg_destroy(&copy);
+    kz_msg_destroy(&msg);
 }
 
 static void test_limits_default(void **state)
