@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -161,6 +162,54 @@ static void s_add(char *buf, size_t cap, size_t *len, const char *fmt, ...)
         *len = cap - 1;
 }
 
+/* True for a C1 control (U+0080..U+009F) encoded as UTF-8 (C2 80..C2 9F);
+   P holds a valid sequence of N bytes */
+static bool s_is_c1(const unsigned char *p, size_t n)
+{
+    return n == 2 && p[0] == 0xc2 && p[1] < 0xa0;
+}
+
+/* Append STR[0..N) to BUF (capacity CAP, used *LEN) made safe for a
+   terminal: C0 controls, DEL, C1 controls (raw or as UTF-8) and bytes that
+   are not valid UTF-8 each become '?', so input from the network can never
+   send an escape sequence. At most MAX characters (0: no limit), "..." when
+   cut there. A UTF-8 sequence is never split when BUF fills up. Every
+   field taken from the input goes through here in the text output. */
+static void s_add_safe(char *buf, size_t cap, size_t *len, const char *str, size_t n, size_t max)
+{
+    if (cap == 0 || *len + 1 >= cap)
+        return;
+    const unsigned char *p = (const unsigned char *)(str ? str : "");
+    if (!str)
+        n = 0;
+    size_t i = 0, shown = 0;
+    while (i < n && *len + 1 < cap) {
+        if (max && shown == max) {
+            s_add(buf, cap, len, "...");
+            return;
+        }
+        size_t k = kz_cli_utf8_seq(p + i, n - i);
+        if (k == 0 || (k == 1 && (p[i] < 0x20 || p[i] == 0x7f)) || s_is_c1(p + i, k)) {
+            buf[(*len)++] = '?';
+            i += k ? k : 1;
+        } else {
+            if (*len + k >= cap)
+                break;
+            memcpy(buf + *len, p + i, k);
+            *len += k;
+            i += k;
+        }
+        shown++;
+    }
+    buf[*len] = '\0';
+}
+
+/* s_add_safe of a NUL-terminated string (NULL: nothing) */
+static void s_add_safe_str(char *buf, size_t cap, size_t *len, const char *str)
+{
+    s_add_safe(buf, cap, len, str, str ? strlen(str) : 0, 0);
+}
+
 /* Printable preview of DATA: quoted text when it is printable UTF-8,
    else hex of the first bytes */
 static void s_preview(const uint8_t *data, size_t size, char *buf, size_t cap, size_t *len)
@@ -172,20 +221,14 @@ static void s_preview(const uint8_t *data, size_t size, char *buf, size_t cap, s
             break;
         }
         size_t n = kz_cli_utf8_seq(data + i, size - i);
-        if (n == 0)
+        if (n == 0 || s_is_c1(data + i, n))
             text = false;
         i += n ? n : 1;
     }
     if (text) {
         s_add(buf, cap, len, "\"");
-        size_t shown = 0, i = 0;
-        while (i < size && shown < S_PREVIEW_MAX) {
-            size_t n = kz_cli_utf8_seq(data + i, size - i);
-            s_add(buf, cap, len, "%.*s", (int)n, (const char *)data + i);
-            i += n;
-            shown++;
-        }
-        s_add(buf, cap, len, "%s\"", i < size ? "..." : "");
+        s_add_safe(buf, cap, len, (const char *)data, size, S_PREVIEW_MAX);
+        s_add(buf, cap, len, "\"");
     } else {
         s_add(buf, cap, len, "0x");
         size_t i;
@@ -215,25 +258,9 @@ static void s_val_short(const kz_val_t *v, char *buf, size_t cap, size_t *len)
     case KZ_VAL_FLOAT:
         s_add(buf, cap, len, "%g", v->u.f);
         break;
-    case KZ_VAL_STR: {
-        /* strings of a decoded value are valid UTF-8; cut at a boundary */
-        const unsigned char *p = (const unsigned char *)v->u.str.ptr;
-        size_t i = 0, shown = 0;
-        while (i < v->u.str.len && shown < 40) {
-            size_t n = kz_cli_utf8_seq(p + i, v->u.str.len - i);
-            if (n == 0)
-                break;
-            if (n == 1 && (p[i] < 0x20 || p[i] == 0x7f))
-                s_add(buf, cap, len, "?");
-            else
-                s_add(buf, cap, len, "%.*s", (int)n, (const char *)p + i);
-            i += n;
-            shown++;
-        }
-        if (i < v->u.str.len)
-            s_add(buf, cap, len, "...");
+    case KZ_VAL_STR:
+        s_add_safe(buf, cap, len, v->u.str.ptr, v->u.str.len, 40);
         break;
-    }
     case KZ_VAL_BIN:
         s_add(buf, cap, len, "<%u bytes>", v->u.str.len);
         break;
@@ -265,7 +292,10 @@ static void s_pairs(const kz_val_t *map, const char *skip, int max, char *buf, s
             break;
         }
         bool sep = *len > 0 && buf[*len - 1] != ' ';
-        s_add(buf, cap, len, "%s%s=", sep ? " " : "", kv->key.u.str.ptr);
+        if (sep)
+            s_add(buf, cap, len, " ");
+        s_add_safe(buf, cap, len, kv->key.u.str.ptr, kv->key.u.str.len, 0);
+        s_add(buf, cap, len, "=");
         s_val_short(&kv->val, buf, cap, len);
         shown++;
     }
@@ -277,8 +307,11 @@ static void s_summarize_env(const kz_msg_t *env, const char *name, char *buf, si
 {
     const char *type = kz_msg_type(env);
     const kz_val_t *body = kz_msg_body_const(env);
-    if (type && strcmp(type, name) != 0)
-        s_add(buf, cap, len, "[%s] ", type);
+    if (type && strcmp(type, name) != 0) {
+        s_add(buf, cap, len, "[");
+        s_add_safe_str(buf, cap, len, type);
+        s_add(buf, cap, len, "] ");
+    }
     if (type && strcmp(type, "finding.batch") == 0) {
         const kz_val_t *f = kz_map_get(body, "findings");
         if (f && f->type == KZ_VAL_ARRAY) {
@@ -295,8 +328,10 @@ static void s_summarize_env(const kz_msg_t *env, const char *name, char *buf, si
                 if (counts[k])
                     s_add(buf, cap, len, " %s=%u", sev[k], counts[k]);
             const char *tool = kz_map_str(body, "tool");
-            if (tool)
-                s_add(buf, cap, len, " tool=%s", tool);
+            if (tool) {
+                s_add(buf, cap, len, " tool=");
+                s_add_safe_str(buf, cap, len, tool);
+            }
             return;
         }
     } else if (type && strcmp(type, "metric.batch") == 0) {
@@ -309,7 +344,9 @@ static void s_summarize_env(const kz_msg_t *env, const char *name, char *buf, si
                 const kz_val_t *val = kz_map_get(item, "value");
                 if (!mname || !val)
                     continue;
-                s_add(buf, cap, len, " %s=", mname);
+                s_add(buf, cap, len, " ");
+                s_add_safe_str(buf, cap, len, mname);
+                s_add(buf, cap, len, "=");
                 s_val_short(val, buf, cap, len);
             }
             if (m->u.arr.count > 3)
@@ -319,7 +356,8 @@ static void s_summarize_env(const kz_msg_t *env, const char *name, char *buf, si
     } else if (type && strcmp(type, "agent.heartbeat") == 0) {
         const char *state = kz_map_str(body, "state");
         if (state) {
-            s_add(buf, cap, len, "state=%s", state);
+            s_add(buf, cap, len, "state=");
+            s_add_safe_str(buf, cap, len, state);
             s_pairs(body, "state", 3, buf, cap, len);
             return;
         }
@@ -450,13 +488,26 @@ static void s_print_text(s_mon_t *self, const s_tap_t *tap)
                                          "\033[35m"};
     char when[32];
     s_time(tap->ts, when, sizeof when);
-    const char *sender = tap->env && kz_msg_src(tap->env) ? kz_msg_src(tap->env)
-                         : tap->peer                      ? tap->peer
-                                                          : "-";
+    /* name, sender and everything in extra and sum come from the network:
+       only through s_add_safe */
+    char name[KZ_TOPIC_MAX + 1];
+    size_t nlen = 0;
+    name[0] = '\0';
+    s_add_safe(name, sizeof name, &nlen, tap->name, tap->name_len, 0);
+    const char *src = tap->env && kz_msg_src(tap->env) ? kz_msg_src(tap->env)
+                      : tap->peer                      ? tap->peer
+                                                       : "-";
+    char sender[256];
+    size_t sdlen = 0;
+    sender[0] = '\0';
+    s_add_safe_str(sender, sizeof sender, &sdlen, src);
     char extra[160];
     size_t elen = 0;
-    if (tap->group)
-        s_add(extra, sizeof extra, &elen, " group=%s", tap->group);
+    extra[0] = '\0';
+    if (tap->group) {
+        s_add(extra, sizeof extra, &elen, " group=");
+        s_add_safe_str(extra, sizeof extra, &elen, tap->group);
+    }
     if (tap->has_seq)
         s_add(extra, sizeof extra, &elen, " seq=%llu", (unsigned long long)tap->seq);
     if (tap->rtt_us >= 0)
@@ -500,9 +551,9 @@ static void s_print_text(s_mon_t *self, const s_tap_t *tap)
     snprintf(size, sizeof size, "%lldB", (long long)tap->size);
     if (self->color)
         printf("\033[2m%s\033[0m %s%-7s\033[0m \033[1m%s\033[0m %s %s%s  %s\n", when,
-               colors[tap->path], s_paths[tap->path], tap->name, sender, size, extra, sum);
+               colors[tap->path], s_paths[tap->path], name, sender, size, extra, sum);
     else
-        printf("%s %-7s %s %s %s%s  %s\n", when, s_paths[tap->path], tap->name, sender, size, extra,
+        printf("%s %-7s %s %s %s%s  %s\n", when, s_paths[tap->path], name, sender, size, extra,
                sum);
 }
 
@@ -709,7 +760,11 @@ static void s_refresh(s_mon_t *self, int64_t now_ms)
             char br[32], tb[32];
             kz_cli_human_bytes(rows[i]->bytes_rate, br, sizeof br);
             kz_cli_human_bytes((double)rows[i]->tot_bytes, tb, sizeof tb);
-            printf("%-8s %-40s %10.1f %12s %10llu %12s\n", s_paths[rows[i]->path], rows[i]->name,
+            char name[KZ_TOPIC_MAX + 1];
+            size_t nlen = 0;
+            name[0] = '\0';
+            s_add_safe_str(name, sizeof name, &nlen, rows[i]->name);
+            printf("%-8s %-40s %10.1f %12s %10llu %12s\n", s_paths[rows[i]->path], name,
                    rows[i]->msgs_rate, br, (unsigned long long)rows[i]->tot_msgs, tb);
         }
         if (n > shown)
@@ -732,8 +787,12 @@ static bool s_handle(s_mon_t *self, zmsg_t *zmsg)
     bool done = false;
     if (s_parse(zmsg, &tap, why, sizeof why) != 0) {
         self->malformed++;
+        char shown[sizeof why];
+        size_t slen = 0;
+        shown[0] = '\0';
+        s_add_safe_str(shown, sizeof shown, &slen, why);
         fprintf(stderr, "kaizen monitor: warning: malformed tap message (%llu so far): %s\n",
-                (unsigned long long)self->malformed, why);
+                (unsigned long long)self->malformed, shown);
         goto out;
     }
     /* pair before filtering so a reply shows its rtt even when the
@@ -880,8 +939,22 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     }
     zsock_set_rcvhwm(sock, 100000);
     zsock_set_linger(sock, 0);
-    if (cli->cfg->bus.max_message_size > 0)
-        zsock_set_maxmsgsize(sock, (int)cli->cfg->bus.max_message_size * 2 + 4096);
+    if (cli->cfg->bus.max_message_size > 0) {
+        /* a tap message is the routed frames plus path, name and header:
+           twice the bus limit plus slack, computed in 64 bits (an int
+           overflows past 1GiB); no limit (-1) when even that does not fit.
+           Not zsock_set_maxmsgsize: it takes an int */
+        const uint64_t slack = 4096;
+        uint64_t mms = (uint64_t)cli->cfg->bus.max_message_size;
+        int64_t limit = -1;
+        if (mms <= ((uint64_t)INT64_MAX - slack) / 2)
+            limit = (int64_t)(mms * 2 + slack);
+        if (zmq_setsockopt(zsock_resolve(sock), ZMQ_MAXMSGSIZE, &limit, sizeof limit) != 0) {
+            rc = kz_cli_error("monitor", "unable to set the message size limit: %s",
+                              zmq_strerror(zmq_errno()));
+            goto done;
+        }
+    }
     if (cli->cfg->bus.curve.enabled) {
         char err[512] = "";
         if (kz_bus_curve_client(sock, &cli->cfg->bus, err, sizeof err) != 0) {

@@ -107,11 +107,51 @@ def check_stats(path):
 def check_malformed(path, errpath):
     objs = [o for o in load(path) if o["name"] != "probe"]
     names = [o["name"] for o in objs]
-    need(names == ["good.one", "bin.reply", "good.two"], f"fake tap names {names}")
+    need(names == ["good.one", "bin.reply", EVIL_NAME, "evil.raw", "big.one", "good.two"],
+         f"fake tap names {names}")
     need(objs[0]["msg"]["type"] == "test.event" and objs[0]["msg"]["body"]["seq"] == 7, "good.one decoded")
     need(objs[1]["raw"] == [{"base64": "AAEC/w=="}, "two"], f"raw frames {objs[1]['raw']}")
     err = open(errpath).read()
     need(err.count("malformed tap message") == 4, f"4 warnings, stderr: {err}")
+    # the JSON writers escape what the text output must not show raw
+    raw = open(path, "rb").read()
+    need(b"\x1b" not in raw and b"\x07" not in raw, "raw ESC or BEL in --json output")
+    evil = objs[2]
+    need(evil["peer"] == EVIL_PEER and evil["group"] == EVIL_GROUP, f"evil header {evil}")
+    need(evil["msg"]["src"] == EVIL_SRC and evil["msg"]["body"] == {EVIL_KEY: EVIL_VAL},
+         f"evil envelope {evil['msg']}")
+
+# a hostile tap: name (raw bytes), peer, group, src and a body key with ESC,
+# BEL and C1 controls (U+009B as UTF-8 and as a raw byte in the name)
+EVIL_NAME = "evil\x1b[2J\x07\ufffdname"   # as JSON shows the name frame below
+EVIL_PEER = "peer\x1b[2J\x07\x9b"
+EVIL_GROUP = "grp\x1b[1m\x07\x9b"
+EVIL_SRC = "src\x1b]0;t\x07\x9b"
+EVIL_KEY = "k\x1b[31m\x07\x9b"
+EVIL_VAL = "v\x1b[0m\x9bc"
+
+def check_text_safe(path):
+    data = open(path, "rb").read()
+    need(b"\x1b" not in data and b"\x07" not in data, f"ESC or BEL in text output: {data!r}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        sys.exit(f"check failed: text output is not UTF-8 ({e}): {data!r}")
+    bad = [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f]
+    need(not bad, f"control characters {bad!r} in text output: {text!r}")
+    lines = text.splitlines()
+    need(any(" good.one " in l for l in lines) and any(" good.two " in l for l in lines),
+         f"good messages shown: {lines}")
+    ev = [l for l in lines if " evil?[2J??name " in l]
+    need(len(ev) == 1, f"one line for the evil name: {lines}")
+    for want in (" src?]0;t?? ", " group=grp?[1m?? ", "[demo.echo] ", "k?[31m??=v?[0m?c"):
+        need(want in ev[0], f"{want!r} in {ev[0]!r}")
+    raw = [l for l in lines if " evil.raw " in l]
+    need(len(raw) == 1 and " peer?[2J?? " in raw[0] and "0x61c29b62" in raw[0],
+         f"evil.raw line: {raw}")
+    # this monitor runs with bus.max_message_size 4GiB: its tap limit must
+    # not wrap around to a few KiB
+    need(any(" big.one - 20000B " in l for l in lines), f"big.one shown: {lines}")
 
 mode = sys.argv[1]
 if mode == "all": check_all(sys.argv[2])
@@ -121,6 +161,7 @@ elif mode == "text": check_text(sys.argv[2])
 elif mode == "count": check_count(sys.argv[2], int(sys.argv[3]), sys.argv[4])
 elif mode == "stats": check_stats(sys.argv[2])
 elif mode == "malformed": check_malformed(sys.argv[2], sys.argv[3])
+elif mode == "text_safe": check_text_safe(sys.argv[2])
 PY
 
 stop() { # stop NAME: SIGTERM, wait, and expect exit 0
@@ -211,7 +252,9 @@ scenario ipc
 scenario tcp
 
 # Malformed frames from a fake tap: warnings on stderr, no crash, the
-# good messages around them still shown
+# good messages around them still shown; hostile names, header fields,
+# sender and body keys with ESC, BEL and C1 controls: escaped in --json,
+# replaced in the text output (no terminal escape sequence gets through)
 PYZMQ=
 for py in python3 /usr/bin/python3; do
     "$py" -c 'import zmq' 2>/dev/null && { PYZMQ=$py; break; }
@@ -227,12 +270,19 @@ def mp(x):  # tiny msgpack encoder: maps, short str, small ints
         return bytes([0x80 | len(x)]) + b"".join(mp(k) + mp(v) for k, v in x.items())
     if isinstance(x, str):
         b = x.encode()
+        assert len(b) < 32
         return bytes([0xa0 | len(b)]) + b
     return bytes([0xcf]) + x.to_bytes(8, "big")
 env = mp({"v": 1, "id": "01M8BJNK1ANEGRYDQ8TNZP6W6B", "type": "test.event",
           "src": "fake@h#1", "ts": 1795685010474542, "body": {"seq": 7}})
 hdr = mp({"ts": 1795685010474805, "path": "event", "size": len(env)})
 probe = [b"event", b"probe", hdr, env]
+evil_env = mp({"v": 1, "id": "01M8BJNK1ANEGRYDQ8TNZP6W6C", "type": "demo.echo",
+               "src": "src\x1b]0;t\x07\x9b", "ts": 1795685010474542,
+               "body": {"k\x1b[31m\x07\x9b": "v\x1b[0m\x9bc"}})
+evil_hdr = mp({"ts": 1795685010474805, "path": "event", "size": len(evil_env),
+               "peer": "peer\x1b[2J\x07\x9b", "group": "grp\x1b[1m\x07\x9b"})
+raw_hdr = mp({"ts": 1795685010474806, "path": "reply", "peer": "peer\x1b[2J\x07\x9b"})
 msgs = [
     [b"event", b"good.one", hdr, env],
     [b"event"],                                        # too few frames
@@ -240,10 +290,14 @@ msgs = [
     [b"event", b"x", b"\xc1\xc1"],                     # header not msgpack
     [b"event", b"x", b"\x92\x01\x02"],                 # header not a map
     [b"reply", b"bin.reply", mp({"ts": 1, "path": "reply", "seq": 3}), b"\x00\x01\x02\xff", b"two"],
+    [b"event", b"evil\x1b[2J\x07\x9bname", evil_hdr, evil_env],  # hostile strings
+    [b"reply", b"evil.raw", raw_hdr, "a\x9bb".encode()],        # C1 in a text frame
+    [b"event", b"big.one", mp({"ts": 1795685010474807, "path": "event"}), b"x" * 20000],
     [b"event", b"good.two", hdr, env],
 ]
 deadline = time.time() + 60
-while "probe" not in open(sys.argv[2]).read():   # until the monitor shows a probe
+# until every monitor (output files argv[2:]) shows a probe
+while not all("probe" in open(f, errors="replace").read() for f in sys.argv[2:]):
     if time.time() > deadline:
         sys.exit("monitor never connected")
     pub.send_multipart(probe)
@@ -259,9 +313,17 @@ FAKE="ipc://$T/fake-tap.sock"
     >"$T/fake.out" 2>"$T/fake.err" &
 fakepid=$!
 _kz_pids+=("$fakepid")
-timeout 90 "$PYZMQ" "$T/faketap.py" "$FAKE" "$T/fake.out" || fail "fake tap: $?"
+printf 'bus:\n  max_message_size: 4GiB\n' >"$T/big.yaml"
+"$K" -c "$T/big.yaml" monitor --no-color --endpoint "$FAKE" \
+    >"$T/fake.txt" 2>"$T/fake-txt.err" &
+faketxtpid=$!
+_kz_pids+=("$faketxtpid")
+timeout 90 "$PYZMQ" "$T/faketap.py" "$FAKE" "$T/fake.out" "$T/fake.txt" || fail "fake tap: $?"
 kz_wait_for 30 grep -q good.two "$T/fake.out" || fail "fake tap: good.two not shown"
-kill -TERM "$fakepid"
+kz_wait_for 30 grep -q good.two "$T/fake.txt" || fail "fake tap: good.two not shown as text"
+kill -TERM "$fakepid" "$faketxtpid"
 wait "$fakepid" || fail "monitor on the fake tap exited $? after SIGTERM"
+wait "$faketxtpid" || fail "text monitor on the fake tap exited $? after SIGTERM"
 python3 "$T/check.py" malformed "$T/fake.out" "$T/fake.err" || fail "fake tap output"
+python3 "$T/check.py" text_safe "$T/fake.txt" || fail "fake tap text output: $(cat -v "$T/fake.txt")"
 echo ok
