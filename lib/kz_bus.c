@@ -1496,7 +1496,7 @@ kz_bus_t *kz_bus_new(const kz_bus_config_t *cfg, const char *agent_id, char *err
         self->cfg.heartbeat_ms = 1000;
     if (self->cfg.heartbeat_liveness <= 0)
         self->cfg.heartbeat_liveness = 3;
-    if (self->cfg.hwm <= 0)
+    if (self->cfg.hwm < 0) /* 0 is ZeroMQ's "no limit", as documented for bus.hwm */
         self->cfg.hwm = 100000;
     if (self->cfg.call_timeout_ms <= 0)
         self->cfg.call_timeout_ms = 10000;
