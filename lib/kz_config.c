@@ -126,9 +126,13 @@ static void s_offset_position(const s_ctx_t *ctx, size_t offset, int *line, int 
     *line = 1;
     *col = 1;
     for (size_t i = 0; i < offset && i < ctx->len; i++) {
-        if (ctx->text[i] == '\n') {
+        /* line breaks as libyaml counts them: LF, CR, and CR LF as one */
+        if (ctx->text[i] == '\n' ||
+            (ctx->text[i] == '\r' && (i + 1 >= ctx->len || ctx->text[i + 1] != '\n'))) {
             (*line)++;
             *col = 1;
+        } else if (ctx->text[i] == '\r') {
+            continue; /* the CR of CR LF: the LF ends the line */
         } else if (((unsigned char)ctx->text[i] & 0xc0) != 0x80)
             (*col)++;
     }

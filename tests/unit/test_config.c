@@ -216,6 +216,11 @@ static void test_errors_syntax(void **state)
     /* invalid UTF-8: a reader error, located from its byte offset */
     s_expect_error("log:\n  level: \xff\n",
                    "/etc/kz/t.yaml:2:10: syntax error: invalid leading UTF-8 octet");
+    /* CR and CR LF line ends count as libyaml counts them */
+    s_expect_error("log:\r  level: info\rbus: \xff\r",
+                   "/etc/kz/t.yaml:3:6: syntax error: invalid leading UTF-8 octet");
+    s_expect_error("log:\r\n  level: info\r\nbus: \xff\r\n",
+                   "/etc/kz/t.yaml:3:6: syntax error: invalid leading UTF-8 octet");
 }
 
 static void test_errors_keys(void **state)
