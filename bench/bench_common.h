@@ -762,4 +762,28 @@ done:
     return rc;
 }
 
+/* The events-shaped benchmark: BENCH_SAMPLES rounds of (bare hop, VIA,
+   direct), interleaved, then "bench NAME" against the bare hop and
+   "bench NAME_vs_direct" against no broker, each the best sample. */
+BENCH_STATIC int s_events_bench(const char *name, bench_via_t via)
+{
+    long count = s_scaled(500000);
+    double proxy[BENCH_SAMPLES], tested[BENCH_SAMPLES], direct[BENCH_SAMPLES];
+    long lost = 0;
+    int index = 0;
+    fprintf(stderr, "%s: %ld messages of %d bytes per sample\n", name, count, BENCH_MSG_SIZE);
+    for (int i = 0; i < BENCH_SAMPLES; i++) {
+        if (s_events_sample(BENCH_VIA_PROXY, count, index++, &proxy[i], &lost) != 0 ||
+            s_events_sample(via, count, index++, &tested[i], &lost) != 0 ||
+            s_events_sample(BENCH_VIA_DIRECT, count, index++, &direct[i], &lost) != 0)
+            return 1;
+    }
+    char vs_direct[64];
+    snprintf(vs_direct, sizeof vs_direct, "%s_vs_direct", name);
+    double best = s_best(tested, BENCH_SAMPLES, false);
+    s_report(name, "msg/s", best, s_best(proxy, BENCH_SAMPLES, false), 0);
+    s_report(vs_direct, "msg/s", best, s_best(direct, BENCH_SAMPLES, false), 0);
+    return 0;
+}
+
 #endif

@@ -11,25 +11,6 @@
 */
 #include "bench_common.h"
 
-static int s_run(void)
-{
-    long count = s_scaled(500000);
-    double proxy[BENCH_SAMPLES], broker[BENCH_SAMPLES], direct[BENCH_SAMPLES];
-    long lost = 0;
-    int index = 0;
-    fprintf(stderr, "events: %ld messages of %d bytes per sample\n", count, BENCH_MSG_SIZE);
-    for (int i = 0; i < BENCH_SAMPLES; i++) {
-        if (s_events_sample(BENCH_VIA_PROXY, count, index++, &proxy[i], &lost) != 0 ||
-            s_events_sample(BENCH_VIA_BROKER, count, index++, &broker[i], &lost) != 0 ||
-            s_events_sample(BENCH_VIA_DIRECT, count, index++, &direct[i], &lost) != 0)
-            return 1;
-    }
-    double best = s_best(broker, BENCH_SAMPLES, false);
-    s_report("events", "msg/s", best, s_best(proxy, BENCH_SAMPLES, false), 0);
-    s_report("events_vs_direct", "msg/s", best, s_best(direct, BENCH_SAMPLES, false), 0);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1) {
@@ -44,5 +25,5 @@ int main(int argc, char **argv)
     }
     if (s_harness_init() != 0)
         return 1;
-    return s_run();
+    return s_events_bench("events", BENCH_VIA_BROKER);
 }

@@ -103,25 +103,6 @@ static int s_role_member(int argc, char **argv)
     return 0;
 }
 
-static int s_run(void)
-{
-    long count = s_scaled(500000);
-    double proxy[BENCH_SAMPLES], group[BENCH_SAMPLES], direct[BENCH_SAMPLES];
-    long lost = 0;
-    int index = 0;
-    fprintf(stderr, "group: %ld messages of %d bytes per sample\n", count, BENCH_MSG_SIZE);
-    for (int i = 0; i < BENCH_SAMPLES; i++) {
-        if (s_events_sample(BENCH_VIA_PROXY, count, index++, &proxy[i], &lost) != 0 ||
-            s_events_sample(BENCH_VIA_GROUP, count, index++, &group[i], &lost) != 0 ||
-            s_events_sample(BENCH_VIA_DIRECT, count, index++, &direct[i], &lost) != 0)
-            return 1;
-    }
-    double best = s_best(group, BENCH_SAMPLES, false);
-    s_report("group", "msg/s", best, s_best(proxy, BENCH_SAMPLES, false), 0);
-    s_report("group_vs_direct", "msg/s", best, s_best(direct, BENCH_SAMPLES, false), 0);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1) {
@@ -138,5 +119,5 @@ int main(int argc, char **argv)
     }
     if (s_harness_init() != 0)
         return 1;
-    return s_run();
+    return s_events_bench("group", BENCH_VIA_GROUP);
 }

@@ -89,3 +89,30 @@ kz_wait_log() {
     local name=$1 pattern=$2 secs=${3:-30}
     kz_wait_for "$secs" grep -q -- "$pattern" "$T/$name.log"
 }
+
+# kz_python MODULE...: set PY to a python3 that imports every MODULE
+# (Debian's python3-msgpack / python3-zmq); 1 when there is none
+kz_python() {
+    local p imports
+    imports=$(IFS=,; echo "$*")
+    PY=
+    for p in python3 /usr/bin/python3; do
+        if "$p" -c "import $imports" 2>/dev/null; then PY=$p; return 0; fi
+    done
+    return 1
+}
+
+# kz_stats EXPR [ROUTER]: fetch the broker's mmi.stats (with the stock
+# mdp_client) and evaluate the python EXPR over the decoded map "d";
+# prints the value, succeeds when it is true. Needs PY with msgpack.
+kz_stats() {
+    "$KZ_TOOLS/mdp_client" "${2:-$KZ_ROUTER}" mmi.stats x --timeout 5000 --retries 0 \
+        >"$T/stats.bin" 2>/dev/null || return 1
+    "$PY" - "$1" "$T/stats.bin" <<'PY'
+import sys, msgpack
+d = msgpack.unpackb(open(sys.argv[2], "rb").read()[:-1], raw=False)  # mdp_client adds \n
+v = eval(sys.argv[1], {"d": d})
+print(v)
+sys.exit(0 if v else 1)
+PY
+}

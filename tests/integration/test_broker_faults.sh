@@ -11,11 +11,7 @@ WORKER=$KZ_TOOLS/mdp_worker
 GARBAGE=$KZ_TOOLS/kz_garbage
 [[ -x $CLIENT && -x $WORKER && -x $GARBAGE ]] || fail "build the test tools first"
 
-PY=
-for p in python3 /usr/bin/python3; do
-    if "$p" -c 'import msgpack' 2>/dev/null; then PY=$p; break; fi
-done
-[[ -n $PY ]] || skip "python3 msgpack is not installed (apt-get install python3-msgpack)"
+kz_python msgpack || skip "python3 msgpack is not installed (apt-get install python3-msgpack)"
 
 # the indented lines continue the "bus:" map kz_config writes
 kz_config <<'EOF'
@@ -32,16 +28,7 @@ kz_start broker "$KZ_BIN/kaizen-broker" -c "$IPC_CONFIG"
 kz_wait_log broker "broker ready" 30 || fail "broker did not become ready"
 
 has_worker() { [[ "$("$CLIENT" "$1" mmi.service "$2" --timeout 5000)" == 200 ]]; }
-stats() {
-    "$CLIENT" "$R" mmi.stats x --timeout 5000 >"$T/stats.bin" || return 1
-    "$PY" - "$1" "$T/stats.bin" <<'PY'
-import sys, msgpack
-d = msgpack.unpackb(open(sys.argv[2], "rb").read()[:-1], raw=False)
-v = eval(sys.argv[1], {"d": d})
-print(v)
-sys.exit(0 if v else 1)
-PY
-}
+stats() { kz_stats "$1" "$R"; }
 
 kz_start w1 "$WORKER" "$R" echo --name w1
 kz_wait_for 30 has_worker "$R" echo || fail "worker never registered"

@@ -11,11 +11,7 @@ source "$KZ_ROOT/tests/integration/lib.sh"
 CLIENT=$KZ_TOOLS/mdp_client
 WORKER=$KZ_TOOLS/mdp_worker
 [[ -x $CLIENT && -x $WORKER ]] || fail "build the test tools first"
-PY=
-for p in python3 /usr/bin/python3; do
-    if "$p" -c 'import msgpack, zmq' 2>/dev/null; then PY=$p; break; fi
-done
-[[ -n $PY ]] || skip "python3 msgpack and zmq are not installed (python3-msgpack, python3-zmq)"
+kz_python msgpack zmq || skip "python3 msgpack and zmq are not installed (python3-msgpack, python3-zmq)"
 
 # the indented lines continue the "bus:" map kz_config writes
 kz_config <<'EOF'
@@ -198,16 +194,7 @@ def nack():
 {"reclaim": reclaim, "queuefull": queuefull, "nack": nack}[sys.argv[1]]()
 PYEOF
 
-stats() {
-    "$CLIENT" "$R" mmi.stats x --timeout 5000 >"$T/stats.bin" || return 1
-    "$PY" - "$1" "$T/stats.bin" <<'PY'
-import sys, msgpack
-d = msgpack.unpackb(open(sys.argv[2], "rb").read()[:-1], raw=False)
-v = eval(sys.argv[1], {"d": d})
-print(v)
-sys.exit(0 if v else 1)
-PY
-}
+stats() { kz_stats "$1" "$R"; }
 
 # --- a flood of names is reclaimed once idle (2 x request_ttl)
 "$PY" "$T/peer.py" reclaim "$R" >"$T/reclaim.out" 2>&1 || fail "reclaim: $(cat "$T/reclaim.out")"

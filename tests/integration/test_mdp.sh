@@ -12,10 +12,7 @@ WORKER=$KZ_TOOLS/mdp_worker
 [[ -x $CLIENT && -x $WORKER ]] || fail "build the test tools first ($CLIENT, $WORKER)"
 
 # python with msgpack decodes mmi.stats (Debian: python3-msgpack)
-PY=
-for p in python3 /usr/bin/python3; do
-    if "$p" -c 'import msgpack' 2>/dev/null; then PY=$p; break; fi
-done
+kz_python msgpack || true
 
 kz_config </dev/null
 kz_start broker "$KZ_BIN/kaizen-broker" -c "$T/kaizen.yaml"
@@ -27,17 +24,7 @@ has_worker() { [[ "$("$CLIENT" "$R" mmi.service "$1" --timeout 5000)" == 200 ]];
 has_worker_at() { [[ "$("$CLIENT" "$1" mmi.service "$2" --timeout 5000)" == 200 ]]; }
 
 # stats EXPR: evaluate EXPR over the decoded mmi.stats map "d"
-stats() {
-    "$CLIENT" "$R" mmi.stats x --timeout 5000 >"$T/stats.bin" || return 1
-    "$PY" - "$1" "$T/stats.bin" <<'PY'
-import sys, msgpack
-data = open(sys.argv[2], "rb").read()[:-1]  # mdp_client ends each frame with \n
-d = msgpack.unpackb(data, raw=False)
-v = eval(sys.argv[1], {"d": d})
-print(v)
-sys.exit(0 if v else 1)
-PY
-}
+stats() { kz_stats "$1" "$R"; }
 
 # --- round trip with a stock worker
 kz_start w1 "$WORKER" "$R" echo --name w1
