@@ -599,7 +599,7 @@ static const s_field_t s_bus_fields[] = {
 static const s_field_t s_broker_fields[] = {
     S_NUM("group_queue_limit", S_T_INT, kz_broker_config_t, group_queue_limit, "100000", 1,
           INT_MAX),
-    S_NUM("group_inflight", S_T_INT, kz_broker_config_t, group_inflight, "1000", 1, INT_MAX),
+    S_NUM("group_inflight", S_T_INT, kz_broker_config_t, group_inflight, "4000", 1, INT_MAX),
     S_NUM("max_deliveries", S_T_INT, kz_broker_config_t, max_deliveries, "5", 1, INT_MAX),
     S_NUM("service_queue_limit", S_T_INT, kz_broker_config_t, service_queue_limit, "10000", 1,
           INT_MAX),
@@ -610,6 +610,35 @@ static const s_field_t s_broker_fields[] = {
 static const s_field_t s_log_fields[] = {
     {"level", S_T_LEVEL, S_OFF(kz_logcfg_t, level), "info", 0, 0, false, NULL, NULL, 0, 0, NULL},
     {"format", S_T_FORMAT, S_OFF(kz_logcfg_t, json), "text", 0, 0, false, NULL, NULL, 0, 0, NULL},
+    S_NUM("max_size", S_T_SIZE, kz_logcfg_t, max_size, "10MiB", 4096, (long long)1 << 40),
+    S_NUM("keep", S_T_INT, kz_logcfg_t, keep, "5", 0, 100),
+    S_FIELD_END};
+
+static const s_field_t s_database_fields[] = {
+    {"dsn", S_T_STR, S_OFF(kz_db_config_t, dsn), NULL, 0, 0, false, NULL, NULL, 0, 0, NULL},
+    S_NUM("connect_timeout", S_T_DURATION, kz_db_config_t, connect_timeout_ms, "5s", 1000,
+          S_DUR_MAX),
+    S_NUM("batch_size", S_T_INT, kz_db_config_t, batch_size, "2000", 1, 100000),
+    S_NUM("flush_interval", S_T_DURATION, kz_db_config_t, flush_interval_ms, "200ms", 1, S_DUR_MAX),
+    S_NUM("retry_max", S_T_DURATION, kz_db_config_t, retry_max_ms, "10s", 1, S_DUR_MAX),
+    S_NUM("spool_max", S_T_SIZE, kz_db_config_t, spool_max, "1GiB", 4096, (long long)1 << 50),
+    S_FIELD_END};
+
+static const s_field_t s_supervisor_fields[] = {
+    {"broker", S_T_BOOL, S_OFF(kz_supervisor_config_t, broker), "true", 0, 0, false, NULL, NULL, 0,
+     0, NULL},
+    S_NUM("restart_intensity", S_T_INT, kz_supervisor_config_t, restart_intensity, "5", 0, 100000),
+    S_NUM("restart_window", S_T_DURATION, kz_supervisor_config_t, restart_window_ms, "60s", 1,
+          S_DUR_MAX),
+    S_NUM("backoff_initial", S_T_DURATION, kz_supervisor_config_t, backoff_initial_ms, "500ms", 0,
+          S_DUR_MAX),
+    S_NUM("backoff_max", S_T_DURATION, kz_supervisor_config_t, backoff_max_ms, "30s", 0, S_DUR_MAX),
+    S_NUM("start_timeout", S_T_DURATION, kz_supervisor_config_t, start_timeout_ms, "10s", 0,
+          S_DUR_MAX),
+    S_NUM("stop_timeout", S_T_DURATION, kz_supervisor_config_t, stop_timeout_ms, "10s", 1,
+          S_DUR_MAX),
+    S_NUM("stale_after", S_T_DURATION, kz_supervisor_config_t, stale_after_ms, "15s", 1, S_DUR_MAX),
+    S_NUM("gone_after", S_T_DURATION, kz_supervisor_config_t, gone_after_ms, "60s", 1, S_DUR_MAX),
     S_FIELD_END};
 
 static const s_field_t s_agent_fields[] = {
@@ -640,6 +669,8 @@ static const s_field_t s_root_fields[] = {
     S_SECT("log", kz_config_t, log, s_log_fields),
     S_SECT("bus", kz_config_t, bus, s_bus_fields),
     S_SECT("broker", kz_config_t, broker, s_broker_fields),
+    S_SECT("database", kz_config_t, database, s_database_fields),
+    S_SECT("supervisor", kz_config_t, supervisor, s_supervisor_fields),
     {"agents", S_T_LIST, S_OFF(kz_config_t, agents), NULL, 0, S_MAX_LIST, false, NULL,
      s_agent_fields, sizeof(kz_agent_config_t), S_OFF(kz_config_t, agents_count), "agent"},
     {"targets", S_T_LIST, S_OFF(kz_config_t, targets), NULL, 0, S_MAX_LIST, false, NULL,
@@ -1111,6 +1142,8 @@ static int s_walk_map(s_ctx_t *ctx, const s_node_t *map, const s_field_t *fields
    The public API */
 
 /* state_dir: $KAIZEN_STATE_DIR, else the configured value, else
+   /var/lib/kaizen for root (a system service's place, and reachable by the
+   unprivileged user the embedded PostgreSQL runs as), else
    $XDG_STATE_HOME/kaizen, else $HOME/.local/state/kaizen */
 static int s_state_dir(kz_config_t *self)
 {
@@ -1121,7 +1154,9 @@ static int s_state_dir(kz_config_t *self)
         dir = s_resolve(getcwd(cwd, sizeof cwd) ? cwd : NULL, env);
     } else if (self->state_dir)
         return 0;
-    else {
+    else if (geteuid() == 0) {
+        dir = strdup("/var/lib/kaizen");
+    } else {
         const char *xdg = getenv("XDG_STATE_HOME");
         const char *home = getenv("HOME");
         if (xdg && xdg[0] == '/') {

@@ -47,7 +47,7 @@ typedef struct {
 
 typedef struct {
     int group_queue_limit; /* broker.group_queue_limit, default 100000 waiting events per group */
-    int group_inflight;    /* broker.group_inflight, default 1000 unacked per member */
+    int group_inflight;    /* broker.group_inflight, default 4000 unacked per member */
     int max_deliveries;    /* broker.max_deliveries, default 5: then a group event is dropped */
     int service_queue_limit; /* broker.service_queue_limit, default 10000 waiting requests per service */
     int request_ttl_ms;    /* broker.request_ttl, default 60s: a queued request older is dropped */
@@ -57,13 +57,43 @@ typedef struct {
 typedef struct {
     kz_log_level_t level; /* log.level, default info */
     bool json;            /* log.format: text | json, default text */
+    size_t max_size;      /* log.max_size, default 10MiB: a log file is rotated beyond this */
+    int keep;             /* log.keep, default 5 rotated files (NAME.log.1 .. NAME.log.5) */
 } kz_logcfg_t;
+
+/* database: where the orchestrator records and the CLI reads */
+typedef struct {
+    char *dsn;              /* database.dsn: libpq connection string or URI; NULL = the embedded
+                               cluster under state_dir/db ($KAIZEN_DATABASE_URL wins) */
+    int connect_timeout_ms; /* database.connect_timeout, default 5s */
+    int batch_size;         /* database.batch_size, default 2000 messages per transaction at most */
+    int flush_interval_ms; /* database.flush_interval, default 200ms: a partial batch waits no longer */
+    int retry_max_ms;      /* database.retry_max, default 10s: longest wait between reconnects */
+    size_t spool_max;      /* database.spool_max, default 1GiB: spool file cap during an outage */
+} kz_db_config_t;
+
+/* supervisor: how kaizen-orchestrator runs this host's processes */
+typedef struct {
+    bool broker;            /* supervisor.broker, default true: start and supervise kaizen-broker
+                               here (false on hosts whose orchestrator runs with --node) */
+    int restart_intensity;  /* supervisor.restart_intensity, default 5 restarts ... */
+    int restart_window_ms;  /* supervisor.restart_window, default 60s: ... within this window,
+                               one more marks the agent failed */
+    int backoff_initial_ms; /* supervisor.backoff_initial, default 500ms: first restart delay */
+    int backoff_max_ms;     /* supervisor.backoff_max, default 30s: the delay doubles up to this */
+    int start_timeout_ms;   /* supervisor.start_timeout, default 10s: wait for a layer's
+                               agent.hello before starting the next layer */
+    int stop_timeout_ms;    /* supervisor.stop_timeout, default 10s: SIGTERM, then SIGKILL */
+    int stale_after_ms;     /* supervisor.stale_after, default 15s without heartbeat: stale */
+    int gone_after_ms;      /* supervisor.gone_after, default 60s without heartbeat: gone */
+} kz_supervisor_config_t;
 
 typedef struct {
     char *name;      /* agents[].name, required: "code-health" runs kaizen-code-health */
     int instances;   /* default 1 */
     int interval_ms; /* default 60s; 0 = only on demand */
-    char *host;      /* default NULL = every host */
+    char *host;      /* default NULL = the main host (the orchestrator without --node);
+                        a node orchestrator runs only the agents naming its host */
     char **args;     /* extra argv, NULL-terminated (may be NULL) */
     size_t args_count;
 } kz_agent_config_t;
@@ -80,11 +110,14 @@ typedef struct {
 
 typedef struct {
     char *path;             /* the file it was loaded from, or NULL */
-    char *state_dir;        /* state_dir, default ~/.local/state/kaizen ($KAIZEN_STATE_DIR wins) */
+    char *state_dir;        /* state_dir, default ~/.local/state/kaizen, /var/lib/kaizen for
+                               root ($KAIZEN_STATE_DIR wins) */
     int agent_heartbeat_ms; /* agent_heartbeat, default 5s: agent.heartbeat period */
     kz_logcfg_t log;
     kz_bus_config_t bus;
     kz_broker_config_t broker;
+    kz_db_config_t database;
+    kz_supervisor_config_t supervisor;
     kz_agent_config_t *agents;
     size_t agents_count;
     kz_target_config_t *targets;

@@ -56,8 +56,25 @@ static void s_check_defaults(const kz_config_t *c)
     assert_null(c->bus.curve.broker_public);
     assert_null(c->bus.curve.client_cert);
     assert_null(c->bus.curve.allow_dir);
+    assert_int_equal(c->log.max_size, 10u << 20);
+    assert_int_equal(c->log.keep, 5);
+    assert_null(c->database.dsn);
+    assert_int_equal(c->database.connect_timeout_ms, 5000);
+    assert_int_equal(c->database.batch_size, 2000);
+    assert_int_equal(c->database.flush_interval_ms, 200);
+    assert_int_equal(c->database.retry_max_ms, 10000);
+    assert_int_equal(c->database.spool_max, (size_t)1 << 30);
+    assert_true(c->supervisor.broker);
+    assert_int_equal(c->supervisor.restart_intensity, 5);
+    assert_int_equal(c->supervisor.restart_window_ms, 60000);
+    assert_int_equal(c->supervisor.backoff_initial_ms, 500);
+    assert_int_equal(c->supervisor.backoff_max_ms, 30000);
+    assert_int_equal(c->supervisor.start_timeout_ms, 10000);
+    assert_int_equal(c->supervisor.stop_timeout_ms, 10000);
+    assert_int_equal(c->supervisor.stale_after_ms, 15000);
+    assert_int_equal(c->supervisor.gone_after_ms, 60000);
     assert_int_equal(c->broker.group_queue_limit, 100000);
-    assert_int_equal(c->broker.group_inflight, 1000);
+    assert_int_equal(c->broker.group_inflight, 4000);
     assert_int_equal(c->broker.max_deliveries, 5);
     assert_int_equal(c->broker.service_queue_limit, 10000);
     assert_int_equal(c->broker.request_ttl_ms, 60000);
@@ -286,6 +303,12 @@ static void test_errors_values(void **state)
                    "/etc/kz/t.yaml:1:17: bus.liveness: must not be negative, got '-1'");
     s_expect_error("agents: [{name: a, instances: -2}]\n",
                    "/etc/kz/t.yaml:1:31: agents[0].instances: must not be negative, got '-2'");
+    s_expect_error("database: {batch_size: 0}\n",
+                   "/etc/kz/t.yaml:1:24: database.batch_size: must not be zero, got '0'");
+    s_expect_error("supervisor:\n  broker: maybe\n",
+                   "/etc/kz/t.yaml:2:11: supervisor.broker: expected true or false, got 'maybe'");
+    s_expect_error("database:\n  dsn: [a]\n",
+                   "/etc/kz/t.yaml:2:8: database.dsn: expected a string, got a list");
     s_expect_error("bus: {liveness: 0}\n",
                    "/etc/kz/t.yaml:1:17: bus.liveness: must not be zero, got '0'");
     s_expect_error("broker: {group_inflight: 99999999999}\n",
@@ -430,12 +453,14 @@ static void test_env(void **state)
     c = s_parse(text, err, sizeof err);
     assert_string_equal(c->state_dir, "/configured");
     kz_config_destroy(&c);
+    /* root: /var/lib/kaizen; others: XDG, then HOME */
+    bool root = geteuid() == 0;
     c = s_parse("", err, sizeof err);
-    assert_string_equal(c->state_dir, "/xdg/kaizen");
+    assert_string_equal(c->state_dir, root ? "/var/lib/kaizen" : "/xdg/kaizen");
     kz_config_destroy(&c);
     unsetenv("XDG_STATE_HOME");
     c = s_parse("", err, sizeof err);
-    assert_string_equal(c->state_dir, "/home/kz/.local/state/kaizen");
+    assert_string_equal(c->state_dir, root ? "/var/lib/kaizen" : "/home/kz/.local/state/kaizen");
     kz_config_destroy(&c);
 
     /* default path: $KAIZEN_CONFIG, else ./kaizen.yaml if present, else NULL */
