@@ -1392,6 +1392,16 @@ static const s_field_t s_agent_bye[] = {
     STR("name", 1, L_NAME),
     STR_OPT("reason", 0, 0),
 };
+static const s_field_t s_agent_exited[] = {
+    STR("name", 1, L_NAME),      INT("instance", 0),
+    STR("host", 1, L_NAME),      INT("pid", 0),
+    STR("status", 1, 0),         INT("restarts", 0),
+    INT_OPT("restart_in_ms", 0), STR_OPT("id", 1, L_NAME),
+};
+static const s_field_t s_agent_failed[] = {
+    STR("name", 1, L_NAME), INT("instance", 0), STR("host", 1, L_NAME),   STR("reason", 1, 0),
+    INT("restarts", 0),     INT_OPT("pid", 0),  STR_OPT("id", 1, L_NAME),
+};
 static const s_field_t s_agent_log[] = {
     ENUM("level", s_levels),
     STR("message", 0, 0),
@@ -1517,6 +1527,8 @@ static const s_field_t s_test_event[] = {
 /* Sorted by type (strcmp) for the binary search; test_msg checks it */
 static const s_schema_t s_schemas[] = {
     SCHEMA("agent.bye", s_agent_bye),
+    SCHEMA("agent.exited", s_agent_exited),
+    SCHEMA("agent.failed", s_agent_failed),
     SCHEMA("agent.heartbeat", s_agent_heartbeat),
     SCHEMA("agent.hello", s_agent_hello),
     SCHEMA("agent.log", s_agent_log),

@@ -94,6 +94,20 @@ static kz_msg_t *s_build(const char *type)
     } else if (!strcmp(type, "agent.bye")) {
         kz_map_put_str(msg, b, "name", "code-health");
         kz_map_put_str(msg, b, "reason", "sigterm");
+    } else if (!strcmp(type, "agent.exited")) {
+        kz_map_put_str(msg, b, "name", "code-health");
+        kz_map_put_int(msg, b, "instance", 1);
+        kz_map_put_str(msg, b, "host", "build-1");
+        kz_map_put_int(msg, b, "pid", 4242);
+        kz_map_put_str(msg, b, "status", "killed by signal 9");
+        kz_map_put_int(msg, b, "restarts", 1);
+        kz_map_put_int(msg, b, "restart_in_ms", 500);
+    } else if (!strcmp(type, "agent.failed")) {
+        kz_map_put_str(msg, b, "name", "code-health");
+        kz_map_put_int(msg, b, "instance", 0);
+        kz_map_put_str(msg, b, "host", "build-1");
+        kz_map_put_str(msg, b, "reason", "6 restarts within 60s");
+        kz_map_put_int(msg, b, "restarts", 6);
     } else if (!strcmp(type, "agent.log")) {
         kz_map_put_str(msg, b, "level", "warn");
         kz_map_put_str(msg, b, "message", "tool 'mypy' not found");
@@ -244,7 +258,7 @@ static const char *const s_types[] = {
     "plan.proposed", "plan.ready",        "plan.approved",   "plan.rejected",  "exec.request",
     "exec.result",   "validate.request",  "validate.result", "plan.accepted",  "plan.failed",
     "learn.update",  "feedback.decision", "status.request",  "status.reply",   "error",
-    "test.event",    "demo.echo",
+    "test.event",    "demo.echo",         "agent.exited",    "agent.failed",
 };
 #define N_TYPES (sizeof(s_types) / sizeof(s_types[0]))
 
