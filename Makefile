@@ -12,7 +12,7 @@
 CC       ?= cc
 PREFIX   ?= /usr/local
 FUZZ_TIME ?= 60
-PKGS     := libzmq libczmq msgpack yaml-0.1 jansson
+PKGS     := libzmq libczmq msgpack yaml-0.1 jansson libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 
@@ -34,7 +34,10 @@ else
 endif
 
 LIB_SRC  := $(wildcard lib/*.c) $(wildcard proto/*.c)
-LIB_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC))
+# the schema migrations, compiled in (lib/kz_db.h: kz_migrations)
+MIGRATIONS := $(sort $(wildcard db/migrations/*.sql))
+GEN_SRC  := $(B)/gen/kz_migrations.c
+LIB_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC)) $(B)/obj/gen/kz_migrations.o
 LIBA     := $(B)/libkaizen.a
 
 BROKER_SRC := $(wildcard broker/*.c)
@@ -65,6 +68,14 @@ FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 all: $(PROGS)
 
 $(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(GEN_SRC): $(MIGRATIONS) scripts/embed-sql
+	@mkdir -p $(dir $@)
+	sh scripts/embed-sql $@ $(MIGRATIONS)
+
+$(B)/obj/gen/kz_migrations.o: $(GEN_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -115,9 +126,13 @@ bench: $(PROGS) $(BENCH_BIN) $(TOOL_BIN)
 # libFuzzer targets: clang, each linked with the runtime sources it fuzzes
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Ilib -Iproto $(PKG_CFLAGS) \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h proto/*.h)
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard lib/*.h proto/*.h) build/fuzz/gen/kz_migrations.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) build/fuzz/gen/kz_migrations.c $(LDLIBS)
+
+build/fuzz/gen/kz_migrations.c: $(MIGRATIONS) scripts/embed-sql
+	@mkdir -p $(dir $@)
+	sh scripts/embed-sql $@ $(MIGRATIONS)
 
 fuzz-build: $(FUZZ_BIN)
 
