@@ -1,11 +1,12 @@
 /*  main.c - kaizen-broker: parse flags, load the config, run the broker
 
-    kaizen-broker [-c FILE] [--log-level L] [--log-format text|json] [--help]
+    kaizen-broker [-c FILE] [--log-file PATH] [--log-level L] [--log-format text|json] [--help]
 
     Exit status: 0 after SIGTERM/SIGINT, 1 when the config cannot be
     loaded or an endpoint cannot be bound, 2 on a usage error.
 */
 #include <czmq.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,8 @@ static void s_on_signal(int sig)
 
 static void s_usage(FILE *out)
 {
-    fprintf(out, "usage: kaizen-broker [-c FILE] [--log-level LEVEL] [--log-format text|json]\n"
+    fprintf(out, "usage: kaizen-broker [-c FILE] [--log-file PATH] [--log-level LEVEL]\n"
+                 "                     [--log-format text|json]\n"
                  "\n"
                  "Runs the kaizen message bus: events (pub/sub), queue groups and\n"
                  "Majordomo services (router) and the tap, on the endpoints of the\n"
@@ -36,6 +38,8 @@ static void s_usage(FILE *out)
                  "\n"
                  "  -c, --config FILE   config file (default $KAIZEN_CONFIG, else ./kaizen.yaml,\n"
                  "                      else built-in defaults)\n"
+                 "  --log-file PATH     log to PATH, rotated per log.max_size and log.keep\n"
+                 "                      (stderr goes there too)\n"
                  "  --log-level LEVEL   debug, info, warn, error or off (default: log.level)\n"
                  "  --log-format FMT    text or json (default: log.format)\n"
                  "  -h, --help          show this help\n");
@@ -61,7 +65,7 @@ static const char *s_flag_value(int argc, char **argv, int *i, const char *longn
 
 int main(int argc, char **argv)
 {
-    const char *config_path = NULL, *level_text = NULL, *format_text = NULL;
+    const char *config_path = NULL, *level_text = NULL, *format_text = NULL, *log_file = NULL;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         const char *v;
@@ -70,6 +74,8 @@ int main(int argc, char **argv)
             return 0;
         } else if ((v = s_flag_value(argc, argv, &i, "--config", "-c", &missing)))
             config_path = v;
+        else if ((v = s_flag_value(argc, argv, &i, "--log-file", NULL, &missing)))
+            log_file = v;
         else if ((v = s_flag_value(argc, argv, &i, "--log-level", NULL, &missing)))
             level_text = v;
         else if ((v = s_flag_value(argc, argv, &i, "--log-format", NULL, &missing)))
@@ -100,6 +106,13 @@ int main(int argc, char **argv)
     kz_config_t *cfg = kz_config_open(config_path, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "kaizen-broker: %s\n", err);
+        return 1;
+    }
+    /* from here on everything written to stderr goes to the file */
+    if (log_file && kz_log_open_file(log_file, cfg->log.max_size, cfg->log.keep) != 0) {
+        fprintf(stderr, "kaizen-broker: unable to open log file '%s': %s\n", log_file,
+                strerror(errno));
+        kz_config_destroy(&cfg);
         return 1;
     }
     kz_log_set_level(level_text ? level : cfg->log.level);

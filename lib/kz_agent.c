@@ -308,6 +308,8 @@ static void s_usage(FILE *out, const kz_agent_def_t *def)
         "  --id ID               agent id (default %s@HOST#PID)\n"
         "  --interval DURATION   time between cycles, e.g. 30s (0 = only on demand)\n"
         "  --once                run one cycle, say bye and exit\n"
+        "  --log-file PATH       log to PATH, rotated per log.max_size and log.keep\n"
+        "                        (stderr goes there too)\n"
         "  --log-level LEVEL     debug, info, warn or error\n"
         "  --log-format FORMAT   text or json\n"
         "  -h, --help            show this help\n",
@@ -317,6 +319,7 @@ static void s_usage(FILE *out, const kz_agent_def_t *def)
 typedef struct {
     const char *config;
     const char *id;
+    const char *log_file;
     int interval_ms; /* -1 = from the config */
     bool once;
     bool have_level;
@@ -328,12 +331,13 @@ typedef struct {
 /* 0 parsed, 1 help shown (exit 0), 2 usage error (exit 2) */
 static int s_parse_flags(int argc, char **argv, const kz_agent_def_t *def, s_flags_t *fl)
 {
-    enum { O_ID = 256, O_INTERVAL, O_ONCE, O_LEVEL, O_FORMAT };
+    enum { O_ID = 256, O_INTERVAL, O_ONCE, O_LOGFILE, O_LEVEL, O_FORMAT };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"id", required_argument, NULL, O_ID},
         {"interval", required_argument, NULL, O_INTERVAL},
         {"once", no_argument, NULL, O_ONCE},
+        {"log-file", required_argument, NULL, O_LOGFILE},
         {"log-level", required_argument, NULL, O_LEVEL},
         {"log-format", required_argument, NULL, O_FORMAT},
         {"help", no_argument, NULL, 'h'},
@@ -361,6 +365,9 @@ static int s_parse_flags(int argc, char **argv, const kz_agent_def_t *def, s_fla
             break;
         case O_ONCE:
             fl->once = true;
+            break;
+        case O_LOGFILE:
+            fl->log_file = optarg;
             break;
         case O_LEVEL:
             if (kz_log_level_parse(optarg, &fl->level) != 0) {
@@ -460,6 +467,13 @@ int kz_agent_main(int argc, char **argv, const kz_agent_def_t *def)
     kz_config_t *cfg = kz_config_open(fl.config, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    /* from here on everything the process writes to stderr goes to the file */
+    if (fl.log_file && kz_log_open_file(fl.log_file, cfg->log.max_size, cfg->log.keep) != 0) {
+        fprintf(stderr, "kaizen-%s: unable to open log file '%s': %s\n", def->name, fl.log_file,
+                strerror(errno));
+        kz_config_destroy(&cfg);
         return 1;
     }
 

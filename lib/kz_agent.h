@@ -7,7 +7,7 @@
     SIGINT finishes the current step, says agent.bye and returns 0.
 
     Common flags: -c FILE, --id ID, --interval DURATION, --once,
-    --log-level LEVEL, --log-format text|json, --help.
+    --log-file PATH, --log-level LEVEL, --log-format text|json, --help.
 */
 #ifndef KZ_AGENT_H_INCLUDED
 #define KZ_AGENT_H_INCLUDED
@@ -66,6 +66,14 @@ void kz_agent_keepalive(kz_agent_t *self);
 /* kz_agent_keepalive for kz_proc_opts_t.tick: ARG is the kz_agent_t *.
    opts.tick = kz_agent_proc_tick; opts.tick_arg = agent; */
 void kz_agent_proc_tick(void *arg);
+
+/* The layer of a known agent name ("code-health" -> "monitoring", the
+   names of DESIGN.md section 3; "demo" -> "monitoring"), or NULL. The
+   supervisor starts layers in kz_agent_layer_rank order: monitoring 0,
+   analysis 1, planning 2, execution 3, validation 4, learning 5,
+   orchestration 6, anything else (NULL included) 7. (lib/kz_layers.c) */
+const char *kz_agent_layer_of(const char *name);
+int kz_agent_layer_rank(const char *layer);
 
 /* "name@host#pid" for NAME into BUF */
 void kz_agent_make_id(const char *name, char *buf, size_t len);

@@ -10,12 +10,17 @@
 #include "kz_log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define KZ_LOG_AGENT_MAX 256
 #define KZ_LOG_CORR_MAX  128
@@ -25,6 +30,15 @@ static atomic_bool s_json = false;
 static FILE *_Atomic s_file = NULL;
 static char s_agent[KZ_LOG_AGENT_MAX];
 static _Thread_local char s_corr[KZ_LOG_CORR_MAX];
+
+/* The rotated log file that is our stderr (kz_log_open_file) */
+static pthread_mutex_t s_rot_lock = PTHREAD_MUTEX_INITIALIZER;
+static char s_rot_path[PATH_MAX];
+static size_t s_rot_max;
+static int s_rot_keep;
+static dev_t s_rot_dev; /* the file fd 2 is while we rotate it */
+static ino_t s_rot_ino;
+static atomic_bool s_rot_on = false;
 
 /* A growable line buffer; on allocation failure it stays truncated
    rather than losing the line */
@@ -212,6 +226,8 @@ static void s_timestamp(char *ts, size_t len)
     snprintf(ts + n, len - n, ".%06ldZ", (long)(now.tv_nsec / 1000));
 }
 
+static void s_rotate_if_due(void);
+
 void kz_log_vwrite(kz_log_level_t level, const char *fmt, va_list ap)
 {
     if (level < kz_log_level() || level >= KZ_LOG_OFF)
@@ -283,11 +299,97 @@ void kz_log_vwrite(kz_log_level_t level, const char *fmt, va_list ap)
         out = stderr;
     fwrite(buf.data, 1, buf.len, out);
     fflush(out);
+    if (atomic_load(&s_rot_on) && out == stderr)
+        s_rotate_if_due();
 
     s_buf_free(&buf);
     if (msg != small)
         free(msg);
     errno = saved_errno;
+}
+
+/* Open PATH for appending and make it fd 2. 0 / -1 with errno */
+static int s_open_as_stderr(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    fflush(stderr);
+    if (fd != STDERR_FILENO) {
+        if (dup2(fd, STDERR_FILENO) < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        close(fd);
+    } else
+        fcntl(fd, F_SETFD, 0); /* fd 2 was closed: children must inherit it */
+    struct stat st;
+    if (fstat(STDERR_FILENO, &st) == 0) {
+        s_rot_dev = st.st_dev;
+        s_rot_ino = st.st_ino;
+    }
+    return 0;
+}
+
+static void s_rotate_if_due(void)
+{
+    struct stat st;
+    if (fstat(STDERR_FILENO, &st) != 0 || (size_t)st.st_size <= s_rot_max)
+        return;
+    pthread_mutex_lock(&s_rot_lock);
+    /* another thread may have rotated meanwhile; and fd 2 may have been
+       pointed elsewhere since (then PATH is not ours to rotate) */
+    if (fstat(STDERR_FILENO, &st) == 0 && (size_t)st.st_size > s_rot_max &&
+        st.st_dev == s_rot_dev && st.st_ino == s_rot_ino) {
+        if (s_rot_keep <= 0) {
+            if (ftruncate(STDERR_FILENO, 0) != 0)
+                s_rot_max = SIZE_MAX; /* cannot rotate: stop trying */
+        } else {
+            char from[PATH_MAX + 16], to[PATH_MAX + 16];
+            for (int i = s_rot_keep - 1; i >= 1; i--) {
+                snprintf(from, sizeof from, "%s.%d", s_rot_path, i);
+                snprintf(to, sizeof to, "%s.%d", s_rot_path, i + 1);
+                rename(from, to); /* a missing one is fine */
+            }
+            /* a supervised process has stdout on the same file: it moves
+               too, or it would keep writing into PATH.1 (and later into
+               an unlinked file) */
+            struct stat out;
+            bool out_too = fstat(STDOUT_FILENO, &out) == 0 && out.st_dev == st.st_dev &&
+                           out.st_ino == st.st_ino;
+            snprintf(to, sizeof to, "%s.1", s_rot_path);
+            if (rename(s_rot_path, to) != 0 || s_open_as_stderr(s_rot_path) != 0)
+                s_rot_max = SIZE_MAX; /* keep writing to the open file */
+            else if (out_too) {
+                fflush(stdout);
+                dup2(STDERR_FILENO, STDOUT_FILENO);
+            }
+        }
+    }
+    pthread_mutex_unlock(&s_rot_lock);
+}
+
+int kz_log_open_file(const char *path, size_t max_bytes, int keep)
+{
+    if (!path || strlen(path) >= sizeof s_rot_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    pthread_mutex_lock(&s_rot_lock);
+    int rc = s_open_as_stderr(path);
+    if (rc == 0) {
+        snprintf(s_rot_path, sizeof s_rot_path, "%s", path);
+        s_rot_max = max_bytes > 0 ? max_bytes : SIZE_MAX;
+        s_rot_keep = keep;
+        atomic_store(&s_rot_on, true);
+        atomic_store(&s_file, NULL); /* lines go to stderr, which is now the file */
+    }
+    pthread_mutex_unlock(&s_rot_lock);
+    if (rc == 0)
+        s_rotate_if_due();
+    return rc;
 }
 
 void kz_log_write(kz_log_level_t level, const char *fmt, ...)

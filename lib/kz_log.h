@@ -27,6 +27,15 @@ kz_log_level_t kz_log_level(void);
 void kz_log_set_json(bool json);
 /* Send lines to FILE (not closed by kz_log); NULL = stderr */
 void kz_log_set_file(FILE *file);
+/* Send every line - and everything else the process writes to stderr,
+   such as sanitizer reports - to PATH: opens it for appending and makes
+   it the process's stderr (dup2). When a write takes the file beyond
+   MAX_BYTES it is rotated: PATH.KEEP-1 -> PATH.KEEP, ..., PATH -> PATH.1,
+   and a fresh PATH is opened and made stderr again (KEEP 0: truncated in
+   place). Only this process writes PATH. 0 / -1 with errno (stderr is
+   left as it was). */
+int kz_log_open_file(const char *path, size_t max_bytes, int keep);
+
 /* Correlation id of the work in progress in this thread (copied), NULL clears */
 void kz_log_set_corr(const char *corr);
 const char *kz_log_corr(void);

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -175,6 +176,9 @@ static char **s_build_env(const char *const *base, const char *const *add)
     return env;
 }
 
+/* The process that forks: the child checks it is still its parent */
+static pid_t s_parent;
+
 /* In the child, after fork: only async-signal-safe calls from here on */
 static void s_child(const char *path, char *const argv[], char *const envp[], const char *cwd,
                     int in_fd, int out_fd, int err_fd, int report_fd)
@@ -184,6 +188,11 @@ static void s_child(const char *path, char *const argv[], char *const envp[], co
     struct sigaction dfl;
 
     setpgid(0, 0);
+    /* the tool dies with the agent that runs it, even one killed with
+       SIGKILL (its own children are its business: it has a group of its
+       own that the agent's timeout kills) */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() != s_parent)
+        _exit(127); /* the agent died before we got here */
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
@@ -352,6 +361,7 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
+    s_parent = getpid();
     pid = fork();
     if (pid == 0)
         s_child(path, (char *const *)opts->argv, envp, opts->cwd, in_pipe[0], out_pipe[1],

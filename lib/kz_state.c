@@ -1,0 +1,173 @@
+/*  kz_state.c - the state directory: paths, pid files, the up/down lock */
+#include "kz_state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int kz_state_path(const kz_config_t *cfg, const char *rel, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s/%s", cfg->state_dir, rel);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int kz_state_log_path(const kz_config_t *cfg, const char *name, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s/logs/%s.log", cfg->state_dir, name);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* mkdir -p DIR with MODE for the last component (parents 0755) */
+static int s_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        snprintf(errbuf, errlen, "path too long: %s", dir);
+        return -1;
+    }
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+            snprintf(errbuf, errlen, "unable to create directory '%s': %s", path, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, mode) != 0 && errno != EEXIST) {
+        snprintf(errbuf, errlen, "unable to create directory '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(errbuf, errlen, "'%s' is not a directory", path);
+        return -1;
+    }
+    return 0;
+}
+
+int kz_state_init(const kz_config_t *cfg, char *errbuf, size_t errlen)
+{
+    static const struct {
+        const char *rel;
+        mode_t mode;
+    } dirs[] = {{"run", 0755}, {"logs", 0755}, {"spool", 0700}};
+    if (s_mkdirs(cfg->state_dir, 0755, errbuf, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char path[PATH_MAX];
+        if (kz_state_path(cfg, dirs[i].rel, path, sizeof path) != 0) {
+            snprintf(errbuf, errlen, "state directory path too long: %s", cfg->state_dir);
+            return -1;
+        }
+        if (s_mkdirs(path, dirs[i].mode, errbuf, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int kz_pidfile_write(const char *path, pid_t pid)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    char text[32];
+    int n = snprintf(text, sizeof text, "%ld\n", (long)pid);
+    if (write(fd, text, (size_t)n) != n || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+pid_t kz_pidfile_read(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    long pid = 0;
+    if (fscanf(f, "%ld", &pid) != 1 || pid <= 0 || pid > INT_MAX)
+        pid = 0;
+    fclose(f);
+    return (pid_t)pid;
+}
+
+bool kz_pid_is_kaizen(pid_t pid)
+{
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
+        return false;
+    char link[64], exe[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/%ld/exe", (long)pid);
+    ssize_t n = readlink(link, exe, sizeof exe - 1);
+    if (n <= 0) {
+        /* a zombie or no access: fall back to the command name */
+        snprintf(link, sizeof link, "/proc/%ld/comm", (long)pid);
+        FILE *f = fopen(link, "re");
+        if (!f)
+            return false;
+        char comm[64] = "";
+        bool ok = fgets(comm, sizeof comm, f) && strncmp(comm, "kaizen", 6) == 0;
+        fclose(f);
+        return ok;
+    }
+    exe[n] = '\0';
+    const char *base = strrchr(exe, '/');
+    base = base ? base + 1 : exe;
+    return strncmp(base, "kaizen", 6) == 0;
+}
+
+int kz_state_lock(const kz_config_t *cfg, int timeout_ms, char *errbuf, size_t errlen)
+{
+    char path[PATH_MAX];
+    if (kz_state_path(cfg, "run/up.lock", path, sizeof path) != 0) {
+        snprintf(errbuf, errlen, "state directory path too long: %s", cfg->state_dir);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(errbuf, errlen, "unable to open '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    for (int waited = 0;; waited += 50) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return fd;
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            snprintf(errbuf, errlen, "unable to lock '%s': %s", path, strerror(errno));
+            break;
+        }
+        if (waited >= timeout_ms) {
+            snprintf(errbuf, errlen,
+                     "another 'kaizen up' or 'kaizen down' is working on %s (lock %s)",
+                     cfg->state_dir, path);
+            break;
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    close(fd);
+    return -1;
+}
