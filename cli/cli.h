@@ -16,7 +16,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "kz_config.h"
 #include "kz_msg.h"
@@ -52,6 +54,13 @@ extern const kz_cli_cmd_t kz_cmd_keygen;
 extern const kz_cli_cmd_t kz_cmd_stats;
 extern const kz_cli_cmd_t kz_cmd_publish;
 extern const kz_cli_cmd_t kz_cmd_call;
+extern const kz_cli_cmd_t kz_cmd_up;     /* cli/up.c */
+extern const kz_cli_cmd_t kz_cmd_down;   /* cli/down.c */
+extern const kz_cli_cmd_t kz_cmd_status; /* cli/status.c */
+extern const kz_cli_cmd_t kz_cmd_report; /* cli/report.c */
+extern const kz_cli_cmd_t kz_cmd_doctor; /* cli/doctor.c */
+extern const kz_cli_cmd_t kz_cmd_logs;   /* cli/logs.c */
+extern const kz_cli_cmd_t kz_cmd_db;     /* cli/db.c: db migrate|start|stop|status */
 
 /* Print "kaizen CMD: MESSAGE" and the hint "see 'kaizen CMD --help'" on
    stderr; returns KZ_EXIT_USAGE so callers write `return kz_cli_usage(...)`. */
@@ -100,5 +109,48 @@ int kz_cli_check_msg(const char *cmd, const kz_msg_t *msg);
 /* Write VAL as JSON indented by two spaces per level, starting at
    column INDENT (no final newline) */
 void kz_cli_print_json(FILE *out, const kz_val_t *val, int indent);
+
+/* Shared by up, down, status, report, doctor and logs */
+
+/* cli/status.c: ask the orchestrator's kaizen.status service once (a
+   status.request, one attempt of TIMEOUT_MS through the broker on
+   bus.endpoints.router). Returns the status.reply (its body is the
+   status; kz_msg_destroy it) or NULL with ERRBUF: "no answer from
+   kaizen.status on ENDPOINT", or the service's error reply */
+kz_msg_t *kz_cli_status_call(const kz_config_t *cfg, int timeout_ms, char *errbuf, size_t errlen);
+
+/* cli/status.c: MS as "850ms", "12.3s", "5m02s", "3h04m", "2d03h" into BUF */
+void kz_cli_human_ms(int64_t ms, char *buf, size_t len);
+
+/* cli/status.c: a command's own -c FILE (`kaizen up -c FILE`): replace
+   CLI's config with the one loaded from PATH. KZ_EXIT_OK, or
+   KZ_EXIT_FAILURE after printing the loader's "FILE:LINE:COL: ..." */
+int kz_cli_reload_config(kz_cli_t *cli, const char *path);
+
+/* cli/up.c: the directory of the running kaizen executable, where
+   kaizen-broker, kaizen-orchestrator and the agents kaizen-NAME are
+   installed (readlink /proc/self/exe). 0 / -1 */
+int kz_cli_bin_dir(char *buf, size_t len);
+
+/* cli/down.c: kill the processes a previous `kaizen up` under CFG's
+   state directory left behind: kaizen programs in process group PGID
+   (the orchestrator's pid from run/orchestrator.pid; 0 = none) or
+   logging to STATE/logs (--log-file), never this process. SIGTERM, then
+   SIGKILL after GRACE_MS. Returns how many there were, or -1 when some
+   outlived SIGKILL (named on stderr) */
+int kz_cli_kill_leftovers(const kz_config_t *cfg, pid_t pgid, int grace_ms);
+
+/* cli/down.c: stop everything `kaizen up` started under CFG: SIGTERM to
+   the orchestrator and up to TIMEOUT_MS for it to stop its agents and
+   broker, then the leftovers (kz_cli_kill_leftovers), then the embedded
+   database; removes stale pid files and the configured ipc:// socket
+   files nobody listens on. The caller holds kz_state_lock. Progress on
+   stderr. *WAS_RUNNING (may be NULL): whether anything was running.
+   KZ_EXIT_OK / KZ_EXIT_FAILURE */
+int kz_cli_stop(const kz_config_t *cfg, int timeout_ms, bool *was_running);
+
+/* cli/logs.c: print the last LINES lines of the file PATH to OUT, each
+   prefixed with PREFIX (may be ""). 0, -1 when it cannot be read */
+int kz_cli_print_tail(FILE *out, const char *path, long lines, const char *prefix);
 
 #endif

@@ -1,0 +1,540 @@
+/*  doctor.c - `kaizen doctor`: what is missing, and the command that fixes it
+
+    One line per check: ok, MISSING, FAIL, or off (not running - not a
+    problem), and under each problem the exact command that fixes it.
+    Checks: the config; the Debian packages kaizen runs on (dpkg-query,
+    run with kz_proc: an argv, no shell); the kaizen programs beside this
+    one (the broker, the orchestrator, every configured agent); the state
+    directory; the tools the configured targets' languages need; the
+    database (the embedded cluster or the DSN's server, and the schema
+    version against the compiled-in migrations); the broker and the
+    orchestrator (mmi.service); the CURVE keys when CURVE is on.
+*/
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kz_bus.h"
+#include "kz_db.h"
+#include "kz_pgctl.h"
+#include "kz_proc.h"
+#include "kz_state.h"
+
+#define S_APP        "kaizen-cli"
+#define S_PROBE_MS   1500
+#define S_DPKG_MS    10000
+#define S_MAX_FIXPKG 64
+
+static const char s_usage[] =
+    "usage: kaizen [-c FILE] doctor\n"
+    "\n"
+    "Check what kaizen needs and print one line per check - ok, MISSING, FAIL,\n"
+    "or off (not running, which is not a problem) - with, under each problem,\n"
+    "the command that fixes it:\n"
+    "\n"
+    "  the config; the Debian packages kaizen runs on; the kaizen programs\n"
+    "  (kaizen-broker, kaizen-orchestrator, kaizen-NAME for each agent); the\n"
+    "  state directory; the tools of the configured targets' languages; the\n"
+    "  database and its schema version; the broker and the orchestrator; the\n"
+    "  CURVE keys when bus.curve.enabled is true.\n"
+    "\n"
+    "  -c, --config FILE    configuration file (as the global -c)\n"
+    "  -h, --help           this help\n"
+    "\n"
+    "exit codes: 0 nothing is wrong, 1 at least one MISSING or FAIL (or a bad\n"
+    "config), 2 usage\n";
+
+/* The libraries the kaizen programs are linked with, by Debian 12 package */
+static const char *const s_runtime_packages[] = {
+    "libzmq5", "libczmq4",    "libmsgpackc2", "libyaml-0-2",
+    "libpq5",  "libjansson4", "libxml2",      "libpcre2-8-0",
+};
+
+/* Target-side tools per language: the program (any of the names) and
+   the Debian package that provides it */
+typedef struct {
+    const char *language;
+    const char *names[3];
+    const char *package;
+} s_tool_t;
+
+static const s_tool_t s_tools[] = {
+    {"python", {"flake8", NULL, NULL}, "flake8"},
+    {"python", {"pylint", NULL, NULL}, "pylint"},
+    {"python", {"mypy", NULL, NULL}, "mypy"},
+    {"python", {"black", NULL, NULL}, "black"},
+    {"python", {"isort", NULL, NULL}, "isort"},
+    {"python", {"bandit", NULL, NULL}, "bandit"},
+    {"python", {"codespell", NULL, NULL}, "codespell"},
+    {"python", {"pytest", "pytest-3", NULL}, "python3-pytest"},
+    {"python", {"python3-coverage", NULL, NULL}, "python3-coverage"},
+    {"c", {"cppcheck", NULL, NULL}, "cppcheck"},
+    {"c", {"clang-tidy", NULL, NULL}, "clang-tidy"},
+    {"c", {"clang-format", NULL, NULL}, "clang-format"},
+    {"c", {"gcovr", NULL, NULL}, "gcovr"},
+    {"shell", {"shellcheck", NULL, NULL}, "shellcheck"},
+};
+
+typedef struct {
+    const kz_config_t *cfg;
+    const char *config_path; /* NULL: the defaults */
+    int checks;
+    int problems;
+    const char *fix_packages[S_MAX_FIXPKG]; /* for the one apt-get line at the end */
+    size_t fix_count;
+} s_doctor_t;
+
+/* One result line: WORD is ok, MISSING, FAIL, off or skip */
+static void s_line(s_doctor_t *d, const char *word, const char *what, const char *detail,
+                   const char *fix)
+{
+    d->checks++;
+    if (strcmp(word, "MISSING") == 0 || strcmp(word, "FAIL") == 0)
+        d->problems++;
+    printf("  %-7s  %-28s %s\n", word, what, detail ? detail : "");
+    if (fix)
+        printf("  %-7s  %-28s fix: %s\n", "", "", fix);
+}
+
+static void s_want_package(s_doctor_t *d, const char *pkg)
+{
+    for (size_t i = 0; i < d->fix_count; i++)
+        if (strcmp(d->fix_packages[i], pkg) == 0)
+            return;
+    if (d->fix_count < S_MAX_FIXPKG)
+        d->fix_packages[d->fix_count++] = pkg;
+}
+
+/* ------------------------------------------------------------- packages */
+
+static void s_packages(s_doctor_t *d)
+{
+    char *dpkg = kz_proc_which("dpkg-query");
+    if (!dpkg) {
+        s_line(d, "skip", "Debian packages",
+               "dpkg-query not found (not Debian): install ZeroMQ, CZMQ, msgpack-c, libyaml, "
+               "libpq, jansson, libxml2, PCRE2 and the PostgreSQL server yourself",
+               NULL);
+        return;
+    }
+    free(dpkg);
+    size_t n = sizeof s_runtime_packages / sizeof s_runtime_packages[0];
+    for (size_t i = 0; i <= n; i++) {
+        const char *pkg = i < n ? s_runtime_packages[i] : "postgresql";
+        if (i == n && !kz_db_embedded(d->cfg))
+            break; /* the server is someone else's */
+        const char *argv[] = {"dpkg-query", "-W", "-f", "${Status}\t${Version}", pkg, NULL};
+        kz_proc_opts_t opts;
+        memset(&opts, 0, sizeof opts);
+        opts.argv = argv;
+        opts.timeout_ms = S_DPKG_MS;
+        opts.out_cap = 4096;
+        opts.err_cap = 4096;
+        kz_proc_result_t res;
+        char err[512] = "";
+        char what[64], detail[256];
+        snprintf(what, sizeof what, "package %s", pkg);
+        int rc = kz_proc_run(&opts, &res, err, sizeof err);
+        if (rc != 0) {
+            s_line(d, "FAIL", what, err, NULL);
+        } else if (res.exit_code == 0 && strncmp(res.out, "install ok installed", 20) == 0) {
+            const char *tab = strchr(res.out, '\t');
+            snprintf(detail, sizeof detail, "installed %s", tab ? tab + 1 : "");
+            s_line(d, "ok", what, detail, NULL);
+        } else {
+            char fix[128];
+            snprintf(fix, sizeof fix, "apt-get install -y %s", pkg);
+            s_line(d, "MISSING", what,
+                   i == n ? "not installed (the embedded database needs the server)"
+                          : "not installed",
+                   fix);
+            s_want_package(d, pkg);
+        }
+        kz_proc_result_free(&res);
+    }
+}
+
+/* ------------------------------------------------------------- programs */
+
+static void s_program(s_doctor_t *d, const char *bin, const char *name, const char *agent)
+{
+    char path[PATH_MAX + 64], what[160], fix[512];
+    snprintf(path, sizeof path, "%s/kaizen-%s", bin, name);
+    snprintf(what, sizeof what, "%s kaizen-%s", agent ? "agent" : "program", name);
+    if (access(path, X_OK) == 0) {
+        s_line(d, "ok", what, path, NULL);
+        return;
+    }
+    char detail[PATH_MAX + 128];
+    snprintf(detail, sizeof detail, "%s %s", path,
+             errno == ENOENT ? "not found" : "is not executable");
+    if (agent)
+        snprintf(fix, sizeof fix,
+                 "build the agents with 'make' if '%s' is a kaizen agent, else remove it from "
+                 "agents in %s",
+                 agent, d->config_path ? d->config_path : "kaizen.yaml");
+    else
+        snprintf(fix, sizeof fix, "build kaizen with 'make' (or 'make install')");
+    s_line(d, "MISSING", what, detail, fix);
+}
+
+static void s_programs(s_doctor_t *d)
+{
+    char bin[PATH_MAX];
+    if (kz_cli_bin_dir(bin, sizeof bin) != 0) {
+        s_line(d, "FAIL", "programs", "unable to find the directory of this kaizen executable",
+               NULL);
+        return;
+    }
+    s_program(d, bin, "broker", NULL);
+    s_program(d, bin, "orchestrator", NULL);
+    for (size_t i = 0; i < d->cfg->agents_count; i++) {
+        const char *name = d->cfg->agents[i].name;
+        bool seen = false;
+        for (size_t j = 0; j < i; j++)
+            seen |= strcmp(d->cfg->agents[j].name, name) == 0;
+        if (!seen)
+            s_program(d, bin, name, name);
+    }
+}
+
+/* --------------------------------------------------------- state, tools */
+
+static void s_state_dir(s_doctor_t *d)
+{
+    const char *dir = d->cfg->state_dir;
+    char fix[PATH_MAX + 128], detail[PATH_MAX + 128];
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode) && access(dir, W_OK | X_OK) == 0) {
+            s_line(d, "ok", "state directory", dir, NULL);
+            return;
+        }
+        snprintf(detail, sizeof detail, "%s is not a writable directory", dir);
+        snprintf(fix, sizeof fix, "chown -R %ld '%s' (or set state_dir in the config)",
+                 (long)geteuid(), dir);
+        s_line(d, "FAIL", "state directory", detail, fix);
+        return;
+    }
+    /* not there yet: `kaizen up` creates it when its parent lets it */
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", dir);
+    for (;;) {
+        char *slash = strrchr(parent, '/');
+        if (!slash)
+            snprintf(parent, sizeof parent, ".");
+        else if (slash == parent)
+            parent[1] = '\0';
+        else
+            *slash = '\0';
+        if (stat(parent, &st) == 0 || strcmp(parent, "/") == 0 || strcmp(parent, ".") == 0)
+            break;
+    }
+    if (access(parent, W_OK | X_OK) == 0) {
+        snprintf(detail, sizeof detail, "%s (not there yet: 'kaizen up' creates it)", dir);
+        s_line(d, "ok", "state directory", detail, NULL);
+    } else {
+        snprintf(detail, sizeof detail, "%s cannot be created: '%s' is not writable", dir, parent);
+        snprintf(fix, sizeof fix, "mkdir -p '%s' && chown %ld '%s' (as root)", dir, (long)geteuid(),
+                 dir);
+        s_line(d, "FAIL", "state directory", detail, fix);
+    }
+}
+
+static bool s_language_used(const kz_config_t *cfg, const char *language)
+{
+    for (size_t t = 0; t < cfg->targets_count; t++)
+        for (size_t l = 0; l < cfg->targets[t].languages_count; l++)
+            if (strcmp(cfg->targets[t].languages[l], language) == 0)
+                return true;
+    return false;
+}
+
+static void s_target_tools(s_doctor_t *d)
+{
+    for (size_t t = 0; t < d->cfg->targets_count; t++)
+        for (size_t l = 0; l < d->cfg->targets[t].languages_count; l++) {
+            const char *lang = d->cfg->targets[t].languages[l];
+            bool known = false;
+            for (size_t i = 0; i < sizeof s_tools / sizeof s_tools[0]; i++)
+                known |= strcmp(s_tools[i].language, lang) == 0;
+            if (!known) {
+                char what[160];
+                snprintf(what, sizeof what, "tools for %s", lang);
+                s_line(d, "skip", what, "no tools known for this language", NULL);
+            }
+        }
+    for (size_t i = 0; i < sizeof s_tools / sizeof s_tools[0]; i++) {
+        const s_tool_t *t = &s_tools[i];
+        if (!s_language_used(d->cfg, t->language))
+            continue;
+        char what[160], fix[160];
+        snprintf(what, sizeof what, "tool %s (%s)", t->names[0], t->language);
+        char *path = NULL;
+        for (size_t n = 0; n < 3 && t->names[n] && !path; n++)
+            path = kz_proc_which(t->names[n]);
+        if (path) {
+            s_line(d, "ok", what, path, NULL);
+            free(path);
+        } else {
+            snprintf(fix, sizeof fix, "apt-get install -y %s", t->package);
+            s_line(d, "MISSING", what, "not found on PATH", fix);
+            s_want_package(d, t->package);
+        }
+    }
+}
+
+/* ------------------------------------------------------------- database */
+
+static void s_schema(s_doctor_t *d, const char *where)
+{
+    char err[2048] = "", detail[2400];
+    PGconn *db = kz_db_connect(d->cfg, S_APP, err, sizeof err);
+    if (!db) {
+        s_line(d, "FAIL", "database", err,
+               kz_db_embedded(d->cfg) ? "kaizen db start (or kaizen up)" : NULL);
+        return;
+    }
+    snprintf(detail, sizeof detail, "%s, reachable", where);
+    s_line(d, "ok", "database", detail, NULL);
+    int version = kz_db_schema_version(db, err, sizeof err);
+    PQfinish(db);
+    int expected = kz_migrations_count > 0 ? kz_migrations[kz_migrations_count - 1].version : 0;
+    if (version < 0) {
+        s_line(d, "FAIL", "database schema", err, NULL);
+    } else if (version < expected) {
+        snprintf(detail, sizeof detail, "version %d, this kaizen needs %d", version, expected);
+        s_line(d, "FAIL", "database schema", detail, "kaizen db migrate");
+    } else if (version > expected) {
+        snprintf(detail, sizeof detail, "version %d is newer than this kaizen knows (%d)", version,
+                 expected);
+        s_line(d, "FAIL", "database schema", detail, "install the newer kaizen that migrated it");
+    } else {
+        snprintf(detail, sizeof detail, "version %d, up to date", version);
+        s_line(d, "ok", "database schema", detail, NULL);
+    }
+}
+
+static void s_database(s_doctor_t *d)
+{
+    char where[1024], err[2048] = "", detail[3200];
+    kz_db_describe(d->cfg, where, sizeof where);
+    if (!kz_db_embedded(d->cfg)) {
+        s_schema(d, where);
+        return;
+    }
+    kz_pg_t pg;
+    if (kz_pg_init(&pg, d->cfg->state_dir, err, sizeof err) != 0) {
+        s_line(d, "FAIL", "database", err, NULL);
+        return;
+    }
+    if (kz_pg_exists(&pg) != 1) {
+        snprintf(detail, sizeof detail, "%s: not created yet ('kaizen up' creates it%s)", where,
+                 pg.drop_privileges ? "; it runs as user postgres" : "");
+        s_line(d, "off", "database", detail, NULL);
+        return;
+    }
+    int running = kz_pg_running(&pg, err, sizeof err);
+    if (running < 0) {
+        s_line(d, "FAIL", "database", err, NULL);
+    } else if (running == 0) {
+        snprintf(detail, sizeof detail,
+                 "%s: stopped (start it with 'kaizen up' or 'kaizen db "
+                 "start')",
+                 where);
+        s_line(d, "off", "database", detail, NULL);
+    } else {
+        s_schema(d, where);
+    }
+}
+
+/* ------------------------------------------------------- broker and keys */
+
+static void s_broker(s_doctor_t *d)
+{
+    char err[1024] = "", detail[1200], id[320], host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    snprintf(id, sizeof id, "kaizen-doctor@%s#%ld", host, (long)getpid());
+    kz_bus_t *bus = kz_bus_new(&d->cfg->bus, id, err, sizeof err);
+    if (!bus) {
+        s_line(d, "FAIL", "broker", err, NULL);
+        return;
+    }
+    uint8_t *reply = NULL;
+    size_t len = 0;
+    static const char service[] = "kaizen.status";
+    int rc = kz_bus_call_raw(bus, "mmi.service", service, sizeof service - 1, S_PROBE_MS, &reply,
+                             &len, err, sizeof err);
+    kz_bus_destroy(&bus);
+    const char *router = d->cfg->bus.connect.router;
+    char pidfile[PATH_MAX];
+    pid_t pid = 0;
+    if (kz_state_path(d->cfg, "run/orchestrator.pid", pidfile, sizeof pidfile) == 0)
+        pid = kz_pidfile_read(pidfile);
+    bool orch_alive = pid > 0 && kz_pid_is_kaizen(pid);
+    if (rc != 0) {
+        if (orch_alive) {
+            snprintf(detail, sizeof detail,
+                     "no answer on %s although the orchestrator runs (pid %ld)", router, (long)pid);
+            s_line(d, "FAIL", "broker", detail,
+                   "kaizen logs broker; then kaizen down && kaizen up");
+        } else {
+            snprintf(detail, sizeof detail,
+                     "not running (no answer on %s): start it with "
+                     "'kaizen up'",
+                     router);
+            s_line(d, "off", "broker", detail, NULL);
+        }
+        free(reply);
+        return;
+    }
+    snprintf(detail, sizeof detail, "answering on %s", router);
+    s_line(d, "ok", "broker", detail, NULL);
+    bool served = len >= 3 && memcmp(reply, "200", 3) == 0;
+    free(reply);
+    if (served)
+        s_line(d, "ok", "orchestrator", "answering kaizen.status", NULL);
+    else if (orch_alive) {
+        snprintf(detail, sizeof detail, "runs (pid %ld) but does not serve kaizen.status",
+                 (long)pid);
+        s_line(d, "FAIL", "orchestrator", detail, "kaizen logs orchestrator");
+    } else
+        s_line(d, "off", "orchestrator", "not running: start it with 'kaizen up'", NULL);
+}
+
+/* The key name for `kaizen keygen`: the file name without .key/_secret */
+static void s_key_name(const char *path, char *buf, size_t len)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(buf, len, "%s", base);
+    char *dot = strstr(buf, ".key");
+    if (dot)
+        *dot = '\0';
+}
+
+static void s_key_file(s_doctor_t *d, const char *key, const char *path)
+{
+    if (!path)
+        return;
+    char what[96], detail[PATH_MAX + 64], fix[PATH_MAX * 2 + 64];
+    snprintf(what, sizeof what, "key %s", key);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        fclose(f);
+        s_line(d, "ok", what, path, NULL);
+        return;
+    }
+    int e = errno;
+    snprintf(detail, sizeof detail, "%s: %s", path, strerror(e));
+    char name[256], dir[PATH_MAX];
+    s_key_name(path, name, sizeof name);
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    if (e == ENOENT)
+        snprintf(fix, sizeof fix, "kaizen keygen %s --dir '%s' (docs/cli.md, 'kaizen keygen')",
+                 name, dir);
+    else
+        snprintf(fix, sizeof fix, "chmod u+r '%s' (or run kaizen as its owner)", path);
+    s_line(d, e == ENOENT ? "MISSING" : "FAIL", what, detail, fix);
+}
+
+static void s_curve(s_doctor_t *d)
+{
+    const kz_curve_config_t *c = &d->cfg->bus.curve;
+    if (!c->enabled) {
+        s_line(d, "skip", "CURVE keys", "bus.curve.enabled is false", NULL);
+        return;
+    }
+    s_key_file(d, "bus.curve.client_cert", c->client_cert);
+    s_key_file(d, "bus.curve.broker_public", c->broker_public);
+    s_key_file(d, "bus.curve.broker_cert", c->broker_cert);
+    if (c->allow_dir) {
+        struct stat st;
+        char detail[PATH_MAX + 64];
+        if (stat(c->allow_dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+            access(c->allow_dir, R_OK | X_OK) == 0)
+            s_line(d, "ok", "key bus.curve.allow_dir", c->allow_dir, NULL);
+        else {
+            snprintf(detail, sizeof detail, "%s is not a readable directory", c->allow_dir);
+            char fix[PATH_MAX + 128];
+            snprintf(fix, sizeof fix,
+                     "mkdir -p '%s' and copy each client's public NAME.key into it", c->allow_dir);
+            s_line(d, "MISSING", "key bus.curve.allow_dir", detail, fix);
+        }
+    }
+}
+
+static int s_run(kz_cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        default:
+            return kz_cli_bad_option("doctor", c, argv);
+        }
+    }
+    if (optind < argc)
+        return kz_cli_usage("doctor", "unexpected argument '%s'", argv[optind]);
+    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
+        return KZ_EXIT_FAILURE;
+
+    s_doctor_t d;
+    memset(&d, 0, sizeof d);
+    d.cfg = cli->cfg;
+    d.config_path = cli->config_path;
+    printf("kaizen doctor\n\n");
+    char detail[PATH_MAX + 128];
+    snprintf(detail, sizeof detail, "%s: %zu agent%s, %zu target%s",
+             d.config_path ? d.config_path : "(built-in defaults)", d.cfg->agents_count,
+             d.cfg->agents_count == 1 ? "" : "s", d.cfg->targets_count,
+             d.cfg->targets_count == 1 ? "" : "s");
+    s_line(&d, "ok", "config", detail, NULL);
+    s_packages(&d);
+    s_programs(&d);
+    s_state_dir(&d);
+    s_target_tools(&d);
+    s_database(&d);
+    s_broker(&d);
+    s_curve(&d);
+
+    printf("\n");
+    if (d.problems == 0) {
+        printf("%d checks, no problems found\n", d.checks);
+    } else {
+        printf("%d checks, %d problem%s found\n", d.checks, d.problems, d.problems == 1 ? "" : "s");
+        if (d.fix_count > 0) {
+            printf("install every missing package at once (as root):\n  apt-get install -y");
+            for (size_t i = 0; i < d.fix_count; i++)
+                printf(" %s", d.fix_packages[i]);
+            printf("\n");
+        }
+    }
+    if (fflush(stdout) != 0)
+        return KZ_EXIT_FAILURE;
+    return d.problems == 0 ? KZ_EXIT_OK : KZ_EXIT_FAILURE;
+}
+
+const kz_cli_cmd_t kz_cmd_doctor = {
+    "doctor", "check packages, tools, programs, database, broker and keys", s_usage, s_run, true,
+};

@@ -1,0 +1,824 @@
+/*  report.c - `kaizen report`: the seed's improvement report, and more
+
+    The seed's generate_improvement_report - its header lines and "Recent
+    Activity (Last 24 Hours):" from its own query, run unchanged for the
+    default window - followed by what an operator asks next: activity per
+    layer, agent and status, failures (agent.failed events and log rows
+    with status failed/error), restarts (agent.exited events), scans,
+    findings and plans, and the health of the database and the spool,
+    live from kaizen.status when the orchestrator answers.
+
+    The data is gathered once into a JSON document (jansson) and rendered
+    from it as text, as that document (--json), or as a self-contained
+    HTML page with an inline SVG bar chart (--html FILE). Every query is
+    a constant string with parameters ($1 the window as an interval).
+*/
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kz_db.h"
+#include "kz_msg.h"
+#include "kz_state.h"
+
+#define S_APP          "kaizen-cli"
+#define S_RULE         "============================================================"
+#define S_TITLE        "AUTONOMOUS IMPROVEMENT SYSTEM - STATUS REPORT"
+#define S_DAY          86400LL
+#define S_MAX_SINCE    (S_DAY * 366 * 100)
+#define S_STATUS_MS    2000
+#define S_HOURLY_MAX_S (S_DAY * 7)
+
+/* The seed's query, exactly, for the default window */
+static const char s_seed_query[] =
+    "SELECT agent_name, action, status, created_at FROM autonomous_agent_logs WHERE created_at > "
+    "NOW() - INTERVAL '24 hours' ORDER BY created_at DESC LIMIT 20";
+/* The same for any other window */
+static const char s_recent_query[] =
+    "SELECT agent_name, action, status, created_at FROM autonomous_agent_logs WHERE created_at > "
+    "NOW() - $1::interval ORDER BY created_at DESC LIMIT 20";
+
+static const char s_usage[] =
+    "usage: kaizen [-c FILE] report [--since DURATION] [--json] [--html FILE]\n"
+    "\n"
+    "Print the improvement report from the database: the recent activity (the\n"
+    "last 20 entries of autonomous_agent_logs in the window), activity per\n"
+    "layer, agent and status, failures, restarts, scans, findings and plans,\n"
+    "and the health of the database, the spool and the orchestrator.\n"
+    "\n"
+    "  --since DURATION     the window: 30m, 24h (default), 7d, 2w\n"
+    "  --json               print the report as one JSON document\n"
+    "  --html FILE          also write it as a self-contained HTML page with a\n"
+    "                       chart of the activity over time\n"
+    "  -c, --config FILE    configuration file (as the global -c)\n"
+    "  -h, --help           this help\n"
+    "\n"
+    "exit codes: 0 ok, 1 the database is unreachable or has no kaizen schema,\n"
+    "a query failed, FILE cannot be written, or a bad config, 2 usage\n";
+
+/* ------------------------------------------------------------- the window */
+
+/* "90s" "30m" "24h" "7d" "2w" -> seconds. 0 / -1 */
+static int s_parse_since(const char *text, long long *seconds)
+{
+    char *end = NULL;
+    errno = 0;
+    if (!text || *text < '0' || *text > '9')
+        return -1;
+    long long n = strtoll(text, &end, 10);
+    if (errno || !end || n <= 0)
+        return -1;
+    long long unit;
+    if (strcmp(end, "s") == 0)
+        unit = 1;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+        unit = 60;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600;
+    else if (strcmp(end, "d") == 0)
+        unit = S_DAY;
+    else if (strcmp(end, "w") == 0)
+        unit = S_DAY * 7;
+    else
+        return -1;
+    if (n > S_MAX_SINCE / unit)
+        return -1;
+    *seconds = n * unit;
+    return 0;
+}
+
+/* "24 Hours", "30 Minutes", "7 Days" (the seed's capitalisation) */
+static void s_since_words(long long s, char *buf, size_t len)
+{
+    const char *unit;
+    long long n;
+    if (s % 3600 == 0 && s <= 3 * S_DAY) {
+        n = s / 3600;
+        unit = "Hour";
+    } else if (s % S_DAY == 0) {
+        n = s / S_DAY;
+        unit = "Day";
+    } else if (s % 3600 == 0) {
+        n = s / 3600;
+        unit = "Hour";
+    } else if (s % 60 == 0) {
+        n = s / 60;
+        unit = "Minute";
+    } else {
+        n = s;
+        unit = "Second";
+    }
+    snprintf(buf, len, "%lld %s%s", n, unit, n == 1 ? "" : "s");
+}
+
+/* ------------------------------------------------------------ the queries */
+
+typedef struct {
+    PGconn *db;
+    char interval[64]; /* "$1": "86400 seconds" */
+    char err[2048];
+} s_q_t;
+
+/* Run a constant SQL with the window as $1 (when NPARAMS >= 1) and
+   EXTRA as $2.. ; NULL with Q->err */
+static PGresult *s_query(s_q_t *q, const char *sql, int nparams, const char *p2, const char *p3)
+{
+    const char *params[3] = {q->interval, p2, p3};
+    char err[1536];
+    PGresult *res = kz_db_exec(q->db, sql, nparams, params, err, sizeof err);
+    if (!res)
+        snprintf(q->err, sizeof q->err, "query failed: %s", err);
+    return res;
+}
+
+static json_t *s_cell(const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return json_null();
+    return json_string(PQgetvalue(res, row, col));
+}
+
+static json_int_t s_int(const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return 0;
+    return (json_int_t)strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Rows of RES as objects with the keys NAMES (one per column) */
+static json_t *s_rows(const PGresult *res, const char *const *names, int ncols)
+{
+    json_t *arr = json_array();
+    if (!arr)
+        return NULL;
+    for (int r = 0; r < PQntuples(res); r++) {
+        json_t *o = json_object();
+        if (!o || json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+        for (int c = 0; c < ncols && c < PQnfields(res); c++)
+            json_object_set_new(o, names[c], s_cell(res, r, c));
+    }
+    return arr;
+}
+
+/* {"key": count, ...} from rows (key, count), in the query's order */
+static json_t *s_counts(s_q_t *q, const char *sql)
+{
+    PGresult *res = s_query(q, sql, 1, NULL, NULL);
+    if (!res)
+        return NULL;
+    json_t *o = json_object();
+    for (int r = 0; o && r < PQntuples(res); r++) {
+        const char *key = PQgetisnull(res, r, 0) ? "(none)" : PQgetvalue(res, r, 0);
+        json_object_set_new(o, key, json_integer(s_int(res, r, 1)));
+    }
+    PQclear(res);
+    return o;
+}
+
+static int s_recent(s_q_t *q, bool seed, json_t *doc)
+{
+    static const char *const names[] = {"agent_name", "action", "status", "created_at"};
+    PGresult *res =
+        seed ? s_query(q, s_seed_query, 0, NULL, NULL) : s_query(q, s_recent_query, 1, NULL, NULL);
+    if (!res)
+        return -1;
+    json_object_set_new(doc, "recent_activity", s_rows(res, names, 4));
+    PQclear(res);
+    return 0;
+}
+
+static int s_activity(s_q_t *q, long long since, json_t *doc)
+{
+    static const char sql[] =
+        "SELECT to_char(b, 'YYYY-MM-DD\"T\"HH24:MI\"Z\"'), count(l.id) "
+        "FROM generate_series(date_trunc($2, (NOW() AT TIME ZONE 'UTC') - $1::interval), "
+        "                     date_trunc($2, NOW() AT TIME ZONE 'UTC'), $3::interval) AS b "
+        "LEFT JOIN autonomous_agent_logs l ON date_trunc($2, l.created_at) = b "
+        "     AND l.created_at > NOW() - $1::interval "
+        "GROUP BY b ORDER BY b";
+    bool hourly = since <= S_HOURLY_MAX_S;
+    PGresult *res = s_query(q, sql, 3, hourly ? "hour" : "day", hourly ? "1 hour" : "1 day");
+    if (!res)
+        return -1;
+    json_t *series = json_array();
+    for (int r = 0; series && r < PQntuples(res); r++)
+        json_array_append_new(
+            series, json_pack("{s:o, s:I}", "at", s_cell(res, r, 0), "count", s_int(res, r, 1)));
+    PQclear(res);
+    json_object_set_new(doc, "activity",
+                        json_pack("{s:s, s:o}", "bucket", hourly ? "hour" : "day", "series",
+                                  series ? series : json_array()));
+    return 0;
+}
+
+static int s_failures(s_q_t *q, json_t *doc)
+{
+    static const char events_sql[] =
+        "SELECT ts::text, body->>'name', body->>'instance', body->>'host', body->>'reason', "
+        "count(*) OVER () FROM events WHERE type = 'agent.failed' AND ts > NOW() - $1::interval "
+        "ORDER BY ts DESC LIMIT 20";
+    static const char logs_sql[] =
+        "SELECT created_at::text, agent_name, action, status, count(*) OVER () "
+        "FROM autonomous_agent_logs WHERE status IN ('failed', 'error') "
+        "AND created_at > NOW() - $1::interval ORDER BY created_at DESC LIMIT 20";
+    static const char *const ev_names[] = {"ts", "name", "instance", "host", "reason"};
+    static const char *const log_names[] = {"created_at", "agent_name", "action", "status"};
+    PGresult *ev = s_query(q, events_sql, 1, NULL, NULL);
+    if (!ev)
+        return -1;
+    PGresult *lg = s_query(q, logs_sql, 1, NULL, NULL);
+    if (!lg) {
+        PQclear(ev);
+        return -1;
+    }
+    json_int_t nev = PQntuples(ev) > 0 ? s_int(ev, 0, 5) : 0;
+    json_int_t nlg = PQntuples(lg) > 0 ? s_int(lg, 0, 4) : 0;
+    json_object_set_new(doc, "failures",
+                        json_pack("{s:I, s:I, s:o, s:I, s:o}", "count", nev + nlg,
+                                  "agent_failed_events", nev, "agent_failed",
+                                  s_rows(ev, ev_names, 5), "failed_log_entries", nlg, "failed_logs",
+                                  s_rows(lg, log_names, 4)));
+    PQclear(ev);
+    PQclear(lg);
+    return 0;
+}
+
+static int s_restarts(s_q_t *q, json_t *doc)
+{
+    json_t *by = s_counts(q, "SELECT body->>'name', count(*) FROM events WHERE type = "
+                             "'agent.exited' AND ts > NOW() - $1::interval GROUP BY 1 "
+                             "ORDER BY 2 DESC, 1");
+    if (!by)
+        return -1;
+    json_int_t total = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(by, key, v)
+    {
+        total += json_integer_value(v);
+    }
+    json_object_set_new(doc, "restarts", json_pack("{s:I, s:o}", "count", total, "by_agent", by));
+    return 0;
+}
+
+static int s_work(s_q_t *q, json_t *doc)
+{
+    static const char sql[] =
+        "SELECT (SELECT count(*) FROM scans WHERE started_at > NOW() - $1::interval), "
+        "(SELECT count(*) FROM findings WHERE created_at > NOW() - $1::interval), "
+        "(SELECT count(*) FROM improvement_suggestions WHERE created_at > NOW() - $1::interval)";
+    PGresult *res = s_query(q, sql, 1, NULL, NULL);
+    if (!res)
+        return -1;
+    if (PQntuples(res) != 1 || PQnfields(res) != 3) {
+        PQclear(res);
+        snprintf(q->err, sizeof q->err, "query failed: unexpected result shape");
+        return -1;
+    }
+    json_object_set_new(doc, "work",
+                        json_pack("{s:I, s:I, s:I}", "scans", s_int(res, 0, 0), "findings",
+                                  s_int(res, 0, 1), "plans", s_int(res, 0, 2)));
+    PQclear(res);
+    return 0;
+}
+
+static int s_database(s_q_t *q, const kz_config_t *cfg, int version, json_t *doc)
+{
+    static const char sql[] = "SELECT count(*), max(ts)::text, max(recorded_at)::text, "
+                              "count(*) FILTER (WHERE ts > NOW() - $1::interval) FROM events";
+    PGresult *res = s_query(q, sql, 1, NULL, NULL);
+    if (!res)
+        return -1;
+    if (PQntuples(res) != 1 || PQnfields(res) != 4) {
+        PQclear(res);
+        snprintf(q->err, sizeof q->err, "query failed: unexpected result shape");
+        return -1;
+    }
+    char where[1024];
+    kz_db_describe(cfg, where, sizeof where);
+    int expected = kz_migrations_count > 0 ? kz_migrations[kz_migrations_count - 1].version : 0;
+    json_object_set_new(doc, "database",
+                        json_pack("{s:s, s:i, s:i, s:I, s:I, s:o, s:o}", "where", where,
+                                  "schema_version", version, "schema_expected", expected, "events",
+                                  s_int(res, 0, 0), "events_in_window", s_int(res, 0, 3),
+                                  "last_event_at", s_cell(res, 0, 1), "last_recorded_at",
+                                  s_cell(res, 0, 2)));
+    PQclear(res);
+    return 0;
+}
+
+/* The spool file as found on disk */
+static void s_spool(const kz_config_t *cfg, json_t *doc)
+{
+    char path[PATH_MAX];
+    if (kz_state_path(cfg, "spool/recorder.spool", path, sizeof path) != 0)
+        return;
+    struct stat st;
+    json_t *o;
+    if (stat(path, &st) == 0) {
+        char when[32] = "";
+        struct tm tm;
+        if (gmtime_r(&st.st_mtime, &tm))
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm);
+        o = json_pack("{s:s, s:b, s:I, s:s}", "path", path, "present", 1, "bytes",
+                      (json_int_t)st.st_size, "modified_at", when);
+    } else {
+        o = json_pack("{s:s, s:b, s:I}", "path", path, "present", 0, "bytes", (json_int_t)0);
+    }
+    json_object_set_new(doc, "spool_file", o);
+}
+
+/* The live state from kaizen.status, when the orchestrator answers */
+static void s_live(const kz_config_t *cfg, json_t *doc)
+{
+    char err[1024] = "unreadable answer from kaizen.status";
+    kz_msg_t *reply = kz_cli_status_call(cfg, S_STATUS_MS, err, sizeof err);
+    json_t *live = NULL;
+    if (reply) {
+        char *text = kz_val_to_json(kz_msg_body_const(reply));
+        json_t *body = text ? json_loads(text, 0, NULL) : NULL;
+        free(text);
+        kz_msg_destroy(&reply);
+        if (body) {
+            json_t *agents = json_object_get(body, "agents");
+            live = json_pack("{s:b, s:O*, s:O*, s:O*, s:O*, s:I}", "running", 1, "orchestrator",
+                             json_object_get(body, "orchestrator"), "database",
+                             json_object_get(body, "database"), "spool",
+                             json_object_get(body, "spool"), "held", json_object_get(body, "held"),
+                             "agents", (json_int_t)json_array_size(agents));
+            json_decref(body);
+        }
+    }
+    if (!live)
+        live = json_pack("{s:b, s:s}", "running", 0, "error", err);
+    json_object_set_new(doc, "orchestrator", live);
+}
+
+/* Everything, into a new document; NULL with ERRBUF */
+static json_t *s_gather(const kz_config_t *cfg, const char *since_text, long long since,
+                        char *errbuf, size_t errlen)
+{
+    s_q_t q;
+    memset(&q, 0, sizeof q);
+    q.db = kz_db_connect(cfg, S_APP, errbuf, errlen);
+    if (!q.db)
+        return NULL;
+    json_t *doc = NULL;
+    int version = kz_db_schema_version(q.db, q.err, sizeof q.err);
+    if (version < 0)
+        goto fail;
+    if (version == 0) {
+        snprintf(q.err, sizeof q.err,
+                 "the database has no kaizen schema yet: run 'kaizen db migrate' (or 'kaizen up')");
+        goto fail;
+    }
+    snprintf(q.interval, sizeof q.interval, "%lld seconds", since);
+    char words[64], now[32] = "";
+    s_since_words(since, words, sizeof words);
+    time_t t = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&t, &tm))
+        strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    doc = json_pack("{s:s, s:s, s:s, s:I, s:s}", "title", S_TITLE, "generated_at", now, "since",
+                    since_text, "since_seconds", (json_int_t)since, "window", words);
+    if (!doc) {
+        snprintf(q.err, sizeof q.err, "out of memory");
+        goto fail;
+    }
+    if (s_recent(&q, since == S_DAY, doc) != 0)
+        goto fail;
+    json_t *layer = s_counts(&q, "SELECT layer, count(*) FROM autonomous_agent_logs WHERE "
+                                 "created_at > NOW() - $1::interval GROUP BY 1 ORDER BY 2 DESC, 1");
+    json_t *agent = layer ? s_counts(&q, "SELECT agent_name, count(*) FROM autonomous_agent_logs "
+                                         "WHERE created_at > NOW() - $1::interval GROUP BY 1 "
+                                         "ORDER BY 2 DESC, 1")
+                          : NULL;
+    json_t *status = agent ? s_counts(&q, "SELECT status, count(*) FROM autonomous_agent_logs "
+                                          "WHERE created_at > NOW() - $1::interval GROUP BY 1 "
+                                          "ORDER BY 2 DESC, 1")
+                           : NULL;
+    if (!status) {
+        json_decref(layer);
+        json_decref(agent);
+        goto fail;
+    }
+    json_object_set_new(doc, "by_layer", layer);
+    json_object_set_new(doc, "by_agent", agent);
+    json_object_set_new(doc, "by_status", status);
+    if (s_activity(&q, since, doc) != 0 || s_failures(&q, doc) != 0 || s_restarts(&q, doc) != 0 ||
+        s_work(&q, doc) != 0 || s_database(&q, cfg, version, doc) != 0)
+        goto fail;
+    PQfinish(q.db);
+    s_spool(cfg, doc);
+    s_live(cfg, doc);
+    return doc;
+fail:
+    snprintf(errbuf, errlen, "%s", q.err);
+    json_decref(doc);
+    PQfinish(q.db);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- text */
+
+static const char *s_str(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "-";
+}
+
+static json_int_t s_num(const json_t *o, const char *key)
+{
+    return json_integer_value(json_object_get(o, key));
+}
+
+static void s_text_counts(const char *title, const json_t *counts)
+{
+    printf("%s\n", title);
+    if (json_object_size(counts) == 0)
+        printf("  (none)\n");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)counts, key, v)
+    {
+        printf("  %-24s %8lld\n", key, (long long)json_integer_value(v));
+    }
+}
+
+static void s_text(const json_t *doc)
+{
+    const char *window = s_str(doc, "window");
+    /* the seed's report */
+    printf("%s\n%s\n%s\n\n", S_RULE, S_TITLE, S_RULE);
+    printf("Recent Activity (Last %s):\n", window);
+    size_t i;
+    json_t *row;
+    json_array_foreach(json_object_get(doc, "recent_activity"), i, row)
+    {
+        printf("  [%s] %s: %s - %s\n", s_str(row, "created_at"), s_str(row, "agent_name"),
+               s_str(row, "action"), s_str(row, "status"));
+    }
+    printf("\n");
+
+    /* and beyond it */
+    char title[128];
+    snprintf(title, sizeof title, "Activity by Layer (Last %s):", window);
+    s_text_counts(title, json_object_get(doc, "by_layer"));
+    s_text_counts("Activity by Agent:", json_object_get(doc, "by_agent"));
+    s_text_counts("Activity by Status:", json_object_get(doc, "by_status"));
+    printf("\n");
+
+    const json_t *f = json_object_get(doc, "failures");
+    printf("Failures: %lld (agent.failed events %lld, log entries failed/error %lld)\n",
+           (long long)s_num(f, "count"), (long long)s_num(f, "agent_failed_events"),
+           (long long)s_num(f, "failed_log_entries"));
+    json_array_foreach(json_object_get(f, "agent_failed"), i, row)
+    {
+        printf("  [%s] %s.%s on %s failed: %s\n", s_str(row, "ts"), s_str(row, "name"),
+               s_str(row, "instance"), s_str(row, "host"), s_str(row, "reason"));
+    }
+    json_array_foreach(json_object_get(f, "failed_logs"), i, row)
+    {
+        printf("  [%s] %s: %s - %s\n", s_str(row, "created_at"), s_str(row, "agent_name"),
+               s_str(row, "action"), s_str(row, "status"));
+    }
+    const json_t *r = json_object_get(doc, "restarts");
+    printf("Restarts: %lld\n", (long long)s_num(r, "count"));
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(r, "by_agent"), key, v)
+    {
+        printf("  %-24s %8lld\n", key, (long long)json_integer_value(v));
+    }
+    const json_t *w = json_object_get(doc, "work");
+    printf("Work: %lld scans, %lld findings, %lld plans\n\n", (long long)s_num(w, "scans"),
+           (long long)s_num(w, "findings"), (long long)s_num(w, "plans"));
+
+    const json_t *d = json_object_get(doc, "database");
+    printf("Database: %s\n", s_str(d, "where"));
+    printf("  schema version %lld (this kaizen: %lld)%s\n", (long long)s_num(d, "schema_version"),
+           (long long)s_num(d, "schema_expected"),
+           s_num(d, "schema_version") < s_num(d, "schema_expected") ? " - run 'kaizen db migrate'"
+                                                                    : "");
+    printf("  events stored: %lld (%lld in the window), last event %s\n",
+           (long long)s_num(d, "events"), (long long)s_num(d, "events_in_window"),
+           s_str(d, "last_event_at"));
+    const json_t *sf = json_object_get(doc, "spool_file");
+    if (json_is_true(json_object_get(sf, "present"))) {
+        char size[32];
+        kz_cli_human_bytes((double)s_num(sf, "bytes"), size, sizeof size);
+        printf("Spool: %s, %s, modified %s\n", s_str(sf, "path"), size, s_str(sf, "modified_at"));
+    } else {
+        printf("Spool: empty (no %s)\n", s_str(sf, "path"));
+    }
+    const json_t *o = json_object_get(doc, "orchestrator");
+    if (json_is_true(json_object_get(o, "running"))) {
+        const json_t *oo = json_object_get(o, "orchestrator");
+        const json_t *od = json_object_get(o, "database");
+        const json_t *os = json_object_get(o, "spool");
+        char up[32];
+        kz_cli_human_ms(s_num(oo, "uptime_ms"), up, sizeof up);
+        printf("Orchestrator: running (pid %lld, up %s, %lld agents, restarts %lld, failures "
+               "%lld)\n",
+               (long long)s_num(oo, "pid"), up, (long long)s_num(o, "agents"),
+               (long long)s_num(oo, "restarts"), (long long)s_num(oo, "failures"));
+        if (od)
+            printf("  recorder: database %s, %lld recorded, error %s\n", s_str(od, "state"),
+                   (long long)s_num(od, "recorded"), s_str(od, "error"));
+        if (os)
+            printf("  spool: %s, %lld pending, %lld corrupt records skipped\n", s_str(os, "state"),
+                   (long long)s_num(os, "pending"), (long long)s_num(os, "corrupt_skipped"));
+    } else {
+        printf("Orchestrator: not running\n");
+    }
+    printf("\n%s\n", S_RULE);
+}
+
+/* ---------------------------------------------------------------- HTML */
+
+static void s_html_esc(FILE *out, const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '&':
+            fputs("&amp;", out);
+            break;
+        case '<':
+            fputs("&lt;", out);
+            break;
+        case '>':
+            fputs("&gt;", out);
+            break;
+        case '"':
+            fputs("&quot;", out);
+            break;
+        case '\'':
+            fputs("&#39;", out);
+            break;
+        default:
+            fputc(*s, out);
+        }
+    }
+}
+
+static void s_html_counts(FILE *out, const char *title, const json_t *counts)
+{
+    fprintf(out, "<h3>");
+    s_html_esc(out, title);
+    fprintf(out, "</h3>\n<table><tr><th>name</th><th>entries</th></tr>\n");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)counts, key, v)
+    {
+        fprintf(out, "<tr><td>");
+        s_html_esc(out, key);
+        fprintf(out, "</td><td class=n>%lld</td></tr>\n", (long long)json_integer_value(v));
+    }
+    if (json_object_size(counts) == 0)
+        fprintf(out, "<tr><td colspan=2>(none)</td></tr>\n");
+    fprintf(out, "</table>\n");
+}
+
+/* A bar per bucket of the activity series, as inline SVG */
+static void s_html_chart(FILE *out, const json_t *activity)
+{
+    const json_t *series = json_object_get(activity, "series");
+    size_t n = json_array_size(series);
+    json_int_t max = 1;
+    size_t i;
+    json_t *b;
+    json_array_foreach(series, i, b)
+    {
+        if (s_num(b, "count") > max)
+            max = s_num(b, "count");
+    }
+    const int w = 800, h = 200, pad = 30;
+    double bw = n > 0 ? (double)(w - 2 * pad) / (double)n : 0;
+    fprintf(out,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" width=\"%d\" "
+            "height=\"%d\" role=\"img\" aria-label=\"activity per %s\">\n",
+            w, h + 40, w, h + 40, s_str(activity, "bucket"));
+    fprintf(out,
+            "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>\n"
+            "<text x=\"2\" y=\"%d\" font-size=\"11\">%lld</text>\n"
+            "<text x=\"2\" y=\"%d\" font-size=\"11\">0</text>\n",
+            pad, h, w - pad, h, pad, (long long)max, h);
+    json_array_foreach(series, i, b)
+    {
+        double bh = (double)s_num(b, "count") * (double)(h - pad) / (double)max;
+        fprintf(out,
+                "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#3b7dd8\">"
+                "<title>",
+                pad + bw * (double)i + bw * 0.1, (double)h - bh, bw * 0.8 > 0.5 ? bw * 0.8 : 0.5,
+                bh);
+        s_html_esc(out, s_str(b, "at"));
+        fprintf(out, ": %lld</title></rect>\n", (long long)s_num(b, "count"));
+    }
+    if (n > 0) {
+        fprintf(out, "<text x=\"%d\" y=\"%d\" font-size=\"11\">", pad, h + 15);
+        s_html_esc(out, s_str(json_array_get(series, 0), "at"));
+        fprintf(out, "</text>\n<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"end\">",
+                w - pad, h + 15);
+        s_html_esc(out, s_str(json_array_get(series, n - 1), "at"));
+        fprintf(out, "</text>\n");
+    }
+    fprintf(out, "</svg>\n");
+}
+
+static void s_html(FILE *out, const json_t *doc)
+{
+    const char *window = s_str(doc, "window");
+    fprintf(out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+                 "<title>kaizen report</title>\n<style>\n"
+                 "body{font-family:sans-serif;margin:2em;color:#222}\n"
+                 "table{border-collapse:collapse;margin-bottom:1em}\n"
+                 "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}\n"
+                 "td.n{text-align:right}\nh1{font-size:1.4em}\nh2{font-size:1.2em}\n"
+                 "</style></head><body>\n<h1>" S_TITLE "</h1>\n<p>generated ");
+    s_html_esc(out, s_str(doc, "generated_at"));
+    fprintf(out, ", window: last ");
+    s_html_esc(out, window);
+    fprintf(out, "</p>\n<h2>Activity per %s</h2>\n",
+            s_str(json_object_get(doc, "activity"), "bucket"));
+    s_html_chart(out, json_object_get(doc, "activity"));
+
+    fprintf(out, "<h2>Recent Activity (Last ");
+    s_html_esc(out, window);
+    fprintf(out, ")</h2>\n<table><tr><th>time (UTC)</th><th>agent</th><th>action</th>"
+                 "<th>status</th></tr>\n");
+    size_t i;
+    json_t *row;
+    json_array_foreach(json_object_get(doc, "recent_activity"), i, row)
+    {
+        const char *cols[] = {"created_at", "agent_name", "action", "status"};
+        fprintf(out, "<tr>");
+        for (size_t c = 0; c < 4; c++) {
+            fprintf(out, "<td>");
+            s_html_esc(out, s_str(row, cols[c]));
+            fprintf(out, "</td>");
+        }
+        fprintf(out, "</tr>\n");
+    }
+    fprintf(out, "</table>\n<h2>Counts</h2>\n");
+    s_html_counts(out, "by layer", json_object_get(doc, "by_layer"));
+    s_html_counts(out, "by agent", json_object_get(doc, "by_agent"));
+    s_html_counts(out, "by status", json_object_get(doc, "by_status"));
+
+    const json_t *f = json_object_get(doc, "failures");
+    fprintf(out, "<h2>Failures: %lld</h2>\n<ul>\n", (long long)s_num(f, "count"));
+    json_array_foreach(json_object_get(f, "agent_failed"), i, row)
+    {
+        fprintf(out, "<li>");
+        s_html_esc(out, s_str(row, "ts"));
+        fprintf(out, " ");
+        s_html_esc(out, s_str(row, "name"));
+        fprintf(out, ".");
+        s_html_esc(out, s_str(row, "instance"));
+        fprintf(out, " failed: ");
+        s_html_esc(out, s_str(row, "reason"));
+        fprintf(out, "</li>\n");
+    }
+    json_array_foreach(json_object_get(f, "failed_logs"), i, row)
+    {
+        fprintf(out, "<li>");
+        s_html_esc(out, s_str(row, "created_at"));
+        fprintf(out, " ");
+        s_html_esc(out, s_str(row, "agent_name"));
+        fprintf(out, ": ");
+        s_html_esc(out, s_str(row, "action"));
+        fprintf(out, " - ");
+        s_html_esc(out, s_str(row, "status"));
+        fprintf(out, "</li>\n");
+    }
+    fprintf(out, "</ul>\n");
+    const json_t *r = json_object_get(doc, "restarts");
+    fprintf(out, "<h2>Restarts: %lld</h2>\n", (long long)s_num(r, "count"));
+    s_html_counts(out, "restarts by agent", json_object_get(r, "by_agent"));
+    const json_t *w = json_object_get(doc, "work");
+    fprintf(out, "<h2>Work</h2>\n<p>%lld scans, %lld findings, %lld plans</p>\n",
+            (long long)s_num(w, "scans"), (long long)s_num(w, "findings"),
+            (long long)s_num(w, "plans"));
+
+    const json_t *d = json_object_get(doc, "database");
+    fprintf(out, "<h2>Health</h2>\n<table>\n<tr><th>database</th><td>");
+    s_html_esc(out, s_str(d, "where"));
+    fprintf(out,
+            "</td></tr>\n<tr><th>schema version</th><td>%lld (this kaizen: %lld)</td></tr>\n"
+            "<tr><th>events stored</th><td>%lld (%lld in the window)</td></tr>\n"
+            "<tr><th>last event</th><td>",
+            (long long)s_num(d, "schema_version"), (long long)s_num(d, "schema_expected"),
+            (long long)s_num(d, "events"), (long long)s_num(d, "events_in_window"));
+    s_html_esc(out, s_str(d, "last_event_at"));
+    const json_t *sf = json_object_get(doc, "spool_file");
+    fprintf(out, "</td></tr>\n<tr><th>spool file</th><td>");
+    s_html_esc(out, s_str(sf, "path"));
+    fprintf(out, ": %s, %lld bytes</td></tr>\n",
+            json_is_true(json_object_get(sf, "present")) ? "present" : "empty",
+            (long long)s_num(sf, "bytes"));
+    const json_t *o = json_object_get(doc, "orchestrator");
+    fprintf(out, "<tr><th>orchestrator</th><td>%s</td></tr>\n</table>\n</body></html>\n",
+            json_is_true(json_object_get(o, "running")) ? "running" : "not running");
+}
+
+static int s_write_html(const char *path, const json_t *doc)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return kz_cli_error("report", "path too long: '%s'", path);
+    FILE *out = fopen(tmp, "we");
+    if (!out)
+        return kz_cli_error("report", "unable to write '%s': %s", tmp, strerror(errno));
+    s_html(out, doc);
+    int bad = ferror(out);
+    if (fclose(out) != 0 || bad) {
+        int e = errno;
+        unlink(tmp);
+        return kz_cli_error("report", "unable to write '%s': %s", tmp, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return kz_cli_error("report", "unable to write '%s': %s", path, strerror(e));
+    }
+    fprintf(stderr, "wrote %s\n", path);
+    return KZ_EXIT_OK;
+}
+
+static int s_run(kz_cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"since", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"html", required_argument, NULL, 'H'},
+        {"config", required_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *since_text = "24h", *html = NULL, *config = NULL;
+    bool json = false;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            since_text = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'H':
+            html = optarg;
+            break;
+        case 'c':
+            config = optarg;
+            break;
+        default:
+            return kz_cli_bad_option("report", c, argv);
+        }
+    }
+    if (optind < argc)
+        return kz_cli_usage("report", "unexpected argument '%s'", argv[optind]);
+    long long since = 0;
+    if (s_parse_since(since_text, &since) != 0)
+        return kz_cli_usage("report", "invalid duration '%s' (e.g. 30m, 24h, 7d, 2w)", since_text);
+    if (html && !*html)
+        return kz_cli_usage("report", "--html needs a file name");
+    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
+        return KZ_EXIT_FAILURE;
+
+    char err[2048] = "";
+    json_t *doc = s_gather(cli->cfg, since_text, since, err, sizeof err);
+    if (!doc)
+        return kz_cli_error("report", "%s", err);
+    int rc = KZ_EXIT_OK;
+    if (json) {
+        char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (text)
+            printf("%s\n", text);
+        else
+            rc = kz_cli_error("report", "out of memory");
+        free(text);
+    } else {
+        s_text(doc);
+    }
+    if (fflush(stdout) != 0 && rc == KZ_EXIT_OK)
+        rc = kz_cli_error("report", "unable to write the output: %s", strerror(errno));
+    if (html && rc == KZ_EXIT_OK)
+        rc = s_write_html(html, doc);
+    json_decref(doc);
+    return rc;
+}
+
+const kz_cli_cmd_t kz_cmd_report = {
+    "report", "the improvement report: activity, failures, restarts, health", s_usage, s_run, true,
+};
