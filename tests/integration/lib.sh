@@ -12,14 +12,23 @@
 #                 never a fixed sleep as a synchronisation)
 #   kz_wait_log NAME PATTERN [SECONDS]   waits for PATTERN in $T/NAME.log
 #   fail MSG      prints MSG and exits 1;  skip MSG  exits 77
+#   kz_at_exit CMD...   runs CMD at exit, before the started processes are
+#                 killed (last registered first)
+#   kz_db_start   starts the embedded PostgreSQL cluster of $KAIZEN_CONFIG
+#                 (kaizen db start: STATE/db; as root it runs as user
+#                 postgres, so $T is made searchable); stopped at exit
 set -u
 KZ_BIN=${KZ_BIN:-$KZ_ROOT/bin}
 KZ_TOOLS=${KZ_TOOLS:-$KZ_ROOT/build/default/tests/tools}
 T=$(mktemp -d "${TMPDIR:-/tmp}/kz-it.XXXXXX")
 _kz_pids=()
+_kz_exit_cmds=()
+
+kz_at_exit() { _kz_exit_cmds=("$*" "${_kz_exit_cmds[@]}"); }
 
 _kz_cleanup() {
-    local p
+    local p c
+    for c in "${_kz_exit_cmds[@]}"; do eval "$c" >/dev/null 2>&1; done
     for p in "${_kz_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${_kz_pids[@]}"; do
         for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -65,6 +74,12 @@ kz_config() {
         [[ -t 0 ]] || cat
     } >"$out"
     export KAIZEN_CONFIG=$out
+}
+
+kz_db_start() {
+    chmod 755 "$T"
+    "$KZ_BIN/kaizen" db start >"$T/db-start.log" 2>&1 || fail "kaizen db start failed"
+    kz_at_exit "\"$KZ_BIN/kaizen\" db stop"
 }
 
 kz_start() {
