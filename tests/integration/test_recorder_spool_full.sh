@@ -6,7 +6,10 @@
 # status says spool "full" with messages held, the condition is logged
 # once (not once per retry), the broker queues the rest. When the cluster
 # is back the spool is replayed, the held messages and the queue follow,
-# and all 3,000 rows arrive once each, in order.
+# and all 3,000 rows arrive once each, in order. broker.group_inflight
+# 1000: batches of 500 messages (about 160 KiB), so one fits the spool and
+# the next does not (a batch is spooled whole or not at all), and the
+# broker holds what is beyond the 1000 in flight.
 # shellcheck disable=SC2154,SC2119 # PID_* are set by kz_start (lib.sh)
 source "$(dirname "$0")/lib.sh"
 
@@ -23,6 +26,8 @@ supervisor:
 database:
   retry_max: 1s
   spool_max: 256KiB
+broker:
+  group_inflight: 1000
 EOF
 SPOOL=$T/state/spool/recorder.spool
 kill_leftovers() {
