@@ -140,6 +140,12 @@ int kz_cli_bin_dir(char *buf, size_t len);
    outlived SIGKILL (named on stderr) */
 int kz_cli_kill_leftovers(const kz_config_t *cfg, pid_t pgid, int grace_ms);
 
+/* cli/down.c: true when PID is a live kaizen process of CFG's run: a
+   kaizen executable whose --log-file lies under STATE/logs (a pid file
+   left by a crash may name a pid reused since, even by a kaizen program
+   of another state directory) */
+bool kz_cli_pid_is_ours(const kz_config_t *cfg, pid_t pid);
+
 /* cli/down.c: stop everything `kaizen up` started under CFG: SIGTERM to
    the orchestrator and up to TIMEOUT_MS for it to stop its agents and
    broker, then the leftovers (kz_cli_kill_leftovers), then the embedded

@@ -10,14 +10,19 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "kz_db.h"
 #include "kz_pgctl.h"
+#include "kz_state.h"
 
 #define S_START_TIMEOUT_MS 60000
 #define S_STOP_TIMEOUT_MS  30000
+#define S_LOCK_WAIT_MS     120000 /* a `kaizen up` holds the lock while it starts everything */
 
 static const char s_usage[] =
     "usage: kaizen [-c FILE] db migrate [--dir DIR]\n"
@@ -128,19 +133,34 @@ static int s_start_stop(kz_cli_t *cli, bool start, int argc, char **argv)
     kz_pg_t pg;
     if (kz_pg_init(&pg, cli->cfg->state_dir, err, sizeof err) != 0)
         return kz_cli_error(cmd, "%s", err);
-    if (start) {
-        bool started = false;
-        if (kz_pg_start(&pg, timeout_ms, &started, err, sizeof err) != 0)
+    /* not while `kaizen up` or `kaizen down` works on the same state */
+    if (start && kz_state_init(cli->cfg, err, sizeof err) != 0)
+        return kz_cli_error(cmd, "%s", err);
+    int lock = -1;
+    char run[PATH_MAX];
+    struct stat st;
+    if (kz_state_path(cli->cfg, "run", run, sizeof run) == 0 && stat(run, &st) == 0) {
+        lock = kz_state_lock(cli->cfg, S_LOCK_WAIT_MS, err, sizeof err);
+        if (lock < 0)
             return kz_cli_error(cmd, "%s", err);
+    }
+    int rc_pg;
+    bool started = false;
+    if (start)
+        rc_pg = kz_pg_start(&pg, timeout_ms, &started, err, sizeof err);
+    else
+        rc_pg = kz_pg_stop(&pg, timeout_ms, err, sizeof err);
+    if (lock >= 0)
+        close(lock);
+    if (rc_pg != 0)
+        return kz_cli_error(cmd, "%s", err);
+    if (start)
         printf("%s (socket directory %s, log %s)\n",
                started ? "started the embedded PostgreSQL"
                        : "the embedded PostgreSQL is already running",
                pg.sock_dir, pg.log_file);
-    } else {
-        if (kz_pg_stop(&pg, timeout_ms, err, sizeof err) != 0)
-            return kz_cli_error(cmd, "%s", err);
+    else
         printf("the embedded PostgreSQL in %s is stopped\n", pg.data_dir);
-    }
     return fflush(stdout) == 0 ? KZ_EXIT_OK : KZ_EXIT_FAILURE;
 }
 

@@ -134,6 +134,13 @@ static bool s_logs_under(pid_t pid, const char *log_dir)
     return false;
 }
 
+bool kz_cli_pid_is_ours(const kz_config_t *cfg, pid_t pid)
+{
+    char log_dir[PATH_MAX];
+    return pid > 0 && s_running(pid) && kz_pid_is_kaizen(pid) &&
+           kz_state_path(cfg, "logs", log_dir, sizeof log_dir) == 0 && s_logs_under(pid, log_dir);
+}
+
 /* The leftovers now: running kaizen programs in group PGID or logging
    under LOG_DIR. Count into PIDS (at most MAX). */
 static size_t s_scan(pid_t pgid, const char *log_dir, pid_t *pids, size_t max)

@@ -578,7 +578,7 @@ static int s_foreground(const s_up_t *u, pid_t pid, int *lock_p)
     /* without the lock, a `kaizen down` may have stopped ours and another
        `kaizen up` started a new run meanwhile: that one is not ours to stop */
     pid_t now = kz_pidfile_read(u->pidfile);
-    if (now > 0 && now != pid && kz_pid_is_kaizen(now)) {
+    if (now > 0 && now != pid && kz_cli_pid_is_ours(u->cfg, now)) {
         close(lock);
         fprintf(stderr, "kaizen was started again meanwhile (orchestrator pid %ld): left running\n",
                 (long)now);
@@ -600,7 +600,7 @@ static int s_start(s_up_t *u, int *lock_p)
 
     /* 1. already running? */
     pid_t old = kz_pidfile_read(u->pidfile);
-    if (old > 0 && kz_pid_is_kaizen(old)) {
+    if (old > 0 && kz_cli_pid_is_ours(cfg, old)) {
         printf("kaizen is already running (orchestrator pid %ld, state in %s)\n", (long)old,
                cfg->state_dir);
         return KZ_EXIT_OK;
@@ -621,7 +621,10 @@ static int s_start(s_up_t *u, int *lock_p)
     if (old > 0)
         unlink(u->pidfile);
     int grace = cfg->supervisor.stop_timeout_ms < 5000 ? cfg->supervisor.stop_timeout_ms : 5000;
-    if (kz_cli_kill_leftovers(cfg, old, grace) < 0)
+    /* a live kaizen program at that pid that is not ours (pid reuse)
+       leads someone else's run: its group is not ours to clean */
+    pid_t pgid = old > 0 && kz_pid_is_kaizen(old) ? 0 : old;
+    if (kz_cli_kill_leftovers(cfg, pgid, grace) < 0)
         return kz_cli_error("up", "processes of a previous run could not be stopped");
 
     /* 3. the bus endpoints, before anything starts */
