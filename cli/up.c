@@ -178,14 +178,17 @@ static int s_check_ipc(const char *key, const char *path, char *errbuf, size_t e
         snprintf(errbuf, errlen, "'%s' (%s) exists and is not a socket", path, key);
         return -1;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* non-blocking: a live socket whose backlog is full answers EAGAIN
+       at once instead of stalling us */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return 0;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     memcpy(sa.sun_path, path, strlen(path) + 1);
     int rc = 0;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno == EAGAIN ||
+        errno == EINPROGRESS) {
         snprintf(errbuf, errlen,
                  "socket %s (%s) is in use by another program (a broker that 'kaizen up' of "
                  "this state directory did not start)",

@@ -200,6 +200,34 @@ grep -q "port $port (bus.endpoints.pub) is in use by another program" "$T/taken.
     fail "up with a taken port: $(cat "$T/taken.out" "$T/taken.err")"
 [[ -e $T/state2/run/orchestrator.pid || -e $T/state2/db ]] && fail "up started something: $(ls -R "$T/state2")"
 pgrep -af -- "$T/state2" | grep -v pgrep && fail "up with a taken port left processes"
+# --- an ipc:// socket someone else listens on (backlog full, so a blocking
+# probe would hang): refused at once, nothing started
+kz_start sockholder /usr/bin/python3 -c "
+import socket, time
+s = socket.socket(socket.AF_UNIX)
+s.bind('$T/held.sock')
+s.listen(0)
+fillers = []
+for _ in range(4):
+    c = socket.socket(socket.AF_UNIX)
+    c.setblocking(False)
+    try:
+        c.connect('$T/held.sock')
+    except OSError:
+        pass
+    fillers.append(c)
+print('listening', flush=True)
+time.sleep(300)"
+kz_wait_log sockholder listening 10 || fail "the socket holder did not start"
+sed -e "s|^state_dir: .*|state_dir: $T/state3|" -e "s|tap: .*|tap: ipc://$T/held.sock|" \
+    "$T/kaizen.yaml" >"$T/heldsock.yaml"
+expect 1 heldsock timeout 20 "$K" -c "$T/heldsock.yaml" up
+grep -q "socket $T/held.sock (bus.endpoints.tap) is in use by another program" "$T/heldsock.err" ||
+    fail "up with a taken ipc socket: $(cat "$T/heldsock.out" "$T/heldsock.err")"
+[[ -e $T/state3/run/orchestrator.pid || -e $T/state3/db ]] && fail "up started something: $(ls -R "$T/state3")"
+kill "$PID_sockholder" 2>/dev/null
+wait "$PID_sockholder" 2>/dev/null
+rm -f "$T/held.sock"
 # sanitizer builds: the daemons' reports land in their log files
 bad=$(grep -l -E "ERROR: (Address|Leak|Thread)Sanitizer|runtime error:" "$S"/logs/*.log* 2>/dev/null | grep -v postgres || true)
 [[ -z $bad ]] || fail "sanitizer reports in: $bad: $(grep -h -A5 -E 'Sanitizer|runtime error:' -- "${bad%%$'\n'*}" | head -40)"
