@@ -14,6 +14,10 @@
 #   fail MSG      prints MSG and exits 1;  skip MSG  exits 77
 #   kz_at_exit CMD...   runs CMD at exit, before the started processes are
 #                 killed (last registered first)
+#   kz_psql SQL   runs SQL on that cluster (unaligned, tuples only)
+#   kz_status EXPR   evaluates the python EXPR over the body "b" of the
+#                 kaizen.status reply (needs PY, $K = the kaizen binary)
+#   kz_kill_leftovers   SIGKILLs every process whose command line names $T/
 #   kz_db_start   starts the embedded PostgreSQL cluster of $KAIZEN_CONFIG
 #                 (kaizen db start: STATE/db; as root it runs as user
 #                 postgres, so $T is made searchable); stopped at exit
@@ -80,6 +84,24 @@ kz_db_start() {
     chmod 755 "$T"
     "$KZ_BIN/kaizen" db start >"$T/db-start.log" 2>&1 || fail "kaizen db start failed"
     kz_at_exit "\"$KZ_BIN/kaizen\" db stop"
+}
+
+kz_psql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -h "$T/state/db/run" -U kaizen -d kaizen -c "$1"; }
+
+kz_status() {
+    "$K" call kaizen.status --json --timeout 2s --retries 0 >"$T/status.json" 2>/dev/null || return 1
+    "$PY" - "$1" "$T/status.json" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[2]))["body"]
+v = eval(sys.argv[1], {"b": b})
+print(v)
+sys.exit(0 if v else 1)
+PY
+}
+
+kz_kill_leftovers() {
+    local p
+    for p in $(pgrep -f -- "$T/" || true); do kill -KILL "$p" 2>/dev/null; done
 }
 
 kz_start() {

@@ -23,31 +23,16 @@ supervisor:
 database:
   retry_max: 1s
 EOF
-kill_leftovers() {
-    local p
-    for p in $(pgrep -f -- "$T/" || true); do kill -KILL "$p" 2>/dev/null; done
-}
-kz_at_exit kill_leftovers
+kz_at_exit kz_kill_leftovers
 kz_db_start
 
-q() { psql -X -q -A -t -h "$T/state/db/run" -U kaizen -d kaizen -c "$1"; }
-rows() { q "SELECT count(*) FROM events WHERE type = 'test.event'" 2>/dev/null; }
+rows() { kz_psql "SELECT count(*) FROM events WHERE type = 'test.event'" 2>/dev/null; }
 rows_at_least() { local n; n=$(rows) && [[ -n "$n" && $n -ge $1 ]]; }
-status() {
-    "$K" call kaizen.status --json --timeout 2s --retries 0 >"$T/status.json" 2>/dev/null || return 1
-    "$PY" - "$1" "$T/status.json" <<'PY'
-import json, sys
-b = json.load(open(sys.argv[2]))["body"]
-v = eval(sys.argv[1], {"b": b})
-print(v)
-sys.exit(0 if v else 1)
-PY
-}
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$PID_orch/status"; }
 # spooled COUNT: COUNT test.event messages are in the spool and nothing
 # is held or queued for the recorder any more
 spooled() {
-    status "b['spool']['appended'] >= $1 and b['held'] == 0" >/dev/null &&
+    kz_status "b['spool']['appended'] >= $1 and b['held'] == 0" >/dev/null &&
         kz_stats "${G}[\"queued\"] == 0 and ${G}[\"inflight\"] == 0" >/dev/null
 }
 G='d["groups"]["kaizen.recorder"]'
@@ -66,17 +51,17 @@ kz_wait_log orch "recording to the database" 60 || fail "the orchestrator does n
 # --- a short outage
 "$KZ_TOOLS/kz_pub" test.event --count $N1 --size 300 >"$T/pub1.log" 2>&1 ||
     fail "publisher: $(cat "$T/pub1.log")"
-kz_wait_for 120 spooled $N1 || fail "not spooled: $(status 'b')"
-status 'b["database"]["state"] != "up" and b["spool"]["state"] == "spooling"' ||
-    fail "not spooling: $(status 'b')"
+kz_wait_for 120 spooled $N1 || fail "not spooled: $(kz_status 'b')"
+kz_status 'b["database"]["state"] != "up" and b["spool"]["state"] == "spooling"' ||
+    fail "not spooling: $(kz_status 'b')"
 rss1=$(rss_kib)
 
 # --- five times longer
 "$KZ_TOOLS/kz_pub" test.event --count $N2 --start $N1 --size 300 >"$T/pub2.log" 2>&1 ||
     fail "publisher: $(cat "$T/pub2.log")"
-kz_wait_for 240 spooled $((N1 + N2)) || fail "not spooled: $(status 'b')"
+kz_wait_for 240 spooled $((N1 + N2)) || fail "not spooled: $(kz_status 'b')"
 rss2=$(rss_kib)
-spool_bytes=$(status 'b["spool"]["bytes"]')
+spool_bytes=$(kz_status 'b["spool"]["bytes"]')
 echo "VmRSS after $N1 spooled: $rss1 KiB, after $((N1 + N2)): $rss2 KiB (spool $spool_bytes bytes)"
 ((rss2 - rss1 <= SLACK_KIB)) || fail "memory grew by $((rss2 - rss1)) KiB with the outage"
 ((spool_bytes > (N1 + N2) * 300)) || fail "the spool holds only $spool_bytes bytes"
@@ -84,12 +69,12 @@ echo "VmRSS after $N1 spooled: $rss1 KiB, after $((N1 + N2)): $rss2 KiB (spool $
 # --- the database is back: everything arrives, once, in order
 "$K" db start >"$T/db-start2.log" 2>&1 || fail "kaizen db start: $(cat "$T/db-start2.log")"
 kz_wait_for 240 rows_at_least $((N1 + N2)) || fail "only $(rows) of $((N1 + N2)) rows"
-got=$(q "SELECT count(*), count(DISTINCT body->>'seq') FROM events WHERE type = 'test.event'")
+got=$(kz_psql "SELECT count(*), count(DISTINCT body->>'seq') FROM events WHERE type = 'test.event'")
 [[ $got == "$((N1 + N2))|$((N1 + N2))" ]] || fail "rows|distinct: $got"
-disorder=$(q "SELECT count(*) FROM (SELECT (body->>'seq')::int AS s,
+disorder=$(kz_psql "SELECT count(*) FROM (SELECT (body->>'seq')::int AS s,
                      lag((body->>'seq')::int) OVER (ORDER BY seq) AS prev
               FROM events WHERE type = 'test.event') x WHERE s <= prev")
 [[ $disorder == 0 ]] || fail "$disorder rows out of publishing order"
-kz_wait_for 30 status 'b["spool"]["state"] == "empty"' || fail "spool not drained: $(status 'b')"
+kz_wait_for 30 kz_status 'b["spool"]["state"] == "empty"' || fail "spool not drained: $(kz_status 'b')"
 rss3=$(rss_kib)
 echo "VmRSS after the replay: $rss3 KiB"

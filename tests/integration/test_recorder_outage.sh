@@ -25,27 +25,11 @@ database:
   retry_max: 1s
 EOF
 SPOOL=$T/state/spool/recorder.spool
-kill_leftovers() {
-    local p
-    for p in $(pgrep -f -- "$T/" || true); do kill -KILL "$p" 2>/dev/null; done
-}
-kz_at_exit kill_leftovers
+kz_at_exit kz_kill_leftovers
 kz_db_start
 
-q() { psql -X -q -A -t -h "$T/state/db/run" -U kaizen -d kaizen -c "$1"; }
-rows() { q "SELECT count(*) FROM events WHERE type = 'test.event'" 2>/dev/null; }
+rows() { kz_psql "SELECT count(*) FROM events WHERE type = 'test.event'" 2>/dev/null; }
 rows_at_least() { local n; n=$(rows) && [[ -n "$n" && $n -ge $1 ]]; }
-# status EXPR: evaluate the python EXPR over the kaizen.status reply body "b"
-status() {
-    "$K" call kaizen.status --json --timeout 2s --retries 0 >"$T/status.json" 2>/dev/null || return 1
-    "$PY" - "$1" "$T/status.json" <<'PY'
-import json, sys
-b = json.load(open(sys.argv[2]))["body"]
-v = eval(sys.argv[1], {"b": b})
-print(v)
-sys.exit(0 if v else 1)
-PY
-}
 
 kz_start broker "$KZ_BIN/kaizen-broker"
 kz_wait_log broker "broker ready" || fail "broker did not start"
@@ -57,32 +41,32 @@ kz_wait_for 60 rows_at_least 1000 || fail "no rows arrive: $(rows)"
 
 # --- the database goes away while messages flow
 "$K" db stop >"$T/db-stop.log" 2>&1 || fail "kaizen db stop: $(cat "$T/db-stop.log")"
-kz_wait_for 30 status 'b["spool"]["pending"] > 0 and b["database"]["state"] != "up"' ||
-    fail "nothing spooled while the database is down: $(status 'b')"
+kz_wait_for 30 kz_status 'b["spool"]["pending"] > 0 and b["database"]["state"] != "up"' ||
+    fail "nothing spooled while the database is down: $(kz_status 'b')"
 [[ -s $SPOOL ]] || fail "no spool file at $SPOOL"
 grep -q "database unavailable" "$T/orch.log" || fail "the outage was not logged"
-kz_wait_for 30 status "b['spool']['pending'] > 1000" || fail "the spool does not grow: $(status 'b')"
+kz_wait_for 30 kz_status "b['spool']['pending'] > 1000" || fail "the spool does not grow: $(kz_status 'b')"
 grep -q "^sent" "$T/pub.log" && fail "the publisher finished before the outage was over"
 
 # --- back: the spool is replayed and live recording resumes
 "$K" db start >"$T/db-start2.log" 2>&1 || fail "kaizen db start: $(cat "$T/db-start2.log")"
 kz_wait_for 60 grep -q "^sent $N" "$T/pub.log" || fail "publisher: $(cat "$T/pub.log")"
 kz_wait_for 120 rows_at_least $N || fail "only $(rows) of $N rows"
-kz_wait_for 30 status 'b["spool"]["state"] == "empty" and b["database"]["state"] == "up"' ||
-    fail "spool not drained: $(status 'b')"
+kz_wait_for 30 kz_status 'b["spool"]["state"] == "empty" and b["database"]["state"] == "up"' ||
+    fail "spool not drained: $(kz_status 'b')"
 [[ -e $SPOOL || -e $SPOOL.pos ]] && fail "spool file left behind: $(ls -l "$T/state/spool")"
 grep -q "spool replayed completely" "$T/orch.log" || fail "no replay logged"
-status 'b["spool"]["replayed"] > 1000 and b["spool"]["corrupt_skipped"] == 0' ||
-    fail "spool counters: $(status 'b["spool"]')"
+kz_status 'b["spool"]["replayed"] > 1000 and b["spool"]["corrupt_skipped"] == 0' ||
+    fail "spool counters: $(kz_status 'b["spool"]')"
 
 # --- exactly once, in order
-got=$(q "SELECT count(*), count(DISTINCT body->>'seq'), min((body->>'seq')::int),
+got=$(kz_psql "SELECT count(*), count(DISTINCT body->>'seq'), min((body->>'seq')::int),
                 max((body->>'seq')::int) FROM events WHERE type = 'test.event'")
 [[ $got == "$N|$N|0|$((N - 1))" ]] || fail "rows, distinct seqs, min, max: $got"
-disorder=$(q "SELECT count(*) FROM (SELECT (body->>'seq')::int AS s,
+disorder=$(kz_psql "SELECT count(*) FROM (SELECT (body->>'seq')::int AS s,
                      lag((body->>'seq')::int) OVER (ORDER BY seq) AS prev
               FROM events WHERE type = 'test.event') x WHERE s <= prev")
 [[ $disorder == 0 ]] || fail "$disorder rows out of publishing order"
 # nothing was refused or lost on the way
-status 'b["database"]["skipped"] == 0 and b["held"] == 0' || fail "status: $(status 'b')"
-echo "ok: $N rows, $(status 'b["spool"]["replayed"]') of them through the spool"
+kz_status 'b["database"]["skipped"] == 0 and b["held"] == 0' || fail "status: $(kz_status 'b')"
+echo "ok: $N rows, $(kz_status 'b["spool"]["replayed"]') of them through the spool"

@@ -33,39 +33,24 @@ database:
   retry_max: 1s
 EOF
 SPOOL=$T/state/spool/recorder.spool
-kill_leftovers() {
-    local p
-    for p in $(pgrep -f -- "$T/" || true); do kill -KILL "$p" 2>/dev/null; done
-}
-kz_at_exit kill_leftovers
+kz_at_exit kz_kill_leftovers
 kz_db_start
 
-q() { psql -X -q -A -t -h "$T/state/db/run" -U kaizen -d kaizen -c "$1"; }
-rows() { q "SELECT count(*) FROM events WHERE type = 'test.event'" 2>/dev/null; }
+rows() { kz_psql "SELECT count(*) FROM events WHERE type = 'test.event'" 2>/dev/null; }
 rows_at_least() { local n; n=$(rows) && [[ -n "$n" && $n -ge $1 ]]; }
-status() {
-    "$K" call kaizen.status --json --timeout 2s --retries 0 >"$T/status.json" 2>/dev/null || return 1
-    "$PY" - "$1" "$T/status.json" <<'PY'
-import json, sys
-b = json.load(open(sys.argv[2]))["body"]
-v = eval(sys.argv[1], {"b": b})
-print(v)
-sys.exit(0 if v else 1)
-PY
-}
 # check_order FIRST COUNT [MISSING]: the test.event rows with seq in
 # [FIRST, FIRST+COUNT) are there once each (but MISSING) and in order
 check_order() {
     local first=$1 count=$2 missing=${3:--1} want got disorder
     want=$((count - (missing >= 0 ? 1 : 0)))
-    got=$(q "SELECT count(*), count(DISTINCT body->>'seq') FROM events WHERE type = 'test.event'
+    got=$(kz_psql "SELECT count(*), count(DISTINCT body->>'seq') FROM events WHERE type = 'test.event'
              AND (body->>'seq')::int BETWEEN $first AND $((first + count - 1))")
     [[ $got == "$want|$want" ]] || fail "seqs $first..+$count: rows|distinct $got, want $want"
     if ((missing >= 0)); then
-        [[ $(q "SELECT count(*) FROM events WHERE type = 'test.event'
+        [[ $(kz_psql "SELECT count(*) FROM events WHERE type = 'test.event'
                 AND (body->>'seq')::int = $missing") == 0 ]] || fail "seq $missing is there"
     fi
-    disorder=$(q "SELECT count(*) FROM (SELECT (body->>'seq')::int AS s,
+    disorder=$(kz_psql "SELECT count(*) FROM (SELECT (body->>'seq')::int AS s,
                          lag((body->>'seq')::int) OVER (ORDER BY seq) AS prev
                   FROM events WHERE type = 'test.event') x WHERE s <= prev")
     [[ $disorder == 0 ]] || fail "$disorder rows out of publishing order"
@@ -80,7 +65,7 @@ kz_wait_log orch "recording to the database" 60 || fail "the orchestrator does n
 kz_start pub "$KZ_TOOLS/kz_pub" test.event --count $N --rate 800 --size 300
 kz_wait_for 60 rows_at_least 1000 || fail "no rows arrive: $(rows)"
 "$K" db stop >"$T/db-stop.log" 2>&1 || fail "kaizen db stop: $(cat "$T/db-stop.log")"
-kz_wait_for 30 status 'b["spool"]["pending"] > 1000' || fail "not spooling: $(status 'b')"
+kz_wait_for 30 kz_status 'b["spool"]["pending"] > 1000' || fail "not spooling: $(kz_status 'b')"
 kill -KILL "$PID_orch"
 wait "$PID_orch" 2>/dev/null
 grep -q "^sent" "$T/pub.log" && fail "the publisher finished before the kill"
@@ -91,12 +76,12 @@ grep -q "^sent" "$T/pub.log" && fail "the publisher finished before the kill"
 kz_start orch2 "$KZ_BIN/kaizen-orchestrator"
 kz_wait_log orch2 "messages\? from before" 30 || fail "the new orchestrator ignores the spool"
 # still down: new messages go behind the old spool
-kz_wait_for 30 status 'b["spool"]["appended"] > 500 and b["database"]["state"] != "up"' ||
-    fail "the restarted orchestrator does not spool: $(status 'b')"
+kz_wait_for 30 kz_status 'b["spool"]["appended"] > 500 and b["database"]["state"] != "up"' ||
+    fail "the restarted orchestrator does not spool: $(kz_status 'b')"
 "$K" db start >"$T/db-start2.log" 2>&1 || fail "kaizen db start: $(cat "$T/db-start2.log")"
 kz_wait_for 60 grep -q "^sent $N" "$T/pub.log" || fail "publisher: $(cat "$T/pub.log")"
 kz_wait_for 120 rows_at_least $N || fail "only $(rows) of $N rows"
-kz_wait_for 30 status 'b["spool"]["state"] == "empty"' || fail "spool not drained: $(status 'b')"
+kz_wait_for 30 kz_status 'b["spool"]["state"] == "empty"' || fail "spool not drained: $(kz_status 'b')"
 [[ -e $SPOOL ]] && fail "spool file left behind"
 check_order 0 $N
 [[ $(rows) == "$N" ]] || fail "$(rows) rows, want $N"
@@ -107,11 +92,11 @@ echo "ok: kill -9 mid-spool, $N rows"
 # ------------------------------------------------ 2. a corrupt record
 M=2000
 "$K" db stop >"$T/db-stop2.log" 2>&1 || fail "kaizen db stop: $(cat "$T/db-stop2.log")"
-a0=$(status 'b["spool"]["appended"]') || fail "no status"
+a0=$(kz_status 'b["spool"]["appended"]') || fail "no status"
 "$KZ_TOOLS/kz_pub" test.event --count $M --start $N --size 300 >"$T/pub2.log" 2>&1 ||
     fail "publisher: $(cat "$T/pub2.log")"
-kz_wait_for 60 status "b['spool']['appended'] >= $((a0 + M)) and b['held'] == 0" ||
-    fail "not spooled: $(status 'b')"
+kz_wait_for 60 kz_status "b['spool']['appended'] >= $((a0 + M)) and b['held'] == 0" ||
+    fail "not spooled: $(kz_status 'b')"
 kill -TERM "$PID_orch2"
 kz_wait_for 30 bash -c "! kill -0 $PID_orch2 2>/dev/null" || fail "orchestrator does not stop"
 [[ -s $SPOOL ]] || fail "no spool file"
@@ -143,8 +128,8 @@ PY
 "$K" db start >"$T/db-start3.log" 2>&1 || fail "kaizen db start: $(cat "$T/db-start3.log")"
 kz_start orch3 "$KZ_BIN/kaizen-orchestrator"
 kz_wait_for 120 rows_at_least $((N + M - 1)) || fail "only $(rows) rows after the corrupt record"
-kz_wait_for 30 status 'b["spool"]["state"] == "empty" and b["spool"]["corrupt_skipped"] == 1' ||
-    fail "corrupt record not counted: $(status 'b["spool"]')"
+kz_wait_for 30 kz_status 'b["spool"]["state"] == "empty" and b["spool"]["corrupt_skipped"] == 1' ||
+    fail "corrupt record not counted: $(kz_status 'b["spool"]')"
 grep -q "skipped a corrupt record" "$T/orch3.log" || fail "corrupt record not logged"
 [[ -e $SPOOL ]] && fail "spool file left behind"
 check_order 0 $N

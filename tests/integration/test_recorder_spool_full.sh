@@ -30,26 +30,11 @@ broker:
   group_inflight: 1000
 EOF
 SPOOL=$T/state/spool/recorder.spool
-kill_leftovers() {
-    local p
-    for p in $(pgrep -f -- "$T/" || true); do kill -KILL "$p" 2>/dev/null; done
-}
-kz_at_exit kill_leftovers
+kz_at_exit kz_kill_leftovers
 kz_db_start
 
-q() { psql -X -q -A -t -h "$T/state/db/run" -U kaizen -d kaizen -c "$1"; }
-rows() { q "SELECT count(*) FROM events WHERE type = 'test.event'" 2>/dev/null; }
+rows() { kz_psql "SELECT count(*) FROM events WHERE type = 'test.event'" 2>/dev/null; }
 rows_at_least() { local n; n=$(rows) && [[ -n "$n" && $n -ge $1 ]]; }
-status() {
-    "$K" call kaizen.status --json --timeout 2s --retries 0 >"$T/status.json" 2>/dev/null || return 1
-    "$PY" - "$1" "$T/status.json" <<'PY'
-import json, sys
-b = json.load(open(sys.argv[2]))["body"]
-v = eval(sys.argv[1], {"b": b})
-print(v)
-sys.exit(0 if v else 1)
-PY
-}
 G='d["groups"]["kaizen.recorder"]'
 
 kz_start broker "$KZ_BIN/kaizen-broker"
@@ -60,26 +45,26 @@ kz_wait_log orch "recording to the database" 60 || fail "the orchestrator does n
 
 "$KZ_TOOLS/kz_pub" test.event --count $N --size 300 >"$T/pub.log" 2>&1 ||
     fail "publisher: $(cat "$T/pub.log")"
-kz_wait_for 60 status 'b["spool"]["state"] == "full" and b["held"] > 0' ||
-    fail "the spool never filled: $(status 'b')"
+kz_wait_for 60 kz_status 'b["spool"]["state"] == "full" and b["held"] > 0' ||
+    fail "the spool never filled: $(kz_status 'b')"
 size=$(stat -c %s "$SPOOL") || fail "no spool file"
 ((size <= 256 * 1024)) || fail "the spool holds $size bytes, over spool_max"
 # the rest waits in the broker, unacknowledged; retries do not repeat the log line
 kz_wait_for 30 kz_stats "${G}[\"queued\"] > 0" || fail "nothing queued: $(kz_stats "$G")"
 kz_wait_log orch "spool full" || fail "the full spool was not logged"
-held=$(status 'b["held"]')
+held=$(kz_status 'b["held"]')
 
 # --- room again: everything arrives, once, in order
 "$K" db start >"$T/db-start2.log" 2>&1 || fail "kaizen db start: $(cat "$T/db-start2.log")"
-kz_wait_for 120 rows_at_least $N || fail "only $(rows) of $N rows: $(status 'b')"
-got=$(q "SELECT count(*), count(DISTINCT body->>'seq') FROM events WHERE type = 'test.event'")
+kz_wait_for 120 rows_at_least $N || fail "only $(rows) of $N rows: $(kz_status 'b')"
+got=$(kz_psql "SELECT count(*), count(DISTINCT body->>'seq') FROM events WHERE type = 'test.event'")
 [[ $got == "$N|$N" ]] || fail "rows|distinct: $got"
-disorder=$(q "SELECT count(*) FROM (SELECT (body->>'seq')::int AS s,
+disorder=$(kz_psql "SELECT count(*) FROM (SELECT (body->>'seq')::int AS s,
                      lag((body->>'seq')::int) OVER (ORDER BY seq) AS prev
               FROM events WHERE type = 'test.event') x WHERE s <= prev")
 [[ $disorder == 0 ]] || fail "$disorder rows out of publishing order"
-kz_wait_for 30 status 'b["spool"]["state"] == "empty" and b["held"] == 0' ||
-    fail "after the outage: $(status 'b')"
+kz_wait_for 30 kz_status 'b["spool"]["state"] == "empty" and b["held"] == 0' ||
+    fail "after the outage: $(kz_status 'b')"
 grep -q "nothing held back any more" "$T/orch.log" || fail "the end of the full state was not logged"
 # held batches were offered again every second meanwhile: logged once
 [[ $(grep -c "spool full" "$T/orch.log") == 1 ]] || fail "logged more than once per state change"

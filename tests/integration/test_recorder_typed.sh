@@ -27,37 +27,25 @@ supervisor:
 database:
   flush_interval: 50ms
 EOF
-kill_leftovers() {
-    local p
-    for p in $(pgrep -f -- "$T/" || true); do kill -KILL "$p" 2>/dev/null; done
-}
-kz_at_exit kill_leftovers
+kz_at_exit kz_kill_leftovers
 kz_db_start
 
-q() { psql -X -q -A -t -v ON_ERROR_STOP=1 -h "$T/state/db/run" -U kaizen -d kaizen -c "$1"; }
 # expect SQL WANT: the query's output must be WANT
 expect() {
     local got
-    got=$(q "$1" 2>&1)
+    got=$(kz_psql "$1" 2>&1)
     [[ $got == "$2" ]] || fail "$1
   got:  $got
   want: $2"
-}
-status() {
-    "$K" call kaizen.status --json --timeout 2s --retries 0 >"$T/status.json" 2>/dev/null || return 1
-    "$PY" - "$1" "$T/status.json" <<'PY'
-import json, sys
-b = json.load(open(sys.argv[2]))["body"]
-v = eval(sys.argv[1], {"b": b})
-print(v)
-sys.exit(0 if v else 1)
-PY
 }
 
 kz_start broker "$KZ_BIN/kaizen-broker"
 kz_wait_log broker "broker ready" || fail "broker did not start"
 kz_start orch "$KZ_BIN/kaizen-orchestrator"
 kz_wait_log orch "recording to the database" 60 || fail "the orchestrator does not record"
+# the orchestrator's own agent.hello gives the layer of its rows below
+orch_known() { [[ $(kz_psql "SELECT count(*) FROM agents WHERE name = 'orchestrator'") -ge 1 ]]; }
+kz_wait_for 30 orch_known || fail "the orchestrator's agent.hello was not recorded"
 
 # publish.py PHASE: send the envelopes of PHASE (all | again) through the
 # broker; waits for its probe to be recorded first (so the broker has our
@@ -160,7 +148,7 @@ pub.close(0)
 ctx.term()
 PY
 "$PY" "$T/publish.py" all || fail "publisher failed"
-kz_wait_for 30 status 'b["held"] == 0' || fail "messages held: $(status 'b')"
+kz_wait_for 30 kz_status 'b["held"] == 0' || fail "messages held: $(kz_status 'b')"
 
 CH='code-health@h1#4242'
 # --- agents
@@ -200,30 +188,30 @@ expect "SELECT pattern_type, success_rate, usage_count, successes, failures, pat
         FROM learned_patterns" "black|0.75|5|4|1|black|E501|python|repo1"
 
 # --- the same messages again: nothing new anywhere
-before=$(q "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM autonomous_agent_logs
+before=$(kz_psql "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM autonomous_agent_logs
             WHERE event_id LIKE '01J00000000%'), (SELECT count(*) FROM findings)")
-dup0=$(status 'b["database"]["duplicates"]')
+dup0=$(kz_status 'b["database"]["duplicates"]')
 "$PY" "$T/publish.py" again || fail "publisher failed"
-kz_wait_for 30 status "b['database']['duplicates'] >= $dup0 + 2" ||
-    fail "the repeated messages were not seen: $(status 'b["database"]')"
-after=$(q "SELECT (SELECT count(*) FROM events WHERE id LIKE '01J00000000%'),
+kz_wait_for 30 kz_status "b['database']['duplicates'] >= $dup0 + 2" ||
+    fail "the repeated messages were not seen: $(kz_status 'b["database"]')"
+after=$(kz_psql "SELECT (SELECT count(*) FROM events WHERE id LIKE '01J00000000%'),
               (SELECT count(*) FROM autonomous_agent_logs WHERE event_id LIKE '01J00000000%'),
               (SELECT count(*) FROM findings)")
 [[ ${after#*|} == "${before#*|}" ]] || fail "repeated messages derived rows: $before -> $after"
 [[ ${after%%|*} == 18 ]] || fail "events: ${after%%|*} rows of the 18 messages"
 
 # --- a message the database refuses is skipped, its batch is not
-q "ALTER TABLE events ADD CONSTRAINT test_no_13
+kz_psql "ALTER TABLE events ADD CONSTRAINT test_no_13
    CHECK (type <> 'test.event' OR body->>'seq' IS DISTINCT FROM '13')" >/dev/null ||
     fail "unable to add the constraint"
 "$KZ_TOOLS/kz_pub" test.event --count 50 --start 0 >"$T/pub.log" 2>&1 || fail "kz_pub failed"
-kz_wait_for 60 status 'b["database"]["skipped"] == 1 and b["held"] == 0' ||
-    fail "nothing skipped: $(status 'b["database"]')"
+kz_wait_for 60 kz_status 'b["database"]["skipped"] == 1 and b["held"] == 0' ||
+    fail "nothing skipped: $(kz_status 'b["database"]')"
 kz_wait_for 30 grep -q "refused by the database and skipped: SQLSTATE 23514" "$T/orch.log" ||
     fail "the refused message was not logged"
 grep -q "storing them one by one" "$T/orch.log" || fail "the isolation was not logged"
 expect "SELECT count(*), count(DISTINCT body->>'seq'), sum((body->>'seq')::int)
         FROM events WHERE type = 'test.event' AND src NOT LIKE 'probe@%'" "49|49|$((49 * 50 / 2 - 13))"
-status 'b["database"]["state"] == "up" and b["spool"]["state"] == "empty"' ||
-    fail "after the refusal: $(status 'b')"
+kz_status 'b["database"]["state"] == "up" and b["spool"]["state"] == "empty"' ||
+    fail "after the refusal: $(kz_status 'b')"
 echo "ok"
