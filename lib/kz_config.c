@@ -480,7 +480,8 @@ typedef enum {
     S_T_FORMAT,   /* bool json */
     S_T_STRLIST,  /* char ** NULL-terminated, count at count_offset */
     S_T_SECTION,  /* a nested mapping described by sub */
-    S_T_LIST      /* an array of structs (elem_size) described by sub, count at count_offset */
+    S_T_LIST,     /* an array of structs (elem_size) described by sub, count at count_offset */
+    S_T_FLOAT     /* double, within [min, max] */
 } s_type_t;
 
 /* A validator for a string value: 0, or -1 with WHY filled in */
@@ -651,6 +652,8 @@ static const s_field_t s_agent_fields[] = {
      S_OFF(kz_agent_config_t, args_count), NULL},
     S_FIELD_END};
 
+static int s_check_branch(const char *value, char *why, size_t len);
+
 static const s_field_t s_target_fields[] = {
     {"name", S_T_STR, S_OFF(kz_target_config_t, name), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
      NULL},
@@ -659,8 +662,153 @@ static const s_field_t s_target_fields[] = {
      0, S_OFF(kz_target_config_t, languages_count), NULL},
     {"test", S_T_STRLIST, S_OFF(kz_target_config_t, test), NULL, 0, 0, false, NULL, NULL, 0,
      S_OFF(kz_target_config_t, test_count), NULL},
-    {"branch", S_T_STR, S_OFF(kz_target_config_t, branch), "main", 0, 0, false, NULL, NULL, 0, 0,
+    {"branch", S_T_STR, S_OFF(kz_target_config_t, branch), "main", 0, 0, false, s_check_branch,
+     NULL, 0, 0, NULL},
+    S_NUM("test_timeout", S_T_DURATION, kz_target_config_t, test_timeout_ms, "10m", 1, S_DUR_MAX),
+    S_PATHF(kz_target_config_t, init_from),
+    S_FIELD_END};
+
+static int s_check_one_of(const char *value, const char *const *allowed, const char *what,
+                          char *why, size_t len)
+{
+    for (size_t i = 0; allowed[i]; i++)
+        if (strcmp(value, allowed[i]) == 0)
+            return 0;
+    char list[256] = "";
+    for (size_t i = 0; allowed[i]; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", allowed[i]);
+    }
+    snprintf(why, len, "unknown %s '%.*s' (expected %s)", what, S_SHOW, value, list);
+    return -1;
+}
+
+static int s_check_format(const char *value, char *why, size_t len)
+{
+    static const char *const formats[] = {"gcc", "sarif", "pylint-json", "files", NULL};
+    return s_check_one_of(value, formats, "output format", why, len);
+}
+
+static int s_check_severity(const char *value, char *why, size_t len)
+{
+    static const char *const severities[] = {"info", "low", "medium", "high", "critical", NULL};
+    return s_check_one_of(value, severities, "severity", why, len);
+}
+
+static int s_check_category(const char *value, char *why, size_t len)
+{
+    static const char *const categories[] = {
+        "style",       "bug",          "type",       "security", "secret", "dependency",
+        "performance", "coverage",     "docs",       "architecture", "complexity", NULL};
+    return s_check_one_of(value, categories, "category", why, len);
+}
+
+static int s_check_apply(const char *value, char *why, size_t len)
+{
+    static const char *const modes[] = {"branch", "merge", NULL};
+    return s_check_one_of(value, modes, "apply mode", why, len);
+}
+
+/* "0", "1", "0-31": exit codes a tool may end with after a normal run */
+static int s_check_exit(const char *value, char *why, size_t len)
+{
+    int lo = -1, hi = -1, used = 0;
+    if ((sscanf(value, "%d-%d%n", &lo, &hi, &used) == 2 && value[used] == '\0') ||
+        (sscanf(value, "%d%n", &lo, &used) == 1 && value[used] == '\0' && (hi = lo, 1)))
+        if (lo >= 0 && hi >= lo && hi <= 255)
+            return 0;
+    snprintf(why, len, "expected an exit code or a range like 0-31, got '%.*s'", S_SHOW, value);
+    return -1;
+}
+
+/* A branch name kaizen may create or move */
+static int s_check_branch(const char *value, char *why, size_t len)
+{
+    bool ok = *value && value[0] != '-' && value[0] != '/' && !strstr(value, "..") &&
+              !strstr(value, "//") && value[strlen(value) - 1] != '/';
+    for (const char *p = value; ok && *p; p++)
+        ok = isalnum((unsigned char)*p) || strchr("-_./", *p);
+    if (ok)
+        return 0;
+    snprintf(why, len, "invalid branch name '%.*s'", S_SHOW, value);
+    return -1;
+}
+
+#define S_STRF(st, m, key, d, chk)                                             \
+    {                                                                          \
+        key, S_T_STR, S_OFF(st, m), d, 0, 0, false, chk, NULL, 0, 0, NULL      \
+    }
+#define S_LISTF(st, m, key, chk)                                                            \
+    {                                                                                       \
+        key, S_T_STRLIST, S_OFF(st, m), NULL, 0, 0, false, chk, NULL, 0, S_OFF(st, m##_count), \
+            NULL                                                                            \
+    }
+
+static const s_field_t s_rule_fields[] = {
+    {"match", S_T_STR, S_OFF(kz_rule_config_t, match), NULL, 0, 0, true, NULL, NULL, 0, 0, NULL},
+    S_STRF(kz_rule_config_t, severity, "severity", NULL, s_check_severity),
+    S_STRF(kz_rule_config_t, category, "category", NULL, s_check_category),
+    S_FIELD_END};
+
+static const s_field_t s_tool_fields[] = {
+    {"name", S_T_STR, S_OFF(kz_tool_config_t, name), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
      NULL},
+    S_LISTF(kz_tool_config_t, languages, "languages", NULL),
+    S_LISTF(kz_tool_config_t, files, "files", NULL),
+    {"argv", S_T_STRLIST, S_OFF(kz_tool_config_t, argv), NULL, 0, 0, true, NULL, NULL, 0,
+     S_OFF(kz_tool_config_t, argv_count), NULL},
+    {"format", S_T_STR, S_OFF(kz_tool_config_t, format), NULL, 0, 0, true, s_check_format, NULL, 0,
+     0, NULL},
+    S_STRF(kz_tool_config_t, category, "category", "style", s_check_category),
+    S_STRF(kz_tool_config_t, severity, "severity", "low", s_check_severity),
+    {"rules", S_T_LIST, S_OFF(kz_tool_config_t, rules), NULL, 0, S_MAX_LIST, false, NULL,
+     s_rule_fields, sizeof(kz_rule_config_t), S_OFF(kz_tool_config_t, rules_count), NULL},
+    S_LISTF(kz_tool_config_t, requires, "requires", NULL),
+    S_LISTF(kz_tool_config_t, exit_ok, "exit_ok", s_check_exit),
+    S_NUM("timeout", S_T_DURATION, kz_tool_config_t, timeout_ms, "10m", 1, S_DUR_MAX),
+    S_NUM("batch", S_T_INT, kz_tool_config_t, batch, "0", 0, 1000000),
+    S_LISTF(kz_tool_config_t, env, "env", NULL),
+    S_FIELD_END};
+
+static const s_field_t s_fixer_fields[] = {
+    {"name", S_T_STR, S_OFF(kz_fixer_config_t, name), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
+     NULL},
+    {"tool", S_T_STR, S_OFF(kz_fixer_config_t, tool), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
+     NULL},
+    S_LISTF(kz_fixer_config_t, rules, "rules", NULL),
+    {"argv", S_T_STRLIST, S_OFF(kz_fixer_config_t, argv), NULL, 0, 0, true, NULL, NULL, 0,
+     S_OFF(kz_fixer_config_t, argv_count), NULL},
+    S_STRF(kz_fixer_config_t, service, "service", "exec.refactor", s_check_name),
+    S_NUM("effort", S_T_FLOAT, kz_fixer_config_t, effort, "1", 0, 1000000),
+    S_NUM("risk", S_T_FLOAT, kz_fixer_config_t, risk, "0.2", 0, 1),
+    S_NUM("timeout", S_T_DURATION, kz_fixer_config_t, timeout_ms, "5m", 1, S_DUR_MAX),
+    S_LISTF(kz_fixer_config_t, env, "env", NULL),
+    S_FIELD_END};
+
+static const s_field_t s_policy_fields[] = {
+    S_NUM("require_approval", S_T_FLOAT, kz_policy_config_t, require_approval, "0.8", 0, 1000),
+    S_STRF(kz_policy_config_t, apply, "apply", "branch", s_check_apply),
+    S_STRF(kz_policy_config_t, integration_branch, "integration_branch", "kaizen/improvements",
+           s_check_branch),
+    S_NUM("max_open_plans", S_T_INT, kz_policy_config_t, max_open_plans, "20", 0, 1000000),
+    S_NUM("max_plans_per_hour", S_T_INT, kz_policy_config_t, max_plans_per_hour, "60", 0,
+          1000000),
+    S_NUM("max_concurrent", S_T_INT, kz_policy_config_t, max_concurrent, "2", 1, 1000),
+    S_NUM("max_files", S_T_INT, kz_policy_config_t, max_files, "20", 1, 1000000),
+    S_NUM("max_lines", S_T_INT, kz_policy_config_t, max_lines, "500", 1, 100000000),
+    S_LISTF(kz_policy_config_t, allowed_paths, "allowed_paths", NULL),
+    S_LISTF(kz_policy_config_t, validators, "validators", s_check_name),
+    S_NUM("exec_timeout", S_T_DURATION, kz_policy_config_t, exec_timeout_ms, "5m", 1, S_DUR_MAX),
+    S_NUM("validate_timeout", S_T_DURATION, kz_policy_config_t, validate_timeout_ms, "15m", 1,
+          S_DUR_MAX),
+    S_NUM("retries", S_T_INT, kz_policy_config_t, retries, "1", 0, 100),
+    S_FIELD_END};
+
+static const s_field_t s_scan_fields[] = {
+    S_NUM("parallelism", S_T_INT, kz_scan_config_t, parallelism, "0", 0, 1024),
+    S_NUM("batch_size", S_T_INT, kz_scan_config_t, batch_size, "500", 1, 100000),
+    {"incremental", S_T_BOOL, S_OFF(kz_scan_config_t, incremental), "true", 0, 0, false, NULL,
+     NULL, 0, 0, NULL},
     S_FIELD_END};
 
 static const s_field_t s_root_fields[] = {
@@ -675,6 +823,12 @@ static const s_field_t s_root_fields[] = {
      s_agent_fields, sizeof(kz_agent_config_t), S_OFF(kz_config_t, agents_count), "agent"},
     {"targets", S_T_LIST, S_OFF(kz_config_t, targets), NULL, 0, S_MAX_LIST, false, NULL,
      s_target_fields, sizeof(kz_target_config_t), S_OFF(kz_config_t, targets_count), "target"},
+    {"tools", S_T_LIST, S_OFF(kz_config_t, tools), NULL, 0, S_MAX_LIST, false, NULL, s_tool_fields,
+     sizeof(kz_tool_config_t), S_OFF(kz_config_t, tools_count), "tool"},
+    {"fixers", S_T_LIST, S_OFF(kz_config_t, fixers), NULL, 0, S_MAX_LIST, false, NULL,
+     s_fixer_fields, sizeof(kz_fixer_config_t), S_OFF(kz_config_t, fixers_count), "fixer"},
+    S_SECT("policy", kz_config_t, policy, s_policy_fields),
+    S_SECT("scan", kz_config_t, scan, s_scan_fields),
     S_FIELD_END};
 
 /* ---------------------------------------------------------------------
@@ -783,6 +937,22 @@ static int s_store_scalar(const s_ctx_t *ctx, const s_field_t *f, void *base, co
         }
         v = (long long)bytes;
         break;
+    }
+    case S_T_FLOAT: {
+        char *end = NULL;
+        errno = 0;
+        double d = strtod(text, &end);
+        if (!*text || !end || *end || errno || d != d) {
+            snprintf(why, len, "expected a number, got '%.*s'", S_SHOW, text);
+            return -1;
+        }
+        if (d < (double)f->min || d > (double)f->max) {
+            snprintf(why, len, "must be between %lld and %lld, got '%.*s'", f->min, f->max,
+                     S_SHOW, text);
+            return -1;
+        }
+        *(double *)(void *)at = d;
+        return 0;
     }
     case S_T_BOOL: {
         static const char *const yes[] = {"true", "yes", "on"};
@@ -978,6 +1148,9 @@ static int s_walk_strlist(s_ctx_t *ctx, const s_field_t *f, const s_node_t *node
         if (item->kind != S_SCALAR || s_is_null(item))
             return s_err(ctx, item, ipath, "expected a list of strings, got %s",
                          s_is_null(item) ? "null" : s_kind_name(item));
+        char why[256];
+        if (f->check && f->check(item->value, why, sizeof why) < 0)
+            return s_err(ctx, item, ipath, "%s", why);
         list[i] = strdup(item->value);
         if (!list[i])
             return s_oom(ctx, item, ipath);
@@ -1180,12 +1353,71 @@ static int s_state_dir(kz_config_t *self)
     return 0;
 }
 
+/* Cross-references and list defaults, after the walk */
+static int s_finish(s_ctx_t *ctx, const s_node_t *root, kz_config_t *self)
+{
+    for (size_t i = 0; i < self->fixers_count; i++) {
+        if (kz_config_tool(self, self->fixers[i].tool))
+            continue;
+        const s_node_t *list = root ? s_find_value(root, "fixers") : NULL;
+        const s_node_t *item = list && list->kind == S_SEQ && i < list->count ? list->items[i]
+                                                                              : NULL;
+        const s_node_t *where = item ? s_find_value(item, "tool") : NULL;
+        char path[S_MAX_PATH];
+        s_path(path, sizeof path, "fixers[%zu].tool", i);
+        return s_err(ctx, where ? where : (item ? item : root), path,
+                     "no tool named '%.*s' in tools", S_SHOW, self->fixers[i].tool);
+    }
+    if (!self->policy.validators_count) {
+        static const char *const defaults[] = {"validate.tests", "validate.review"};
+        char **list = calloc(3, sizeof *list);
+        if (!list)
+            return s_err_at(ctx, 1, 1, "policy.validators", "out of memory");
+        for (size_t i = 0; i < 2; i++)
+            if (!(list[i] = strdup(defaults[i]))) {
+                s_strlist_free(list);
+                return s_err_at(ctx, 1, 1, "policy.validators", "out of memory");
+            }
+        s_strlist_free(self->policy.validators);
+        self->policy.validators = list;
+        self->policy.validators_count = 2;
+    }
+    return 0;
+}
+
+const kz_target_config_t *kz_config_target(const kz_config_t *self, const char *name)
+{
+    for (size_t i = 0; self && name && i < self->targets_count; i++)
+        if (strcmp(self->targets[i].name, name) == 0)
+            return &self->targets[i];
+    return NULL;
+}
+
+const kz_tool_config_t *kz_config_tool(const kz_config_t *self, const char *name)
+{
+    for (size_t i = 0; self && name && i < self->tools_count; i++)
+        if (strcmp(self->tools[i].name, name) == 0)
+            return &self->tools[i];
+    return NULL;
+}
+
+const kz_fixer_config_t *kz_config_fixer(const kz_config_t *self, const char *name)
+{
+    for (size_t i = 0; self && name && i < self->fixers_count; i++)
+        if (strcmp(self->fixers[i].name, name) == 0)
+            return &self->fixers[i];
+    return NULL;
+}
+
 kz_config_t *kz_config_default(void)
 {
     kz_config_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    if (s_defaults(s_root_fields, self) < 0 || s_state_dir(self) < 0) {
+    char errbuf[256];
+    s_ctx_t ctx = {.name = "<defaults>", .text = "", .errbuf = errbuf, .errlen = sizeof errbuf};
+    if (s_defaults(s_root_fields, self) < 0 || s_state_dir(self) < 0 ||
+        s_finish(&ctx, NULL, self) < 0) {
         kz_config_destroy(&self);
         return NULL;
     }
@@ -1239,6 +1471,8 @@ kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, cha
         s_err_at(&ctx, 1, 1, "state_dir", "out of memory");
         goto fail;
     }
+    if (s_finish(&ctx, root, self) < 0)
+        goto fail;
     s_node_free(root);
     free(ctx.base_dir);
     return self;

@@ -98,14 +98,102 @@ typedef struct {
     size_t args_count;
 } kz_agent_config_t;
 
+/* A per-rule override of a tool's severity and category (tools[].rules[]) */
+typedef struct {
+    char *match;    /* required: a glob (fnmatch) on the finding's rule, e.g. "E9*" */
+    char *severity; /* NULL = the tool's; info | low | medium | high | critical */
+    char *category; /* NULL = the tool's; style | bug | type | security | ... */
+} kz_rule_config_t;
+
+/* A tool recipe (tools[]): how code-health and the reviewer run one checker */
+typedef struct {
+    char *name;       /* tools[].name, required, unique: "flake8" */
+    char **languages; /* NULL-terminated; empty = every language */
+    size_t languages_count;
+    char **files; /* globs (fnmatch, on the path relative to the target, and on its base
+                     name) of the tracked files it checks; empty = every tracked file */
+    size_t files_count;
+    char **argv; /* required; the element "{files}" becomes the files to check, "{root}"
+                    the directory it runs in; run there, never through a shell */
+    size_t argv_count;
+    char *format;   /* required: gcc | sarif | pylint-json | files */
+    char *category; /* default category, default "style" */
+    char *severity; /* default severity, default "low" */
+    kz_rule_config_t *rules; /* per-rule overrides, first match wins */
+    size_t rules_count;
+    char **requires; /* evidence that the target chose the tool: "FILE" (exists) or
+                        "FILE:TEXT" (exists and contains TEXT); any one is enough;
+                        empty = none needed */
+    size_t requires_count;
+    char **exit_ok; /* exit codes meaning "ran": "0", "1", "0-31"; default 0 and 1 */
+    size_t exit_ok_count;
+    int timeout_ms; /* default 10m */
+    int batch;      /* files per invocation, 0 (default) = all in one; the runs of one
+                       tool may then go in parallel */
+    char **env;     /* extra "K=V" environment entries */
+    size_t env_count;
+} kz_tool_config_t;
+
+/* A fixer recipe (fixers[]): how code-refactorer fixes findings of a tool */
+typedef struct {
+    char *name;   /* fixers[].name, required, unique: "black" */
+    char *tool;   /* required: the tool (tools[].name) whose findings it fixes */
+    char **rules; /* globs on the rules it fixes; empty = every rule of the tool */
+    size_t rules_count;
+    char **argv; /* required; "{files}" becomes the plan's files */
+    size_t argv_count;
+    char *service;  /* the execution service that runs it, default "exec.refactor" */
+    double effort;  /* estimated effort per file, default 1 */
+    double risk;    /* 0..1, default 0.2 */
+    int timeout_ms; /* default 5m */
+    char **env;
+    size_t env_count;
+} kz_fixer_config_t;
+
+/* policy: what kaizen may do with the plans */
+typedef struct {
+    double require_approval; /* policy.require_approval, default 0.8: plans with risk at or above
+                                wait in awaiting_approval for a person (above 1 = never) */
+    char *apply;             /* policy.apply, default "branch": keep the plan branch and add the
+                                commit to integration_branch; "merge": fast-forward the target's
+                                own branch (only when its working tree is clean) */
+    char *integration_branch; /* policy.integration_branch, default "kaizen/improvements" */
+    int max_open_plans;       /* policy.max_open_plans, default 20 plans not yet final */
+    int max_plans_per_hour;   /* policy.max_plans_per_hour, default 60 */
+    int max_concurrent;       /* policy.max_concurrent, default 2 plans executing/validating */
+    int max_files;            /* policy.max_files, default 20 files changed by one plan */
+    int max_lines;            /* policy.max_lines, default 500 lines added + removed */
+    char **allowed_paths;     /* policy.allowed_paths: globs; empty = any path */
+    size_t allowed_paths_count;
+    char **validators; /* policy.validators, default [validate.tests, validate.review] */
+    size_t validators_count;
+    int exec_timeout_ms;     /* policy.exec_timeout, default 5m per execution call */
+    int validate_timeout_ms; /* policy.validate_timeout, default 15m per validation call */
+    int retries;             /* policy.retries, default 1: more attempts of a call that
+                                got no reply */
+} kz_policy_config_t;
+
+/* scan: how code-health scans */
+typedef struct {
+    int parallelism;  /* scan.parallelism, default 0 = the number of cores */
+    int batch_size;   /* scan.batch_size, default 500 findings per finding.batch */
+    bool incremental; /* scan.incremental, default true */
+} kz_scan_config_t;
+
 typedef struct {
     char *name;       /* targets[].name, required, unique */
     char *path;       /* required */
     char **languages; /* NULL-terminated */
     size_t languages_count;
-    char **test; /* argv of the test command, NULL-terminated (may be NULL) */
+    char **test; /* argv of the test command, NULL-terminated (may be NULL); run in a
+                    worktree of the target, never through a shell; "{junit}" becomes the
+                    path of a JUnit XML report the runner then reads */
     size_t test_count;
     char *branch; /* default "main" */
+    int test_timeout_ms; /* targets[].test_timeout, default 10m */
+    char *init_from; /* targets[].init_from: when path does not exist, `kaizen up` and
+                        `run-once` create it as a new git repository (branch `branch`)
+                        whose first commit holds this directory's files (the samples) */
 } kz_target_config_t;
 
 typedef struct {
@@ -122,7 +210,18 @@ typedef struct {
     size_t agents_count;
     kz_target_config_t *targets;
     size_t targets_count;
+    kz_tool_config_t *tools;
+    size_t tools_count;
+    kz_fixer_config_t *fixers;
+    size_t fixers_count;
+    kz_policy_config_t policy;
+    kz_scan_config_t scan;
 } kz_config_t;
+
+/* Lookups by name; NULL when absent */
+const kz_target_config_t *kz_config_target(const kz_config_t *self, const char *name);
+const kz_tool_config_t *kz_config_tool(const kz_config_t *self, const char *name);
+const kz_fixer_config_t *kz_config_fixer(const kz_config_t *self, const char *name);
 
 /* A configuration holding every default (no agents, no targets) */
 kz_config_t *kz_config_default(void);

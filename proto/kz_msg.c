@@ -1452,6 +1452,8 @@ static const s_schema_t s_tool_run_schema = SCHEMA("tool", s_tool_run);
 static const s_field_t s_scan_completed[] = {
     STR("scan_id", 1, L_ID), ENUM("status", s_scan_status), INT("findings", 0),
     INT("files", 0),         INT("duration_ms", 0),         MAPARR_OPT("tools", s_tool_run_schema),
+    STR_OPT("commit", 1, L_COMMIT), INT_OPT("loc", 0), INT_OPT("rescanned", 0),
+    STR_OPT("error", 0, 0),
 };
 static const s_field_t s_analysis_result[] = {
     STR("scan_id", 1, L_ID),
@@ -1468,11 +1470,36 @@ static const s_field_t s_plan[] = {
     NUM("risk"),
     INT_OPT("rank", 0),
     STR_OPT("rationale", 0, 0),
+    STR_OPT("scan_id", 1, L_ID),
+    STR_OPT("base_commit", 1, L_COMMIT),
+    STR_OPT("tool", 1, L_NAME),
+    STRARR_OPT("rules", 0, L_NAME),
+    STR_OPT("language", 1, L_NAME),
+};
+static const s_schema_t s_plan_schema = SCHEMA("plan", s_plan);
+static const s_field_t s_plan_batch[] = {
+    STR("scan_id", 1, L_ID),
+    MAPARR("plans", s_plan_schema),
+};
+static const s_field_t s_plan_dropped[] = {
+    STR("plan_id", 1, L_ID),
+    STR("reason", 0, 0),
+};
+static const s_schema_t s_plan_dropped_schema = SCHEMA("dropped", s_plan_dropped);
+static const s_field_t s_plan_ranked[] = {
+    STR("scan_id", 1, L_ID),
+    STRARR("ready", 0, L_ID),
+    MAPARR_OPT("dropped", s_plan_dropped_schema),
+};
+static const s_field_t s_plan_state[] = {
+    STR("plan_id", 1, L_ID),
+    STR("state", 1, L_WORD),
+    STR_OPT("reason", 0, 0),
+    MAP_OPT("details"),
 };
 static const s_field_t s_plan_decision[] = {
-    STR("plan_id", 1, L_ID),
-    STR_OPT("by", 0, L_NAME),
-    STR_OPT("reason", 0, 0),
+    STR("plan_id", 1, L_ID),      STR_OPT("by", 0, L_NAME),      STR_OPT("reason", 0, 0),
+    STRARR_OPT("reasons", 0, 0),  STR_OPT("state", 1, L_WORD),
 };
 static const s_field_t s_exec_request[] = {
     STR("plan_id", 1, L_ID),         STR("fixer", 1, L_NAME),      STRARR("files", 0, L_PATH),
@@ -1485,6 +1512,7 @@ static const s_field_t s_exec_result[] = {
 static const s_field_t s_validate_request[] = {
     STR("plan_id", 1, L_ID),        STR("commit", 1, L_COMMIT),  STR("base_commit", 1, L_COMMIT),
     STRARR_OPT("files", 0, L_PATH), STR_OPT("check", 1, L_NAME),
+    STR_OPT("fixer", 1, L_NAME),    STR_OPT("tool", 1, L_NAME),  STRARR_OPT("findings", 0, L_WORD),
 };
 static const s_field_t s_validate_result[] = {
     STR("plan_id", 1, L_ID),     STR("validator", 1, L_NAME), ENUM("verdict", s_verdicts),
@@ -1494,17 +1522,22 @@ static const s_field_t s_plan_accepted[] = {
     STR("plan_id", 1, L_ID),
     STR("commit", 1, L_COMMIT),
     STR("branch", 1, L_NAME),
+    STR_OPT("integrated", 1, L_NAME),
+    STR_OPT("integrated_commit", 1, L_COMMIT),
 };
 static const s_field_t s_plan_failed[] = {
     STR("plan_id", 1, L_ID),
     STR("state", 1, L_WORD),
     STR("reason", 0, 0),
 };
+static const char *const s_outcomes[] = {"success", "failure", NULL};
 static const s_field_t s_learn_update[] = {
     STR("pattern", 1, 1024),
     INT("success", 0),
     INT("failure", 0),
     NUM("rate"),
+    STR_OPT("plan_id", 1, L_ID),
+    ENUM_OPT("outcome", s_outcomes),
 };
 static const s_field_t s_feedback_decision[] = {
     STR("plan_id", 1, L_ID),
@@ -1544,10 +1577,13 @@ static const s_schema_t s_schemas[] = {
     SCHEMA("metric.batch", s_metric_batch),
     SCHEMA("plan.accepted", s_plan_accepted),
     SCHEMA("plan.approved", s_plan_decision),
+    SCHEMA("plan.batch", s_plan_batch),
     SCHEMA("plan.failed", s_plan_failed),
     SCHEMA("plan.proposed", s_plan),
+    SCHEMA("plan.ranked", s_plan_ranked),
     SCHEMA("plan.ready", s_plan),
     SCHEMA("plan.rejected", s_plan_decision),
+    SCHEMA("plan.state", s_plan_state),
     SCHEMA("scan.completed", s_scan_completed),
     SCHEMA("scan.started", s_scan_started),
     SCHEMA("status.reply", s_status_reply),

@@ -177,6 +177,36 @@ static kz_msg_t *s_build(const char *type)
         kz_map_put_float(msg, b, "risk", 0.05);
         kz_map_put_int(msg, b, "rank", 1);
         kz_map_put_str(msg, b, "rationale", "style findings with a known fixer");
+    } else if (!strcmp(type, "plan.batch")) {
+        kz_map_put_str(msg, b, "scan_id", "scan-01");
+        kz_val_t *plans = kz_map_put_array(msg, b, "plans");
+        kz_val_t *p = kz_array_push(msg, plans);
+        kz_val_set_map(p);
+        kz_map_put_str(msg, p, "plan_id", "plan-01");
+        kz_map_put_str(msg, p, "fixer", "black");
+        s_put_strs(msg, p, "files", 1, "pkg/a.py");
+        s_put_strs(msg, p, "findings", 1, "0123456789abcdef");
+        kz_map_put_float(msg, p, "impact", 1.0);
+        kz_map_put_float(msg, p, "effort", 1.0);
+        kz_map_put_float(msg, p, "risk", 0.1);
+        kz_map_put_str(msg, p, "base_commit", "0123456789abcdef0123456789abcdef01234567");
+        kz_map_put_str(msg, p, "tool", "black");
+        s_put_strs(msg, p, "rules", 1, "would-reformat");
+        kz_map_put_str(msg, p, "language", "python");
+    } else if (!strcmp(type, "plan.ranked")) {
+        kz_map_put_str(msg, b, "scan_id", "scan-01");
+        s_put_strs(msg, b, "ready", 2, "plan-0");
+        kz_val_t *dropped = kz_map_put_array(msg, b, "dropped");
+        kz_val_t *d = kz_array_push(msg, dropped);
+        kz_val_set_map(d);
+        kz_map_put_str(msg, d, "plan_id", "plan-09");
+        kz_map_put_str(msg, d, "reason", "duplicate of accepted plan plan-03");
+    } else if (!strcmp(type, "plan.state")) {
+        kz_map_put_str(msg, b, "plan_id", "plan-01");
+        kz_map_put_str(msg, b, "state", "executing");
+        kz_map_put_str(msg, b, "reason", "risk 0.1 below require_approval 0.8");
+        kz_val_t *d = kz_map_put_map(msg, b, "details");
+        kz_map_put_str(msg, d, "service", "exec.refactor");
     } else if (!strcmp(type, "plan.approved") || !strcmp(type, "plan.rejected")) {
         kz_map_put_str(msg, b, "plan_id", "plan-01");
         kz_map_put_str(msg, b, "by", "alice");
@@ -221,6 +251,8 @@ static kz_msg_t *s_build(const char *type)
         kz_map_put_int(msg, b, "success", 9);
         kz_map_put_int(msg, b, "failure", 1);
         kz_map_put_float(msg, b, "rate", 0.9);
+        kz_map_put_str(msg, b, "plan_id", "plan-01");
+        kz_map_put_str(msg, b, "outcome", "success");
     } else if (!strcmp(type, "feedback.decision")) {
         kz_map_put_str(msg, b, "plan_id", "plan-01");
         kz_map_put_str(msg, b, "decision", "approve");
@@ -258,7 +290,8 @@ static const char *const s_types[] = {
     "plan.proposed", "plan.ready",        "plan.approved",   "plan.rejected",  "exec.request",
     "exec.result",   "validate.request",  "validate.result", "plan.accepted",  "plan.failed",
     "learn.update",  "feedback.decision", "status.request",  "status.reply",   "error",
-    "test.event",    "demo.echo",         "agent.exited",    "agent.failed",
+    "test.event",    "demo.echo",         "agent.exited",    "agent.failed",   "plan.batch",
+    "plan.ranked",   "plan.state",
 };
 #define N_TYPES (sizeof(s_types) / sizeof(s_types[0]))
 
