@@ -2303,9 +2303,17 @@ static void s_json_value(s_buf_t *b, const kz_val_t *val, uint32_t depth)
         s_buf_put(b, num, (size_t)snprintf(num, sizeof(num), "%" PRIu64, val->u.u));
         break;
     case KZ_VAL_FLOAT:
-        if (isfinite(val->u.f))
-            s_buf_put(b, num, (size_t)snprintf(num, sizeof(num), "%.17g", val->u.f));
-        else
+        if (isfinite(val->u.f)) {
+            /* the shortest of 15, 16, 17 digits that reads back exactly:
+               0.1 stays "0.1", not "0.10000000000000001" */
+            int n = 0;
+            for (int digits = 15; digits <= 17; digits++) {
+                n = snprintf(num, sizeof(num), "%.*g", digits, val->u.f);
+                if (strtod(num, NULL) == val->u.f)
+                    break;
+            }
+            s_buf_put(b, num, (size_t)n);
+        } else
             s_buf_cstr(b, "null");
         break;
     case KZ_VAL_STR:

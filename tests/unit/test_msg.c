@@ -1339,7 +1339,7 @@ static void test_json(void **state)
                               "\"bad\":\"x\\ufffdy\","
                               "\"nul\":\"a\\u0000b\","
                               "\"k\\\"ey\":\"v\","
-                              "\"f\":0.10000000000000001,"
+                              "\"f\":0.1,"
                               "\"whole\":2,"
                               "\"nan\":null,"
                               "\"inf\":null,"
