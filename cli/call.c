@@ -22,7 +22,7 @@
 
 static const char s_usage[] =
     "usage: kaizen [-c FILE] call SERVICE [BODY-JSON] [--type TYPE] [--timeout DURATION]\n"
-    "                     [--retries N] [--json]\n"
+    "                     [--retries N] [--target NAME] [--json]\n"
     "\n"
     "Send a request to SERVICE and print its reply: type, src, corr and the\n"
     "round trip, then the body as indented JSON. The request is an envelope\n"
@@ -41,6 +41,7 @@ static const char s_usage[] =
     "  --timeout DURATION   wait per attempt (default: bus.call_timeout)\n"
     "  --retries N          attempts after the first one times out (default:\n"
     "                       bus.call_retries; mmi.* services: one attempt)\n"
+    "  --target NAME        the request's envelope target (the repository it is about)\n"
     "  --json               print the reply envelope as one JSON line\n"
     "  -h, --help           this help\n"
     "\n"
@@ -203,9 +204,11 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},
         {"retries", required_argument, NULL, 'r'},
         {"json", no_argument, NULL, 'j'},
+        {"target", required_argument, NULL, 'g'},
         {NULL, 0, NULL, 0},
     };
     const char *type = NULL;
+    const char *target = NULL;
     int timeout_ms = cli->cfg->bus.call_timeout_ms;
     long retries = cli->cfg->bus.call_retries;
     bool json = false;
@@ -227,6 +230,11 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             break;
         case 'j':
             json = true;
+            break;
+        case 'g':
+            if (!*optarg)
+                return kz_cli_usage("call", "empty --target");
+            target = optarg;
             break;
         default:
             return kz_cli_bad_option("call", c, argv);
@@ -253,7 +261,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     if (!req)
         return rc;
     s_agent_id(id, sizeof id);
-    if (kz_msg_set_src(req, id) != 0) {
+    if (kz_msg_set_src(req, id) != 0 || (target && kz_msg_set_target(req, target) != 0)) {
         kz_msg_destroy(&req);
         return kz_cli_error("call", "out of memory");
     }

@@ -21,6 +21,7 @@
 #include <msgpack.h>
 
 #include <assert.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -2441,4 +2442,15 @@ int kz_val_copy(kz_msg_t *dst, kz_val_t *to, const kz_val_t *from)
         return 0;
     }
     return -1;
+}
+
+bool kz_id_valid(const char *id)
+{
+    if (!id || !*id)
+        return false;
+    size_t n = 0;
+    for (const char *p = id; *p; p++, n++)
+        if (n >= 128 || !(isalnum((unsigned char)*p) || *p == '-' || *p == '_'))
+            return false;
+    return true;
 }

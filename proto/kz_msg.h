@@ -206,6 +206,10 @@ char *kz_msg_to_json(const kz_msg_t *self);
    characters, time-sortable, unique within the process. */
 void kz_ulid(char *buf);
 
+/* True when ID (a plan or scan id from a message) is 1..128 characters of
+   [A-Za-z0-9_-]: safe in branch names ("kaizen/plan-ID") and file names */
+bool kz_id_valid(const char *id);
+
 /* Microseconds since the epoch (CLOCK_REALTIME) */
 int64_t kz_now_us(void);
 
