@@ -1,0 +1,3 @@
+def f(x: int) -> None:
+    reveal_type(x)
+    y: str = x

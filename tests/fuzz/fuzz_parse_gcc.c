@@ -1,0 +1,17 @@
+/*  fuzz_parse_gcc.c - libFuzzer target for the "gcc" tool-output parser
+    (lib/kz_finding.c, kz_parse_output); the checks are in fuzz_parse.h.
+
+    Seed corpus: tests/fuzz/corpus/parse_gcc/ (real tool output recorded
+    by tests/data/tools/record.sh, @ROOT@ replaced by /r/root).
+*/
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fuzz_parse.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return s_fuzz_parse("gcc", data, size);
+}
