@@ -712,11 +712,18 @@ static int s_check_apply(const char *value, char *why, size_t len)
 /* "0", "1", "0-31": exit codes a tool may end with after a normal run */
 static int s_check_exit(const char *value, char *why, size_t len)
 {
-    int lo = -1, hi = -1, used = 0;
-    if ((sscanf(value, "%d-%d%n", &lo, &hi, &used) == 2 && value[used] == '\0') ||
-        (sscanf(value, "%d%n", &lo, &used) == 1 && value[used] == '\0' && (hi = lo, 1)))
-        if (lo >= 0 && hi >= lo && hi <= 255)
-            return 0;
+    /* digits, optionally "-" and digits: nothing else (sscanf alone would
+       take " 1" or "+1") */
+    size_t digits = strspn(value, "0123456789");
+    bool shape = digits > 0 && digits <= 3 &&
+                 (value[digits] == '\0' ||
+                  (value[digits] == '-' && strspn(value + digits + 1, "0123456789") > 0 &&
+                   strspn(value + digits + 1, "0123456789") <= 3 &&
+                   value[digits + 1 + strspn(value + digits + 1, "0123456789")] == '\0'));
+    int lo = shape ? atoi(value) : -1;
+    int hi = shape && value[digits] == '-' ? atoi(value + digits + 1) : lo;
+    if (shape && hi >= lo && hi <= 255)
+        return 0;
     snprintf(why, len, "expected an exit code or a range like 0-31, got '%.*s'", S_SHOW, value);
     return -1;
 }
@@ -1135,6 +1142,8 @@ static int s_walk_strlist(s_ctx_t *ctx, const s_field_t *f, const s_node_t *node
         return s_err(ctx, node, path, "expected a list of strings, got %s", s_kind_name(node));
     if (node->count > S_MAX_STRLIST)
         return s_err(ctx, node, path, "too many items (more than %d)", S_MAX_STRLIST);
+    if (f->required && node->count == 0)
+        return s_err(ctx, node, path, "must not be empty");
     char **list = calloc(node->count + 1, sizeof *list);
     if (!list)
         return s_oom(ctx, node, path);

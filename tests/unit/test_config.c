@@ -83,6 +83,30 @@ static void s_check_defaults(const kz_config_t *c)
     assert_true(c->state_dir[0] == '/');
 }
 
+/* The defaults of the loop's sections: policy, scan */
+static void s_check_loop_defaults(const kz_config_t *c)
+{
+    assert_true(c->policy.require_approval > 0.79 && c->policy.require_approval < 0.81);
+    assert_string_equal(c->policy.apply, "branch");
+    assert_string_equal(c->policy.integration_branch, "kaizen/improvements");
+    assert_int_equal(c->policy.max_open_plans, 20);
+    assert_int_equal(c->policy.max_plans_per_hour, 60);
+    assert_int_equal(c->policy.max_concurrent, 2);
+    assert_int_equal(c->policy.max_files, 20);
+    assert_int_equal(c->policy.max_lines, 500);
+    assert_int_equal(c->policy.allowed_paths_count, 0);
+    assert_int_equal(c->policy.validators_count, 2);
+    assert_string_equal(c->policy.validators[0], "validate.tests");
+    assert_string_equal(c->policy.validators[1], "validate.review");
+    assert_null(c->policy.validators[2]);
+    assert_int_equal(c->policy.exec_timeout_ms, 300000);
+    assert_int_equal(c->policy.validate_timeout_ms, 900000);
+    assert_int_equal(c->policy.retries, 1);
+    assert_int_equal(c->scan.parallelism, 0);
+    assert_int_equal(c->scan.batch_size, 500);
+    assert_true(c->scan.incremental);
+}
+
 static void test_example_file(void **state)
 {
     (void)state;
@@ -97,13 +121,81 @@ static void test_example_file(void **state)
     const char *suffix = "/examples/kaizen.yaml";
     assert_true(strlen(c->path) > strlen(suffix));
     assert_string_equal(c->path + strlen(c->path) - strlen(suffix), suffix);
-    assert_int_equal(c->agents_count, 1);
-    assert_string_equal(c->agents[0].name, "demo");
-    assert_int_equal(c->agents[0].instances, 1);
-    assert_int_equal(c->agents[0].interval_ms, 5000);
-    assert_null(c->agents[0].host);
-    assert_int_equal(c->agents[0].args_count, 0);
-    assert_int_equal(c->targets_count, 0);
+    s_check_loop_defaults(c);
+    /* the loop: code-health on an interval, everything else reactive */
+    static const char *const agents[] = {
+        "code-health",     "code-quality", "improvement-planner", "feature-prioritizer",
+        "code-refactorer", "test-runner",  "code-reviewer",       "pattern-learner"};
+    assert_int_equal(c->agents_count, sizeof agents / sizeof agents[0]);
+    for (size_t i = 0; i < c->agents_count; i++) {
+        assert_string_equal(c->agents[i].name, agents[i]);
+        assert_int_equal(c->agents[i].instances, 1);
+        assert_int_equal(c->agents[i].interval_ms, i == 0 ? 600000 : 0);
+        assert_null(c->agents[i].host);
+    }
+    /* the two samples, created from examples/<x> under build/samples */
+    assert_int_equal(c->targets_count, 2);
+    static const char *const samples[] = {"python-sample", "c-sample"};
+    for (size_t i = 0; i < 2; i++) {
+        const kz_target_config_t *t = kz_config_target(c, samples[i]);
+        assert_non_null(t);
+        char want[128];
+        snprintf(want, sizeof want, "/build/samples/%s", samples[i]);
+        assert_true(strlen(t->path) > strlen(want));
+        assert_string_equal(t->path + strlen(t->path) - strlen(want), want);
+        snprintf(want, sizeof want, "/examples/%s", samples[i]);
+        assert_non_null(t->init_from);
+        assert_true(t->init_from[0] == '/');
+        assert_string_equal(t->init_from + strlen(t->init_from) - strlen(want), want);
+        assert_string_equal(t->branch, "main");
+        assert_int_equal(t->test_timeout_ms, 300000);
+        assert_true(t->test_count > 0);
+    }
+    const kz_target_config_t *py = kz_config_target(c, "python-sample");
+    assert_string_equal(py->test[py->test_count - 1], "--junitxml={junit}");
+    /* a recipe for every tool of the issue, and a fixer for each formatter */
+    static const char *const tools[] = {"flake8",     "pylint",    "mypy",     "black",
+                                        "isort",      "codespell", "cppcheck", "clang-format",
+                                        "clang-tidy", "shellcheck"};
+    assert_int_equal(c->tools_count, sizeof tools / sizeof tools[0]);
+    for (size_t i = 0; i < c->tools_count; i++) {
+        const kz_tool_config_t *t = kz_config_tool(c, tools[i]);
+        if (!t) {
+            fail_msg("no tool '%s' in examples/kaizen.yaml", tools[i]);
+            continue;
+        }
+        assert_true(t->argv_count > 0);
+        assert_non_null(t->format);
+        assert_true(t->files_count > 0);
+    }
+    const kz_tool_config_t *black = kz_config_tool(c, "black");
+    assert_string_equal(black->format, "files");
+    assert_int_equal(black->requires_count, 2);
+    assert_string_equal(black->requires[0], "pyproject.toml:[tool.black]");
+    const kz_tool_config_t *pylint = kz_config_tool(c, "pylint");
+    assert_string_equal(pylint->format, "pylint-json");
+    assert_int_equal(pylint->exit_ok_count, 1);
+    assert_string_equal(pylint->exit_ok[0], "0-31");
+    const kz_tool_config_t *flake8 = kz_config_tool(c, "flake8");
+    assert_true(flake8->rules_count >= 2);
+    assert_string_equal(flake8->rules[0].match, "E9*");
+    assert_string_equal(flake8->rules[0].severity, "high");
+    assert_string_equal(flake8->rules[0].category, "bug");
+    assert_string_equal(kz_config_tool(c, "mypy")->category, "type");
+    assert_string_equal(kz_config_tool(c, "cppcheck")->requires[0], "compile_commands.json");
+    static const char *const fixers[] = {"black", "isort", "codespell", "clang-format"};
+    assert_int_equal(c->fixers_count, sizeof fixers / sizeof fixers[0]);
+    for (size_t i = 0; i < c->fixers_count; i++) {
+        const kz_fixer_config_t *f = kz_config_fixer(c, fixers[i]);
+        if (!f) {
+            fail_msg("no fixer '%s' in examples/kaizen.yaml", fixers[i]);
+            continue;
+        }
+        assert_non_null(kz_config_tool(c, f->tool));
+        /* the example's fixers run without approval */
+        assert_true(f->risk < c->policy.require_approval);
+        assert_string_equal(f->service, "exec.refactor");
+    }
     kz_config_destroy(&c);
     assert_null(c);
     kz_config_destroy(&c); /* safe twice */
@@ -347,6 +439,233 @@ static void test_errors_values(void **state)
                    "/etc/kz/t.yaml:1:27: targets[0].path: must not be empty");
 }
 
+/* tools, fixers, policy, scan and the targets' test_timeout / init_from */
+static void test_loop_keys(void **state)
+{
+    (void)state;
+    char err[512];
+    kz_config_t *c = kz_config_default();
+    assert_non_null(c);
+    s_check_loop_defaults(c);
+    assert_int_equal(c->tools_count, 0);
+    assert_int_equal(c->fixers_count, 0);
+    kz_config_destroy(&c);
+    c = s_parse("policy:\nscan: ~\ntools: []\nfixers:\n", err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    s_check_loop_defaults(c);
+    kz_config_destroy(&c);
+
+    /* a minimal tool, fixer and target take every default */
+    c = s_parse("tools:\n"
+                "  - {name: lint, argv: [lint, '{files}'], format: gcc}\n"
+                "fixers:\n"
+                "  - {name: fix, tool: lint, argv: [fix, '{files}']}\n"
+                "targets:\n"
+                "  - {name: t, path: /t}\n",
+                err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    const kz_tool_config_t *tool = kz_config_tool(c, "lint");
+    assert_non_null(tool);
+    assert_null(kz_config_tool(c, "fix"));
+    assert_int_equal(tool->argv_count, 2);
+    assert_string_equal(tool->argv[1], "{files}");
+    assert_null(tool->argv[2]);
+    assert_string_equal(tool->format, "gcc");
+    assert_string_equal(tool->category, "style");
+    assert_string_equal(tool->severity, "low");
+    assert_int_equal(tool->languages_count, 0);
+    assert_int_equal(tool->files_count, 0);
+    assert_int_equal(tool->rules_count, 0);
+    assert_int_equal(tool->requires_count, 0);
+    assert_int_equal(tool->exit_ok_count, 0); /* = 0 and 1 (kz_tool_exit_ok) */
+    assert_int_equal(tool->timeout_ms, 600000);
+    assert_int_equal(tool->batch, 0);
+    assert_int_equal(tool->env_count, 0);
+    const kz_fixer_config_t *fixer = kz_config_fixer(c, "fix");
+    assert_non_null(fixer);
+    assert_null(kz_config_fixer(c, "lint"));
+    assert_string_equal(fixer->tool, "lint");
+    assert_int_equal(fixer->rules_count, 0);
+    assert_string_equal(fixer->service, "exec.refactor");
+    assert_true(fixer->effort > 0.99 && fixer->effort < 1.01);
+    assert_true(fixer->risk > 0.19 && fixer->risk < 0.21);
+    assert_int_equal(fixer->timeout_ms, 300000);
+    const kz_target_config_t *t = kz_config_target(c, "t");
+    assert_non_null(t);
+    assert_null(kz_config_target(c, "u"));
+    assert_int_equal(t->test_timeout_ms, 600000);
+    assert_null(t->init_from);
+    kz_config_destroy(&c);
+
+    /* every key set */
+    c = s_parse("tools:\n"
+                "  - name: pylint\n"
+                "    languages: [python]\n"
+                "    files: ['*.py']\n"
+                "    argv: [python3, -m, pylint, --output-format=json, '{files}']\n"
+                "    format: pylint-json\n"
+                "    category: bug\n"
+                "    severity: medium\n"
+                "    rules:\n"
+                "      - {match: 'unused-*', severity: info}\n"
+                "      - {match: 'E*', category: type}\n"
+                "    requires: ['pyproject.toml:[tool.pylint', .pylintrc]\n"
+                "    exit_ok: ['0-31', '32']\n"
+                "    timeout: 90s\n"
+                "    batch: 50\n"
+                "    env: [PYTHONHASHSEED=0]\n"
+                "fixers:\n"
+                "  - {name: fix, tool: pylint, rules: ['unused-*'], argv: [fix], service: "
+                "exec.other, effort: 2.5, risk: 0.9, timeout: 1m, env: [A=1]}\n"
+                "policy: {require_approval: 1.5, apply: merge, integration_branch: kz/imp, "
+                "max_open_plans: 0, max_plans_per_hour: 5, max_concurrent: 1, max_files: 3, "
+                "max_lines: 40, allowed_paths: ['src/*'], validators: [validate.tests], "
+                "exec_timeout: 1m, validate_timeout: 2m, retries: 0}\n"
+                "scan: {parallelism: 3, batch_size: 10, incremental: no}\n"
+                "targets:\n"
+                "  - {name: t, path: repo, test: [make, test], test_timeout: 30s, "
+                "init_from: ../samples/t}\n",
+                err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    tool = kz_config_tool(c, "pylint");
+    assert_string_equal(tool->languages[0], "python");
+    assert_string_equal(tool->files[0], "*.py");
+    assert_string_equal(tool->format, "pylint-json");
+    assert_string_equal(tool->category, "bug");
+    assert_string_equal(tool->severity, "medium");
+    assert_int_equal(tool->rules_count, 2);
+    assert_string_equal(tool->rules[0].match, "unused-*");
+    assert_string_equal(tool->rules[0].severity, "info");
+    assert_null(tool->rules[0].category);
+    assert_null(tool->rules[1].severity);
+    assert_string_equal(tool->rules[1].category, "type");
+    assert_int_equal(tool->requires_count, 2);
+    assert_string_equal(tool->requires[0], "pyproject.toml:[tool.pylint");
+    assert_int_equal(tool->exit_ok_count, 2);
+    assert_string_equal(tool->exit_ok[0], "0-31");
+    assert_string_equal(tool->exit_ok[1], "32");
+    assert_int_equal(tool->timeout_ms, 90000);
+    assert_int_equal(tool->batch, 50);
+    assert_string_equal(tool->env[0], "PYTHONHASHSEED=0");
+    fixer = kz_config_fixer(c, "fix");
+    assert_string_equal(fixer->rules[0], "unused-*");
+    assert_string_equal(fixer->service, "exec.other");
+    assert_true(fixer->effort > 2.49 && fixer->effort < 2.51);
+    assert_true(fixer->risk > 0.89 && fixer->risk < 0.91);
+    assert_int_equal(fixer->timeout_ms, 60000);
+    assert_string_equal(fixer->env[0], "A=1");
+    assert_true(c->policy.require_approval > 1.49 && c->policy.require_approval < 1.51);
+    assert_string_equal(c->policy.apply, "merge");
+    assert_string_equal(c->policy.integration_branch, "kz/imp");
+    assert_int_equal(c->policy.max_open_plans, 0);
+    assert_int_equal(c->policy.max_plans_per_hour, 5);
+    assert_int_equal(c->policy.max_concurrent, 1);
+    assert_int_equal(c->policy.max_files, 3);
+    assert_int_equal(c->policy.max_lines, 40);
+    assert_int_equal(c->policy.allowed_paths_count, 1);
+    assert_string_equal(c->policy.allowed_paths[0], "src/*");
+    assert_int_equal(c->policy.validators_count, 1);
+    assert_string_equal(c->policy.validators[0], "validate.tests");
+    assert_int_equal(c->policy.exec_timeout_ms, 60000);
+    assert_int_equal(c->policy.validate_timeout_ms, 120000);
+    assert_int_equal(c->policy.retries, 0);
+    assert_int_equal(c->scan.parallelism, 3);
+    assert_int_equal(c->scan.batch_size, 10);
+    assert_false(c->scan.incremental);
+    t = kz_config_target(c, "t");
+    assert_string_equal(t->path, "/etc/kz/repo");
+    assert_int_equal(t->test_timeout_ms, 30000);
+    assert_string_equal(t->init_from, "/etc/samples/t"); /* relative to the file, normalised */
+    kz_config_destroy(&c);
+}
+
+/* The errors of the loop's keys */
+static void test_loop_errors(void **state)
+{
+    (void)state;
+    /* required keys */
+    s_expect_error("tools:\n  - {name: x, format: gcc}\n",
+                   "/etc/kz/t.yaml:2:5: tools[0].argv: missing required value");
+    s_expect_error("tools:\n  - {name: x, argv: [x]}\n",
+                   "/etc/kz/t.yaml:2:5: tools[0].format: missing required value");
+    s_expect_error("tools: [{argv: [x], format: gcc}]\n",
+                   "/etc/kz/t.yaml:1:9: tools[0].name: missing required value");
+    s_expect_error("tools: [{name: x, argv: [x], format: gcc}]\nfixers: [{name: f, tool: x}]\n",
+                   "/etc/kz/t.yaml:2:10: fixers[0].argv: missing required value");
+    s_expect_error("tools: [{name: x, argv: [x], format: gcc}]\nfixers: [{name: f, argv: [f]}]\n",
+                   "/etc/kz/t.yaml:2:10: fixers[0].tool: missing required value");
+    /* a bad format, severity, category */
+    s_expect_error("tools:\n  - {name: x, argv: [x], format: json}\n",
+                   "/etc/kz/t.yaml:2:34: tools[0].format: unknown output format 'json' "
+                   "(expected gcc, sarif, pylint-json, files)");
+    s_expect_error("tools:\n  - {name: x, argv: [x], format: gcc, severity: huge}\n",
+                   "/etc/kz/t.yaml:2:49: tools[0].severity: unknown severity 'huge' (expected "
+                   "info, low, medium, high, critical)");
+    s_expect_error("tools:\n  - name: x\n    argv: [x]\n    format: gcc\n    rules:\n"
+                   "      - {match: 'E*', category: nitpick}\n",
+                   "/etc/kz/t.yaml:6:33: tools[0].rules[0].category: unknown category 'nitpick' "
+                   "(expected style, bug, type, security, secret, dependency, performance, "
+                   "coverage, docs, architecture, complexity)");
+    s_expect_error("tools:\n  - name: x\n    argv: [x]\n    format: gcc\n    rules:\n"
+                   "      - {severity: low}\n",
+                   "/etc/kz/t.yaml:6:9: tools[0].rules[0].match: missing required value");
+    /* a fixer naming a tool that is not configured */
+    s_expect_error("tools:\n  - {name: flake8, argv: [flake8], format: gcc}\n"
+                   "fixers:\n  - {name: black, tool: black, argv: [black, '{files}']}\n",
+                   "/etc/kz/t.yaml:4:25: fixers[0].tool: no tool named 'black' in tools");
+    s_expect_error("fixers:\n  - name: black\n    tool: black\n    argv: [black]\n",
+                   "/etc/kz/t.yaml:3:11: fixers[0].tool: no tool named 'black' in tools");
+    /* exit_ok: codes 0..255, ranges LOW-HIGH with LOW <= HIGH */
+    static const char *const bad_exit[] = {"-1", "256",   "31-0", "1-",   "-",
+                                           "a",  "0-31x", "1,2",  "0-256"};
+    for (size_t i = 0; i < sizeof bad_exit / sizeof bad_exit[0]; i++) {
+        char text[256], want[512];
+        snprintf(text, sizeof text,
+                 "tools:\n  - {name: x, argv: [x], format: gcc, exit_ok: "
+                 "['%s']}\n",
+                 bad_exit[i]);
+        snprintf(want, sizeof want,
+                 "/etc/kz/t.yaml:2:49: tools[0].exit_ok[0]: expected an exit "
+                 "code or a range like 0-31, got '%s'",
+                 bad_exit[i]);
+        s_expect_error(text, want);
+    }
+    char err[512];
+    kz_config_t *c = s_parse("tools:\n  - {name: x, argv: [x], format: gcc, exit_ok: "
+                             "[0, '255', '0-255', '65-65', 2]}\n",
+                             err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(c->tools[0].exit_ok_count, 5);
+    assert_string_equal(c->tools[0].exit_ok[4], "2");
+    kz_config_destroy(&c);
+    /* numbers and choices */
+    s_expect_error("fixers: ~\ntools: [{name: x, argv: [x], format: gcc}]\n"
+                   "fixers: [{name: f, tool: x, argv: [f], risk: 1.5}]\n",
+                   "/etc/kz/t.yaml:3:1: fixers: duplicate key (first at line 1)");
+    s_expect_error("tools: [{name: x, argv: [x], format: gcc}]\n"
+                   "fixers: [{name: f, tool: x, argv: [f], risk: 1.5}]\n",
+                   "/etc/kz/t.yaml:2:46: fixers[0].risk: must be between 0 and 1, got '1.5'");
+    s_expect_error("policy: {apply: rebase}\n", "/etc/kz/t.yaml:1:17: policy.apply: unknown "
+                                                "apply mode 'rebase' (expected branch, merge)");
+    s_expect_error("policy: {integration_branch: ../x}\n",
+                   "/etc/kz/t.yaml:1:30: policy.integration_branch: invalid branch name '../x'");
+    s_expect_error("policy: {max_concurrent: 0}\n",
+                   "/etc/kz/t.yaml:1:26: policy.max_concurrent: must not be zero, got '0'");
+    s_expect_error("scan: {incremental: sometimes}\n",
+                   "/etc/kz/t.yaml:1:21: scan.incremental: expected true or false, got "
+                   "'sometimes'");
+    s_expect_error("targets: [{name: t, path: /t, test_timeout: 0}]\n",
+                   "/etc/kz/t.yaml:1:45: targets[0].test_timeout: must not be zero, got '0'");
+    s_expect_error("tools:\n  - {name: x, argv: [x], format: gcc}\n  - {name: x, argv: [y], "
+                   "format: gcc}\n",
+                   "/etc/kz/t.yaml:3:12: tools[1].name: duplicate tool name 'x' (also "
+                   "tools[0])");
+}
+
 static void test_durations_sizes(void **state)
 {
     (void)state;
@@ -517,7 +836,8 @@ int main(void)
         cmocka_unit_test(test_errors_keys),   cmocka_unit_test(test_errors_types),
         cmocka_unit_test(test_errors_values), cmocka_unit_test(test_durations_sizes),
         cmocka_unit_test(test_paths),         cmocka_unit_test(test_env),
-        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_load_errors),   cmocka_unit_test(test_loop_keys),
+        cmocka_unit_test(test_loop_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
