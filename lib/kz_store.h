@@ -1,0 +1,49 @@
+/*  kz_store.h - what agents read back from PostgreSQL
+
+    The orchestrator's recorder writes every bus message into PostgreSQL;
+    agents that need a whole scan's findings or the history (code-quality,
+    improvement-planner, feature-prioritizer, pattern-learner) read them
+    here, read-only, with parameterised SQL. Because the recorder stores
+    asynchronously, a reader that reacts to scan.completed first waits
+    until the scan's findings are all stored (kz_store_wait_scan).
+*/
+#ifndef KZ_STORE_H_INCLUDED
+#define KZ_STORE_H_INCLUDED
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kz_config.h"
+#include "kz_finding.h"
+
+/* A lazily (re)connected database handle for an agent */
+typedef struct kz_store kz_store_t;
+
+/* APP is the application_name ("kaizen-code-quality"). Never fails:
+   the connection is made on first use. */
+kz_store_t *kz_store_new(const kz_config_t *cfg, const char *app);
+void kz_store_destroy(kz_store_t **self_p);
+/* The connection, (re)connecting when needed; NULL with ERRBUF when the
+   database is unreachable (the caller NACKs its delivery and tries later) */
+PGconn *kz_store_db(kz_store_t *self, char *errbuf, size_t errlen);
+/* Forget a connection that failed (the next kz_store_db reconnects) */
+void kz_store_reset(kz_store_t *self);
+
+/* Wait until the recorder has stored EXPECTED findings of SCAN_ID (and
+   the scan's row), up to TIMEOUT_MS, calling TICK (may be NULL) between
+   polls. 0 when they are all there, -1 with ERRBUF on timeout
+   ("only 12 of 40 findings of scan S stored after 60 s") or error. */
+int kz_store_wait_scan(kz_store_t *self, const char *scan_id, long expected, int timeout_ms,
+                       void (*tick)(void *arg), void *arg, char *errbuf, size_t errlen);
+
+/* Every finding of SCAN_ID, appended to OUT (one per fingerprint: a
+   redelivered batch stored twice is read once). 0 / -1 */
+int kz_store_findings(kz_store_t *self, const char *scan_id, kz_findings_t *out, char *errbuf,
+                      size_t errlen);
+
+/* The scan's commit and target into the buffers ("" when unknown). 0 / -1 */
+int kz_store_scan_info(kz_store_t *self, const char *scan_id, char *commit, size_t commit_len,
+                       char *target, size_t target_len, char *errbuf, size_t errlen);
+
+#endif
