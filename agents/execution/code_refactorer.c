@@ -1,0 +1,706 @@
+/*  code_refactorer.c - kaizen-code-refactorer (layer "execution")
+
+    Serves "exec.refactor" (PROTOCOL.md 4.13): runs one plan's fixer on
+    the plan's files in a worktree of its own and commits the result on
+    the plan's branch. For a request {plan_id, fixer, files, base_commit,
+    branch} whose envelope names the target:
+
+      1. checks everything the message claims against this host's config
+         and the repository: the plan id ([A-Za-z0-9_-], at most 128), the
+         target (configured, a git repository), the fixer (in the LOCAL
+         config: the command comes from here, never from the bus), the
+         branch (under "kaizen/", not the integration branch), the base
+         commit (resolves), and every file (a safe relative path, tracked
+         at the base commit, not a symbolic link leaving the tree);
+      2. makes the worktree STATE/worktrees/<target>/plan-<plan_id> on the
+         branch (default kaizen/plan-<plan_id>) at the base commit;
+      3. runs the fixer's argv ("{files}" = the plan's files) there with
+         its timeout and environment, through kz_proc (no shell);
+      4. judges by the changes, not the exit code (codespell -w exits 65
+         after fixing, black 123 on a file it cannot parse): a crash or a
+         timeout fails; a change to a path that is not one of the plan's
+         files is reverted and reported; a plan file turned into something
+         that is not a regular file inside the tree fails;
+      5. commits "kaizen: <fixer> on <files> (plan <id>)" with the fixer,
+         files and (when the request carries them) findings in the body,
+         removes the worktree and keeps the branch; the validators make
+         worktrees of their own from the commit.
+
+    Replies exec.result {plan_id, status changed|nothing|failed, commit,
+    files, diffstat, error}. "nothing" (the fixer changed none of the
+    files) is not an error. On "nothing" and "failed" the worktree and the
+    branch are gone before the reply.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kz_agent.h"
+#include "kz_git.h"
+#include "kz_log.h"
+#include "kz_proc.h"
+#include "kz_recipe.h"
+#include "kz_state.h"
+
+#define S_SERVICE      "exec.refactor"
+#define S_MAX_ID       128
+#define S_MAX_FILES    1000
+#define S_MAX_FINDINGS 1000
+
+typedef enum { S_CHANGED, S_NOTHING, S_FAILED } s_status_t;
+
+/* One exec.request being handled */
+typedef struct {
+    kz_agent_t *agent;
+    const kz_config_t *cfg;
+    const kz_target_config_t *target;
+    const kz_fixer_config_t *fixer;
+    const char *plan_id;
+    char branch[256];
+    char base[KZ_GIT_OID_MAX];
+    char **files; /* the plan's files, NULL-terminated, without duplicates */
+    size_t nfiles;
+    char **findings; /* fingerprints when the request carries them (optional) */
+    size_t nfindings;
+    char wt[PATH_MAX];
+    int lock_fd;
+    char lock_path[PATH_MAX];
+    bool branch_made;
+    /* the outcome */
+    char commit[KZ_GIT_OID_MAX];
+    char **changed; /* files changed by the commit */
+    size_t nchanged;
+    char *diffstat;
+    char error[4096];
+    char note[2048]; /* what was reverted, for the reply and the log */
+} s_job_t;
+
+static int s_fail_job(s_job_t *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Record why the job failed (the first reason wins) and return -1 */
+static int s_fail_job(s_job_t *job, const char *fmt, ...)
+{
+    if (!job->error[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(job->error, sizeof job->error, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static bool s_valid_id(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > S_MAX_ID)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool s_is_hex(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < 4 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+              (s[i] >= 'A' && s[i] <= 'F')))
+            return false;
+    return true;
+}
+
+/* A branch name kaizen may create, reset and delete: "kaizen/..." of
+   [A-Za-z0-9._/-], no "..", "//", "/." or ".lock" ending, and git agrees */
+static int s_check_branch(s_job_t *job, const char *branch)
+{
+    size_t n = strlen(branch);
+    if (strncmp(branch, "kaizen/", 7) != 0 || n <= 7 || n >= sizeof job->branch)
+        return s_fail_job(job, "branch '%.255s' is refused: plan branches are 'kaizen/...'",
+                          branch);
+    for (size_t i = 0; i < n; i++) {
+        char c = branch[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.' || c == '/'))
+            return s_fail_job(job, "branch '%.255s' is refused: only [A-Za-z0-9._/-] allowed",
+                              branch);
+    }
+    if (strstr(branch, "..") || strstr(branch, "//") || strstr(branch, "/.") ||
+        branch[n - 1] == '/' || branch[n - 1] == '.' ||
+        (n > 5 && strcmp(branch + n - 5, ".lock") == 0))
+        return s_fail_job(job, "branch '%.255s' is not a valid branch name", branch);
+    const char *ib = job->cfg->policy.integration_branch;
+    if (ib && strcmp(branch, ib) == 0)
+        return s_fail_job(job,
+                          "branch '%s' is the integration branch; a plan needs a branch "
+                          "of its own",
+                          branch);
+    char ref[300], err[512];
+    snprintf(ref, sizeof ref, "refs/heads/%s", branch);
+    const char *args[] = {"check-ref-format", ref, NULL};
+    if (kz_git(job->target->path, args, 0, NULL, err, sizeof err) != 0)
+        return s_fail_job(job, "branch '%s' is not a valid branch name", branch);
+    snprintf(job->branch, sizeof job->branch, "%s", branch);
+    return 0;
+}
+
+static bool s_in(char *const *v, const char *s)
+{
+    for (; v && *v; v++)
+        if (strcmp(*v, s) == 0)
+            return true;
+    return false;
+}
+
+/* Copy the strings of array VAL (field NAME) into a NULL-terminated vector */
+static int s_strings(s_job_t *job, const kz_val_t *val, const char *name, size_t max, char ***out,
+                     size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    if (!val)
+        return 0;
+    if (val->type != KZ_VAL_ARRAY)
+        return s_fail_job(job, "'%s' is not a list of strings", name);
+    if (val->u.arr.count > max)
+        return s_fail_job(job, "'%s' has %u entries, at most %zu are handled", name,
+                          val->u.arr.count, max);
+    char **v = calloc(val->u.arr.count + 1, sizeof *v);
+    if (!v)
+        return s_fail_job(job, "out of memory");
+    size_t n = 0;
+    for (uint32_t i = 0; i < val->u.arr.count; i++) {
+        const kz_val_t *it = &val->u.arr.items[i];
+        if (it->type != KZ_VAL_STR) {
+            kz_strv_free(v);
+            return s_fail_job(job, "'%s[%u]' is not a string", name, i);
+        }
+        if (s_in(v, it->u.str.ptr))
+            continue; /* a duplicate */
+        v[n] = strdup(it->u.str.ptr);
+        if (!v[n]) {
+            kz_strv_free(v);
+            return s_fail_job(job, "out of memory");
+        }
+        n++;
+    }
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+/* Step 1: everything the request claims, checked before anything runs */
+static int s_validate(s_job_t *job, const kz_msg_t *req)
+{
+    const kz_val_t *body = kz_msg_body_const(req);
+    const char *tname = kz_msg_target(req);
+    if (!tname || !*tname)
+        return s_fail_job(job, "the request names no target (envelope 'target')");
+    job->target = kz_config_target(job->cfg, tname);
+    if (!job->target)
+        return s_fail_job(job, "unknown target '%.255s': not in this host's config", tname);
+    char err[1024];
+    if (kz_git_check_repo(job->target->path, err, sizeof err) != 0)
+        return s_fail_job(job, "target '%s': %s", job->target->name, err);
+
+    const char *fixer = kz_map_str(body, "fixer");
+    if (!fixer || !*fixer)
+        return s_fail_job(job, "the request names no fixer");
+    job->fixer = kz_config_fixer(job->cfg, fixer);
+    if (!job->fixer)
+        return s_fail_job(job, "unknown fixer '%.255s': not in this host's config", fixer);
+    if (!job->fixer->argv || !job->fixer->argv[0])
+        return s_fail_job(job, "fixer '%s' has no argv", fixer);
+
+    const char *branch = kz_map_str(body, "branch");
+    char dflt[200];
+    if (!branch || !*branch) {
+        snprintf(dflt, sizeof dflt, "kaizen/plan-%s", job->plan_id);
+        branch = dflt;
+    }
+    if (s_check_branch(job, branch) != 0)
+        return -1;
+
+    const char *base = kz_map_str(body, "base_commit");
+    if (!base || !s_is_hex(base))
+        return s_fail_job(job, "base commit '%.64s' is not a commit id (hex)", base ? base : "");
+    if (kz_git_rev(job->target->path, base, job->base, err, sizeof err) != 0)
+        return s_fail_job(job, "base commit %.64s not found in target '%s': %s", base,
+                          job->target->name, err);
+
+    if (s_strings(job, kz_map_get(body, "files"), "files", S_MAX_FILES, &job->files,
+                  &job->nfiles) != 0)
+        return -1;
+    if (job->nfiles == 0)
+        return s_fail_job(job, "the plan names no files");
+    if (s_strings(job, kz_map_get(body, "findings"), "findings", S_MAX_FINDINGS, &job->findings,
+                  &job->nfindings) != 0)
+        return -1;
+
+    char **tracked = NULL;
+    size_t ntracked = 0;
+    if (kz_git_ls_files(job->target->path, job->base, &tracked, &ntracked, err, sizeof err) != 0)
+        return s_fail_job(job, "unable to list the files of %.12s: %s", job->base, err);
+    int rc = 0;
+    for (size_t i = 0; i < job->nfiles && rc == 0; i++) {
+        char why[1024];
+        const char *f = job->files[i];
+        if (!kz_path_inside(job->target->path, f, why, sizeof why))
+            rc = s_fail_job(job, "file refused: %s", why);
+        else if (!s_in(tracked, f))
+            rc = s_fail_job(job, "file '%s' is not tracked at base commit %.12s of target '%s'", f,
+                            job->base, job->target->name);
+    }
+    kz_git_strv_free(tracked);
+    return rc;
+}
+
+/* One run at a time per plan, also across instances: a retried request
+   that reaches another worker while the first still runs is refused */
+static int s_lock(s_job_t *job)
+{
+    char rel[PATH_MAX];
+    snprintf(rel, sizeof rel, "worktrees/%s/plan-%s", job->target->name, job->plan_id);
+    if (kz_state_path(job->cfg, rel, job->wt, sizeof job->wt) != 0)
+        return s_fail_job(job, "worktree path for plan %s is too long", job->plan_id);
+    if (snprintf(job->lock_path, sizeof job->lock_path, "%s.lock", job->wt) >=
+        (int)sizeof job->lock_path)
+        return s_fail_job(job, "worktree path for plan %s is too long", job->plan_id);
+    /* the parent directories */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", job->wt);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return s_fail_job(job, "unable to create '%s': %s", dir, strerror(errno));
+        *p = '/';
+    }
+    int fd = open(job->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return s_fail_job(job, "unable to open '%s': %s", job->lock_path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return s_fail_job(job, "plan %s is being executed by another worker right now",
+                          job->plan_id);
+    }
+    job->lock_fd = fd;
+    return 0;
+}
+
+static void s_unlock(s_job_t *job)
+{
+    if (job->lock_fd < 0)
+        return;
+    unlink(job->lock_path);
+    close(job->lock_fd);
+    job->lock_fd = -1;
+}
+
+/* The plan files in the fresh worktree: regular files inside it (a
+   symbolic link could make the fixer write anywhere) */
+static int s_check_files_in_worktree(s_job_t *job)
+{
+    for (size_t i = 0; i < job->nfiles; i++) {
+        const char *f = job->files[i];
+        char why[1024], path[PATH_MAX * 2];
+        if (!kz_path_inside(job->wt, f, why, sizeof why))
+            return s_fail_job(job, "file refused: %s", why);
+        snprintf(path, sizeof path, "%s/%s", job->wt, f);
+        struct stat st;
+        if (lstat(path, &st) != 0)
+            return s_fail_job(job, "file '%s' is missing in the worktree: %s", f, strerror(errno));
+        if (S_ISLNK(st.st_mode))
+            return s_fail_job(job, "file '%s' is a symbolic link; kaizen fixes regular files only",
+                              f);
+        if (!S_ISREG(st.st_mode))
+            return s_fail_job(job, "file '%s' is not a regular file", f);
+    }
+    return 0;
+}
+
+/* First non-empty line of TEXT (at most LEN-1 bytes) */
+static void s_first_line(const char *text, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (!text)
+        return;
+    while (*text == '\n' || *text == '\r' || *text == ' ')
+        text++;
+    size_t n = strcspn(text, "\r\n");
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+}
+
+/* Step 3: run the fixer. 0 when it ran to an exit (*EXIT_CODE, and the
+   first line of its output in LINE), -1 when it could not run, crashed
+   or timed out */
+static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
+{
+    const kz_fixer_config_t *fx = job->fixer;
+    char **argv =
+        kz_argv_expand(fx->argv, (const char *const *)job->files, job->nfiles, job->wt, NULL);
+    if (!argv)
+        return s_fail_job(job, "out of memory");
+    kz_proc_opts_t po = {0};
+    po.argv = (const char *const *)argv;
+    po.cwd = job->wt;
+    po.env_add = (const char *const *)fx->env;
+    po.timeout_ms = fx->timeout_ms > 0 ? fx->timeout_ms : 300000;
+    po.out_cap = 256 * 1024;
+    po.err_cap = 256 * 1024;
+    po.tick = kz_agent_proc_tick;
+    po.tick_arg = job->agent;
+    kz_proc_result_t res;
+    char err[512];
+    kz_info("plan %s: running fixer '%s' on %zu file(s) in '%s'", job->plan_id, fx->name,
+            job->nfiles, job->wt);
+    int rc = kz_proc_run(&po, &res, err, sizeof err);
+    if (rc != 0)
+        rc = s_fail_job(job, "fixer '%s': %s", fx->name, err);
+    else if (res.timed_out)
+        rc = s_fail_job(job, "fixer '%s' timed out after %d s (fixers[].timeout)", fx->name,
+                        po.timeout_ms / 1000);
+    else if (res.term_signal != 0 || res.exit_code < 0)
+        rc = s_fail_job(job, "fixer '%s' was killed by signal %d", fx->name, res.term_signal);
+    else {
+        *exit_code = res.exit_code;
+        s_first_line(res.err, line, linelen);
+        if (!line[0])
+            s_first_line(res.out, line, linelen);
+        kz_info("plan %s: fixer '%s' exited %d after %lld ms%s%s", job->plan_id, fx->name,
+                res.exit_code, (long long)(res.duration_us / 1000), line[0] ? ": " : "", line);
+    }
+    kz_proc_result_free(&res);
+    kz_strv_free(argv);
+    return rc;
+}
+
+static void s_note(s_job_t *job, const char *what, const char *path)
+{
+    size_t used = strlen(job->note);
+    if (used + 8 >= sizeof job->note)
+        return;
+    snprintf(job->note + used, sizeof job->note - used, "%s%s '%s'", used ? ", " : "", what, path);
+}
+
+/* Step 4: what did the fixer change? Stage everything (the worktree is
+   kaizen's), compare the staged tree with the base, and put back every
+   path that is not one of the plan's files. Plan files must still be
+   regular files inside the tree. */
+static int s_inspect(s_job_t *job)
+{
+    char err[1024];
+    const char *add[] = {"add", "-A", "--", ".", NULL};
+    if (kz_git(job->wt, add, 0, NULL, err, sizeof err) != 0)
+        return s_fail_job(job, "unable to stage the fixer's changes: %s", err);
+    const char *wtree[] = {"write-tree", NULL};
+    char *tree = NULL;
+    if (kz_git(job->wt, wtree, 0, &tree, err, sizeof err) != 0)
+        return s_fail_job(job, "unable to read the fixer's changes: %s", err);
+    tree[strcspn(tree, "\r\n")] = '\0';
+    char **changed = NULL, **deleted = NULL;
+    size_t nchanged = 0, ndeleted = 0;
+    int rc = 0;
+    if (kz_git_changed(job->wt, job->base, tree, &changed, &nchanged, err, sizeof err) != 0 ||
+        kz_git_deleted(job->wt, job->base, tree, &deleted, &ndeleted, err, sizeof err) != 0) {
+        rc = s_fail_job(job, "unable to list the fixer's changes: %s", err);
+        goto done;
+    }
+    for (size_t i = 0; i < nchanged && rc == 0; i++) {
+        const char *p = changed[i];
+        if (s_in(job->files, p)) {
+            char why[1024], path[PATH_MAX * 2];
+            struct stat st;
+            snprintf(path, sizeof path, "%s/%s", job->wt, p);
+            if (!kz_path_inside(job->wt, p, why, sizeof why))
+                rc = s_fail_job(job, "fixer '%s' made '%s' leave the worktree: %s",
+                                job->fixer->name, p, why);
+            else if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+                rc = s_fail_job(job,
+                                "fixer '%s' turned '%s' into something that is not a "
+                                "regular file",
+                                job->fixer->name, p);
+            continue;
+        }
+        /* not a plan file: put it back as it was at the base */
+        bool was_tracked = false;
+        const char *ls[] = {"cat-file", "-e", NULL, NULL};
+        char spec[PATH_MAX + 80];
+        snprintf(spec, sizeof spec, "%s:%s", job->base, p);
+        ls[2] = spec;
+        was_tracked = kz_git(job->wt, ls, 0, NULL, err, sizeof err) == 0;
+        if (was_tracked) {
+            const char *co[] = {"checkout", "--quiet", job->base, "--", p, NULL};
+            if (kz_git(job->wt, co, 0, NULL, err, sizeof err) != 0)
+                rc = s_fail_job(job, "unable to revert '%s': %s", p, err);
+            s_note(job, "reverted change to", p);
+        } else {
+            const char *rm[] = {"rm", "--quiet", "--force", "--", p, NULL};
+            if (kz_git(job->wt, rm, 0, NULL, err, sizeof err) != 0)
+                rc = s_fail_job(job, "unable to remove '%s': %s", p, err);
+            s_note(job, "removed new file", p);
+        }
+    }
+    for (size_t i = 0; i < ndeleted && rc == 0; i++) {
+        const char *p = deleted[i];
+        const char *co[] = {"checkout", "--quiet", job->base, "--", p, NULL};
+        if (kz_git(job->wt, co, 0, NULL, err, sizeof err) != 0)
+            rc = s_fail_job(job, "unable to restore '%s': %s", p, err);
+        s_note(job, "restored deleted", p);
+    }
+    if (rc == 0 && job->note[0])
+        kz_warn("plan %s: fixer '%s' touched paths outside the plan's files: %s", job->plan_id,
+                job->fixer->name, job->note);
+done:
+    kz_git_strv_free(changed);
+    kz_git_strv_free(deleted);
+    free(tree);
+    return rc;
+}
+
+/* "a.py", "a.py, b.py" or "a.py, b.py and 3 more" */
+static void s_files_summary(const s_job_t *job, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    size_t shown = job->nfiles <= 3 ? job->nfiles : 2;
+    for (size_t i = 0; i < shown; i++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, "%s%s", i ? ", " : "", job->files[i]);
+    }
+    if (shown < job->nfiles) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, " and %zu more", job->nfiles - shown);
+    }
+}
+
+/* Step 5: the commit message */
+static char *s_message(const s_job_t *job)
+{
+    char summary[1024];
+    s_files_summary(job, summary, sizeof summary);
+    size_t len = strlen(summary) + 1024;
+    for (size_t i = 0; i < job->nfiles; i++)
+        len += strlen(job->files[i]) + 4;
+    for (size_t i = 0; i < job->nfindings; i++)
+        len += strlen(job->findings[i]) + 2;
+    len += strlen(job->note);
+    char *msg = malloc(len);
+    if (!msg)
+        return NULL;
+    size_t o = (size_t)snprintf(msg, len, "kaizen: %s on %s (plan %s)\n\nFixer: %s\nFiles:\n",
+                                job->fixer->name, summary, job->plan_id, job->fixer->name);
+    for (size_t i = 0; i < job->nfiles && o < len; i++)
+        o += (size_t)snprintf(msg + o, len - o, "  %s\n", job->files[i]);
+    if (job->nfindings && o < len) {
+        o += (size_t)snprintf(msg + o, len - o, "Findings:");
+        for (size_t i = 0; i < job->nfindings && o < len; i++)
+            o += (size_t)snprintf(msg + o, len - o, " %s", job->findings[i]);
+        if (o < len)
+            o += (size_t)snprintf(msg + o, len - o, "\n");
+    }
+    if (job->note[0] && o < len)
+        o += (size_t)snprintf(msg + o, len - o, "Reverted: %s\n", job->note);
+    if (o < len)
+        snprintf(msg + o, len - o, "\nKaizen-Plan: %s\n", job->plan_id);
+    return msg;
+}
+
+static void s_cleanup(s_job_t *job, bool keep_branch)
+{
+    char err[1024];
+    if (job->wt[0] && kz_git_worktree_remove(job->target->path, job->wt, err, sizeof err) != 0)
+        kz_error("plan %s: unable to remove worktree '%s': %s", job->plan_id, job->wt, err);
+    if (!keep_branch && job->branch_made &&
+        kz_git_branch_delete(job->target->path, job->branch, err, sizeof err) != 0)
+        kz_error("plan %s: unable to delete branch '%s': %s", job->plan_id, job->branch, err);
+}
+
+/* Steps 2-5. The status of the job; the details are in JOB */
+static s_status_t s_execute(s_job_t *job)
+{
+    char err[1024];
+    if (kz_git_worktree_add(job->target->path, job->wt, job->branch, job->base, err, sizeof err) !=
+        0) {
+        /* `worktree add -B` may have created or reset the branch before failing */
+        job->branch_made =
+            kz_git_branch_exists(job->target->path, job->branch, err, sizeof err) == 1;
+        s_fail_job(job, "unable to create the worktree for plan %s: %s", job->plan_id, err);
+        return S_FAILED;
+    }
+    job->branch_made = true;
+    if (s_check_files_in_worktree(job) != 0)
+        return S_FAILED;
+    int code = 0;
+    char line[400];
+    if (s_run_fixer(job, &code, line, sizeof line) != 0)
+        return S_FAILED;
+    if (s_inspect(job) != 0)
+        return S_FAILED;
+
+    char *msg = s_message(job);
+    if (!msg) {
+        s_fail_job(job, "out of memory");
+        return S_FAILED;
+    }
+    bool changed = false;
+    int rc = kz_git_commit_all(job->wt, msg, &changed, job->commit, err, sizeof err);
+    free(msg);
+    if (rc != 0) {
+        s_fail_job(job, "unable to commit the fix: %s", err);
+        return S_FAILED;
+    }
+    if (!changed) {
+        char summary[1024];
+        s_files_summary(job, summary, sizeof summary);
+        if (code != 0)
+            snprintf(job->error, sizeof job->error,
+                     "nothing to do: %s changed none of %s (it exited %d%s%s)%s%s",
+                     job->fixer->name, summary, code, line[0] ? ": " : "", line,
+                     job->note[0] ? "; " : "", job->note);
+        else
+            snprintf(job->error, sizeof job->error, "nothing to do: %s changed none of %s%s%s",
+                     job->fixer->name, summary, job->note[0] ? "; " : "", job->note);
+        job->commit[0] = '\0';
+        return S_NOTHING;
+    }
+    if (kz_git_changed(job->target->path, job->base, job->commit, &job->changed, &job->nchanged,
+                       err, sizeof err) != 0 ||
+        kz_git_shortstat(job->target->path, job->base, job->commit, &job->diffstat, err,
+                         sizeof err) != 0) {
+        s_fail_job(job, "unable to read the commit %.12s: %s", job->commit, err);
+        return S_FAILED;
+    }
+    if (job->note[0])
+        snprintf(job->error, sizeof job->error, "fixer '%s' touched paths outside the plan: %s",
+                 job->fixer->name, job->note);
+    return S_CHANGED;
+}
+
+static const char *s_status_name(s_status_t st)
+{
+    return st == S_CHANGED ? "changed" : st == S_NOTHING ? "nothing" : "failed";
+}
+
+static int s_reply(kz_agent_t *agent, kz_delivery_t *d, const s_job_t *job, s_status_t st)
+{
+    kz_msg_t *reply = kz_msg_new("exec.result");
+    if (!reply)
+        return kz_fail("out of memory");
+    kz_val_t *b = kz_msg_body(reply);
+    int rc = kz_map_put_str(reply, b, "plan_id", job->plan_id);
+    rc |= kz_map_put_str(reply, b, "status", s_status_name(st));
+    if (st == S_CHANGED) {
+        rc |= kz_map_put_str(reply, b, "commit", job->commit);
+        kz_val_t *files = kz_map_put_array(reply, b, "files");
+        if (!files)
+            rc = -1;
+        for (size_t i = 0; files && i < job->nchanged; i++) {
+            kz_val_t *it = kz_array_push(reply, files);
+            rc |= it ? kz_val_set_str(reply, it, job->changed[i]) : -1;
+        }
+        rc |= kz_map_put_str(reply, b, "diffstat", job->diffstat ? job->diffstat : "");
+    }
+    if (job->error[0])
+        rc |= kz_map_put_str(reply, b, "error", job->error);
+    const char *target = kz_msg_target(d->msg);
+    if (target && *target)
+        rc |= kz_msg_set_target(reply, target);
+    if (rc != 0) {
+        kz_msg_destroy(&reply);
+        return kz_fail("out of memory");
+    }
+    return kz_bus_reply(kz_agent_bus(agent), d, &reply);
+}
+
+static void s_job_free(s_job_t *job)
+{
+    kz_strv_free(job->files);
+    kz_strv_free(job->findings);
+    kz_git_strv_free(job->changed);
+    free(job->diffstat);
+}
+
+static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
+{
+    (void)arg;
+    if (d->kind != KZ_DELIVERY_REQUEST || strcmp(d->topic, S_SERVICE) != 0)
+        return 0;
+    /* the runtime answers these with an error reply: without a usable
+       plan id there is no exec.result to send */
+    if (strcmp(kz_msg_type(d->msg), "exec.request") != 0)
+        return kz_fail("'%s' wants an exec.request, got '%s'", S_SERVICE, kz_msg_type(d->msg));
+    const char *plan_id = kz_map_str(kz_msg_body_const(d->msg), "plan_id");
+    if (!plan_id || !*plan_id || strlen(plan_id) > S_MAX_ID)
+        return kz_fail("exec.request from '%s' without a usable plan_id", kz_msg_src(d->msg));
+
+    s_job_t job;
+    memset(&job, 0, sizeof job);
+    job.agent = agent;
+    job.cfg = kz_agent_config(agent);
+    job.plan_id = plan_id;
+    job.lock_fd = -1;
+    kz_git_set_tick(kz_agent_proc_tick, agent);
+
+    s_status_t st = S_FAILED;
+    if (!s_valid_id(plan_id))
+        s_fail_job(&job, "plan id '%s' is not an id ([A-Za-z0-9_-], at most %d)", plan_id,
+                   S_MAX_ID);
+    else if (s_validate(&job, d->msg) == 0 && s_lock(&job) == 0) {
+        st = s_execute(&job);
+        s_cleanup(&job, st == S_CHANGED);
+        s_unlock(&job);
+    }
+    switch (st) {
+    case S_CHANGED:
+        kz_info("plan %s: %s committed %.12s on '%s' (%s)", plan_id, job.fixer->name, job.commit,
+                job.branch, job.diffstat ? job.diffstat : "");
+        break;
+    case S_NOTHING:
+        kz_info("plan %s: %s", plan_id, job.error);
+        break;
+    case S_FAILED:
+        kz_error("plan %s failed: %s", plan_id, job.error);
+        break;
+    }
+    int rc = s_reply(agent, d, &job, st);
+    kz_git_set_tick(NULL, NULL);
+    s_job_free(&job);
+    return rc;
+}
+
+static int s_setup(kz_agent_t *agent, void *arg)
+{
+    (void)arg;
+    return kz_bus_offer(kz_agent_bus(agent), S_SERVICE);
+}
+
+int main(int argc, char **argv)
+{
+    const kz_agent_def_t def = {
+        .name = "code-refactorer",
+        .layer = "execution",
+        .summary = "serves exec.refactor: runs a plan's fixer in a worktree and commits the fix "
+                   "on the plan's branch",
+        .setup = s_setup,
+        .cycle = NULL,
+        .on_message = s_on_message,
+        .arg = NULL,
+    };
+    return kz_agent_main(argc, argv, &def);
+}

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# test_refactorer.sh - kaizen-code-refactorer (exec.refactor) on a real git
+# repository with the real fixers: black, isort and codespell fixes land as
+# one commit on kaizen/plan-<id> holding exactly the fix; no change is
+# "nothing" and leaves no branch; files outside the target (../x, an
+# absolute path, a symbolic link leaving the tree), untracked files, an
+# unknown fixer or target, a bad plan id or branch, a fixer that hangs or
+# crashes all fail with a clear error and leave no branch; changes a fixer
+# makes outside the plan's files are reverted and reported. The user's
+# checkout (HEAD, index, working tree) never changes and no worktree is
+# left behind.
+source "$KZ_ROOT/tests/integration/lib.sh"
+kz_python zmq msgpack || skip "python3 with zmq and msgpack is needed for the request client"
+for t in black isort codespell; do command -v $t >/dev/null || skip "$t is not installed"; done
+
+# ---------------------------------------------------------------- the repo
+R=$T/repo
+mkdir -p "$R/pkg"
+git -C "$R" init -q -b main
+printf 'x=1\ny = [1,2]\n' >"$R/fmt.py"
+printf 'import sys\nimport os\n\nprint(os, sys)\n' >"$R/pkg/imp.py"
+printf '# teh comment\nx = 1\n' >"$R/spell.py"
+printf 'x = 1\n' >"$R/clean.py"
+printf 'y = 2\n' >"$R/other.py"
+ln -s /etc/passwd "$R/link.py"
+git -C "$R" add -A
+git -C "$R" -c user.name=t -c user.email=t@t commit -q -m base
+BASE=$(git -C "$R" rev-parse HEAD)
+# the user's own work in progress stays exactly as it is
+printf 'y = 3\n' >"$R/other.py"
+printf 'scratch\n' >"$R/notes.txt"
+snapshot() {
+    {
+        git -C "$R" rev-parse HEAD
+        git -C "$R" symbolic-ref HEAD
+        git -C "$R" status --porcelain --untracked-files=all
+        git -C "$R" ls-files --stage
+        cat "$R/fmt.py" "$R/pkg/imp.py" "$R/spell.py" "$R/clean.py" "$R/other.py" "$R/notes.txt"
+    } 2>&1
+}
+snapshot >"$T/before.snap"
+
+kz_config <<EOF
+targets:
+  - name: py
+    path: $R
+    languages: [python]
+tools:
+  - name: black
+    languages: [python]
+    files: ["*.py"]
+    argv: [black, --check, "{files}"]
+    format: files
+  - name: isort
+    languages: [python]
+    files: ["*.py"]
+    argv: [isort, --check-only, "{files}"]
+    format: files
+  - name: codespell
+    argv: [codespell, "{files}"]
+    format: gcc
+fixers:
+  - name: black
+    tool: black
+    argv: [black, -q, "{files}"]
+  - name: isort
+    tool: isort
+    argv: [isort, -q, "{files}"]
+  - name: codespell
+    tool: codespell
+    argv: [codespell, -w, "{files}"]
+  - name: sloppy
+    tool: black
+    argv: [python3, -c, "import sys; open('other.py', 'a').write('z = 1\\\\n'); open('new.py', 'w').write('n = 1\\\\n'); [open(f, 'a').write('# fixed\\\\n') for f in sys.argv[1:]]", "{files}"]
+  - name: hang
+    tool: black
+    argv: [sleep, "60"]
+    timeout: 1s
+  - name: crash
+    tool: black
+    argv: [python3, -c, "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
+EOF
+
+# a Majordomo client that can set the envelope target (kaizen call cannot)
+cat >"$T/req.py" <<'PY'
+import json, os, random, socket, sys, time, msgpack, zmq
+endpoint, service, mtype, target, body = sys.argv[1:6]
+A = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+n = (int(time.time() * 1000) << 80) | random.getrandbits(80)
+ulid = "".join(A[(n >> (5 * i)) & 31] for i in reversed(range(26)))
+env = {"v": 1, "id": ulid, "type": mtype, "src": "test@%s#%d" % (socket.gethostname(), os.getpid()),
+       "ts": int(time.time() * 1e6), "body": json.loads(body)}
+if target:
+    env["target"] = target
+s = zmq.Context().socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect(endpoint)
+s.send_multipart([b"", b"MDPC01", service.encode(), msgpack.packb(env, use_bin_type=True)])
+if not s.poll(120000):
+    sys.exit("no reply from %s within 120 s" % service)
+frames = s.recv_multipart()
+reply = msgpack.unpackb(frames[3], raw=False)
+if reply.get("corr") != ulid:
+    sys.exit("reply corr %r is not the request id %s" % (reply.get("corr"), ulid))
+print(json.dumps({"type": reply["type"], "target": reply.get("target"), "body": reply["body"]}))
+PY
+# refactor ID FIXER FILES-JSON [TARGET] [EXTRA-JSON-FIELDS]: reply in $T/ID.json
+refactor() {
+    local body
+    body=$(printf '{"plan_id": "%s", "fixer": "%s", "files": %s, "base_commit": "%s"%s}' \
+        "$1" "$2" "$3" "$BASE" "${5:+, $5}")
+    "$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request "${4-py}" "$body" >"$T/$1.json" ||
+        fail "no reply for plan $1"
+}
+# field ID JQ-EXPR: a field of plan ID's reply
+field() { jq -r "$2" "$T/$1.json"; }
+expect() { # ID STATUS [ERROR-SUBSTRING]
+    [[ $(field "$1" .body.status) == "$2" ]] || fail "plan $1: status is not $2: $(cat "$T/$1.json")"
+    [[ $(field "$1" .type) == exec.result ]] || fail "plan $1: reply type: $(cat "$T/$1.json")"
+    [[ $(field "$1" .body.plan_id) == "$1" ]] || fail "plan $1: reply plan_id: $(cat "$T/$1.json")"
+    if [[ -n "${3:-}" ]]; then
+        field "$1" .body.error | grep -qF -- "$3" || fail "plan $1: error does not say '$3': $(cat "$T/$1.json")"
+    fi
+}
+no_branch() { ! git -C "$R" show-ref --verify --quiet "refs/heads/kaizen/plan-$1" || fail "branch kaizen/plan-$1 left behind"; }
+# a changed plan: its branch holds one commit on BASE changing exactly FILES
+changed_ok() { # ID FILE...
+    local id=$1; shift
+    local commit; commit=$(field "$id" .body.commit)
+    [[ $(git -C "$R" rev-parse "kaizen/plan-$id") == "$commit" ]] || fail "plan $id: branch is not at $commit"
+    [[ $(git -C "$R" rev-parse "$commit^") == "$BASE" ]] || fail "plan $id: commit's parent is not the base"
+    [[ "$(git -C "$R" diff --name-only "$BASE" "$commit" | sort)" == "$(printf '%s\n' "$@" | sort)" ]] ||
+        fail "plan $id: commit changes $(git -C "$R" diff --name-only "$BASE" "$commit" | tr '\n' ' ')"
+    [[ "$(field "$id" '.body.files | join(" ")')" == "$*" ]] || fail "plan $id: files in reply: $(cat "$T/$id.json")"
+    field "$id" .body.diffstat | grep -q "changed" || fail "plan $id: no diffstat: $(cat "$T/$id.json")"
+    [[ -e "$T/state/worktrees/py/plan-$id" ]] && fail "plan $id: worktree left after the commit"
+    return 0
+}
+
+kz_start broker "$KZ_BIN/kaizen-broker" -c "$KAIZEN_CONFIG"
+kz_wait_log broker "broker ready" || fail "broker did not start"
+kz_start refactorer "$KZ_BIN/kaizen-code-refactorer" --log-level debug
+kz_wait_log refactorer "started" || fail "refactorer did not start"
+
+# ------------------------------------------------------------ real fixes
+refactor b1 black '["fmt.py"]'
+expect b1 changed
+changed_ok b1 fmt.py
+[[ "$(git -C "$R" show kaizen/plan-b1:fmt.py)" == "$(printf 'x = 1\ny = [1, 2]')" ]] ||
+    fail "black's fix is not on the branch: $(git -C "$R" show kaizen/plan-b1:fmt.py)"
+git -C "$R" log -1 --format=%s kaizen/plan-b1 | grep -qx "kaizen: black on fmt.py (plan b1)" ||
+    fail "commit subject: $(git -C "$R" log -1 --format=%s kaizen/plan-b1)"
+git -C "$R" log -1 --format='%an <%ae>' kaizen/plan-b1 | grep -qx "kaizen <kaizen@localhost>" || fail "commit author"
+
+refactor i1 isort '["pkg/imp.py"]' py '"findings": ["f00d", "beef"]'
+expect i1 changed
+changed_ok i1 pkg/imp.py
+[[ "$(git -C "$R" show kaizen/plan-i1:pkg/imp.py | head -2 | tr '\n' ' ')" == "import os import sys " ]] ||
+    fail "isort's fix is not on the branch"
+git -C "$R" log -1 --format=%b kaizen/plan-i1 | grep -q "Findings: f00d beef" || fail "findings not in the commit body"
+
+refactor c1 codespell '["spell.py"]'
+expect c1 changed
+changed_ok c1 spell.py
+git -C "$R" show kaizen/plan-c1:spell.py | grep -q "^# the comment" || fail "codespell's fix is not on the branch"
+
+# a fixer that also writes elsewhere: only the plan's file is committed
+refactor s1 sloppy '["fmt.py"]'
+expect s1 changed "other.py"
+changed_ok s1 fmt.py
+field s1 .body.error | grep -q "new.py" || fail "the new file is not reported: $(cat "$T/s1.json")"
+kz_wait_log refactorer "touched paths outside the plan" || fail "reverted paths not logged"
+
+# ---------------------------------------------------------- nothing to do
+refactor n1 black '["clean.py"]'
+expect n1 nothing "nothing to do: black changed none of clean.py"
+no_branch n1
+[[ $(field n1 .body.commit) == null ]] || fail "nothing with a commit"
+
+# ------------------------------------------------------------- refusals
+refactor o1 black '["../x.py"]'
+expect o1 failed "'../x.py' leaves the worktree"
+no_branch o1
+refactor o2 black '["/etc/passwd"]'
+expect o2 failed "'/etc/passwd' is an absolute path"
+no_branch o2
+refactor o3 black '["link.py"]'
+expect o3 failed "link.py"
+no_branch o3
+refactor o4 black '["notes.txt"]'
+expect o4 failed "file 'notes.txt' is not tracked at base commit"
+no_branch o4
+refactor u1 nosuch '["fmt.py"]'
+expect u1 failed "unknown fixer 'nosuch': not in this host's config"
+no_branch u1
+refactor u2 black '["fmt.py"]' elsewhere
+expect u2 failed "unknown target 'elsewhere'"
+refactor u3 black '["fmt.py"]' ""
+expect u3 failed "the request names no target"
+refactor 'bad.id' black '["fmt.py"]'
+expect 'bad.id' failed "plan id 'bad.id' is not an id"
+refactor u4 black '["fmt.py"]' py '"branch": "main"'
+expect u4 failed "branch 'main' is refused"
+[[ $(git -C "$R" rev-parse main) == "$BASE" ]] || fail "main moved"
+refactor u5 black '["fmt.py"]' py '"branch": "kaizen/improvements"'
+expect u5 failed "integration branch"
+body='{"plan_id": "u6", "fixer": "black", "files": ["fmt.py"], "base_commit": "0123456789abcdef0123456789abcdef01234567"}'
+"$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request py "$body" >"$T/u6.json" || fail "no reply for u6"
+expect u6 failed "base commit 0123456789abcdef0123456789abcdef01234567 not found"
+no_branch u6
+
+# ------------------------------------------------- fixers that misbehave
+refactor h1 hang '["fmt.py"]'
+expect h1 failed "fixer 'hang' timed out"
+no_branch h1
+refactor k1 crash '["fmt.py"]'
+expect k1 failed "fixer 'crash' was killed by signal 11"
+no_branch k1
+[[ -e "$T/state/worktrees/py/plan-h1" || -e "$T/state/worktrees/py/plan-k1" ]] && fail "worktree of a failed plan left"
+
+# a retry of a plan that already succeeded redoes it on a fresh branch
+refactor b1 black '["fmt.py"]'
+expect b1 changed
+changed_ok b1 fmt.py
+
+# ----------------------------------------------------- nothing left over
+[[ $(git -C "$R" worktree list --porcelain | grep -c '^worktree ') -eq 1 ]] ||
+    fail "worktrees left: $(git -C "$R" worktree list)"
+left=$(find "$T/state/worktrees/py" -mindepth 1 2>/dev/null)
+[[ -z "$left" ]] || fail "left in the worktrees directory: $left"
+[[ "$(git -C "$R" for-each-ref --format='%(refname:short)' refs/heads/ | sort | tr '\n' ' ')" == \
+    "kaizen/plan-b1 kaizen/plan-c1 kaizen/plan-i1 kaizen/plan-s1 main " ]] ||
+    fail "branches: $(git -C "$R" for-each-ref --format='%(refname:short)' refs/heads/)"
+snapshot >"$T/after.snap"
+diff -u "$T/before.snap" "$T/after.snap" || fail "the user's checkout changed"
+echo "test_refactorer: ok"
