@@ -200,12 +200,9 @@ static void s_print_reply(const kz_msg_t *reply, double rtt_ms)
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"type", required_argument, NULL, 'T'},
-        {"timeout", required_argument, NULL, 't'},
-        {"retries", required_argument, NULL, 'r'},
-        {"json", no_argument, NULL, 'j'},
-        {"target", required_argument, NULL, 'g'},
-        {NULL, 0, NULL, 0},
+        {"type", required_argument, NULL, 'T'},    {"timeout", required_argument, NULL, 't'},
+        {"retries", required_argument, NULL, 'r'}, {"json", no_argument, NULL, 'j'},
+        {"target", required_argument, NULL, 'g'},  {NULL, 0, NULL, 0},
     };
     const char *type = NULL;
     const char *target = NULL;

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -696,7 +697,57 @@ static void s_worktree_prune(const char *repo)
     (void)kz_git(repo, args, 0, NULL, err, sizeof err);
 }
 
+/* Worktree additions, removals and prunes of one repository are
+   serialised across processes (code-health, the refactorer, both
+   validators and the router work on the same repository at once): a
+   prune while another process is half-way through `worktree add` deletes
+   that worktree's registration under it. The lock is a file in the
+   repository's common git directory, held with flock. Returns the
+   descriptor to pass to s_wt_unlock, or -1 (then the work goes on
+   unlocked: a repository we cannot lock is one git will refuse anyway). */
+static int s_wt_lock(const char *repo)
+{
+    const char *args[] = {"rev-parse", "--path-format=absolute", "--git-common-dir", NULL};
+    char *out = NULL, err[256];
+    if (kz_git(repo, args, 0, &out, err, sizeof err) != 0) {
+        free(out);
+        return -1;
+    }
+    out[strcspn(out, "\n")] = '\0';
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/kaizen-worktrees.lock", out);
+    free(out);
+    if (n < 0 || n >= (int)sizeof path)
+        return -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+static void s_wt_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the flock */
+}
+
+static int s_worktree_remove(const char *repo, const char *path, char *errbuf, size_t errlen);
+
 int kz_git_worktree_remove(const char *repo, const char *path, char *errbuf, size_t errlen)
+{
+    int lock = s_wt_lock(repo);
+    int rc = s_worktree_remove(repo, path, errbuf, errlen);
+    s_wt_unlock(lock);
+    return rc;
+}
+
+static int s_worktree_remove(const char *repo, const char *path, char *errbuf, size_t errlen)
 {
     if (!path || !*path) {
         s_err(errbuf, errlen, "git worktree remove: no path given");
@@ -724,16 +775,17 @@ int kz_git_worktree_add(const char *repo, const char *path, const char *branch, 
         return -1;
     if (branch && s_check_name("branch", branch, errbuf, errlen) != 0)
         return -1;
-    if (kz_git_worktree_remove(repo, path, errbuf, errlen) != 0)
-        return -1;
-    if (s_mkdir_parent(path, errbuf, errlen) != 0)
-        return -1;
-    if (branch) {
-        const char *args[] = {"worktree", "add", "--quiet", "-B", branch, path, commit, NULL};
-        return kz_git(repo, args, 0, NULL, errbuf, errlen);
+    int lock = s_wt_lock(repo);
+    int rc = -1;
+    if (s_worktree_remove(repo, path, errbuf, errlen) == 0 &&
+        s_mkdir_parent(path, errbuf, errlen) == 0) {
+        const char *with_branch[] = {"worktree", "add", "--quiet", "-B",
+                                     branch,     path,  commit,    NULL};
+        const char *detached[] = {"worktree", "add", "--quiet", "--detach", path, commit, NULL};
+        rc = kz_git(repo, branch ? with_branch : detached, 0, NULL, errbuf, errlen);
     }
-    const char *args[] = {"worktree", "add", "--quiet", "--detach", path, commit, NULL};
-    return kz_git(repo, args, 0, NULL, errbuf, errlen);
+    s_wt_unlock(lock);
+    return rc;
 }
 
 int kz_git_branch_exists(const char *repo, const char *branch, char *errbuf, size_t errlen)
