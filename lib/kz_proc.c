@@ -177,7 +177,7 @@ static char **s_build_env(const char *const *base, const char *const *add)
 }
 
 /* The process that forks: the child checks it is still its parent */
-static pid_t s_parent;
+static _Atomic pid_t s_parent; /* written by every thread that runs a child: the same value */
 
 /* In the child, after fork: only async-signal-safe calls from here on */
 static void s_child(const char *path, char *const argv[], char *const envp[], const char *cwd,

@@ -4,13 +4,17 @@
     broker and this host's agents (supervisor.c), joins queue group
     "kaizen.recorder" for every topic and hands each delivery to the
     recorder (recorder.c), which stores it in PostgreSQL - or spools it -
-    before acknowledging it, and answers "kaizen.status". With --node it
-    only supervises the agents configured for its host and follows the
-    agent.* events.
+    before acknowledging it, joins queue group "kaizen.router" for the
+    plan.* events and hands them to the router (router.c), which drives
+    each plan through its states, and answers "kaizen.status". With
+    --node it only supervises the agents configured for its host and
+    follows the agent.* events.
 
-    Stopping (SIGTERM/SIGINT): agents in reverse layer order while their
-    last messages are still recorded, then the recorder group is drained
-    and flushed, agent.bye is said, and the broker stops last.
+    Stopping (SIGTERM/SIGINT): the router first (running plans get
+    supervisor.stop_timeout to finish while the agents still serve them),
+    then agents in reverse layer order while their last messages are
+    still recorded, then the recorder group is drained and flushed,
+    agent.bye is said, and the broker stops last.
 */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +35,7 @@
 #include "kz_log.h"
 #include "kz_state.h"
 #include "recorder.h"
+#include "router.h"
 #include "supervisor.h"
 
 #ifndef KZ_VERSION
@@ -48,6 +53,7 @@ typedef struct {
     kz_bus_t *bus;
     kz_supervisor_t *sup;
     kz_recorder_t *rec;
+    kz_router_t *router;
     int64_t started_us;
     int64_t next_hb;   /* mono ms */
     uint64_t received; /* deliveries taken from the bus */
@@ -116,6 +122,8 @@ static void s_say_hello(s_orch_t *self)
             rc |= !s || kz_val_set_str(msg, kz_array_push(msg, s), S_STATUS_SERVICE);
             kz_val_t *g = kz_map_put_array(msg, b, "groups");
             rc |= !g || kz_val_set_str(msg, kz_array_push(msg, g), KZ_RECORDER_GROUP);
+            if (self->router)
+                rc |= !g || kz_val_set_str(msg, kz_array_push(msg, g), KZ_ROUTER_GROUP);
         }
         if (rc != 0)
             kz_msg_destroy(&msg);
@@ -185,6 +193,8 @@ static kz_msg_t *s_status_reply(s_orch_t *self)
         goto fail;
     if (self->rec && kz_recorder_status(self->rec, msg, b) != 0)
         goto fail;
+    if (self->router && kz_router_status(self->router, msg, b) != 0)
+        goto fail;
     return msg;
 fail:
     kz_msg_destroy(&msg);
@@ -210,6 +220,10 @@ static void s_dispatch(s_orch_t *self, kz_delivery_t **d_p)
     self->received++;
     switch (d->kind) {
     case KZ_DELIVERY_GROUP:
+        if (self->router && strcmp(d->group, KZ_ROUTER_GROUP) == 0) {
+            kz_router_add(self->router, d_p); /* the router acks (or nacks) it */
+            return;
+        }
         /* agent.* also arrives through our subscription: tracking keeps
            going while the recorder holds deliveries it cannot store */
         kz_supervisor_count(self->sup, kz_msg_src(d->msg));
@@ -253,6 +267,11 @@ static void s_pump(void *arg, int timeout_ms)
         int64_t wait = deadline - now;
         if (self->rec) {
             int64_t due = kz_recorder_tick(self->rec);
+            if (due < wait)
+                wait = due;
+        }
+        if (self->router) {
+            int64_t due = kz_router_tick(self->router);
             if (due < wait)
                 wait = due;
         }
@@ -587,6 +606,21 @@ int main(int argc, char **argv)
                      S_STATUS_SERVICE);
             goto done;
         }
+        /* without targets there is nothing a plan could change: plans stay
+           with the broker for an orchestrator that has some */
+        if (self->cfg->targets_count == 0) {
+            kz_info("no targets configured: not routing plans");
+        } else {
+            self->router = kz_router_new(self->cfg, self->bus, self->id, err, sizeof err);
+            if (!self->router) {
+                kz_error("%s", err);
+                goto done;
+            }
+            if (kz_bus_join(self->bus, KZ_ROUTER_GROUP, KZ_ROUTER_PREFIX) != 0) {
+                kz_error("unable to join '%s' on the bus", KZ_ROUTER_GROUP);
+                goto done;
+            }
+        }
     }
     s_say_hello(self);
     kz_info("started on %s (%s), state in %s", self->host, self->node ? "node" : "main",
@@ -598,6 +632,7 @@ int main(int argc, char **argv)
     s_loop(self);
 
     kz_info("stopping");
+    kz_router_stop(self->router, s_pump, self, self->cfg->supervisor.stop_timeout_ms);
     kz_supervisor_stop_agents(self->sup, s_pump, self);
     s_drain(self);
     s_say_heartbeat(self, "stopping");
@@ -607,6 +642,8 @@ int main(int argc, char **argv)
         kz_recorder_flush(self->rec);
     exit_code = 0;
 done:
+    kz_router_stop(self->router, NULL, NULL, 0);
+    kz_router_destroy(&self->router);
     kz_recorder_destroy(&self->rec);
     kz_bus_destroy(&self->bus);
     if (self->sup) {

@@ -118,6 +118,10 @@ enum {
     S_T_PLAN_STATE = 1 << 11, /* plan.approved, rejected, accepted, failed */
     S_T_ANALYSIS = 1 << 12,
     S_T_LEARN = 1 << 13,
+    S_T_PLAN_ROUTE = 1 << 14, /* plan.state: the router's intermediate states */
+    S_T_PLAN_RANKED = 1 << 15,
+    S_T_EXEC = 1 << 16,     /* exec.result, republished by the router */
+    S_T_VALIDATE = 1 << 17, /* validate.result, likewise */
 };
 
 static const struct {
@@ -140,6 +144,10 @@ static const struct {
     {"plan.rejected", S_T_PLAN_STATE},
     {"plan.accepted", S_T_PLAN_STATE},
     {"plan.failed", S_T_PLAN_STATE},
+    {"plan.state", S_T_PLAN_ROUTE},
+    {"plan.ranked", S_T_PLAN_RANKED},
+    {"exec.result", S_T_EXEC},
+    {"validate.result", S_T_VALIDATE},
     {"analysis.result", S_T_ANALYSIS},
     {"learn.update", S_T_LEARN},
 };
@@ -149,11 +157,13 @@ static unsigned s_type_bit(const char *type)
 {
     switch (type[0]) { /* the bulk (test.event, ...) leaves here */
     case 'a':
+    case 'e':
     case 'f':
     case 'l':
     case 'm':
     case 'p':
     case 's':
+    case 'v':
         break;
     default:
         return 0;
@@ -170,7 +180,10 @@ static unsigned s_type_bit(const char *type)
    seq order; upserts take the latest message per key (DISTINCT ON), as
    one statement may not touch a row twice. Integers go into integer
    columns capped (the protocol allows int64), numbers that JSON cannot
-   carry (NaN) are NULL, texts are cut to the seed's VARCHAR sizes. */
+   carry (NaN) are NULL, texts are cut to the seed's VARCHAR sizes.
+   Every statement names the exact types it reads: on the staged path
+   kz_new holds every new message of the batch, plan.batch and
+   plan.ranked included, and those carry no plan_id. */
 static const struct {
     const char *name;
     unsigned mask;
@@ -214,9 +227,11 @@ static const struct {
      "'agent.exited') x ORDER BY agent_id, seq DESC) e WHERE a.agent_id = e.agent_id AND a.state"
      " <> 'stopped'"},
     /* the seed's activity log; the layer comes from the agents table */
+    /* plan.state logs the router's state as its status; plan.ranked is
+       the prioritizer's summary of a scan's plans */
     {"kz_activity",
      S_T_HELLO | S_T_BYE | S_T_LOG | S_T_EXITED | S_T_FAILED | S_T_SCAN_COMPLETED | S_T_PLAN_NEW |
-         S_T_PLAN_STATE,
+         S_T_PLAN_STATE | S_T_PLAN_ROUTE | S_T_PLAN_RANKED,
      "INSERT INTO autonomous_agent_logs (agent_name, layer, action, status, details, metrics, "
      "created_at, agent_id, event_id, target, corr) SELECT left(x.agent_name, 100), "
      "left(COALESCE(CASE WHEN n.type = 'agent.hello' THEN n.body->>'layer' END, CASE WHEN n.type"
@@ -227,18 +242,25 @@ static const struct {
      "n.type WHEN 'agent.hello' THEN 'started' WHEN 'agent.bye' THEN 'stopped' WHEN 'agent.log' "
      "THEN n.body->>'message' WHEN 'agent.exited' THEN 'exited: ' || (n.body->>'status') WHEN "
      "'agent.failed' THEN 'failed: ' || (n.body->>'reason') WHEN 'scan.completed' THEN 'scan ' "
-     "|| (n.body->>'scan_id') ELSE 'plan ' || substr(n.type, 6) || ' ' || (n.body->>'plan_id') "
-     "END, 200), left(CASE n.type WHEN 'agent.hello' THEN 'ok' WHEN 'agent.bye' THEN 'ok' WHEN "
-     "'agent.log' THEN n.body->>'level' WHEN 'agent.exited' THEN 'restarting' WHEN "
-     "'agent.failed' THEN 'failed' WHEN 'scan.completed' THEN n.body->>'status' ELSE "
+     "|| (n.body->>'scan_id') WHEN 'plan.ranked' THEN 'ranked scan ' || (n.body->>'scan_id') "
+     "|| ': ' || CASE WHEN jsonb_typeof(n.body->'ready') = 'array' THEN "
+     "jsonb_array_length(n.body->'ready') ELSE 0 END || ' ready, ' || CASE WHEN "
+     "jsonb_typeof(n.body->'dropped') = 'array' THEN jsonb_array_length(n.body->'dropped') ELSE 0 "
+     "END || ' dropped' WHEN 'plan.state' THEN 'plan ' || COALESCE(n.body->>'state', 'state') || "
+     "' ' || (n.body->>'plan_id') ELSE 'plan ' || substr(n.type, 6) || ' ' || "
+     "(n.body->>'plan_id') END, 200), left(CASE n.type WHEN 'agent.hello' THEN 'ok' WHEN "
+     "'agent.bye' THEN 'ok' WHEN 'agent.log' THEN n.body->>'level' WHEN 'agent.exited' THEN "
+     "'restarting' WHEN 'agent.failed' THEN 'failed' WHEN 'scan.completed' THEN "
+     "n.body->>'status' WHEN 'plan.state' THEN COALESCE(n.body->>'state', 'state') ELSE "
      "substr(n.type, 6) END, 50), n.body, CASE WHEN n.type = 'scan.completed' THEN "
      "jsonb_build_object('findings', n.body->'findings', 'files', n.body->'files', "
      "'duration_ms', n.body->'duration_ms') END, n.ts AT TIME ZONE 'UTC', n.src, n.id, n.target,"
      " n.corr FROM kz_new n CROSS JOIN LATERAL (SELECT COALESCE(CASE WHEN n.type IN "
      "('agent.hello', 'agent.bye', 'agent.exited', 'agent.failed') THEN n.body->>'name' END, "
      "split_part(n.src, '@', 1)) AS agent_name) x WHERE n.type IN ('agent.hello', 'agent.bye', "
-     "'agent.log', 'agent.exited', 'agent.failed', 'scan.completed') OR n.type LIKE 'plan.%' "
-     "ORDER BY n.seq"},
+     "'agent.log', 'agent.exited', 'agent.failed', 'scan.completed', 'plan.ranked') OR (n.type "
+     "IN ('plan.proposed', 'plan.ready', 'plan.approved', 'plan.rejected', 'plan.accepted', "
+     "'plan.failed', 'plan.state') AND n.body->>'plan_id' IS NOT NULL) ORDER BY n.seq"},
     {"kz_scan_started", S_T_SCAN_STARTED,
      "INSERT INTO scans AS s (scan_id, target, agent_id, commit, status, files, tools, "
      "started_at) SELECT DISTINCT ON (body->>'scan_id') body->>'scan_id', target, src, "
@@ -275,7 +297,9 @@ static const struct {
      " WITH ORDINALITY AS e(m, i) WHERE n.type = 'metric.batch' AND jsonb_typeof(m->'value') = "
      "'number' ORDER BY n.seq, e.i"},
     /* plan.proposed and plan.ready carry the whole plan; several of one plan
-       in a batch: the first names the proposer, the last gives the state */
+       in a batch: the first names the proposer, the last gives the state.
+       A final plan stays final (a plan.ready published again later must
+       not make the router's recovery run it once more) */
     {"kz_plan_new", S_T_PLAN_NEW,
      "INSERT INTO improvement_suggestions AS p (agent_name, category, priority, title, "
      "description, implementation_plan, estimated_impact, status, created_at, plan_id, target, "
@@ -295,19 +319,55 @@ static const struct {
      " ON CONFLICT (plan_id) DO UPDATE SET priority = EXCLUDED.priority, title = EXCLUDED.title,"
      " description = COALESCE(EXCLUDED.description, p.description), implementation_plan = "
      "EXCLUDED.implementation_plan, estimated_impact = EXCLUDED.estimated_impact, status = "
-     "EXCLUDED.status, target = COALESCE(EXCLUDED.target, p.target), fixer = EXCLUDED.fixer, "
+     "CASE WHEN p.status IN ('accepted', 'rejected', 'failed') THEN p.status ELSE "
+     "EXCLUDED.status END, target = COALESCE(EXCLUDED.target, p.target), fixer = EXCLUDED.fixer, "
      "effort = EXCLUDED.effort, risk = EXCLUDED.risk, updated_at = EXCLUDED.updated_at"},
-    {"kz_plan_state", S_T_PLAN_STATE,
+    /* the status is the latest state: a decision's or a final type's
+       name, or the router's plan.state (awaiting_approval, executing,
+       executed, validating) */
+    {"kz_plan_state", S_T_PLAN_STATE | S_T_PLAN_ROUTE,
      "UPDATE improvement_suggestions p SET status = u.status, updated_at = u.at, implemented_at "
      "= CASE WHEN u.status = 'accepted' THEN u.at ELSE p.implemented_at END FROM (SELECT "
-     "DISTINCT ON (body->>'plan_id') body->>'plan_id' AS plan_id, substr(type, 6) AS status, (ts"
-     " AT TIME ZONE 'UTC') AS at FROM kz_new WHERE type IN ('plan.approved', 'plan.rejected', "
-     "'plan.accepted', 'plan.failed') ORDER BY body->>'plan_id', seq DESC) u WHERE p.plan_id = "
-     "u.plan_id"},
-    {"kz_plan_transitions", S_T_PLAN_NEW | S_T_PLAN_STATE,
+     "DISTINCT ON (body->>'plan_id') body->>'plan_id' AS plan_id, left(CASE WHEN type = "
+     "'plan.state' THEN body->>'state' ELSE substr(type, 6) END, 50) AS status, (ts AT TIME ZONE "
+     "'UTC') AS at FROM kz_new WHERE type IN ('plan.approved', 'plan.rejected', "
+     "'plan.accepted', 'plan.failed', 'plan.state') AND body->>'plan_id' IS NOT NULL AND (type "
+     "<> 'plan.state' OR body->>'state' IS NOT NULL) ORDER BY body->>'plan_id', seq DESC) u "
+     "WHERE p.plan_id = u.plan_id"},
+    {"kz_plan_transitions", S_T_PLAN_NEW | S_T_PLAN_STATE | S_T_PLAN_ROUTE,
      "INSERT INTO plan_transitions (plan_id, state, event_id, src, details, at) SELECT "
-     "body->>'plan_id', substr(type, 6), id, src, body, ts FROM kz_new WHERE type LIKE 'plan.%' "
+     "body->>'plan_id', CASE WHEN type = 'plan.state' THEN body->>'state' ELSE substr(type, 6) "
+     "END, id, src, body, ts FROM kz_new WHERE type IN ('plan.proposed', 'plan.ready', "
+     "'plan.approved', 'plan.rejected', 'plan.accepted', 'plan.failed', 'plan.state') AND "
+     "body->>'plan_id' IS NOT NULL AND (type <> 'plan.state' OR body->>'state' IS NOT NULL) "
      "ORDER BY seq"},
+    /* the plans the prioritizer dropped (plan.ranked dropped[]): still
+       "proposed", they become "dropped", with the reason as a transition */
+    {"kz_plan_dropped", S_T_PLAN_RANKED,
+     "UPDATE improvement_suggestions p SET status = 'dropped', updated_at = x.at FROM (SELECT "
+     "DISTINCT ON (d->>'plan_id') d->>'plan_id' AS plan_id, (n.ts AT TIME ZONE 'UTC') AS at "
+     "FROM kz_new n CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(n.body->"
+     "'dropped') = 'array' THEN n.body->'dropped' ELSE '[]'::jsonb END) AS e(d) WHERE n.type = "
+     "'plan.ranked' AND d->>'plan_id' IS NOT NULL ORDER BY d->>'plan_id', n.seq DESC) x WHERE "
+     "p.plan_id = x.plan_id AND p.status = 'proposed'"},
+    {"kz_plan_dropped_transitions", S_T_PLAN_RANKED,
+     "INSERT INTO plan_transitions (plan_id, state, event_id, src, details, at) SELECT "
+     "d->>'plan_id', 'dropped', n.id, n.src, d, n.ts FROM kz_new n CROSS JOIN LATERAL "
+     "jsonb_array_elements(CASE WHEN jsonb_typeof(n.body->'dropped') = 'array' THEN "
+     "n.body->'dropped' ELSE '[]'::jsonb END) WITH ORDINALITY AS e(d, i) WHERE n.type = "
+     "'plan.ranked' AND d->>'plan_id' IS NOT NULL ORDER BY n.seq, e.i"},
+    /* the executor's and the validators' replies, republished by the
+       router */
+    {"kz_executions", S_T_EXEC,
+     "INSERT INTO executions (plan_id, event_id, src, status, commit, files, diffstat, error, at)"
+     " SELECT body->>'plan_id', id, src, body->>'status', body->>'commit', body->'files', "
+     "body->>'diffstat', body->>'error', ts FROM kz_new WHERE type = 'exec.result' AND "
+     "body->>'plan_id' IS NOT NULL AND body->>'status' IS NOT NULL ORDER BY seq"},
+    {"kz_validations", S_T_VALIDATE,
+     "INSERT INTO validations (plan_id, event_id, src, validator, verdict, reasons, details, at) "
+     "SELECT body->>'plan_id', id, src, body->>'validator', body->>'verdict', body->'reasons', "
+     "body->'details', ts FROM kz_new WHERE type = 'validate.result' AND body->>'plan_id' IS NOT "
+     "NULL AND body->>'validator' IS NOT NULL AND body->>'verdict' IS NOT NULL ORDER BY seq"},
     {"kz_quality", S_T_ANALYSIS,
      "INSERT INTO code_quality_snapshots (overall_score, test_coverage, complexity_score, "
      "documentation_score, security_score, performance_score, metrics, created_at, scan_id, "
