@@ -54,13 +54,17 @@ extern const kz_cli_cmd_t kz_cmd_keygen;
 extern const kz_cli_cmd_t kz_cmd_stats;
 extern const kz_cli_cmd_t kz_cmd_publish;
 extern const kz_cli_cmd_t kz_cmd_call;
-extern const kz_cli_cmd_t kz_cmd_up;     /* cli/up.c */
-extern const kz_cli_cmd_t kz_cmd_down;   /* cli/down.c */
-extern const kz_cli_cmd_t kz_cmd_status; /* cli/status.c */
-extern const kz_cli_cmd_t kz_cmd_report; /* cli/report.c */
-extern const kz_cli_cmd_t kz_cmd_doctor; /* cli/doctor.c */
-extern const kz_cli_cmd_t kz_cmd_logs;   /* cli/logs.c */
-extern const kz_cli_cmd_t kz_cmd_db;     /* cli/db.c: db migrate|start|stop|status */
+extern const kz_cli_cmd_t kz_cmd_up;       /* cli/up.c */
+extern const kz_cli_cmd_t kz_cmd_down;     /* cli/down.c */
+extern const kz_cli_cmd_t kz_cmd_status;   /* cli/status.c */
+extern const kz_cli_cmd_t kz_cmd_report;   /* cli/report.c */
+extern const kz_cli_cmd_t kz_cmd_doctor;   /* cli/doctor.c */
+extern const kz_cli_cmd_t kz_cmd_logs;     /* cli/logs.c */
+extern const kz_cli_cmd_t kz_cmd_db;       /* cli/db.c: db migrate|start|stop|status */
+extern const kz_cli_cmd_t kz_cmd_run_once; /* cli/run_once.c */
+extern const kz_cli_cmd_t kz_cmd_plans;    /* cli/plans.c: plans [show ID] */
+extern const kz_cli_cmd_t kz_cmd_approve;  /* cli/plans.c */
+extern const kz_cli_cmd_t kz_cmd_reject;   /* cli/plans.c */
 
 /* Print "kaizen CMD: MESSAGE" and the hint "see 'kaizen CMD --help'" on
    stderr; returns KZ_EXIT_USAGE so callers write `return kz_cli_usage(...)`. */
@@ -126,6 +130,31 @@ void kz_cli_human_ms(int64_t ms, char *buf, size_t len);
    CLI's config with the one loaded from PATH. KZ_EXIT_OK, or
    KZ_EXIT_FAILURE after printing the loader's "FILE:LINE:COL: ..." */
 int kz_cli_reload_config(kz_cli_t *cli, const char *path);
+
+/* cli/up.c: what `kaizen up` does, shared with `kaizen run-once`: under
+   the lock STATE/run/up.lock create the missing sample targets
+   (kz_cli_prepare_targets), then - unless kaizen already runs - clean up
+   after a run that did not stop, check the bus endpoints, start the
+   database and the orchestrator and wait for the agents. CMD names the
+   command in messages ("kaizen CMD: ..."); OUT receives the summary
+   ("kaizen is up: ..." or "kaizen is already running ...": stdout for up,
+   stderr for run-once so its --json stays alone on stdout); progress goes
+   to stderr. *STARTED (may be NULL): true when this call started kaizen.
+   Ctrl-C while starting stops what was started; afterwards the signal
+   handlers are the caller's again. KZ_EXIT_OK / KZ_EXIT_FAILURE */
+int kz_cli_up(kz_cli_t *cli, const char *cmd, FILE *out, bool *started);
+
+/* cli/samples.c: targets[].init_from. For each target whose path does not
+   exist and that has init_from: copy that directory's regular files and
+   directories (symbolic links only when they point inside it; never
+   followed) to a new directory beside the path, `git init -b BRANCH`,
+   commit everything as kaizen (hooks off), and rename it to the path;
+   prints "created sample target NAME at PATH from DIR" on stderr. A path
+   that exists is left alone (not a git repository: the scan reports it).
+   The caller holds kz_state_lock. KZ_EXIT_OK, or KZ_EXIT_FAILURE after
+   "kaizen CMD: ..." naming the target and what failed (nothing is left
+   at the path then) */
+int kz_cli_prepare_targets(const kz_config_t *cfg, const char *cmd);
 
 /* cli/up.c: the directory of the running kaizen executable, where
    kaizen-broker, kaizen-orchestrator and the agents kaizen-NAME are

@@ -1,7 +1,9 @@
 /*  up.c - `kaizen up`: database, broker, orchestrator and agents
 
-    Under the lock STATE/run/up.lock: when run/orchestrator.pid names a
-    live kaizen process, say so and stop (idempotent). Else clean up after
+    Under the lock STATE/run/up.lock: create the sample targets that do
+    not exist yet (targets[].init_from, cli/samples.c); when
+    run/orchestrator.pid names a live kaizen process, say so and stop
+    (idempotent). Else clean up after
     a previous run that did not stop (stale pid files, leftover
     processes), check that the bus endpoints are free - a port or socket
     taken by another program is refused before anything starts - start
@@ -15,6 +17,8 @@
     --foreground keeps the orchestrator attached: `up` forwards SIGINT and
     SIGTERM to it, and when it exits stops what is left and the embedded
     database, like `kaizen down`.
+
+    kz_cli_up is the same start for `kaizen run-once` (cli/run_once.c).
 */
 #include "cli.h"
 
@@ -57,6 +61,8 @@ static const char s_usage[] =
     "schema migrations applied, then kaizen-orchestrator, which starts the\n"
     "broker and this host's agents. Waits until every agent is up (or has\n"
     "failed) and prints where the state, the logs and the database live.\n"
+    "A target with init_from whose path does not exist is created first: a\n"
+    "new git repository holding a copy of that directory (the samples).\n"
     "\n"
     "Running it again while kaizen runs says so and exits 0. A bus port or\n"
     "socket used by another program is refused before anything starts.\n"
@@ -231,14 +237,14 @@ static int s_check_endpoints(const kz_config_t *cfg, char *errbuf, size_t errlen
 
 /* Start the embedded cluster (or reach the DSN's server) and migrate.
    Describes it into WHERE. 0, or KZ_EXIT_FAILURE (printed) */
-static int s_database(const kz_config_t *cfg, char *where, size_t wlen)
+static int s_database(const kz_config_t *cfg, const char *cmd, char *where, size_t wlen)
 {
     char err[2048] = "";
     kz_db_describe(cfg, where, wlen);
     if (kz_db_embedded(cfg)) {
         kz_pg_t pg;
         if (kz_pg_init(&pg, cfg->state_dir, err, sizeof err) != 0)
-            return kz_cli_error("up", "%s", err);
+            return kz_cli_error(cmd, "%s", err);
         fprintf(stderr, "database: %s\n", where);
         if (pg.drop_privileges) { /* for the summary; kz_pg_start says it now */
             size_t n = strlen(where);
@@ -248,23 +254,23 @@ static int s_database(const kz_config_t *cfg, char *where, size_t wlen)
         }
         bool started = false;
         if (kz_pg_start(&pg, S_PG_START_MS, &started, err, sizeof err) != 0)
-            return kz_cli_error("up", "the embedded database did not start: %s", err);
+            return kz_cli_error(cmd, "the embedded database did not start: %s", err);
         fprintf(stderr, "database: %s\n", started ? "started" : "already running");
     } else {
         fprintf(stderr, "database: %s\n", where);
     }
     PGconn *db = kz_db_connect(cfg, S_APP, err, sizeof err);
     if (!db)
-        return kz_cli_error("up", "%s", err);
+        return kz_cli_error(cmd, "%s", err);
     int applied = 0;
     if (kz_db_migrate(db, NULL, &applied, err, sizeof err) != 0) {
         PQfinish(db);
-        return kz_cli_error("up", "the schema could not be brought up to date: %s", err);
+        return kz_cli_error(cmd, "the schema could not be brought up to date: %s", err);
     }
     int version = kz_db_schema_version(db, err, sizeof err);
     PQfinish(db);
     if (version < 0)
-        return kz_cli_error("up", "%s", err);
+        return kz_cli_error(cmd, "%s", err);
     if (applied > 0)
         fprintf(stderr, "database: schema version %d (%d migration%s applied now)\n", version,
                 applied, applied == 1 ? "" : "s");
@@ -512,7 +518,10 @@ static int s_wait_up(s_progress_t *p, pid_t pid, int *status)
 typedef struct {
     kz_cli_t *cli;
     const kz_config_t *cfg;
+    const char *cmd; /* "up", "run-once": names the command in messages */
+    FILE *out;       /* the summary: stdout for up */
     bool foreground;
+    bool started; /* this run started the orchestrator */
     char pidfile[PATH_MAX];
     char log[PATH_MAX];
     char db_where[1024];
@@ -524,23 +533,24 @@ static void s_summary(const s_up_t *u, pid_t pid, const s_progress_t *p)
     char logs[PATH_MAX];
     if (kz_state_path(u->cfg, "logs", logs, sizeof logs) != 0)
         snprintf(logs, sizeof logs, "%s/logs", u->cfg->state_dir);
-    printf("kaizen is up: %d agent%s on %s (orchestrator pid %ld)\n", p->ready,
-           p->ready == 1 ? "" : "s", p->host, (long)pid);
+    fprintf(u->out, "kaizen is up: %d agent%s on %s (orchestrator pid %ld)\n", p->ready,
+            p->ready == 1 ? "" : "s", p->host, (long)pid);
     if (p->failed)
-        printf("  %d agent%s failed: see 'kaizen status' and 'kaizen logs NAME'\n", p->failed,
-               p->failed == 1 ? "" : "s");
-    printf("  state     %s\n", u->cfg->state_dir);
-    printf("  logs      %s   ('kaizen logs [NAME] [-f]')\n", logs);
-    printf("  database  %s\n", u->db_where);
-    printf("  config    %s\n", u->config[0] ? u->config : "(built-in defaults)");
-    printf("  bus       %s\n", u->cfg->bus.connect.router);
+        fprintf(u->out, "  %d agent%s failed: see 'kaizen status' and 'kaizen logs NAME'\n",
+                p->failed, p->failed == 1 ? "" : "s");
+    fprintf(u->out, "  state     %s\n", u->cfg->state_dir);
+    fprintf(u->out, "  logs      %s   ('kaizen logs [NAME] [-f]')\n", logs);
+    fprintf(u->out, "  database  %s\n", u->db_where);
+    fprintf(u->out, "  config    %s\n", u->config[0] ? u->config : "(built-in defaults)");
+    fprintf(u->out, "  bus       %s\n", u->cfg->bus.connect.router);
     if (u->foreground)
-        printf("running in the foreground: Ctrl-C stops everything; the orchestrator logs to "
-               "%s ('kaizen logs orchestrator -f')\n",
-               u->log);
+        fprintf(u->out,
+                "running in the foreground: Ctrl-C stops everything; the orchestrator logs to "
+                "%s ('kaizen logs orchestrator -f')\n",
+                u->log);
     else
-        printf("see 'kaizen status' for the agents; stop everything with 'kaizen down'\n");
-    fflush(stdout);
+        fprintf(u->out, "see 'kaizen status' for the agents; stop everything with 'kaizen down'\n");
+    fflush(u->out);
 }
 
 /* Put things back after a start that failed: stop what was started */
@@ -577,7 +587,7 @@ static int s_foreground(const s_up_t *u, pid_t pid, int *lock_p)
     char err[1024] = "";
     int lock = kz_state_lock(u->cfg, S_LOCK_WAIT_MS, err, sizeof err);
     if (lock < 0)
-        return kz_cli_error("up", "%s", err);
+        return kz_cli_error(u->cmd, "%s", err);
     /* without the lock, a `kaizen down` may have stopped ours and another
        `kaizen up` started a new run meanwhile: that one is not ours to stop */
     pid_t now = kz_pidfile_read(u->pidfile);
@@ -591,7 +601,7 @@ static int s_foreground(const s_up_t *u, pid_t pid, int *lock_p)
     int rc = kz_cli_stop(u->cfg, t > INT_MAX ? INT_MAX : (int)t, NULL);
     close(lock);
     if (rc != KZ_EXIT_OK)
-        return kz_cli_error("up", "not everything could be stopped (see above)");
+        return kz_cli_error(u->cmd, "not everything could be stopped (see above)");
     printf("kaizen stopped\n");
     return clean ? KZ_EXIT_OK : KZ_EXIT_FAILURE;
 }
@@ -604,8 +614,9 @@ static int s_start(s_up_t *u, int *lock_p)
     /* 1. already running? */
     pid_t old = kz_pidfile_read(u->pidfile);
     if (old > 0 && kz_cli_pid_is_ours(cfg, old)) {
-        printf("kaizen is already running (orchestrator pid %ld, state in %s)\n", (long)old,
-               cfg->state_dir);
+        fprintf(u->out, "kaizen is already running (orchestrator pid %ld, state in %s)\n",
+                (long)old, cfg->state_dir);
+        fflush(u->out);
         return KZ_EXIT_OK;
     }
     fprintf(stderr, "starting kaizen (state in %s)\n", cfg->state_dir);
@@ -628,25 +639,25 @@ static int s_start(s_up_t *u, int *lock_p)
        leads someone else's run: its group is not ours to clean */
     pid_t pgid = old > 0 && kz_pid_is_kaizen(old) ? 0 : old;
     if (kz_cli_kill_leftovers(cfg, pgid, grace) < 0)
-        return kz_cli_error("up", "processes of a previous run could not be stopped");
+        return kz_cli_error(u->cmd, "processes of a previous run could not be stopped");
 
     /* 3. the bus endpoints, before anything starts */
     if (cfg->supervisor.broker && s_check_endpoints(cfg, err, sizeof err) != 0)
-        return kz_cli_error("up", "%s; nothing was started", err);
+        return kz_cli_error(u->cmd, "%s; nothing was started", err);
 
     /* 4. the programs */
     char bin[PATH_MAX], exe[PATH_MAX + 32];
     if (kz_cli_bin_dir(bin, sizeof bin) != 0)
-        return kz_cli_error("up", "unable to find the directory of the kaizen executable");
+        return kz_cli_error(u->cmd, "unable to find the directory of the kaizen executable");
     snprintf(exe, sizeof exe, "%s/kaizen-orchestrator", bin);
     if (access(exe, X_OK) != 0)
-        return kz_cli_error("up",
+        return kz_cli_error(u->cmd,
                             "'%s' is missing or not executable: build it with 'make' or "
                             "install kaizen with 'make install'",
                             exe);
 
     /* 5. the database, with the schema up to date */
-    int rc = s_database(cfg, u->db_where, sizeof u->db_where);
+    int rc = s_database(cfg, u->cmd, u->db_where, sizeof u->db_where);
     if (rc != KZ_EXIT_OK || s_forwarded) {
         if (rc == KZ_EXIT_OK)
             fprintf(stderr, "interrupted: stopping\n");
@@ -657,7 +668,7 @@ static int s_start(s_up_t *u, int *lock_p)
 
     /* 6. the orchestrator */
     if (u->cli->config_path && !realpath(u->cli->config_path, u->config))
-        return kz_cli_error("up", "unable to resolve '%s': %s", u->cli->config_path,
+        return kz_cli_error(u->cmd, "unable to resolve '%s': %s", u->cli->config_path,
                             strerror(errno));
     char *argv[8];
     int argc = 0;
@@ -672,15 +683,16 @@ static int s_start(s_up_t *u, int *lock_p)
 
     pid_t pid = s_spawn(exe, argv, u->log, !u->foreground, err, sizeof err);
     if (pid < 0) {
-        kz_cli_error("up", "%s", err);
+        kz_cli_error(u->cmd, "%s", err);
         s_undo(u);
         return KZ_EXIT_FAILURE;
     }
     s_child = pid;
+    u->started = true;
     if (s_forwarded) /* a signal between the check above and s_child */
         kill(pid, (int)s_forwarded);
     if (kz_pidfile_write(u->pidfile, pid) != 0)
-        fprintf(stderr, "kaizen up: warning: unable to write '%s': %s\n", u->pidfile,
+        fprintf(stderr, "kaizen %s: warning: unable to write '%s': %s\n", u->cmd, u->pidfile,
                 strerror(errno));
     fprintf(stderr, "orchestrator: started (pid %ld), logging to %s\n", (long)pid, u->log);
 
@@ -698,7 +710,7 @@ static int s_start(s_up_t *u, int *lock_p)
     if (w == 1) {
         char how[64];
         s_describe_status(status, how, sizeof how);
-        kz_cli_error("up", "kaizen-orchestrator exited during start-up (%s)", how);
+        kz_cli_error(u->cmd, "kaizen-orchestrator exited during start-up (%s)", how);
         s_print_log_tail(u->log);
         s_child = 0;
         s_undo(u);
@@ -713,10 +725,11 @@ static int s_start(s_up_t *u, int *lock_p)
         char bound[32];
         kz_cli_human_ms(s_start_bound(&p), bound, sizeof bound);
         if (!p.answered)
-            kz_cli_error("up", "the orchestrator (pid %ld) did not answer kaizen.status within %s",
+            kz_cli_error(u->cmd,
+                         "the orchestrator (pid %ld) did not answer kaizen.status within %s",
                          (long)pid, bound);
         else
-            kz_cli_error("up", "not every agent came up within %s; waiting for: %s", bound,
+            kz_cli_error(u->cmd, "not every agent came up within %s; waiting for: %s", bound,
                          p.waiting);
         s_print_log_tail(u->log);
         if (u->foreground) {
@@ -736,6 +749,55 @@ static int s_start(s_up_t *u, int *lock_p)
     return KZ_EXIT_OK;
 }
 
+/* The lock, the sample targets, then s_start; with FOREGROUND false the
+   caller's signal handlers are put back afterwards */
+static int s_up(kz_cli_t *cli, const char *cmd, FILE *out, bool foreground, bool *started)
+{
+    s_up_t u;
+    memset(&u, 0, sizeof u);
+    u.cli = cli;
+    u.cfg = cli->cfg;
+    u.cmd = cmd;
+    u.out = out;
+    u.foreground = foreground;
+    s_child = 0;
+    s_forwarded = 0;
+    if (started)
+        *started = false;
+
+    char err[1024] = "";
+    if (kz_state_init(u.cfg, err, sizeof err) != 0)
+        return kz_cli_error(cmd, "%s", err);
+    if (kz_state_path(u.cfg, "run/orchestrator.pid", u.pidfile, sizeof u.pidfile) != 0 ||
+        kz_state_log_path(u.cfg, "orchestrator", u.log, sizeof u.log) != 0)
+        return kz_cli_error(cmd, "state directory path too long: %s", u.cfg->state_dir);
+    int lock = kz_state_lock(u.cfg, S_LOCK_WAIT_MS, err, sizeof err);
+    if (lock < 0)
+        return kz_cli_error(cmd, "%s", err);
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction saved[3];
+    for (size_t i = 0; i < 3; i++)
+        sigaction(sigs[i], NULL, &saved[i]);
+    int rc = kz_cli_prepare_targets(u.cfg, cmd);
+    if (rc == KZ_EXIT_OK)
+        rc = s_start(&u, &lock);
+    if (lock >= 0)
+        close(lock);
+    if (!foreground) {
+        for (size_t i = 0; i < 3; i++)
+            sigaction(sigs[i], &saved[i], NULL);
+        s_child = 0;
+    }
+    if (started)
+        *started = u.started;
+    return rc;
+}
+
+int kz_cli_up(kz_cli_t *cli, const char *cmd, FILE *out, bool *started)
+{
+    return s_up(cli, cmd, out, false, started);
+}
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -743,15 +805,14 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0},
     };
-    s_up_t u;
-    memset(&u, 0, sizeof u);
+    bool foreground = false;
     const char *config = NULL;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
         switch (c) {
         case 'F':
-            u.foreground = true;
+            foreground = true;
             break;
         case 'c':
             config = optarg;
@@ -764,24 +825,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("up", "unexpected argument '%s'", argv[optind]);
     if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
         return KZ_EXIT_FAILURE;
-    u.cli = cli;
-    u.cfg = cli->cfg;
-    s_child = 0;
-    s_forwarded = 0;
-
-    char err[1024] = "";
-    if (kz_state_init(u.cfg, err, sizeof err) != 0)
-        return kz_cli_error("up", "%s", err);
-    if (kz_state_path(u.cfg, "run/orchestrator.pid", u.pidfile, sizeof u.pidfile) != 0 ||
-        kz_state_log_path(u.cfg, "orchestrator", u.log, sizeof u.log) != 0)
-        return kz_cli_error("up", "state directory path too long: %s", u.cfg->state_dir);
-    int lock = kz_state_lock(u.cfg, S_LOCK_WAIT_MS, err, sizeof err);
-    if (lock < 0)
-        return kz_cli_error("up", "%s", err);
-    int rc = s_start(&u, &lock);
-    if (lock >= 0)
-        close(lock);
-    return rc;
+    return s_up(cli, "up", stdout, foreground, NULL);
 }
 
 const kz_cli_cmd_t kz_cmd_up = {
