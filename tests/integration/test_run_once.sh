@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # test_run_once.sh - `kaizen run-once`
+# kz-timeout: 1200
 #
 # Part 1, run-once's own logic, against a real broker, orchestrator and
 # PostgreSQL but with the loop's agents played by hand (`kaizen publish`):
