@@ -140,7 +140,7 @@ static int s_scan_progress(kz_store_t *self, const char *scan_id, long *stored, 
 }
 
 int kz_store_wait_scan(kz_store_t *self, const char *scan_id, long expected, int timeout_ms,
-                       void (*tick)(void *arg), void *arg, char *errbuf, size_t errlen)
+                       bool (*tick)(void *arg), void *arg, char *errbuf, size_t errlen)
 {
     int64_t deadline = s_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     long stored = 0;
@@ -164,8 +164,13 @@ int kz_store_wait_scan(kz_store_t *self, const char *scan_id, long expected, int
         int64_t now = s_mono_ms();
         if (now >= deadline)
             break;
-        if (tick)
-            tick(arg);
+        if (tick && !tick(arg)) {
+            snprintf(errbuf, errlen,
+                     "stopped while waiting for scan '%s' to be stored (%ld of %ld findings "
+                     "stored)",
+                     scan_id, stored, expected);
+            return -1;
+        }
         int64_t left = deadline - now;
         s_sleep_ms(left < S_POLL_MS ? (int)left : S_POLL_MS);
     }

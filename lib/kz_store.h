@@ -32,10 +32,12 @@ void kz_store_reset(kz_store_t *self);
 
 /* Wait until the recorder has stored EXPECTED findings of SCAN_ID (and
    the scan's row), up to TIMEOUT_MS, calling TICK (may be NULL) between
-   polls. 0 when they are all there, -1 with ERRBUF on timeout
-   ("only 12 of 40 findings of scan S stored after 60 s") or error. */
+   polls: TICK keeps the caller alive (kz_agent_keepalive) and returns
+   false to end the wait at once (kz_agent_stopping). 0 when they are all
+   there, -1 with ERRBUF on timeout ("only 12 of 40 findings of scan S
+   stored after 60 s"), on error, or when TICK ended the wait. */
 int kz_store_wait_scan(kz_store_t *self, const char *scan_id, long expected, int timeout_ms,
-                       void (*tick)(void *arg), void *arg, char *errbuf, size_t errlen);
+                       bool (*tick)(void *arg), void *arg, char *errbuf, size_t errlen);
 
 /* Every finding of SCAN_ID, appended to OUT (one per fingerprint: a
    redelivered batch stored twice is read once). 0 / -1 */

@@ -222,6 +222,12 @@ static int s_stored_counts(s_self_t *self, const char *pattern, long *s, long *f
         *s = strtol(PQgetvalue(res, 0, 0), NULL, 10);
         *f = strtol(PQgetvalue(res, 0, 1), NULL, 10);
     }
+    /* the row comes from learn.update bodies (bus input): a negative
+       count would make the rate's denominator (s + f + 2) zero or less */
+    if (*s < 0)
+        *s = 0;
+    if (*f < 0)
+        *f = 0;
     PQclear(res);
     return 0;
 }
@@ -443,6 +449,7 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
             continue;
         }
         result = s_learn(agent, self, plan_id, pattern, target, success);
+        kz_agent_keepalive(agent); /* up to S_MAX_RULES patterns, each read and published */
     }
     s_plan_free(&plan);
     if (result != 0) {

@@ -416,6 +416,14 @@ static int s_publish(kz_agent_t *agent, const s_plans_t *plans, const kz_finding
 
 /* -------------------------------------------------------------- handler */
 
+/* kz_store_wait_scan's tick: answer the bus heartbeats; false (end the
+   wait) once the agent is stopping */
+static bool s_wait_tick(void *arg)
+{
+    kz_agent_keepalive(arg);
+    return !kz_agent_stopping(arg);
+}
+
 /* Plan the scan of a scan.completed. 0 (done, or nothing to do: ack),
    -1 (try again later: NACK) */
 static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg)
@@ -443,8 +451,9 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
     }
     long expected = (long)kz_map_int(body, "findings", 0);
     char err[512];
-    if (kz_store_wait_scan(self->store, scan_id, expected, S_WAIT_MS, kz_agent_proc_tick, agent,
-                           err, sizeof err) != 0) {
+    kz_debug("scan %s: waiting for its %ld findings to be stored", scan_id, expected);
+    if (kz_store_wait_scan(self->store, scan_id, expected, S_WAIT_MS, s_wait_tick, agent, err,
+                           sizeof err) != 0) {
         kz_error("scan %s: %s; trying again later", scan_id, err);
         return -1;
     }

@@ -19,7 +19,7 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ||
 command -v psql >/dev/null || skip "no psql (apt-get install -y postgresql-client)"
 
 K=$KZ_BIN/kaizen
-mkdir -p "$T/repo1"
+mkdir -p "$T/repo1" "$T/repo2"
 kz_config <<EOF
 supervisor:
   broker: false
@@ -28,6 +28,9 @@ database:
 targets:
   - name: repo1
     path: $T/repo1
+    languages: [python]
+  - name: repo2
+    path: $T/repo2
     languages: [python]
 EOF
 kz_at_exit kz_kill_leftovers
@@ -118,6 +121,30 @@ expect "SELECT count(*) FROM learned_patterns" "2"
 expect "SELECT count(*) FROM events WHERE type = 'learn.update'" "5"
 expect "SELECT string_agg(body->>'plan_id' || ':' || (body->>'outcome'), ' ' ORDER BY seq) FROM events WHERE type = 'learn.update' AND body->>'pattern' = '$E501'" \
     "P1:success P2:failure P3:failure"
+
+# two targets at once: each plan's pattern names its own target (the
+# stored row's, whatever the outcome's envelope says)
+pub plan.proposed "$(plan P6 '["E501"]' ',"language":"python"')" --target repo2 --corr P6
+pub plan.proposed "$(plan P7 '["E501"]' ',"language":"python"')" --target repo1 --corr P7
+kz_wait_for 30 stored P6 || fail "P6 not stored"
+kz_wait_for 30 stored P7 || fail "P7 not stored"
+pub plan.accepted '{"plan_id":"P6","commit":"abc1234","branch":"kaizen/plan-P6"}' --target repo1 --corr P6
+pub plan.failed '{"plan_id":"P7","state":"executing","reason":"test"}' --target repo2 --corr P7
+kz_wait_for 30 is 'black|E501|python|repo2' "1/0 0.6667 1" ||
+    fail "E501 of repo2 after P6: $(row 'black|E501|python|repo2')"
+kz_wait_for 30 is "$E501" "1/3 0.3333 4" || fail "E501 of repo1 after P7: $(row "$E501")"
+
+# a stored row with negative counts (the bus refuses them, but the table
+# is not only written by the recorder) is taken as 0 / 0: else the rate
+# (s + 1) / (s + f + 2) divides by zero
+E999='black|E999|python|repo1'
+kz_psql "INSERT INTO learned_patterns (pattern_type, pattern, successes, failures, success_rate)
+    VALUES ('black', '$E999', -1, -2, 0.5)" >/dev/null || fail "insert the negative counts"
+pub plan.proposed "$(plan P8 '["E999"]' ',"language":"python"')" --target repo1 --corr P8
+kz_wait_for 30 stored P8 || fail "P8 not stored"
+pub plan.rejected '{"plan_id":"P8","reason":"no"}' --target repo1 --corr P8
+kz_wait_for 30 is "$E999" "0/1 0.3333 1" || fail "E999 after P8: $(row "$E999")"
+
 kill -TERM "$PID_learner2"
 wait "$PID_learner2" || fail "kaizen-pattern-learner exited with $?"
 echo "ok"

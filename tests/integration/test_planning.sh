@@ -41,6 +41,8 @@ K=$KZ_BIN/kaizen
 REPO=$T/repo
 mkdir -p "$REPO/pkg"
 for f in a b c d e f g h i j k l m; do echo "x = 1" >"$REPO/$f.py"; done
+mkdir -p "$T/repo2"
+echo "x = 1" >"$T/repo2/a.py"
 # the orchestrator gets a config without targets: it records, and its
 # router leaves the plan.ready events alone (the router has tests of its
 # own); the broker, the agents and the CLI get the whole config
@@ -54,6 +56,9 @@ cat "$T/orch.yaml" - >"$T/kaizen.yaml" <<EOF
 targets:
   - name: repo1
     path: $REPO
+    languages: [python]
+  - name: repo2
+    path: $T/repo2
     languages: [python]
 tools:
   - name: black
@@ -336,8 +341,35 @@ expect_eq "S6 plan.ranked" "$(q ranked S6)" "ready k.py
 dropped l.py: max_plans_per_hour (10) reached
 dropped m.py: max_plans_per_hour (10) reached"
 
+# another target with the same fingerprints as repo1's accepted a.py: not
+# a duplicate (plans of other targets do not count), so only the hour's
+# budget stops it
+FP_A2=$(finding "${BLACK[@]}" a.py)
+"$K" publish scan.started '{"scan_id":"S9","commit":"c1"}' --target repo2 --corr S9 >/dev/null ||
+    fail "publish scan.started S9"
+"$K" publish finding.batch "{\"scan_id\":\"S9\",\"seq\":0,\"findings\":[$FP_A2]}" \
+    --target repo2 --corr S9 >/dev/null || fail "publish finding.batch S9"
+"$K" publish scan.completed '{"scan_id":"S9","status":"ok","findings":1,"files":1,
+    "duration_ms":1,"commit":"c1"}' --target repo2 --corr S9 >/dev/null ||
+    fail "publish scan.completed S9"
+kz_wait_for 60 ranked_done S9 || fail "no plan.ranked for S9"
+expect_eq "S9 (repo2) plan.ranked" "$(q ranked S9)" "ready 
+dropped a.py: max_plans_per_hour (10) reached"
+
 # nothing went wrong on the way
 ! grep -E " error " "$T/planner.log" ||
     fail "the planner logged errors"
 ! grep -E " error " "$T/prio.log" || fail "the prioritizer logged errors"
+
+# stopping ends the wait for a scan's findings (5 announced, none stored):
+# the planner leaves at once, not after its 60 s wait
+"$K" publish scan.completed '{"scan_id":"S8","status":"ok","findings":5,"files":1,
+    "duration_ms":1,"commit":"c2"}' --target repo1 --corr S8 >/dev/null ||
+    fail "publish scan.completed S8"
+kz_wait_log planner "scan S8: waiting for its 5 findings to be stored" ||
+    fail "the planner does not wait for S8"
+kill -TERM "$PID_planner"
+kz_wait_for 10 eval "! kill -0 $PID_planner" || fail "the planner did not stop while waiting"
+kz_wait_log planner "stopped while waiting for scan 'S8' to be stored" ||
+    fail "the planner did not say why it gave up on S8"
 echo "ok"
