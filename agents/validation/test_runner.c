@@ -12,7 +12,7 @@
     (a lock file beside it keeps two instances from running it twice; the
     newest 64 results per target are kept).
 
-    What a run is made of, best first:
+    What a run is made of, best first (the parsers are lib/kz_testresult.h):
       junit    the JUnit XML report the command wrote (testsuite/testcase,
                failure, error and skipped children; test id classname::name,
                else file::name, else name)
@@ -42,6 +42,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,6 @@
 
 #include <jansson.h>
 #include <libxml/parser.h>
-#include <libxml/tree.h>
 
 #include "kz_agent.h"
 #include "kz_git.h"
@@ -60,27 +60,15 @@
 #include "kz_proc.h"
 #include "kz_recipe.h"
 #include "kz_state.h"
+#include "kz_testresult.h"
 
 #define S_SERVICE       "validate.tests"
 #define S_VALIDATOR     "test-runner"
 #define S_OUT_CAP       (8u << 20) /* bytes of stdout and of stderr kept per run */
 #define S_MAX_REASONS   50         /* reasons listed in a reply; the rest are counted */
 #define S_MAX_LISTED    200        /* test ids listed in details.newly_failing */
-#define S_MAX_MESSAGE   300        /* bytes of a failure message quoted in a reason */
-#define S_MAX_ID        512        /* bytes of a test id */
-#define S_MAX_CASES     200000     /* tests read from one run */
 #define S_CACHE_VERSION 1
 #define S_CACHE_KEEP    64 /* base results kept per target */
-
-typedef enum { S_PASS, S_SKIP, S_FAIL, S_ERROR } s_status_t;
-
-static const char *const s_status_names[] = {"passed", "skipped", "failed", "error"};
-
-typedef struct {
-    char *id;
-    s_status_t status;
-    char *message; /* first line of the failure, or NULL */
-} s_case_t;
 
 /* One run of the test command on one commit */
 typedef struct {
@@ -89,9 +77,8 @@ typedef struct {
     bool timed_out; /* killed after targets[].test_timeout */
     int exit_code;  /* -1 when killed by a signal */
     int term_signal;
-    const char *source; /* junit | lines | pytest | ctest | summary | exit */
-    s_case_t *cases;    /* sorted by id, one per id, when have_cases */
-    size_t ncases, cap;
+    const char *source;    /* junit | lines | pytest | ctest | summary | exit */
+    kz_test_cases_t tests; /* sorted by id, one per id, when have_cases */
     bool have_cases;
     bool have_counts;
     long passed, failed, errors, skipped;
@@ -135,72 +122,6 @@ static bool s_valid_commit(const char *commit)
     return true;
 }
 
-/* Length of the valid UTF-8 sequence at S (N bytes left), 0 when invalid */
-static size_t s_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned int min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, min = 0x10000;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    unsigned int cp = c & (0xff >> (len + 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-/* A copy of S[0..N) that is valid UTF-8 without control characters
-   (invalid bytes become '?', controls ' '), trimmed, at most MAX bytes
-   (cut on a character boundary, "..." appended). Output of a test command
-   is untrusted: this keeps every string we put in a message encodable. */
-static char *s_clean(const char *s, size_t n, size_t max)
-{
-    while (n > 0 && isspace((unsigned char)*s))
-        s++, n--;
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        n--;
-    char *out = malloc(max + 4);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        size_t len = s_utf8_seq((const unsigned char *)s + i, n - i);
-        if (o + (len ? len : 1) > max) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (len == 0) {
-            out[o++] = '?';
-            i++;
-        } else if (len == 1 && ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)) {
-            out[o++] = ' ';
-            i++;
-        } else {
-            memcpy(out + o, s + i, len);
-            o += len;
-            i += len;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* RUN->error = the formatted text (cut to fit) */
 static void s_run_error(s_run_t *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void s_run_error(s_run_t *run, const char *fmt, ...)
@@ -213,103 +134,19 @@ static void s_run_error(s_run_t *run, const char *fmt, ...)
 
 static void s_run_clear(s_run_t *run)
 {
-    for (size_t i = 0; i < run->ncases; i++) {
-        free(run->cases[i].id);
-        free(run->cases[i].message);
-    }
-    free(run->cases);
+    kz_test_cases_free(&run->tests);
     memset(run, 0, sizeof *run);
     run->source = "exit";
 }
 
-/* Add a test (ID and MESSAGE are cleaned copies of the given bytes). 0 / -1 */
-static int s_case_add(s_run_t *run, const char *id, size_t idlen, s_status_t status,
-                      const char *message, size_t msglen)
+/* RUN's counts are those of its named tests */
+static void s_run_counts(s_run_t *run)
 {
-    if (run->ncases >= S_MAX_CASES)
-        return 0; /* counted no further; the summary still says how many */
-    if (run->ncases == run->cap) {
-        size_t cap = run->cap ? run->cap * 2 : 64;
-        s_case_t *items = realloc(run->cases, cap * sizeof *items);
-        if (!items)
-            return -1;
-        run->cases = items;
-        run->cap = cap;
-    }
-    s_case_t *c = &run->cases[run->ncases];
-    c->id = s_clean(id, idlen, S_MAX_ID);
-    c->message = message && msglen ? s_clean(message, msglen, S_MAX_MESSAGE) : NULL;
-    c->status = status;
-    if (!c->id || (message && msglen && !c->message)) {
-        free(c->id);
-        free(c->message);
-        return -1;
-    }
-    if (!*c->id) {
-        free(c->id);
-        free(c->message);
-        return 0;
-    }
-    run->ncases++;
-    return 0;
-}
-
-static int s_case_cmp(const void *a, const void *b)
-{
-    return strcmp(((const s_case_t *)a)->id, ((const s_case_t *)b)->id);
-}
-
-/* Sort the tests by id, merge repeated ids (a failure wins, then a pass,
-   then a skip) and count them */
-static void s_cases_finish(s_run_t *run)
-{
-    if (run->ncases > 1)
-        qsort(run->cases, run->ncases, sizeof *run->cases, s_case_cmp);
-    size_t o = 0;
-    for (size_t i = 0; i < run->ncases; i++) {
-        if (o > 0 && strcmp(run->cases[o - 1].id, run->cases[i].id) == 0) {
-            s_case_t *keep = &run->cases[o - 1];
-            s_case_t *dup = &run->cases[i];
-            bool worse = dup->status > keep->status && dup->status != S_SKIP;
-            if (worse || keep->status == S_SKIP) {
-                keep->status = dup->status;
-                free(keep->message);
-                keep->message = dup->message;
-                dup->message = NULL;
-            }
-            free(dup->id);
-            free(dup->message);
-            continue;
-        }
-        run->cases[o++] = run->cases[i];
-    }
-    run->ncases = o;
-    run->passed = run->failed = run->errors = run->skipped = 0;
-    for (size_t i = 0; i < run->ncases; i++) {
-        switch (run->cases[i].status) {
-        case S_PASS:
-            run->passed++;
-            break;
-        case S_SKIP:
-            run->skipped++;
-            break;
-        case S_FAIL:
-            run->failed++;
-            break;
-        case S_ERROR:
-            run->errors++;
-            break;
-        }
-    }
+    run->passed = run->tests.passed;
+    run->failed = run->tests.failed;
+    run->errors = run->tests.errors;
+    run->skipped = run->tests.skipped;
     run->have_counts = true;
-}
-
-static const s_case_t *s_case_find(const s_run_t *run, const char *id)
-{
-    if (!run->ncases)
-        return NULL;
-    s_case_t key = {.id = (char *)id};
-    return bsearch(&key, run->cases, run->ncases, sizeof *run->cases, s_case_cmp);
 }
 
 static int s_reason(s_reasons_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -334,7 +171,7 @@ static int s_reason(s_reasons_t *r, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return -1;
-    char *text = s_clean(buf, strlen(buf), sizeof buf - 4);
+    char *text = kz_testresult_clean(buf, strlen(buf), sizeof buf - 4);
     if (!text)
         return -1;
     r->items[r->count++] = text;
@@ -349,377 +186,82 @@ static void s_reasons_free(s_reasons_t *r)
     memset(r, 0, sizeof *r);
 }
 
-/* ------------------------------------------------------------ JUnit XML */
+/* ------------------------------------------------------------ results */
 
-static bool s_named(const xmlNode *node, const char *name)
-{
-    return node->type == XML_ELEMENT_NODE && strcmp((const char *)node->name, name) == 0;
-}
-
-/* The failure's message: its "message" attribute, else its first text line */
-static char *s_junit_message(xmlNode *node)
-{
-    xmlChar *m = xmlGetProp(node, (const xmlChar *)"message");
-    if (!m || !*m) {
-        xmlFree(m);
-        m = xmlNodeGetContent(node);
-    }
-    if (!m)
-        return NULL;
-    const char *s = (const char *)m;
-    while (*s == '\n' || *s == '\r' || *s == ' ' || *s == '\t')
-        s++;
-    size_t n = strcspn(s, "\r\n");
-    char *out = strndup(s, n);
-    xmlFree(m);
-    return out;
-}
-
-static int s_junit_case(s_run_t *run, xmlNode *tc)
-{
-    xmlChar *name = xmlGetProp(tc, (const xmlChar *)"name");
-    xmlChar *cls = xmlGetProp(tc, (const xmlChar *)"classname");
-    xmlChar *file = xmlGetProp(tc, (const xmlChar *)"file");
-    const char *prefix = cls && *cls ? (const char *)cls : file && *file ? (const char *)file : "";
-    char id[S_MAX_ID * 2 + 4];
-    snprintf(id, sizeof id, "%s%s%s", prefix, *prefix ? "::" : "",
-             name ? (const char *)name : "(unnamed)");
-    s_status_t status = S_PASS;
-    char *message = NULL;
-    for (xmlNode *c = tc->children; c; c = c->next) {
-        s_status_t st;
-        if (s_named(c, "failure"))
-            st = S_FAIL;
-        else if (s_named(c, "error"))
-            st = S_ERROR;
-        else if (s_named(c, "skipped"))
-            st = S_SKIP;
-        else
-            continue;
-        /* a test with a failure and a teardown error: the error counts */
-        if (st > status || status == S_PASS) {
-            if (st == S_SKIP && status != S_PASS)
-                continue;
-            status = st;
-            free(message);
-            message = st == S_SKIP ? NULL : s_junit_message(c);
-        }
-    }
-    int rc = s_case_add(run, id, strlen(id), status, message, message ? strlen(message) : 0);
-    free(message);
-    xmlFree(name);
-    xmlFree(cls);
-    xmlFree(file);
-    return rc;
-}
-
-/* Every testcase under NODE, at any depth (testsuites nest) */
-static int s_junit_walk(s_run_t *run, xmlNode *node, int depth)
-{
-    if (depth > 64)
-        return 0;
-    for (xmlNode *n = node; n; n = n->next) {
-        if (n->type != XML_ELEMENT_NODE)
-            continue;
-        if (s_named(n, "testcase")) {
-            if (s_junit_case(run, n) != 0)
-                return -1;
-        } else if (s_junit_walk(run, n->children, depth + 1) != 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Read the JUnit report at PATH into RUN. 1 read, 0 no report (missing
-   or not JUnit XML), -1 out of memory */
+/* Read the JUnit report at PATH into RUN (lib/kz_testresult.h). 1 read,
+   0 no report (missing, or not JUnit XML: logged), -1 out of memory */
 static int s_parse_junit(const char *path, s_run_t *run)
 {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return 0;
     struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
-        return 0;
-    /* no network, no entity substitution, no DTD loading: the report was
-       written by code of the target */
-    xmlDoc *doc = xmlReadFile(
-        path, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
-    if (!doc) {
-        kz_warn("test report '%s' is not well-formed XML: ignored", path);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+        close(fd);
         return 0;
     }
-    xmlNode *root = xmlDocGetRootElement(doc);
-    int rc = 0;
-    if (root && (s_named(root, "testsuites") || s_named(root, "testsuite"))) {
-        rc = s_junit_walk(run, root, 0) == 0 ? 1 : -1;
-    } else {
-        kz_warn("test report '%s' is not JUnit XML (root element '%s'): ignored", path,
-                root ? (const char *)root->name : "none");
+    if ((uint64_t)st.st_size > KZ_TESTRESULT_MAX_XML) {
+        kz_warn("test report '%s' is too large (%lld bytes, at most %u): ignored", path,
+                (long long)st.st_size, KZ_TESTRESULT_MAX_XML);
+        close(fd);
+        return 0;
     }
-    xmlFreeDoc(doc);
-    if (rc == 1) {
+    size_t size = (size_t)st.st_size, got = 0;
+    char *buf = malloc(size);
+    if (!buf) {
+        close(fd);
+        return -1;
+    }
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    char err[256];
+    int rc = kz_testresult_parse_junit(buf, got, &run->tests, err, sizeof err);
+    free(buf);
+    if (rc == 0) {
+        kz_warn("test report '%s' ignored: %s", path, err);
+    } else if (rc == 1) {
         run->have_cases = true;
         run->source = "junit";
-        s_cases_finish(run);
+        s_run_counts(run);
     }
     return rc;
 }
 
-/* ------------------------------------------------------------ output */
-
-/* The line at *POS of TEXT (LEN bytes): sets *LINE and *N, advances *POS.
-   false at the end */
-static bool s_next_line(const char *text, size_t len, size_t *pos, const char **line, size_t *n)
-{
-    if (*pos >= len)
-        return false;
-    const char *s = text + *pos;
-    const char *nl = memchr(s, '\n', len - *pos);
-    size_t k = nl ? (size_t)(nl - s) : len - *pos;
-    *pos += k + 1;
-    while (k > 0 && (s[k - 1] == '\r' || s[k - 1] == ' ' || s[k - 1] == '\t'))
-        k--;
-    *line = s;
-    *n = k;
-    return true;
-}
-
-static bool s_starts(const char *s, size_t n, const char *prefix)
-{
-    size_t p = strlen(prefix);
-    return n >= p && memcmp(s, prefix, p) == 0;
-}
-
-/* Name and message of "WORD: name: message" / "WORD: name message" */
-static int s_automake_line(s_run_t *run, const char *s, size_t n, s_status_t status)
-{
-    size_t k = 0;
-    while (k < n && s[k] != ' ' && s[k] != '\t')
-        k++;
-    size_t idlen = k;
-    while (idlen > 0 && s[idlen - 1] == ':')
-        idlen--;
-    while (k < n && (s[k] == ' ' || s[k] == '\t' || s[k] == ':'))
-        k++;
-    return s_case_add(run, s, idlen, status, s + k, n - k);
-}
-
-/* TAP: "ok 3 - name # SKIP why", "not ok 4 name # TODO" */
-static int s_tap_line(s_run_t *run, const char *s, size_t n, bool ok)
-{
-    size_t k = 0;
-    size_t numb = 0, nume = 0;
-    while (k < n && s[k] == ' ')
-        k++;
-    numb = k;
-    while (k < n && isdigit((unsigned char)s[k]))
-        k++;
-    nume = k;
-    while (k < n && (s[k] == ' ' || s[k] == '-'))
-        k++;
-    const char *hash = memchr(s + k, '#', n - k);
-    size_t end = hash ? (size_t)(hash - s) : n;
-    while (end > k && s[end - 1] == ' ')
-        end--;
-    s_status_t status = ok ? S_PASS : S_FAIL;
-    if (hash) {
-        size_t h = (size_t)(hash - s) + 1;
-        while (h < n && s[h] == ' ')
-            h++;
-        if (n - h >= 4 && strncasecmp(s + h, "skip", 4) == 0)
-            status = S_SKIP;
-        else if (n - h >= 4 && strncasecmp(s + h, "todo", 4) == 0)
-            status = ok ? S_PASS : S_SKIP; /* a TODO test may fail */
-    }
-    char id[S_MAX_ID];
-    if (end > k)
-        snprintf(id, sizeof id, "%.*s", (int)(end - k), s + k);
-    else
-        snprintf(id, sizeof id, "test %.*s", (int)(nume - numb), s + numb);
-    return s_case_add(run, id, strlen(id), status, NULL, 0);
-}
-
-/* Per-test lines of the output. 0 / -1 (out of memory) */
+/* The per-test lines of the output TEXT into RUN. 0 / -1 (out of memory) */
 static int s_parse_lines(const char *text, size_t len, s_run_t *run)
 {
-    static const struct {
-        const char *prefix;
-        s_status_t status;
-    } words[] = {
-        {"PASS: ", S_PASS}, {"FAIL: ", S_FAIL},  {"ERROR: ", S_ERROR},
-        {"SKIP: ", S_SKIP}, {"XFAIL: ", S_PASS}, {"XPASS: ", S_FAIL},
-    };
-    size_t pos = 0, n;
-    const char *s;
-    while (s_next_line(text, len, &pos, &s, &n)) {
-        int rc = 0;
-        bool done = false;
-        for (size_t w = 0; w < sizeof words / sizeof words[0] && !done; w++) {
-            if (s_starts(s, n, words[w].prefix)) {
-                size_t p = strlen(words[w].prefix);
-                rc = s_automake_line(run, s + p, n - p, words[w].status);
-                done = true;
-            }
-        }
-        if (!done && s_starts(s, n, "ok ") && n > 3 && isdigit((unsigned char)s[3]))
-            rc = s_tap_line(run, s + 3, n - 3, true);
-        else if (!done && s_starts(s, n, "not ok ") && n > 7 && isdigit((unsigned char)s[7]))
-            rc = s_tap_line(run, s + 7, n - 7, false);
-        if (rc != 0)
-            return -1;
-    }
-    if (run->ncases) {
+    if (kz_testresult_parse_lines(text, len, &run->tests) != 0)
+        return -1;
+    if (run->tests.count) {
         run->have_cases = true;
         run->source = "lines";
-        s_cases_finish(run);
+        s_run_counts(run);
     }
     return 0;
-}
-
-/* A number at S (N bytes), -1 when none; *USED gets its length */
-static long s_num(const char *s, size_t n, size_t *used)
-{
-    size_t k = 0;
-    long v = 0;
-    while (k < n && isdigit((unsigned char)s[k]) && v < 100000000) {
-        v = v * 10 + (s[k] - '0');
-        k++;
-    }
-    *used = k;
-    return k ? v : -1;
-}
-
-/* "100% tests passed, 0 tests failed out of 5" */
-static bool s_ctest_line(const char *s, size_t n, long *passed, long *failed)
-{
-    const char *p = NULL;
-    for (size_t i = 0; i + 20 <= n; i++)
-        if (memcmp(s + i, "% tests passed, ", 16) == 0) {
-            p = s + i + 16;
-            break;
-        }
-    if (!p)
-        return false;
-    size_t left = n - (size_t)(p - s), used;
-    long f = s_num(p, left, &used);
-    if (f < 0)
-        return false;
-    p += used;
-    left -= used;
-    const char *mid = " tests failed out of ";
-    if (s_starts(p, left, " test failed out of "))
-        mid = " test failed out of ";
-    if (!s_starts(p, left, mid))
-        return false;
-    p += strlen(mid);
-    left -= strlen(mid);
-    long total = s_num(p, left, &used);
-    if (total < 0 || total < f)
-        return false;
-    *failed = f;
-    *passed = total - f;
-    return true;
-}
-
-/* Counts of a summary line: "N passed", "N failed", "N error(s)",
-   "N skipped" anywhere in it; true when it names passed or failed tests */
-static bool s_count_line(const char *s, size_t n, long *passed, long *failed, long *errors,
-                         long *skipped, bool *timing)
-{
-    static const struct {
-        const char *word;
-        int which;
-    } words[] = {{"passed", 0}, {"failed", 1},  {"errors", 2},
-                 {"error", 2},  {"skipped", 3}, {"xpassed", 0}};
-    long v[4] = {0, 0, 0, 0};
-    bool seen[4] = {false, false, false, false};
-    *timing = false;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]) || (i > 0 && isalnum((unsigned char)s[i - 1])))
-            continue;
-        size_t used;
-        long num = s_num(s + i, n - i, &used);
-        size_t j = i + used;
-        if (j < n && s[j] == ' ') {
-            for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {
-                size_t wl = strlen(words[w].word);
-                if (n - j - 1 >= wl && memcmp(s + j + 1, words[w].word, wl) == 0 &&
-                    (j + 1 + wl == n || !isalpha((unsigned char)s[j + 1 + wl]))) {
-                    v[words[w].which] += num;
-                    seen[words[w].which] = true;
-                    break;
-                }
-            }
-        }
-        /* pytest: " in 0.12s" */
-        if (i >= 4 && memcmp(s + i - 4, " in ", 4) == 0) {
-            size_t k = j;
-            if (k < n && s[k] == '.') {
-                k++;
-                while (k < n && isdigit((unsigned char)s[k]))
-                    k++;
-            }
-            if (k < n && s[k] == 's')
-                *timing = true;
-        }
-        i = j;
-    }
-    if (!seen[0] && !seen[1])
-        return false;
-    *passed = v[0];
-    *failed = v[1];
-    *errors = v[2];
-    *skipped = v[3];
-    return true;
 }
 
 /* Counts from the last summary line of the output (ctest, pytest, "N
-   passed, N failed"); leaves RUN alone when there is none */
+   passed, N failed"); the named tests' counts win when RUN has them */
 static void s_parse_summary(const char *text, size_t len, s_run_t *run)
 {
-    size_t pos = 0, n;
-    const char *s;
-    bool found = false;
-    long p = 0, f = 0, e = 0, sk = 0;
-    const char *source = NULL;
-    while (s_next_line(text, len, &pos, &s, &n)) {
-        long lp, lf, le = 0, ls = 0;
-        bool timing;
-        if (s_ctest_line(s, n, &lp, &lf)) {
-            found = true, source = "ctest";
-            p = lp, f = lf, e = 0, sk = 0;
-        } else if (s_count_line(s, n, &lp, &lf, &le, &ls, &timing)) {
-            found = true, source = timing ? "pytest" : "summary";
-            p = lp, f = lf, e = le, sk = ls;
-        }
-    }
-    if (!found)
+    kz_test_summary_t sum;
+    if (!kz_testresult_parse_summary(text, len, &sum))
         return;
     if (!run->have_cases) {
-        run->source = source;
-        run->passed = p;
-        run->failed = f;
-        run->errors = e;
-        run->skipped = sk;
+        run->source = sum.source;
+        run->passed = sum.passed;
+        run->failed = sum.failed;
+        run->errors = sum.errors;
+        run->skipped = sum.skipped;
     }
     run->have_counts = true;
-}
-
-/* The last non-empty line of the output, for people */
-static void s_last_line(const char *text, size_t len, char *buf, size_t buflen)
-{
-    size_t pos = 0, n;
-    const char *s, *last = NULL;
-    size_t lastn = 0;
-    while (s_next_line(text, len, &pos, &s, &n))
-        if (n > 0)
-            last = s, lastn = n;
-    buf[0] = '\0';
-    if (!last)
-        return;
-    char *c = s_clean(last, lastn, buflen - 4);
-    if (c) {
-        snprintf(buf, buflen, "%s", c);
-        free(c);
-    }
 }
 
 /* ------------------------------------------------------------ running */
@@ -769,9 +311,9 @@ static int s_run_tests(kz_agent_t *agent, const kz_target_config_t *target, cons
     text[pr.out_len] = '\n';
     memcpy(text + pr.out_len + 1, pr.err, pr.err_len);
     text[total] = '\0';
-    s_last_line(pr.out, pr.out_len, run->last, sizeof run->last);
+    kz_testresult_last_line(pr.out, pr.out_len, run->last, sizeof run->last);
     if (!run->last[0])
-        s_last_line(pr.err, pr.err_len, run->last, sizeof run->last);
+        kz_testresult_last_line(pr.err, pr.err_len, run->last, sizeof run->last);
     if (!run->timed_out) {
         int jr = s_parse_junit(junit, run);
         if (jr < 0 || (jr == 0 && s_parse_lines(text, total, run) != 0)) {
@@ -884,17 +426,15 @@ static bool s_cache_load(const char *path, const kz_target_config_t *target, s_r
     json_object_foreach(tests, key, val)
     {
         const char *st = json_string_value(val);
-        s_status_t status = S_PASS;
-        for (int k = 0; st && k < 4; k++)
-            if (strcmp(st, s_status_names[k]) == 0)
-                status = (s_status_t)k;
-        if (s_case_add(run, key, strlen(key), status, NULL, 0) != 0)
+        kz_test_status_t status = KZ_TEST_PASS;
+        (void)kz_test_status_parse(st, &status); /* unknown: a pass */
+        if (kz_test_cases_add(&run->tests, key, strlen(key), status, NULL, 0) != 0)
             goto done;
     }
     if (run->have_cases) {
-        long p = run->passed, f = run->failed, e = run->errors, s = run->skipped;
-        s_cases_finish(run);
-        run->passed = p, run->failed = f, run->errors = e, run->skipped = s;
+        /* the counts stay the cached ones (the tests beyond the cap count) */
+        kz_test_cases_finish(&run->tests);
+        run->have_counts = true;
     }
     run->cached = true;
     ok = true;
@@ -919,9 +459,9 @@ static int s_cache_save(const char *path, const kz_target_config_t *target, cons
     int rc = -1;
     if (!tests || !doc || !cmd)
         goto done;
-    for (size_t i = 0; i < run->ncases; i++)
-        if (json_object_set_new(tests, run->cases[i].id,
-                                json_string(s_status_names[run->cases[i].status])) != 0)
+    for (size_t i = 0; i < run->tests.count; i++)
+        if (json_object_set_new(tests, run->tests.items[i].id,
+                                json_string(kz_test_status_name(run->tests.items[i].status))) != 0)
             goto done;
     if (json_object_set_new(doc, "version", json_integer(S_CACHE_VERSION)) != 0 ||
         json_object_set_new(doc, "target", json_string(target->name)) != 0 ||
@@ -1109,16 +649,16 @@ static int s_compare(const kz_target_config_t *target, const s_run_t *base, cons
     /* names compare only within one kind of report: a JUnit id is not a
        PASS: line's name */
     if (base->have_cases && now->have_cases && strcmp(base->source, now->source) == 0) {
-        const char **list = calloc(base->ncases + 1, sizeof *list);
+        const char **list = calloc(base->tests.count + 1, sizeof *list);
         if (!list)
             return -1;
         *newly = list;
-        for (size_t i = 0; i < base->ncases; i++) {
-            const s_case_t *b = &base->cases[i];
-            if (b->status != S_PASS)
+        for (size_t i = 0; i < base->tests.count; i++) {
+            const kz_test_case_t *b = &base->tests.items[i];
+            if (b->status != KZ_TEST_PASS)
                 continue;
-            const s_case_t *n = s_case_find(now, b->id);
-            if (n && (n->status == S_PASS || n->status == S_SKIP))
+            const kz_test_case_t *n = kz_test_cases_find(&now->tests, b->id);
+            if (n && (n->status == KZ_TEST_PASS || n->status == KZ_TEST_SKIP))
                 continue;
             list[(*nnewly)++] = b->id;
             int rc;
@@ -1127,7 +667,7 @@ static int s_compare(const kz_target_config_t *target, const s_run_t *base, cons
                               b->id, s_short(now->commit));
             else
                 rc = s_reason(reasons, "test %s passed on the base commit and %s on %s%s%s", b->id,
-                              n->status == S_ERROR ? "errors" : "fails", s_short(now->commit),
+                              n->status == KZ_TEST_ERROR ? "errors" : "fails", s_short(now->commit),
                               n->message ? ": " : "", n->message ? n->message : "");
             if (rc != 0)
                 return -1;
@@ -1170,7 +710,7 @@ static int s_put_run(kz_msg_t *msg, kz_val_t *details, const char *key, const s_
         kz_map_put_int(msg, m, "failed", run->failed) != 0 ||
         kz_map_put_int(msg, m, "errors", run->errors) != 0 ||
         kz_map_put_int(msg, m, "skipped", run->skipped) != 0 ||
-        kz_map_put_int(msg, m, "tests", (int64_t)run->ncases) != 0 ||
+        kz_map_put_int(msg, m, "tests", (int64_t)run->tests.count) != 0 ||
         kz_map_put_int(msg, m, "duration_ms", run->duration_ms) != 0 ||
         kz_map_put_bool(msg, m, "cached", run->cached) != 0)
         return -1;
