@@ -355,7 +355,8 @@ static const struct {
      "d->>'plan_id', 'dropped', n.id, n.src, d, n.ts FROM kz_new n CROSS JOIN LATERAL "
      "jsonb_array_elements(CASE WHEN jsonb_typeof(n.body->'dropped') = 'array' THEN "
      "n.body->'dropped' ELSE '[]'::jsonb END) WITH ORDINALITY AS e(d, i) WHERE n.type = "
-     "'plan.ranked' AND d->>'plan_id' IS NOT NULL ORDER BY n.seq, e.i"},
+     "'plan.ranked' AND d->>'plan_id' IS NOT NULL AND EXISTS (SELECT 1 FROM "
+     "improvement_suggestions p WHERE p.plan_id = d->>'plan_id') ORDER BY n.seq, e.i"},
     /* the executor's and the validators' replies, republished by the
        router */
     {"kz_executions", S_T_EXEC,

@@ -86,6 +86,10 @@ kz_db_start() {
     kz_at_exit "\"$KZ_BIN/kaizen\" db stop"
 }
 
+# kz_psql_is SQL EXPECTED: the query's output equals EXPECTED (for
+# kz_wait_for, which re-runs it: `kz_wait_for 30 test "$(kz_psql ...)" = x`
+# would run the query once only)
+kz_psql_is() { [[ "$(kz_psql "$1" 2>/dev/null)" == "$2" ]]; }
 kz_psql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -h "$T/state/db/run" -U kaizen -d kaizen -c "$1"; }
 
 kz_status() {

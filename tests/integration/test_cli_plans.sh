@@ -78,8 +78,9 @@ pub plan.rejected "{\"plan_id\":\"$P4\",\"state\":\"validating\",\"reason\":\"te
 
 states() { q "SELECT string_agg(plan_id || '=' || status, ' ' ORDER BY plan_id) FROM improvement_suggestions"; }
 want="$P1=awaiting_approval $P2=ready $P3=accepted $P4=rejected"
-kz_wait_for 30 test "$(states 2>/dev/null)" = "$want" || fail "plans not recorded: $(states)"
-kz_wait_for 30 test "$(q "SELECT count(*) FROM validations")" = 3 || fail "validations not recorded"
+states_are() { [[ "$(states 2>/dev/null)" == "$1" ]]; }
+kz_wait_for 30 states_are "$want" || fail "plans not recorded: $(states)"
+kz_wait_for 30 kz_psql_is "SELECT count(*) FROM validations" 3 || fail "validations not recorded"
 
 # --- kaizen plans
 expect 0 list "$K" plans
@@ -166,9 +167,9 @@ expect 2 approve-none "$K" approve
 expect 0 approve "$K" approve 01JAAA0000000000000000AP
 grep -q "approved plan $P1 (target py, fixer black)" "$T/approve.out" || fail "approve: $(cat "$T/approve.out")"
 BY=${USER:-$(id -un)}
-kz_wait_for 30 test "$(q "SELECT status FROM improvement_suggestions WHERE plan_id = '$P1'")" = approved ||
+kz_wait_for 30 kz_psql_is "SELECT status FROM improvement_suggestions WHERE plan_id = '$P1'" approved ||
     fail "plan.approved not recorded: $(states)"
-kz_wait_for 30 test "$(q "SELECT body->>'decision' || ' ' || (body->>'by') FROM events WHERE type = 'feedback.decision' AND body->>'plan_id' = '$P1'")" = "approve $BY" ||
+kz_wait_for 30 kz_psql_is "SELECT body->>'decision' || ' ' || (body->>'by') FROM events WHERE type = 'feedback.decision' AND body->>'plan_id' = '$P1'" "approve $BY" ||
     fail "feedback.decision of the approval: $(q "SELECT body FROM events WHERE type = 'feedback.decision'")"
 [[ "$(q "SELECT target || ' ' || corr FROM events WHERE type = 'plan.approved'")" == "py $P1" ]] ||
     fail "plan.approved envelope: $(q "SELECT target, corr FROM events WHERE type = 'plan.approved'")"
@@ -183,9 +184,9 @@ expect 3 reject-unknown "$K" reject 01JNOPE --why x
 expect 0 reject "$K" reject "$P2" --why "touches generated code"
 grep -q "rejected plan $P2 (target py, fixer black) as $BY: touches generated code" "$T/reject.out" ||
     fail "reject: $(cat "$T/reject.out")"
-kz_wait_for 30 test "$(q "SELECT status FROM improvement_suggestions WHERE plan_id = '$P2'")" = rejected ||
+kz_wait_for 30 kz_psql_is "SELECT status FROM improvement_suggestions WHERE plan_id = '$P2'" rejected ||
     fail "plan.rejected not recorded: $(states)"
-kz_wait_for 30 test "$(q "SELECT body->>'decision' || '|' || (body->>'by') || '|' || (body->>'reason') FROM events WHERE type = 'feedback.decision' AND body->>'plan_id' = '$P2'")" = "reject|$BY|touches generated code" ||
+kz_wait_for 30 kz_psql_is "SELECT body->>'decision' || '|' || (body->>'by') || '|' || (body->>'reason') FROM events WHERE type = 'feedback.decision' AND body->>'plan_id' = '$P2'" "reject|$BY|touches generated code" ||
     fail "feedback.decision of the rejection: $(q "SELECT body FROM events WHERE type = 'feedback.decision'")"
 expect 0 show-p2 "$K" plans show "$P2"
 grep -q "rejected .* by $BY" "$T/show-p2.out" || fail "the person's rejection in plans show: $(cat "$T/show-p2.out")"

@@ -91,7 +91,8 @@ timeout 30 "$K" -c "$T/b.yaml" stats --timeout 1500ms >/dev/null 2>&1 && fail "c
 "$KZ_TOOLS/kz_call" demo.echo -c "$T/a.yaml" -f who=a --timeout-ms 10000 --retries 2 >"$T/call-a.out" ||
     fail "client-a's service call failed"
 grep -q '"who":"a"' "$T/call-a.out" || fail "client-a's reply: $(cat "$T/call-a.out")"
-kz_wait_for 30 test "$(grep -c '^from\.a ' "$T/sub-a.log")" -eq 3 || fail "client-a's subscriber missed events"
+three_from_a() { [[ $(grep -c '^from\.a ' "$T/sub-a.log") -eq 3 ]]; }
+kz_wait_for 30 three_from_a || fail "client-a's subscriber missed events"
 kz_wait_for 30 grep -q '"path":"reply","name":"demo.echo"' "$T/mon-a.log" || fail "client-a's monitor missed the reply"
 "$K" -c "$T/a.yaml" stats --json >"$T/stats-a.json" || fail "client-a: kaizen stats exited $?"
 grep -q '"from.a"' "$T/stats-a.json" || fail "stats: from.a missing: $(cat "$T/stats-a.json")"

@@ -133,9 +133,9 @@ st "by('crashy')['state'] == 'failed' and by('no-such-agent')['state'] == 'faile
 
 if [[ $db -eq 1 ]]; then
     q() { psql -h "$STATE/db/run" -U kaizen kaizen -Atc "$1" 2>>"$T/psql.err"; }
-    kz_wait_for 60 test "$(q "SELECT count(*) FROM events WHERE type = 'agent.failed' AND body->>'name' = 'crashy'")" = 1 ||
+    kz_wait_for 60 kz_psql_is "SELECT count(*) FROM events WHERE type = 'agent.failed' AND body->>'name' = 'crashy'" 1 ||
         fail "the agent.failed event was not recorded: $(q "SELECT type, body FROM events WHERE type LIKE 'agent.%ed'") $(cat "$T/psql.err")"
-    kz_wait_for 30 test "$(q "SELECT count(*) FROM autonomous_agent_logs WHERE agent_name = 'crashy' AND 'failed' IN (status, action)")" -ge 1 ||
+    kz_wait_for 30 kz_psql_is "SELECT count(*) > 0 FROM autonomous_agent_logs WHERE agent_name = 'crashy' AND 'failed' IN (status, action)" t ||
         fail "no 'failed' row in autonomous_agent_logs: $(q "SELECT agent_name, action, status FROM autonomous_agent_logs") $(cat "$T/psql.err")"
 fi
 
