@@ -24,6 +24,7 @@
 #include "kz_db.h"
 #include "kz_pgctl.h"
 #include "kz_proc.h"
+#include "kz_recipe.h"
 #include "kz_state.h"
 
 #define S_APP        "kaizen-cli"
@@ -256,8 +257,87 @@ static bool s_language_used(const kz_config_t *cfg, const char *language)
     return false;
 }
 
+/* The Debian package of a tool recipe's program, from the built-in list */
+static const char *s_package_of(const char *name)
+{
+    for (size_t i = 0; i < sizeof s_tools / sizeof s_tools[0]; i++)
+        for (size_t n = 0; n < 3 && s_tools[i].names[n]; n++)
+            if (strcmp(s_tools[i].names[n], name) == 0)
+                return s_tools[i].package;
+    return NULL;
+}
+
+/* Check one recipe's program (argv[0]; for "python3 -m MOD" also that
+   MOD imports): WHAT names the recipe, NAME its tool or fixer name */
+static void s_recipe_program(s_doctor_t *d, const char *what, const char *name, char **argv,
+                             size_t argc)
+{
+    char fix[200], detail[PATH_MAX + 64];
+    const char *package = s_package_of(name);
+    if (package)
+        snprintf(fix, sizeof fix, "apt-get install -y %s", package);
+    else
+        snprintf(fix, sizeof fix, "install '%s' or change the recipe's argv", argv[0]);
+    char *path = kz_proc_which(argv[0]);
+    if (!path) {
+        s_line(d, "MISSING", what, "program not found on PATH", fix);
+        if (package)
+            s_want_package(d, package);
+        return;
+    }
+    if (argc >= 3 && strcmp(argv[1], "-m") == 0) {
+        char code[300];
+        snprintf(code, sizeof code, "import %s", argv[2]);
+        const char *args[] = {argv[0], "-c", code, NULL};
+        kz_proc_opts_t opts = {.argv = args, .timeout_ms = 30000};
+        kz_proc_result_t res;
+        char err[256];
+        bool ok = kz_proc_run(&opts, &res, err, sizeof err) == 0 && res.exit_code == 0;
+        kz_proc_result_free(&res);
+        if (!ok) {
+            snprintf(detail, sizeof detail, "%s has no module '%s'", path, argv[2]);
+            s_line(d, "MISSING", what, detail, fix);
+            if (package)
+                s_want_package(d, package);
+            free(path);
+            return;
+        }
+        snprintf(detail, sizeof detail, "%s -m %s", path, argv[2]);
+    } else {
+        snprintf(detail, sizeof detail, "%s", path);
+    }
+    s_line(d, "ok", what, detail, NULL);
+    free(path);
+}
+
+/* The tool and fixer recipes of the config that some target uses */
+static void s_recipe_tools(s_doctor_t *d)
+{
+    for (size_t i = 0; i < d->cfg->tools_count; i++) {
+        const kz_tool_config_t *tool = &d->cfg->tools[i];
+        bool used = false;
+        for (size_t t = 0; t < d->cfg->targets_count && !used; t++)
+            used = kz_tool_applies(tool, d->cfg->targets[t].languages);
+        if (!used)
+            continue;
+        char what[160];
+        snprintf(what, sizeof what, "tool %s", tool->name);
+        s_recipe_program(d, what, tool->name, tool->argv, tool->argv_count);
+    }
+    for (size_t i = 0; i < d->cfg->fixers_count; i++) {
+        const kz_fixer_config_t *fixer = &d->cfg->fixers[i];
+        char what[160];
+        snprintf(what, sizeof what, "fixer %s", fixer->name);
+        s_recipe_program(d, what, fixer->name, fixer->argv, fixer->argv_count);
+    }
+}
+
 static void s_target_tools(s_doctor_t *d)
 {
+    if (d->cfg->tools_count || d->cfg->fixers_count) {
+        s_recipe_tools(d);
+        return;
+    }
     for (size_t t = 0; t < d->cfg->targets_count; t++)
         for (size_t l = 0; l < d->cfg->targets[t].languages_count; l++) {
             const char *lang = d->cfg->targets[t].languages[l];

@@ -151,6 +151,31 @@ EOF
 PATH=/nonexistent "$K" doctor >"$T/out" 2>"$T/err"
 grep -A1 -E "^  MISSING +tool shellcheck \(shell\)" "$T/out" | grep -q "fix: apt-get install -y shellcheck" ||
     fail "doctor: shellcheck: $(cat "$T/out")"
+# with tool and fixer recipes, doctor checks the recipes' programs (and the
+# module of a "python3 -m MOD" recipe) instead of the built-in list
+kz_config <<EOF
+targets:
+  - name: t
+    path: $T
+    languages: [python]
+tools:
+  - name: shellcheck
+    argv: [shellcheck, -f, gcc, "{files}"]
+    format: gcc
+  - name: bandit
+    argv: [/usr/bin/python3, -m, kz_no_such_module, "{files}"]
+    format: gcc
+fixers:
+  - name: gone
+    tool: shellcheck
+    argv: [kz-no-such-fixer, "{files}"]
+EOF
+"$K" doctor >"$T/out" 2>"$T/err"
+grep -A1 -E "^  MISSING +tool bandit +/usr/bin/python3 has no module 'kz_no_such_module'" "$T/out" |
+    grep -q "fix: apt-get install -y bandit" || fail "doctor: recipe module: $(cat "$T/out")"
+grep -A1 -E "^  MISSING +fixer gone +program not found" "$T/out" | grep -q "kz-no-such-fixer" ||
+    fail "doctor: fixer program: $(cat "$T/out")"
+grep -Eq "^  (ok|MISSING) +tool shellcheck " "$T/out" || fail "doctor: recipe shellcheck: $(cat "$T/out")"
 
 # --- logs with nothing there yet, and an unknown name
 expect 0 "$K" logs
