@@ -1,0 +1,1765 @@
+/*  code_health.c - kaizen-code-health, the monitoring agent that runs the
+    configured linters and type checkers on every target
+
+    Each cycle (the interval, or an agent.run naming "code-health"; the
+    agent.run's envelope target, when set, limits it to that target), for
+    each target:
+      1. checks the target is a git repository and resolves
+         refs/heads/<branch> to a commit;
+      2. checks that commit out in a detached worktree kaizen owns,
+         STATE/worktrees/<target>/scan (created once, then moved with
+         `git checkout --detach`), so the user's checkout is never touched
+         and the tools' caches land there, not in the user's tree;
+      3. lists the files at that commit with their blob ids (`git ls-tree`),
+         picks the tools (recipes of the config that apply to the target's
+         languages and - tools[].requires - for which the target holds the
+         evidence that it chose them) and the files each wants;
+      4. incrementally (scan.incremental): the cache
+         STATE/code-health/<target>.json remembers, per file, the blob id
+         and per tool the findings of that blob, and per tool a hash of
+         the recipe, of the program and of the project's tool config
+         files. A tool re-runs only on files whose blob changed (or that
+         are new, or that it has no result for); the findings of the
+         others carry over; deleted files drop out. A changed recipe or
+         config file (setup.cfg, .clang-format, ...) re-runs that tool on
+         everything. A tool whose argv has no "{files}" checks the whole
+         tree: it re-runs when any file it wants changed.
+      5. runs the (tool, batch of files) jobs concurrently on up to
+         scan.parallelism threads (0 = the number of cores), longest
+         first by the durations the cache remembers. The bus is not
+         thread-safe: the worker threads only run kz_tool_run; the main
+         thread waits and keeps the agent alive on the bus meanwhile;
+      6. publishes scan.started, finding.batch (every current finding,
+         carried ones included, sorted, scan.batch_size per batch, seq
+         from 0), metric.batch (health score and counts) and
+         scan.completed (status ok, partial when a tool failed, timed out
+         or is missing, failed with an error when the scan could not run).
+
+    Incrementality is per file: tools that check across files (mypy,
+    pylint's import checks) may report something new in an unchanged
+    file when another file changed; that shows up when the file itself
+    changes or a recipe or config file does. docs/code-health.md has the
+    details.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kz_agent.h"
+#include "kz_finding.h"
+#include "kz_git.h"
+#include "kz_log.h"
+#include "kz_proc.h"
+#include "kz_recipe.h"
+#include "kz_state.h"
+
+#define S_CACHE_VERSION  1
+#define S_MAX_MESSAGE    8192         /* bytes of a finding's message or fix we publish */
+#define S_BATCH_BYTES    (512u << 10) /* about this many bytes of findings per finding.batch */
+#define S_BATCH_MAX      5000         /* findings per finding.batch whatever scan.batch_size says */
+#define S_WAIT_MS        200          /* main thread: keepalive period while tools run */
+#define S_GIT_TIMEOUT_MS (10 * 60 * 1000)
+#define S_WARNED_MAX     256
+
+/* The envelope target of the agent.run that started the current cycle,
+   NULL for other cycles (lib/kz_agent.c). Weak: until the runtime has it,
+   every cycle scans every target. */
+extern const char *kz_agent_run_target(const kz_agent_t *self) __attribute__((weak));
+
+/* Files whose content changes what a tool reports on every file: a
+   change to one re-runs the tools on everything (besides the files each
+   recipe names in tools[].requires) */
+static const char *const s_config_files[] = {
+    "setup.cfg",
+    "pyproject.toml",
+    "tox.ini",
+    ".flake8",
+    ".pylintrc",
+    "pylintrc",
+    "mypy.ini",
+    ".mypy.ini",
+    ".isort.cfg",
+    ".clang-format",
+    ".clang-tidy",
+    ".codespellrc",
+    ".shellcheckrc",
+    ".editorconfig",
+    "compile_commands.json",
+    ".pre-commit-config.yaml",
+    NULL,
+};
+
+/* Debian packages of the tools kaizen's examples use, for the "missing" hint */
+static const struct {
+    const char *program;
+    const char *package;
+} s_packages[] = {
+    {"flake8", "flake8"},
+    {"pylint", "pylint"},
+    {"mypy", "mypy"},
+    {"black", "black"},
+    {"isort", "isort"},
+    {"codespell", "codespell"},
+    {"cppcheck", "cppcheck"},
+    {"clang-format", "clang-format"},
+    {"clang-tidy", "clang-tidy"},
+    {"shellcheck", "shellcheck"},
+    {"pytest", "python3-pytest"},
+    {"bandit", "bandit"},
+    {"ruff", "ruff"},
+    {"pycodestyle", "pycodestyle"},
+    {"pyflakes", "pyflakes3"},
+    {"eslint", "eslint"},
+    {"git", "git"},
+    {NULL, NULL},
+};
+
+/* ---------------------------------------------------------------- types */
+
+typedef struct {
+    char *path;                /* relative to the target root */
+    char blob[KZ_GIT_OID_MAX]; /* git blob id at the scanned commit */
+    long loc;                  /* lines, -1 until counted */
+    bool scanned;              /* some selected tool wants it */
+    bool rescanned;            /* some tool ran on it in this scan */
+} s_file_t;
+
+typedef struct {
+    s_file_t *items;
+    size_t count;
+    size_t cap;
+} s_tree_t;
+
+typedef struct {
+    const kz_tool_config_t *cfg;
+    bool skipped;            /* no evidence the target chose it */
+    bool missing;            /* the program is not installed */
+    bool whole;              /* argv without "{files}": checks the whole tree */
+    kz_tool_status_t status; /* worst job status */
+    char error[512];
+    char hash[17];   /* recipe + program + config files */
+    char digest[17]; /* whole-tree tools: the wanted files and their blobs */
+    size_t *wanted;  /* indices into the tree */
+    size_t nwanted;
+    size_t *work; /* the wanted files it runs on now */
+    size_t nwork;
+    size_t findings;     /* carried + new */
+    int64_t duration_us; /* sum over its jobs */
+    size_t ran_files;    /* files of its jobs that finished (any status) */
+    double ms_per_file;  /* from the cache: to order the jobs */
+} s_tool_t;
+
+typedef struct {
+    s_tool_t *tool;
+    size_t *idx;        /* tree indices of its files */
+    const char **files; /* their paths, NULL-terminated */
+    size_t nfiles;
+    double est_ms; /* expected duration, to run the longest first */
+    size_t seq;    /* creation order: config order, then batch order */
+    bool ran;
+    int rc;
+    kz_findings_t found;
+    kz_tool_result_t res;
+} s_job_t;
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    s_job_t **order; /* jobs, longest first */
+    size_t njobs;
+    size_t next;    /* next job to hand out */
+    size_t running; /* jobs being run */
+    bool cancel;    /* the agent is stopping: hand out no more */
+    const char *root;
+    char corr[64];
+} s_pool_t;
+
+/* One scan of one target */
+typedef struct {
+    kz_agent_t *agent;
+    const kz_config_t *cfg;
+    const kz_target_config_t *target;
+    char scan_id[32];
+    char commit[KZ_GIT_OID_MAX];
+    char wt[4096];
+    char cache_path[4096];
+    int64_t t0_us;
+    bool started; /* scan.started published */
+    s_tree_t tree;
+    s_tool_t *tools;
+    size_t ntools;
+    s_job_t *jobs;
+    size_t njobs;
+    json_t *old;       /* the previous cache, or NULL */
+    json_t *old_files; /* its "files" object, or NULL */
+    json_t *old_tools; /* its "tools" object, or NULL */
+    kz_findings_t all;
+    size_t nscanned;
+    size_t nrescanned;
+    long loc;
+    char error[1024];
+} s_scan_t;
+
+/* Things logged once per process: missing programs, skipped tools */
+static char *s_warned[S_WARNED_MAX];
+static size_t s_nwarned;
+
+/* True the first time KEY is seen */
+static bool s_first_time(const char *key)
+{
+    for (size_t i = 0; i < s_nwarned; i++)
+        if (strcmp(s_warned[i], key) == 0)
+            return false;
+    if (s_nwarned < S_WARNED_MAX) {
+        s_warned[s_nwarned] = strdup(key);
+        if (s_warned[s_nwarned])
+            s_nwarned++;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------- helpers */
+
+/* snprintf into an error buffer (truncating quietly: messages only) */
+__attribute__((format(printf, 3, 4))) static void s_errf(char *buf, size_t len, const char *fmt,
+                                                         ...)
+{
+    if (!buf || !len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+static int64_t s_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* FNV-1a, 64 bits: a change detector for the cache, not a security hash */
+typedef struct {
+    uint64_t h;
+} s_fnv_t;
+
+static void s_fnv_init(s_fnv_t *f)
+{
+    f->h = 1469598103934665603ULL;
+}
+
+static void s_fnv_add(s_fnv_t *f, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        f->h ^= p[i];
+        f->h *= 1099511628211ULL;
+    }
+}
+
+/* A string and its terminator (so "ab","c" and "a","bc" differ); NULL
+   hashes differently from "" */
+static void s_fnv_str(s_fnv_t *f, const char *s)
+{
+    if (s)
+        s_fnv_add(f, s, strlen(s) + 1);
+    else
+        s_fnv_add(f, "\xff", 1);
+}
+
+static void s_fnv_strv(s_fnv_t *f, char *const *v, size_t n)
+{
+    char count[32];
+    snprintf(count, sizeof count, "%zu", n);
+    s_fnv_str(f, count);
+    for (size_t i = 0; i < n && v; i++)
+        s_fnv_str(f, v[i]);
+}
+
+static void s_fnv_hex(const s_fnv_t *f, char out[17])
+{
+    snprintf(out, 17, "%016" PRIx64, f->h);
+}
+
+/* Replace every byte that is not part of valid UTF-8 with '?', in place
+   (tool output is untrusted; the codec refuses invalid UTF-8) */
+static void s_utf8_fix(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (p && *p) {
+        size_t n = 0;
+        uint32_t cp = 0;
+        if (*p < 0x80) {
+            p++;
+            continue;
+        } else if ((*p & 0xe0) == 0xc0) {
+            n = 1;
+            cp = *p & 0x1f;
+        } else if ((*p & 0xf0) == 0xe0) {
+            n = 2;
+            cp = *p & 0x0f;
+        } else if ((*p & 0xf8) == 0xf0) {
+            n = 3;
+            cp = *p & 0x07;
+        } else {
+            *p++ = '?';
+            continue;
+        }
+        size_t i = 1;
+        for (; i <= n && (p[i] & 0xc0) == 0x80; i++)
+            cp = (cp << 6) | (p[i] & 0x3f);
+        bool ok = i == n + 1 && !(n == 1 && cp < 0x80) && !(n == 2 && cp < 0x800) &&
+                  !(n == 3 && cp < 0x10000) && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+        if (ok) {
+            p += n + 1;
+        } else {
+            *p++ = '?';
+        }
+    }
+}
+
+static bool s_utf8_valid(const char *s)
+{
+    char *copy = strdup(s);
+    if (!copy)
+        return false;
+    s_utf8_fix(copy);
+    bool same = strcmp(copy, s) == 0;
+    free(copy);
+    return same;
+}
+
+/* Cut S to at most MAX bytes without splitting a UTF-8 sequence */
+static void s_utf8_cut(char *s, size_t max)
+{
+    if (!s || strlen(s) <= max)
+        return;
+    size_t n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+        n--;
+    s[n] = '\0';
+}
+
+/* mkdir -p PATH (mode 0755). 0 / -1 with ERRBUF */
+static int s_mkdirs(const char *path, char *errbuf, size_t errlen)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        s_errf(errbuf, errlen, "path too long: '%s'", path);
+        return -1;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                s_errf(errbuf, errlen, "unable to create '%s': %s", buf, strerror(errno));
+                return -1;
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
+/* A target name we can use as a directory name and a file name */
+static bool s_name_ok(const char *name)
+{
+    if (!name || !*name || name[0] == '.' || strlen(name) > 128)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-' || *p == '.'))
+            return false;
+    return true;
+}
+
+/* Lines in ROOT/REL (0 for a binary file: a NUL in its first 8 KiB) */
+static long s_count_lines(const char *root, const char *rel)
+{
+    char path[8192];
+    if (snprintf(path, sizeof path, "%s/%s", root, rel) >= (int)sizeof path)
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return 0;
+    char buf[65536];
+    long lines = 0;
+    bool first = true, binary = false;
+    char last = '\n';
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+        if (first && memchr(buf, '\0', (size_t)(n < 8192 ? n : 8192))) {
+            binary = true;
+            break;
+        }
+        first = false;
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] == '\n')
+                lines++;
+        last = buf[n - 1];
+    }
+    close(fd);
+    if (binary)
+        return 0;
+    return lines + (last != '\n' ? 1 : 0);
+}
+
+/* The Debian package that ships PROGRAM, or NULL */
+static const char *s_package_of(const char *program)
+{
+    const char *base = strrchr(program, '/');
+    base = base ? base + 1 : program;
+    for (size_t i = 0; s_packages[i].program; i++)
+        if (strcmp(s_packages[i].program, base) == 0)
+            return s_packages[i].package;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- tree */
+
+static void s_tree_free(s_tree_t *tree)
+{
+    for (size_t i = 0; i < tree->count; i++)
+        free(tree->items[i].path);
+    free(tree->items);
+    memset(tree, 0, sizeof *tree);
+}
+
+static int s_file_cmp(const void *a, const void *b)
+{
+    return strcmp(((const s_file_t *)a)->path, ((const s_file_t *)b)->path);
+}
+
+/* Index of PATH in TREE (sorted), or -1 */
+static long s_tree_find(const s_tree_t *tree, const char *path)
+{
+    size_t lo = 0, hi = tree->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(tree->items[mid].path, path);
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* The files tracked at COMMIT (kz_git_ls_files) with their blob ids
+   (`git ls-tree -r -z`: "MODE TYPE OID\tPATH\0"). Symbolic links (a tool
+   would follow one anywhere) and paths that are not UTF-8 (the bus
+   carries only UTF-8) are left out. A file whose blob id is unknown (the
+   ls-tree output was cut at kz_git's cap) keeps an empty one: it is
+   re-checked on every scan. 0 / -1 with ERRBUF */
+static int s_tree_load(const char *repo, const char *commit, s_tree_t *tree, char *errbuf,
+                       size_t errlen)
+{
+    char **paths = NULL;
+    size_t npaths = 0, skipped = 0;
+    if (kz_git_ls_files(repo, commit, &paths, &npaths, errbuf, errlen) != 0)
+        return -1;
+    tree->items = calloc(npaths ? npaths : 1, sizeof *tree->items);
+    if (!tree->items)
+        goto oom;
+    tree->cap = npaths;
+    for (size_t i = 0; i < npaths; i++) {
+        if (!s_utf8_valid(paths[i]) || strlen(paths[i]) > 4096) {
+            skipped++;
+            continue;
+        }
+        s_file_t *f = &tree->items[tree->count++];
+        f->path = paths[i];
+        paths[i] = NULL; /* moved */
+        f->loc = -1;
+    }
+    kz_git_strv_free(paths);
+    paths = NULL;
+    if (tree->count)
+        qsort(tree->items, tree->count, sizeof *tree->items, s_file_cmp);
+    if (skipped && s_first_time(repo))
+        kz_warn("%zu files of '%s' have names that are not UTF-8 or are too long: not scanned",
+                skipped, repo);
+
+    const char *args[] = {"ls-tree", "-r", "-z", "--full-tree", commit, NULL};
+    char *out = NULL;
+    if (kz_git(repo, args, S_GIT_TIMEOUT_MS, &out, errbuf, errlen) != 0)
+        return -1;
+    /* records end with a NUL; the capture's terminating NUL follows the last */
+    for (char *rec = out; *rec; rec += strlen(rec) + 1) {
+        const char *tab = strchr(rec, '\t');
+        char mode[16], type[16], oid[KZ_GIT_OID_MAX];
+        if (!tab || sscanf(rec, "%15s %15s %64s", mode, type, oid) != 3)
+            continue;
+        long k = s_tree_find(tree, tab + 1);
+        if (k < 0)
+            continue;
+        if (strcmp(mode, "120000") == 0)
+            tree->items[k].blob[0] = '-'; /* a symlink: dropped below */
+        else
+            snprintf(tree->items[k].blob, sizeof tree->items[k].blob, "%s", oid);
+    }
+    free(out);
+    size_t kept = 0, unknown = 0;
+    for (size_t i = 0; i < tree->count; i++) {
+        s_file_t *f = &tree->items[i];
+        if (f->blob[0] == '-') {
+            free(f->path);
+            continue;
+        }
+        unknown += f->blob[0] == '\0';
+        tree->items[kept++] = *f;
+    }
+    tree->count = kept;
+    if (unknown && s_first_time("unknown blobs"))
+        kz_warn("%zu files of '%s' have no blob id (too many files for one git ls-tree): they "
+                "are re-checked on every scan",
+                unknown, repo);
+    return 0;
+oom:
+    kz_git_strv_free(paths);
+    s_errf(errbuf, errlen, "out of memory listing the files of '%s'", repo);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- cache */
+
+/* The previous scan's cache of S, when usable; NULL otherwise */
+static json_t *s_cache_load(s_scan_t *s)
+{
+    json_error_t jerr;
+    if (access(s->cache_path, F_OK) != 0)
+        return NULL;
+    json_t *root = json_load_file(s->cache_path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        kz_warn("ignoring the scan cache '%s': %s (line %d): a full scan follows", s->cache_path,
+                jerr.text, jerr.line);
+        return NULL;
+    }
+    const char *path = json_string_value(json_object_get(root, "path"));
+    if (json_integer_value(json_object_get(root, "version")) != S_CACHE_VERSION ||
+        !json_is_object(json_object_get(root, "files")) ||
+        !json_is_object(json_object_get(root, "tools")) || !path) {
+        kz_warn("ignoring the scan cache '%s': not a version %d cache: a full scan follows",
+                s->cache_path, S_CACHE_VERSION);
+        json_decref(root);
+        return NULL;
+    }
+    if (strcmp(path, s->target->path) != 0) {
+        kz_info("target '%s' moved from '%s' to '%s': a full scan follows", s->target->name, path,
+                s->target->path);
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* Write ROOT to PATH atomically (temporary file + rename). 0 / -1 */
+static int s_cache_save(const char *path, json_t *root)
+{
+    char tmp[4200];
+    s_errf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (json_dump_file(root, tmp, JSON_COMPACT) != 0) {
+        unlink(tmp);
+        return kz_fail("unable to write the scan cache '%s'", tmp);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return kz_fail("unable to rename '%s' to '%s': %s", tmp, path, strerror(e));
+    }
+    return 0;
+}
+
+/* A finding as kept in the cache (FILE only for whole-tree tools) */
+static json_t *s_finding_json(const kz_finding_t *f, bool with_file)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    int rc = json_object_set_new(o, "rule", json_string(f->rule ? f->rule : ""));
+    rc |= json_object_set_new(o, "severity", json_string(f->severity ? f->severity : "low"));
+    rc |= json_object_set_new(o, "category", json_string(f->category ? f->category : "style"));
+    rc |= json_object_set_new(o, "line", json_integer(f->line));
+    rc |= json_object_set_new(o, "col", json_integer(f->col));
+    rc |= json_object_set_new(o, "message", json_string(f->message ? f->message : ""));
+    rc |= json_object_set_new(o, "fingerprint", json_string(f->fingerprint));
+    if (f->fix)
+        rc |= json_object_set_new(o, "fix", json_string(f->fix));
+    if (with_file)
+        rc |= json_object_set_new(o, "file", json_string(f->file ? f->file : ""));
+    if (rc != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Append the cached findings ARR of TOOL (in FILE, or each one's own
+   file when FILE is NULL) to OUT. Returns how many, -1 on a malformed
+   entry or out of memory */
+static long s_findings_from_json(const json_t *arr, const char *tool, const char *file,
+                                 kz_findings_t *out)
+{
+    size_t i;
+    const json_t *o;
+    long n = 0;
+    if (!json_is_array(arr))
+        return -1;
+    json_array_foreach(arr, i, o)
+    {
+        kz_finding_t f;
+        memset(&f, 0, sizeof f);
+        const char *fp = json_string_value(json_object_get(o, "fingerprint"));
+        f.tool = (char *)tool;
+        f.rule = (char *)json_string_value(json_object_get(o, "rule"));
+        f.severity = (char *)json_string_value(json_object_get(o, "severity"));
+        f.category = (char *)json_string_value(json_object_get(o, "category"));
+        f.file = (char *)(file ? file : json_string_value(json_object_get(o, "file")));
+        f.line = (int)json_integer_value(json_object_get(o, "line"));
+        f.col = (int)json_integer_value(json_object_get(o, "col"));
+        f.message = (char *)json_string_value(json_object_get(o, "message"));
+        f.fix = (char *)json_string_value(json_object_get(o, "fix"));
+        if (!f.rule || !f.severity || !f.category || !f.file || !*f.file || !f.message || !fp ||
+            strlen(fp) > KZ_FINGERPRINT_LEN)
+            return -1;
+        snprintf(f.fingerprint, sizeof f.fingerprint, "%s", fp);
+        if (kz_findings_add(out, &f) != 0)
+            return -1;
+        n++;
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- tools */
+
+static void s_tools_free(s_scan_t *s)
+{
+    for (size_t i = 0; i < s->ntools; i++) {
+        free(s->tools[i].wanted);
+        free(s->tools[i].work);
+    }
+    free(s->tools);
+    s->tools = NULL;
+    s->ntools = 0;
+}
+
+static bool s_argv_has_files(const kz_tool_config_t *tool)
+{
+    for (size_t i = 0; i < tool->argv_count; i++)
+        if (strcmp(tool->argv[i], "{files}") == 0)
+            return true;
+    return false;
+}
+
+/* The hash that decides whether a tool's cached results still hold: its
+   recipe, its program (path, size, mtime: an upgrade re-runs it) and the
+   blobs of the project's config files it may read */
+static void s_tool_hash(const s_scan_t *s, s_tool_t *t)
+{
+    const kz_tool_config_t *c = t->cfg;
+    s_fnv_t f;
+    s_fnv_init(&f);
+    s_fnv_str(&f, c->name);
+    s_fnv_strv(&f, c->languages, c->languages_count);
+    s_fnv_strv(&f, c->files, c->files_count);
+    s_fnv_strv(&f, c->argv, c->argv_count);
+    s_fnv_str(&f, c->format);
+    s_fnv_str(&f, c->category);
+    s_fnv_str(&f, c->severity);
+    for (size_t i = 0; i < c->rules_count; i++) {
+        s_fnv_str(&f, c->rules[i].match);
+        s_fnv_str(&f, c->rules[i].severity);
+        s_fnv_str(&f, c->rules[i].category);
+    }
+    s_fnv_strv(&f, c->requires, c->requires_count);
+    s_fnv_strv(&f, c->exit_ok, c->exit_ok_count);
+    s_fnv_strv(&f, c->env, c->env_count);
+    char *prog = c->argv_count ? kz_proc_which(c->argv[0]) : NULL;
+    struct stat st;
+    if (prog && stat(prog, &st) == 0) {
+        char id[128];
+        snprintf(id, sizeof id, "%lld:%lld:%ld", (long long)st.st_size, (long long)st.st_mtime,
+                 (long)st.st_mtim.tv_nsec);
+        s_fnv_str(&f, prog);
+        s_fnv_str(&f, id);
+    }
+    free(prog);
+    for (size_t i = 0; s_config_files[i]; i++) {
+        long k = s_tree_find(&s->tree, s_config_files[i]);
+        s_fnv_str(&f, k >= 0 ? s->tree.items[k].blob : "-");
+    }
+    for (size_t i = 0; i < c->requires_count; i++) {
+        char file[4096];
+        snprintf(file, sizeof file, "%s", c->requires[i]);
+        char *colon = strchr(file, ':');
+        if (colon)
+            *colon = '\0';
+        long k = s_tree_find(&s->tree, file);
+        s_fnv_str(&f, file);
+        s_fnv_str(&f, k >= 0 ? s->tree.items[k].blob : "-");
+    }
+    s_fnv_hex(&f, t->hash);
+}
+
+/* Choose the tools of the config for S's target and the files each
+   wants. 0 / -1 (out of memory) */
+static int s_tools_pick(s_scan_t *s)
+{
+    const kz_config_t *cfg = s->cfg;
+    s->tools = calloc(cfg->tools_count ? cfg->tools_count : 1, sizeof *s->tools);
+    if (!s->tools)
+        return -1;
+    for (size_t i = 0; i < cfg->tools_count; i++) {
+        const kz_tool_config_t *c = &cfg->tools[i];
+        if (!kz_tool_applies(c, s->target->languages)) {
+            kz_debug("tool '%s' does not apply to target '%s' (languages)", c->name,
+                     s->target->name);
+            continue;
+        }
+        s_tool_t *t = &s->tools[s->ntools++];
+        t->cfg = c;
+        t->status = KZ_TOOL_OK;
+        t->whole = !s_argv_has_files(c);
+        char which[1024] = "";
+        if (!kz_tool_chosen(c, s->wt, which, sizeof which)) {
+            t->skipped = true;
+            char key[600];
+            snprintf(key, sizeof key, "skip\n%s\n%s", s->target->name, c->name);
+            if (s_first_time(key))
+                kz_info("tool '%s' skipped on target '%s': no evidence the project chose it (%s "
+                        "in its tree)",
+                        c->name, s->target->name, which[0] ? which : "no requires entry");
+            s_errf(t->error, sizeof t->error, "no evidence the project chose it (%s in its tree)",
+                   which[0] ? which : "no requires entry");
+            continue;
+        }
+        char *prog = c->argv_count ? kz_proc_which(c->argv[0]) : NULL;
+        if (!prog) {
+            const char *pkg = c->argv_count ? s_package_of(c->argv[0]) : NULL;
+            t->missing = true;
+            t->status = KZ_TOOL_MISSING;
+            s_errf(t->error, sizeof t->error, "not installed: '%s' not found in PATH%s%s%s",
+                   c->argv_count ? c->argv[0] : "", pkg ? " (Debian package " : "", pkg ? pkg : "",
+                   pkg ? ")" : "");
+            char key[600];
+            snprintf(key, sizeof key, "missing\n%s", c->name);
+            if (s_first_time(key))
+                kz_warn("tool '%s' is %s; its findings are missing from every scan until it is "
+                        "installed, the other tools still run",
+                        c->name, t->error);
+        }
+        free(prog);
+        t->wanted = malloc((s->tree.count ? s->tree.count : 1) * sizeof *t->wanted);
+        if (!t->wanted)
+            return -1;
+        for (size_t k = 0; k < s->tree.count; k++)
+            if (kz_tool_wants(c, s->tree.items[k].path)) {
+                t->wanted[t->nwanted++] = k;
+                s->tree.items[k].scanned = true;
+            }
+        s_tool_hash(s, t);
+        s_fnv_t f;
+        s_fnv_init(&f);
+        for (size_t k = 0; k < t->nwanted; k++) {
+            s_fnv_str(&f, s->tree.items[t->wanted[k]].path);
+            s_fnv_str(&f, s->tree.items[t->wanted[k]].blob);
+        }
+        s_fnv_hex(&f, t->digest);
+    }
+    return 0;
+}
+
+/* Decide what T re-runs and carry over the rest of its findings from the
+   cache into S->all. 0 / -1 (out of memory) */
+static int s_tool_plan(s_scan_t *s, s_tool_t *t)
+{
+    t->work = malloc((t->nwanted ? t->nwanted : 1) * sizeof *t->work);
+    if (!t->work)
+        return -1;
+    const json_t *cached = s->old_tools ? json_object_get(s->old_tools, t->cfg->name) : NULL;
+    const char *old_hash = json_string_value(json_object_get(cached, "hash"));
+    bool same = s->cfg->scan.incremental && old_hash && strcmp(old_hash, t->hash) == 0;
+    json_int_t old_ms = json_integer_value(json_object_get(cached, "ms"));
+    json_int_t old_files = json_integer_value(json_object_get(cached, "files"));
+    t->ms_per_file = old_files > 0 ? (double)old_ms / (double)old_files : -1;
+    if (t->missing)
+        return 0;
+
+    if (t->whole) {
+        const char *old_digest = json_string_value(json_object_get(cached, "digest"));
+        const json_t *arr = json_object_get(cached, "findings");
+        if (same && old_digest && strcmp(old_digest, t->digest) == 0 && json_is_array(arr)) {
+            long n = s_findings_from_json(arr, t->cfg->name, NULL, &s->all);
+            if (n >= 0) {
+                t->findings = (size_t)n;
+                return 0;
+            }
+            kz_warn("scan cache of '%s': malformed findings of '%s': running it again",
+                    s->target->name, t->cfg->name);
+        }
+        memcpy(t->work, t->wanted, t->nwanted * sizeof *t->work);
+        t->nwork = t->nwanted;
+        return 0;
+    }
+
+    for (size_t k = 0; k < t->nwanted; k++) {
+        const s_file_t *file = &s->tree.items[t->wanted[k]];
+        const json_t *entry =
+            same && s->old_files ? json_object_get(s->old_files, file->path) : NULL;
+        const char *blob = json_string_value(json_object_get(entry, "blob"));
+        const json_t *arr = json_object_get(json_object_get(entry, "findings"), t->cfg->name);
+        if (blob && file->blob[0] && strcmp(blob, file->blob) == 0 && arr) {
+            size_t before = s->all.count;
+            long n = s_findings_from_json(arr, t->cfg->name, file->path, &s->all);
+            if (n >= 0) {
+                t->findings += (size_t)n;
+                continue;
+            }
+            /* drop what a malformed entry half-added: the tool runs again */
+            while (s->all.count > before) {
+                s->all.count--;
+                kz_finding_clear(&s->all.items[s->all.count]);
+            }
+        }
+        t->work[t->nwork++] = t->wanted[k];
+    }
+    return 0;
+}
+
+/* Split every tool's work into jobs (tools[].batch files each) */
+static int s_jobs_make(s_scan_t *s)
+{
+    size_t max = 0;
+    for (size_t i = 0; i < s->ntools; i++) {
+        const s_tool_t *t = &s->tools[i];
+        if (t->skipped || t->missing || !t->nwork)
+            continue;
+        size_t b = t->cfg->batch > 0 && !t->whole ? (size_t)t->cfg->batch : t->nwork;
+        max += (t->nwork + b - 1) / b;
+    }
+    s->jobs = calloc(max ? max : 1, sizeof *s->jobs);
+    if (!s->jobs)
+        return -1;
+    for (size_t i = 0; i < s->ntools; i++) {
+        s_tool_t *t = &s->tools[i];
+        if (t->skipped || t->missing || !t->nwork)
+            continue;
+        size_t b = t->cfg->batch > 0 && !t->whole ? (size_t)t->cfg->batch : t->nwork;
+        for (size_t at = 0; at < t->nwork; at += b) {
+            s_job_t *j = &s->jobs[s->njobs++];
+            j->tool = t;
+            j->nfiles = t->nwork - at < b ? t->nwork - at : b;
+            j->idx = &t->work[at];
+            j->files = calloc(j->nfiles + 1, sizeof *j->files);
+            if (!j->files)
+                return -1;
+            for (size_t k = 0; k < j->nfiles; k++)
+                j->files[k] = s->tree.items[j->idx[k]].path;
+            kz_findings_init(&j->found);
+            /* longest first by the tool's remembered time per file; tools
+               never timed before all others, in the order of the config */
+            j->est_ms = t->ms_per_file >= 0 ? 1.0 + t->ms_per_file * (double)j->nfiles : 1e12;
+            j->seq = s->njobs - 1;
+        }
+    }
+    return 0;
+}
+
+static void s_jobs_free(s_scan_t *s)
+{
+    for (size_t i = 0; i < s->njobs; i++) {
+        free(s->jobs[i].files);
+        kz_findings_free(&s->jobs[i].found);
+    }
+    free(s->jobs);
+    s->jobs = NULL;
+    s->njobs = 0;
+}
+
+static int s_job_cmp(const void *a, const void *b)
+{
+    const s_job_t *x = *(s_job_t *const *)a, *y = *(s_job_t *const *)b;
+    if (x->est_ms != y->est_ms)
+        return x->est_ms > y->est_ms ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
+}
+
+/* --------------------------------------------------------------- threads */
+
+static void s_job_run(const char *root, s_job_t *job)
+{
+    kz_tool_run_opts_t opts = {
+        .root = root,
+        .files = job->files,
+        .nfiles = job->nfiles,
+        .tick = NULL,
+        .tick_arg = NULL,
+    };
+    job->rc = kz_tool_run(job->tool->cfg, &opts, &job->found, &job->res);
+    job->ran = true;
+}
+
+static void *s_worker(void *arg)
+{
+    s_pool_t *pool = arg;
+    kz_log_set_corr(pool->corr);
+    pthread_mutex_lock(&pool->lock);
+    while (!pool->cancel && pool->next < pool->njobs) {
+        s_job_t *job = pool->order[pool->next++];
+        pool->running++;
+        pthread_mutex_unlock(&pool->lock);
+        kz_debug("tool '%s' starts on %zu files", job->tool->cfg->name, job->nfiles);
+        s_job_run(pool->root, job);
+        kz_debug("tool '%s' on %zu files: %s after %" PRId64 " ms", job->tool->cfg->name,
+                 job->nfiles, kz_tool_status_name(job->res.status), job->res.duration_us / 1000);
+        pthread_mutex_lock(&pool->lock);
+        pool->running--;
+        pthread_cond_signal(&pool->cond);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+static size_t s_parallelism(const kz_config_t *cfg)
+{
+    long n = cfg->scan.parallelism;
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0)
+        n = 1;
+    if (n > 256)
+        n = 256;
+    return (size_t)n;
+}
+
+/* Run S's jobs on up to scan.parallelism threads, longest first, while
+   this (the bus) thread keeps the agent alive. A stopping agent hands out
+   no more jobs and waits for the running ones (each bounded by its
+   tool's timeout). */
+static void s_jobs_run(s_scan_t *s)
+{
+    if (!s->njobs)
+        return;
+    s_pool_t pool;
+    memset(&pool, 0, sizeof pool);
+    pool.order = malloc(s->njobs * sizeof *pool.order);
+    size_t nthreads = s_parallelism(s->cfg);
+    if (nthreads > s->njobs)
+        nthreads = s->njobs;
+    pthread_t *threads = calloc(nthreads, sizeof *threads);
+    pthread_condattr_t attr;
+    bool cond_ok = pthread_condattr_init(&attr) == 0;
+    if (cond_ok) {
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        cond_ok = pthread_cond_init(&pool.cond, &attr) == 0;
+        pthread_condattr_destroy(&attr);
+    }
+    if (!pool.order || !threads || !cond_ok || pthread_mutex_init(&pool.lock, NULL) != 0) {
+        /* no threads to be had: run them here, one after the other */
+        kz_warn("unable to set up worker threads: running the tools one after the other");
+        if (cond_ok)
+            pthread_cond_destroy(&pool.cond);
+        for (size_t i = 0; i < s->njobs && !kz_agent_stopping(s->agent); i++) {
+            s_job_run(s->wt, &s->jobs[i]);
+            kz_agent_keepalive(s->agent);
+        }
+        free(pool.order);
+        free(threads);
+        return;
+    }
+    for (size_t i = 0; i < s->njobs; i++)
+        pool.order[i] = &s->jobs[i];
+    qsort(pool.order, s->njobs, sizeof *pool.order, s_job_cmp);
+    pool.njobs = s->njobs;
+    pool.root = s->wt;
+    snprintf(pool.corr, sizeof pool.corr, "%s", s->scan_id);
+
+    /* the workers block every signal: SIGTERM and friends reach this
+       thread, which watches kz_agent_stopping */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    size_t started = 0;
+    for (size_t i = 0; i < nthreads; i++) {
+        if (pthread_create(&threads[started], NULL, s_worker, &pool) != 0) {
+            kz_warn("unable to start worker thread %zu of %zu: going on with %zu", i + 1, nthreads,
+                    started);
+            break;
+        }
+        started++;
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (started == 0)
+        s_worker(&pool); /* run them all in this thread */
+
+    pthread_mutex_lock(&pool.lock);
+    while ((pool.next < pool.njobs && !pool.cancel) || pool.running > 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += (long)S_WAIT_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&pool.cond, &pool.lock, &until);
+        pthread_mutex_unlock(&pool.lock);
+        kz_agent_keepalive(s->agent);
+        bool stopping = kz_agent_stopping(s->agent);
+        pthread_mutex_lock(&pool.lock);
+        if (stopping && !pool.cancel) {
+            pool.cancel = true;
+            kz_info("stopping: waiting for %zu running tool jobs, %zu not started", pool.running,
+                    pool.njobs - pool.next);
+        }
+    }
+    pthread_mutex_unlock(&pool.lock);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    pthread_cond_destroy(&pool.cond);
+    pthread_mutex_destroy(&pool.lock);
+    free(pool.order);
+    free(threads);
+}
+
+/* ------------------------------------------------------------ publishing */
+
+static const char *const s_categories[] = {
+    "style",       "bug",      "type", "security",     "secret",     "dependency",
+    "performance", "coverage", "docs", "architecture", "complexity", NULL,
+};
+
+static void s_replace(char **field, const char *value)
+{
+    char *copy = strdup(value);
+    if (copy) {
+        free(*field);
+        *field = copy;
+    }
+}
+
+/* Make F publishable whatever the tool printed: valid UTF-8, bounded
+   sizes, known severity and category, a rule. False when it cannot be
+   (no file). */
+static bool s_finding_sane(kz_finding_t *f)
+{
+    if (!f->file || !*f->file || !f->tool || !*f->tool)
+        return false;
+    if (!f->rule || !*f->rule)
+        s_replace(&f->rule, "unknown");
+    if (!f->message)
+        s_replace(&f->message, "");
+    if (!f->severity || kz_severity_rank(f->severity) < 0)
+        s_replace(&f->severity, "low");
+    bool known = false;
+    for (size_t i = 0; f->category && s_categories[i] && !known; i++)
+        known = strcmp(f->category, s_categories[i]) == 0;
+    if (!known)
+        s_replace(&f->category, "style");
+    s_utf8_fix(f->rule);
+    s_utf8_fix(f->message);
+    s_utf8_cut(f->rule, 255);
+    s_utf8_cut(f->message, S_MAX_MESSAGE);
+    if (f->fix) {
+        s_utf8_fix(f->fix);
+        s_utf8_cut(f->fix, S_MAX_MESSAGE);
+    }
+    if (f->line < 0)
+        f->line = 0;
+    if (f->col < 0)
+        f->col = 0;
+    if (!f->fingerprint[0])
+        return false;
+    return true;
+}
+
+static kz_msg_t *s_msg(const s_scan_t *s, const char *type)
+{
+    kz_msg_t *msg = kz_msg_new(type);
+    if (!msg)
+        return NULL;
+    if (kz_msg_set_corr(msg, s->scan_id) != 0 || kz_msg_set_target(msg, s->target->name) != 0 ||
+        kz_map_put_str(msg, kz_msg_body(msg), "scan_id", s->scan_id) != 0)
+        kz_msg_destroy(&msg);
+    return msg;
+}
+
+static int s_publish(s_scan_t *s, kz_msg_t **msg_p)
+{
+    if (!*msg_p)
+        return kz_fail("out of memory");
+    char type[64];
+    snprintf(type, sizeof type, "%s", kz_msg_type(*msg_p));
+    if (kz_agent_publish(s->agent, msg_p) != 0)
+        return kz_fail("unable to publish %s of scan %s", type, s->scan_id);
+    return 0;
+}
+
+static int s_publish_started(s_scan_t *s)
+{
+    kz_msg_t *msg = s_msg(s, "scan.started");
+    if (!msg)
+        return kz_fail("out of memory");
+    kz_val_t *b = kz_msg_body(msg);
+    int rc = 0;
+    if (s->commit[0])
+        rc |= kz_map_put_str(msg, b, "commit", s->commit);
+    if (s->tools) {
+        rc |= kz_map_put_int(msg, b, "files", (int64_t)s->nscanned);
+        kz_val_t *tools = kz_map_put_array(msg, b, "tools");
+        rc |= tools ? 0 : -1;
+        for (size_t i = 0; tools && i < s->ntools; i++) {
+            if (s->tools[i].skipped)
+                continue;
+            kz_val_t *v = kz_array_push(msg, tools);
+            rc |= v ? kz_val_set_str(msg, v, s->tools[i].cfg->name) : -1;
+        }
+    }
+    if (rc != 0)
+        kz_msg_destroy(&msg);
+    s->started = true;
+    return s_publish(s, &msg);
+}
+
+/* Every finding, in batches of scan.batch_size (fewer when they are
+   large: a message stays well under the bus's 1 MiB). At least one
+   batch, possibly empty. Returns the number of batches, -1 on error */
+static long s_publish_findings(s_scan_t *s)
+{
+    size_t per = s->cfg->scan.batch_size > 0 ? (size_t)s->cfg->scan.batch_size : 500;
+    if (per > S_BATCH_MAX)
+        per = S_BATCH_MAX;
+    long seq = 0;
+    size_t i = 0;
+    do {
+        kz_msg_t *msg = s_msg(s, "finding.batch");
+        kz_val_t *arr = msg ? kz_map_put_array(msg, kz_msg_body(msg), "findings") : NULL;
+        if (!arr || kz_map_put_int(msg, kz_msg_body(msg), "seq", seq) != 0) {
+            kz_msg_destroy(&msg);
+            return kz_fail("out of memory");
+        }
+        size_t n = 0, bytes = 0;
+        for (; i < s->all.count && n < per && bytes < S_BATCH_BYTES; i++, n++) {
+            const kz_finding_t *f = &s->all.items[i];
+            bytes += 160 + strlen(f->file) + strlen(f->message) + strlen(f->rule) +
+                     (f->fix ? strlen(f->fix) : 0);
+            if (kz_finding_to_msg(msg, arr, f) != 0) {
+                kz_msg_destroy(&msg);
+                return kz_fail("unable to add a finding of '%s' in '%s' to finding.batch", f->tool,
+                               f->file);
+            }
+        }
+        if (s_publish(s, &msg) != 0)
+            return -1;
+        seq++;
+        kz_agent_keepalive(s->agent);
+    } while (i < s->all.count);
+    return seq;
+}
+
+static int s_metric(kz_msg_t *msg, kz_val_t *metrics, const char *name, double value,
+                    const char *unit, const char *target, const char *severity)
+{
+    kz_val_t *m = kz_array_push(msg, metrics);
+    if (!m)
+        return -1;
+    kz_val_set_map(m);
+    if (kz_map_put_str(msg, m, "name", name) != 0 ||
+        kz_map_put_float(msg, m, "value", value) != 0 ||
+        (unit && kz_map_put_str(msg, m, "unit", unit) != 0))
+        return -1;
+    kz_val_t *labels = kz_map_put_map(msg, m, "labels");
+    if (!labels || kz_map_put_str(msg, labels, "target", target) != 0)
+        return -1;
+    return severity ? kz_map_put_str(msg, labels, "severity", severity) : 0;
+}
+
+/* 100 - severity-weighted findings per 1000 lines, clamped to 0..100
+   (weights as the planner's impact: info 0.5, low 1, medium 2, high 4,
+   critical 8) */
+static double s_health_score(const s_scan_t *s, size_t by_sev[5])
+{
+    static const double weight[5] = {0.5, 1, 2, 4, 8};
+    double w = 0;
+    for (int i = 0; i < 5; i++)
+        w += weight[i] * (double)by_sev[i];
+    double kloc = (double)(s->loc > 0 ? s->loc : 1) / 1000.0;
+    double score = 100.0 - w / kloc;
+    return score < 0 ? 0 : score > 100 ? 100 : score;
+}
+
+static int s_publish_metrics(s_scan_t *s, int64_t duration_ms, double *score_out)
+{
+    static const char *const sev[5] = {"info", "low", "medium", "high", "critical"};
+    size_t by_sev[5] = {0};
+    for (size_t i = 0; i < s->all.count; i++) {
+        int r = kz_severity_rank(s->all.items[i].severity);
+        if (r >= 0 && r < 5)
+            by_sev[r]++;
+    }
+    double score = s_health_score(s, by_sev);
+    *score_out = score;
+    kz_msg_t *msg = s_msg(s, "metric.batch");
+    kz_val_t *m = msg ? kz_map_put_array(msg, kz_msg_body(msg), "metrics") : NULL;
+    const char *t = s->target->name;
+    int rc = m ? 0 : -1;
+    rc |= m ? s_metric(msg, m, "health_score", score, NULL, t, NULL) : -1;
+    rc |= m ? s_metric(msg, m, "findings_total", (double)s->all.count, NULL, t, NULL) : -1;
+    for (int i = 0; m && i < 5; i++)
+        rc |= s_metric(msg, m, "findings", (double)by_sev[i], NULL, t, sev[i]);
+    rc |= m ? s_metric(msg, m, "files", (double)s->nscanned, NULL, t, NULL) : -1;
+    rc |= m ? s_metric(msg, m, "loc", (double)s->loc, "lines", t, NULL) : -1;
+    rc |= m ? s_metric(msg, m, "rescanned", (double)s->nrescanned, NULL, t, NULL) : -1;
+    rc |= m ? s_metric(msg, m, "duration_ms", (double)duration_ms, "ms", t, NULL) : -1;
+    if (rc != 0)
+        kz_msg_destroy(&msg);
+    return s_publish(s, &msg);
+}
+
+static int s_publish_completed(s_scan_t *s, const char *status, int64_t duration_ms)
+{
+    kz_msg_t *msg = s_msg(s, "scan.completed");
+    if (!msg)
+        return kz_fail("out of memory");
+    kz_val_t *b = kz_msg_body(msg);
+    int rc = kz_map_put_str(msg, b, "status", status);
+    rc |= kz_map_put_int(msg, b, "findings", (int64_t)s->all.count);
+    rc |= kz_map_put_int(msg, b, "files", (int64_t)s->nscanned);
+    rc |= kz_map_put_int(msg, b, "duration_ms", duration_ms);
+    if (s->commit[0])
+        rc |= kz_map_put_str(msg, b, "commit", s->commit);
+    if (s->tools) {
+        rc |= kz_map_put_int(msg, b, "loc", s->loc);
+        rc |= kz_map_put_int(msg, b, "rescanned", (int64_t)s->nrescanned);
+        kz_val_t *tools = kz_map_put_array(msg, b, "tools");
+        rc |= tools ? 0 : -1;
+        for (size_t i = 0; tools && i < s->ntools; i++) {
+            const s_tool_t *t = &s->tools[i];
+            kz_val_t *v = kz_array_push(msg, tools);
+            if (!v) {
+                rc = -1;
+                break;
+            }
+            kz_val_set_map(v);
+            const char *st = t->skipped ? "skipped" : kz_tool_status_name(t->status);
+            rc |= kz_map_put_str(msg, v, "name", t->cfg->name);
+            rc |= kz_map_put_str(msg, v, "status", st);
+            rc |= kz_map_put_int(msg, v, "findings", (int64_t)t->findings);
+            rc |= kz_map_put_int(msg, v, "duration_ms", t->duration_us / 1000);
+            rc |= kz_map_put_int(msg, v, "files", (int64_t)t->nwanted);
+            rc |= kz_map_put_int(msg, v, "rescanned", (int64_t)t->nwork);
+            if (t->error[0]) {
+                char err[sizeof t->error];
+                snprintf(err, sizeof err, "%s", t->error);
+                s_utf8_fix(err);
+                rc |= kz_map_put_str(msg, v, "error", err);
+            }
+        }
+    }
+    if (s->error[0]) {
+        s_utf8_fix(s->error);
+        rc |= kz_map_put_str(msg, b, "error", s->error);
+    }
+    if (rc != 0) {
+        kz_msg_destroy(&msg);
+        return kz_fail("out of memory");
+    }
+    return s_publish(s, &msg);
+}
+
+/* ----------------------------------------------------------------- scan */
+
+/* The scan worktree at S->commit: reused (checked out detached at the
+   commit) when it is there, else created. 0 / -1 with S->error */
+static int s_worktree(s_scan_t *s)
+{
+    char rel[600], err[1024];
+    snprintf(rel, sizeof rel, "worktrees/%s/scan", s->target->name);
+    if (kz_state_path(s->cfg, rel, s->wt, sizeof s->wt) != 0) {
+        s_errf(s->error, sizeof s->error, "state path too long for 'STATE/%s'", rel);
+        return -1;
+    }
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", s->wt);
+    char *slash = strrchr(parent, '/');
+    if (slash)
+        *slash = '\0';
+    if (s_mkdirs(parent, err, sizeof err) != 0) {
+        s_errf(s->error, sizeof s->error, "%s", err);
+        return -1;
+    }
+    char git[4200];
+    snprintf(git, sizeof git, "%s/.git", s->wt);
+    if (access(git, F_OK) == 0) {
+        const char *args[] = {"checkout", "-q", "--detach", "--force", s->commit, NULL};
+        char head[KZ_GIT_OID_MAX];
+        if (kz_git(s->wt, args, S_GIT_TIMEOUT_MS, NULL, err, sizeof err) == 0 &&
+            kz_git_rev(s->wt, "HEAD", head, err, sizeof err) == 0 && strcmp(head, s->commit) == 0)
+            return 0;
+        kz_info("scan worktree '%s' unusable (%s): creating it again", s->wt, err);
+    }
+    if (kz_git_worktree_add(s->target->path, s->wt, NULL, s->commit, err, sizeof err) != 0) {
+        s_errf(s->error, sizeof s->error, "unable to create the scan worktree '%s' of '%s': %s",
+               s->wt, s->target->path, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Merge the jobs' results: tool statuses, new findings into S->all, and
+   the new cache. Returns the cache (NULL on out of memory). */
+static json_t *s_merge(s_scan_t *s)
+{
+    json_t *root = json_object();
+    json_t *files = json_object();
+    json_t *tools = json_object();
+    if (!root || !files || !tools ||
+        json_object_set_new(root, "version", json_integer(S_CACHE_VERSION)) ||
+        json_object_set_new(root, "target", json_string(s->target->name)) ||
+        json_object_set_new(root, "path", json_string(s->target->path)) ||
+        json_object_set_new(root, "commit", json_string(s->commit)) ||
+        json_object_set(root, "files", files) || json_object_set(root, "tools", tools)) {
+        json_decref(root);
+        json_decref(files);
+        json_decref(tools);
+        return NULL;
+    }
+    json_decref(files);
+    json_decref(tools);
+    bool oom = false;
+
+    /* job results: statuses and per-file findings */
+    for (size_t i = 0; i < s->njobs; i++) {
+        s_job_t *j = &s->jobs[i];
+        s_tool_t *t = j->tool;
+        if (!j->ran) {
+            if (t->status == KZ_TOOL_OK) {
+                t->status = KZ_TOOL_ERROR;
+                s_errf(t->error, sizeof t->error, "not run: the agent is stopping");
+            }
+            continue;
+        }
+        t->duration_us += j->res.duration_us;
+        t->ran_files += j->nfiles;
+        for (size_t k = 0; k < j->nfiles; k++)
+            s->tree.items[j->idx[k]].rescanned = true;
+        if (j->rc != 0 || j->res.status != KZ_TOOL_OK) {
+            /* the first failure names the tool's problem; a timeout wins over an error */
+            if (t->status == KZ_TOOL_OK ||
+                (j->res.status == KZ_TOOL_TIMEOUT && t->status != KZ_TOOL_TIMEOUT)) {
+                t->status = j->rc != 0 ? KZ_TOOL_ERROR : j->res.status;
+                s_errf(t->error, sizeof t->error, "%s",
+                       j->rc != 0 ? "out of memory" : j->res.error);
+            }
+            kz_debug("tool '%s' on %zu files of '%s': %s: %s", t->cfg->name, j->nfiles,
+                     s->target->name, kz_tool_status_name(j->res.status),
+                     j->rc != 0 ? "out of memory" : j->res.error);
+            continue;
+        }
+        kz_debug("tool '%s': %zu files, %zu findings, %" PRId64 " ms (%zu output lines, %zu "
+                 "skipped, %zu outside)",
+                 t->cfg->name, j->nfiles, j->found.count, j->res.duration_us / 1000,
+                 j->res.stats.lines, j->res.stats.skipped, j->res.stats.outside);
+        /* cache: the files it checked, then their findings */
+        if (!t->whole) {
+            for (size_t k = 0; k < j->nfiles && !oom; k++) {
+                const s_file_t *f = &s->tree.items[j->idx[k]];
+                json_t *entry = json_object_get(files, f->path);
+                if (!entry) {
+                    entry = json_object();
+                    oom |= !entry || json_object_set_new(files, f->path, entry) != 0 ||
+                           json_object_set_new(entry, "blob", json_string(f->blob)) != 0 ||
+                           json_object_set_new(entry, "findings", json_object()) != 0;
+                }
+                oom |= oom || json_object_set_new(json_object_get(entry, "findings"), t->cfg->name,
+                                                  json_array()) != 0;
+            }
+            for (size_t k = 0; k < j->found.count && !oom; k++) {
+                const kz_finding_t *f = &j->found.items[k];
+                json_t *arr = json_object_get(
+                    json_object_get(json_object_get(files, f->file), "findings"), t->cfg->name);
+                if (arr)
+                    oom |= json_array_append_new(arr, s_finding_json(f, false)) != 0;
+            }
+        } else {
+            json_t *arr = json_array();
+            for (size_t k = 0; arr && k < j->found.count && !oom; k++)
+                oom |= json_array_append_new(arr, s_finding_json(&j->found.items[k], true)) != 0;
+            json_t *entry = json_object();
+            oom |= !arr || !entry || json_object_set_new(entry, "findings", arr) != 0 ||
+                   json_object_set_new(tools, t->cfg->name, entry) != 0;
+        }
+        t->findings += j->found.count;
+        oom |= kz_findings_move(&s->all, &j->found) != 0;
+    }
+
+    /* carried results: copy the cache entries of the files not re-run */
+    for (size_t i = 0; i < s->ntools && !oom; i++) {
+        s_tool_t *t = &s->tools[i];
+        if (t->skipped || t->missing)
+            continue;
+        const json_t *old_tool = s->old_tools ? json_object_get(s->old_tools, t->cfg->name) : NULL;
+        if (t->whole) {
+            if (t->nwork == 0 && old_tool) { /* carried whole */
+                json_t *entry = json_object();
+                oom |=
+                    !entry || json_object_set_new(tools, t->cfg->name, entry) != 0 ||
+                    json_object_set(entry, "findings", json_object_get(old_tool, "findings")) != 0;
+            }
+        } else {
+            /* the wanted files not in t->work carried their findings */
+            size_t w = 0;
+            for (size_t k = 0; k < t->nwanted && !oom; k++) {
+                if (w < t->nwork && t->work[w] == t->wanted[k]) {
+                    w++;
+                    continue;
+                }
+                const s_file_t *f = &s->tree.items[t->wanted[k]];
+                const json_t *arr = json_object_get(
+                    json_object_get(json_object_get(s->old_files, f->path), "findings"),
+                    t->cfg->name);
+                json_t *entry = json_object_get(files, f->path);
+                if (!entry) {
+                    entry = json_object();
+                    oom |= !entry || json_object_set_new(files, f->path, entry) != 0 ||
+                           json_object_set_new(entry, "blob", json_string(f->blob)) != 0 ||
+                           json_object_set_new(entry, "findings", json_object()) != 0;
+                }
+                if (!oom && arr)
+                    oom |= json_object_set(json_object_get(entry, "findings"), t->cfg->name,
+                                           (json_t *)arr) != 0;
+            }
+        }
+        /* what the next scan orders its jobs by */
+        json_t *entry = json_object_get(tools, t->cfg->name);
+        if (!entry) {
+            entry = json_object();
+            oom |= !entry || json_object_set_new(tools, t->cfg->name, entry) != 0;
+        }
+        if (oom)
+            break;
+        /* the time per file of a run on few files is mostly the tool's
+           start-up: keep the timing of the last run on at least half as
+           many files, so a full scan after incremental ones still starts
+           the slow tools first */
+        json_int_t old_nf = json_integer_value(json_object_get(old_tool, "files"));
+        bool timed = t->ran_files > 0 && t->status == KZ_TOOL_OK &&
+                     (old_nf <= 0 || (json_int_t)t->ran_files * 2 >= old_nf);
+        json_int_t ms = timed ? (json_int_t)(t->duration_us / 1000)
+                              : json_integer_value(json_object_get(old_tool, "ms"));
+        json_int_t nf = timed ? (json_int_t)t->ran_files : old_nf;
+        /* failed files have no entry of this tool: they re-run anyway */
+        oom |= json_object_set_new(entry, "hash", json_string(t->hash)) != 0 ||
+               json_object_set_new(entry, "digest", json_string(t->digest)) != 0 ||
+               json_object_set_new(entry, "ms", json_integer(ms)) != 0 ||
+               json_object_set_new(entry, "files", json_integer(nf)) != 0;
+        if (t->whole && t->status != KZ_TOOL_OK)
+            json_object_del(entry, "findings"); /* no result to carry: run again next time */
+    }
+    /* line counts of the scanned files, for the next scan */
+    for (size_t k = 0; k < s->tree.count && !oom; k++) {
+        const s_file_t *f = &s->tree.items[k];
+        if (!f->scanned)
+            continue;
+        json_t *entry = json_object_get(files, f->path);
+        if (!entry) {
+            entry = json_object();
+            oom |= !entry || json_object_set_new(files, f->path, entry) != 0 ||
+                   json_object_set_new(entry, "blob", json_string(f->blob)) != 0 ||
+                   json_object_set_new(entry, "findings", json_object()) != 0;
+        }
+        oom |= oom || json_object_set_new(entry, "loc", json_integer(f->loc)) != 0;
+    }
+    if (oom) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* Count the lines of the scanned files (from the cache when the blob is
+   the same) */
+static void s_count_loc(s_scan_t *s)
+{
+    s->loc = 0;
+    s->nscanned = 0;
+    for (size_t k = 0; k < s->tree.count; k++) {
+        s_file_t *f = &s->tree.items[k];
+        if (!f->scanned)
+            continue;
+        s->nscanned++;
+        const json_t *entry = s->old_files ? json_object_get(s->old_files, f->path) : NULL;
+        const char *blob = json_string_value(json_object_get(entry, "blob"));
+        const json_t *loc = json_object_get(entry, "loc");
+        if (blob && f->blob[0] && strcmp(blob, f->blob) == 0 && json_is_integer(loc) &&
+            json_integer_value(loc) >= 0)
+            f->loc = (long)json_integer_value(loc);
+        else
+            f->loc = s_count_lines(s->wt, f->path);
+        s->loc += f->loc;
+    }
+}
+
+static int s_fp_cmp(const void *a, const void *b)
+{
+    const kz_finding_t *x = *(kz_finding_t *const *)a, *y = *(kz_finding_t *const *)b;
+    int c = strcmp(x->fingerprint, y->fingerprint);
+    if (c)
+        return c;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Drop findings whose fingerprint repeats one already in the list (the
+   recorder keeps one per fingerprint) and those that cannot be published */
+static void s_findings_clean(s_scan_t *s)
+{
+    size_t n = s->all.count, out = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        kz_finding_t *f = &s->all.items[i];
+        if (!s_finding_sane(f)) {
+            bad++;
+            kz_finding_clear(f);
+            continue;
+        }
+        s->all.items[out++] = *f;
+    }
+    s->all.count = out;
+    if (bad)
+        kz_warn("%zu findings without file, tool or fingerprint dropped", bad);
+    kz_findings_sort(&s->all);
+    /* duplicates: sort pointers by fingerprint, then list position */
+    if (s->all.count < 2)
+        return;
+    kz_finding_t **p = malloc(s->all.count * sizeof *p);
+    if (!p)
+        return;
+    for (size_t i = 0; i < s->all.count; i++)
+        p[i] = &s->all.items[i];
+    qsort(p, s->all.count, sizeof *p, s_fp_cmp);
+    size_t dups = 0;
+    for (size_t i = 1; i < s->all.count; i++)
+        if (strcmp(p[i]->fingerprint, p[i - 1]->fingerprint) == 0) {
+            p[i]->fingerprint[0] = '\0'; /* mark */
+            dups++;
+        }
+    free(p);
+    if (!dups)
+        return;
+    out = 0;
+    for (size_t i = 0; i < s->all.count; i++) {
+        if (!s->all.items[i].fingerprint[0]) {
+            kz_finding_clear(&s->all.items[i]);
+            continue;
+        }
+        s->all.items[out++] = s->all.items[i];
+    }
+    s->all.count = out;
+    kz_debug("%zu findings with a repeated fingerprint dropped", dups);
+}
+
+static void s_scan_free(s_scan_t *s)
+{
+    s_jobs_free(s);
+    s_tools_free(s);
+    s_tree_free(&s->tree);
+    kz_findings_free(&s->all);
+    json_decref(s->old);
+    s->old = NULL;
+}
+
+/* Scan TARGET once. 0 when it completed (ok or partial), -1 when it failed */
+static int s_scan_target(kz_agent_t *agent, const kz_target_config_t *target)
+{
+    s_scan_t scan;
+    s_scan_t *s = &scan;
+    memset(s, 0, sizeof *s);
+    s->agent = agent;
+    s->cfg = kz_agent_config(agent);
+    s->target = target;
+    s->t0_us = s_mono_us();
+    kz_findings_init(&s->all);
+    kz_ulid(s->scan_id);
+    char cycle_corr[128];
+    snprintf(cycle_corr, sizeof cycle_corr, "%s", kz_log_corr() ? kz_log_corr() : "");
+    kz_log_set_corr(s->scan_id);
+    char err[1024];
+    int rc = -1;
+
+    kz_debug("scan of target '%s' (%s, branch %s) starts", target->name, target->path,
+             target->branch);
+    if (!s_name_ok(target->name)) {
+        s_errf(s->error, sizeof s->error,
+               "target name '%s' is not usable as a directory name (letters, digits, '.', '_', "
+               "'-'; not starting with '.')",
+               target->name);
+        goto failed;
+    }
+    if (kz_git_check_repo(target->path, err, sizeof err) != 0) {
+        s_errf(s->error, sizeof s->error, "target '%s': %s", target->name, err);
+        goto failed;
+    }
+    char ref[600];
+    snprintf(ref, sizeof ref, "refs/heads/%s", target->branch ? target->branch : "main");
+    if (kz_git_rev(target->path, ref, s->commit, err, sizeof err) != 0) {
+        s->commit[0] = '\0';
+        kz_debug("%s", err);
+        s_errf(s->error, sizeof s->error, "target '%s': branch '%s' not found in '%s'",
+               target->name, target->branch ? target->branch : "main", target->path);
+        goto failed;
+    }
+    if (s_worktree(s) != 0)
+        goto failed;
+    if (s_tree_load(s->wt, s->commit, &s->tree, err, sizeof err) != 0) {
+        s_errf(s->error, sizeof s->error, "unable to list the files of '%s' at %s: %s",
+               target->path, s->commit, err);
+        goto failed;
+    }
+    char rel[600];
+    snprintf(rel, sizeof rel, "code-health/%s.json", target->name);
+    char dir[4096];
+    if (kz_state_path(s->cfg, "code-health", dir, sizeof dir) != 0 ||
+        kz_state_path(s->cfg, rel, s->cache_path, sizeof s->cache_path) != 0 ||
+        s_mkdirs(dir, err, sizeof err) != 0) {
+        s_errf(s->error, sizeof s->error, "scan cache directory: %s", err);
+        goto failed;
+    }
+    /* read even when scan.incremental is off: the tools' durations order
+       the jobs and unchanged files keep their line counts */
+    s->old = s_cache_load(s);
+    s->old_files = s->old ? json_object_get(s->old, "files") : NULL;
+    s->old_tools = s->old ? json_object_get(s->old, "tools") : NULL;
+    if (s_tools_pick(s) != 0)
+        goto oom;
+    for (size_t i = 0; i < s->ntools; i++)
+        if (!s->tools[i].skipped && s_tool_plan(s, &s->tools[i]) != 0)
+            goto oom;
+    s_count_loc(s);
+    if (s_publish_started(s) != 0)
+        goto publish_failed;
+    if (s_jobs_make(s) != 0)
+        goto oom;
+    kz_debug("%zu tools, %zu jobs on %zu threads", s->ntools, s->njobs, s_parallelism(s->cfg));
+    s_jobs_run(s);
+
+    json_t *cache = s_merge(s);
+    if (!cache)
+        goto oom;
+    for (size_t k = 0; k < s->tree.count; k++)
+        s->nrescanned += s->tree.items[k].rescanned;
+    if (s_cache_save(s->cache_path, cache) != 0)
+        kz_warn("the next scan of '%s' is a full one", target->name);
+    json_decref(cache);
+    s_findings_clean(s);
+
+    const char *status = "ok";
+    for (size_t i = 0; i < s->ntools; i++)
+        if (!s->tools[i].skipped && s->tools[i].status != KZ_TOOL_OK)
+            status = "partial";
+    int64_t duration_ms = (s_mono_us() - s->t0_us) / 1000;
+    double score = 0;
+    if (s_publish_findings(s) < 0 || s_publish_metrics(s, duration_ms, &score) != 0 ||
+        s_publish_completed(s, status, duration_ms) != 0)
+        goto publish_failed;
+    for (size_t i = 0; i < s->ntools; i++) {
+        const s_tool_t *t = &s->tools[i];
+        if (!t->skipped && !t->missing && t->status != KZ_TOOL_OK)
+            kz_warn("scan of '%s': tool '%s' %s: %s", target->name, t->cfg->name,
+                    kz_tool_status_name(t->status), t->error);
+        kz_debug("tool '%s': %s, %zu files, %zu re-run, %zu findings, %" PRId64 " ms%s%s",
+                 t->cfg->name, t->skipped ? "skipped" : kz_tool_status_name(t->status), t->nwanted,
+                 t->nwork, t->findings, t->duration_us / 1000, t->error[0] ? ": " : "", t->error);
+    }
+    kz_info("scanned '%s' at %.12s: %zu files, %zu rescanned, %zu findings, health %.1f, %s "
+            "in %" PRId64 " ms",
+            target->name, s->commit, s->nscanned, s->nrescanned, s->all.count, score, status,
+            duration_ms);
+    rc = 0;
+    goto done;
+
+oom:
+    s_errf(s->error, sizeof s->error, "out of memory");
+failed:
+    kz_error("scan of target '%s' failed: %s", target->name, s->error);
+    {
+        /* what was found does not count: nothing is published as findings */
+        kz_findings_free(&s->all);
+        kz_findings_init(&s->all);
+        s_tools_free(s);
+        s->nscanned = 0;
+        s->nrescanned = 0;
+        int64_t took_ms = (s_mono_us() - s->t0_us) / 1000;
+        if ((!s->started && s_publish_started(s) != 0) ||
+            s_publish_completed(s, "failed", took_ms) != 0)
+            kz_error("unable to report the failed scan of '%s'", target->name);
+    }
+    goto done;
+publish_failed:
+    kz_error("scan of target '%s': unable to publish its results", target->name);
+done:
+    s_scan_free(s);
+    kz_log_set_corr(cycle_corr[0] ? cycle_corr : NULL);
+    return rc;
+}
+
+static int s_cycle(kz_agent_t *agent, void *arg)
+{
+    (void)arg;
+    const kz_config_t *cfg = kz_agent_config(agent);
+    const char *only = kz_agent_run_target ? kz_agent_run_target(agent) : NULL;
+    if (only && *only) {
+        const kz_target_config_t *t = kz_config_target(cfg, only);
+        if (!t)
+            return kz_fail("agent.run names target '%s', which is not in the configuration", only);
+        return s_scan_target(agent, t);
+    }
+    if (cfg->targets_count == 0) {
+        kz_info("no targets configured: nothing to scan");
+        return 0;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < cfg->targets_count && !kz_agent_stopping(agent); i++)
+        if (s_scan_target(agent, &cfg->targets[i]) != 0)
+            rc = -1;
+    return rc;
+}
+
+static int s_setup(kz_agent_t *agent, void *arg)
+{
+    (void)arg;
+    /* jansson seeds its hash function on first use; do it before any
+       thread exists */
+    json_object_seed(0);
+    /* git runs in this thread keep the agent alive on the bus */
+    kz_git_set_tick(kz_agent_proc_tick, agent);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const kz_agent_def_t def = {
+        .name = "code-health",
+        .layer = "monitoring",
+        .summary = "runs the configured linters and type checkers on every target, incrementally "
+                   "and in parallel, and publishes findings, metrics and scan results",
+        .setup = s_setup,
+        .cycle = s_cycle,
+        .on_message = NULL,
+        .arg = NULL,
+    };
+    return kz_agent_main(argc, argv, &def);
+}
