@@ -32,6 +32,7 @@
 #define S_DEFAULT_INTERVAL_MS 60000
 
 struct kz_agent {
+    char run_target[256]; /* envelope target of the agent.run being served, "" when none */
     const kz_agent_def_t *def;
     kz_config_t *cfg;
     kz_bus_t *bus;
@@ -261,8 +262,12 @@ static void s_dispatch(kz_agent_t *self, kz_delivery_t *d)
     if (d->kind == KZ_DELIVERY_EVENT && strcmp(d->topic, "agent.run") == 0 &&
         strcmp(kz_msg_type(d->msg), "agent.run") == 0) {
         if (s_run_is_for_us(self, d)) {
-            kz_info("cycle requested by '%s'", kz_msg_src(d->msg));
+            const char *target = kz_msg_target(d->msg);
+            kz_info("cycle requested by '%s'%s%s", kz_msg_src(d->msg), target ? " for target " : "",
+                    target ? target : "");
+            snprintf(self->run_target, sizeof self->run_target, "%s", target ? target : "");
             s_run_cycle(self, "requested");
+            self->run_target[0] = '\0';
         }
         return;
     }
@@ -545,4 +550,9 @@ done:
     kz_bus_destroy(&self->bus);
     kz_config_destroy(&self->cfg);
     return exit_code;
+}
+
+const char *kz_agent_run_target(const kz_agent_t *self)
+{
+    return self->run_target[0] ? self->run_target : NULL;
 }

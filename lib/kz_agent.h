@@ -55,6 +55,11 @@ bool kz_agent_stopping(const kz_agent_t *self);
    current cycle's correlation id. 0 / -1 */
 int kz_agent_publish(kz_agent_t *self, kz_msg_t **msg_p);
 
+/* The envelope target of the agent.run that started the current cycle
+   (the one repository it asks about), or NULL: a cycle on the interval,
+   or an agent.run for every target */
+const char *kz_agent_run_target(const kz_agent_t *self);
+
 /* Keep the agent alive during long work inside a cycle or on_message
    (linters, test suites, git): sends the bus heartbeats that keep its
    service and queue-group registrations (kz_bus_keepalive), so the broker

@@ -71,11 +71,6 @@
 #define S_GIT_TIMEOUT_MS (10 * 60 * 1000)
 #define S_WARNED_MAX     256
 
-/* The envelope target of the agent.run that started the current cycle,
-   NULL for other cycles (lib/kz_agent.c). Weak: until the runtime has it,
-   every cycle scans every target. */
-extern const char *kz_agent_run_target(const kz_agent_t *self) __attribute__((weak));
-
 /* Files whose content changes what a tool reports on every file: a
    change to one re-runs the tools on everything (besides the files each
    recipe names in tools[].requires) */
@@ -1720,7 +1715,7 @@ static int s_cycle(kz_agent_t *agent, void *arg)
 {
     (void)arg;
     const kz_config_t *cfg = kz_agent_config(agent);
-    const char *only = kz_agent_run_target ? kz_agent_run_target(agent) : NULL;
+    const char *only = kz_agent_run_target(agent);
     if (only && *only) {
         const kz_target_config_t *t = kz_config_target(cfg, only);
         if (!t)

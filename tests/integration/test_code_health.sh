@@ -260,17 +260,12 @@ if second["findings"] != first["findings"] or second["status"] != "partial":
     sys.exit("second scan: %s findings, status %s" % (second["findings"], second["status"]))
 PY
 
-# agent.run with a target scans only that target (when the runtime passes it)
-filtered=
-if nm "$AGENT" 2>/dev/null | grep -Eq " [TtD] kz_agent_run_target$"; then
-    filtered=$(grep -c "^scan.completed " "$T/all.out")
-    "$KZ_BIN/kaizen" publish agent.run '{"agent":"code-health"}' --target c >/dev/null || fail "publish --target c failed"
-    kz_wait_for 60 has scan.completed $((filtered + 1)) || fail "agent.run --target c: no scan.completed"
-    "$KZ_BIN/kaizen" publish agent.run '{"agent":"code-health"}' --target py >/dev/null || fail "publish --target py failed"
-    kz_wait_for 60 has scan.completed $((filtered + 2)) || fail "agent.run --target py: no scan.completed"
-else
-    echo "note: the agent runtime has no kz_agent_run_target yet: agent.run's target is not checked"
-fi
+# agent.run with a target scans only that target
+filtered=$(grep -c "^scan.completed " "$T/all.out")
+"$KZ_BIN/kaizen" publish agent.run '{"agent":"code-health"}' --target c >/dev/null || fail "publish --target c failed"
+kz_wait_for 60 has scan.completed $((filtered + 1)) || fail "agent.run --target c: no scan.completed"
+"$KZ_BIN/kaizen" publish agent.run '{"agent":"code-health"}' --target py >/dev/null || fail "publish --target py failed"
+kz_wait_for 60 has scan.completed $((filtered + 2)) || fail "agent.run --target py: no scan.completed"
 
 # the user's checkouts are exactly as they were
 for d in py c; do
