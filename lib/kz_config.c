@@ -697,9 +697,9 @@ static int s_check_severity(const char *value, char *why, size_t len)
 
 static int s_check_category(const char *value, char *why, size_t len)
 {
-    static const char *const categories[] = {
-        "style",       "bug",          "type",       "security", "secret", "dependency",
-        "performance", "coverage",     "docs",       "architecture", "complexity", NULL};
+    static const char *const categories[] = {"style",  "bug",          "type",        "security",
+                                             "secret", "dependency",   "performance", "coverage",
+                                             "docs",   "architecture", "complexity",  NULL};
     return s_check_one_of(value, categories, "category", why, len);
 }
 
@@ -741,14 +741,14 @@ static int s_check_branch(const char *value, char *why, size_t len)
     return -1;
 }
 
-#define S_STRF(st, m, key, d, chk)                                             \
-    {                                                                          \
-        key, S_T_STR, S_OFF(st, m), d, 0, 0, false, chk, NULL, 0, 0, NULL      \
+#define S_STRF(st, m, key, d, chk)                                        \
+    {                                                                     \
+        key, S_T_STR, S_OFF(st, m), d, 0, 0, false, chk, NULL, 0, 0, NULL \
     }
-#define S_LISTF(st, m, key, chk)                                                            \
-    {                                                                                       \
+#define S_LISTF(st, m, key, chk)                                                               \
+    {                                                                                          \
         key, S_T_STRLIST, S_OFF(st, m), NULL, 0, 0, false, chk, NULL, 0, S_OFF(st, m##_count), \
-            NULL                                                                            \
+            NULL                                                                               \
     }
 
 static const s_field_t s_rule_fields[] = {
@@ -798,8 +798,7 @@ static const s_field_t s_policy_fields[] = {
     S_STRF(kz_policy_config_t, integration_branch, "integration_branch", "kaizen/improvements",
            s_check_branch),
     S_NUM("max_open_plans", S_T_INT, kz_policy_config_t, max_open_plans, "20", 0, 1000000),
-    S_NUM("max_plans_per_hour", S_T_INT, kz_policy_config_t, max_plans_per_hour, "60", 0,
-          1000000),
+    S_NUM("max_plans_per_hour", S_T_INT, kz_policy_config_t, max_plans_per_hour, "60", 0, 1000000),
     S_NUM("max_concurrent", S_T_INT, kz_policy_config_t, max_concurrent, "2", 1, 1000),
     S_NUM("max_files", S_T_INT, kz_policy_config_t, max_files, "20", 1, 1000000),
     S_NUM("max_lines", S_T_INT, kz_policy_config_t, max_lines, "500", 1, 100000000),
@@ -814,8 +813,8 @@ static const s_field_t s_policy_fields[] = {
 static const s_field_t s_scan_fields[] = {
     S_NUM("parallelism", S_T_INT, kz_scan_config_t, parallelism, "0", 0, 1024),
     S_NUM("batch_size", S_T_INT, kz_scan_config_t, batch_size, "500", 1, 100000),
-    {"incremental", S_T_BOOL, S_OFF(kz_scan_config_t, incremental), "true", 0, 0, false, NULL,
-     NULL, 0, 0, NULL},
+    {"incremental", S_T_BOOL, S_OFF(kz_scan_config_t, incremental), "true", 0, 0, false, NULL, NULL,
+     0, 0, NULL},
     S_FIELD_END};
 
 static const s_field_t s_root_fields[] = {
@@ -954,8 +953,8 @@ static int s_store_scalar(const s_ctx_t *ctx, const s_field_t *f, void *base, co
             return -1;
         }
         if (d < (double)f->min || d > (double)f->max) {
-            snprintf(why, len, "must be between %lld and %lld, got '%.*s'", f->min, f->max,
-                     S_SHOW, text);
+            snprintf(why, len, "must be between %lld and %lld, got '%.*s'", f->min, f->max, S_SHOW,
+                     text);
             return -1;
         }
         *(double *)(void *)at = d;
@@ -1369,8 +1368,8 @@ static int s_finish(s_ctx_t *ctx, const s_node_t *root, kz_config_t *self)
         if (kz_config_tool(self, self->fixers[i].tool))
             continue;
         const s_node_t *list = root ? s_find_value(root, "fixers") : NULL;
-        const s_node_t *item = list && list->kind == S_SEQ && i < list->count ? list->items[i]
-                                                                              : NULL;
+        const s_node_t *item =
+            list && list->kind == S_SEQ && i < list->count ? list->items[i] : NULL;
         const s_node_t *where = item ? s_find_value(item, "tool") : NULL;
         char path[S_MAX_PATH];
         s_path(path, sizeof path, "fixers[%zu].tool", i);

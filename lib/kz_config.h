@@ -116,9 +116,9 @@ typedef struct {
     char **argv; /* required; the element "{files}" becomes the files to check, "{root}"
                     the directory it runs in; run there, never through a shell */
     size_t argv_count;
-    char *format;   /* required: gcc | sarif | pylint-json | files */
-    char *category; /* default category, default "style" */
-    char *severity; /* default severity, default "low" */
+    char *format;            /* required: gcc | sarif | pylint-json | files */
+    char *category;          /* default category, default "style" */
+    char *severity;          /* default severity, default "low" */
     kz_rule_config_t *rules; /* per-rule overrides, first match wins */
     size_t rules_count;
     char **requires; /* evidence that the target chose the tool: "FILE" (exists) or
@@ -152,9 +152,9 @@ typedef struct {
 
 /* policy: what kaizen may do with the plans */
 typedef struct {
-    double require_approval; /* policy.require_approval, default 0.8: plans with risk at or above
+    double require_approval;  /* policy.require_approval, default 0.8: plans with risk at or above
                                 wait in awaiting_approval for a person (above 1 = never) */
-    char *apply;             /* policy.apply, default "branch": keep the plan branch and add the
+    char *apply;              /* policy.apply, default "branch": keep the plan branch and add the
                                 commit to integration_branch; "merge": fast-forward the target's
                                 own branch (only when its working tree is clean) */
     char *integration_branch; /* policy.integration_branch, default "kaizen/improvements" */
@@ -189,9 +189,9 @@ typedef struct {
                     worktree of the target, never through a shell; "{junit}" becomes the
                     path of a JUnit XML report the runner then reads */
     size_t test_count;
-    char *branch; /* default "main" */
+    char *branch;        /* default "main" */
     int test_timeout_ms; /* targets[].test_timeout, default 10m */
-    char *init_from; /* targets[].init_from: when path does not exist, `kaizen up` and
+    char *init_from;     /* targets[].init_from: when path does not exist, `kaizen up` and
                         `run-once` create it as a new git repository (branch `branch`)
                         whose first commit holds this directory's files (the samples) */
 } kz_target_config_t;

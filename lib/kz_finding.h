@@ -81,8 +81,8 @@ void kz_finding_clear(kz_finding_t *f);
 /* ------------------------------------------------------------ parsers */
 
 typedef struct {
-    const char *tool;        /* tool name put in every finding */
-    const char *root;        /* the directory the tool ran in (the target root) */
+    const char *tool;         /* tool name put in every finding */
+    const char *root;         /* the directory the tool ran in (the target root) */
     const char *const *files; /* the files the tool was given (relative to root), NULL-terminated;
                                  used by the "files" format and to keep findings inside them */
     size_t nfiles;

@@ -47,11 +47,11 @@ int kz_git_ls_files(const char *repo, const char *commit, char ***files, size_t 
                     char *errbuf, size_t errlen);
 /* Files added, modified or renamed (new name) between FROM and TO
    (commits), deleted ones excluded. 0 / -1 */
-int kz_git_changed(const char *repo, const char *from, const char *to, char ***files,
-                   size_t *count, char *errbuf, size_t errlen);
+int kz_git_changed(const char *repo, const char *from, const char *to, char ***files, size_t *count,
+                   char *errbuf, size_t errlen);
 /* Files deleted between FROM and TO. 0 / -1 */
-int kz_git_deleted(const char *repo, const char *from, const char *to, char ***files,
-                   size_t *count, char *errbuf, size_t errlen);
+int kz_git_deleted(const char *repo, const char *from, const char *to, char ***files, size_t *count,
+                   char *errbuf, size_t errlen);
 void kz_git_strv_free(char **v);
 
 /* Add a worktree at PATH for COMMIT: on a new branch BRANCH (created or
@@ -73,8 +73,8 @@ int kz_git_branch_exists(const char *repo, const char *branch, char *errbuf, siz
    changed commit it with MESSAGE (author/committer "kaizen
    <kaizen@localhost>"); *CHANGED says whether a commit was made, OID
    gets the new HEAD. 0 / -1 */
-int kz_git_commit_all(const char *wt, const char *message, bool *changed,
-                      char oid[KZ_GIT_OID_MAX], char *errbuf, size_t errlen);
+int kz_git_commit_all(const char *wt, const char *message, bool *changed, char oid[KZ_GIT_OID_MAX],
+                      char *errbuf, size_t errlen);
 /* `git diff --shortstat FROM TO` ("1 file changed, 2 insertions(+), ...") into
    a malloc'd *OUT (trimmed). 0 / -1 */
 int kz_git_shortstat(const char *repo, const char *from, const char *to, char **out, char *errbuf,

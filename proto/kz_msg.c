@@ -1451,9 +1451,15 @@ static const s_field_t s_tool_run[] = {
 };
 static const s_schema_t s_tool_run_schema = SCHEMA("tool", s_tool_run);
 static const s_field_t s_scan_completed[] = {
-    STR("scan_id", 1, L_ID), ENUM("status", s_scan_status), INT("findings", 0),
-    INT("files", 0),         INT("duration_ms", 0),         MAPARR_OPT("tools", s_tool_run_schema),
-    STR_OPT("commit", 1, L_COMMIT), INT_OPT("loc", 0), INT_OPT("rescanned", 0),
+    STR("scan_id", 1, L_ID),
+    ENUM("status", s_scan_status),
+    INT("findings", 0),
+    INT("files", 0),
+    INT("duration_ms", 0),
+    MAPARR_OPT("tools", s_tool_run_schema),
+    STR_OPT("commit", 1, L_COMMIT),
+    INT_OPT("loc", 0),
+    INT_OPT("rescanned", 0),
     STR_OPT("error", 0, 0),
 };
 static const s_field_t s_analysis_result[] = {
@@ -1499,8 +1505,8 @@ static const s_field_t s_plan_state[] = {
     MAP_OPT("details"),
 };
 static const s_field_t s_plan_decision[] = {
-    STR("plan_id", 1, L_ID),      STR_OPT("by", 0, L_NAME),      STR_OPT("reason", 0, 0),
-    STRARR_OPT("reasons", 0, 0),  STR_OPT("state", 1, L_WORD),
+    STR("plan_id", 1, L_ID),     STR_OPT("by", 0, L_NAME),    STR_OPT("reason", 0, 0),
+    STRARR_OPT("reasons", 0, 0), STR_OPT("state", 1, L_WORD),
 };
 static const s_field_t s_exec_request[] = {
     STR("plan_id", 1, L_ID),         STR("fixer", 1, L_NAME),      STRARR("files", 0, L_PATH),
@@ -1511,9 +1517,10 @@ static const s_field_t s_exec_result[] = {
     STRARR_OPT("files", 0, L_PATH), STR_OPT("diffstat", 0, 0),     STR_OPT("error", 0, 0),
 };
 static const s_field_t s_validate_request[] = {
-    STR("plan_id", 1, L_ID),        STR("commit", 1, L_COMMIT),  STR("base_commit", 1, L_COMMIT),
-    STRARR_OPT("files", 0, L_PATH), STR_OPT("check", 1, L_NAME),
-    STR_OPT("fixer", 1, L_NAME),    STR_OPT("tool", 1, L_NAME),  STRARR_OPT("findings", 0, L_WORD),
+    STR("plan_id", 1, L_ID),         STR("commit", 1, L_COMMIT),
+    STR("base_commit", 1, L_COMMIT), STRARR_OPT("files", 0, L_PATH),
+    STR_OPT("check", 1, L_NAME),     STR_OPT("fixer", 1, L_NAME),
+    STR_OPT("tool", 1, L_NAME),      STRARR_OPT("findings", 0, L_WORD),
 };
 static const s_field_t s_validate_result[] = {
     STR("plan_id", 1, L_ID),     STR("validator", 1, L_NAME), ENUM("verdict", s_verdicts),
@@ -1533,12 +1540,9 @@ static const s_field_t s_plan_failed[] = {
 };
 static const char *const s_outcomes[] = {"success", "failure", NULL};
 static const s_field_t s_learn_update[] = {
-    STR("pattern", 1, 1024),
-    INT("success", 0),
-    INT("failure", 0),
-    NUM("rate"),
-    STR_OPT("plan_id", 1, L_ID),
-    ENUM_OPT("outcome", s_outcomes),
+    STR("pattern", 1, 1024),     INT("success", 0),
+    INT("failure", 0),           NUM("rate"),
+    STR_OPT("plan_id", 1, L_ID), ENUM_OPT("outcome", s_outcomes),
 };
 static const s_field_t s_feedback_decision[] = {
     STR("plan_id", 1, L_ID),
