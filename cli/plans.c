@@ -103,21 +103,6 @@ static const char s_reject_usage[] =
 
 /* ------------------------------------------------------------ helpers */
 
-/* [A-Za-z0-9_-]{1,128}: what a plan id (and so a prefix of one) may hold */
-static bool s_id_ok(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > S_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 /* A state name as the recorder writes them: [a-z_]{1,64} */
 static bool s_state_ok(const char *s)
 {
@@ -273,7 +258,7 @@ static int s_resolve(PGconn *db, const char *cmd, const char *id, s_plan_t *p)
         "SELECT plan_id, COALESCE(status, ''), COALESCE(target, ''), COALESCE(fixer, '') "
         "FROM improvement_suggestions WHERE plan_id = $1 OR left(plan_id, length($1)) = $1 "
         "ORDER BY plan_id = $1 DESC, plan_id LIMIT 11";
-    if (!s_id_ok(id))
+    if (!kz_id_valid(id))
         return kz_cli_usage(cmd, "'%s' is not a plan id (letters, digits, '_' and '-', at most %d)",
                             id, S_ID_MAX);
     const char *params[1] = {id};
@@ -746,7 +731,7 @@ static int s_show(kz_cli_t *cli, int argc, char **argv)
     if (optind + 1 < argc)
         return kz_cli_usage("plans", "unexpected argument '%s'", argv[optind + 1]);
     const char *id = argv[optind];
-    if (!s_id_ok(id))
+    if (!kz_id_valid(id))
         return kz_cli_usage("plans",
                             "'%s' is not a plan id (letters, digits, '_' and '-', at most %d)", id,
                             S_ID_MAX);
@@ -961,7 +946,7 @@ static int s_approve(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("approve", "missing the plan ID");
     if (optind + 1 < argc)
         return kz_cli_usage("approve", "unexpected argument '%s'", argv[optind + 1]);
-    if (!s_id_ok(argv[optind]))
+    if (!kz_id_valid(argv[optind]))
         return kz_cli_usage("approve",
                             "'%s' is not a plan id (letters, digits, '_' and '-', at most %d)",
                             argv[optind], S_ID_MAX);
@@ -992,7 +977,7 @@ static int s_reject(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("reject", "missing the plan ID");
     if (optind + 1 < argc)
         return kz_cli_usage("reject", "unexpected argument '%s'", argv[optind + 1]);
-    if (!s_id_ok(argv[optind]))
+    if (!kz_id_valid(argv[optind]))
         return kz_cli_usage("reject",
                             "'%s' is not a plan id (letters, digits, '_' and '-', at most %d)",
                             argv[optind], S_ID_MAX);

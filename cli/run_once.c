@@ -110,21 +110,6 @@ static int64_t s_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* [A-Za-z0-9_-]{1,128}: scan and plan ids we accept from the bus */
-static bool s_id_ok(const char *id)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > S_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 /* ------------------------------------------------------------ the state */
 
 typedef struct {
@@ -228,7 +213,7 @@ static s_target_t *s_target_by_scan(s_ro_t *ro, const char *scan_id)
 /* The record of PLAN_ID, created on first sight; NULL for a bad id */
 static json_t *s_plan(s_ro_t *ro, const char *plan_id)
 {
-    if (!s_id_ok(plan_id))
+    if (!kz_id_valid(plan_id))
         return NULL;
     json_t *p = json_object_get(ro->plans, plan_id);
     if (p)
@@ -312,7 +297,7 @@ static void s_on_scan_started(s_ro_t *ro, const kz_msg_t *msg, const json_t *b, 
 {
     s_target_t *t = s_target_by_name(ro, kz_msg_target(msg));
     const char *scan_id = s_jstr(b, "scan_id");
-    if (!t || t->scan_id[0] || !s_id_ok(scan_id))
+    if (!t || t->scan_id[0] || !kz_id_valid(scan_id))
         return;
     snprintf(t->scan_id, sizeof t->scan_id, "%s", scan_id);
     const char *commit = s_jstr(b, "commit");
@@ -344,7 +329,7 @@ static void s_on_findings(s_ro_t *ro, const json_t *b)
 static void s_on_scan_completed(s_ro_t *ro, const kz_msg_t *msg, const json_t *b, int64_t now)
 {
     s_target_t *t = s_target_by_scan(ro, s_jstr(b, "scan_id"));
-    if (!t && ro->started_kaizen && s_id_ok(s_jstr(b, "scan_id"))) {
+    if (!t && ro->started_kaizen && kz_id_valid(s_jstr(b, "scan_id"))) {
         t = s_target_by_name(ro, kz_msg_target(msg));
         if (t && !t->scan_id[0]) {
             snprintf(t->scan_id, sizeof t->scan_id, "%s", s_jstr(b, "scan_id"));
@@ -514,7 +499,7 @@ static void s_on_ranked(s_ro_t *ro, const json_t *b, int64_t now)
     json_array_foreach(json_object_get(b, "dropped"), i, v)
     {
         const char *id = s_jstr(v, "plan_id");
-        if (!s_id_ok(id))
+        if (!kz_id_valid(id))
             continue;
         const char *reason = s_jstr(v, "reason");
         json_t *d =

@@ -189,18 +189,6 @@ __attribute__((format(printf, 3, 4))) static void s_fmt(char *buf, size_t len, c
 
 /* ------------------------------------------------------------ helpers */
 
-/* A plan id: 1..128 of [A-Za-z0-9_-] */
-static bool s_id_ok(const char *id)
-{
-    size_t n = 0;
-    for (const char *c = id; *c; c++, n++) {
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-              *c == '_' || *c == '-'))
-            return false;
-    }
-    return n >= 1 && n <= S_ID_MAX;
-}
-
 /* A commit id: 7 to 64 lowercase hex digits */
 static bool s_hex_ok(const char *text)
 {
@@ -1143,7 +1131,7 @@ static void s_take(kz_router_t *self, kz_msg_t **msg_p, bool approved, bool awai
     *msg_p = NULL;
     const char *id = kz_map_str(kz_msg_body_const(msg), "plan_id");
     char reason[S_REASON_MAX];
-    if (!id || !s_id_ok(id)) {
+    if (!id || !kz_id_valid(id)) {
         char shown[S_ID_MAX + 1];
         s_fmt(shown, sizeof shown, "%s", id ? id : "");
         s_clean(shown, sizeof shown - 1);
@@ -1482,7 +1470,7 @@ static void s_recover_take(kz_router_t *self, s_recovered_t *list)
 {
     size_t interrupted = 0, awaiting = 0, requeued = 0;
     for (s_recovered_t *r = list; r; r = r->next) {
-        if (!s_id_ok(r->id) || s_find(self, r->id) || s_is_final(self, r->id))
+        if (!kz_id_valid(r->id) || s_find(self, r->id) || s_is_final(self, r->id))
             continue; /* ours already (the database lags the bus) */
         char err[512];
         bool broken = strcmp(r->status, "executing") == 0 || strcmp(r->status, "executed") == 0 ||

@@ -21,7 +21,6 @@
 #include <msgpack.h>
 
 #include <assert.h>
-#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -2454,7 +2453,8 @@ bool kz_id_valid(const char *id)
         return false;
     size_t n = 0;
     for (const char *p = id; *p; p++, n++)
-        if (n >= 128 || !(isalnum((unsigned char)*p) || *p == '-' || *p == '_'))
+        if (n >= 128 || !((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                          (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
             return false;
     return true;
 }

@@ -105,20 +105,6 @@ typedef struct {
 
 /* ------------------------------------------------------------ helpers */
 
-static bool s_valid_id(const char *id)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > S_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 static int s_sev_index(const char *severity)
 {
     for (int i = 0; i < S_NSEV; i++)
@@ -606,7 +592,7 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
     const kz_val_t *body = kz_msg_body_const(d->msg);
     const char *scan_id = kz_map_str(body, "scan_id");
     const char *status = kz_map_str(body, "status");
-    if (!s_valid_id(scan_id)) {
+    if (!kz_id_valid(scan_id)) {
         kz_warn("scan.completed from '%s' with an invalid scan_id: ignored", kz_msg_src(d->msg));
         return 0;
     }

@@ -96,20 +96,6 @@ static int s_fail_job(s_job_t *job, const char *fmt, ...)
     return -1;
 }
 
-static bool s_valid_id(const char *id)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > S_MAX_ID)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 static bool s_is_hex(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
@@ -658,7 +644,7 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
     kz_git_set_tick(kz_agent_proc_tick, agent);
 
     s_status_t st = S_FAILED;
-    if (!s_valid_id(plan_id))
+    if (!kz_id_valid(plan_id))
         s_fail_job(&job, "plan id '%s' is not an id ([A-Za-z0-9_-], at most %d)", plan_id,
                    S_MAX_ID);
     else if (s_validate(&job, d->msg) == 0 && s_lock(&job) == 0) {

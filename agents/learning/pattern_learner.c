@@ -67,20 +67,6 @@ typedef struct {
     size_t nseen, seen_cap;
 } s_self_t;
 
-static bool s_valid_id(const char *id)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > S_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 /* A part of a pattern: non-empty, short, printable, no '|' */
 static bool s_valid_part(const char *s)
 {
@@ -396,7 +382,7 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
         return 0; /* plan.proposed, plan.ready, plan.state, ...: not an outcome */
     const kz_val_t *body = kz_msg_body_const(d->msg);
     const char *plan_id = kz_map_str(body, "plan_id");
-    if (!s_valid_id(plan_id)) {
+    if (!kz_id_valid(plan_id)) {
         kz_warn("%s from '%s' with an invalid plan_id: ignored", type, kz_msg_src(d->msg));
         return 0;
     }

@@ -146,20 +146,6 @@ static void s_note(s_job_t *job, const char *text)
     snprintf(job->note + used, sizeof job->note - used, "%s%s", used ? "; " : "", text);
 }
 
-static bool s_valid_id(const char *id)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > S_MAX_ID)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 static bool s_is_hex(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
@@ -687,7 +673,7 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
     job.plan_id = plan_id;
     kz_git_set_tick(kz_agent_proc_tick, agent);
 
-    if (!s_valid_id(plan_id))
+    if (!kz_id_valid(plan_id))
         s_error(&job, "plan id '%s' is not an id ([A-Za-z0-9_-], at most %d)", plan_id, S_MAX_ID);
     else if (s_validate(&job, d->msg) == 0 && s_check_policy(&job) == 0)
         s_check_tool(&job);
