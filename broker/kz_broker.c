@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <msgpack.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,7 +33,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "kz_agent.h"
 #include "kz_log.h"
+#include "kz_msg.h"
 #include "kz_wire.h"
 
 #define S_BATCH        256  /* messages drained per readable socket per poll */
@@ -62,6 +65,8 @@ typedef enum {
     S_DROP_POISON,
     S_DROP_CLIENT_GONE,
     S_DROP_CLIENT_HWM,
+    S_DROP_NO_WORKER,
+    S_DROP_REQUEST_CANCELLED,
     S_DROP_COUNT
 } s_drop_t;
 
@@ -74,7 +79,8 @@ static const char *const s_drop_names[S_DROP_COUNT] = {
     "group queue full",        "request expired",
     "too many names",          "join prefix mismatch",
     "poison message",          "client gone",
-    "client at hwm",
+    "client at hwm",           "no worker",
+    "request cancelled",
 };
 
 /* A ring of pointers; capacity is a power of two */
@@ -144,6 +150,12 @@ typedef struct s_request {
     int64_t arrived; /* queued at (requeued: the time of the requeue) */
     uint64_t seq;
     bool requeued; /* taken back from a worker: sits in the queue's front part */
+    /* a kaizen client's request (its one body frame is an envelope):
+       answered with an error envelope when it expires or is refused */
+    bool kaizen;
+    char id[65];     /* the envelope's id ("" for other clients) */
+    char src[256];   /* the envelope's src: only it may cancel the request */
+    int64_t expires; /* broker time its deadline passes; 0 = none (request_ttl) */
 } s_request_t;
 
 struct s_service {
@@ -152,7 +164,9 @@ struct s_service {
     s_ring_t waiting;  /* s_worker_t *, longest waiting first */
     size_t nworkers;
     uint64_t nrequests, nreplies, bytes;
-    int64_t last_used; /* for reclaiming a service nobody serves or calls */
+    int64_t last_used;       /* for reclaiming a service nobody serves or calls */
+    int64_t no_worker_since; /* when its last worker went (or it was created) */
+    int64_t next_expiry;     /* no queued request expires before this; 0 = look now */
 };
 
 /* A DEALER speaking MDPW01 */
@@ -197,6 +211,7 @@ struct kz_broker_t {
     size_t group_queue_limit, group_inflight, service_queue_limit;
     unsigned max_deliveries;
     int request_ttl_ms, stats_interval_ms;
+    char id[320];         /* our src in the error envelopes we answer requests with */
     int64_t name_idle_ms; /* unused services and groups are forgotten after this */
     bool reap;            /* some worker or group peer is marked gone */
 
@@ -373,16 +388,6 @@ static void s_ring_remove_at(s_ring_t *r, size_t i)
 
 /* Remove COUNT elements starting at START by moving the START elements in
    front of them forward: O(START), cheap when the front part is short */
-static void s_ring_remove_range(s_ring_t *r, size_t start, size_t count)
-{
-    if (count == 0)
-        return;
-    for (size_t k = start; k-- > 0;)
-        r->buf[(r->head + k + count) & (r->cap - 1)] = r->buf[(r->head + k) & (r->cap - 1)];
-    r->head = (r->head + count) & (r->cap - 1);
-    r->len -= count;
-}
-
 static void s_ring_free(s_ring_t *r)
 {
     free(r->buf);
@@ -453,6 +458,9 @@ static s_request_t *s_request_new(kz_broker_t *self, size_t nbody)
     req->arrived = self->now;
     req->seq = 0;
     req->requeued = false;
+    req->kaizen = false;
+    req->id[0] = req->src[0] = '\0';
+    req->expires = 0;
     return req;
 }
 
@@ -1173,6 +1181,8 @@ static void s_event_to_groups(kz_broker_t *self, zmq_msg_t *topic, zmq_msg_t *bo
     }
 }
 
+static void s_cancel_request(kz_broker_t *self, zmq_msg_t *body);
+
 static void s_handle_pub(kz_broker_t *self)
 {
     for (int n = 0; n < S_BATCH; n++) {
@@ -1209,6 +1219,8 @@ static void s_handle_pub(kz_broker_t *self)
         }
         if (self->ngroups > 0)
             s_event_to_groups(self, &topic, &body);
+        if (zmq_msg_size(&topic) == 14 && memcmp(zmq_msg_data(&topic), "request.cancel", 14) == 0)
+            s_cancel_request(self, &body);
         if (self->tap_subs > 0) {
             s_tapinfo_t info = {NULL, NULL, 0, false, size, -1};
             s_tap(self, KZ_TAP_EVENT, zmq_msg_data(&topic), zmq_msg_size(&topic), &info, &body, 1);
@@ -1244,6 +1256,7 @@ static s_service_t *s_service_require(kz_broker_t *self, const char *name)
         return NULL;
     }
     svc->last_used = self->now;
+    svc->no_worker_since = self->now;
     return svc;
 }
 
@@ -1256,6 +1269,30 @@ static void s_service_destroy(kz_broker_t *self, s_service_t *svc)
     s_ring_free(&svc->waiting);
     free(svc->name);
     free(svc);
+}
+
+/* When queued request REQ of SVC is due to be dropped (broker time):
+   its own deadline, else broker.request_ttl after it was queued - and,
+   while SVC has no worker at all, request_ttl after the later of its
+   queueing and the last worker's going (*NO_WORKER is then set when that
+   comes first). INT64_MAX: never. */
+static int64_t s_request_expiry(const kz_broker_t *self, const s_service_t *svc,
+                                const s_request_t *req, bool *no_worker)
+{
+    int64_t at = INT64_MAX;
+    if (req->expires)
+        at = req->expires;
+    else if (self->request_ttl_ms > 0)
+        at = req->arrived + self->request_ttl_ms;
+    if (svc->nworkers == 0 && self->request_ttl_ms > 0) {
+        int64_t since = req->arrived > svc->no_worker_since ? req->arrived : svc->no_worker_since;
+        if (since + self->request_ttl_ms <= at) {
+            at = since + self->request_ttl_ms;
+            if (no_worker)
+                *no_worker = true;
+        }
+    }
+    return at;
 }
 
 /* Send [""][MDPW01][CMD] to ID: 0, or -1 with *ERR as s_route */
@@ -1336,10 +1373,15 @@ static void s_worker_remove(kz_broker_t *self, s_worker_t *w, bool disconnect)
     }
     svc->nworkers--;
     svc->last_used = self->now;
+    if (svc->nworkers == 0) {
+        svc->no_worker_since = self->now;
+        svc->next_expiry = 0; /* its queued requests may now wait for nobody */
+    }
     if (w->current) {
         kz_info("worker %s of '%s' gone: requeueing its request", w->hex, svc->name);
         w->current->arrived = self->now;
         w->current->requeued = true;
+        svc->next_expiry = 0;
         if (s_ring_push_front(&svc->requests, w->current) == -1)
             s_request_free(self, w->current);
         w->current = NULL;
@@ -1414,6 +1456,66 @@ static int s_route_client(kz_broker_t *self, zmq_msg_t *client)
     s_hex(zmq_msg_data(client), zmq_msg_size(client), hex);
     s_drop(self, err == EAGAIN ? S_DROP_CLIENT_HWM : S_DROP_CLIENT_GONE, hex);
     return -1;
+}
+
+/* Answer a kaizen client's request ourselves with an error envelope
+   {code, message} (PROTOCOL.md 1.3): its deadline passed in the queue,
+   the queue is full, or no worker serves the service. The reply's corr
+   is the request's id, so the client takes it for this request's. */
+static void s_reply_error(kz_broker_t *self, zmq_msg_t *client, bool delim, const char *service,
+                          const char *id, uint64_t seq, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+static void s_reply_error(kz_broker_t *self, zmq_msg_t *client, bool delim, const char *service,
+                          const char *id, uint64_t seq, const char *code, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    kz_msg_t *msg = kz_msg_new("error");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    kz_msg_err_t err;
+    if (!msg || kz_msg_set_src(msg, self->id) != 0 || kz_msg_set_corr(msg, id) != 0 ||
+        kz_map_put_str(msg, kz_msg_body(msg), "code", code) != 0 ||
+        kz_map_put_str(msg, kz_msg_body(msg), "message", text) != 0 ||
+        kz_msg_encode(msg, &buf, &len, &err) != 0) {
+        kz_error("unable to build the '%s' error reply to a request for '%s'", code, service);
+        kz_msg_destroy(&msg);
+        return;
+    }
+    kz_msg_destroy(&msg);
+    zmq_msg_t body;
+    zmq_msg_init_size(&body, len);
+    memcpy(zmq_msg_data(&body), buf, len);
+    free(buf);
+    if (self->tap_subs > 0) {
+        char hex[2 * S_ID_MAX + 1];
+        s_hex(zmq_msg_data(client), zmq_msg_size(client), hex);
+        s_tapinfo_t info = {hex, NULL, seq, true, len, -1};
+        s_tap(self, KZ_TAP_REPLY, service, strlen(service), &info, &body, 1);
+    }
+    if (s_route_client(self, client) == 0) {
+        if (delim)
+            s_send_buf(self->router_h, "", 0, true);
+        s_send_buf(self->router_h, KZ_MDPC, strlen(KZ_MDPC), true);
+        s_send_buf(self->router_h, service, strlen(service), true);
+        s_send_move(self->router_h, &body, false);
+    }
+    zmq_msg_close(&body);
+}
+
+/* Drop queued request REQ of SVC for REASON: a kaizen client hears why at
+   once (CODE, TEXT), another one only times out (RFC 7 has no error reply) */
+static void s_request_refuse(kz_broker_t *self, s_service_t *svc, s_request_t *req, s_drop_t reason,
+                             const char *code, const char *text)
+{
+    s_drop_detail(self, reason, NULL, svc->name);
+    if (req->kaizen)
+        s_reply_error(self, &req->client, req->delim, svc->name, req->id, req->seq, code, "%s",
+                      text);
+    s_request_free(self, req);
 }
 
 static void s_worker_reply(kz_broker_t *self, s_worker_t *w, zmq_msg_t *args, size_t nargs)
@@ -1653,9 +1755,32 @@ static void s_handle_client(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h,
     }
     if (!svc) /* unreachable: keeps the analysers sure */
         return;
+    /* a kaizen client's request is one envelope: its id, src and deadline
+       are read without decoding the rest (a worker decodes it) */
+    kz_msg_peek_t pk;
+    bool kaizen =
+        nbody == 1 && kz_msg_peek(zmq_msg_data(&body[0]), zmq_msg_size(&body[0]), &pk) == 0;
     if (svc->requests.len >= self->service_queue_limit) {
-        s_drop(self, S_DROP_SERVICE_QUEUE, NULL);
+        s_drop_detail(self, S_DROP_SERVICE_QUEUE, NULL, name);
+        if (kaizen)
+            s_reply_error(self, &f[0], delim, name, pk.id, seq, "queue_full",
+                          "the broker's queue for '%s' is full (%zu requests waiting, "
+                          "broker.service_queue_limit): try again later",
+                          name, svc->requests.len);
         return;
+    }
+    int64_t expires = 0;
+    if (kaizen && pk.deadline > 0) {
+        /* the budget the client gave, measured on its own clock (deadline
+           minus ts) from the arrival here: the two clocks need not agree */
+        int64_t budget_ms = (pk.deadline - pk.ts) / 1000;
+        if (budget_ms <= 0) {
+            s_drop_detail(self, S_DROP_REQUEST_EXPIRED, NULL, name);
+            s_reply_error(self, &f[0], delim, name, pk.id, seq, "expired",
+                          "the request to '%s' reached the broker after its deadline", name);
+            return;
+        }
+        expires = self->now + budget_ms;
     }
     s_request_t *req = s_request_new(self, nbody);
     if (!req)
@@ -1663,6 +1788,12 @@ static void s_handle_client(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h,
     req->service = svc;
     req->delim = delim;
     req->seq = seq;
+    if (kaizen) {
+        req->kaizen = true;
+        memcpy(req->id, pk.id, sizeof req->id);
+        memcpy(req->src, pk.src, sizeof req->src);
+        req->expires = expires;
+    }
     zmq_msg_move(&req->client, &f[0]);
     for (size_t i = 0; i < nbody; i++)
         zmq_msg_move(&req->body[i], &body[i]);
@@ -1670,6 +1801,9 @@ static void s_handle_client(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h,
         s_request_free(self, req);
         return;
     }
+    int64_t at = s_request_expiry(self, svc, req, NULL);
+    if (svc->next_expiry > at)
+        svc->next_expiry = at;
     s_service_dispatch(self, svc);
 }
 
@@ -1737,35 +1871,83 @@ static void s_handle_router(kz_broker_t *self)
 
 /* ---------------------------------------------------------------- timer */
 
-static bool s_expired(kz_broker_t *self, const s_request_t *req)
-{
-    return self->now - req->arrived > self->request_ttl_ms;
-}
-
-/* Drop the queued requests older than request_ttl, in O(expired + requeued).
-   The queue is [requeued requests][new requests in arrival order]: a
-   requeue goes to the front with a fresh time, so only that short front
-   part is out of order; behind it, the scan stops at the first live one. */
+/* Drop the queued requests whose time is up (s_request_expiry), telling
+   kaizen clients why. A full pass runs only once the earliest expiry
+   (svc->next_expiry) has come, so a long queue costs nothing per tick. */
 static void s_expire_requests(kz_broker_t *self, s_service_t *svc)
 {
     s_ring_t *q = &svc->requests;
-    size_t i = 0;
-    while (i < q->len && ((s_request_t *)s_ring_at(q, i))->requeued) {
-        s_request_t *req = s_ring_at(q, i);
-        if (s_expired(self, req)) {
-            s_drop(self, S_DROP_REQUEST_EXPIRED, NULL);
+    if (q->len == 0) {
+        svc->next_expiry = INT64_MAX;
+        return;
+    }
+    if (self->now < svc->next_expiry)
+        return;
+    int64_t next = INT64_MAX;
+    /* one rotation keeps the order of the requests that stay */
+    for (size_t n = q->len; n > 0; n--) {
+        s_request_t *req = s_ring_pop_front(q);
+        if (!req)
+            break;
+        bool no_worker = false;
+        int64_t at = s_request_expiry(self, svc, req, &no_worker);
+        if (self->now < at) {
+            s_ring_push_back(q, req); /* room is there: it was just taken out */
+            if (at < next)
+                next = at;
+            continue;
+        }
+        char text[512];
+        int64_t waited = self->now - req->arrived;
+        if (no_worker) {
+            snprintf(text, sizeof text,
+                     "no worker serves '%s': the request waited %" PRId64
+                     " ms for one (broker.request_ttl)",
+                     svc->name, waited);
+            s_request_refuse(self, svc, req, S_DROP_NO_WORKER, "no_worker", text);
+        } else {
+            snprintf(text, sizeof text,
+                     "the request to '%s' waited %" PRId64
+                     " ms in the broker's queue and passed its %s (%zu worker%s, all busy)",
+                     svc->name, waited, req->expires ? "deadline" : "broker.request_ttl",
+                     svc->nworkers, svc->nworkers == 1 ? "" : "s");
+            s_request_refuse(self, svc, req, S_DROP_REQUEST_EXPIRED, "expired", text);
+        }
+    }
+    svc->next_expiry = next;
+}
+
+/* A queued request is taken back from the queue by the client's
+   request.cancel event (PROTOCOL.md 1.3): the first queued request with
+   that id from the same src goes, unanswered (its client stopped waiting).
+   A request a worker holds is the worker's to stop (it sees the event too). */
+static void s_cancel_request(kz_broker_t *self, zmq_msg_t *body)
+{
+    kz_msg_err_t err;
+    kz_msg_t *msg = kz_msg_decode(zmq_msg_data(body), zmq_msg_size(body), NULL, &err);
+    if (!msg)
+        return; /* counted as malformed by whoever decodes it; we only route it */
+    const kz_val_t *b = kz_msg_body_const(msg);
+    const char *id = kz_map_str(b, "id");
+    const char *service = kz_map_str(b, "service");
+    const char *src = kz_msg_src(msg);
+    for (s_service_t *svc = zhashx_first(self->services); id && svc;
+         svc = zhashx_next(self->services)) {
+        if (service && strcmp(service, svc->name) != 0)
+            continue;
+        s_ring_t *q = &svc->requests;
+        for (size_t i = 0; i < q->len; i++) {
+            s_request_t *req = s_ring_at(q, i);
+            if (!req->kaizen || strcmp(req->id, id) != 0 || strcmp(req->src, src) != 0)
+                continue;
+            s_ring_remove_at(q, i);
+            s_drop_detail(self, S_DROP_REQUEST_CANCELLED, NULL, svc->name);
             s_request_free(self, req);
-            s_ring_remove_range(q, i, 1);
-        } else
-            i++;
+            kz_msg_destroy(&msg);
+            return;
+        }
     }
-    size_t n = 0;
-    while (i + n < q->len && s_expired(self, s_ring_at(q, i + n))) {
-        s_drop(self, S_DROP_REQUEST_EXPIRED, NULL);
-        s_request_free(self, s_ring_at(q, i + n));
-        n++;
-    }
-    s_ring_remove_range(q, i, n);
+    kz_msg_destroy(&msg);
 }
 
 /* Remove the workers and group peers a send found gone. Removing may
@@ -1888,8 +2070,7 @@ static void s_tick(kz_broker_t *self)
             s_group_dispatch(self, g);
     }
     for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
-        if (self->request_ttl_ms > 0)
-            s_expire_requests(self, s);
+        s_expire_requests(self, s);
         s_service_dispatch(self, s);
     }
     s_reap(self);
@@ -2055,6 +2236,7 @@ kz_broker_t *kz_broker_new(const kz_config_t *cfg, char *errbuf, size_t errlen)
     /* a name unused for twice the request ttl is forgotten */
     self->name_idle_ms = 2 * (int64_t)(self->request_ttl_ms > 0 ? self->request_ttl_ms : 60000);
     self->stats_interval_ms = cfg->broker.stats_interval_ms;
+    kz_agent_make_id("kaizen-broker", self->id, sizeof self->id);
     self->now = self->started = s_mono_ms();
     self->next_stats = self->now + self->stats_interval_ms;
     self->topics = zhashx_new();

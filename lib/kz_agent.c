@@ -43,8 +43,12 @@ struct kz_agent {
     int64_t cycles;
     int64_t last_cycle_ms; /* -1 before the first cycle */
     bool last_ok;
-    const char *state; /* "idle" | "busy" | "stopping" */
-    int64_t next_hb;   /* mono ms when agent.heartbeat is due (INT64_MAX: never) */
+    const char *state;            /* "idle" | "busy" | "stopping" */
+    int64_t next_hb;              /* mono ms when agent.heartbeat is due (INT64_MAX: never) */
+    const kz_delivery_t *request; /* the request on_message is handling, or NULL */
+    int64_t cancel_checked;       /* mono ms of the last look for its cancellation */
+    bool cancelled;               /* nobody waits for its reply any more */
+    char cancel_why[320];
 };
 
 static volatile sig_atomic_t s_stop;
@@ -208,6 +212,56 @@ void kz_agent_proc_tick(void *arg)
     kz_agent_keepalive(arg);
 }
 
+bool kz_agent_cancelled(kz_agent_t *self, char *why, size_t len)
+{
+    if (!self || !self->request)
+        return false;
+    if (!self->cancelled) {
+        /* a look costs a non-blocking read of the event socket: a few per
+           second are plenty for work that runs for seconds */
+        int64_t now = s_mono_ms();
+        if (now - self->cancel_checked < 200)
+            return false;
+        self->cancel_checked = now;
+        self->cancelled = kz_bus_request_cancelled(self->bus, self->request, self->cancel_why,
+                                                   sizeof self->cancel_why);
+        if (self->cancelled)
+            kz_info("request to '%s' %s: stopping its work", self->request->topic,
+                    self->cancel_why);
+    }
+    if (self->cancelled && why && len)
+        snprintf(why, len, "%s", self->cancel_why);
+    return self->cancelled;
+}
+
+bool kz_agent_proc_cancel(void *arg)
+{
+    return kz_agent_cancelled(arg, NULL, 0);
+}
+
+/* request.started {id, service, plan_id}: the request left the broker's
+   queue and this agent works on it (run-once and the router tell a
+   request that waits from one that runs by it) */
+static void s_say_started(kz_agent_t *self, const kz_delivery_t *d)
+{
+    kz_msg_t *msg = kz_msg_new("request.started");
+    if (!msg)
+        return;
+    const char *plan_id = kz_map_str(kz_msg_body_const(d->msg), "plan_id");
+    const char *target = kz_msg_target(d->msg);
+    kz_val_t *b = kz_msg_body(msg);
+    if (kz_map_put_str(msg, b, "id", kz_msg_id(d->msg)) != 0 ||
+        kz_map_put_str(msg, b, "service", d->topic) != 0 ||
+        (plan_id && kz_id_valid(plan_id) && kz_map_put_str(msg, b, "plan_id", plan_id) != 0) ||
+        (target && *target && kz_msg_set_target(msg, target) != 0) ||
+        kz_msg_set_corr(msg, kz_msg_id(d->msg)) != 0) {
+        kz_msg_destroy(&msg);
+        return;
+    }
+    if (kz_bus_publish(self->bus, &msg) != 0)
+        kz_warn("unable to publish request.started for '%s'", d->topic);
+}
+
 /* ------------------------------------------------------------- the work */
 
 /* One cycle under a fresh correlation id. 0 / -1 as the cycle returned */
@@ -274,9 +328,21 @@ static void s_dispatch(kz_agent_t *self, kz_delivery_t *d)
     const char *corr = kz_msg_corr(d->msg);
     kz_log_set_corr(corr && *corr ? corr : kz_msg_id(d->msg));
     int rc = 0;
-    if (self->def->on_message) {
+    char why[320];
+    if (d->kind == KZ_DELIVERY_REQUEST && kz_bus_request_cancelled(self->bus, d, why, sizeof why)) {
+        /* its client stopped waiting while it sat in the broker's queue */
+        kz_info("request to '%s' from '%s' not served: %s", d->topic, kz_msg_src(d->msg), why);
+        s_reply_error(self, d, "cancelled", why);
+    } else if (self->def->on_message) {
         self->state = "busy";
+        if (d->kind == KZ_DELIVERY_REQUEST) {
+            self->request = d;
+            self->cancelled = false;
+            self->cancel_checked = s_mono_ms();
+            s_say_started(self, d);
+        }
         rc = self->def->on_message(self, d, self->def->arg);
+        self->request = NULL;
         self->state = "idle";
     } else if (d->kind == KZ_DELIVERY_REQUEST)
         s_reply_error(self, d, "unsupported", "this agent serves no requests");

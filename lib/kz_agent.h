@@ -72,6 +72,20 @@ void kz_agent_keepalive(kz_agent_t *self);
    opts.tick = kz_agent_proc_tick; opts.tick_arg = agent; */
 void kz_agent_proc_tick(void *arg);
 
+/* True when the service request on_message is handling is no longer
+   waited for: its client published request.cancel for it (another
+   validator rejected the plan, the router gave up or stopped), or its
+   deadline passed (kz_bus_request_cancelled). WHY (may be NULL) says
+   which. Looks at most every 200 ms; false outside a request. Long work
+   checks it between steps and stops; the runtime sends the reply the
+   handler gives (an "error" is fine: nobody reads it). Before handing a
+   request to on_message the runtime answers one already cancelled with
+   error "cancelled" itself, and publishes request.started for the others. */
+bool kz_agent_cancelled(kz_agent_t *self, char *why, size_t len);
+/* kz_agent_cancelled for kz_proc_opts_t.cancel (ARG is the kz_agent_t *):
+   a subprocess of a cancelled request is killed with its process group */
+bool kz_agent_proc_cancel(void *arg);
+
 /* The layer of a known agent name ("code-health" -> "monitoring", the
    names of DESIGN.md section 3; "demo" -> "monitoring"), or NULL. The
    supervisor starts layers in kz_agent_layer_rank order: monitoring 0,

@@ -28,15 +28,19 @@
 #include "kz_log.h"
 #include "kz_wire.h"
 
-#define S_MAX_MEMBERS  32
-#define S_MAX_WORKERS  32
-#define S_MAX_FRAMES   8
-#define S_ACK_BATCH    64    /* acks per ACK command */
-#define S_ACK_FLUSH_MS 5     /* oldest queued ack waits at most this long */
-#define S_READ_BATCH   64    /* messages read from one socket per poll */
-#define S_PENDING_MAX  10000 /* deliveries queued during a call before we stop reading */
-#define S_CACHE_MAX    64    /* free delivery structs kept for reuse */
-#define S_PUB_LINGER   2000
+#define S_MAX_MEMBERS       32
+#define S_MAX_WORKERS       32
+#define S_MAX_FRAMES        8
+#define S_ACK_BATCH         64    /* acks per ACK command */
+#define S_ACK_FLUSH_MS      5     /* oldest queued ack waits at most this long */
+#define S_READ_BATCH        64    /* messages read from one socket per poll */
+#define S_PENDING_MAX       10000 /* deliveries queued during a call before we stop reading */
+#define S_CACHE_MAX         64    /* free delivery structs kept for reuse */
+#define S_PUB_LINGER        2000
+#define S_CANCELS           64 /* request.cancel ids remembered by a worker */
+#define S_CANCEL_TOPIC      "request.cancel"
+#define S_DEADLINE_GRACE_US 2000000 /* a worker gives up this long after a request's deadline */
+#define S_BUSY_BACKOFF_MS   1000    /* first wait after a "queue_full" refusal, doubled up to 8 s */
 
 typedef struct {
     bool used;
@@ -105,6 +109,16 @@ struct kz_bus {
     uint64_t reconnects;
     int64_t droplog_at;
     uint64_t droplog_suppressed;
+
+    /* request.cancel events seen while offering a service (a ring) */
+    bool cancel_sub;     /* we subscribed to them ourselves */
+    bool app_cancel_sub; /* the application subscribed to them too: deliver them */
+    struct {
+        char id[65];
+        char src[256];
+        char reason[256];
+    } cancels[S_CANCELS];
+    size_t cancels_next;
 };
 
 /* Free list of delivery structs shared by every bus in the process */
@@ -579,7 +593,7 @@ int kz_bus_publish_raw(kz_bus_t *self, const char *topic, const void *data, size
 
 /* ----------------------------------------------------------- subscriber */
 
-int kz_bus_subscribe(kz_bus_t *self, const char *prefix)
+static int s_subscribe(kz_bus_t *self, const char *prefix)
 {
     if (!self->sub) {
         char err[256];
@@ -591,6 +605,13 @@ int kz_bus_subscribe(kz_bus_t *self, const char *prefix)
     if (zmq_setsockopt(self->sub_h, ZMQ_SUBSCRIBE, prefix, strlen(prefix)) != 0)
         return kz_fail("unable to subscribe to '%s': %s", prefix, zmq_strerror(zmq_errno()));
     return 0;
+}
+
+int kz_bus_subscribe(kz_bus_t *self, const char *prefix)
+{
+    if (strncmp(S_CANCEL_TOPIC, prefix, strlen(prefix)) == 0)
+        self->app_cancel_sub = true;
+    return s_subscribe(self, prefix);
 }
 
 int kz_bus_unsubscribe(kz_bus_t *self, const char *prefix)
@@ -616,6 +637,23 @@ static void s_sub_input(kz_bus_t *self, s_frames_t *fr)
     if (!msg) {
         s_drop(self, topic, &err);
         return;
+    }
+    if (self->cancel_sub && streq(kz_msg_type(msg), S_CANCEL_TOPIC)) {
+        /* remembered for kz_bus_request_cancelled: the request may be ours,
+           now or (dispatched a moment later) soon */
+        const kz_val_t *b = kz_msg_body_const(msg);
+        const char *id = kz_map_str(b, "id"), *reason = kz_map_str(b, "reason");
+        if (id) {
+            size_t k = self->cancels_next++ % S_CANCELS;
+            snprintf(self->cancels[k].id, sizeof self->cancels[k].id, "%s", id);
+            snprintf(self->cancels[k].src, sizeof self->cancels[k].src, "%s", kz_msg_src(msg));
+            snprintf(self->cancels[k].reason, sizeof self->cancels[k].reason, "%s",
+                     reason ? reason : "");
+        }
+        if (!self->app_cancel_sub) {
+            kz_msg_destroy(&msg);
+            return;
+        }
     }
     kz_delivery_t *d = s_delivery_new();
     if (!d || s_pending_push(self, d) != 0) {
@@ -829,6 +867,45 @@ bool kz_bus_replied(const kz_delivery_t *request)
     return request && request->kind == KZ_DELIVERY_REQUEST && request->settled != 0;
 }
 
+/* Read what waits on the SUB socket without blocking (events queue for
+   kz_bus_recv as usual; request.cancel events are noted) */
+static void s_sub_drain(kz_bus_t *self)
+{
+    for (int b = 0; self->sub_h && b < S_READ_BATCH && self->pending_count < S_PENDING_MAX; b++) {
+        s_frames_t fr;
+        if (s_recv_frames(self->sub_h, &fr) != 1)
+            break;
+        s_sub_input(self, &fr);
+        s_frames_close(&fr);
+    }
+}
+
+bool kz_bus_request_cancelled(kz_bus_t *self, const kz_delivery_t *request, char *why, size_t len)
+{
+    if (why && len)
+        why[0] = '\0';
+    if (!request || request->kind != KZ_DELIVERY_REQUEST || !request->msg)
+        return false;
+    s_sub_drain(self);
+    const char *id = kz_msg_id(request->msg), *src = kz_msg_src(request->msg);
+    for (size_t i = 0; i < S_CANCELS; i++) {
+        if (!streq(self->cancels[i].id, id) || !streq(self->cancels[i].src, src))
+            continue;
+        if (why)
+            snprintf(why, len, "cancelled by its client%s%s",
+                     self->cancels[i].reason[0] ? ": " : "", self->cancels[i].reason);
+        return true;
+    }
+    int64_t deadline = kz_msg_deadline(request->msg);
+    if (deadline > 0 && kz_now_us() > deadline + S_DEADLINE_GRACE_US) {
+        if (why)
+            snprintf(why, len, "its deadline passed %" PRId64 " s ago: the client no longer waits",
+                     (kz_now_us() - deadline) / 1000000);
+        return true;
+    }
+    return false;
+}
+
 int kz_bus_ack(kz_bus_t *self, const kz_delivery_t *delivery)
 {
     s_member_t *m = s_delivery_member(self, delivery, "ack");
@@ -917,6 +994,13 @@ int kz_bus_offer(kz_bus_t *self, const char *service)
     }
     if (!slot)
         return kz_fail("too many services (at most %d)", S_MAX_WORKERS);
+    /* a client that stops waiting says so (request.cancel): hear it, so
+       the work for it can stop (kz_bus_request_cancelled) */
+    if (!self->cancel_sub) {
+        if (s_subscribe(self, S_CANCEL_TOPIC) != 0)
+            return -1;
+        self->cancel_sub = true;
+    }
     memset(slot, 0, sizeof *slot);
     memcpy(slot->service, service, slen + 1);
     slot->used = true;
@@ -1321,61 +1405,65 @@ int kz_bus_keepalive(kz_bus_t *self)
 
 /* -------------------------------------------------------------- calling */
 
-/* Send BODY to SERVICE and wait for replies; ACCEPT decides whether a
-   reply answers this request (NULL: any). Returns 0 with the reply bytes
-   in self->call_reply, or -1 with ERRBUF. */
+/* Send BODY to SERVICE on the client socket (a fresh one when FRESH, so
+   a late reply to an earlier attempt cannot be taken for this one's) and
+   wait until DEADLINE (s_now time) for a reply that ACCEPT takes (NULL:
+   any). 0 with the reply bytes in self->call_reply, 1 when no reply came
+   in time, -1 with ERRBUF (interrupted, a socket error). */
 typedef bool(s_accept_fn)(kz_bus_t *self, void *arg);
 
-static int s_call(kz_bus_t *self, const char *service, const void *body, size_t len, int timeout_ms,
-                  int attempts, s_accept_fn *accept, void *arg, char *errbuf, size_t errlen)
+static int s_call_once(kz_bus_t *self, const char *service, const void *body, size_t len,
+                       int64_t deadline, bool fresh, s_accept_fn *accept, void *arg, char *errbuf,
+                       size_t errlen)
 {
     size_t slen = strlen(service);
     if (slen == 0 || slen > KZ_TOPIC_MAX)
         return s_err(errbuf, errlen, "invalid service name '%s'", service);
-    if (attempts < 1)
-        attempts = 1;
-    for (int attempt = 1; attempt <= attempts; attempt++) {
-        if (!self->client || attempt > 1) {
-            /* a fresh socket per retry, so a late reply to the previous
-               attempt cannot be confused with this one's */
-            s_close(&self->client, 0);
-            self->client = s_socket(self, ZMQ_DEALER, self->cfg.connect.router, errbuf, errlen);
-            if (!self->client)
-                return -1;
-            self->client_h = zsock_resolve(self->client);
-        }
-        const void *data[4] = {"", KZ_MDPC, service, body};
-        size_t lens[4] = {0, strlen(KZ_MDPC), slen, len};
-        if (s_sendv(self->client_h, data, lens, 4) != 0)
-            return s_err(errbuf, errlen, "unable to send request to '%s': %s", service,
-                         zmq_strerror(zmq_errno()));
-        int64_t deadline = s_now() + timeout_ms;
-        self->call_service = service;
-        for (;;) {
-            self->call_replied = false;
-            int due = s_maintain(self);
-            int64_t left = deadline - s_now();
-            if (left <= 0)
-                break;
-            int rc = s_pump(self, left < due ? (int)left : due);
-            if (rc < 0) {
-                self->call_service = NULL;
-                return s_err(errbuf, errlen, "call to '%s' interrupted", service);
-            }
-            if (self->call_replied && (!accept || accept(self, arg))) {
-                self->call_service = NULL;
-                return 0;
-            }
-        }
-        self->call_service = NULL;
-        if (attempt < attempts)
-            kz_warn("no reply from '%s' within %d ms, retrying", service, timeout_ms);
+    if (!self->client || fresh) {
+        s_close(&self->client, 0);
+        self->client = s_socket(self, ZMQ_DEALER, self->cfg.connect.router, errbuf, errlen);
+        if (!self->client)
+            return -1;
+        self->client_h = zsock_resolve(self->client);
     }
-    /* the request may still be queued on the dead socket: drop it */
-    s_close(&self->client, 0);
-    self->client_h = NULL;
-    return s_err(errbuf, errlen, "no reply from '%s' after %d attempt%s", service, attempts,
-                 attempts == 1 ? "" : "s");
+    const void *data[4] = {"", KZ_MDPC, service, body};
+    size_t lens[4] = {0, strlen(KZ_MDPC), slen, len};
+    if (s_sendv(self->client_h, data, lens, 4) != 0)
+        return s_err(errbuf, errlen, "unable to send request to '%s': %s", service,
+                     zmq_strerror(zmq_errno()));
+    self->call_service = service;
+    for (;;) {
+        self->call_replied = false;
+        int due = s_maintain(self);
+        int64_t left = deadline - s_now();
+        if (left <= 0)
+            break;
+        int rc = s_pump(self, left < due ? (int)left : due);
+        if (rc < 0) {
+            self->call_service = NULL;
+            return s_err(errbuf, errlen, "call to '%s' interrupted", service);
+        }
+        if (self->call_replied && (!accept || accept(self, arg))) {
+            self->call_service = NULL;
+            return 0;
+        }
+    }
+    self->call_service = NULL;
+    return 1;
+}
+
+/* Wait MS while the other sockets' heartbeats go on; -1 when interrupted */
+static int s_pause(kz_bus_t *self, int64_t ms)
+{
+    int64_t until = s_now() + ms;
+    for (;;) {
+        int due = s_maintain(self);
+        int64_t left = until - s_now();
+        if (left <= 0)
+            return 0;
+        if (s_pump(self, left < due ? (int)left : due) < 0)
+            return -1;
+    }
 }
 
 typedef struct {
@@ -1398,8 +1486,29 @@ static bool s_accept_envelope(kz_bus_t *self, void *arg)
         kz_msg_destroy(&msg);
         return false;
     }
+    kz_msg_destroy(&ctx->reply);
     ctx->reply = msg;
     return true;
+}
+
+/* True when REPLY is the broker's "queue_full" refusal (PROTOCOL.md 1.3) */
+static bool s_is_queue_full(const kz_msg_t *reply)
+{
+    const char *code = kz_map_str(kz_msg_body_const(reply), "code");
+    return streq(kz_msg_type(reply), "error") && code && streq(code, "queue_full");
+}
+
+int kz_bus_cancel(kz_bus_t *self, const char *service, const char *request_id, const char *reason)
+{
+    kz_msg_t *msg = kz_msg_new(S_CANCEL_TOPIC);
+    if (!msg || kz_map_put_str(msg, kz_msg_body(msg), "id", request_id) != 0 ||
+        (service && kz_map_put_str(msg, kz_msg_body(msg), "service", service) != 0) ||
+        (reason && kz_map_put_str(msg, kz_msg_body(msg), "reason", reason) != 0)) {
+        kz_msg_destroy(&msg);
+        return kz_fail("out of memory");
+    }
+    kz_msg_set_corr(msg, request_id);
+    return kz_bus_publish(self, &msg);
 }
 
 kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p, int timeout_ms,
@@ -1411,32 +1520,71 @@ kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p,
         s_err(errbuf, errlen, "no request");
         return NULL;
     }
-    kz_msg_t *result = NULL;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    kz_msg_err_t err;
+    if (timeout_ms < 0)
+        timeout_ms = self->cfg.call_timeout_ms;
+    int attempts = 1 + (retries < 0 ? self->cfg.call_retries : retries);
     char id[128];
+    snprintf(id, sizeof id, "%s", kz_msg_id(req));
+    s_call_ctx_t ctx = {id, NULL};
     const char *src = kz_msg_src(req);
     if ((!src || !*src) && kz_msg_set_src(req, self->agent_id) != 0) {
         s_err(errbuf, errlen, "out of memory");
         goto done;
     }
-    if (kz_msg_encode(req, &buf, &len, &err) != 0) {
-        s_err(errbuf, errlen, "unable to encode request '%s': %s", kz_msg_type(req), err.text);
-        goto done;
+    for (int attempt = 1; attempt <= attempts; attempt++) {
+        int64_t until = s_now() + timeout_ms;
+        int64_t backoff = S_BUSY_BACKOFF_MS;
+        for (bool fresh = attempt > 1;; fresh = false) {
+            /* every send carries the time it was sent and the deadline of
+               this attempt, so the broker drops it once we stop waiting */
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            kz_msg_err_t err;
+            int64_t now_us = kz_now_us();
+            kz_msg_set_ts(req, now_us);
+            kz_msg_set_deadline(req, now_us + (until - s_now()) * 1000);
+            if (kz_msg_encode(req, &buf, &len, &err) != 0) {
+                s_err(errbuf, errlen, "unable to encode request '%s': %s", kz_msg_type(req),
+                      err.text);
+                goto done;
+            }
+            int rc = s_call_once(self, service, buf, len, until, fresh, s_accept_envelope, &ctx,
+                                 errbuf, errlen);
+            free(buf);
+            if (rc < 0)
+                goto done; /* interrupted: the caller cancels when it wants to */
+            if (rc == 1)
+                break;
+            if (!s_is_queue_full(ctx.reply) || until - s_now() <= backoff)
+                goto done; /* the reply, or the refusal when no time is left to wait it out */
+            kz_info("'%s' is busy (the broker's queue is full): sending again in %" PRId64 " ms",
+                    service, backoff);
+            kz_msg_destroy(&ctx.reply);
+            if (s_pause(self, backoff) < 0) {
+                s_err(errbuf, errlen, "call to '%s' interrupted", service);
+                goto done;
+            }
+            backoff = backoff < 8000 ? backoff * 2 : backoff;
+        }
+        if (attempt < attempts)
+            kz_warn("no reply from '%s' within %d ms, retrying", service, timeout_ms);
     }
-    snprintf(id, sizeof id, "%s", kz_msg_id(req));
-    s_call_ctx_t ctx = {id, NULL};
-    if (s_call(self, service, buf, len, timeout_ms < 0 ? self->cfg.call_timeout_ms : timeout_ms,
-               1 + (retries < 0 ? self->cfg.call_retries : retries), s_accept_envelope, &ctx,
-               errbuf, errlen) == 0)
-        result = ctx.reply;
+    /* the request may still be queued on the dead socket: drop it, and tell
+       the broker and the worker that nobody waits for it any more */
+    s_close(&self->client, 0);
+    self->client_h = NULL;
+    s_err(errbuf, errlen, "no reply from '%s' after %d attempt%s", service, attempts,
+          attempts == 1 ? "" : "s");
+    {
+        char reason[128];
+        snprintf(reason, sizeof reason, "no reply within %d ms", timeout_ms);
+        kz_bus_cancel(self, service, id, reason);
+    }
 done:
-    free(buf);
     free(self->call_reply);
     self->call_reply = NULL;
     kz_msg_destroy(&req);
-    return result;
+    return ctx.reply;
 }
 
 int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_t len,
@@ -1447,11 +1595,11 @@ int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_
     *reply_len = 0;
     /* raw replies carry no correlation id: only a socket that has never
        carried another request can tell this call's reply for sure */
-    s_close(&self->client, 0);
-    self->client_h = NULL;
-    int rc =
-        s_call(self, service, body, len, timeout_ms < 0 ? self->cfg.call_timeout_ms : timeout_ms, 1,
-               NULL, NULL, errbuf, errlen);
+    int rc = s_call_once(self, service, body, len,
+                         s_now() + (timeout_ms < 0 ? self->cfg.call_timeout_ms : timeout_ms), true,
+                         NULL, NULL, errbuf, errlen);
+    if (rc == 1)
+        s_err(errbuf, errlen, "no reply from '%s' after 1 attempt", service);
     s_close(&self->client, 0);
     self->client_h = NULL;
     if (rc != 0) {

@@ -114,6 +114,22 @@ int kz_bus_reply(kz_bus_t *self, const kz_delivery_t *request, kz_msg_t **reply_
    never left holding a request the client waits for) */
 bool kz_bus_replied(const kz_delivery_t *request);
 
+/* True when nobody waits for REQUEST's reply any more: its client said so
+   with a request.cancel event (same id, same src; a bus that offers a
+   service hears them), or the request's deadline passed more than 2 s
+   ago. WHY (may be NULL) says which. Reads waiting events without
+   blocking (they stay queued for kz_bus_recv); cheap enough to call from
+   a kz_proc tick. A worker that finds its request cancelled stops the
+   work and answers with an error (the broker drops a reply nobody waits
+   for). */
+bool kz_bus_request_cancelled(kz_bus_t *self, const kz_delivery_t *request, char *why, size_t len);
+
+/* Publish request.cancel {id REQUEST_ID, service SERVICE (may be NULL),
+   reason REASON (may be NULL)}: the broker drops the request if it is
+   still queued, and the worker holding it stops. kz_bus_call does this
+   itself when it gives up; a caller that interrupts a call does it. 0 / -1 */
+int kz_bus_cancel(kz_bus_t *self, const char *service, const char *request_id, const char *reason);
+
 /* Keep our worker and group-member registrations alive during long work
    (handling one request or group delivery for more than a heartbeat).
    Sends a HEARTBEAT on every worker and group-member socket whose last
@@ -129,11 +145,19 @@ int kz_bus_keepalive(kz_bus_t *self);
 /* Call SERVICE with REQUEST (ownership taken), waiting up to TIMEOUT_MS
    per attempt (<0: bus.call_timeout) and, when no reply came, making up
    to RETRIES more attempts (<0: bus.call_retries), each on a fresh
-   socket: 1 + RETRIES attempts in all. Keeps heartbeats of the other
-   sockets going while it waits; deliveries that arrive meanwhile are
-   queued for kz_bus_recv. Returns the reply (whose corr equals the
-   request's id: replies to earlier requests are dropped) or NULL with
-   ERRBUF, e.g. "no reply from 'exec.refactor' after 3 attempts". */
+   socket: 1 + RETRIES attempts in all. Every send carries its ts and the
+   attempt's deadline (envelope "deadline"), so the broker answers at once
+   with an "error" reply when the request waits in its queue past that,
+   when no worker serves SERVICE for broker.request_ttl, or when its queue
+   is full; a "queue_full" refusal is sent again after a back-off (1 s,
+   doubling to 8 s) while the attempt has time left. Keeps heartbeats of
+   the other sockets going while it waits; deliveries that arrive
+   meanwhile are queued for kz_bus_recv. Returns the reply (whose corr
+   equals the request's id: replies to earlier requests are dropped; the
+   broker's and the worker's "error" replies included) or NULL with
+   ERRBUF, e.g. "no reply from 'exec.refactor' after 3 attempts" - after
+   publishing request.cancel for it - or "call to 'X' interrupted" (a
+   signal: the caller decides whether to cancel). */
 kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p, int timeout_ms,
                       int retries, char *errbuf, size_t errlen);
 

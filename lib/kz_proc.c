@@ -412,7 +412,7 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
     int status = 0;
     bool status_lost = false;
     int64_t tick_us = (int64_t)(opts->tick_ms > 0 ? opts->tick_ms : S_DEFAULT_TICK) * 1000;
-    int64_t next_tick = opts->tick ? s_now_us() + tick_us : 0;
+    int64_t next_tick = opts->tick || opts->cancel ? s_now_us() + tick_us : 0;
 
     while (!reaped || out_pipe[0] >= 0 || err_pipe[0] >= 0) {
         struct pollfd fds[3];
@@ -482,7 +482,7 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
             }
         }
         now = s_now_us();
-        if (deadline && !res->timed_out && now >= deadline && !reaped) {
+        if (deadline && !res->timed_out && !res->cancelled && now >= deadline && !reaped) {
             res->timed_out = true;
             kill(-pid, SIGTERM);
             kill_at = now + (int64_t)grace_ms * 1000;
@@ -499,7 +499,16 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
             s_close(&err_pipe[0]);
         }
         if (next_tick && now >= next_tick) {
-            opts->tick(opts->tick_arg);
+            if (opts->tick)
+                opts->tick(opts->tick_arg);
+            /* nobody waits for the result any more: stop the whole group
+               as a timeout would */
+            if (opts->cancel && !reaped && !res->timed_out && !res->cancelled &&
+                opts->cancel(opts->cancel_arg)) {
+                res->cancelled = true;
+                kill(-pid, SIGTERM);
+                kill_at = s_now_us() + (int64_t)grace_ms * 1000;
+            }
             next_tick = s_now_us() + tick_us;
         }
     }

@@ -31,6 +31,11 @@ typedef struct {
     void (*tick)(void *arg);
     void *tick_arg;
     int tick_ms;
+    /* Asked as often as TICK would run (NULL = never): true when the result
+       is no longer wanted, and the group is then stopped like on a timeout
+       (SIGTERM, SIGKILL after the grace) with res.cancelled set. */
+    bool (*cancel)(void *arg);
+    void *cancel_arg;
 } kz_proc_opts_t;
 
 typedef struct {
@@ -38,6 +43,7 @@ typedef struct {
                         because something else reaped the child (SIGCHLD ignored) */
     int term_signal; /* signal that ended it, 0 if it exited */
     bool timed_out;  /* the timeout fired and the group was killed */
+    bool cancelled;  /* opts.cancel said stop, and the group was killed */
     char *out;       /* NUL-terminated captured stdout (malloc'd) */
     size_t out_len;
     bool out_truncated; /* more than out_cap bytes were written */

@@ -438,6 +438,8 @@ static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *o
     po.err_cap = KZ_RUN_ERR_CAP;
     po.tick = opts->tick;
     po.tick_arg = opts->tick_arg;
+    po.cancel = opts->cancel;
+    po.cancel_arg = opts->cancel_arg;
     kz_proc_result_t pr;
     char err[512];
     int rc = kz_proc_run(&po, &pr, err, sizeof err);
@@ -456,6 +458,11 @@ static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *o
             snprintf(res->error, sizeof res->error, "%s", err);
         }
         free(found);
+        goto done;
+    }
+    if (pr.cancelled) {
+        res->status = KZ_TOOL_ERROR;
+        snprintf(res->error, sizeof res->error, "stopped: the result is no longer wanted");
         goto done;
     }
     if (pr.timed_out) {

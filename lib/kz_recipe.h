@@ -60,6 +60,8 @@ typedef struct {
     size_t nfiles;
     void (*tick)(void *arg); /* kz_proc tick (kz_agent_proc_tick) or NULL */
     void *tick_arg;
+    bool (*cancel)(void *arg); /* kz_proc cancel (kz_agent_proc_cancel) or NULL */
+    void *cancel_arg;
 } kz_tool_run_opts_t;
 
 typedef enum {

@@ -239,6 +239,8 @@ static void s_dispatch(s_orch_t *self, kz_delivery_t **d_p)
             kz_supervisor_count(self->sup, kz_msg_src(d->msg));
         if (strncmp(kz_msg_type(d->msg), "agent.", 6) == 0)
             kz_supervisor_on_message(self->sup, d->msg);
+        else if (self->router && strcmp(kz_msg_type(d->msg), "request.started") == 0)
+            kz_router_on_started(self->router, d->msg);
         break;
     case KZ_DELIVERY_REQUEST:
         if (strcmp(d->topic, S_STATUS_SERVICE) == 0 &&
@@ -616,7 +618,8 @@ int main(int argc, char **argv)
                 kz_error("%s", err);
                 goto done;
             }
-            if (kz_bus_join(self->bus, KZ_ROUTER_GROUP, KZ_ROUTER_PREFIX) != 0) {
+            if (kz_bus_join(self->bus, KZ_ROUTER_GROUP, KZ_ROUTER_PREFIX) != 0 ||
+                kz_bus_subscribe(self->bus, "request.started") != 0) {
                 kz_error("unable to join '%s' on the bus", KZ_ROUTER_GROUP);
                 goto done;
             }

@@ -383,7 +383,9 @@ static const struct {
      "n.body->>'scan_id', n.target, n.id FROM kz_new n CROSS JOIN LATERAL (SELECT "
      "n.body->'summary' AS s) x WHERE n.type = 'analysis.result' AND n.body->>'kind' = 'quality'"
      " ORDER BY n.seq"},
-    /* one row per pattern; pattern_type is its fixer part */
+    /* one row per pattern; pattern_type is its fixer part. An update
+       whose outcome is "ignored" (the plan ended for a reason that is not
+       the fixer's) changes no count and makes no row */
     {"kz_learn", S_T_LEARN,
      "INSERT INTO learned_patterns AS l (pattern_type, pattern_data, success_rate, usage_count, "
      "last_used_at, created_at, pattern, successes, failures) SELECT DISTINCT ON "
@@ -394,7 +396,8 @@ static const struct {
      "(ts AT TIME ZONE 'UTC'), (ts AT TIME ZONE 'UTC'), body->>'pattern', CASE WHEN "
      "(body->>'success')::numeric > 2147483647 THEN 2147483647 ELSE (body->>'success')::integer "
      "END, CASE WHEN (body->>'failure')::numeric > 2147483647 THEN 2147483647 ELSE "
-     "(body->>'failure')::integer END FROM kz_new WHERE type = 'learn.update' ORDER BY "
+     "(body->>'failure')::integer END FROM kz_new WHERE type = 'learn.update' AND "
+     "COALESCE(body->>'outcome', '') <> 'ignored' ORDER BY "
      "body->>'pattern', seq DESC ON CONFLICT (pattern) DO UPDATE SET pattern_type = "
      "EXCLUDED.pattern_type, pattern_data = EXCLUDED.pattern_data, success_rate = "
      "EXCLUDED.success_rate, usage_count = EXCLUDED.usage_count, last_used_at = "

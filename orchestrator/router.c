@@ -90,11 +90,17 @@ typedef struct {
     s_plan_t *plan;
     const char *service;
     kz_msg_t *request;
+    char req_id[65]; /* the request's envelope id (request.started, request.cancel) */
     kz_msg_t *reply; /* or NULL with error */
     char error[512];
+    bool interrupted; /* the call was interrupted (no reply will come) */
     pthread_t thread;
     bool started;
-    bool done; /* under the router's lock */
+    /* under the router's lock */
+    bool done;
+    bool seen;          /* the worker thread has looked at the outcome */
+    int64_t sent_ms;    /* when the request went to the broker */
+    int64_t running_ms; /* when a validator took it (request.started), 0 = queued */
 } s_vcall_t;
 
 struct s_plan {
@@ -122,6 +128,11 @@ struct s_plan {
     char early_error[512]; /* the worker could not even start: the loop fails the plan */
     s_vcall_t *vcalls;
     size_t nvcalls;
+    int64_t state_ms;        /* when it entered its current state (mono) */
+    char exec_service[256];  /* the executor call in progress: its service, */
+    char exec_id[65];        /* request id, */
+    int64_t exec_sent_ms;    /* when it was sent */
+    int64_t exec_running_ms; /* and when an executor took it (0 = queued) */
     s_plan_t *next;
 };
 
@@ -146,6 +157,7 @@ struct kz_router {
     kz_bus_t *bus;
     char id[320];
     pthread_mutex_t lock;
+    pthread_cond_t vdone;           /* a validator call ended (under lock) */
     pthread_mutex_t integrate_lock; /* one integration at a time: they move shared refs */
     s_plan_t *head, *tail;
     size_t nplans;
@@ -306,18 +318,38 @@ static int s_send(kz_bus_t *bus, kz_msg_t **msg_p, const char *what)
     return 0;
 }
 
-/* plan.failed {plan_id, state, reason} on BUS */
+/* plan.failed {plan_id, state, reason, cause} on BUS. CAUSE says whose
+   the failure is (PROTOCOL.md 4.15): only "fixer" counts against the
+   fixer's learned rate; the machinery's causes never do. */
 static void s_publish_failed(kz_bus_t *bus, const char *plan_id, const char *target,
-                             const char *corr, const char *state, const char *reason)
+                             const char *corr, const char *state, const char *reason,
+                             const char *cause)
 {
     char text[S_REASON_MAX];
     s_fmt(text, sizeof text, "%s", reason);
     s_clean(text, sizeof text - 1);
     kz_msg_t *msg = s_plan_msg("plan.failed", plan_id, target, corr);
     if (msg && (kz_map_put_str(msg, kz_msg_body(msg), "state", state) != 0 ||
-                kz_map_put_str(msg, kz_msg_body(msg), "reason", text) != 0))
+                kz_map_put_str(msg, kz_msg_body(msg), "reason", text) != 0 ||
+                kz_map_put_str(msg, kz_msg_body(msg), "cause", cause) != 0))
         kz_msg_destroy(&msg);
     s_send(bus, &msg, "plan.failed");
+}
+
+/* The cause of an "error" reply CODE from the broker or a worker's
+   runtime (PROTOCOL.md 1.3, 4.18) to a call of an executor (EXEC) or a
+   validator */
+static const char *s_error_cause(const char *code, bool exec)
+{
+    if (!code)
+        return "error";
+    if (strcmp(code, "expired") == 0 || strcmp(code, "queue_full") == 0)
+        return "timeout";
+    if (strcmp(code, "no_worker") == 0)
+        return exec ? "no_executor" : "no_validator";
+    if (strcmp(code, "cancelled") == 0)
+        return "interrupted";
+    return "error";
 }
 
 /* ------------------------------------------------------------- finals */
@@ -408,6 +440,7 @@ static void s_set_state(s_plan_t *p, const char *state)
 {
     pthread_mutex_lock(&p->router->lock);
     s_fmt(p->state, sizeof p->state, "%s", state);
+    p->state_ms = s_mono_ms();
     pthread_mutex_unlock(&p->router->lock);
 }
 
@@ -494,21 +527,21 @@ static void s_rollback(s_work_t *w, bool keep_branch)
         kz_info("plan %s: rolled back (worktree and branch '%s' deleted)", w->p->id, w->branch);
 }
 
-/* plan.failed in STATE with REASON, then the rollback */
-static void s_fail(s_work_t *w, const char *state, const char *reason)
+/* plan.failed in STATE with REASON and CAUSE, then the rollback */
+static void s_fail(s_work_t *w, const char *state, const char *reason, const char *cause)
 {
-    kz_info("plan %s: %s -> failed: %s", w->p->id, state, reason);
+    kz_info("plan %s: %s -> failed (%s): %s", w->p->id, state, cause, reason);
     pthread_mutex_lock(&w->p->pub_lock);
     if (!w->p->abandoned)
-        s_publish_failed(w->bus, w->p->id, w->p->target, w->corr, state, reason);
+        s_publish_failed(w->bus, w->p->id, w->p->target, w->corr, state, reason, cause);
     pthread_mutex_unlock(&w->p->pub_lock);
     s_set_state(w->p, "failed");
     s_outcome(w, "failed");
     s_rollback(w, false);
 }
 
-/* plan.rejected in STATE with REASON and REASONS (may be NULL), then the
-   rollback */
+/* plan.rejected in STATE with REASON and REASONS (may be NULL), cause
+   "change" (a validator judged the change), then the rollback */
 static void s_reject(s_work_t *w, const char *state, const char *reason, char **reasons,
                      size_t nreasons)
 {
@@ -521,6 +554,7 @@ static void s_reject(s_work_t *w, const char *state, const char *reason, char **
         kz_val_t *b = kz_msg_body(msg);
         int rc = kz_map_put_str(msg, b, "state", state);
         rc |= kz_map_put_str(msg, b, "reason", text);
+        rc |= kz_map_put_str(msg, b, "cause", "change");
         if (reasons && nreasons > 0) {
             kz_val_t *a = kz_map_put_array(msg, b, "reasons");
             for (size_t i = 0; a && i < nreasons; i++)
@@ -603,12 +637,15 @@ static void *s_vcall_main(void *arg)
         const kz_policy_config_t *pol = &r->cfg->policy;
         v->reply = kz_bus_call(bus, v->service, &v->request, pol->validate_timeout_ms, pol->retries,
                                err, sizeof err);
-        if (!v->reply)
+        if (!v->reply) {
             s_fmt(v->error, sizeof v->error, "%s", err);
+            v->interrupted = strstr(err, "interrupted") != NULL;
+        }
         kz_bus_destroy(&bus);
     }
     pthread_mutex_lock(&r->lock);
     v->done = true;
+    pthread_cond_broadcast(&r->vdone);
     pthread_mutex_unlock(&r->lock);
     return NULL;
 }
@@ -664,8 +701,139 @@ done:
     return rc;
 }
 
-/* Validation: every policy.validators service in parallel; then the
-   verdict, the integration and the final event */
+/* What one validator said, taken as its call ends */
+typedef struct {
+    char rejected[S_REASON_MAX]; /* "validator: reason; ..." of the rejections */
+    char failed[S_REASON_MAX];   /* likewise of the errors and lost calls */
+    char *reasons[256];          /* each rejection reason, for plan.rejected.reasons */
+    size_t nreasons;
+    const char *cause;        /* of the failures: the most telling one */
+    char suite[S_REASON_MAX]; /* a "tests cannot run at base" reason, verbatim */
+} s_verdict_t;
+
+/* Rank of a failure cause: the one that tells most wins ("suite" says
+   exactly why nothing can be validated; "interrupted" least) */
+static int s_cause_rank(const char *cause)
+{
+    static const char *const order[] = {"suite",    "no_validator", "timeout",
+                                        "no_reply", "error",        "interrupted"};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (cause && strcmp(cause, order[i]) == 0)
+            return (int)i;
+    return (int)(sizeof order / sizeof order[0]);
+}
+
+static void s_verdict_cause(s_verdict_t *vd, const char *cause)
+{
+    if (!vd->cause || s_cause_rank(cause) < s_cause_rank(vd->cause))
+        vd->cause = cause;
+}
+
+/* Take the outcome of call V into VD (the loop's side: republishes the
+   reply so the recorder and run-once see it at once). True when V
+   rejected the change. */
+static bool s_take_vcall(s_work_t *w, s_vcall_t *v, s_verdict_t *vd)
+{
+    char line[S_REASON_MAX], why[512];
+    if (!v->reply) {
+        s_fmt(line, sizeof line, "%s: %s", v->service, v->error);
+        s_append(vd->failed, sizeof vd->failed, "; ", line);
+        s_verdict_cause(vd, v->interrupted ? "interrupted" : "no_reply");
+        return false;
+    }
+    const char *bad = s_bad_reply(v->reply, "validate.result", w->p->id, why, sizeof why);
+    if (bad) {
+        s_fmt(line, sizeof line, "%s %s", v->service, bad);
+        s_append(vd->failed, sizeof vd->failed, "; ", line);
+        const char *type = kz_msg_type(v->reply);
+        s_verdict_cause(vd,
+                        strcmp(type, "error") == 0
+                            ? s_error_cause(kz_map_str(kz_msg_body_const(v->reply), "code"), false)
+                            : "error");
+        return false;
+    }
+    s_republish(w, v->reply);
+    const kz_val_t *b = kz_msg_body_const(v->reply);
+    const char *verdict = kz_map_str(b, "verdict");
+    const char *who = kz_map_str(b, "validator");
+    const char *cause = kz_map_str(b, "cause");
+    const kz_val_t *rs = kz_map_get(b, "reasons");
+    bool reject = verdict && strcmp(verdict, "reject") == 0;
+    char all[S_REASON_MAX] = "";
+    for (uint32_t k = 0; rs && rs->type == KZ_VAL_ARRAY && k < rs->u.arr.count; k++) {
+        const kz_val_t *e = &rs->u.arr.items[k];
+        if (e->type != KZ_VAL_STR)
+            continue;
+        s_append(all, sizeof all, "; ", e->u.str.ptr);
+        if (reject && vd->nreasons < sizeof vd->reasons / sizeof vd->reasons[0]) {
+            char one[S_REASON_MAX];
+            s_fmt(one, sizeof one, "%s: %s", who ? who : v->service, e->u.str.ptr);
+            s_clean(one, sizeof one - 1);
+            vd->reasons[vd->nreasons] = strdup(one);
+            if (vd->reasons[vd->nreasons])
+                vd->nreasons++;
+        }
+    }
+    if (verdict && strcmp(verdict, "pass") == 0) {
+        kz_info("plan %s: %s passed", w->p->id, who ? who : v->service);
+        return false;
+    }
+    s_fmt(line, sizeof line, "%s: %s", who ? who : v->service, all[0] ? all : "no reason given");
+    if (reject) {
+        s_append(vd->rejected, sizeof vd->rejected, "; ", line);
+        return true;
+    }
+    s_append(vd->failed, sizeof vd->failed, "; ", line);
+    if (cause && strcmp(cause, "suite") == 0) {
+        /* the test suite cannot run at the base: nothing can be validated
+           there, whatever the change; the validator's reason says why */
+        if (!vd->suite[0])
+            s_fmt(vd->suite, sizeof vd->suite, "%s", all[0] ? all : "tests cannot run at base");
+        s_verdict_cause(vd, "suite");
+    } else
+        s_verdict_cause(vd, "error");
+    return false;
+}
+
+/* Stop the validator calls still running after the plan was decided:
+   request.cancel for each (the broker drops a queued one, the worker
+   holding one kills its work), then their threads are interrupted until
+   they end. Under no lock. */
+static void s_cancel_vcalls(s_work_t *w, s_vcall_t *calls, size_t n, const char *why)
+{
+    kz_router_t *r = w->r;
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&r->lock);
+        bool pending = calls[i].started && !calls[i].done;
+        pthread_mutex_unlock(&r->lock);
+        if (!pending || !calls[i].req_id[0])
+            continue;
+        kz_info("plan %s: cancelling %s (%s)", w->p->id, calls[i].service, why);
+        pthread_mutex_lock(&w->p->pub_lock);
+        if (kz_bus_cancel(w->bus, calls[i].service, calls[i].req_id, why) != 0)
+            kz_warn("plan %s: unable to publish request.cancel for %s", w->p->id, calls[i].service);
+        pthread_mutex_unlock(&w->p->pub_lock);
+    }
+    /* the signal can fall between two of the call's polls: repeat it */
+    for (;;) {
+        bool any = false;
+        pthread_mutex_lock(&r->lock);
+        for (size_t i = 0; i < n; i++)
+            if (calls[i].started && !calls[i].done) {
+                any = true;
+                pthread_kill(calls[i].thread, S_INTERRUPT_SIG);
+            }
+        pthread_mutex_unlock(&r->lock);
+        if (!any)
+            return;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Validation: every policy.validators service in parallel; the plan is
+   decided as soon as one rejects it (the others are cancelled) or all
+   have answered; then the verdict, the integration and the final event */
 static void s_validate(s_work_t *w, char **files, size_t nfiles)
 {
     const kz_policy_config_t *pol = &w->r->cfg->policy;
@@ -675,13 +843,13 @@ static void s_validate(s_work_t *w, char **files, size_t nfiles)
         s_append(names, sizeof names, ", ", pol->validators[i]);
     s_state(w, "validating", n ? names : "no validators configured (policy.validators)", NULL);
     if (s_stopping(w->p)) {
-        s_fail(w, "validating", "interrupted: orchestrator stopping");
+        s_fail(w, "validating", "interrupted: orchestrator stopping", "interrupted");
         return;
     }
 
     s_vcall_t *calls = calloc(n ? n : 1, sizeof *calls);
     if (!calls) {
-        s_fail(w, "validating", "out of memory");
+        s_fail(w, "validating", "out of memory", "error");
         return;
     }
     const char *tool = kz_map_str(w->body, "tool");
@@ -710,6 +878,7 @@ static void s_validate(s_work_t *w, char **files, size_t nfiles)
             v->done = true;
             continue;
         }
+        s_fmt(v->req_id, sizeof v->req_id, "%s", kz_msg_id(req));
         v->request = req;
     }
     /* the threads are started under the lock: the loop only signals
@@ -721,6 +890,7 @@ static void s_validate(s_work_t *w, char **files, size_t nfiles)
         s_vcall_t *v = &calls[i];
         if (v->done)
             continue;
+        v->sent_ms = s_mono_ms();
         int rc = s_thread(&v->thread, s_vcall_main, v);
         if (rc != 0) {
             s_fmt(v->error, sizeof v->error, "unable to start a thread: %s", strerror(rc));
@@ -730,6 +900,51 @@ static void s_validate(s_work_t *w, char **files, size_t nfiles)
             v->started = true;
     }
     pthread_mutex_unlock(&w->r->lock);
+
+    /* take each outcome as it comes; a rejection decides the plan */
+    s_verdict_t vd;
+    memset(&vd, 0, sizeof vd);
+    bool rejected = false;
+    for (;;) {
+        pthread_mutex_lock(&w->r->lock);
+        s_vcall_t *ready = NULL;
+        size_t open = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!calls[i].done)
+                open++;
+            else if (!calls[i].seen && !ready)
+                ready = &calls[i];
+        }
+        if (ready)
+            ready->seen = true;
+        else if (open > 0 && !w->p->stop) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += 200 * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&w->r->vdone, &w->r->lock, &until);
+        }
+        bool stop = w->p->stop;
+        pthread_mutex_unlock(&w->r->lock);
+        if (ready) {
+            if (s_take_vcall(w, ready, &vd))
+                rejected = true;
+            if (rejected)
+                break;
+            continue;
+        }
+        if (open == 0 || stop)
+            break;
+    }
+    if (rejected) {
+        char why[S_REASON_MAX];
+        s_fmt(why, sizeof why, "plan %s was rejected: %s", w->p->id, vd.rejected);
+        s_cancel_vcalls(w, calls, n, why);
+    } else if (s_stopping(w->p))
+        s_cancel_vcalls(w, calls, n, "the orchestrator is stopping");
     for (size_t i = 0; i < n; i++)
         if (calls[i].started)
             pthread_join(calls[i].thread, NULL);
@@ -737,57 +952,11 @@ static void s_validate(s_work_t *w, char **files, size_t nfiles)
     w->p->vcalls = NULL;
     w->p->nvcalls = 0;
     pthread_mutex_unlock(&w->r->lock);
-
-    /* the verdicts, in policy order; every reply is kept as an event */
-    char failed[S_REASON_MAX] = "", rejected[S_REASON_MAX] = "";
-    char *reasons[256];
-    size_t nreasons = 0;
-    for (size_t i = 0; i < n; i++) {
-        s_vcall_t *v = &calls[i];
-        char line[S_REASON_MAX], why[512];
-        if (!v->reply) {
-            s_fmt(line, sizeof line, "%s: %s", v->service, v->error);
-            s_append(failed, sizeof failed, "; ", line);
-            continue;
-        }
-        const char *bad = s_bad_reply(v->reply, "validate.result", w->p->id, why, sizeof why);
-        if (bad) {
-            s_fmt(line, sizeof line, "%s %s", v->service, bad);
-            s_append(failed, sizeof failed, "; ", line);
-            continue;
-        }
-        s_republish(w, v->reply);
-        const kz_val_t *b = kz_msg_body_const(v->reply);
-        const char *verdict = kz_map_str(b, "verdict");
-        const char *who = kz_map_str(b, "validator");
-        const kz_val_t *rs = kz_map_get(b, "reasons");
-        char all[S_REASON_MAX] = "";
-        for (uint32_t k = 0; rs && rs->type == KZ_VAL_ARRAY && k < rs->u.arr.count; k++) {
-            const kz_val_t *e = &rs->u.arr.items[k];
-            if (e->type != KZ_VAL_STR)
-                continue;
-            s_append(all, sizeof all, "; ", e->u.str.ptr);
-            if (verdict && strcmp(verdict, "reject") == 0 &&
-                nreasons < sizeof reasons / sizeof reasons[0]) {
-                char one[S_REASON_MAX];
-                s_fmt(one, sizeof one, "%s: %s", who ? who : v->service, e->u.str.ptr);
-                s_clean(one, sizeof one - 1);
-                reasons[nreasons] = strdup(one);
-                if (reasons[nreasons])
-                    nreasons++;
-            }
-        }
-        if (verdict && strcmp(verdict, "pass") == 0) {
-            kz_info("plan %s: %s passed", w->p->id, who ? who : v->service);
-            continue;
-        }
-        s_fmt(line, sizeof line, "%s: %s", who ? who : v->service,
-              all[0] ? all : "no reason given");
-        if (verdict && strcmp(verdict, "reject") == 0)
-            s_append(rejected, sizeof rejected, "; ", line);
-        else
-            s_append(failed, sizeof failed, "; ", line);
-    }
+    /* the replies that came while the others were cancelled are kept too */
+    for (size_t i = 0; i < n; i++)
+        if (!calls[i].seen && calls[i].reply &&
+            strcmp(kz_msg_type(calls[i].reply), "validate.result") == 0)
+            s_republish(w, calls[i].reply);
     for (size_t i = 0; i < n; i++) {
         kz_msg_destroy(&calls[i].request);
         kz_msg_destroy(&calls[i].reply);
@@ -796,20 +965,24 @@ static void s_validate(s_work_t *w, char **files, size_t nfiles)
 
     /* a reject is a verdict on the change: it wins over another
        validator's error */
-    if (rejected[0])
-        s_reject(w, "validating", rejected, reasons, nreasons);
-    else if (failed[0])
-        s_fail(w, "validating", s_stopping(w->p) ? "interrupted: orchestrator stopping" : failed);
-    for (size_t i = 0; i < nreasons; i++)
-        free(reasons[i]);
-    if (rejected[0] || failed[0])
+    if (rejected)
+        s_reject(w, "validating", vd.rejected, vd.reasons, vd.nreasons);
+    else if (s_stopping(w->p))
+        s_fail(w, "validating", "interrupted: orchestrator stopping", "interrupted");
+    else if (vd.suite[0])
+        s_fail(w, "validating", vd.suite, "suite");
+    else if (vd.failed[0])
+        s_fail(w, "validating", vd.failed, vd.cause ? vd.cause : "error");
+    for (size_t i = 0; i < vd.nreasons; i++)
+        free(vd.reasons[i]);
+    if (rejected || vd.failed[0] || s_stopping(w->p))
         return;
 
     char into[256], oid[KZ_GIT_OID_MAX], err[1024];
     if (s_integrate(w, into, sizeof into, oid, err, sizeof err) != 0) {
         char reason[S_REASON_MAX];
         s_fmt(reason, sizeof reason, "unable to integrate commit %.12s: %s", w->commit, err);
-        s_fail(w, "integrating", reason);
+        s_fail(w, "integrating", reason, "conflict");
         return;
     }
     kz_info("plan %s: validating -> accepted: commit %.12s on '%s', integrated into '%s' as %.12s",
@@ -856,26 +1029,40 @@ static void s_execute(s_work_t *w)
             kz_msg_destroy(&req);
     }
     if (!req) {
-        s_fail(w, "executing", "out of memory");
+        s_fail(w, "executing", "out of memory", "error");
         return;
     }
+    /* kaizen status and run-once tell a call that waits in the broker's
+       queue from one an executor works on (request.started) */
+    pthread_mutex_lock(&w->r->lock);
+    s_fmt(w->p->exec_service, sizeof w->p->exec_service, "%s", service);
+    s_fmt(w->p->exec_id, sizeof w->p->exec_id, "%s", kz_msg_id(req));
+    w->p->exec_sent_ms = s_mono_ms();
+    w->p->exec_running_ms = 0;
+    pthread_mutex_unlock(&w->r->lock);
     char err[1024], why[512];
     kz_msg_t *reply = kz_bus_call(w->bus, service, &req, cfg->policy.exec_timeout_ms,
                                   cfg->policy.retries, err, sizeof err);
+    pthread_mutex_lock(&w->r->lock);
+    w->p->exec_id[0] = '\0';
+    pthread_mutex_unlock(&w->r->lock);
     if (!reply) {
         if (s_stopping(w->p))
-            s_fail(w, "executing", "interrupted: orchestrator stopping");
+            s_fail(w, "executing", "interrupted: orchestrator stopping", "interrupted");
         else {
             s_fmt(reason, sizeof reason, "%s: %s", service, err);
-            s_fail(w, "executing", reason);
+            s_fail(w, "executing", reason, "no_reply");
         }
         return;
     }
     const char *bad = s_bad_reply(reply, "exec.result", w->p->id, why, sizeof why);
     if (bad) {
         s_fmt(reason, sizeof reason, "%s %s", service, bad);
+        const char *cause = strcmp(kz_msg_type(reply), "error") == 0
+                                ? s_error_cause(kz_map_str(kz_msg_body_const(reply), "code"), true)
+                                : "error";
         kz_msg_destroy(&reply);
-        s_fail(w, "executing", reason);
+        s_fail(w, "executing", reason, cause);
         return;
     }
     s_republish(w, reply);
@@ -885,20 +1072,26 @@ static void s_execute(s_work_t *w)
     const char *diffstat = kz_map_str(b, "diffstat");
     const char *commit = kz_map_str(b, "commit");
     if (status && strcmp(status, "nothing") == 0) {
+        /* the fixer ran and changed nothing: no commit, no branch to
+           validate; nobody rejected anything, and it says nothing of how
+           well the fixer fixes (the plan asked for what it cannot do) */
         if (error && strncmp(error, "nothing to do", 13) == 0)
             s_fmt(reason, sizeof reason, "%s", error);
         else
             s_fmt(reason, sizeof reason, "nothing to do: %s",
                   error && *error ? error : "the fixer changed nothing");
-        s_state(w, "executed", reason, b);
-        s_reject(w, "executed", reason, NULL, 0);
+        s_fail(w, "executing", reason, "nothing_to_do");
         kz_msg_destroy(&reply);
         return;
     }
     if (!status || strcmp(status, "changed") != 0) {
         s_fmt(reason, sizeof reason, "%s: %s", service,
               error && *error ? error : "the executor failed without saying why");
-        s_fail(w, "executing", reason);
+        const char *cause = kz_map_str(b, "cause");
+        if (!cause || (strcmp(cause, "fixer") != 0 && strcmp(cause, "timeout") != 0 &&
+                       strcmp(cause, "interrupted") != 0))
+            cause = "error";
+        s_fail(w, "executing", reason, cause);
         kz_msg_destroy(&reply);
         return;
     }
@@ -909,7 +1102,7 @@ static void s_execute(s_work_t *w)
               !commit             ? "no commit in exec.result"
               : !s_hex_ok(commit) ? "not a commit id"
                                   : err);
-        s_fail(w, "executing", reason);
+        s_fail(w, "executing", reason, "error");
         kz_msg_destroy(&reply);
         return;
     }
@@ -926,7 +1119,7 @@ static void s_execute(s_work_t *w)
               "%s reported commit %.12s, which is not one commit on the base %.12s at the head "
               "of '%s'",
               service, w->commit, w->base, w->branch);
-        s_fail(w, "executing", reason);
+        s_fail(w, "executing", reason, "error");
         kz_msg_destroy(&reply);
         return;
     }
@@ -937,7 +1130,7 @@ static void s_execute(s_work_t *w)
     size_t nfiles = changed && changed->type == KZ_VAL_ARRAY ? changed->u.arr.count : 0;
     char **list = calloc(nfiles + 1, sizeof *list);
     if (!list) {
-        s_fail(w, "executing", "out of memory");
+        s_fail(w, "executing", "out of memory", "error");
         kz_msg_destroy(&reply);
         return;
     }
@@ -948,14 +1141,14 @@ static void s_execute(s_work_t *w)
             !kz_path_inside(w->repo, f->u.str.ptr, inside, sizeof inside)) {
             s_fmt(reason, sizeof reason, "%s reported a changed file outside target '%s': %s",
                   service, w->p->target, f->type == KZ_VAL_STR ? inside : "not a string");
-            s_fail(w, "executing", reason);
+            s_fail(w, "executing", reason, "error");
             kz_strv_free(list);
             kz_msg_destroy(&reply);
             return;
         }
         list[i] = strdup(f->u.str.ptr);
         if (!list[i]) {
-            s_fail(w, "executing", "out of memory");
+            s_fail(w, "executing", "out of memory", "error");
             kz_strv_free(list);
             kz_msg_destroy(&reply);
             return;
@@ -966,7 +1159,7 @@ static void s_execute(s_work_t *w)
     s_state(w, "executed", reason, b);
     kz_msg_destroy(&reply);
     if (s_stopping(w->p))
-        s_fail(w, "executed", "interrupted: orchestrator stopping");
+        s_fail(w, "executed", "interrupted: orchestrator stopping", "interrupted");
     else
         s_validate(w, list, nfiles);
     kz_strv_free(list);
@@ -980,7 +1173,7 @@ static void s_work(s_work_t *w)
     if (p->interrupted[0]) {
         /* left unfinished by an orchestrator that died */
         w->touched = true;
-        s_fail(w, p->interrupted, "interrupted: the orchestrator restarted");
+        s_fail(w, p->interrupted, "interrupted: the orchestrator restarted", "interrupted");
         return;
     }
     pthread_mutex_lock(&w->r->lock);
@@ -989,19 +1182,19 @@ static void s_work(s_work_t *w)
     const char *state = approved ? "approved" : "ready";
     const char *base = kz_map_str(w->body, "base_commit");
     if (!base || !*base) {
-        s_fail(w, state, "the plan has no base_commit");
+        s_fail(w, state, "the plan has no base_commit", "invalid");
         return;
     }
     if (!s_hex_ok(base)) {
         s_fmt(reason, sizeof reason, "base_commit '%s' is not a commit id (7 to 64 hex digits)",
               base);
-        s_fail(w, state, reason);
+        s_fail(w, state, reason, "invalid");
         return;
     }
     if (kz_git_rev(w->repo, base, w->base, err, sizeof err) != 0) {
         s_fmt(reason, sizeof reason, "base commit '%s' not found in target '%s': %s", base,
               p->target, err);
-        s_fail(w, state, reason);
+        s_fail(w, state, reason, "invalid");
         return;
     }
     double risk = s_num(w->body, "risk", 0.0);
@@ -1113,10 +1306,10 @@ static int s_check(kz_router_t *self, const kz_msg_t *msg, s_plan_t *p, char *re
 
 /* Fail a plan that never ran (loop's bus) and remember it as final */
 static void s_fail_now(kz_router_t *self, const char *id, const char *target, const char *corr,
-                       const char *state, const char *reason)
+                       const char *state, const char *reason, const char *cause)
 {
-    kz_info("plan %s: %s -> failed: %s", id, state, reason);
-    s_publish_failed(self->bus, id, target, corr, state, reason);
+    kz_info("plan %s: %s -> failed (%s): %s", id, state, cause, reason);
+    s_publish_failed(self->bus, id, target, corr, state, reason, cause);
     s_add_final(self, id);
     s_count(self, "failed");
 }
@@ -1138,7 +1331,8 @@ static void s_take(kz_router_t *self, kz_msg_t **msg_p, bool approved, bool awai
         s_fmt(reason, sizeof reason, "invalid plan id '%s': 1 to %d letters, digits, '-' or '_'",
               shown, S_ID_MAX);
         if (shown[0])
-            s_fail_now(self, shown, kz_msg_target(msg), kz_msg_corr(msg), "ready", reason);
+            s_fail_now(self, shown, kz_msg_target(msg), kz_msg_corr(msg), "ready", reason,
+                       "invalid");
         else
             kz_warn("%s", reason);
         kz_msg_destroy(&msg);
@@ -1156,13 +1350,14 @@ static void s_take(kz_router_t *self, kz_msg_t **msg_p, bool approved, bool awai
     if (self->nplans >= S_PLANS_MAX) {
         s_fmt(reason, sizeof reason, "the router holds %d plans already; try again later",
               S_PLANS_MAX);
-        s_fail_now(self, id, kz_msg_target(msg), kz_msg_corr(msg), "ready", reason);
+        s_fail_now(self, id, kz_msg_target(msg), kz_msg_corr(msg), "ready", reason, "error");
         kz_msg_destroy(&msg);
         return;
     }
     s_plan_t *p = calloc(1, sizeof *p);
     if (!p) {
-        s_fail_now(self, id, kz_msg_target(msg), kz_msg_corr(msg), "ready", "out of memory");
+        s_fail_now(self, id, kz_msg_target(msg), kz_msg_corr(msg), "ready", "out of memory",
+                   "error");
         kz_msg_destroy(&msg);
         return;
     }
@@ -1173,7 +1368,7 @@ static void s_take(kz_router_t *self, kz_msg_t **msg_p, bool approved, bool awai
                    awaiting   ? "awaiting_approval"
                    : approved ? "approved"
                               : "ready",
-                   reason);
+                   reason, "invalid");
         kz_msg_destroy(&msg);
         free(p);
         return;
@@ -1183,6 +1378,7 @@ static void s_take(kz_router_t *self, kz_msg_t **msg_p, bool approved, bool awai
     p->msg = msg;
     p->approved = approved;
     p->phase = awaiting ? S_AWAITING : S_QUEUED;
+    p->state_ms = s_mono_ms();
     s_fmt(p->state, sizeof p->state, "%s",
           awaiting   ? "awaiting_approval"
           : approved ? "approved"
@@ -1503,7 +1699,7 @@ static void s_recover_take(kz_router_t *self, s_recovered_t *list)
         }
         kz_msg_t *msg = s_stored_plan(r, self->id, err, sizeof err);
         if (!msg) {
-            s_fail_now(self, r->id, r->target, NULL, r->status, err);
+            s_fail_now(self, r->id, r->target, NULL, r->status, err, "error");
             continue;
         }
         bool await = strcmp(r->status, "awaiting_approval") == 0;
@@ -1552,7 +1748,7 @@ static void s_reap(kz_router_t *self)
         pthread_join(p->thread, NULL);
         if (p->early_error[0]) {
             s_fail_now(self, p->id, p->target, kz_msg_corr(p->msg),
-                       p->interrupted[0] ? p->interrupted : p->state, p->early_error);
+                       p->interrupted[0] ? p->interrupted : p->state, p->early_error, "error");
             s_remove(self, p);
         } else if (strcmp(p->outcome, "awaiting") == 0 && p->rejected_by[0]) {
             /* the person's plan.rejected came before our awaiting_approval:
@@ -1562,6 +1758,7 @@ static void s_reap(kz_router_t *self)
             kz_info("plan %s: awaiting_approval -> %s", p->id, reason);
             kz_msg_t *msg = s_plan_msg("plan.rejected", p->id, p->target, kz_msg_corr(p->msg));
             if (msg && (kz_map_put_str(msg, kz_msg_body(msg), "state", "awaiting_approval") != 0 ||
+                        kz_map_put_str(msg, kz_msg_body(msg), "cause", "person") != 0 ||
                         kz_map_put_str(msg, kz_msg_body(msg), "by", p->rejected_by) != 0 ||
                         kz_map_put_str(msg, kz_msg_body(msg), "reason", reason) != 0))
                 kz_msg_destroy(&msg);
@@ -1678,6 +1875,42 @@ int64_t kz_router_tick(kz_router_t *self)
     return busy ? 50 : !self->rec_taken ? 250 : 1000;
 }
 
+void kz_router_on_started(kz_router_t *self, const kz_msg_t *msg)
+{
+    const kz_val_t *b = kz_msg_body_const(msg);
+    const char *plan_id = kz_map_str(b, "plan_id"), *id = kz_map_str(b, "id");
+    if (!plan_id || !id)
+        return;
+    s_plan_t *p = s_find(self, plan_id);
+    if (!p)
+        return;
+    pthread_mutex_lock(&self->lock);
+    int64_t now = s_mono_ms();
+    if (p->exec_id[0] && strcmp(p->exec_id, id) == 0 && !p->exec_running_ms)
+        p->exec_running_ms = now;
+    for (size_t i = 0; i < p->nvcalls; i++)
+        if (strcmp(p->vcalls[i].req_id, id) == 0 && !p->vcalls[i].running_ms)
+            p->vcalls[i].running_ms = now;
+    pthread_mutex_unlock(&self->lock);
+}
+
+/* One call of plan P into array CALLS of MSG: {service, state queued |
+   running | done, for_ms}. 0 / -1 */
+static int s_status_call(kz_msg_t *msg, kz_val_t *calls, const char *service, int64_t sent_ms,
+                         int64_t running_ms, bool done, int64_t now)
+{
+    kz_val_t *c = kz_array_push(msg, calls);
+    if (!c)
+        return -1;
+    kz_val_set_map(c);
+    const char *state = done ? "done" : running_ms ? "running" : "queued";
+    int64_t since = running_ms && !done ? running_ms : sent_ms;
+    int rc = kz_map_put_str(msg, c, "service", service);
+    rc |= kz_map_put_str(msg, c, "state", state);
+    rc |= kz_map_put_int(msg, c, "for_ms", now - since);
+    return rc;
+}
+
 int kz_router_status(kz_router_t *self, kz_msg_t *msg, kz_val_t *map)
 {
     size_t running = 0, queued = 0, awaiting = 0;
@@ -1701,6 +1934,42 @@ int kz_router_status(kz_router_t *self, kz_msg_t *msg, kz_val_t *map)
     rc |= kz_map_put_int(msg, r, "rejected", (int64_t)rejected);
     rc |= kz_map_put_int(msg, r, "failed", (int64_t)failed);
     rc |= kz_map_put_bool(msg, r, "recovered", recovered);
+    /* the plans on the move, and what each waits for: a call queued at
+       the broker (no worker free) reads differently from one at work */
+    kz_val_t *plans = kz_map_put_array(msg, r, "plans");
+    if (!plans)
+        return -1;
+    int64_t now = s_mono_ms();
+    size_t listed = 0;
+    pthread_mutex_lock(&self->lock);
+    for (s_plan_t *p = self->head; p && listed < 100; p = p->next) {
+        if (p->phase == S_AWAITING)
+            continue;
+        kz_val_t *e = kz_array_push(msg, plans);
+        if (!e) {
+            rc = -1;
+            break;
+        }
+        listed++;
+        kz_val_set_map(e);
+        rc |= kz_map_put_str(msg, e, "plan_id", p->id);
+        rc |= kz_map_put_str(msg, e, "target", p->target);
+        rc |= kz_map_put_str(msg, e, "state", p->phase == S_QUEUED ? "queued" : p->state);
+        rc |= kz_map_put_int(msg, e, "for_ms", now - p->state_ms);
+        kz_val_t *calls = kz_map_put_array(msg, e, "calls");
+        if (!calls) {
+            rc = -1;
+            break;
+        }
+        if (p->exec_id[0])
+            rc |= s_status_call(msg, calls, p->exec_service, p->exec_sent_ms, p->exec_running_ms,
+                                false, now);
+        for (size_t i = 0; i < p->nvcalls; i++)
+            if (p->vcalls[i].started)
+                rc |= s_status_call(msg, calls, p->vcalls[i].service, p->vcalls[i].sent_ms,
+                                    p->vcalls[i].running_ms, p->vcalls[i].done, now);
+    }
+    pthread_mutex_unlock(&self->lock);
     return rc != 0 ? -1 : 0;
 }
 
@@ -1724,6 +1993,7 @@ kz_router_t *kz_router_new(const kz_config_t *cfg, kz_bus_t *bus, const char *id
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&self->rec_wake, &ca);
+    pthread_cond_init(&self->vdone, &ca);
     pthread_condattr_destroy(&ca);
 
     struct sigaction sa;
@@ -1818,7 +2088,7 @@ void kz_router_stop(kz_router_t *self, void (*pump)(void *arg, int timeout_ms), 
         pthread_mutex_unlock(&self->lock);
         kz_warn("plan %s: its worker does not stop; failing it without the rollback", p->id);
         s_publish_failed(self->bus, p->id, p->target, kz_msg_corr(p->msg), state,
-                         "interrupted: orchestrator stopping (not rolled back)");
+                         "interrupted: orchestrator stopping (not rolled back)", "interrupted");
         s_count(self, "failed");
     }
 }
@@ -1861,6 +2131,7 @@ void kz_router_destroy(kz_router_t **self_p)
     }
     free(self->finals);
     pthread_cond_destroy(&self->rec_wake);
+    pthread_cond_destroy(&self->vdone);
     pthread_mutex_destroy(&self->integrate_lock);
     pthread_mutex_destroy(&self->lock);
     free(self);

@@ -40,9 +40,16 @@ void kz_router_add(kz_router_t *self, kz_delivery_t **d_p);
    take recovered plans. Returns the ms until it wants to run again. */
 int64_t kz_router_tick(kz_router_t *self);
 
+/* A request.started event (the orchestrator subscribes to them): a call
+   of one of the router's plans left the broker's queue and a worker took
+   it; kaizen status then shows it running rather than queued */
+void kz_router_on_started(kz_router_t *self, const kz_msg_t *msg);
+
 /* The router's counts as map "router" of the status reply: active (queued
    and running), running, queued, awaiting (approval), accepted, rejected,
-   failed (totals since start). 0 / -1 */
+   failed (totals since start), and "plans": the plans queued or running
+   (at most 100), each {plan_id, target, state, for_ms, calls: [{service,
+   state queued | running | done, for_ms}]}. 0 / -1 */
 int kz_router_status(kz_router_t *self, kz_msg_t *msg, kz_val_t *map);
 
 /* Stop: leave the group (later deliveries go back to the broker), give

@@ -53,6 +53,7 @@ typedef struct s_schema s_schema_t;
 struct kz_msg {
     int version;
     int64_t ts;
+    int64_t deadline; /* 0 = none */
     struct {
         const char *ptr; /* NULL when unset */
         uint32_t len;
@@ -319,6 +320,16 @@ int kz_msg_set_target(kz_msg_t *self, const char *target)
 void kz_msg_set_ts(kz_msg_t *self, int64_t ts_us)
 {
     self->ts = ts_us;
+}
+
+int64_t kz_msg_deadline(const kz_msg_t *self)
+{
+    return self->deadline;
+}
+
+void kz_msg_set_deadline(kz_msg_t *self, int64_t deadline_us)
+{
+    self->deadline = deadline_us > 0 ? deadline_us : 0;
 }
 
 kz_val_t *kz_msg_body(kz_msg_t *self)
@@ -1514,6 +1525,7 @@ static const s_field_t s_exec_request[] = {
 static const s_field_t s_exec_result[] = {
     STR("plan_id", 1, L_ID),        ENUM("status", s_exec_status), STR_OPT("commit", 1, L_COMMIT),
     STRARR_OPT("files", 0, L_PATH), STR_OPT("diffstat", 0, 0),     STR_OPT("error", 0, 0),
+    STR_OPT("cause", 1, L_WORD),
 };
 static const s_field_t s_validate_request[] = {
     STR("plan_id", 1, L_ID),         STR("commit", 1, L_COMMIT),
@@ -1537,11 +1549,22 @@ static const s_field_t s_plan_failed[] = {
     STR("state", 1, L_WORD),
     STR("reason", 0, 0),
 };
-static const char *const s_outcomes[] = {"success", "failure", NULL};
+static const char *const s_outcomes[] = {"success", "failure", "ignored", NULL};
 static const s_field_t s_learn_update[] = {
     STR("pattern", 1, 1024),     INT("success", 0),
     INT("failure", 0),           NUM("rate"),
     STR_OPT("plan_id", 1, L_ID), ENUM_OPT("outcome", s_outcomes),
+    STR_OPT("cause", 1, L_WORD),
+};
+static const s_field_t s_request_cancel[] = {
+    STR("id", 1, 64),
+    STR_OPT("service", 1, L_NAME),
+    STR_OPT("reason", 0, 0),
+};
+static const s_field_t s_request_started[] = {
+    STR("id", 1, 64),
+    STR("service", 1, L_NAME),
+    STR_OPT("plan_id", 1, L_ID),
 };
 static const s_field_t s_feedback_decision[] = {
     STR("plan_id", 1, L_ID),
@@ -1588,6 +1611,8 @@ static const s_schema_t s_schemas[] = {
     SCHEMA("plan.ready", s_plan),
     SCHEMA("plan.rejected", s_plan_decision),
     SCHEMA("plan.state", s_plan_state),
+    SCHEMA("request.cancel", s_request_cancel),
+    SCHEMA("request.started", s_request_started),
     SCHEMA("scan.completed", s_scan_completed),
     SCHEMA("scan.started", s_scan_started),
     SCHEMA("status.reply", s_status_reply),
@@ -1846,7 +1871,7 @@ kz_msg_t *kz_msg_decode(const uint8_t *buf, size_t len, const kz_msg_limits_t *l
     }
     /* pick the envelope keys out first, then check them in a fixed order:
        the version first, since a v2 envelope may differ in anything else */
-    enum { E_V, E_ID, E_TYPE, E_SRC, E_TS, E_CORR, E_TARGET, E_BODY, E_N };
+    enum { E_V, E_ID, E_TYPE, E_SRC, E_TS, E_CORR, E_TARGET, E_BODY, E_DEADLINE, E_N };
     const kz_val_t *env[E_N] = {NULL};
     self->body.type = KZ_VAL_NIL;
     for (uint32_t i = 0; i < root.u.map.count; i++) {
@@ -1872,6 +1897,9 @@ kz_msg_t *kz_msg_decode(const uint8_t *buf, size_t len, const kz_msg_limits_t *l
         case 6:
             slot = memcmp(k, "target", 6) == 0 ? E_TARGET : -1;
             break;
+        case 8:
+            slot = memcmp(k, "deadline", 8) == 0 ? E_DEADLINE : -1;
+            break;
         default:
             break; /* unknown keys are ignored (forward compatibility) */
         }
@@ -1895,7 +1923,8 @@ kz_msg_t *kz_msg_decode(const uint8_t *buf, size_t len, const kz_msg_limits_t *l
         goto fail;
     }
     self->version = KZ_PROTO_VERSION;
-    static const char *const names[] = {"v", "id", "type", "src", "ts", "corr", "target", "body"};
+    static const char *const names[] = {"v",    "id",     "type", "src",     "ts",
+                                        "corr", "target", "body", "deadline"};
     static const int required_order[] = {E_TYPE, E_ID, E_SRC, E_TS, E_BODY};
     for (size_t i = 0; i < sizeof(required_order) / sizeof(required_order[0]); i++) {
         int slot = required_order[i];
@@ -1929,6 +1958,17 @@ kz_msg_t *kz_msg_decode(const uint8_t *buf, size_t len, const kz_msg_limits_t *l
         goto fail;
     }
     self->ts = ts->u.i;
+    const kz_val_t *dl = env[E_DEADLINE];
+    if (dl && (dl->type == KZ_VAL_UINT || (dl->type == KZ_VAL_INT && dl->u.i < 0))) {
+        s_fail(err, NULL, KZ_EMSG_VALUE, "deadline: integer out of range");
+        goto fail;
+    }
+    if (dl && dl->type != KZ_VAL_INT) {
+        s_fail(err, NULL, KZ_EMSG_TYPE, "deadline: expected integer, got %s",
+               s_type_name(dl->type));
+        goto fail;
+    }
+    self->deadline = dl ? dl->u.i : 0;
     const kz_val_t *body = env[E_BODY];
     self->body = *body;
     if (s_check_envelope(self, &d.lim, true, err) != 0)
@@ -2127,7 +2167,8 @@ int kz_msg_encode(const kz_msg_t *self, uint8_t **buf_p, size_t *len_p, kz_msg_e
     e.scratch.cap = 0;
     msgpack_packer_init(&e.pk, &out, s_out_write);
 
-    uint32_t n = 6 + (self->str[S_CORR].ptr != NULL) + (self->str[S_TARGET].ptr != NULL);
+    uint32_t n = 6 + (self->str[S_CORR].ptr != NULL) + (self->str[S_TARGET].ptr != NULL) +
+                 (self->deadline > 0);
     e.items += 2 * n;
     msgpack_pack_map(&e.pk, n);
     s_pack_str(&e.pk, "v", 1);
@@ -2147,6 +2188,10 @@ int kz_msg_encode(const kz_msg_t *self, uint8_t **buf_p, size_t *len_p, kz_msg_e
     if (self->str[S_TARGET].ptr) {
         s_pack_str(&e.pk, "target", 6);
         s_pack_str(&e.pk, self->str[S_TARGET].ptr, self->str[S_TARGET].len);
+    }
+    if (self->deadline > 0) {
+        s_pack_str(&e.pk, "deadline", 8);
+        msgpack_pack_int64(&e.pk, self->deadline);
     }
     s_pack_str(&e.pk, "body", 4);
     s_path_key(&e.path, "body", 4);
@@ -2395,6 +2440,9 @@ char *kz_msg_to_json(const kz_msg_t *self)
     s_buf_put(&b, num, (size_t)snprintf(num, sizeof(num), ",\"ts\":%" PRId64, self->ts));
     s_json_field(&b, "corr", self->str[S_CORR].ptr, self->str[S_CORR].len);
     s_json_field(&b, "target", self->str[S_TARGET].ptr, self->str[S_TARGET].len);
+    if (self->deadline > 0)
+        s_buf_put(&b, num,
+                  (size_t)snprintf(num, sizeof(num), ",\"deadline\":%" PRId64, self->deadline));
     s_buf_cstr(&b, ",\"body\":");
     s_json_value(&b, &self->body, 0);
     s_buf_put(&b, "}", 1);
@@ -2457,4 +2505,186 @@ bool kz_id_valid(const char *id)
                           (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
             return false;
     return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Peeking at an envelope                                              */
+
+/* A cursor over BUF for kz_msg_peek: reads check the end, skips are
+   bounded in depth */
+typedef struct {
+    const uint8_t *p, *end;
+} s_peek_t;
+
+static bool s_peek_take(s_peek_t *c, size_t n, const uint8_t **out)
+{
+    if ((size_t)(c->end - c->p) < n)
+        return false;
+    if (out)
+        *out = c->p;
+    c->p += n;
+    return true;
+}
+
+static bool s_peek_be(s_peek_t *c, size_t n, uint64_t *v)
+{
+    const uint8_t *b;
+    if (!s_peek_take(c, n, &b))
+        return false;
+    *v = 0;
+    for (size_t i = 0; i < n; i++)
+        *v = (*v << 8) | b[i];
+    return true;
+}
+
+/* A string header: its bytes in *S, *LEN; false when not a string */
+static bool s_peek_str(s_peek_t *c, const uint8_t **s, size_t *len)
+{
+    const uint8_t *b;
+    uint64_t n;
+    if (!s_peek_take(c, 1, &b))
+        return false;
+    if ((*b & 0xe0) == 0xa0)
+        n = *b & 0x1f;
+    else if (*b == 0xd9 || *b == 0xda || *b == 0xdb) {
+        if (!s_peek_be(c, (size_t)1 << (*b - 0xd9), &n))
+            return false;
+    } else
+        return false;
+    if (n > (uint64_t)(c->end - c->p))
+        return false;
+    *len = (size_t)n;
+    return s_peek_take(c, *len, s);
+}
+
+/* An integer that fits int64; false otherwise */
+static bool s_peek_int(s_peek_t *c, int64_t *v)
+{
+    const uint8_t *b;
+    uint64_t u;
+    if (!s_peek_take(c, 1, &b))
+        return false;
+    if (*b <= 0x7f) {
+        *v = *b;
+        return true;
+    }
+    if (*b >= 0xe0) {
+        *v = (int8_t)*b;
+        return true;
+    }
+    if (*b >= 0xcc && *b <= 0xcf) { /* uint 8..64 */
+        if (!s_peek_be(c, (size_t)1 << (*b - 0xcc), &u) || u > INT64_MAX)
+            return false;
+        *v = (int64_t)u;
+        return true;
+    }
+    if (*b >= 0xd0 && *b <= 0xd3) { /* int 8..64 */
+        size_t n = (size_t)1 << (*b - 0xd0);
+        if (!s_peek_be(c, n, &u))
+            return false;
+        if (n < 8 && (u >> (8 * n - 1)) & 1)
+            u |= ~(uint64_t)0 << (8 * n); /* sign-extend */
+        *v = (int64_t)u;
+        return true;
+    }
+    return false;
+}
+
+/* Skip one value, at most DEPTH levels of nesting; false when malformed */
+static bool s_peek_skip(s_peek_t *c, int depth)
+{
+    const uint8_t *b;
+    uint64_t n = 0, items = 0;
+    if (depth > 16 || !s_peek_take(c, 1, &b))
+        return false;
+    uint8_t t = *b;
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3)
+        return true;
+    if ((t & 0xe0) == 0xa0)
+        return s_peek_take(c, t & 0x1f, NULL);
+    if ((t & 0xf0) == 0x90)
+        items = t & 0x0f;
+    else if ((t & 0xf0) == 0x80)
+        items = 2 * (uint64_t)(t & 0x0f);
+    else if (t >= 0xcc && t <= 0xcf)
+        return s_peek_take(c, (size_t)1 << (t - 0xcc), NULL);
+    else if (t >= 0xd0 && t <= 0xd3)
+        return s_peek_take(c, (size_t)1 << (t - 0xd0), NULL);
+    else if (t == 0xca || t == 0xcb)
+        return s_peek_take(c, t == 0xca ? 4 : 8, NULL);
+    else if (t == 0xd9 || t == 0xda || t == 0xdb || t == 0xc4 || t == 0xc5 || t == 0xc6) {
+        size_t w = t >= 0xd9 ? (size_t)1 << (t - 0xd9) : (size_t)1 << (t - 0xc4);
+        if (!s_peek_be(c, w, &n) || n > (uint64_t)(c->end - c->p))
+            return false;
+        return s_peek_take(c, (size_t)n, NULL);
+    } else if (t == 0xdc || t == 0xdd || t == 0xde || t == 0xdf) {
+        if (!s_peek_be(c, t == 0xdc || t == 0xde ? 2 : 4, &n))
+            return false;
+        items = t >= 0xde ? 2 * n : n;
+    } else
+        return false; /* extension types and 0xc1: not in a kaizen message */
+    /* each item takes at least one byte: refuse counts the input cannot hold */
+    if (items > (uint64_t)(c->end - c->p))
+        return false;
+    for (uint64_t i = 0; i < items; i++)
+        if (!s_peek_skip(c, depth + 1))
+            return false;
+    return true;
+}
+
+int kz_msg_peek(const uint8_t *buf, size_t len, kz_msg_peek_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!buf || len == 0)
+        return -1;
+    s_peek_t c = {buf, buf + len};
+    const uint8_t *b;
+    uint64_t n;
+    if (!s_peek_take(&c, 1, &b))
+        return -1;
+    if ((*b & 0xf0) == 0x80)
+        n = *b & 0x0f;
+    else if (*b == 0xde || *b == 0xdf) {
+        if (!s_peek_be(&c, *b == 0xde ? 2 : 4, &n))
+            return -1;
+    } else
+        return -1;
+    if (n > 64)
+        return -1; /* an envelope has 8 keys and a few unknown ones at most */
+    bool have_v = false, have_id = false, have_ts = false;
+    for (uint64_t i = 0; i < n; i++) {
+        const uint8_t *k;
+        size_t klen;
+        if (!s_peek_str(&c, &k, &klen))
+            return -1;
+        const uint8_t *s;
+        size_t slen;
+        int64_t v;
+        if (klen == 1 && k[0] == 'v') {
+            if (!s_peek_int(&c, &v) || v != KZ_PROTO_VERSION)
+                return -1;
+            have_v = true;
+        } else if (klen == 2 && memcmp(k, "id", 2) == 0) {
+            if (!s_peek_str(&c, &s, &slen) || slen == 0 || slen >= sizeof out->id ||
+                memchr(s, '\0', slen))
+                return -1;
+            memcpy(out->id, s, slen);
+            out->id[slen] = '\0';
+            have_id = true;
+        } else if (klen == 3 && memcmp(k, "src", 3) == 0) {
+            if (!s_peek_str(&c, &s, &slen) || slen >= sizeof out->src || memchr(s, '\0', slen))
+                return -1;
+            memcpy(out->src, s, slen);
+            out->src[slen] = '\0';
+        } else if (klen == 2 && memcmp(k, "ts", 2) == 0) {
+            if (!s_peek_int(&c, &out->ts) || out->ts < 0)
+                return -1;
+            have_ts = true;
+        } else if (klen == 8 && memcmp(k, "deadline", 8) == 0) {
+            if (!s_peek_int(&c, &out->deadline) || out->deadline < 0)
+                return -1;
+        } else if (!s_peek_skip(&c, 1))
+            return -1;
+    }
+    return have_v && have_id && have_ts ? 0 : -1;
 }

@@ -128,6 +128,12 @@ int kz_msg_set_corr(kz_msg_t *self, const char *corr);
 int kz_msg_set_target(kz_msg_t *self, const char *target);
 void kz_msg_set_ts(kz_msg_t *self, int64_t ts_us);
 
+/* The request's deadline (envelope "deadline"): microseconds since the
+   epoch after which the sender no longer waits for a reply; 0 = none.
+   Setting 0 (or a negative value) removes it. */
+int64_t kz_msg_deadline(const kz_msg_t *self);
+void kz_msg_set_deadline(kz_msg_t *self, int64_t deadline_us);
+
 /* The body map: mutable for building, read-only after decode by convention */
 kz_val_t *kz_msg_body(kz_msg_t *self);
 const kz_val_t *kz_msg_body_const(const kz_msg_t *self);
@@ -188,6 +194,20 @@ kz_msg_t *kz_msg_decode(const uint8_t *buf, size_t len, const kz_msg_limits_t *l
    arena: kz_msg_body_const(result). NULL on error. */
 kz_msg_t *kz_msg_decode_value(const uint8_t *buf, size_t len, const kz_msg_limits_t *limits,
                               kz_msg_err_t *err);
+
+/* What the broker needs of a request without decoding it: the envelope's
+   id, src, ts and deadline (0 when absent). kz_msg_peek walks only the
+   top-level map of BUF[0..LEN) (nested values are skipped, bounds and
+   depth checked) and returns 0 when it is a version-1 envelope with an
+   id and a ts, -1 otherwise (a stock Majordomo client's body, garbage).
+   It does not check the rest of the message: a worker still decodes it. */
+typedef struct {
+    char id[65];
+    char src[256];
+    int64_t ts;
+    int64_t deadline;
+} kz_msg_peek_t;
+int kz_msg_peek(const uint8_t *buf, size_t len, kz_msg_peek_t *out);
 
 /* Short constant name for a code: "truncated", "trailing bytes", ... */
 const char *kz_msg_strerror(int code);

@@ -80,6 +80,11 @@ typedef struct {
     char *diffstat;
     char error[4096];
     char note[2048]; /* what was reverted, for the reply and the log */
+    /* why a "failed" job failed (exec.result cause): "fixer" when the
+       fixer itself misbehaved on the files (it counts against the fixer),
+       "timeout", "interrupted", else "error" (git, the worktree, a fixer
+       that cannot start: the machinery's, not the fixer's) */
+    const char *cause;
 } s_job_t;
 
 static int s_fail_job(s_job_t *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -352,6 +357,8 @@ static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
     po.err_cap = 256 * 1024;
     po.tick = kz_agent_proc_tick;
     po.tick_arg = job->agent;
+    po.cancel = kz_agent_proc_cancel;
+    po.cancel_arg = job->agent;
     kz_proc_result_t res;
     char err[512];
     kz_info("plan %s: running fixer '%s' on %zu file(s) in '%s'", job->plan_id, fx->name,
@@ -359,12 +366,17 @@ static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
     int rc = kz_proc_run(&po, &res, err, sizeof err);
     if (rc != 0)
         rc = s_fail_job(job, "fixer '%s': %s", fx->name, err);
-    else if (res.timed_out)
+    else if (res.cancelled) {
+        job->cause = "interrupted";
+        rc = s_fail_job(job, "fixer '%s' stopped: the plan's request was cancelled", fx->name);
+    } else if (res.timed_out) {
+        job->cause = "timeout";
         rc = s_fail_job(job, "fixer '%s' timed out after %d s (fixers[].timeout)", fx->name,
                         po.timeout_ms / 1000);
-    else if (res.term_signal != 0 || res.exit_code < 0)
+    } else if (res.term_signal != 0 || res.exit_code < 0) {
+        job->cause = "fixer";
         rc = s_fail_job(job, "fixer '%s' was killed by signal %d", fx->name, res.term_signal);
-    else {
+    } else {
         *exit_code = res.exit_code;
         s_first_line(res.err, line, linelen);
         if (!line[0])
@@ -414,14 +426,17 @@ static int s_inspect(s_job_t *job)
             char why[1024], path[PATH_MAX * 2];
             struct stat st;
             snprintf(path, sizeof path, "%s/%s", job->wt, p);
-            if (!kz_path_inside(job->wt, p, why, sizeof why))
+            if (!kz_path_inside(job->wt, p, why, sizeof why)) {
+                job->cause = "fixer";
                 rc = s_fail_job(job, "fixer '%s' made '%s' leave the worktree: %s",
                                 job->fixer->name, p, why);
-            else if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            } else if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+                job->cause = "fixer";
                 rc = s_fail_job(job,
                                 "fixer '%s' turned '%s' into something that is not a "
                                 "regular file",
                                 job->fixer->name, p);
+            }
             continue;
         }
         /* not a plan file: put it back as it was at the base */
@@ -604,6 +619,8 @@ static int s_reply(kz_agent_t *agent, kz_delivery_t *d, const s_job_t *job, s_st
     }
     if (job->error[0])
         rc |= kz_map_put_str(reply, b, "error", job->error);
+    if (st == S_FAILED)
+        rc |= kz_map_put_str(reply, b, "cause", job->cause ? job->cause : "error");
     const char *target = kz_msg_target(d->msg);
     if (target && *target)
         rc |= kz_msg_set_target(reply, target);

@@ -2,11 +2,15 @@
     outcome of each plan (layer "learning")
 
     A member of queue group "learning.patterns" on the prefix "plan." (one
-    group can have only one prefix): it handles the final outcomes
-    plan.accepted (a success), plan.rejected and plan.failed (failures; a
-    plan.rejected may come from a person before anything ran, which counts
-    as a failure of the proposal too) and acknowledges every other plan.*
-    event at once.
+    group can have only one prefix): it handles the final outcomes and
+    acknowledges every other plan.* event at once. Only what the fixer
+    did counts (s_outcome_of): plan.accepted is a success; plan.rejected
+    for the change (cause "change") or by a person ("person") and
+    plan.failed because the fixer failed ("fixer") are failures. The
+    machinery's causes - nothing to do, a suite that cannot run at the
+    base, timeouts, lost replies, no executor, integration conflicts -
+    move no rate: the learner still publishes learn.update for them, with
+    outcome "ignored", the cause and the counts unchanged.
 
     For an outcome it looks the plan up (improvement_suggestions by
     plan_id: implementation_plan is the plan.proposed / plan.ready body
@@ -315,9 +319,38 @@ static int s_plan_wait(kz_agent_t *agent, s_self_t *self, const char *plan_id, s
 
 /* ------------------------------------------------------------ handler */
 
-/* Count OUTCOME of PLAN_ID for PATTERN and publish it. 0 / -1 (NACK) */
+/* What a plan's end says of its fixer */
+typedef enum { S_SUCCESS, S_FAILURE, S_IGNORED } s_outcome_t;
+
+static const char *s_outcome_name(s_outcome_t o)
+{
+    return o == S_SUCCESS ? "success" : o == S_FAILURE ? "failure" : "ignored";
+}
+
+/* The outcome of final event TYPE with cause CAUSE (may be NULL): only
+   what the fixer did counts. Accepted: a success. Rejected because of the
+   change (a validator, cause "change") or by a person ("person"; an old
+   plan.rejected without a cause is one of those two): a failure. Failed
+   because the fixer itself failed on the files ("fixer"): a failure.
+   Every other cause is the machinery's or the plan's - nothing to do, a
+   test suite that cannot run at the base, timeouts, lost replies, no
+   executor or validator, integration conflicts, interruptions - and
+   moves no rate. */
+static s_outcome_t s_outcome_of(const char *type, const char *cause)
+{
+    if (strcmp(type, "plan.accepted") == 0)
+        return S_SUCCESS;
+    if (strcmp(type, "plan.rejected") == 0)
+        return !cause || strcmp(cause, "change") == 0 || strcmp(cause, "person") == 0 ? S_FAILURE
+                                                                                      : S_IGNORED;
+    return cause && strcmp(cause, "fixer") == 0 ? S_FAILURE : S_IGNORED;
+}
+
+/* Count OUTCOME of PLAN_ID for PATTERN and publish it (an ignored one is
+   published with the counts unchanged and its CAUSE, so whoever waits for
+   the plan's learn.update hears that it was not counted). 0 / -1 (NACK) */
 static int s_learn(kz_agent_t *agent, s_self_t *self, const char *plan_id, const char *pattern,
-                   const char *target, bool success)
+                   const char *target, s_outcome_t outcome, const char *cause)
 {
     char err[1024];
     char key[S_ID_MAX + S_PATTERN_MAX + 2];
@@ -341,9 +374,9 @@ static int s_learn(kz_agent_t *agent, s_self_t *self, const char *plan_id, const
         s = mem->s > s ? mem->s : s;
         f = mem->f > f ? mem->f : f;
     }
-    if (success)
+    if (outcome == S_SUCCESS)
         s++;
-    else
+    else if (outcome == S_FAILURE)
         f++;
     double rate = (double)(s + 1) / (double)(s + f + 2);
 
@@ -356,7 +389,9 @@ static int s_learn(kz_agent_t *agent, s_self_t *self, const char *plan_id, const
         kz_map_put_int(msg, b, "success", s) != 0 || kz_map_put_int(msg, b, "failure", f) != 0 ||
         kz_map_put_float(msg, b, "rate", rate) != 0 ||
         kz_map_put_str(msg, b, "plan_id", plan_id) != 0 ||
-        kz_map_put_str(msg, b, "outcome", success ? "success" : "failure") != 0) {
+        kz_map_put_str(msg, b, "outcome", s_outcome_name(outcome)) != 0 ||
+        (cause && kz_id_valid(cause) && strlen(cause) <= 64 &&
+         kz_map_put_str(msg, b, "cause", cause) != 0)) {
         kz_msg_destroy(&msg);
         return kz_fail("out of memory");
     }
@@ -366,8 +401,14 @@ static int s_learn(kz_agent_t *agent, s_self_t *self, const char *plan_id, const
     }
     if (s_count_set(self, pattern, s, f) != 0 || s_see(self, key) != 0)
         return kz_fail("out of memory");
-    kz_info("learned from plan '%s' (%s): pattern '%s' now %ld successes, %ld failures, rate %.3f",
-            plan_id, success ? "success" : "failure", pattern, s, f, rate);
+    if (outcome == S_IGNORED)
+        kz_info("plan '%s' not counted for pattern '%s' (cause %s: not the fixer's doing): still "
+                "%ld successes, %ld failures, rate %.3f",
+                plan_id, pattern, cause ? cause : "-", s, f, rate);
+    else
+        kz_info("learned from plan '%s' (%s): pattern '%s' now %ld successes, %ld failures, rate "
+                "%.3f",
+                plan_id, s_outcome_name(outcome), pattern, s, f, rate);
     return 0;
 }
 
@@ -377,10 +418,12 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
     if (d->kind != KZ_DELIVERY_GROUP)
         return 0;
     const char *type = kz_msg_type(d->msg);
-    bool success = strcmp(type, "plan.accepted") == 0;
-    if (!success && strcmp(type, "plan.rejected") != 0 && strcmp(type, "plan.failed") != 0)
+    if (strcmp(type, "plan.accepted") != 0 && strcmp(type, "plan.rejected") != 0 &&
+        strcmp(type, "plan.failed") != 0)
         return 0; /* plan.proposed, plan.ready, plan.state, ...: not an outcome */
     const kz_val_t *body = kz_msg_body_const(d->msg);
+    const char *cause = kz_map_str(body, "cause");
+    s_outcome_t outcome = s_outcome_of(type, cause);
     const char *plan_id = kz_map_str(body, "plan_id");
     if (!kz_id_valid(plan_id)) {
         kz_warn("%s from '%s' with an invalid plan_id: ignored", type, kz_msg_src(d->msg));
@@ -434,7 +477,7 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
             kz_warn("plan '%s': pattern for rule '%s' too long: skipped", plan_id, plan.rules[i]);
             continue;
         }
-        result = s_learn(agent, self, plan_id, pattern, target, success);
+        result = s_learn(agent, self, plan_id, pattern, target, outcome, cause);
         kz_agent_keepalive(agent); /* up to S_MAX_RULES patterns, each read and published */
     }
     s_plan_free(&plan);

@@ -466,7 +466,9 @@ static int s_run_tool(s_job_t *job, const char *root, const char *which, kz_find
                                .files = files,
                                .nfiles = n,
                                .tick = kz_agent_proc_tick,
-                               .tick_arg = job->agent};
+                               .tick_arg = job->agent,
+                               .cancel = kz_agent_proc_cancel,
+                               .cancel_arg = job->agent};
     kz_tool_result_t res;
     int rc = 0;
     if (n == 0) {

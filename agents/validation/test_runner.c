@@ -283,6 +283,8 @@ static int s_run_tests(kz_agent_t *agent, const kz_target_config_t *target, cons
     po.err_cap = S_OUT_CAP;
     po.tick = kz_agent_proc_tick;
     po.tick_arg = agent;
+    po.cancel = kz_agent_proc_cancel; /* the plan ended elsewhere: stop the suite */
+    po.cancel_arg = agent;
     kz_proc_result_t pr;
     char err[512];
     int rc = kz_proc_run(&po, &pr, err, sizeof err);
@@ -290,6 +292,15 @@ static int s_run_tests(kz_agent_t *agent, const kz_target_config_t *target, cons
     run->duration_ms = pr.duration_us / 1000;
     if (rc != 0) {
         s_run_error(run, "unable to run the test command of '%s': %s", target->name, err);
+        kz_proc_result_free(&pr);
+        unlink(junit);
+        return 0;
+    }
+    if (pr.cancelled) {
+        char why[320];
+        kz_agent_cancelled(agent, why, sizeof why);
+        s_run_error(run, "stopped the tests of '%s' at %.12s: the request was %s", target->name,
+                    run->commit, why[0] ? why : "cancelled");
         kz_proc_result_free(&pr);
         unlink(junit);
         return 0;
@@ -604,6 +615,13 @@ static int s_base_run(kz_agent_t *agent, const kz_target_config_t *target, s_run
             return 0;
         }
         kz_agent_keepalive(agent);
+        char why[320];
+        if (kz_agent_cancelled(agent, why, sizeof why)) {
+            s_run_error(run, "stopped waiting for the base run of '%s': the request was %s",
+                        target->name, why);
+            close(fd);
+            return 0;
+        }
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

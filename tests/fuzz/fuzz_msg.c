@@ -5,6 +5,10 @@
     decoder checked), and decoding that encoding must give the same JSON
     rendering: the codec is a fixed point after one round.
 
+    kz_msg_peek (what the broker reads of a request) must never read past
+    the input and must agree with the decoder on every envelope the
+    decoder accepts.
+
     Seed corpus: tests/fuzz/corpus/msg/ (one valid message of each core
     type, written by `KZ_MSG_CORPUS=DIR test_msg`).
 */
@@ -37,8 +41,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     s_check_value(data, size);
 
+    /* the broker's peek reads any input without crashing; what decodes
+       as an envelope, it reads the same way as the decoder */
+    kz_msg_peek_t pk;
+    int peeked = kz_msg_peek(data, size, &pk);
+
     kz_msg_err_t err;
     kz_msg_t *msg = kz_msg_decode(data, size, NULL, &err);
+    if (msg && (peeked != 0 || strcmp(pk.id, kz_msg_id(msg)) != 0 || pk.ts != kz_msg_ts(msg) ||
+                pk.deadline != kz_msg_deadline(msg) || strcmp(pk.src, kz_msg_src(msg)) != 0))
+        abort();
     if (!msg) {
         if (err.code <= 0 || err.code > KZ_EMSG_KEY || err.text[0] == '\0')
             abort();

@@ -202,7 +202,7 @@ stats "d['drops'].get('too many names', 0) >= 904" ||
     fail "the names over the cap were not refused: $(stats 'd["drops"]')"
 kz_wait_for 60 stats "not any(k.startswith('junk.') for k in d['services'])" ||
     fail "idle services were not reclaimed: $(stats 'len(d["services"])')"
-stats "d['drops'].get('request expired', 0) == 4096" ||
+stats "d['drops'].get('no worker', 0) == 4096" ||
     fail "expired requests miscounted: $(stats 'd["drops"]')"
 kz_start fresh "$WORKER" "$R" fresh --name fresh
 [[ "$("$CLIENT" "$R" fresh hi --timeout 20000 --retries 0)" == "fresh:hi" ]] ||

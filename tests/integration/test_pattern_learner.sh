@@ -6,7 +6,12 @@
 # outcomes as the router or a person would:
 #   P1 (rules E501, W291, E501) accepted -> both patterns 1 success, rate 2/3
 #   P2 (E501) rejected by a person -> E501: 1 success 1 failure, rate 1/2
-#   P3 (E501, no language: from its file) failed -> 1 / 2, rate 2/5
+#   P3 (E501, no language: from its file) failed, cause fixer -> 1 / 2, rate 2/5
+#   P3b, P3c, P3d failed for the machinery's causes (nothing to do, a test
+#   suite that cannot run at the base, a timeout), P3e rejected after
+#   "nothing to do" by an old router (cause unknown to the learner)
+#                                           -> not counted: learn.update
+#                                              outcome "ignored", rate unchanged
 #   P1 accepted again (a second message)    -> not counted twice
 #   the learner restarted (memory lost), P2 rejected again -> not counted
 #   P4 of a target not in the config        -> nothing learned
@@ -89,10 +94,30 @@ kz_wait_for 30 is "$E501" "1/1 0.5000 2" || fail "E501 after P2: $(row "$E501")"
 
 # no language in the plan: from its file; the outcome without a target
 pub plan.proposed "$(plan P3 '["E501"]')" --target repo1 --corr P3
-pub plan.failed '{"plan_id":"P3","state":"executing","reason":"exec.refactor timed out"}' --corr P3
+pub plan.failed '{"plan_id":"P3","state":"executing","reason":"fixer black was killed by signal 11","cause":"fixer"}' --corr P3
 kz_wait_for 30 is "$E501" "1/2 0.4000 3" || fail "E501 after P3: $(row "$E501")"
 expect "SELECT pattern_type, pattern_data->>'plan_id', pattern_data->>'outcome', last_used_at IS NOT NULL FROM learned_patterns WHERE pattern = '$E501'" \
     "black|P3|failure|t"
+
+# the machinery's failures move no rate: each still gets its learn.update,
+# outcome ignored with the cause, and the stored row stays as it was
+ignored() { [[ $(kz_psql "SELECT count(*) FROM events WHERE type = 'learn.update' AND body->>'plan_id' = '$1' AND body->>'outcome' = 'ignored' AND body->>'cause' = '$2' AND body->>'success' = '1' AND body->>'failure' = '2'") == 1 ]]; }
+for c in "P3b nothing_to_do executing" "P3c suite validating" "P3d timeout validating" "P3e no_executor executing"; do
+    read -r id cause state <<<"$c"
+    pub plan.proposed "$(plan "$id" '["E501"]' ',"language":"python"')" --target repo1 --corr "$id"
+    kz_wait_for 30 stored "$id" || fail "$id not stored"
+    pub plan.failed "{\"plan_id\":\"$id\",\"state\":\"$state\",\"reason\":\"machinery\",\"cause\":\"$cause\"}" --target repo1 --corr "$id"
+    kz_wait_for 30 ignored "$id" "$cause" || fail "$id ($cause) was not published as ignored"
+done
+kz_wait_log learner1 "plan 'P3e' not counted for pattern '$E501' (cause no_executor" ||
+    fail "P3e was not logged as not counted"
+# a plan.rejected whose cause is not about the fixer is not counted either
+pub plan.proposed "$(plan P3f '["E501"]' ',"language":"python"')" --target repo1 --corr P3f
+kz_wait_for 30 stored P3f || fail "P3f not stored"
+pub plan.rejected '{"plan_id":"P3f","state":"executed","reason":"nothing to do","cause":"nothing_to_do"}' --target repo1 --corr P3f
+kz_wait_for 30 ignored P3f nothing_to_do || fail "P3f was counted"
+is "$E501" "1/2 0.4000 3" || fail "the machinery's failures moved E501: $(row "$E501")"
+expect "SELECT pattern_data->>'plan_id' FROM learned_patterns WHERE pattern = '$E501'" "P3"
 
 # the same outcome again: not counted twice
 pub plan.accepted '{"plan_id":"P1","commit":"abc1234","branch":"kaizen/plan-P1"}' --target repo1 --corr P1
@@ -118,9 +143,9 @@ pub plan.accepted '{"plan_id":"P5","commit":"abc1234","branch":"kaizen/plan-P5"}
 kz_wait_for 30 is "$W291" "2/0 0.7500 2" || fail "W291 after P5: $(row "$W291")"
 
 expect "SELECT count(*) FROM learned_patterns" "2"
-expect "SELECT count(*) FROM events WHERE type = 'learn.update'" "5"
+expect "SELECT count(*) FROM events WHERE type = 'learn.update'" "10"
 expect "SELECT string_agg(body->>'plan_id' || ':' || (body->>'outcome'), ' ' ORDER BY seq) FROM events WHERE type = 'learn.update' AND body->>'pattern' = '$E501'" \
-    "P1:success P2:failure P3:failure"
+    "P1:success P2:failure P3:failure P3b:ignored P3c:ignored P3d:ignored P3e:ignored P3f:ignored"
 
 # two targets at once: each plan's pattern names its own target (the
 # stored row's, whatever the outcome's envelope says)
@@ -129,7 +154,7 @@ pub plan.proposed "$(plan P7 '["E501"]' ',"language":"python"')" --target repo1 
 kz_wait_for 30 stored P6 || fail "P6 not stored"
 kz_wait_for 30 stored P7 || fail "P7 not stored"
 pub plan.accepted '{"plan_id":"P6","commit":"abc1234","branch":"kaizen/plan-P6"}' --target repo1 --corr P6
-pub plan.failed '{"plan_id":"P7","state":"executing","reason":"test"}' --target repo2 --corr P7
+pub plan.failed '{"plan_id":"P7","state":"executing","reason":"test","cause":"fixer"}' --target repo2 --corr P7
 kz_wait_for 30 is 'black|E501|python|repo2' "1/0 0.6667 1" ||
     fail "E501 of repo2 after P6: $(row 'black|E501|python|repo2')"
 kz_wait_for 30 is "$E501" "1/3 0.3333 4" || fail "E501 of repo1 after P7: $(row "$E501")"

@@ -220,10 +220,13 @@ expect "SELECT verdict FROM validations WHERE plan_id = 'Pbreak' AND validator =
 [[ ! -e $STATE/worktrees/py/plan-Pbreak ]] || fail "the worktree of Pbreak not removed"
 git -C "$REPO" worktree list --porcelain | grep -q plan-Pbreak && fail "worktree plan-Pbreak still registered"
 
-# --- a plan the fixer has nothing to do for (black leaves stats.py as it is)
-wait_status Pnone rejected
-expect "SELECT body->>'state' || ': ' || (body->>'reason' LIKE 'nothing to do: %') FROM events
-        WHERE type = 'plan.rejected' AND body->>'plan_id' = 'Pnone'" "executed: true"
+# --- a plan the fixer has nothing to do for (black leaves stats.py as it is):
+#     it failed while executing (nobody rejected anything, no commit was
+#     made), cause nothing_to_do
+wait_status Pnone failed
+expect "SELECT body->>'state' || ': ' || (body->>'reason' LIKE 'nothing to do: %') || ' ' || (body->>'cause') FROM events
+        WHERE type = 'plan.failed' AND body->>'plan_id' = 'Pnone'" "executing: true nothing_to_do"
+expect "SELECT body->>'cause' FROM events WHERE type = 'plan.rejected' AND body->>'plan_id' = 'Pbreak'" "change"
 expect "SELECT status FROM executions WHERE plan_id = 'Pnone'" "nothing"
 [[ -z $(git -C "$REPO" branch --list kaizen/plan-Pnone) ]] || fail "branch kaizen/plan-Pnone not deleted"
 
@@ -256,17 +259,18 @@ expect "SELECT string_agg(state, ',' ORDER BY id) FROM plan_transitions WHERE pl
 expect "SELECT string_agg(state, ',' ORDER BY id) FROM plan_transitions WHERE plan_id = 'Pask'" \
     "ready,awaiting_approval,approved,executing,executed,validating,accepted"
 expect "SELECT string_agg(state, ',' ORDER BY id) FROM plan_transitions WHERE plan_id = 'Pnone'" \
-    "ready,executing,executed,rejected"
+    "ready,executing,failed"
 expect "SELECT count(*) FROM plan_transitions t JOIN events e ON e.id = t.event_id
         WHERE t.plan_id IN ('Psafe', 'Pbreak', 'Pask', 'Pnone') AND t.state <> 'approved'
         AND t.state <> 'ready' AND e.src NOT LIKE 'orchestrator@%'" "0"
 expect "SELECT implemented_at IS NOT NULL FROM improvement_suggestions WHERE plan_id = 'Psafe'" "t"
-kz_wait_for 10 kz_status 'b["router"]["accepted"] == 2 and b["router"]["rejected"] == 2 and b["router"]["active"] == 0' ||
+kz_wait_for 10 kz_status 'b["router"]["accepted"] == 2 and b["router"]["rejected"] == 1 and b["router"]["failed"] == 1 and b["router"]["active"] == 0' ||
     fail "router status: $(kz_status 'b["router"]')"
 for p in Psafe Pbreak Pask; do
     grep -q "plan $p: validating -> " "$T/orch.log" || fail "the final transition of $p was not logged"
 done
-grep -q "plan Pnone: executed -> rejected: nothing to do: " "$T/orch.log" || fail "Pnone's end was not logged"
+grep -q "plan Pnone: executing -> failed (nothing_to_do): nothing to do: " "$T/orch.log" ||
+    fail "Pnone's end was not logged"
 
 # --- the user's checkout is as it was
 [[ $(user_state) == "$before_user" ]] || fail "the user's checkout changed"

@@ -253,6 +253,14 @@ static kz_msg_t *s_build(const char *type)
         kz_map_put_float(msg, b, "rate", 0.9);
         kz_map_put_str(msg, b, "plan_id", "plan-01");
         kz_map_put_str(msg, b, "outcome", "success");
+    } else if (!strcmp(type, "request.cancel")) {
+        kz_map_put_str(msg, b, "id", "01HZX0000000000000000000000");
+        kz_map_put_str(msg, b, "service", "validate.tests");
+        kz_map_put_str(msg, b, "reason", "plan plan-01 was rejected by validate.review");
+    } else if (!strcmp(type, "request.started")) {
+        kz_map_put_str(msg, b, "id", "01HZX0000000000000000000000");
+        kz_map_put_str(msg, b, "service", "validate.tests");
+        kz_map_put_str(msg, b, "plan_id", "plan-01");
     } else if (!strcmp(type, "feedback.decision")) {
         kz_map_put_str(msg, b, "plan_id", "plan-01");
         kz_map_put_str(msg, b, "decision", "approve");
@@ -285,13 +293,13 @@ static kz_msg_t *s_build(const char *type)
 }
 
 static const char *const s_types[] = {
-    "agent.hello",   "agent.heartbeat",   "agent.bye",       "agent.log",      "agent.run",
-    "scan.started",  "finding.batch",     "metric.batch",    "scan.completed", "analysis.result",
-    "plan.proposed", "plan.ready",        "plan.approved",   "plan.rejected",  "exec.request",
-    "exec.result",   "validate.request",  "validate.result", "plan.accepted",  "plan.failed",
-    "learn.update",  "feedback.decision", "status.request",  "status.reply",   "error",
-    "test.event",    "demo.echo",         "agent.exited",    "agent.failed",   "plan.batch",
-    "plan.ranked",   "plan.state",
+    "agent.hello",   "agent.heartbeat",   "agent.bye",       "agent.log",       "agent.run",
+    "scan.started",  "finding.batch",     "metric.batch",    "scan.completed",  "analysis.result",
+    "plan.proposed", "plan.ready",        "plan.approved",   "plan.rejected",   "exec.request",
+    "exec.result",   "validate.request",  "validate.result", "plan.accepted",   "plan.failed",
+    "learn.update",  "feedback.decision", "status.request",  "status.reply",    "error",
+    "test.event",    "demo.echo",         "agent.exited",    "agent.failed",    "plan.batch",
+    "plan.ranked",   "plan.state",        "request.cancel",  "request.started",
 };
 #define N_TYPES (sizeof(s_types) / sizeof(s_types[0]))
 
@@ -453,6 +461,71 @@ static void test_roundtrip_every_type(void **state)
     assert_false(kz_msg_type_known("no.such.type"));
     assert_false(kz_msg_type_known(""));
     assert_false(kz_msg_type_known(NULL));
+}
+
+/* The envelope's deadline survives a round trip, is absent unless set,
+   and is what kz_msg_peek reads without decoding the body */
+static void test_deadline_and_peek(void **state)
+{
+    (void)state;
+    kz_msg_t *msg = s_build("validate.request");
+    assert_int_equal(kz_msg_deadline(msg), 0);
+    kz_msg_set_deadline(msg, 1700000000123456);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(kz_msg_encode(msg, &buf, &len, NULL), 0);
+    kz_msg_t *back = kz_msg_decode(buf, len, NULL, NULL);
+    assert_non_null(back);
+    assert_int_equal(kz_msg_deadline(back), 1700000000123456);
+    char *json = kz_msg_to_json(back);
+    assert_non_null(strstr(json, "\"deadline\":1700000000123456,\"body\""));
+    free(json);
+    kz_msg_peek_t pk;
+    assert_int_equal(kz_msg_peek(buf, len, &pk), 0);
+    assert_string_equal(pk.id, kz_msg_id(msg));
+    assert_string_equal(pk.src, "tester@host#42");
+    assert_int_equal(pk.ts, kz_msg_ts(msg));
+    assert_int_equal(pk.deadline, 1700000000123456);
+    /* every prefix of the envelope is refused, never read past its end */
+    for (size_t n = 0; n < len; n++)
+        assert_int_equal(kz_msg_peek(buf, n, &pk), -1);
+    free(buf);
+    kz_msg_destroy(&back);
+    /* without a deadline: 0 */
+    kz_msg_set_deadline(msg, 0);
+    assert_int_equal(kz_msg_encode(msg, &buf, &len, NULL), 0);
+    assert_int_equal(kz_msg_peek(buf, len, &pk), 0);
+    assert_int_equal(pk.deadline, 0);
+    back = kz_msg_decode(buf, len, NULL, NULL);
+    assert_int_equal(kz_msg_deadline(back), 0);
+    free(buf);
+    kz_msg_destroy(&back);
+    kz_msg_destroy(&msg);
+    /* a stock Majordomo body, a negative deadline, a string deadline */
+    assert_int_equal(kz_msg_peek((const uint8_t *)"hello", 5, &pk), -1);
+    s_raw_t r;
+    s_raw_init(&r);
+    s_raw_env(&r, "agent.run", 1, 1);
+    s_raw_str(&r, "deadline");
+    msgpack_pack_int64(&r.pk, -5);
+    s_raw_str(&r, "body");
+    msgpack_pack_map(&r.pk, 1);
+    s_raw_str(&r, "agent");
+    s_raw_str(&r, "x");
+    assert_int_equal(kz_msg_peek((const uint8_t *)r.sbuf.data, r.sbuf.size, &pk), -1);
+    s_expect_fail((const uint8_t *)r.sbuf.data, r.sbuf.size, KZ_EMSG_VALUE, "deadline");
+    msgpack_sbuffer_destroy(&r.sbuf);
+    s_raw_init(&r);
+    s_raw_env(&r, "agent.run", 1, 1);
+    s_raw_str(&r, "deadline");
+    s_raw_str(&r, "soon");
+    s_raw_str(&r, "body");
+    msgpack_pack_map(&r.pk, 1);
+    s_raw_str(&r, "agent");
+    s_raw_str(&r, "x");
+    assert_int_equal(kz_msg_peek((const uint8_t *)r.sbuf.data, r.sbuf.size, &pk), -1);
+    s_expect_fail((const uint8_t *)r.sbuf.data, r.sbuf.size, KZ_EMSG_TYPE, "deadline");
+    msgpack_sbuffer_destroy(&r.sbuf);
 }
 
 static void test_roundtrip_optional_absent(void **state)
@@ -1406,6 +1479,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_every_type),
         cmocka_unit_test(test_roundtrip_optional_absent),
+        cmocka_unit_test(test_deadline_and_peek),
         cmocka_unit_test(test_roundtrip_values),
         cmocka_unit_test(test_truncated_every_prefix),
         cmocka_unit_test(test_trailing),
