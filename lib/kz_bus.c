@@ -41,6 +41,9 @@
 #define S_CANCEL_TOPIC      "request.cancel"
 #define S_DEADLINE_GRACE_US 2000000 /* a worker gives up this long after a request's deadline */
 #define S_BUSY_BACKOFF_MS   1000    /* first wait after a "queue_full" refusal, doubled up to 8 s */
+#define S_EXPIRY_WAIT_MS \
+    1000 /* a caller waits this long past its deadline for the
+                                       broker's "expired" answer (it checks every tick) */
 
 typedef struct {
     bool used;
@@ -1548,8 +1551,8 @@ kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p,
                       err.text);
                 goto done;
             }
-            int rc = s_call_once(self, service, buf, len, until, fresh, s_accept_envelope, &ctx,
-                                 errbuf, errlen);
+            int rc = s_call_once(self, service, buf, len, until + S_EXPIRY_WAIT_MS, fresh,
+                                 s_accept_envelope, &ctx, errbuf, errlen);
             free(buf);
             if (rc < 0)
                 goto done; /* interrupted: the caller cancels when it wants to */

@@ -1,7 +1,7 @@
 /*  kz_serve.c - serve a service through lib/kz_bus (a Majordomo worker)
 
     kz_serve SERVICE [-c FILE] [--delay-ms MS] [--busy-ms MS [--no-keepalive]]
-             [--count N]
+             [--count N] [--cancellable]
 
     For each request prints "got ID" (the request envelope's id, flushed),
     waits --delay-ms, works --busy-ms in 100 ms slices calling
@@ -9,7 +9,11 @@
     the calls out, so the broker may give the request to another worker)
     and then prints "done ID", and replies with the request envelope itself
     under a new id, src = this worker and corr = the request's id: an echo of any
-    type. Exits 0 after --count requests or on SIGTERM/SIGINT.
+    type. With --cancellable it looks between the slices whether the
+    request was cancelled (kz_bus_request_cancelled: its client's
+    request.cancel, or its deadline); if so it prints "cancelled ID: WHY"
+    and answers with an error instead. Exits 0 after --count requests or on
+    SIGTERM/SIGINT.
 */
 #include <errno.h>
 #include <getopt.h>
@@ -35,7 +39,7 @@ static void s_on_signal(int sig)
 static int s_usage(void)
 {
     fprintf(stderr, "usage: kz_serve SERVICE [-c FILE] [--delay-ms MS] "
-                    "[--busy-ms MS [--no-keepalive]] [--count N]\n");
+                    "[--busy-ms MS [--no-keepalive]] [--count N] [--cancellable]\n");
     return 2;
 }
 
@@ -46,8 +50,10 @@ static void s_sleep_ms(long ms)
 }
 
 /* Work MS milliseconds in 100 ms slices, keeping the bus alive between
-   them when KEEPALIVE (what an agent does around a long subprocess) */
-static void s_busy(kz_bus_t *bus, long ms, bool keepalive)
+   them when KEEPALIVE (what an agent does around a long subprocess); with
+   CANCELLABLE, stop when REQUEST is cancelled (WHY says why): true then */
+static bool s_busy(kz_bus_t *bus, const kz_delivery_t *request, long ms, bool keepalive,
+                   bool cancellable, char *why, size_t len)
 {
     while (ms > 0 && !s_stop) {
         long slice = ms < 100 ? ms : 100;
@@ -55,21 +61,22 @@ static void s_busy(kz_bus_t *bus, long ms, bool keepalive)
         ms -= slice;
         if (keepalive && kz_bus_keepalive(bus) != 0)
             fprintf(stderr, "kz_serve: keepalive failed\n");
+        if (cancellable && kz_bus_request_cancelled(bus, request, why, len))
+            return true;
     }
+    return false;
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"delay-ms", required_argument, NULL, 'd'},
-        {"count", required_argument, NULL, 'n'},
-        {"busy-ms", required_argument, NULL, 'b'},
-        {"no-keepalive", no_argument, NULL, 'K'},
-        {NULL, 0, NULL, 0},
+        {"delay-ms", required_argument, NULL, 'd'}, {"count", required_argument, NULL, 'n'},
+        {"busy-ms", required_argument, NULL, 'b'},  {"no-keepalive", no_argument, NULL, 'K'},
+        {"cancellable", no_argument, NULL, 'C'},    {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
     long delay = 0, count = 0, busy = 0;
-    bool keepalive = true;
+    bool keepalive = true, cancellable = false;
     int c;
     while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
         switch (c) {
@@ -87,6 +94,9 @@ int main(int argc, char **argv)
             break;
         case 'K':
             keepalive = false;
+            break;
+        case 'C':
+            cancellable = true;
             break;
         default:
             return s_usage();
@@ -130,7 +140,19 @@ int main(int argc, char **argv)
         if (delay > 0)
             s_sleep_ms(delay);
         if (busy > 0) {
-            s_busy(bus, busy, keepalive);
+            char why[320];
+            if (s_busy(bus, d, busy, keepalive, cancellable, why, sizeof why)) {
+                printf("cancelled %s: %s\n", kz_msg_id(d->msg), why);
+                fflush(stdout);
+                kz_msg_t *no = kz_msg_new("error");
+                if (no && kz_map_put_str(no, kz_msg_body(no), "code", "cancelled") == 0 &&
+                    kz_map_put_str(no, kz_msg_body(no), "message", why) == 0)
+                    kz_bus_reply(bus, d, &no);
+                kz_msg_destroy(&no);
+                kz_bus_delivery_destroy(&d);
+                served++;
+                continue;
+            }
             printf("done %s\n", kz_msg_id(d->msg));
             fflush(stdout);
         }
