@@ -65,9 +65,11 @@
 #define S_ID_MAX           128
 #define S_MAX_PLANS        100000
 #define S_TRIGGER_AGENT    "code-health"
+#define S_PROGRESS_MS      30000 /* at most this long without a progress line */
 
 static const char s_usage[] =
     "usage: kaizen [-c FILE] run-once [--target NAME] [--json] [--timeout DURATION]\n"
+    "                              [--progress DURATION]\n"
     "\n"
     "Run one full improvement cycle and report what it did. Brings kaizen up\n"
     "as 'kaizen up' does when it is not running (and leaves it running), else\n"
@@ -87,6 +89,8 @@ static const char s_usage[] =
     "  --json               print one JSON document instead (no progress lines)\n"
     "  --timeout DURATION   give up after this long from the trigger (default\n"
     "                       30m), naming what was still pending\n"
+    "  --progress DURATION  while something is pending, a line at least this\n"
+    "                       often saying what (default 30s)\n"
     "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
@@ -126,8 +130,10 @@ typedef struct {
        the epoch), -1 = not yet */
     int64_t t_started, t_scanned, t_analysed, t_ranked, t_final, t_learned;
     bool failed;        /* its scan failed: nothing more comes */
+    bool reused;        /* its commit was scanned already: the stored scan answered */
     bool learn_gave_up; /* some learn.update never came */
     bool complete;
+    json_t *tests; /* the test-runner's tests.base for the scanned commit, or NULL */
 } s_target_t;
 
 typedef struct {
@@ -142,13 +148,16 @@ typedef struct {
     bool probe_seen;
     bool started_kaizen; /* we brought it up: every scan since is fresh */
     int64_t t0;          /* monotonic ms when the watching began (kaizen up) */
+    int progress_ms;     /* at most this long without a line while waiting */
+    int64_t last_line;   /* monotonic ms of the last progress line */
+    json_t *workers;     /* agent id -> the service its last request.started named */
 } s_ro_t;
 
 /* A progress line on stderr: "[  12.3s] WHAT" */
-static void s_progress(const s_ro_t *ro, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void s_progress(const s_ro_t *ro, const char *fmt, ...)
+static void s_progress(s_ro_t *ro, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_progress(s_ro_t *ro, const char *fmt, ...)
 {
+    ro->last_line = s_mono_ms();
     if (ro->json)
         return;
     char when[32], line[2048];
@@ -326,9 +335,87 @@ static void s_on_findings(s_ro_t *ro, const json_t *b)
 /* A scan.completed of the cycle's scan; or, when we started kaizen and
    missed a scan.started (the scan began while kaizen was coming up: its
    first cycle), that scan adopted: it is no older than this command */
+/* "codespell 9, flake8 0" of the tools that ran clean, and "mypy (error:
+   WHY), black (skipped: WHY)" of the others, from scan.completed's tools */
+static void s_tool_lists(const json_t *tools, const json_t *by_tool, char *ran, size_t ranlen,
+                         char *not_run, size_t nrlen)
+{
+    size_t at = 0, nat = 0;
+    ran[0] = not_run[0] = '\0';
+    size_t i;
+    json_t *tool;
+    json_array_foreach(tools, i, tool)
+    {
+        const char *name = s_jstr(tool, "name"), *status = s_jstr(tool, "status");
+        if (!name)
+            continue;
+        if (status && strcmp(status, "ok") == 0) {
+            int n = snprintf(ran + at, ranlen - at, "%s%s %lld", at ? ", " : "", name,
+                             (long long)json_integer_value(json_object_get(tool, "findings")));
+            if (n > 0 && (size_t)n < ranlen - at)
+                at += (size_t)n;
+            continue;
+        }
+        const char *error = s_jstr(tool, "error");
+        char why[160];
+        snprintf(why, sizeof why, "%s", error && *error ? error : "no reason given");
+        int n = snprintf(not_run + nat, nrlen - nat, "%s%s (%s: %s)", nat ? ", " : "", name,
+                         status ? status : "?", why);
+        if (n > 0 && (size_t)n < nrlen - nat)
+            nat += (size_t)n;
+    }
+    if (json_array_size(tools) == 0) {
+        /* no per-tool statuses: the counts of the batches */
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)by_tool, key, v)
+        {
+            int n = snprintf(ran + at, ranlen - at, "%s%s %lld", at ? ", " : "", key,
+                             (long long)json_integer_value(v));
+            if (n > 0 && (size_t)n < ranlen - at)
+                at += (size_t)n;
+        }
+    }
+}
+
+/* True when the scan's findings are not the whole picture: status partial
+   or failed, or a tool that did not run clean (error, timeout, missing);
+   WHY gets "mypy error, ..." */
+static bool s_scan_partial(const json_t *scan, char *why, size_t len)
+{
+    size_t at = 0, i;
+    why[0] = '\0';
+    json_t *tool;
+    json_array_foreach(json_object_get(scan, "tools"), i, tool)
+    {
+        const char *status = s_jstr(tool, "status");
+        if (!status || strcmp(status, "ok") == 0 || strcmp(status, "skipped") == 0)
+            continue;
+        int n = snprintf(why + at, len - at, "%s%s %s", at ? ", " : "",
+                         s_jstr(tool, "name") ? s_jstr(tool, "name") : "?", status);
+        if (n > 0 && (size_t)n < len - at)
+            at += (size_t)n;
+    }
+    const char *status = s_jstr(scan, "status");
+    if (!at && status && strcmp(status, "ok") != 0)
+        snprintf(why, len, "scan %s", status);
+    return at > 0 || (status && strcmp(status, "ok") != 0);
+}
+
 static void s_on_scan_completed(s_ro_t *ro, const kz_msg_t *msg, const json_t *b, int64_t now)
 {
     s_target_t *t = s_target_by_scan(ro, s_jstr(b, "scan_id"));
+    bool reused = json_is_true(json_object_get(b, "reused"));
+    if (!t && reused && kz_id_valid(s_jstr(b, "scan_id"))) {
+        /* the commit was scanned already (with the same recipes): the
+           stored scan answers our request instead of a new one */
+        t = s_target_by_name(ro, kz_msg_target(msg));
+        if (t && !t->scan_id[0]) {
+            snprintf(t->scan_id, sizeof t->scan_id, "%s", s_jstr(b, "scan_id"));
+            t->t_started = now;
+        } else
+            t = NULL;
+    }
     if (!t && ro->started_kaizen && kz_id_valid(s_jstr(b, "scan_id"))) {
         t = s_target_by_name(ro, kz_msg_target(msg));
         if (t && !t->scan_id[0]) {
@@ -344,6 +431,7 @@ static void s_on_scan_completed(s_ro_t *ro, const kz_msg_t *msg, const json_t *b
     t->scan = json_deep_copy(b);
     if (!t->scan)
         return;
+    t->reused = reused;
     if (!json_object_get(t->scan, "commit") && t->commit[0])
         json_object_set_new(t->scan, "commit", json_string(t->commit));
     t->t_scanned = now;
@@ -357,18 +445,9 @@ static void s_on_scan_completed(s_ro_t *ro, const kz_msg_t *msg, const json_t *b
             json_object_set(t->by_tool, name, json_object_get(tool, "findings"));
     }
     const char *status = s_jstr(b, "status");
-    char per[1024] = "";
-    size_t at = 0;
-    const char *key;
-    json_t *v;
-    json_object_foreach(t->by_tool, key, v)
-    {
-        int n = snprintf(per + at, sizeof per - at, "%s%s %lld", at ? ", " : "", key,
-                         (long long)json_integer_value(v));
-        if (n < 0 || (size_t)n >= sizeof per - at)
-            break;
-        at += (size_t)n;
-    }
+    char per[1024], not_run[1536];
+    s_tool_lists(json_object_get(b, "tools"), t->by_tool, per, sizeof per, not_run,
+                 sizeof not_run);
     if (status && strcmp(status, "failed") == 0) {
         t->failed = true;
         const char *error = s_jstr(b, "error");
@@ -382,13 +461,26 @@ static void s_on_scan_completed(s_ro_t *ro, const kz_msg_t *msg, const json_t *b
         kz_cli_human_ms(json_integer_value(dur), took, sizeof took);
     else if (t->t_started >= 0)
         kz_cli_human_ms(now - t->t_started, took, sizeof took);
-    s_progress(ro, "scan      %s: %lld findings%s%s%s, status %s, in %s", t->cfg->name,
-               (long long)json_integer_value(json_object_get(b, "findings")), at ? " (" : "", per,
-               at ? ")" : "", status ? status : "?", took);
+    const char *commit = s_jstr(t->scan, "commit");
+    if (reused)
+        s_progress(ro,
+                   "scan      %s: commit %.12s was scanned already with the same tools and "
+                   "settings (scan %s): %lld findings, not scanned again",
+                   t->cfg->name, commit ? commit : "?", t->scan_id,
+                   (long long)json_integer_value(json_object_get(b, "findings")));
+    else
+        s_progress(ro, "scan      %s: %lld findings%s%s%s, status %s, in %s", t->cfg->name,
+                   (long long)json_integer_value(json_object_get(b, "findings")),
+                   per[0] ? " (" : "", per, per[0] ? ")" : "", status ? status : "?", took);
+    if (not_run[0])
+        s_progress(ro, "scan      %s: not run clean, their findings are missing: %s", t->cfg->name,
+                   not_run);
 }
 
-/* "C", 71.5 and the trend, from the code-quality summary */
-static void s_quality_line(const json_t *q, char *buf, size_t len)
+/* "C", 71.5 and the trend, from the code-quality summary; PARTIAL (or
+   NULL) says why the rating rests on part of the findings only, and is
+   shown right beside it: a partial scan is never a plain rating */
+static void s_quality_line(const json_t *q, const char *partial, char *buf, size_t len)
 {
     const json_t *rating = json_object_get(q, "rating");
     if (!rating)
@@ -400,7 +492,8 @@ static void s_quality_line(const json_t *q, char *buf, size_t len)
     size_t at = 0;
     int n;
     if (json_is_string(rating))
-        n = snprintf(buf, len, "rating %s", json_string_value(rating));
+        n = snprintf(buf, len, "rating %s%s%s%s", json_string_value(rating),
+                     partial ? " (partial: " : "", partial ? partial : "", partial ? ")" : "");
     else
         n = snprintf(buf, len, "rating -");
     at = n > 0 && (size_t)n < len ? (size_t)n : at;
@@ -432,6 +525,19 @@ static void s_quality_line(const json_t *q, char *buf, size_t len)
     }
 }
 
+/* Why target T's rating is partial (into WHY), or NULL: its scan was
+   partial or a tool did not run clean, or code-quality says so */
+static const char *s_partial(const s_target_t *t, char *why, size_t len)
+{
+    if (t->scan && s_scan_partial(t->scan, why, len))
+        return why;
+    if (json_is_true(json_object_get(t->quality, "partial"))) {
+        snprintf(why, len, "not every tool ran clean");
+        return why;
+    }
+    return NULL;
+}
+
 static void s_on_analysis(s_ro_t *ro, const json_t *b, int64_t now)
 {
     s_target_t *t = s_target_by_scan(ro, s_jstr(b, "scan_id"));
@@ -441,8 +547,8 @@ static void s_on_analysis(s_ro_t *ro, const json_t *b, int64_t now)
     const json_t *summary = json_object_get(b, "summary");
     t->quality = json_is_object(summary) ? json_incref((json_t *)summary) : json_object();
     t->t_analysed = now;
-    char line[512];
-    s_quality_line(t->quality, line, sizeof line);
+    char line[768], why[256];
+    s_quality_line(t->quality, s_partial(t, why, sizeof why), line, sizeof line);
     s_progress(ro, "analysis  %s: %s", t->cfg->name, line);
 }
 
@@ -478,7 +584,7 @@ static void s_on_batch(s_ro_t *ro, const json_t *b)
         t->proposed = (int64_t)json_array_size(json_object_get(b, "plans"));
 }
 
-static void s_report_final(const s_ro_t *ro, const json_t *p);
+static void s_report_final(s_ro_t *ro, const json_t *p);
 
 static void s_on_ranked(s_ro_t *ro, const json_t *b, int64_t now)
 {
@@ -540,8 +646,32 @@ static void s_finalize(s_ro_t *ro, json_t *p, const char *outcome, int64_t now)
     /* else not ours, or its plan.ranked is still on the way: reported then */
 }
 
+/* A plan's end CAUSE (PROTOCOL.md 4.15) in words */
+static const char *s_cause_words(const char *cause)
+{
+    static const char *const words[][2] = {
+        {"change", "a validator rejected the change"},
+        {"person", "a person rejected it"},
+        {"fixer", "the fixer failed"},
+        {"nothing_to_do", "nothing to do"},
+        {"suite", "the tests cannot run at the base"},
+        {"timeout", "timed out"},
+        {"no_reply", "no reply"},
+        {"no_executor", "no executor"},
+        {"no_validator", "no validator"},
+        {"conflict", "integration conflict"},
+        {"interrupted", "interrupted"},
+        {"invalid", "invalid plan"},
+        {"error", "error"},
+    };
+    for (size_t i = 0; cause && i < sizeof words / sizeof words[0]; i++)
+        if (strcmp(cause, words[i][0]) == 0)
+            return words[i][1];
+    return cause;
+}
+
 /* The progress line of a plan that went final */
-static void s_report_final(const s_ro_t *ro, const json_t *p)
+static void s_report_final(s_ro_t *ro, const json_t *p)
 {
     const char *outcome = s_jstr(p, "outcome");
     if (!outcome)
@@ -556,9 +686,104 @@ static void s_report_final(const s_ro_t *ro, const json_t *p)
     else if (strcmp(outcome, "awaiting_approval") == 0)
         s_progress(ro, "plan      %s %s: awaiting approval ('kaizen approve %s')",
                    s_jstr(p, "plan_id"), what, s_jstr(p, "plan_id"));
-    else
-        s_progress(ro, "plan      %s %s: %s: %s", s_jstr(p, "plan_id"), what, outcome,
+    else {
+        const char *cause = s_cause_words(s_jstr(p, "cause"));
+        s_progress(ro, "plan      %s %s: %s%s%s%s in state %s: %s", s_jstr(p, "plan_id"), what,
+                   outcome, cause ? " (" : "", cause ? cause : "", cause ? ")" : "",
+                   s_jstr(p, "failed_in") ? s_jstr(p, "failed_in") : "?",
                    reason ? reason : "(no reason given)");
+    }
+}
+
+/* The calls a plan makes in STATE (plan.state's REASON names them: "calling
+   exec.refactor: ..." or "validate.tests, validate.review"), each queued
+   from NOW until a request.started says a worker took it */
+static void s_plan_calls(json_t *p, const char *state, const char *reason, int64_t now)
+{
+    if (!reason)
+        return;
+    json_t *calls = json_object();
+    if (!calls)
+        return;
+    char names[1024];
+    if (strcmp(state, "executing") == 0 && strncmp(reason, "calling ", 8) == 0)
+        snprintf(names, sizeof names, "%.*s", (int)strcspn(reason + 8, ":"), reason + 8);
+    else if (strcmp(state, "validating") == 0)
+        snprintf(names, sizeof names, "%s", reason);
+    else
+        names[0] = '\0';
+    for (char *save = NULL, *name = strtok_r(names, ", ", &save); name;
+         name = strtok_r(NULL, ", ", &save)) {
+        if (strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789._-") != strlen(name))
+            continue; /* "no validators configured (...)" */
+        json_object_set_new(calls, name, json_pack("{s:s, s:I}", "state", "queued", "since", now));
+    }
+    json_object_set_new(p, "calls", calls);
+}
+
+/* "validate.tests running for 1m20s on test-runner@h#12, validate.review
+   done" of plan P at NOW (ms since the epoch) */
+static void s_plan_waits(const json_t *p, int64_t now, char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    const char *name;
+    json_t *c;
+    json_object_foreach((json_t *)json_object_get(p, "calls"), name, c)
+    {
+        const char *state = s_jstr(c, "state");
+        char took[32];
+        kz_cli_human_ms(now - json_integer_value(json_object_get(c, "since")), took, sizeof took);
+        int n;
+        if (state && strcmp(state, "queued") == 0)
+            n = snprintf(buf + at, len - at,
+                         "%s%s waiting in the broker's queue for %s (no worker free yet)",
+                         at ? ", " : "", name, took);
+        else if (state && strcmp(state, "running") == 0)
+            n = snprintf(buf + at, len - at, "%s%s running for %s on %s", at ? ", " : "", name,
+                         took, s_jstr(c, "worker") ? s_jstr(c, "worker") : "?");
+        else
+            n = snprintf(buf + at, len - at, "%s%s done%s%s", at ? ", " : "", name,
+                         s_jstr(c, "verdict") ? " (" : "",
+                         s_jstr(c, "verdict") ? s_jstr(c, "verdict") : "");
+        if (n > 0 && s_jstr(c, "verdict") && state && strcmp(state, "done") == 0 &&
+            (size_t)n < len - at)
+            n += snprintf(buf + at + n, len - at - (size_t)n, ")");
+        if (n < 0 || (size_t)n >= len - at)
+            break;
+        at += (size_t)n;
+    }
+}
+
+/* request.started: a worker took one of a plan's calls */
+static void s_on_started(s_ro_t *ro, const kz_msg_t *msg, const json_t *b, int64_t now)
+{
+    const char *service = s_jstr(b, "service"), *src = kz_msg_src(msg);
+    json_t *p = json_object_get(ro->plans, s_jstr(b, "plan_id") ? s_jstr(b, "plan_id") : "");
+    if (!service || !src || !p)
+        return;
+    json_object_set_new(ro->workers, src, json_string(service));
+    json_t *calls = json_object_get(p, "calls");
+    if (!calls) {
+        calls = json_object();
+        json_object_set_new(p, "calls", calls);
+    }
+    json_object_set_new(calls, service,
+                        json_pack("{s:s, s:I, s:s}", "state", "running", "since", now, "worker", src));
+}
+
+/* A call of plan P answered by the worker SRC (its service from its
+   request.started), with VERDICT (may be NULL) */
+static void s_call_done(s_ro_t *ro, json_t *p, const char *src, const char *verdict, int64_t now)
+{
+    const char *service = src ? json_string_value(json_object_get(ro->workers, src)) : NULL;
+    json_t *c = service ? json_object_get(json_object_get(p, "calls"), service) : NULL;
+    if (!c)
+        return;
+    json_object_set_new(c, "state", json_string("done"));
+    json_object_set_new(c, "since", json_integer(now));
+    if (verdict)
+        json_object_set_new(c, "verdict", json_string(verdict));
 }
 
 static void s_copy_keys(json_t *to, const json_t *from, const char *const *keys)
@@ -580,10 +805,12 @@ static void s_on_plan_event(s_ro_t *ro, const char *type, const json_t *b, int64
         if (!state || json_is_true(json_object_get(p, "final")))
             return;
         json_object_set_new(p, "state", json_string(state));
+        json_object_set_new(p, "_state_ms", json_integer(now));
         if (s_jstr(b, "reason"))
             json_object_set(p, "reason", json_object_get(b, "reason"));
         if (strcmp(state, "awaiting_approval") == 0)
             s_finalize(ro, p, "awaiting_approval", now);
+        s_plan_calls(p, state, s_jstr(b, "reason"), now);
     } else if (strcmp(type, "plan.approved") == 0) {
         if (!json_is_true(json_object_get(p, "final")))
             json_object_set_new(p, "state", json_string("approved"));
@@ -593,7 +820,7 @@ static void s_on_plan_event(s_ro_t *ro, const char *type, const json_t *b, int64
         s_copy_keys(p, b, keys);
         s_finalize(ro, p, "accepted", now);
     } else if (strcmp(type, "plan.rejected") == 0 || strcmp(type, "plan.failed") == 0) {
-        static const char *const keys[] = {"reason", "reasons", "by", NULL};
+        static const char *const keys[] = {"reason", "reasons", "by", "cause", NULL};
         s_copy_keys(p, b, keys);
         if (s_jstr(b, "state"))
             json_object_set(p, "failed_in", json_object_get(b, "state"));
@@ -601,22 +828,24 @@ static void s_on_plan_event(s_ro_t *ro, const char *type, const json_t *b, int64
     }
 }
 
-static void s_on_exec(s_ro_t *ro, const json_t *b)
+static void s_on_exec(s_ro_t *ro, const kz_msg_t *msg, const json_t *b, int64_t now)
 {
     json_t *p = s_plan(ro, s_jstr(b, "plan_id"));
     if (!p)
         return;
+    s_call_done(ro, p, kz_msg_src(msg), s_jstr(b, "status"), now);
     json_t *e = json_object();
     static const char *const keys[] = {"status", "commit", "files", "diffstat", "error", NULL};
     s_copy_keys(e, b, keys);
     json_object_set_new(p, "execution", e);
 }
 
-static void s_on_validate(s_ro_t *ro, const json_t *b)
+static void s_on_validate(s_ro_t *ro, const kz_msg_t *msg, const json_t *b, int64_t now)
 {
     json_t *p = s_plan(ro, s_jstr(b, "plan_id"));
     if (!p)
         return;
+    s_call_done(ro, p, kz_msg_src(msg), s_jstr(b, "verdict"), now);
     json_t *v = json_object();
     static const char *const keys[] = {"validator", "verdict", "reasons", NULL};
     s_copy_keys(v, b, keys);
@@ -631,12 +860,20 @@ static void s_on_learn(s_ro_t *ro, const json_t *b, int64_t now)
         return;
     json_t *u = json_object();
     static const char *const keys[] = {"pattern", "success", "failure", "rate",
-                                       "outcome", "plan_id", NULL};
+                                       "outcome", "cause",   "plan_id", NULL};
     s_copy_keys(u, b, keys);
     json_array_append(json_object_get(p, "learned"), u);
+    /* the summary lists them as they came */
+    json_array_append(ro->learned, u);
     json_object_set_new(p, "_learned_ms", json_integer(now));
     s_target_t *t = s_plan_target(ro, plan_id);
-    if (t) {
+    const char *outcome = s_jstr(b, "outcome");
+    if (t && outcome && strcmp(outcome, "ignored") == 0)
+        s_progress(ro, "learning  %s: %s not counted (%s: not the fixer's doing), rate stays %.2f",
+                   t->cfg->name, s_jstr(b, "pattern") ? s_jstr(b, "pattern") : "?",
+                   s_cause_words(s_jstr(b, "cause")) ? s_cause_words(s_jstr(b, "cause")) : "-",
+                   json_number_value(json_object_get(b, "rate")));
+    else if (t) {
         s_progress(ro, "learning  %s: %s, %lld success%s, %lld failure%s, rate %.2f", t->cfg->name,
                    s_jstr(b, "pattern") ? s_jstr(b, "pattern") : "?",
                    (long long)json_integer_value(json_object_get(b, "success")),
@@ -646,6 +883,29 @@ static void s_on_learn(s_ro_t *ro, const json_t *b, int64_t now)
                    json_number_value(json_object_get(b, "rate")));
     }
     json_decref(u);
+}
+
+/* tests.base: can the target's tests run at the scanned commit? Said up
+   front, before any plan waits on it */
+static void s_on_tests(s_ro_t *ro, const kz_msg_t *msg, const json_t *b)
+{
+    s_target_t *t = s_target_by_name(ro, kz_msg_target(msg));
+    const char *commit = s_jstr(b, "commit");
+    const char *scanned = t && t->scan ? s_jstr(t->scan, "commit") : t ? t->commit : NULL;
+    if (!t || !commit || !scanned || !*scanned || strcmp(commit, scanned) != 0)
+        return;
+    json_decref(t->tests);
+    t->tests = json_deep_copy(b);
+    if (json_is_true(json_object_get(b, "usable")))
+        s_progress(ro, "tests     %s: %lld passed, %lld failed at %.12s (%s): plans can be validated",
+                   t->cfg->name, (long long)json_integer_value(json_object_get(b, "passed")),
+                   (long long)json_integer_value(json_object_get(b, "failed")) +
+                       json_integer_value(json_object_get(b, "errors")),
+                   commit, s_jstr(b, "source") ? s_jstr(b, "source") : "?");
+    else
+        s_progress(ro, "tests     %s: CANNOT RUN at %.12s: %s; no plan of it can be validated",
+                   t->cfg->name, commit,
+                   s_jstr(b, "reason") ? s_jstr(b, "reason") : "(no reason given)");
 }
 
 /* One delivery. Times are the message's own (the sender's clock, ms since
@@ -681,9 +941,13 @@ static void s_handle(s_ro_t *ro, const kz_msg_t *msg)
     } else if (strncmp(type, "plan.", 5) == 0) {
         s_on_plan_event(ro, type, b, now);
     } else if (strcmp(type, "exec.result") == 0) {
-        s_on_exec(ro, b);
+        s_on_exec(ro, msg, b, now);
     } else if (strcmp(type, "validate.result") == 0) {
-        s_on_validate(ro, b);
+        s_on_validate(ro, msg, b, now);
+    } else if (strcmp(type, "request.started") == 0) {
+        s_on_started(ro, msg, b, now);
+    } else if (strcmp(type, "tests.base") == 0) {
+        s_on_tests(ro, msg, b);
     } else if (strcmp(type, "learn.update") == 0) {
         s_on_learn(ro, b, now);
     }
@@ -721,7 +985,7 @@ static void s_check_target(s_ro_t *ro, s_target_t *t, int64_t now, json_t *pendi
         return;
     }
     bool waiting = false;
-    if (!t->quality) {
+    if (!t->quality && !t->reused) { /* an unchanged commit gets no new snapshot */
         S_PENDING("analysis of target %s (analysis.result of scan %s from kaizen-code-quality)",
                   name, t->scan_id);
         waiting = true;
@@ -742,8 +1006,16 @@ static void s_check_target(s_ro_t *ro, s_target_t *t, int64_t now, json_t *pendi
         const json_t *p = json_object_get(ro->plans, json_string_value(v));
         if (!p || !json_is_true(json_object_get(p, "final"))) {
             plans_final = false;
-            S_PENDING("plan %s of target %s (%s)", json_string_value(v), name,
-                      p && s_jstr(p, "state") ? s_jstr(p, "state") : "ready");
+            char waits[1024] = "", since[32] = "";
+            if (p) {
+                s_plan_waits(p, now, waits, sizeof waits);
+                if (json_is_integer(json_object_get(p, "_state_ms")))
+                    kz_cli_human_ms(now - json_integer_value(json_object_get(p, "_state_ms")),
+                                    since, sizeof since);
+            }
+            S_PENDING("plan %s of target %s (%s%s%s%s%s)", json_string_value(v), name,
+                      p && s_jstr(p, "state") ? s_jstr(p, "state") : "ready",
+                      since[0] ? " for " : "", since, waits[0] ? ": " : "", waits);
             continue;
         }
         int64_t at = json_integer_value(json_object_get(p, "_final_ms"));
@@ -838,16 +1110,19 @@ static json_t *s_target_doc(s_ro_t *ro, const s_target_t *t)
             rating = json_object_get(q, "overall_rating");
         if (!score)
             score = json_object_get(q, "score");
-        quality = json_pack("{s:O, s:O, s:O, s:O}", "rating", rating ? rating : json_null(),
+        char why[256];
+        const char *partial = s_partial(t, why, sizeof why);
+        quality = json_pack("{s:O, s:O, s:O, s:s?, s:O}", "rating", rating ? rating : json_null(),
                             "score", score ? score : json_null(), "trend",
-                            trend ? trend : json_null(), "summary", q);
+                            trend ? trend : json_null(), "partial", partial, "summary", q);
     }
     (void)ro;
-    return json_pack("{s:s, s:s, s:b, s:o, s:O, s:o, s:o, s:o}", "name", t->cfg->name, "path",
-                     t->cfg->path ? t->cfg->path : "", "complete", t->complete, "scan",
+    return json_pack("{s:s, s:s, s:b, s:o, s:O, s:o, s:o, s:o, s:O}", "name", t->cfg->name,
+                     "path", t->cfg->path ? t->cfg->path : "", "complete", t->complete, "scan",
                      scan ? scan : json_null(), "findings_by_tool", t->by_tool, "quality",
                      quality ? quality : json_null(), "planning", planning ? planning : json_null(),
-                     "stages_ms", stages ? stages : json_null());
+                     "stages_ms", stages ? stages : json_null(), "tests",
+                     t->tests ? t->tests : json_null());
 }
 
 /* The whole document */
@@ -921,7 +1196,6 @@ static json_t *s_doc(s_ro_t *ro, const char *result, int exit_code, int64_t star
                                             t->cfg->name, "commit", s_jstr(p, "integrated_commit"),
                                             "_at", json_object_get(p, "_final_ms")));
             }
-            json_array_extend(ro->learned, json_object_get(p, "learned"));
             json_array_append_new(plans, copy);
         }
         json_array_foreach(t->dropped, j, v)
@@ -984,19 +1258,26 @@ static const json_t *s_find_plan(const json_t *doc, const char *id)
     return NULL;
 }
 
+/* The reasons of a rejected or failed plan, each once: the validators'
+   list when there is one (the router's "reason" joins the same texts),
+   else the reason */
 static void s_text_reasons(const json_t *p)
 {
-    const char *reason = s_jstr(p, "reason");
-    if (reason) {
+    const json_t *reasons = json_object_get(p, "reasons");
+    const char *cause = s_cause_words(s_jstr(p, "cause"));
+    if (cause)
+        printf("            cause: %s\n", cause);
+    if (json_array_size(reasons) == 0) {
         printf("            reason: ");
-        s_put(reason);
+        s_put(s_or(s_jstr(p, "reason"), "(no reason given)"));
         printf("\n");
+        return;
     }
     size_t i;
     json_t *r;
-    json_array_foreach(json_object_get(p, "reasons"), i, r)
+    json_array_foreach(reasons, i, r)
     {
-        if (!json_is_string(r) || (reason && strcmp(json_string_value(r), reason) == 0))
+        if (!json_is_string(r))
             continue;
         printf("            - ");
         s_put(json_string_value(r));
@@ -1097,7 +1378,9 @@ static void s_text(const json_t *doc)
             printf(", commit %.12s", s_jstr(scan, "commit"));
         if (json_is_integer(json_object_get(scan, "files")))
             printf(", %lld files", (long long)json_integer_value(json_object_get(scan, "files")));
-        if (json_is_integer(json_object_get(scan, "rescanned")))
+        if (json_is_true(json_object_get(scan, "reused")))
+            printf(" (scanned before with the same tools and settings: not scanned again)");
+        else if (json_is_integer(json_object_get(scan, "rescanned")))
             printf(" (%lld re-checked)",
                    (long long)json_integer_value(json_object_get(scan, "rescanned")));
         printf("\n");
@@ -1109,22 +1392,32 @@ static void s_text(const json_t *doc)
         if (json_is_integer(json_object_get(scan, "findings")))
             printf("  findings: %lld\n",
                    (long long)json_integer_value(json_object_get(scan, "findings")));
+        /* the tools that ran clean first; then the others, apart: their
+           findings are missing from the count above */
         const json_t *tools = json_object_get(scan, "tools");
         size_t k;
         json_t *tool;
-        json_array_foreach(tools, k, tool)
-        {
-            char d[32];
-            kz_cli_human_ms(json_integer_value(json_object_get(tool, "duration_ms")), d, sizeof d);
-            printf("    %-14s %6lld  %-8s %8s", s_or(s_jstr(tool, "name"), "?"),
-                   (long long)json_integer_value(json_object_get(tool, "findings")),
-                   s_or(s_jstr(tool, "status"), "?"), d);
-            if (s_jstr(tool, "error")) {
-                printf("  ");
-                s_put(s_jstr(tool, "error"));
+        int listed = 0;
+        for (int pass = 0; pass < 2; pass++)
+            json_array_foreach(tools, k, tool)
+            {
+                bool clean = strcmp(s_or(s_jstr(tool, "status"), "?"), "ok") == 0;
+                if (clean != (pass == 0))
+                    continue;
+                if (pass == 1 && listed++ == 0)
+                    printf("  not run clean (their findings are missing):\n");
+                char d[32];
+                kz_cli_human_ms(json_integer_value(json_object_get(tool, "duration_ms")), d,
+                                sizeof d);
+                printf("    %-14s %6lld  %-8s %8s", s_or(s_jstr(tool, "name"), "?"),
+                       (long long)json_integer_value(json_object_get(tool, "findings")),
+                       s_or(s_jstr(tool, "status"), "?"), d);
+                if (s_jstr(tool, "error")) {
+                    printf("  ");
+                    s_put(s_jstr(tool, "error"));
+                }
+                printf("\n");
             }
-            printf("\n");
-        }
         if (json_array_size(tools) == 0) {
             const char *key;
             json_t *v;
@@ -1135,13 +1428,32 @@ static void s_text(const json_t *doc)
         }
         const json_t *q = json_object_get(t, "quality");
         if (json_is_object(q)) {
-            char line[512];
-            s_quality_line(json_object_get(q, "summary"), line, sizeof line);
+            char line[768];
+            s_quality_line(json_object_get(q, "summary"), s_jstr(q, "partial"), line, sizeof line);
             printf("  snapshot: ");
             s_put(line);
             printf("\n");
+        } else if (json_is_true(json_object_get(scan, "reused"))) {
+            printf("  snapshot: the one of scan %s (no new snapshot of an unchanged commit)\n",
+                   s_or(s_jstr(scan, "scan_id"), "-"));
         } else if (strcmp(status, "failed") != 0) {
             printf("  snapshot: none received\n");
+        }
+        const json_t *tests = json_object_get(t, "tests");
+        if (json_is_object(tests)) {
+            printf("  tests at %.12s: ", s_or(s_jstr(tests, "commit"), "-"));
+            if (json_is_true(json_object_get(tests, "usable")))
+                printf("%lld passed, %lld failed, %lld errors, %lld skipped (%s)\n",
+                       (long long)json_integer_value(json_object_get(tests, "passed")),
+                       (long long)json_integer_value(json_object_get(tests, "failed")),
+                       (long long)json_integer_value(json_object_get(tests, "errors")),
+                       (long long)json_integer_value(json_object_get(tests, "skipped")),
+                       s_or(s_jstr(tests, "source"), "?"));
+            else {
+                printf("CANNOT RUN: ");
+                s_put(s_or(s_jstr(tests, "reason"), "(no reason given)"));
+                printf("\n    no plan of this target can be validated until they do\n");
+            }
         }
         const json_t *pl = json_object_get(t, "planning");
         if (json_is_object(pl)) {
@@ -1189,6 +1501,12 @@ static void s_text(const json_t *doc)
     {
         printf("  ");
         s_put(s_or(s_jstr(t, "pattern"), "?"));
+        if (strcmp(s_or(s_jstr(t, "outcome"), "-"), "ignored") == 0) {
+            printf("  not counted (%s), rate stays %.2f\n",
+                   s_or(s_cause_words(s_jstr(t, "cause")), "-"),
+                   json_number_value(json_object_get(t, "rate")));
+            continue;
+        }
         printf("  %s: %lld success%s, %lld failure%s, rate %.2f\n", s_or(s_jstr(t, "outcome"), "-"),
                (long long)json_integer_value(json_object_get(t, "success")),
                json_integer_value(json_object_get(t, "success")) == 1 ? "" : "es",
@@ -1236,8 +1554,10 @@ static void s_text(const json_t *doc)
    socket connects as soon as the broker binds. 0, or -1 after the message */
 static int s_subscribe(s_ro_t *ro, kz_bus_t *bus)
 {
-    static const char *const topics[] = {"agent.run", "scan.",       "finding.",        "analysis.",
-                                         "plan.",     "exec.result", "validate.result", "learn."};
+    static const char *const topics[] = {
+        "agent.run",       "scan.",  "finding.",        "analysis.",  "plan.", "exec.result",
+        "validate.result", "learn.", "request.started", "tests.base",
+    };
     for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
         if (kz_bus_subscribe(bus, topics[i]) != 0) {
             kz_cli_error("run-once", "unable to subscribe to '%s' on %s", topics[i],
@@ -1287,34 +1607,47 @@ static int s_trigger(s_ro_t *ro, kz_bus_t *bus, const char *only)
             kz_bus_delivery_destroy(&d);
         }
     }
-    char names[1024] = "";
-    size_t at = 0;
-    bool all = true;
+    /* a target being scanned already is not asked for again: that scan
+       is the cycle's (a second one of the same commit would only repeat
+       it). The others are asked for one by one, or all at once when none
+       is under way. */
+    char scanning[1024] = "", asked[1024] = "";
+    size_t at = 0, asked_at = 0, nscanning = 0;
     for (size_t i = 0; i < ro->ntargets; i++) {
-        all = all && ro->targets[i].scan_id[0];
-        int n = snprintf(names + at, sizeof names - at, "%s%s", i ? ", " : "",
+        bool busy = ro->targets[i].scan_id[0] != '\0';
+        nscanning += busy;
+        char *buf = busy ? scanning : asked;
+        size_t *pos = busy ? &at : &asked_at;
+        int n = snprintf(buf + *pos, sizeof scanning - *pos, "%s%s", *pos ? ", " : "",
                          ro->targets[i].cfg->name);
-        if (n < 0 || (size_t)n >= sizeof names - at)
-            break;
-        at += (size_t)n;
+        if (n > 0 && (size_t)n < sizeof scanning - *pos)
+            *pos += (size_t)n;
     }
-    if (all) {
-        s_progress(ro, "kaizen-%s is already scanning %s: following that cycle", S_TRIGGER_AGENT,
-                   names);
+    if (nscanning)
+        s_progress(ro, "kaizen-%s is already scanning %s: following that scan", S_TRIGGER_AGENT,
+                   scanning);
+    if (nscanning == ro->ntargets)
         return 0;
+    for (size_t i = 0; i < ro->ntargets; i++) {
+        if (nscanning && ro->targets[i].scan_id[0])
+            continue;
+        const char *target = nscanning ? ro->targets[i].cfg->name : only;
+        kz_msg_t *run = kz_msg_new("agent.run");
+        if (!run || kz_map_put_str(run, kz_msg_body(run), "agent", S_TRIGGER_AGENT) != 0 ||
+            (target && kz_msg_set_target(run, target) != 0)) {
+            kz_msg_destroy(&run);
+            kz_cli_error("run-once", "out of memory");
+            return -1;
+        }
+        if (kz_bus_publish(bus, &run) != 0) {
+            kz_cli_error("run-once", "unable to publish agent.run to '%s'",
+                         ro->cfg->bus.connect.pub);
+            return -1;
+        }
+        if (!nscanning)
+            break; /* one request for every target (or the --target one) */
     }
-    kz_msg_t *run = kz_msg_new("agent.run");
-    if (!run || kz_map_put_str(run, kz_msg_body(run), "agent", S_TRIGGER_AGENT) != 0 ||
-        (only && kz_msg_set_target(run, only) != 0)) {
-        kz_msg_destroy(&run);
-        kz_cli_error("run-once", "out of memory");
-        return -1;
-    }
-    if (kz_bus_publish(bus, &run) != 0) {
-        kz_cli_error("run-once", "unable to publish agent.run to '%s'", ro->cfg->bus.connect.pub);
-        return -1;
-    }
-    s_progress(ro, "asked kaizen-%s for a scan of %s", S_TRIGGER_AGENT, names);
+    s_progress(ro, "asked kaizen-%s for a scan of %s", S_TRIGGER_AGENT, asked);
     return 0;
 }
 
@@ -1371,11 +1704,12 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 't'},
         {"config", required_argument, NULL, 'c'},
+        {"progress", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
     const char *only = NULL, *config = NULL;
     bool json = false;
-    int timeout_ms = S_DEFAULT_TIMEOUT;
+    int timeout_ms = S_DEFAULT_TIMEOUT, progress_ms = S_PROGRESS_MS;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
@@ -1392,6 +1726,10 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             break;
         case 'c':
             config = optarg;
+            break;
+        case 'p':
+            if (kz_parse_duration_ms(optarg, &progress_ms) != 0 || progress_ms <= 0)
+                return kz_cli_usage("run-once", "invalid duration '%s' (e.g. 10s, 1m)", optarg);
             break;
         default:
             return kz_cli_bad_option("run-once", c, argv);
@@ -1428,8 +1766,11 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     ro.plans = json_object();
     ro.learned = json_array();
     ro.warnings = json_array();
+    ro.workers = json_object();
+    ro.progress_ms = progress_ms;
     ro.targets = calloc(cfg->targets_count, sizeof *ro.targets);
-    if (!ro.plans || !ro.learned || !ro.warnings || !ro.targets) {
+    if (!ro.plans || !ro.learned || !ro.warnings || !ro.workers || !ro.targets) {
+        json_decref(ro.workers);
         json_decref(ro.plans);
         json_decref(ro.learned);
         json_decref(ro.warnings);
@@ -1474,6 +1815,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         goto done;
     ro.started_kaizen = started;
     ro.t0 = s_mono_ms();
+    ro.last_line = ro.t0;
     int64_t start_ms = started ? ro.t0 - t_start : 0;
     s_check_agents(&ro);
 
@@ -1509,6 +1851,27 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             result = "timed_out";
             rc = S_EXIT_TIMEOUT;
             break;
+        }
+        if (now - ro.last_line >= ro.progress_ms) {
+            /* never silent for long: say what is still pending */
+            json_t *waits = json_array();
+            for (size_t i = 0; waits && i < ro.ntargets; i++)
+                s_check_target(&ro, &ro.targets[i], kz_now_us() / 1000, waits);
+            char list[4096] = "";
+            size_t at = 0, i;
+            json_t *v;
+            json_array_foreach(waits, i, v)
+            {
+                int n = snprintf(list + at, sizeof list - at, "%s%s", at ? "; " : "",
+                                 json_string_value(v));
+                if (n < 0 || (size_t)n >= sizeof list - at)
+                    break;
+                at += (size_t)n;
+            }
+            json_decref(waits);
+            if (at)
+                s_progress(&ro, "waiting   for %s", list);
+            ro.last_line = now;
         }
         int64_t wait = deadline - now < S_RECV_MS ? deadline - now : S_RECV_MS;
         kz_delivery_t *d = NULL;
@@ -1591,8 +1954,10 @@ done:
         json_decref(t->quality);
         json_decref(t->ready);
         json_decref(t->dropped);
+        json_decref(t->tests);
     }
     free(ro.targets);
+    json_decref(ro.workers);
     json_decref(ro.plans);
     json_decref(ro.learned);
     json_decref(ro.warnings);

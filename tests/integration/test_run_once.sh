@@ -139,9 +139,13 @@ pub() { # pub TYPE BODY [CORR]
 triggered() { [[ $(triggers) -ge $1 ]]; }
 wait_trigger() { kz_wait_for 60 triggered "$1" || fail "no agent.run from run-once: $(cat "$T/monitor.log")"; }
 n=$(triggers)
-# a monitor that connected late misses nothing here: wait for it to see a probe first
-"$K" -c "$CLI" publish agent.run '{"agent":"nobody"}' >/dev/null
-kz_wait_for 20 grep -q '"agent":"nobody"' "$T/monitor.log" || fail "monitor sees nothing: $(cat "$T/monitor.log")"
+# a monitor that connected late misses nothing here: wait for it to see a
+# probe first (sent again until it does: the first may come before it is in)
+probed() {
+    "$K" -c "$CLI" publish agent.run '{"agent":"nobody"}' >/dev/null
+    grep -q '"agent":"nobody"' "$T/monitor.log"
+}
+kz_wait_for 60 probed || fail "monitor sees nothing: $(cat "$T/monitor.log")"
 
 PA=01JRUNONCE0000000000000PA1
 PB=01JRUNONCE0000000000000PB2
@@ -215,24 +219,28 @@ pub scan.completed '{"scan_id":"SCAN-B","status":"ok","findings":3,"files":2,"du
 pub plan.batch '{"scan_id":"SCAN-B","plans":[]}' SCAN-B
 pub plan.ranked '{"scan_id":"SCAN-B","ready":["01JTEXTRJ"],"dropped":[]}' SCAN-B
 pub plan.ready "$(plan 01JTEXTRJ codespell 0.2 misspelling | sed 's/SCAN-A/SCAN-B/')" 01JTEXTRJ
-pub plan.rejected '{"plan_id":"01JTEXTRJ","state":"validating","reason":"test-runner: 1 test broke","reasons":["tests/test_receipt.py::test_archive passed before and fails now"]}' 01JTEXTRJ
+pub plan.rejected '{"plan_id":"01JTEXTRJ","state":"validating","reason":"test-runner: 1 test broke","reasons":["tests/test_receipt.py::test_archive passed before and fails now"],"cause":"change"}' 01JTEXTRJ
 pub analysis.result '{"scan_id":"SCAN-B","kind":"quality","summary":{"rating":"C","overall_score":61.25}}' SCAN-B
 pub learn.update '{"pattern":"codespell|misspelling|python|py","success":0,"failure":1,"rate":0.333,"plan_id":"01JTEXTRJ","outcome":"failure"}' 01JTEXTRJ
 wait $ro
 rc=$?
 [[ $rc -eq 0 ]] || fail "run-once (text) exited $rc: $(cat "$T/text.out" "$T/text.err")"
 for want in "scan      py: 3 findings (flake8 3), status ok" "analysis  py: rating C, score 61.2, trend - (first snapshot)" \
-    "planning  py: 1 plan ready, 0 dropped" "plan      01JTEXTRJ codespell on pkg/main.py: rejected: test-runner: 1 test broke" \
+    "planning  py: 1 plan ready, 0 dropped" \
+    "plan      01JTEXTRJ codespell on pkg/main.py: rejected (a validator rejected the change) in state validating: test-runner: 1 test broke" \
     "learning  py: codespell|misspelling|python|py, 0 successes, 1 failure, rate 0.33" "done      py"; do
     grep -qF "$want" "$T/text.err" || fail "no progress line '$want': $(cat "$T/text.err")"
 done
 for want in "kaizen run-once: the cycle completed in" "target py ($T/samples/py)" "  scan SCAN-B: status ok, commit abc123" \
     "    flake8              3  ok" "  snapshot: rating C, score 61.2" "  plans: 0 proposed, 1 ready, 0 dropped" \
-    "plans accepted (0)" "plans rejected (1):" "            reason: test-runner: 1 test broke" \
+    "plans accepted (0)" "plans rejected (1):" "            in state validating" \
+    "            cause: a validator rejected the change" \
     "            - tests/test_receipt.py::test_archive passed before and fails now" "plans awaiting approval (0)" \
     "branches created (0)" "learned pattern updates (1):" "time per stage:" "  execution+validation" "  total"; do
     grep -qF -- "$want" "$T/text.out" || fail "no summary line '$want': $(cat "$T/text.out")"
 done
+# each reason once: the validators' list, not also the router's line joining them
+grep -qF "reason: test-runner: 1 test broke" "$T/text.out" && fail "the reason is printed twice: $(cat "$T/text.out")"
 
 # a scan that fails: exit 1 with its error, nothing more awaited
 n=$(triggers)
