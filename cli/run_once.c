@@ -446,8 +446,7 @@ static void s_on_scan_completed(s_ro_t *ro, const kz_msg_t *msg, const json_t *b
     }
     const char *status = s_jstr(b, "status");
     char per[1024], not_run[1536];
-    s_tool_lists(json_object_get(b, "tools"), t->by_tool, per, sizeof per, not_run,
-                 sizeof not_run);
+    s_tool_lists(json_object_get(b, "tools"), t->by_tool, per, sizeof per, not_run, sizeof not_run);
     if (status && strcmp(status, "failed") == 0) {
         t->failed = true;
         const char *error = s_jstr(b, "error");
@@ -768,8 +767,9 @@ static void s_on_started(s_ro_t *ro, const kz_msg_t *msg, const json_t *b, int64
         calls = json_object();
         json_object_set_new(p, "calls", calls);
     }
-    json_object_set_new(calls, service,
-                        json_pack("{s:s, s:I, s:s}", "state", "running", "since", now, "worker", src));
+    json_object_set_new(
+        calls, service,
+        json_pack("{s:s, s:I, s:s}", "state", "running", "since", now, "worker", src));
 }
 
 /* A call of plan P answered by the worker SRC (its service from its
@@ -897,7 +897,8 @@ static void s_on_tests(s_ro_t *ro, const kz_msg_t *msg, const json_t *b)
     json_decref(t->tests);
     t->tests = json_deep_copy(b);
     if (json_is_true(json_object_get(b, "usable")))
-        s_progress(ro, "tests     %s: %lld passed, %lld failed at %.12s (%s): plans can be validated",
+        s_progress(ro,
+                   "tests     %s: %lld passed, %lld failed at %.12s (%s): plans can be validated",
                    t->cfg->name, (long long)json_integer_value(json_object_get(b, "passed")),
                    (long long)json_integer_value(json_object_get(b, "failed")) +
                        json_integer_value(json_object_get(b, "errors")),
@@ -1117,8 +1118,8 @@ static json_t *s_target_doc(s_ro_t *ro, const s_target_t *t)
                             trend ? trend : json_null(), "partial", partial, "summary", q);
     }
     (void)ro;
-    return json_pack("{s:s, s:s, s:b, s:o, s:O, s:o, s:o, s:o, s:O}", "name", t->cfg->name,
-                     "path", t->cfg->path ? t->cfg->path : "", "complete", t->complete, "scan",
+    return json_pack("{s:s, s:s, s:b, s:o, s:O, s:o, s:o, s:o, s:O}", "name", t->cfg->name, "path",
+                     t->cfg->path ? t->cfg->path : "", "complete", t->complete, "scan",
                      scan ? scan : json_null(), "findings_by_tool", t->by_tool, "quality",
                      quality ? quality : json_null(), "planning", planning ? planning : json_null(),
                      "stages_ms", stages ? stages : json_null(), "tests",
@@ -1555,8 +1556,8 @@ static void s_text(const json_t *doc)
 static int s_subscribe(s_ro_t *ro, kz_bus_t *bus)
 {
     static const char *const topics[] = {
-        "agent.run",       "scan.",  "finding.",        "analysis.",  "plan.", "exec.result",
-        "validate.result", "learn.", "request.started", "tests.base",
+        "agent.run",   "scan.",           "finding.", "analysis.",       "plan.",
+        "exec.result", "validate.result", "learn.",   "request.started", "tests.base",
     };
     for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
         if (kz_bus_subscribe(bus, topics[i]) != 0) {
@@ -1700,12 +1701,9 @@ static int s_bring_up(kz_cli_t *cli, bool json, bool *started)
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"target", required_argument, NULL, 'T'},
-        {"json", no_argument, NULL, 'j'},
-        {"timeout", required_argument, NULL, 't'},
-        {"config", required_argument, NULL, 'c'},
-        {"progress", required_argument, NULL, 'p'},
-        {NULL, 0, NULL, 0},
+        {"target", required_argument, NULL, 'T'},   {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'},  {"config", required_argument, NULL, 'c'},
+        {"progress", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0},
     };
     const char *only = NULL, *config = NULL;
     bool json = false;

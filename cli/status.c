@@ -333,6 +333,40 @@ static void s_print_footer(const kz_config_t *cfg, const kz_val_t *body, const k
                (long long)kz_map_int(s, "corrupt_skipped", 0),
                (long long)kz_map_int(body, "held", 0));
     }
+    const kz_val_t *r = kz_map_get(body, "router");
+    if (r && r->type == KZ_VAL_MAP) {
+        printf("plans         %lld running  %lld queued  %lld awaiting approval  since the start: "
+               "%lld accepted, %lld rejected, %lld failed\n",
+               (long long)kz_map_int(r, "running", 0), (long long)kz_map_int(r, "queued", 0),
+               (long long)kz_map_int(r, "awaiting", 0), (long long)kz_map_int(r, "accepted", 0),
+               (long long)kz_map_int(r, "rejected", 0), (long long)kz_map_int(r, "failed", 0));
+        /* each plan on the move and what it waits for: a call that sits in
+           the broker's queue (no worker free) reads apart from one at work */
+        const kz_val_t *plans = kz_map_get(r, "plans");
+        for (uint32_t i = 0; plans && plans->type == KZ_VAL_ARRAY && i < plans->u.arr.count; i++) {
+            const kz_val_t *p = &plans->u.arr.items[i];
+            const char *id = kz_map_str(p, "plan_id"), *target = kz_map_str(p, "target");
+            const char *state = kz_map_str(p, "state");
+            kz_cli_human_ms(kz_map_int(p, "for_ms", -1), a, sizeof a);
+            printf("  %s  %s  %s for %s", id ? id : "?", target ? target : "-", state ? state : "-",
+                   a);
+            const kz_val_t *calls = kz_map_get(p, "calls");
+            for (uint32_t k = 0; calls && calls->type == KZ_VAL_ARRAY && k < calls->u.arr.count;
+                 k++) {
+                const kz_val_t *c = &calls->u.arr.items[k];
+                const char *service = kz_map_str(c, "service"), *cs = kz_map_str(c, "state");
+                kz_cli_human_ms(kz_map_int(c, "for_ms", -1), b, sizeof b);
+                bool queued = cs && strcmp(cs, "queued") == 0;
+                printf("%s %s %s %s%s", k ? "," : ":", service ? service : "?",
+                       queued ? "waiting in the broker's queue"
+                       : cs   ? cs
+                              : "?",
+                       strcmp(cs ? cs : "", "done") == 0 ? "" : "for ",
+                       strcmp(cs ? cs : "", "done") == 0 ? "" : b);
+            }
+            printf("\n");
+        }
+    }
     if (broker) {
         const char *state = kz_map_str(broker, "state");
         kz_cli_human_ms(kz_map_int(broker, "uptime_ms", -1), a, sizeof a);

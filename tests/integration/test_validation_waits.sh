@@ -165,6 +165,8 @@ done
 # while they run, kaizen status names the calls that wait in the broker's queue
 queued_seen() { kz_status 'any(c["state"] == "queued" for p in b["router"]["plans"] for c in p["calls"])'; }
 kz_wait_for 120 queued_seen || fail "kaizen status never showed a queued call: $(kz_status 'b["router"]')"
+status_text() { "$K" status >"$T/status.txt" 2>&1; grep -q "^  W[123]  py  .*waiting in the broker's queue for" "$T/status.txt"; }
+kz_wait_for 120 status_text || fail "kaizen status (text) never showed a queued call: $(cat "$T/status.txt")"
 rc=0
 wait $ro || rc=$?
 ((rc == 0)) || fail "run-once exited $rc: $(cat "$T/ro.out" "$T/ro.err")"
