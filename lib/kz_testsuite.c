@@ -528,20 +528,27 @@ static bool s_has_module(const char *dir, const char *sub, const char *name)
            stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* The top-level module of "No module named 'x.y'" in PROBLEM into NAME
+   ("x"). false when there is none */
+static bool s_missing_module(const char *problem, char *name, size_t len)
+{
+    const char *p = strstr(problem, "No module named '");
+    if (!p || len == 0)
+        return false;
+    p += 17;
+    size_t n = 0;
+    while (n + 1 < len && (isalnum((unsigned char)p[n]) || p[n] == '_'))
+        name[n] = p[n], n++;
+    name[n] = '\0';
+    return n > 0 && (p[n] == '\'' || p[n] == '.');
+}
+
 /* A missing module that the worktree has under src/ or lib/: "src" or
    "lib" (the directory PYTHONPATH should name), else NULL */
 static const char *s_missing_here(const char *problem, const char *dir)
 {
-    const char *p = strstr(problem, "No module named '");
-    if (!p || !dir)
-        return NULL;
-    p += 17;
     char name[128];
-    size_t n = 0;
-    while (n + 1 < sizeof name && (isalnum((unsigned char)p[n]) || p[n] == '_'))
-        name[n] = p[n], n++;
-    name[n] = '\0';
-    if (n == 0 || (p[n] != '\'' && p[n] != '.'))
+    if (!dir || !s_missing_module(problem, name, sizeof name))
         return NULL;
     static const char *const subs[] = {"src", "lib"};
     for (size_t i = 0; i < 2; i++)
@@ -569,8 +576,14 @@ static void s_judge_none_passed(const kz_target_config_t *target, const char *di
     char ended[32], fix[256] = "";
     s_ended(run, ended, sizeof ended);
     const char *sub = s_missing_here(run->problem, dir);
+    char missing[128];
     if (sub)
         snprintf(fix, sizeof fix, "set targets[].env, e.g. [PYTHONPATH=%s]", sub);
+    else if (s_missing_module(run->problem, missing, sizeof missing))
+        snprintf(fix, sizeof fix,
+                 "install the module '%s' for the Python that runs the tests, or point "
+                 "targets[].env's PYTHONPATH at it",
+                 missing);
     char hint[64] = "";
     if (sub)
         snprintf(hint, sizeof hint, " (set targets[].env, e.g. PYTHONPATH=%s)", sub);
@@ -950,13 +963,36 @@ static void s_cache_prune(const char *dir)
     free(items);
 }
 
+/* STATE/test-runner/<target> into DIR and its cache file of COMMIT into
+   CACHE. 0 / -1 (too long) */
+static int s_cache_paths(const kz_config_t *cfg, const kz_target_config_t *target,
+                         const char *commit, char *dir, size_t dirlen, char *cache, size_t cachelen)
+{
+    char rel[PATH_MAX];
+    snprintf(rel, sizeof rel, "test-runner/%s", target->name);
+    if (kz_state_path(cfg, rel, dir, dirlen) != 0 ||
+        snprintf(cache, cachelen, "%s/%s.json", dir, commit) >= (int)cachelen)
+        return -1;
+    return 0;
+}
+
+bool kz_testsuite_cached(const kz_config_t *cfg, const kz_target_config_t *target,
+                         kz_testsuite_run_t *run)
+{
+    char dir[PATH_MAX], cache[PATH_MAX];
+    if (s_cache_paths(cfg, target, run->commit, dir, sizeof dir, cache, sizeof cache) != 0)
+        return false;
+    struct stat st;
+    if (lstat(cache, &st) != 0 || !S_ISREG(st.st_mode))
+        return false;
+    return s_cache_load(cache, target, run);
+}
+
 int kz_testsuite_base(const kz_config_t *cfg, const kz_target_config_t *target,
                       const kz_proc_opts_t *proc, int flags, kz_testsuite_run_t *run)
 {
-    char rel[PATH_MAX], dir[PATH_MAX], cache[PATH_MAX], lockp[PATH_MAX], err[512];
-    snprintf(rel, sizeof rel, "test-runner/%s", target->name);
-    if (kz_state_path(cfg, rel, dir, sizeof dir) != 0 ||
-        snprintf(cache, sizeof cache, "%s/%s.json", dir, run->commit) >= (int)sizeof cache ||
+    char dir[PATH_MAX], cache[PATH_MAX], lockp[PATH_MAX], err[512];
+    if (s_cache_paths(cfg, target, run->commit, dir, sizeof dir, cache, sizeof cache) != 0 ||
         snprintf(lockp, sizeof lockp, "%s/%s.lock", dir, run->commit) >= (int)sizeof lockp) {
         s_set(run->error, sizeof run->error, "state path too long for target '%s'", target->name);
         return 0;

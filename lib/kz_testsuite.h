@@ -143,6 +143,13 @@ int kz_testsuite_test_commit(const kz_config_t *cfg, const kz_target_config_t *t
 int kz_testsuite_base(const kz_config_t *cfg, const kz_target_config_t *target,
                       const kz_proc_opts_t *proc, int flags, kz_testsuite_run_t *run);
 
+/* The cached base run of RUN->commit, without running anything or taking
+   the lock (a cache file is replaced atomically). true when there is one
+   for this target, commit, command, env and timeout (RUN filled, cached
+   set); false otherwise (RUN left empty but for its commit) */
+bool kz_testsuite_cached(const kz_config_t *cfg, const kz_target_config_t *target,
+                         kz_testsuite_run_t *run);
+
 /* Read the imports file's text BUF (LEN bytes, hostile) into RUN's
    foreign_module, foreign_origin and foreign_dir: the first line whose
    NAME is a Python identifier of at most 127 bytes, ORIGIN a non-empty
