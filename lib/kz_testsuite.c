@@ -35,8 +35,6 @@
 #define S_IMPORTS_FILE    "imports.txt"
 #define S_HOOK_DIR        "pyhook"
 
-extern char **environ;
-
 /* The Python hook (kz_testsuite.h). Names start with _kz_ so that nothing
    of it shadows what a project's code looks up in sitecustomize. */
 static const char s_hook_py[] =
