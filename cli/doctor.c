@@ -5,16 +5,20 @@
     Checks: the config; the Debian packages kaizen runs on (dpkg-query,
     run with kz_proc: an argv, no shell); the kaizen programs beside this
     one (the broker, the orchestrator, every configured agent); the state
-    directory; the tools the configured targets' languages need; the
-    database (the embedded cluster or the DSN's server, and the schema
-    version against the compiled-in migrations); the broker and the
-    orchestrator (mmi.service); the CURVE keys when CURVE is on.
+    directory; the tools the configured targets' languages need; whether
+    each target's tests can run at the head of its branch (lib/
+    kz_testsuite.h: the base cache when it has that commit, else the suite
+    run in a temporary worktree kaizen removes afterwards); the database
+    (the embedded cluster or the DSN's server, and the schema version
+    against the compiled-in migrations); the broker and the orchestrator
+    (mmi.service); the CURVE keys when CURVE is on.
 */
 #include "cli.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,10 +26,13 @@
 
 #include "kz_bus.h"
 #include "kz_db.h"
+#include "kz_git.h"
+#include "kz_log.h"
 #include "kz_pgctl.h"
 #include "kz_proc.h"
 #include "kz_recipe.h"
 #include "kz_state.h"
+#include "kz_testsuite.h"
 
 #define S_APP        "kaizen-cli"
 #define S_PROBE_MS   1500
@@ -41,9 +48,12 @@ static const char s_usage[] =
     "\n"
     "  the config; the Debian packages kaizen runs on; the kaizen programs\n"
     "  (kaizen-broker, kaizen-orchestrator, kaizen-NAME for each agent); the\n"
-    "  state directory; the tools of the configured targets' languages; the\n"
-    "  database and its schema version; the broker and the orchestrator; the\n"
-    "  CURVE keys when bus.curve.enabled is true.\n"
+    "  state directory; the tools of the configured targets' languages; for\n"
+    "  each target with a test command, whether its tests can run at the head\n"
+    "  of its branch (from the test runner's base cache when it has that\n"
+    "  commit, else by running them in a temporary worktree, removed after);\n"
+    "  the database and its schema version; the broker and the orchestrator;\n"
+    "  the CURVE keys when bus.curve.enabled is true.\n"
     "\n"
     "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
@@ -370,6 +380,113 @@ static void s_target_tools(s_doctor_t *d)
     }
 }
 
+/* ---------------------------------------------------------------- tests */
+
+/* A line that is no check: what doctor is doing (a suite may take minutes) */
+static void s_note(const char *what, const char *detail)
+{
+    printf("  %-7s  %-28s %s\n", "...", what, detail);
+    fflush(stdout);
+}
+
+/* Run TARGET's tests at RUN->commit in a temporary directory of its own
+   (a worktree and kaizen's work directory), removed after. 0 / -1 (out
+   of memory) */
+static int s_tests_in_tmp(const kz_target_config_t *target, kz_testsuite_run_t *run)
+{
+    const char *tmpdir = getenv("TMPDIR");
+    char tmp[PATH_MAX], wt[PATH_MAX], work[PATH_MAX], err[512];
+    snprintf(tmp, sizeof tmp, "%s/kaizen-doctor.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    if (!mkdtemp(tmp)) {
+        snprintf(run->error, sizeof run->error, "unable to create a temporary directory: %s",
+                 strerror(errno));
+        return 0;
+    }
+    snprintf(wt, sizeof wt, "%.*s/worktree", PATH_MAX - 16, tmp);
+    snprintf(work, sizeof work, "%.*s/work", PATH_MAX - 16, tmp);
+    int rc = kz_testsuite_test_at(target, wt, work, NULL, run);
+    if (kz_rmtree(tmp, err, sizeof err) != 0)
+        fprintf(stderr, "kaizen: %s\n", err);
+    return rc;
+}
+
+/* Whether TARGET's tests can run at the head of its branch */
+static void s_target_suite(s_doctor_t *d, const kz_target_config_t *target)
+{
+    char what[160], detail[2048], err[512];
+    snprintf(what, sizeof what, "tests of %s", target->name);
+    if (!target->test || target->test_count == 0) {
+        s_line(d, "skip", what, "no test command (targets[].test)", NULL);
+        return;
+    }
+    struct stat st;
+    if (target->init_from && stat(target->path, &st) != 0 && errno == ENOENT) {
+        s_line(d, "skip", what, "not created yet ('kaizen up' creates it from init_from)", NULL);
+        return;
+    }
+    kz_testsuite_run_t run;
+    kz_testsuite_run_init(&run);
+    if (kz_git_check_repo(target->path, err, sizeof err) != 0) {
+        s_line(d, "FAIL", what, err, "set targets[].path to the repository's top directory");
+        return;
+    }
+    if (kz_git_rev(target->path, target->branch, run.commit, err, sizeof err) != 0) {
+        snprintf(detail, sizeof detail, "branch '%s': %s", target->branch, err);
+        s_line(d, "FAIL", what, detail, "set targets[].branch to a branch of the repository");
+        return;
+    }
+    int rc = 0;
+    bool state = stat(d->cfg->state_dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+                 access(d->cfg->state_dir, W_OK | X_OK) == 0;
+    /* a usable cached base is the answer; an unusable one is checked
+       again: doctor is where a user looks after fixing the suite */
+    if (!state || !kz_testsuite_cached(d->cfg, target, &run) || !run.usable) {
+        kz_testsuite_run_clear(&run);
+        snprintf(detail, sizeof detail,
+                 "running the test command at %.12s in a temporary worktree%s (removed after; "
+                 "up to targets[].test_timeout, %g s)",
+                 run.commit, state ? " under the state directory" : "",
+                 (target->test_timeout_ms > 0 ? target->test_timeout_ms : 600000) / 1000.0);
+        s_note(what, detail);
+        rc = state ? kz_testsuite_base(d->cfg, target, NULL, KZ_TESTSUITE_RECHECK, &run)
+                   : s_tests_in_tmp(target, &run);
+    }
+    char fix[512];
+    if (rc != 0) {
+        s_line(d, "FAIL", what, "out of memory", "run kaizen doctor again with more memory free");
+    } else if (run.error[0]) {
+        snprintf(detail, sizeof detail, "unable to run them at %.12s: %s", run.commit, run.error);
+        snprintf(fix, sizeof fix, "git -C '%s' worktree prune, and check that %s is writable",
+                 target->path, state ? d->cfg->state_dir : "the temporary directory");
+        s_line(d, "FAIL", what, detail, fix);
+    } else if (!run.usable) {
+        snprintf(detail, sizeof detail, "cannot run at %.12s of %s: %s", run.commit, target->branch,
+                 run.why);
+        snprintf(fix, sizeof fix,
+                 "run the test command by hand in a checkout of %.12s and fix what stops it",
+                 run.commit);
+        s_line(d, "FAIL", what, detail, run.fix[0] ? run.fix : fix);
+    } else {
+        snprintf(detail, sizeof detail,
+                 "can run at %.12s of %s: %ld passed, %ld failed, %ld "
+                 "skipped (%s; %s)",
+                 run.commit, target->branch, run.passed, run.failed + run.errors, run.skipped,
+                 run.source, run.cached ? "cached" : "ran now");
+        s_line(d, "ok", what, detail, NULL);
+    }
+    kz_testsuite_run_clear(&run);
+}
+
+static void s_tests(s_doctor_t *d)
+{
+    /* the suite's own progress lines are the test runner's business */
+    kz_log_level_t level = kz_log_level();
+    kz_log_set_level(KZ_LOG_OFF);
+    for (size_t t = 0; t < d->cfg->targets_count; t++)
+        s_target_suite(d, &d->cfg->targets[t]);
+    kz_log_set_level(level);
+}
+
 /* ------------------------------------------------------------- database */
 
 static void s_schema(s_doctor_t *d, const char *where)
@@ -594,6 +711,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     s_programs(&d);
     s_state_dir(&d);
     s_target_tools(&d);
+    s_tests(&d);
     s_database(&d);
     s_broker(&d);
     s_curve(&d);

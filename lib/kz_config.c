@@ -654,6 +654,27 @@ static const s_field_t s_agent_fields[] = {
 
 static int s_check_branch(const char *value, char *why, size_t len);
 
+/* An environment entry "NAME=VALUE": NAME is a shell-style variable name
+   (letters, digits, '_', not starting with a digit); VALUE may be empty */
+static int s_check_env(const char *value, char *why, size_t len)
+{
+    const char *eq = strchr(value, '=');
+    if (!eq) {
+        snprintf(why, len, "expected NAME=VALUE, got '%.*s'", S_SHOW, value);
+        return -1;
+    }
+    bool ok = eq > value && !isdigit((unsigned char)value[0]);
+    for (const char *p = value; ok && p < eq; p++)
+        ok = isalnum((unsigned char)*p) || *p == '_';
+    if (ok)
+        return 0;
+    snprintf(why, len,
+             "invalid variable name '%.*s': use letters, digits and '_', not starting with a "
+             "digit",
+             (int)(eq - value < S_SHOW ? eq - value : S_SHOW), value);
+    return -1;
+}
+
 static const s_field_t s_target_fields[] = {
     {"name", S_T_STR, S_OFF(kz_target_config_t, name), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
      NULL},
@@ -666,6 +687,8 @@ static const s_field_t s_target_fields[] = {
      NULL, 0, 0, NULL},
     S_NUM("test_timeout", S_T_DURATION, kz_target_config_t, test_timeout_ms, "10m", 1, S_DUR_MAX),
     S_PATHF(kz_target_config_t, init_from),
+    {"env", S_T_STRLIST, S_OFF(kz_target_config_t, env), NULL, 0, 0, false, s_check_env, NULL, 0,
+     S_OFF(kz_target_config_t, env_count), NULL},
     S_FIELD_END};
 
 static int s_check_one_of(const char *value, const char *const *allowed, const char *what,

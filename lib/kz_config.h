@@ -194,6 +194,10 @@ typedef struct {
     char *init_from;     /* targets[].init_from: when path does not exist, `kaizen up` and
                         `run-once` create it as a new git repository (branch `branch`)
                         whose first commit holds this directory's files (the samples) */
+    char **env;          /* targets[].env: "NAME=VALUE" entries added to the environment of every
+                   run of the test command (NULL-terminated, may be NULL; a later entry
+                   of the same NAME wins), e.g. "PYTHONPATH=src" */
+    size_t env_count;
 } kz_target_config_t;
 
 typedef struct {

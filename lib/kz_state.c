@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,8 +26,7 @@ int kz_state_log_path(const kz_config_t *cfg, const char *name, char *buf, size_
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-/* mkdir -p DIR with MODE for the last component (parents 0755) */
-static int s_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen)
+int kz_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen)
 {
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
@@ -55,13 +55,42 @@ static int s_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen)
     return 0;
 }
 
+static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP || flag == FTW_D || flag == FTW_DNR)
+        return rmdir(path) == 0 || errno == ENOENT ? 0 : -1;
+    return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int kz_rmtree(const char *path, char *errbuf, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(errbuf, errlen, "unable to remove '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    if (strcmp(path, "/") == 0) {
+        snprintf(errbuf, errlen, "refusing to remove '/'");
+        return -1;
+    }
+    if (nftw(path, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && lstat(path, &st) == 0) {
+        snprintf(errbuf, errlen, "unable to remove '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int kz_state_init(const kz_config_t *cfg, char *errbuf, size_t errlen)
 {
     static const struct {
         const char *rel;
         mode_t mode;
     } dirs[] = {{"run", 0755}, {"logs", 0755}, {"spool", 0700}};
-    if (s_mkdirs(cfg->state_dir, 0755, errbuf, errlen) != 0)
+    if (kz_mkdirs(cfg->state_dir, 0755, errbuf, errlen) != 0)
         return -1;
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         char path[PATH_MAX];
@@ -69,7 +98,7 @@ int kz_state_init(const kz_config_t *cfg, char *errbuf, size_t errlen)
             snprintf(errbuf, errlen, "state directory path too long: %s", cfg->state_dir);
             return -1;
         }
-        if (s_mkdirs(path, dirs[i].mode, errbuf, errlen) != 0)
+        if (kz_mkdirs(path, dirs[i].mode, errbuf, errlen) != 0)
             return -1;
     }
     return 0;

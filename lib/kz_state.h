@@ -41,6 +41,12 @@ pid_t kz_pidfile_read(const char *path);
    (a pid file left by a crash may name a pid reused by something else) */
 bool kz_pid_is_kaizen(pid_t pid);
 
+/* mkdir -p DIR: parents 0755, DIR itself MODE. 0 / -1 with ERRBUF */
+int kz_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen);
+/* rm -rf PATH: symlinks are removed, never followed; a missing PATH is
+   fine. 0 / -1 with ERRBUF */
+int kz_rmtree(const char *path, char *errbuf, size_t errlen);
+
 /* Take the exclusive lock STATE/run/up.lock, waiting up to TIMEOUT_MS.
    Returns the fd to close to release it, or -1 with ERRBUF */
 int kz_state_lock(const kz_config_t *cfg, int timeout_ms, char *errbuf, size_t errlen);

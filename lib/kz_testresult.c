@@ -541,9 +541,16 @@ int kz_testresult_parse_lines(const char *text, size_t len, kz_test_cases_t *lis
     size_t before = list->count + list->dropped;
     size_t pos = 0, n;
     const char *s;
+    bool banner = false; /* the previous line was unittest's separator of 70 '=' */
     while (s_next_line(text, len, &pos, &s, &n)) {
         int rc = 0;
         bool done = false;
+        bool after_banner = banner;
+        banner = n == 70 && strspn(s, "=") >= 70;
+        /* unittest's "FAIL: test_b (mod.T.test_b)" headers name only the
+           failures: read as a list they would hide every passing test */
+        if (after_banner && (s_starts(s, n, "FAIL: ") || s_starts(s, n, "ERROR: ")))
+            continue;
         for (size_t w = 0; w < sizeof words / sizeof words[0] && !done; w++) {
             if (s_starts(s, n, words[w].prefix)) {
                 size_t p = strlen(words[w].prefix);
@@ -582,6 +589,16 @@ static long s_num(const char *s, size_t n, size_t *used)
 static long s_add(long a, long b)
 {
     return a > KZ_TESTRESULT_MAX_COUNT - b ? KZ_TESTRESULT_MAX_COUNT : a + b;
+}
+
+/* True when S (N bytes) contains NEEDLE */
+static bool s_contains(const char *s, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(s + i, needle, k) == 0)
+            return true;
+    return false;
 }
 
 /* "100% tests passed, 0 tests failed out of 5" */
@@ -659,12 +676,84 @@ static bool s_count_line(const char *s, size_t n, long *passed, long *failed, lo
         }
         i = j;
     }
-    if (!seen[0] && !seen[1])
+    /* pytest's "1 error in 0.05s" (a collection error), "2 skipped in
+       0.01s" and "no tests ran in 0.01s" are summaries too */
+    bool pytest_only = *timing && (seen[2] || seen[3] || s_contains(s, n, "no tests ran in "));
+    if (!seen[0] && !seen[1] && !pytest_only)
         return false;
     *passed = v[0];
     *failed = v[1];
     *errors = v[2];
     *skipped = v[3];
+    return true;
+}
+
+/* unittest's "Ran 6 tests in 0.001s": *RAN */
+static bool s_unittest_ran(const char *s, size_t n, long *ran)
+{
+    if (!s_starts(s, n, "Ran "))
+        return false;
+    size_t used;
+    long v = s_num(s + 4, n - 4, &used);
+    if (v < 0 || (4 + used < n && isdigit((unsigned char)s[4 + used])))
+        return false;
+    const char *p = s + 4 + used;
+    size_t left = n - 4 - used;
+    if (s_starts(p, left, " tests in "))
+        return (*ran = v), true;
+    if (s_starts(p, left, " test in "))
+        return (*ran = v), true;
+    return false;
+}
+
+/* unittest's status line after "Ran N tests": "OK", "OK (skipped=1)",
+   "FAILED (failures=1, errors=2, skipped=3, expected failures=1,
+   unexpected successes=1)", "NO TESTS RAN"; the counts into *GOT */
+static bool s_unittest_status(const char *s, size_t n, long ran, kz_test_summary_t *got)
+{
+    size_t k;
+    if (s_starts(s, n, "NO TESTS RAN"))
+        k = 12;
+    else if (s_starts(s, n, "FAILED"))
+        k = 6;
+    else if (s_starts(s, n, "OK"))
+        k = 2;
+    else
+        return false;
+    long failures = 0, errors = 0, skipped = 0, unexpected = 0;
+    if (k < n) {
+        if (!s_starts(s + k, n - k, " (") || s[n - 1] != ')')
+            return false;
+        size_t i = k + 2, end = n - 1;
+        while (i < end) {
+            size_t eq = i;
+            while (eq < end && s[eq] != '=' && s[eq] != ',')
+                eq++;
+            if (eq >= end || s[eq] != '=')
+                return false;
+            size_t used;
+            long v = s_num(s + eq + 1, end - eq - 1, &used);
+            if (v < 0)
+                return false;
+            size_t klen = eq - i;
+            if (klen == 8 && memcmp(s + i, "failures", 8) == 0)
+                failures = s_add(failures, v);
+            else if (klen == 6 && memcmp(s + i, "errors", 6) == 0)
+                errors = s_add(errors, v);
+            else if (klen == 7 && memcmp(s + i, "skipped", 7) == 0)
+                skipped = s_add(skipped, v);
+            else if (klen == 20 && memcmp(s + i, "unexpected successes", 20) == 0)
+                unexpected = s_add(unexpected, v);
+            /* "expected failures" are passes; other keys are ignored */
+            i = eq + 1 + used;
+            if (i < end && !s_starts(s + i, end - i, ", "))
+                return false;
+            i += i < end ? 2 : 0;
+        }
+    }
+    long failed = s_add(failures, unexpected);
+    long passed = ran - failed - errors - skipped;
+    *got = (kz_test_summary_t){"unittest", passed > 0 ? passed : 0, failed, errors, skipped};
     return true;
 }
 
@@ -675,8 +764,20 @@ bool kz_testresult_parse_summary(const char *text, size_t len, kz_test_summary_t
     bool found = false;
     kz_test_summary_t got = {NULL, 0, 0, 0, 0};
     while (s_next_line(text, len, &pos, &s, &n)) {
-        long lp, lf, le = 0, ls = 0;
+        long lp, lf, le = 0, ls = 0, ran;
         bool timing;
+        if (s_unittest_ran(s, n, &ran)) {
+            /* the status is the next line that is not empty */
+            size_t next = pos, tn = 0;
+            const char *t = NULL;
+            while (s_next_line(text, len, &next, &t, &tn) && tn == 0)
+                ;
+            if (t && tn > 0 && s_unittest_status(t, tn, ran, &got)) {
+                found = true;
+                pos = next;
+            }
+            continue;
+        }
         if (s_ctest_line(s, n, &lp, &lf)) {
             found = true;
             got = (kz_test_summary_t){"ctest", lp, lf, 0, 0};
@@ -688,4 +789,91 @@ bool kz_testresult_parse_summary(const char *text, size_t len, kz_test_summary_t
     if (found)
         *sum = got;
     return found;
+}
+
+/* ------------------------------------------------------------ problems */
+
+#define S_PROBLEM_PART 300 /* bytes of the place and of the cause kept */
+
+/* The exception of a traceback's last line, "ModuleNotFoundError: No
+   module named 'x'", or pytest's "E   ImportError: ...": true with *AT
+   and *N set to the exception and its message (pytest's "E" cut) */
+static bool s_error_line(const char *s, size_t n, const char **at, size_t *n_at)
+{
+    size_t k = 0;
+    if (n > 2 && s[0] == 'E' && (s[1] == ' ' || s[1] == '\t')) {
+        k = 1;
+        while (k < n && (s[k] == ' ' || s[k] == '\t'))
+            k++;
+    }
+    size_t b = k;
+    if (k >= n || !(isalpha((unsigned char)s[k]) || s[k] == '_'))
+        return false;
+    while (k < n && (isalnum((unsigned char)s[k]) || s[k] == '_' || s[k] == '.'))
+        k++;
+    size_t w = k - b;
+    bool named = (w > 5 && memcmp(s + k - 5, "Error", 5) == 0) ||
+                 (w > 9 && memcmp(s + k - 9, "Exception", 9) == 0);
+    if (!named || (k < n && s[k] != ':'))
+        return false;
+    *at = s + b;
+    *n_at = n - b;
+    return true;
+}
+
+/* S (N bytes) without every "STRIP/", cleaned and cut, into OUT */
+static void s_problem_part(const char *s, size_t n, const char *strip, char *out, size_t outlen)
+{
+    char tmp[S_MAX_TEXT];
+    size_t o = 0, k = strip ? strlen(strip) : 0;
+    for (size_t i = 0; i < n && o < sizeof tmp;) {
+        if (k && i + k < n && memcmp(s + i, strip, k) == 0 && s[i + k] == '/') {
+            i += k + 1;
+            continue;
+        }
+        tmp[o++] = s[i++];
+    }
+    while (o > 0 && tmp[o - 1] == '.') /* "ImportError while loading conftest '...'." */
+        o--;
+    char *c = kz_testresult_clean(tmp, o, outlen > 4 ? outlen - 4 : 0);
+    snprintf(out, outlen, "%s", c ? c : "");
+    free(c);
+}
+
+void kz_testresult_problem(const char *text, size_t len, const char *strip, char *buf,
+                           size_t buflen)
+{
+    if (buflen == 0)
+        return;
+    buf[0] = '\0';
+    const char *where = NULL, *cause = NULL, *first_cause = NULL, *usage = NULL;
+    size_t nwhere = 0, ncause = 0, nfirst = 0, nusage = 0;
+    size_t pos = 0, n;
+    const char *s;
+    while (s_next_line(text, len, &pos, &s, &n) && !cause) {
+        const char *at;
+        size_t nat;
+        if (!where && (s_starts(s, n, "ImportError while loading conftest ") ||
+                       s_starts(s, n, "ImportError while importing test module ") ||
+                       s_starts(s, n, "ImportError: Failed to import test module: "))) {
+            where = s, nwhere = n;
+        } else if (s_error_line(s, n, &at, &nat)) {
+            if (where)
+                cause = at, ncause = nat; /* the first error after the place */
+            else if (!first_cause)
+                first_cause = at, nfirst = nat;
+        } else if (!usage && s_starts(s, n, "ERROR: ")) {
+            usage = s, nusage = n;
+        }
+    }
+    if (!cause && !where)
+        cause = first_cause, ncause = nfirst;
+    char a[S_PROBLEM_PART + 4] = "", b[S_PROBLEM_PART + 4] = "";
+    if (where)
+        s_problem_part(where, nwhere, strip, a, sizeof a);
+    if (cause)
+        s_problem_part(cause, ncause, strip, b, sizeof b);
+    if (!where && !cause && usage)
+        s_problem_part(usage, nusage, strip, a, sizeof a);
+    snprintf(buf, buflen, "%s%s%s", a, *a && *b ? ": " : "", b);
 }

@@ -8,10 +8,22 @@
                   "FAIL: name[:] why", "ERROR:", "SKIP:", "XFAIL:" (a pass),
                   "XPASS:" (a failure) and TAP "ok N - name" / "not ok N -
                   name" (with "# SKIP" a skip; "# TODO" on a failure a skip)
+                  (unittest's "FAIL: name (id)" / "ERROR: name (id)" headers,
+                  right after its line of 70 '=', are not such lines: they
+                  name the failures only)
       summaries   counts only: ctest's "67% tests passed, 1 tests failed out
-                  of 3", pytest's "== 1 failed, 2 passed in 0.1s ==", and any
-                  "N passed, N failed[, N errors][, N skipped]" line; the last
-                  such line of the output wins
+                  of 3", pytest's "== 1 failed, 2 passed in 0.1s ==" (and
+                  its "1 error in 0.05s", "2 skipped in 0.01s", "no tests ran
+                  in 0.01s"), unittest's "Ran 6 tests in 0.001s" followed by
+                  "OK" / "OK (skipped=1)" / "FAILED (failures=1, errors=2,
+                  skipped=3, expected failures=1, unexpected successes=1)",
+                  and any "N passed, N failed[, N errors][, N skipped]" line;
+                  the last such summary of the output wins
+      problem     the line that says why a suite could not even start: an
+                  import error (pytest's "E   ModuleNotFoundError: ...", a
+                  traceback's last line), with where it happened ("ImportError
+                  while loading conftest '...'", "... while importing test
+                  module '...'", unittest's "Failed to import test module")
 
     Everything here works on buffers of LEN bytes (not NUL-terminated),
     trusts nothing in them and caps what it keeps: at most
@@ -92,13 +104,27 @@ int kz_testresult_parse_junit(const char *buf, size_t len, kz_test_cases_t *list
 int kz_testresult_parse_lines(const char *text, size_t len, kz_test_cases_t *list);
 
 typedef struct {
-    const char *source; /* "ctest", "pytest" (a summary with " in 0.12s") or "summary" */
+    /* "ctest", "pytest" (a summary with " in 0.12s"), "unittest" or "summary" */
+    const char *source;
     long passed, failed, errors, skipped;
 } kz_test_summary_t;
 
-/* The counts of the last summary line of TEXT (LEN bytes) into *SUM.
-   true when there was one (*SUM untouched otherwise) */
+/* The counts of the last summary of TEXT (LEN bytes) into *SUM. true when
+   there was one (*SUM untouched otherwise). unittest's counts: failed =
+   failures + unexpected successes, passed = ran - failed - errors -
+   skipped (an expected failure is a pass) */
 bool kz_testresult_parse_summary(const char *text, size_t len, kz_test_summary_t *sum);
+
+/* Why the output TEXT (LEN bytes) shows a suite that could not start, into
+   BUF (always terminated, cleaned; "" when nothing was found): the first
+   import error's place and cause, "ImportError while loading conftest
+   'tests/conftest.py': ModuleNotFoundError: No module named 'x'", or the
+   cause alone, or else pytest's first "ERROR: " line ("ERROR: file or
+   directory not found: tests"). Every occurrence of STRIP followed by '/'
+   (a worktree's path; NULL or "" = none) is removed from the text first,
+   so paths read relative to it. */
+void kz_testresult_problem(const char *text, size_t len, const char *strip, char *buf,
+                           size_t buflen);
 
 /* A malloc'd copy of S (N bytes) that is valid UTF-8 without control
    characters (invalid bytes become '?', controls ' '), trimmed, at most

@@ -1347,6 +1347,7 @@ struct s_schema {
 #define INT(n, lo)             F_(n, S_INT, true, 0, 0, 0, lo, NULL, NULL)
 #define INT_OPT(n, lo)         F_(n, S_INT, false, 0, 0, 0, lo, NULL, NULL)
 #define NUM(n)                 F_(n, S_NUM, true, 0, 0, 0, 0, NULL, NULL)
+#define BOOL(n)                F_(n, S_BOOL, true, 0, 0, 0, 0, NULL, NULL)
 #define MAP(n)                 F_(n, S_MAP, true, 0, 0, 0, 0, NULL, NULL)
 #define MAP_OPT(n)             F_(n, S_MAP, false, 0, 0, 0, 0, NULL, NULL)
 #define STRMAP_OPT(n)          F_(n, S_STRMAP, false, 0, 0, 0, 0, NULL, NULL)
@@ -1535,7 +1536,21 @@ static const s_field_t s_validate_request[] = {
 };
 static const s_field_t s_validate_result[] = {
     STR("plan_id", 1, L_ID),     STR("validator", 1, L_NAME), ENUM("verdict", s_verdicts),
-    STRARR_OPT("reasons", 0, 0), MAP_OPT("details"),
+    STRARR_OPT("reasons", 0, 0), MAP_OPT("details"),          STR_OPT("cause", 1, L_WORD),
+};
+static const s_field_t s_tests_base[] = {
+    STR("commit", 1, L_COMMIT),
+    BOOL("usable"),
+    STR_OPT("reason", 0, 0),
+    STR_OPT("cause", 1, L_WORD),
+    INT("passed", 0),
+    INT("failed", 0),
+    INT("errors", 0),
+    INT("skipped", 0),
+    STR("source", 1, L_WORD),
+    INT("duration_ms", 0),
+    BOOL("cached"),
+    STR_OPT("scan_id", 1, L_ID),
 };
 static const s_field_t s_plan_accepted[] = {
     STR("plan_id", 1, L_ID),
@@ -1618,6 +1633,7 @@ static const s_schema_t s_schemas[] = {
     SCHEMA("status.reply", s_status_reply),
     OPEN_SCHEMA("status.request"),
     SCHEMA("test.event", s_test_event),
+    SCHEMA("tests.base", s_tests_base),
     SCHEMA("validate.request", s_validate_request),
     SCHEMA("validate.result", s_validate_result),
 };

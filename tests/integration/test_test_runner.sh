@@ -8,7 +8,9 @@
 # from the cache afterwards, a test that hangs is killed after
 # test_timeout (reject "timed out", nothing left running), an unknown
 # target, a target without a test command and a missing commit answer
-# "error", and no worktree is left behind.
+# "error", a base whose output gives no test count answers "error" with
+# cause "suite", and no worktree is left behind. (Bases that cannot run:
+# test_test_runner_base.sh.)
 source "$KZ_ROOT/tests/integration/lib.sh"
 K="$KZ_BIN/kaizen"
 AGENT="$KZ_BIN/kaizen-test-runner"
@@ -90,8 +92,11 @@ fb_ctest=$(fake_commit ctest 'Test #1: a ... Passed\n100% tests passed, 0 tests 
 fc_ctest=$(fake_commit ctest '80% tests passed, 1 tests failed out of 5\n' 8)
 fb_tap=$(fake_commit tap '1..3\nok 1 - alpha\nok 2 - beta\nok 3 - gamma # SKIP no network\n' 0)
 fc_tap=$(fake_commit tap '1..3\nok 1 - alpha\nnot ok 2 - beta\nnot ok 3 - gamma # TODO later\n' 1)
-fb_exit=$(fake_commit exit 'all good\n' 0)
+fb_exit=$(fake_commit exit 'all good\n5 passed, 0 failed\n' 0)
 fc_exit=$(fake_commit exit 'checking\n\377\376 broken \001 output\n' 3)
+# a base whose output gives no count: it cannot show that a test ran
+fb_nocount=$(fake_commit nocount 'all good\n' 0)
+fc_nocount=$(fake_commit nocount 'still good\n' 0)
 junit_base='<?xml version="1.0"?><testsuites><testsuite name="s"><testcase file="t/a.c" name="one"/><testcase classname="k" name="two"/><testsuite name="inner"><testcase classname="k" name="three"/></testsuite></testsuite></testsuites>'
 junit_new='<?xml version="1.0"?><testsuite name="s"><testcase file="t/a.c" name="one"><skipped/></testcase><testcase classname="k" name="two"><error message="segfault&#10;more">trace</error></testcase></testsuite>'
 fb_junit=$(fake_commit junit 'no summary here\n' 0 "$junit_base")
@@ -204,6 +209,10 @@ check ftap 'b["details"]["now"]["source"] == "lines" and b["details"]["base"]["s
 call fexit fake "$fc_exit" "$fb_exit"
 check fexit 'b["verdict"] == "reject" and "exited 3" in b["reasons"][0] and "broken" in b["reasons"][0]'
 check fexit 'b["details"]["now"]["source"] == "exit"'
+call fnocount fake "$fc_nocount" "$fb_nocount"
+check fnocount 'b["verdict"] == "error" and b["cause"] == "suite" and len(b["reasons"]) == 1'
+check fnocount 'b["reasons"][0].startswith("tests cannot run at base: the output gives no test count (exit 0)") and "{junit}" in b["reasons"][0]'
+check fnocount 'b["details"]["base"]["usable"] is False and "now" not in b["details"]'
 call fjunit fake "$fc_junit" "$fb_junit"
 check fjunit 'b["verdict"] == "reject" and sorted(b["details"]["newly_failing"]) == ["k::three", "k::two"]'
 check fjunit 'any(r.startswith("test k::two passed on the base commit and errors") and r.endswith(": segfault") for r in b["reasons"])'

@@ -138,7 +138,9 @@ reason=$(kz_psql "SELECT body->>'reason' FROM events WHERE type = 'plan.rejected
     fail "S1 was rejected for '$reason'"
 grep -q "running the tests of 'slow'" "$RUNNER" || fail "the suite never ran: $(tail -20 "$RUNNER")"
 kz_wait_log orch "plan S1: cancelling validate.tests" || fail "the router did not cancel validate.tests"
-kz_wait_for 60 grep -q "stopped the tests of 'slow'.*cancelled by its client" "$RUNNER" ||
+kz_wait_for 60 grep -q "request to 'validate.tests' cancelled by its client: plan S1 was rejected" "$RUNNER" ||
+    fail "the test-runner did not hear the cancel: $(tail -20 "$RUNNER")"
+kz_wait_for 60 grep -q "stopped the tests of 'slow'" "$RUNNER" ||
     fail "the test-runner did not stop the suite: $(tail -20 "$RUNNER")"
 kz_wait_for 60 eval '! suite_running' || fail "the suite's processes are left: $(pgrep -af -- "$STATE/test-runner/slow")"
 [[ -e $STATE/test-runner/slow/$SLOWBASE.json ]] && fail "the interrupted base run was cached"

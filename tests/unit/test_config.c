@@ -497,6 +497,8 @@ static void test_loop_keys(void **state)
     assert_null(kz_config_target(c, "u"));
     assert_int_equal(t->test_timeout_ms, 600000);
     assert_null(t->init_from);
+    assert_null(t->env);
+    assert_int_equal(t->env_count, 0);
     kz_config_destroy(&c);
 
     /* every key set */
@@ -526,7 +528,7 @@ static void test_loop_keys(void **state)
                 "scan: {parallelism: 3, batch_size: 10, incremental: no}\n"
                 "targets:\n"
                 "  - {name: t, path: repo, test: [make, test], test_timeout: 30s, "
-                "init_from: ../samples/t}\n",
+                "init_from: ../samples/t, env: [PYTHONPATH=src, 'EMPTY=', 'A_1=x=y z']}\n",
                 err, sizeof err);
     if (!c)
         fail_msg("%s", err);
@@ -579,6 +581,13 @@ static void test_loop_keys(void **state)
     assert_string_equal(t->path, "/etc/kz/repo");
     assert_int_equal(t->test_timeout_ms, 30000);
     assert_string_equal(t->init_from, "/etc/samples/t"); /* relative to the file, normalised */
+    /* targets[].env: kept as written (a relative path in a value is the
+       worktree's: the test command runs there) */
+    assert_int_equal(t->env_count, 3);
+    assert_string_equal(t->env[0], "PYTHONPATH=src");
+    assert_string_equal(t->env[1], "EMPTY=");
+    assert_string_equal(t->env[2], "A_1=x=y z");
+    assert_null(t->env[3]);
     kz_config_destroy(&c);
 }
 
@@ -660,6 +669,25 @@ static void test_loop_errors(void **state)
                    "'sometimes'");
     s_expect_error("targets: [{name: t, path: /t, test_timeout: 0}]\n",
                    "/etc/kz/t.yaml:1:45: targets[0].test_timeout: must not be zero, got '0'");
+    /* targets[].env: NAME=VALUE entries with a variable name */
+    s_expect_error("targets:\n  - name: t\n    path: /t\n    env: [A=1, PYTHONPATH]\n",
+                   "/etc/kz/t.yaml:4:16: targets[0].env[1]: expected NAME=VALUE, got "
+                   "'PYTHONPATH'");
+    s_expect_error("targets:\n  - name: t\n    path: /t\n    env:\n      - =src\n",
+                   "/etc/kz/t.yaml:5:9: targets[0].env[0]: invalid variable name '': use "
+                   "letters, digits and '_', not starting with a digit");
+    s_expect_error("targets: [{name: t, path: /t, env: ['1X=a']}]\n",
+                   "/etc/kz/t.yaml:1:37: targets[0].env[0]: invalid variable name '1X': use "
+                   "letters, digits and '_', not starting with a digit");
+    s_expect_error("targets: [{name: t, path: /t, env: ['PYTHON PATH=src']}]\n",
+                   "/etc/kz/t.yaml:1:37: targets[0].env[0]: invalid variable name 'PYTHON "
+                   "PATH': use letters, digits and '_', not starting with a digit");
+    s_expect_error("targets: [{name: t, path: /t, env: {PYTHONPATH: src}}]\n",
+                   "/etc/kz/t.yaml:1:36: targets[0].env: expected a list of strings, got a "
+                   "mapping");
+    s_expect_error("targets: [{name: t, path: /t, env: [[A=1]]}]\n",
+                   "/etc/kz/t.yaml:1:37: targets[0].env[0]: expected a list of strings, got a "
+                   "list");
     s_expect_error("tools:\n  - {name: x, argv: [x], format: gcc}\n  - {name: x, argv: [y], "
                    "format: gcc}\n",
                    "/etc/kz/t.yaml:3:12: tools[1].name: duplicate tool name 'x' (also "

@@ -238,6 +238,22 @@ static kz_msg_t *s_build(const char *type)
         kz_val_t *d = kz_map_put_map(msg, b, "details");
         kz_map_put_int(msg, d, "passed_before", 10);
         kz_map_put_int(msg, d, "passed_after", 8);
+        kz_map_put_str(msg, b, "cause", "suite");
+    } else if (!strcmp(type, "tests.base")) {
+        kz_map_put_str(msg, b, "commit", "0123456789abcdef0123456789abcdef01234567");
+        kz_map_put_bool(msg, b, "usable", false);
+        kz_map_put_str(msg, b, "reason",
+                       "0 tests ran (exit 4): ImportError while loading conftest "
+                       "'tests/conftest.py': ModuleNotFoundError: No module named 'x'");
+        kz_map_put_str(msg, b, "cause", "suite");
+        kz_map_put_int(msg, b, "passed", 0);
+        kz_map_put_int(msg, b, "failed", 0);
+        kz_map_put_int(msg, b, "errors", 0);
+        kz_map_put_int(msg, b, "skipped", 0);
+        kz_map_put_str(msg, b, "source", "exit");
+        kz_map_put_int(msg, b, "duration_ms", 412);
+        kz_map_put_bool(msg, b, "cached", true);
+        kz_map_put_str(msg, b, "scan_id", "scan-01");
     } else if (!strcmp(type, "plan.accepted")) {
         kz_map_put_str(msg, b, "plan_id", "plan-01");
         kz_map_put_str(msg, b, "commit", "89abcdef0123456789abcdef0123456789abcdef");
@@ -299,7 +315,7 @@ static const char *const s_types[] = {
     "exec.result",   "validate.request",  "validate.result", "plan.accepted",   "plan.failed",
     "learn.update",  "feedback.decision", "status.request",  "status.reply",    "error",
     "test.event",    "demo.echo",         "agent.exited",    "agent.failed",    "plan.batch",
-    "plan.ranked",   "plan.state",        "request.cancel",  "request.started",
+    "plan.ranked",   "plan.state",        "request.cancel",  "request.started", "tests.base",
 };
 #define N_TYPES (sizeof(s_types) / sizeof(s_types[0]))
 
@@ -1137,6 +1153,36 @@ static void test_missing(void **state)
     assert_int_equal(err.code, KZ_EMSG_MISSING);
     assert_string_equal(err.text, "src: required field is missing");
     kz_msg_destroy(&msg);
+    /* tests.base: usable is a required boolean; validate.result's cause a word */
+    for (int k = 0; k < 3; k++) {
+        msg = s_new(k < 2 ? "tests.base" : "validate.result");
+        kz_val_t *b = kz_msg_body(msg);
+        if (k < 2) {
+            kz_map_put_str(msg, b, "commit", "0123456789abcdef");
+            if (k == 1)
+                kz_map_put_str(msg, b, "usable", "yes");
+            static const char *const counts[] = {"passed", "failed", "errors", "skipped",
+                                                 "duration_ms"};
+            for (size_t i = 0; i < 5; i++)
+                kz_map_put_int(msg, b, counts[i], 0);
+            kz_map_put_str(msg, b, "source", "exit");
+            kz_map_put_bool(msg, b, "cached", false);
+        } else {
+            kz_map_put_str(msg, b, "plan_id", "plan-01");
+            kz_map_put_str(msg, b, "validator", "test-runner");
+            kz_map_put_str(msg, b, "verdict", "error");
+            kz_map_put_str(msg, b, "cause", "");
+        }
+        assert_int_equal(kz_msg_encode(msg, &buf, &len, &err), -1);
+        static const int codes[] = {KZ_EMSG_MISSING, KZ_EMSG_TYPE, KZ_EMSG_VALUE};
+        static const char *const texts[] = {"body.usable: required field is missing",
+                                            "body.usable: expected boolean, got string",
+                                            "body.cause"};
+        assert_int_equal(err.code, codes[k]);
+        if (!strstr(err.text, texts[k]))
+            fail_msg("'%s' does not contain '%s'", err.text, texts[k]);
+        kz_msg_destroy(&msg);
+    }
     /* decoder: envelope without ts, and a body without a required field */
     s_raw_t r;
     s_raw_init(&r);

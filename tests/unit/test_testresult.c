@@ -1,8 +1,9 @@
 /*  test_testresult.c - kz_testresult: the test-result parsers against REAL
     recorded reports and outputs (tests/data/testresult/, re-recorded by
     tests/data/testresult/record.sh: pytest's JUnit XML and console, ctest,
-    the c-sample's `make -s test`), a live pytest run when pytest is
-    installed, TAP and automake lines, merging of repeated tests, malformed
+    the c-sample's `make -s test`, unittest's summaries, pytest and
+    unittest runs whose suite cannot start), a live pytest run when pytest is
+    installed, the problem line of a suite that cannot start, TAP and automake lines, merging of repeated tests, malformed
     XML, XML with a DOCTYPE and external entities / DTDs (never loaded, never
     fetched: a loopback listener must see no connection and a file's secret
     must not show), a billion-laughs report, huge counts and too many tests.
@@ -648,6 +649,180 @@ static void test_huge_counts(void **state)
     assert_false(kz_testresult_parse_summary("", 0, &sum));
 }
 
+/* unittest: the summary counts, its failure headers are not test lines */
+static void test_unittest(void **state)
+{
+    (void)state;
+    size_t len;
+    char *out = s_data("unittest.out", &len);
+    kz_test_summary_t sum;
+    assert_true(kz_testresult_parse_summary(out, len, &sum));
+    assert_string_equal(sum.source, "unittest");
+    /* 6 ran: failures=1 + unexpected successes=1 failed, errors=1,
+       skipped=1, and test_a and the expected failure test_e passed */
+    assert_int_equal(sum.passed, 2);
+    assert_int_equal(sum.failed, 2);
+    assert_int_equal(sum.errors, 1);
+    assert_int_equal(sum.skipped, 1);
+    kz_test_cases_t list;
+    kz_test_cases_init(&list);
+    assert_int_equal(kz_testresult_parse_lines(out, len, &list), 0);
+    assert_int_equal(list.count, 0);
+    free(out);
+
+    out = s_data("unittest-import.out", &len);
+    assert_true(kz_testresult_parse_summary(out, len, &sum));
+    assert_string_equal(sum.source, "unittest");
+    assert_int_equal(sum.passed, 0);
+    assert_int_equal(sum.failed, 0);
+    assert_int_equal(sum.errors, 1);
+    assert_int_equal(kz_testresult_parse_lines(out, len, &list), 0);
+    assert_int_equal(list.count, 0);
+    char why[512];
+    kz_testresult_problem(out, len, "@ROOT@/ui", why, sizeof why);
+    assert_string_equal(why, "ImportError: Failed to import test module: test_v: "
+                             "ModuleNotFoundError: No module named 'nothere'");
+    free(out);
+
+    static const struct {
+        const char *text;
+        long passed, failed, errors, skipped;
+    } ok[] = {
+        {"Ran 19 tests in 0.1s\n\nOK\n", 19, 0, 0, 0},
+        {"Ran 1 test in 0.000s\r\n\r\nOK (skipped=1)\r\n", 0, 0, 0, 1},
+        {"Ran 4 tests in 2.5s\nOK (expected failures=2)\n", 4, 0, 0, 0},
+        {"Ran 19 tests in 0.1s\n\nFAILED (failures=1, errors=2, skipped=3)\n", 13, 1, 2, 3},
+        {"Ran 0 tests in 0.000s\n\nNO TESTS RAN\n", 0, 0, 0, 0},
+        /* more failed than ran: nothing passed */
+        {"Ran 1 test in 0s\nFAILED (failures=5)\n", 0, 5, 0, 0},
+        /* an unknown key is ignored */
+        {"Ran 3 tests in 0s\nOK (flaky=2)\n", 3, 0, 0, 0},
+        /* the last summary wins */
+        {"Ran 3 tests in 0s\nOK\n5 passed, 1 failed\nRan 2 tests in 0s\n\n\nOK\n", 2, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        memset(&sum, 0, sizeof sum);
+        if (!kz_testresult_parse_summary(ok[i].text, strlen(ok[i].text), &sum))
+            fail_msg("no summary in case %zu", i);
+        assert_string_equal(sum.source, "unittest");
+        assert_int_equal(sum.passed, ok[i].passed);
+        assert_int_equal(sum.failed, ok[i].failed);
+        assert_int_equal(sum.errors, ok[i].errors);
+        assert_int_equal(sum.skipped, ok[i].skipped);
+    }
+    static const char *const bad[] = {
+        "Ran 19 tests in 0.1s\n",                 /* no status line */
+        "Ran 19 tests in 0.1s\nsomething else\n", /* not a status */
+        "Ran 19 tests in 0.1s\nFAILED (failures=x)\n",
+        "Ran 19 tests in 0.1s\nFAILED (failures=1\n",
+        "Ran 19 tests in 0.1s\nOK skipped\n",
+        "Ran many tests in 0.1s\nOK\n",
+        "Ran 1000000000 tests in 0.1s\nOK\n",
+        "ran 19 tests in 0.1s\nOK\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (kz_testresult_parse_summary(bad[i], strlen(bad[i]), &sum))
+            fail_msg("'%s' read as a summary (%s)", bad[i], sum.source);
+    /* a line of '=' that is not 70 long: FAIL: is a test line again */
+    static const char automake[] = "=====\nFAIL: t1\nPASS: t2\n";
+    assert_int_equal(kz_testresult_parse_lines(automake, strlen(automake), &list), 0);
+    assert_int_equal(list.count, 2);
+    kz_test_cases_free(&list);
+}
+
+/* pytest runs that could not start: the counts and the problem line */
+static void test_pytest_cannot_start(void **state)
+{
+    (void)state;
+    size_t len;
+    kz_test_summary_t sum;
+    char why[512];
+    char *out = s_data("pytest-conftest.out", &len);
+    assert_false(kz_testresult_parse_summary(out, len, &sum));
+    kz_testresult_problem(out, len, "@ROOT@/pc", why, sizeof why);
+    assert_string_equal(why, "ImportError while loading conftest 'tests/conftest.py': "
+                             "ModuleNotFoundError: No module named 'nothere'");
+    /* without the prefix to strip, the path stays as it was */
+    kz_testresult_problem(out, len, NULL, why, sizeof why);
+    assert_non_null(strstr(why, "'@ROOT@/pc/tests/conftest.py': ModuleNotFoundError"));
+    free(out);
+
+    out = s_data("pytest-collect.out", &len);
+    assert_true(kz_testresult_parse_summary(out, len, &sum));
+    assert_string_equal(sum.source, "pytest");
+    assert_int_equal(sum.passed, 0);
+    assert_int_equal(sum.failed, 0);
+    assert_int_equal(sum.errors, 1);
+    kz_testresult_problem(out, len, "@ROOT@/pm", why, sizeof why);
+    assert_string_equal(why, "ImportError while importing test module 'tests/test_b.py': "
+                             "ModuleNotFoundError: No module named 'nothere'");
+    free(out);
+
+    out = s_data("pytest-empty.out", &len);
+    assert_true(kz_testresult_parse_summary(out, len, &sum));
+    assert_string_equal(sum.source, "pytest");
+    assert_int_equal(sum.passed + sum.failed + sum.errors + sum.skipped, 0);
+    kz_testresult_problem(out, len, "@ROOT@/pe", why, sizeof why);
+    assert_string_equal(why, "");
+    free(out);
+
+    /* the recorded runs that did start have no such problem... */
+    out = s_data("c-sample.out", &len);
+    kz_testresult_problem(out, len, NULL, why, sizeof why);
+    assert_string_equal(why, "");
+    free(out);
+    /* ... and "2 skipped in 0.01s" is a pytest summary, "3 errors" alone is not */
+    static const char skipped[] = "ss\n2 skipped in 0.01s\n";
+    assert_true(kz_testresult_parse_summary(skipped, strlen(skipped), &sum));
+    assert_int_equal(sum.skipped, 2);
+    assert_int_equal(sum.passed, 0);
+    static const char errors[] = "3 errors\n";
+    assert_false(kz_testresult_parse_summary(errors, strlen(errors), &sum));
+}
+
+/* The problem line: which line wins, cleaning and caps */
+static void test_problem_shapes(void **state)
+{
+    (void)state;
+    char why[512];
+    static const char usage[] = "ERROR: file or directory not found: tests\n\n";
+    kz_testresult_problem(usage, strlen(usage), NULL, why, sizeof why);
+    assert_string_equal(why, "ERROR: file or directory not found: tests");
+    /* a traceback's last line */
+    static const char tb[] = "Traceback (most recent call last):\n  File \"/w/x.py\", line 1\n"
+                             "    import y\nimportlib.metadata.PackageNotFoundError: y\n"
+                             "ERROR: later\n";
+    kz_testresult_problem(tb, strlen(tb), "/w", why, sizeof why);
+    assert_string_equal(why, "importlib.metadata.PackageNotFoundError: y");
+    /* an error before the place does not count: the one after it does */
+    static const char order[] = "ValueError: unrelated\n"
+                                "ImportError while loading conftest '/w/t/conftest.py'.\n"
+                                "E   SyntaxError: invalid syntax\nE   NameError: later\n";
+    kz_testresult_problem(order, strlen(order), "/w", why, sizeof why);
+    assert_string_equal(why,
+                        "ImportError while loading conftest 't/conftest.py': SyntaxError: invalid "
+                        "syntax");
+    /* not exceptions */
+    static const char none[] = "Errors: 3\nMyError happened\nE\nError: x\nERRORS\nsome Error: x\n";
+    kz_testresult_problem(none, strlen(none), NULL, why, sizeof why);
+    assert_string_equal(why, "");
+    kz_testresult_problem("", 0, NULL, why, sizeof why);
+    assert_string_equal(why, "");
+    /* control characters and bad UTF-8 are cleaned, long lines cut */
+    char big[2000];
+    size_t o = (size_t)snprintf(big, sizeof big, "E   ImportError: \x01\xff");
+    memset(big + o, 'y', 1500);
+    o += 1500;
+    kz_testresult_problem(big, o, NULL, why, sizeof why);
+    assert_true(strncmp(why, "ImportError:  ?y", 16) == 0);
+    assert_true(strlen(why) <= 303);
+    assert_string_equal(why + strlen(why) - 3, "...");
+    /* a small buffer is filled, terminated */
+    char small[8];
+    kz_testresult_problem(usage, strlen(usage), NULL, small, sizeof small);
+    assert_int_equal(strlen(small), 7);
+}
+
 /* More tests than KZ_TESTRESULT_MAX_CASES: the rest are only counted */
 static void test_too_many_tests(void **state)
 {
@@ -672,13 +847,22 @@ static void test_too_many_tests(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pytest_junit),      cmocka_unit_test(test_pytest_console),
-        cmocka_unit_test(test_pytest_live),       cmocka_unit_test(test_ctest),
-        cmocka_unit_test(test_c_sample),          cmocka_unit_test(test_tap_and_automake),
-        cmocka_unit_test(test_merge_and_clean),   cmocka_unit_test(test_junit_shapes),
-        cmocka_unit_test(test_junit_malformed),   cmocka_unit_test(test_junit_external_entities),
-        cmocka_unit_test(test_junit_entity_bomb), cmocka_unit_test(test_huge_counts),
+        cmocka_unit_test(test_pytest_junit),
+        cmocka_unit_test(test_pytest_console),
+        cmocka_unit_test(test_pytest_live),
+        cmocka_unit_test(test_ctest),
+        cmocka_unit_test(test_c_sample),
+        cmocka_unit_test(test_tap_and_automake),
+        cmocka_unit_test(test_merge_and_clean),
+        cmocka_unit_test(test_junit_shapes),
+        cmocka_unit_test(test_junit_malformed),
+        cmocka_unit_test(test_junit_external_entities),
+        cmocka_unit_test(test_junit_entity_bomb),
+        cmocka_unit_test(test_huge_counts),
         cmocka_unit_test(test_too_many_tests),
+        cmocka_unit_test(test_unittest),
+        cmocka_unit_test(test_pytest_cannot_start),
+        cmocka_unit_test(test_problem_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,16 @@
 #   c-sample.out             `make -s test` of examples/c-sample
 #   c-sample-fail.out        the same after codespell -w src/errors.c (the
 #                            sample's planted breaking fix)
+#   unittest.out             python3 -m unittest on a suite with a pass, a
+#                            fail, an error, a skip, an expected failure and
+#                            an unexpected success
+#   unittest-import.out      python3 -m unittest on a test module importing a
+#                            module that does not exist
+#   pytest-conftest.out      pytest whose conftest.py imports a missing module
+#                            (exit 4, nothing collected)
+#   pytest-collect.out       pytest -q with a test module importing a missing
+#                            module (exit 2, a collection error)
+#   pytest-empty.out         pytest -q with no test at all (exit 5)
 # Each .out is stdout followed by stderr, as kaizen-test-runner reads it;
 # the temporary directory is replaced by @ROOT@.
 #
@@ -77,3 +87,45 @@ rm -rf "$tmp/c/build"
 rec c-sample.out "$tmp/c" make -s test
 (cd "$tmp/c" && codespell -w -- src/errors.c >/dev/null 2>&1)
 rec c-sample-fail.out "$tmp/c" make -s test
+
+mkdir -p "$tmp/ut"
+cat >"$tmp/ut/test_u.py" <<'PY'
+import unittest
+
+
+class T(unittest.TestCase):
+    def test_a(self):
+        pass
+
+    def test_b(self):
+        self.assertEqual(1, 2)
+
+    def test_c(self):
+        raise RuntimeError("boom")
+
+    @unittest.skip("no")
+    def test_d(self):
+        pass
+
+    @unittest.expectedFailure
+    def test_e(self):
+        self.assertEqual(1, 2)
+
+    @unittest.expectedFailure
+    def test_f(self):
+        pass
+PY
+rec unittest.out "$tmp/ut" /usr/bin/python3 -B -m unittest
+mkdir -p "$tmp/ui"
+printf 'import nothere\n' >"$tmp/ui/test_v.py"
+rec unittest-import.out "$tmp/ui" /usr/bin/python3 -B -m unittest
+
+mkdir -p "$tmp/pc/tests" "$tmp/pm/tests" "$tmp/pe/tests"
+printf 'import nothere\n' >"$tmp/pc/tests/conftest.py"
+printf 'def test_x():\n    pass\n' >"$tmp/pc/tests/test_x.py"
+printf 'import nothere\n\n\ndef test_b():\n    pass\n' >"$tmp/pm/tests/test_b.py"
+printf 'def test_ok():\n    pass\n' >"$tmp/pm/tests/test_ok.py"
+printf 'X = 1\n' >"$tmp/pe/tests/helper.py"
+rec pytest-conftest.out "$tmp/pc" /usr/bin/python3 -B -m pytest -q -p no:cacheprovider
+rec pytest-collect.out "$tmp/pm" /usr/bin/python3 -B -m pytest -q -p no:cacheprovider
+rec pytest-empty.out "$tmp/pe" /usr/bin/python3 -B -m pytest -q -p no:cacheprovider
