@@ -63,7 +63,6 @@ commit "$T/slow"
 SLOWBASE=$(git -C "$T/slow" rev-parse HEAD)
 
 kz_config <<EOF
-  heartbeat: 250ms
 broker:
   request_ttl: 2s
 supervisor:
