@@ -13,7 +13,12 @@
 #     queue (their deadline is policy.validate_timeout, not the ttl), none
 #     is dropped, all three are accepted, and `kaizen run-once` never
 #     stays silent longer than --progress: it says which call waits in
-#     the queue and which one runs where; `kaizen status` shows the same.
+#     the queue and which one runs where; `kaizen status` shows the same;
+#  3. a project whose suite cannot even be collected (its conftest imports
+#     a module that is not there): tests.base says so after its scan, the
+#     plan fails "tests cannot run at base: ..." with cause suite - never
+#     accepted - and the learner records it as not counted: no learned
+#     pattern moves.
 # shellcheck disable=SC2154 # PID_* are set by kz_start (lib.sh)
 # kz-timeout: 900
 source "$(dirname "$0")/lib.sh"
@@ -61,6 +66,14 @@ printf 'from pkg.calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3
 printf 'import time\n\n\ndef pytest_sessionstart(session):\n    time.sleep(600)\n' >"$T/slow/conftest.py"
 commit "$T/slow"
 SLOWBASE=$(git -C "$T/slow" rev-parse HEAD)
+# a project whose tests cannot be collected
+mkdir -p "$T/broken/pkg" "$T/broken/tests"
+printf 'def add(a,b):\n  return a+b\n' >"$T/broken/pkg/calc.py"
+: >"$T/broken/pkg/__init__.py"
+printf 'import no_such_module_here\n' >"$T/broken/tests/conftest.py"
+printf 'def test_add():\n    assert 1 + 2 == 3\n' >"$T/broken/tests/test_calc.py"
+commit "$T/broken"
+BROKENBASE=$(git -C "$T/broken" rev-parse HEAD)
 
 kz_config <<EOF
 broker:
@@ -89,6 +102,11 @@ targets:
     languages: [python]
     test: [/usr/bin/python3, -m, pytest, -q, -p, "no:cacheprovider", "--junitxml={junit}"]
     test_timeout: 20m
+  - name: broken
+    path: $T/broken
+    languages: [python]
+    test: [/usr/bin/python3, -m, pytest, -q, -p, "no:cacheprovider", "--junitxml={junit}"]
+    test_timeout: 5m
 tools:
   - name: black
     languages: [python]
@@ -103,7 +121,7 @@ fixers:
 policy:
   require_approval: 0.8
   max_concurrent: 3
-  allowed_paths: ["textkit/*"]
+  allowed_paths: ["textkit/*", "pkg/*"]
   validators: [validate.tests, validate.review]
   exec_timeout: 5m
   validate_timeout: 10m
@@ -129,11 +147,15 @@ status_is() { [[ $(status_of "$1") == "$2" ]]; }
 
 # --- 1. the reviewer rejects while the ten-minute suite runs
 suite_running() { pgrep -f -- "$STATE/test-runner/slow/junit" >/dev/null; }
-"$K" publish plan.ready "$(plan S1 slow pkg/calc.py "$SLOWBASE")" --target slow >/dev/null ||
+# (black reformats conftest.py, which policy.allowed_paths does not allow)
+printf 'import time\ndef pytest_sessionstart(session):\n    time.sleep(600)\n' >"$T/slow/conftest.py"
+git -C "$T/slow" -c user.name=t -c user.email=t@t commit -qam "black would reformat it"
+SLOWBASE=$(git -C "$T/slow" rev-parse HEAD)
+"$K" publish plan.ready "$(plan S1 slow conftest.py "$SLOWBASE")" --target slow >/dev/null ||
     fail "publish S1"
 kz_wait_for 120 status_is S1 rejected || fail "S1: $(status_of S1), want rejected"
 reason=$(kz_psql "SELECT body->>'reason' FROM events WHERE type = 'plan.rejected' AND body->>'plan_id' = 'S1'")
-[[ $reason == *"code-reviewer: 'pkg/calc.py' is outside policy.allowed_paths"* ]] ||
+[[ $reason == *"code-reviewer: 'conftest.py' is outside policy.allowed_paths"* ]] ||
     fail "S1 was rejected for '$reason'"
 grep -q "running the tests of 'slow'" "$RUNNER" || fail "the suite never ran: $(tail -20 "$RUNNER")"
 kz_wait_log orch "plan S1: cancelling validate.tests" || fail "the router did not cancel validate.tests"
@@ -195,4 +217,23 @@ PY
 kz_stats "'request expired' not in d['drops'] and 'no worker' not in d['drops']" ||
     fail "the broker dropped requests: $(kz_stats 'd["drops"]')"
 for id in W1 W2 W3; do status_is "$id" accepted || fail "$id: $(status_of "$id")"; done
+
+# --- 3. a suite that cannot be collected
+"$K" publish scan.completed "{\"scan_id\":\"SCAN-broken\",\"status\":\"ok\",\"findings\":1,\"files\":3,\"duration_ms\":10,\"commit\":\"$BROKENBASE\"}" --target broken >/dev/null ||
+    fail "publish the broken target's scan.completed"
+base_said() { [[ $(kz_psql "SELECT body->>'usable' || ' ' || (body->>'reason' LIKE '0 tests ran (exit 4)%no_such_module_here%') FROM events WHERE type = 'tests.base' AND target = 'broken'") == "false true" ]]; }
+kz_wait_for 120 base_said ||
+    fail "tests.base of the broken target: $(kz_psql "SELECT body FROM events WHERE type = 'tests.base' AND target = 'broken'")"
+rate() { kz_psql "SELECT count(*) FROM learned_patterns WHERE pattern LIKE 'black|%|broken'"; }
+"$K" publish plan.ready "$(plan B1 broken pkg/calc.py "$BROKENBASE")" --target broken >/dev/null || fail "publish B1"
+kz_wait_for 120 status_is B1 failed || fail "B1: $(status_of B1), want failed"
+expect_b1=$(kz_psql "SELECT body->>'state' || ' ' || (body->>'cause') || ' ' || (body->>'reason' LIKE 'tests cannot run at base: 0 tests ran (exit 4)%No module named%no_such_module_here%') FROM events WHERE type = 'plan.failed' AND body->>'plan_id' = 'B1'")
+[[ $expect_b1 == "validating suite true" ]] ||
+    fail "B1 failed as '$expect_b1': $(kz_psql "SELECT body FROM events WHERE type = 'plan.failed' AND body->>'plan_id' = 'B1'")"
+[[ $(kz_psql "SELECT count(*) FROM events WHERE type = 'plan.accepted' AND body->>'plan_id' = 'B1'") == 0 ]] ||
+    fail "B1 was accepted"
+ignored() { [[ $(kz_psql "SELECT body->>'outcome' || ' ' || (body->>'cause') FROM events WHERE type = 'learn.update' AND body->>'plan_id' = 'B1'") == "ignored suite" ]]; }
+kz_wait_for 60 ignored || fail "the learner did not record B1 as not counted: $(kz_psql "SELECT body FROM events WHERE type = 'learn.update' AND body->>'plan_id' = 'B1'")"
+[[ $(rate) == 0 ]] || fail "a learned pattern of the broken target moved: $(kz_psql "SELECT * FROM learned_patterns WHERE pattern LIKE '%|broken'")"
+[[ -z $(git -C "$T/broken" branch --list 'kaizen/*') ]] || fail "B1 left a branch"
 echo ok
