@@ -335,34 +335,54 @@ static void s_on_findings(s_ro_t *ro, const json_t *b)
 /* A scan.completed of the cycle's scan; or, when we started kaizen and
    missed a scan.started (the scan began while kaizen was coming up: its
    first cycle), that scan adopted: it is no older than this command */
-/* "codespell 9, flake8 0" of the tools that ran clean, and "mypy (error:
-   WHY), black (skipped: WHY)" of the others, from scan.completed's tools */
-static void s_tool_lists(const json_t *tools, const json_t *by_tool, char *ran, size_t ranlen,
-                         char *not_run, size_t nrlen)
+/* Why a tool was skipped, short: code-health's "no evidence the project
+   chose it (...)" is the project's choice, said so */
+static const char *s_skip_why(const json_t *tool)
 {
-    size_t at = 0, nat = 0;
-    ran[0] = not_run[0] = '\0';
+    const char *error = s_jstr(tool, "error");
+    if (!error || !*error)
+        return "no reason given";
+    if (strncmp(error, "no evidence the project chose it", 32) == 0)
+        return "not chosen by the project";
+    return error;
+}
+
+/* The tools of scan.completed's TOOLS in three lists: RAN "codespell 9,
+   flake8 0" (ran clean), SKIPPED "black (not chosen by the project)"
+   (not run, by design) and FAILED "mypy (error: WHY)" (their findings are
+   missing). Without per-tool statuses RAN gets BY_TOOL's counts. */
+static void s_tool_lists(const json_t *tools, const json_t *by_tool, char *ran, size_t ranlen,
+                         char *skipped, size_t sklen, char *failed, size_t flen)
+{
+    size_t at = 0, sat = 0, fat = 0;
+    ran[0] = skipped[0] = failed[0] = '\0';
     size_t i;
     json_t *tool;
     json_array_foreach(tools, i, tool)
     {
         const char *name = s_jstr(tool, "name"), *status = s_jstr(tool, "status");
+        int n;
         if (!name)
             continue;
         if (status && strcmp(status, "ok") == 0) {
-            int n = snprintf(ran + at, ranlen - at, "%s%s %lld", at ? ", " : "", name,
-                             (long long)json_integer_value(json_object_get(tool, "findings")));
+            n = snprintf(ran + at, ranlen - at, "%s%s %lld", at ? ", " : "", name,
+                         (long long)json_integer_value(json_object_get(tool, "findings")));
             if (n > 0 && (size_t)n < ranlen - at)
                 at += (size_t)n;
-            continue;
-        }
-        const char *error = s_jstr(tool, "error");
-        char why[160];
-        snprintf(why, sizeof why, "%s", error && *error ? error : "no reason given");
-        int n = snprintf(not_run + nat, nrlen - nat, "%s%s (%s: %s)", nat ? ", " : "", name,
+        } else if (status && strcmp(status, "skipped") == 0) {
+            n = snprintf(skipped + sat, sklen - sat, "%s%s (%s)", sat ? ", " : "", name,
+                         s_skip_why(tool));
+            if (n > 0 && (size_t)n < sklen - sat)
+                sat += (size_t)n;
+        } else {
+            const char *error = s_jstr(tool, "error");
+            char why[200];
+            snprintf(why, sizeof why, "%s", error && *error ? error : "no reason given");
+            n = snprintf(failed + fat, flen - fat, "%s%s (%s: %s)", fat ? ", " : "", name,
                          status ? status : "?", why);
-        if (n > 0 && (size_t)n < nrlen - nat)
-            nat += (size_t)n;
+            if (n > 0 && (size_t)n < flen - fat)
+                fat += (size_t)n;
+        }
     }
     if (json_array_size(tools) == 0) {
         /* no per-tool statuses: the counts of the batches */
@@ -445,8 +465,9 @@ static void s_on_scan_completed(s_ro_t *ro, const kz_msg_t *msg, const json_t *b
             json_object_set(t->by_tool, name, json_object_get(tool, "findings"));
     }
     const char *status = s_jstr(b, "status");
-    char per[1024], not_run[1536];
-    s_tool_lists(json_object_get(b, "tools"), t->by_tool, per, sizeof per, not_run, sizeof not_run);
+    char per[1024], skipped[1024], not_run[1536];
+    s_tool_lists(json_object_get(b, "tools"), t->by_tool, per, sizeof per, skipped, sizeof skipped,
+                 not_run, sizeof not_run);
     if (status && strcmp(status, "failed") == 0) {
         t->failed = true;
         const char *error = s_jstr(b, "error");
@@ -471,8 +492,10 @@ static void s_on_scan_completed(s_ro_t *ro, const kz_msg_t *msg, const json_t *b
         s_progress(ro, "scan      %s: %lld findings%s%s%s, status %s, in %s", t->cfg->name,
                    (long long)json_integer_value(json_object_get(b, "findings")),
                    per[0] ? " (" : "", per, per[0] ? ")" : "", status ? status : "?", took);
+    if (skipped[0])
+        s_progress(ro, "scan      %s: skipped: %s", t->cfg->name, skipped);
     if (not_run[0])
-        s_progress(ro, "scan      %s: not run clean, their findings are missing: %s", t->cfg->name,
+        s_progress(ro, "scan      %s: FAILED, their findings are missing: %s", t->cfg->name,
                    not_run);
 }
 
@@ -957,6 +980,15 @@ static void s_handle(s_ro_t *ro, const kz_msg_t *msg)
 
 /* ------------------------------------------------------- where things are */
 
+/* True when the config runs agent NAME (with at least one instance) */
+static bool s_runs_agent(const kz_config_t *cfg, const char *name)
+{
+    for (size_t k = 0; k < cfg->agents_count; k++)
+        if (strcmp(cfg->agents[k].name, name) == 0 && cfg->agents[k].instances != 0)
+            return true;
+    return false;
+}
+
 /* Update T->complete; append what T still waits for to PENDING (may be
    NULL). NOW: ms since the epoch. Learning waits at most S_LEARN_WAIT_MS
    after the last plan went final, then gives up with a warning. */
@@ -1064,6 +1096,15 @@ static void s_check_target(s_ro_t *ro, s_target_t *t, int64_t now, json_t *pendi
                        json_string_value(v), name, json_array_size(json_object_get(p, "learned")),
                        s_learn_expected(p), S_LEARN_WAIT_MS / 1000);
         }
+    }
+    /* whether the target's tests can run at the scanned commit: the
+       test-runner says so after every scan (tests.base); a cycle is not
+       reported before that is known */
+    if (!t->tests && t->cfg->test_count > 0 && s_runs_agent(ro->cfg, "test-runner")) {
+        S_PENDING("tests of target %s at %.12s (tests.base from kaizen-test-runner: the base "
+                  "suite runs once per commit)",
+                  name, s_jstr(t->scan, "commit") ? s_jstr(t->scan, "commit") : "?");
+        return;
     }
     if (waiting)
         return; /* still the analysis */
@@ -1398,22 +1439,28 @@ static void s_text(const json_t *doc)
         const json_t *tools = json_object_get(scan, "tools");
         size_t k;
         json_t *tool;
-        int listed = 0;
-        for (int pass = 0; pass < 2; pass++)
+        int listed[3] = {0, 0, 0};
+        for (int pass = 0; pass < 3; pass++)
             json_array_foreach(tools, k, tool)
             {
-                bool clean = strcmp(s_or(s_jstr(tool, "status"), "?"), "ok") == 0;
-                if (clean != (pass == 0))
+                const char *st = s_or(s_jstr(tool, "status"), "?");
+                int kind = strcmp(st, "ok") == 0 ? 0 : strcmp(st, "skipped") == 0 ? 1 : 2;
+                if (kind != pass)
                     continue;
-                if (pass == 1 && listed++ == 0)
-                    printf("  not run clean (their findings are missing):\n");
+                if (pass == 1 && listed[1]++ == 0)
+                    printf("  skipped:\n");
+                if (pass == 2 && listed[2]++ == 0)
+                    printf("  FAILED (their findings are missing):\n");
                 char d[32];
                 kz_cli_human_ms(json_integer_value(json_object_get(tool, "duration_ms")), d,
                                 sizeof d);
                 printf("    %-14s %6lld  %-8s %8s", s_or(s_jstr(tool, "name"), "?"),
                        (long long)json_integer_value(json_object_get(tool, "findings")),
                        s_or(s_jstr(tool, "status"), "?"), d);
-                if (s_jstr(tool, "error")) {
+                if (pass == 1) {
+                    printf("  ");
+                    s_put(s_skip_why(tool));
+                } else if (s_jstr(tool, "error")) {
                     printf("  ");
                     s_put(s_jstr(tool, "error"));
                 }
