@@ -243,6 +243,13 @@ int kz_store_findings(kz_store_t *self, const char *scan_id, kz_findings_t *out,
     return 0;
 }
 
+int kz_store_scan_status(kz_store_t *self, const char *scan_id, char *status, size_t status_len,
+                         char *errbuf, size_t errlen)
+{
+    long stored = 0;
+    return s_scan_progress(self, scan_id, &stored, status, status_len, errbuf, errlen);
+}
+
 int kz_store_scan_info(kz_store_t *self, const char *scan_id, char *commit, size_t commit_len,
                        char *target, size_t target_len, char *errbuf, size_t errlen)
 {

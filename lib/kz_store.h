@@ -44,6 +44,11 @@ int kz_store_wait_scan(kz_store_t *self, const char *scan_id, long expected, int
 int kz_store_findings(kz_store_t *self, const char *scan_id, kz_findings_t *out, char *errbuf,
                       size_t errlen);
 
+/* The status of SCAN_ID's row in scans (running, ok, partial, failed)
+   into STATUS, "" when there is no row. 0 / -1 with ERRBUF */
+int kz_store_scan_status(kz_store_t *self, const char *scan_id, char *status, size_t status_len,
+                         char *errbuf, size_t errlen);
+
 /* The scan's commit and target into the buffers ("" when unknown). 0 / -1 */
 int kz_store_scan_info(kz_store_t *self, const char *scan_id, char *commit, size_t commit_len,
                        char *target, size_t target_len, char *errbuf, size_t errlen);
