@@ -5,7 +5,11 @@
     improvement-planner, feature-prioritizer, pattern-learner) read them
     here, read-only, with parameterised SQL. Because the recorder stores
     asynchronously, a reader that reacts to scan.completed first waits
-    until the scan's findings are all stored (kz_store_wait_scan).
+    until the scan's findings are all stored (kz_store_wait_scan), and one
+    that needs its own earlier messages stored waits for them
+    (kz_store_wait_event). The planner's rule of which findings plans
+    already cover lives here (kz_store_covered, kz_store_cause_settles),
+    so the prioritizer applies the same one.
 */
 #ifndef KZ_STORE_H_INCLUDED
 #define KZ_STORE_H_INCLUDED

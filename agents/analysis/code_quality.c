@@ -34,6 +34,11 @@
                     for each category present and "overall"
       ratings       {area: "A".."E"}, the same ratings in short
       rating        the overall rating
+      rating_label  the rating as shown: "C", or "A (partial: mypy error)"
+      partial       the scan may miss findings: its status is partial
+                    (or failed), or a tool of tools[] has a status other
+                    than ok and skipped
+      partial_tools when partial: [{name, status, error}] of those tools
       overall_score the overall score
       security_score, performance_score, documentation_score,
       complexity_score   only when a tool covering that area ran in the
@@ -42,14 +47,20 @@
                     categories security and secret, the others
                     performance, docs and complexity
       trend         {direction: "new"} for the target's first snapshot,
-                    else {direction improved | worse | same,
+                    else {direction improved | worse | same | unknown,
                     previous_scan_id, previous_score, previous_findings,
-                    delta_findings, delta_score}: the score decides, and
-                    at an equal score the number of findings
+                    delta_findings, delta_score}: against the latest
+                    complete snapshot (else the latest partial one) the
+                    score decides, and at an equal score the number of
+                    findings; with a partial side only what the missing
+                    findings cannot explain is claimed, else "unknown"
+                    with a reason (s_direction); previous_partial: true
+                    against a partial snapshot
       worst_files   up to ten {file, findings, weighted, by_severity
                     {severity: count, non-zero ones}}, most weighted first
 
-    Failed scans are skipped. When the findings are not all stored in time
+    Failed scans are skipped, and so are reused ones (code-health answered
+    with a stored scan, which has its snapshot). When the findings are not all stored in time
     or the database is unreachable, the delivery is handed back (NACK) so
     that it is tried again, here or by another member; a scan already
     snapshotted (code_quality_snapshots, or this process's memory) is not

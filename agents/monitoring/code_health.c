@@ -10,6 +10,13 @@
          STATE/worktrees/<target>/scan (created once, then moved with
          `git checkout --detach`), so the user's checkout is never touched
          and the tools' caches land there, not in the user's tree;
+      2a. answers from the last scan when nothing that decides its result
+         changed (s_reuse, after the tools are picked in 3): the same
+         commit, an ok last scan (STATE/code-health/<target>.scan.json,
+         written only for ok scans), the same tools with the same
+         recipe/program/config hashes, and the database holding that
+         scan: one scan.completed with that scan's id and reused true, no
+         tool run, nothing else published;
       3. lists the files at that commit with their blob ids (`git ls-tree`),
          picks the tools (recipes of the config that apply to the target's
          languages and - tools[].requires - for which the target holds the

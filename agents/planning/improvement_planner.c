@@ -3,10 +3,15 @@
     Turns the findings of a completed scan that a configured fixer can fix
     into plans. Member of the queue group "planning.planner" on
     scan.completed, so each scan is planned once whatever the number of
-    planners. For a scan whose status is ok or partial it waits until the
-    recorder stored every finding of the scan (kz_store_wait_scan), loads
-    them, and groups the fixable ones (kz_fixer_for) by (fixer, file): one
-    plan per fixer and file (PROTOCOL.md 4.11):
+    planners. For a scan whose status is ok or partial (a reused one too:
+    code-health answering with a stored scan) it waits until the recorder
+    stored every finding of the scan (kz_store_wait_scan), loads them,
+    leaves out those a plan of the target already covers
+    (kz_store_covered: open, accepted, rejected at this commit, or failed
+    there with nothing_to_do or suite - after waiting until the recorder
+    holds this planner's own last plan.batch of the target), and groups
+    the fixable ones (kz_fixer_for) by (fixer, file): one plan per fixer
+    and file (PROTOCOL.md 4.11):
 
       plan_id      a new ULID
       fixer        the fixer recipe's name
