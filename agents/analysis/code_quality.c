@@ -645,8 +645,9 @@ static kz_msg_t *s_snapshot(const kz_config_t *cfg, const s_scan_t *scan,
     if (kz_map_put_str(msg, trend, "direction", direction) != 0)
         goto oom;
 
-    /* the ten worst files */
-    qsort(files.items, files.count, sizeof *files.items, s_tally_cmp);
+    /* the ten worst files (none for a scan without findings: no array) */
+    if (files.count > 0)
+        qsort(files.items, files.count, sizeof *files.items, s_tally_cmp);
     kz_val_t *worst = kz_map_put_array(msg, sum, "worst_files");
     if (!worst)
         goto oom;

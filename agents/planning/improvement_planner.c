@@ -313,6 +313,8 @@ done:
    by file then fixer. */
 static void s_cap(s_plans_t *plans, size_t max_bytes, const char *scan_id)
 {
+    if (plans->count == 0)
+        return; /* nothing to cut (and maybe no array: qsort wants one) */
     qsort(plans->items, plans->count, sizeof *plans->items, s_cmp_impact);
     size_t bytes = 256, items = 8, keep = 0;
     while (keep < plans->count && keep < S_MAX_PLANS &&
