@@ -293,6 +293,56 @@ static int s_work(s_q_t *q, json_t *doc)
     return 0;
 }
 
+/* The rating as shown: the snapshot's rating_label, or the letter - and
+   never a plain letter for a partial snapshot (one made before
+   rating_label existed, or a label that does not say so) */
+static void s_rating_label(const char *rating, const char *label, bool partial, char *out,
+                           size_t len)
+{
+    if (label && *label && (!partial || strstr(label, "partial")))
+        snprintf(out, len, "%s", label);
+    else
+        snprintf(out, len, "%s%s", rating && *rating ? rating : "?", partial ? " (partial)" : "");
+}
+
+/* The latest quality snapshot of each target (whatever the window) */
+static int s_quality(s_q_t *q, json_t *doc)
+{
+    static const char sql[] =
+        "SELECT DISTINCT ON (target) target, scan_id, created_at::text, metrics->>'rating', "
+        "metrics->>'rating_label', overall_score, metrics->>'findings', partial, "
+        "COALESCE(metrics->'partial_tools', '[]')::text, metrics->'trend'->>'direction', "
+        "metrics->'trend'->>'reason', metrics->'trend'->>'previous_scan_id' FROM "
+        "code_quality_snapshots WHERE target IS NOT NULL ORDER BY target, created_at DESC, id DESC";
+    PGresult *res = s_query(q, sql, 0, NULL, NULL);
+    if (!res)
+        return -1;
+    json_t *arr = json_array();
+    for (int r = 0; arr && r < PQntuples(res) && PQnfields(res) == 12; r++) {
+        bool partial = strcmp(PQgetvalue(res, r, 7), "t") == 0;
+        char label[512];
+        s_rating_label(PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3),
+                       PQgetisnull(res, r, 4) ? NULL : PQgetvalue(res, r, 4), partial, label,
+                       sizeof label);
+        json_t *tools = json_loads(PQgetvalue(res, r, 8), 0, NULL);
+        json_t *score =
+            PQgetisnull(res, r, 5) ? json_null() : json_real(strtod(PQgetvalue(res, r, 5), NULL));
+        json_array_append_new(
+            arr, json_pack("{s:o, s:o, s:o, s:o, s:s, s:o, s:I, s:b, s:o, s:{s:o, s:o, s:o}}",
+                           "target", s_cell(res, r, 0), "scan_id", s_cell(res, r, 1), "at",
+                           s_cell(res, r, 2), "rating", s_cell(res, r, 3), "rating_label", label,
+                           "score", score, "findings", s_int(res, r, 6), "partial", partial,
+                           "partial_tools", json_is_array(tools) ? tools : json_array(), "trend",
+                           "direction", s_cell(res, r, 9), "reason", s_cell(res, r, 10),
+                           "previous_scan_id", s_cell(res, r, 11)));
+        if (tools && !json_is_array(tools))
+            json_decref(tools);
+    }
+    PQclear(res);
+    json_object_set_new(doc, "quality", arr ? arr : json_array());
+    return 0;
+}
+
 static int s_database(s_q_t *q, const kz_config_t *cfg, int version, json_t *doc)
 {
     static const char sql[] = "SELECT count(*), max(ts)::text, max(recorded_at)::text, "
@@ -419,6 +469,11 @@ static json_t *s_gather(const kz_config_t *cfg, const char *since_text, long lon
     if (s_activity(&q, since, doc) != 0 || s_failures(&q, doc) != 0 || s_restarts(&q, doc) != 0 ||
         s_work(&q, doc) != 0 || s_database(&q, cfg, version, doc) != 0)
         goto fail;
+    /* code_quality_snapshots.partial came with migration 3 */
+    if (version < 3)
+        json_object_set_new(doc, "quality", json_array());
+    else if (s_quality(&q, doc) != 0)
+        goto fail;
     PQfinish(q.db);
     s_spool(cfg, doc);
     s_live(cfg, doc);
@@ -453,6 +508,38 @@ static void s_text_counts(const char *title, const json_t *counts)
     json_object_foreach((json_t *)counts, key, v)
     {
         printf("  %-24s %8lld\n", key, (long long)json_integer_value(v));
+    }
+}
+
+/* Quality: the latest snapshot of each target, its rating as shown */
+static void s_text_quality(const json_t *doc)
+{
+    const json_t *quality = json_object_get(doc, "quality");
+    printf("Quality (latest snapshot per target):\n");
+    if (json_array_size(quality) == 0)
+        printf("  (none)\n");
+    size_t i;
+    json_t *row;
+    json_array_foreach(quality, i, row)
+    {
+        const json_t *score = json_object_get(row, "score");
+        const json_t *trend = json_object_get(row, "trend");
+        printf("  %s: %s", s_str(row, "target"), s_str(row, "rating_label"));
+        if (json_is_number(score))
+            printf(", score %.1f", json_number_value(score));
+        printf(", %lld findings, trend %s", (long long)s_num(row, "findings"),
+               s_str(trend, "direction"));
+        if (json_is_string(json_object_get(trend, "reason")))
+            printf(" (%s)", s_str(trend, "reason"));
+        printf(", scan %s at %s\n", s_str(row, "scan_id"), s_str(row, "at"));
+        size_t k;
+        json_t *t;
+        json_array_foreach(json_object_get(row, "partial_tools"), k, t)
+        {
+            printf("    %s %s%s%s\n", s_str(t, "name"), s_str(t, "status"),
+                   json_is_string(json_object_get(t, "error")) ? ": " : "",
+                   json_is_string(json_object_get(t, "error")) ? s_str(t, "error") : "");
+        }
     }
 }
 
@@ -502,8 +589,10 @@ static void s_text(const json_t *doc)
         printf("  %-24s %8lld\n", key, (long long)json_integer_value(v));
     }
     const json_t *w = json_object_get(doc, "work");
-    printf("Work: %lld scans, %lld findings, %lld plans\n\n", (long long)s_num(w, "scans"),
+    printf("Work: %lld scans, %lld findings, %lld plans\n", (long long)s_num(w, "scans"),
            (long long)s_num(w, "findings"), (long long)s_num(w, "plans"));
+    s_text_quality(doc);
+    printf("\n");
 
     const json_t *d = json_object_get(doc, "database");
     printf("Database: %s\n", s_str(d, "where"));
@@ -709,6 +798,35 @@ static void s_html(FILE *out, const json_t *doc)
     fprintf(out, "<h2>Work</h2>\n<p>%lld scans, %lld findings, %lld plans</p>\n",
             (long long)s_num(w, "scans"), (long long)s_num(w, "findings"),
             (long long)s_num(w, "plans"));
+
+    fprintf(out, "<h2>Quality</h2>\n<table><tr><th>target</th><th>rating</th><th>score</th>"
+                 "<th>findings</th><th>trend</th><th>scan</th></tr>\n");
+    json_array_foreach(json_object_get(doc, "quality"), i, row)
+    {
+        const json_t *trend = json_object_get(row, "trend");
+        const json_t *score = json_object_get(row, "score");
+        fprintf(out, "<tr><td>");
+        s_html_esc(out, s_str(row, "target"));
+        fprintf(out, "</td><td>");
+        s_html_esc(out, s_str(row, "rating_label"));
+        if (json_is_number(score))
+            fprintf(out, "</td><td class=n>%.1f", json_number_value(score));
+        else
+            fprintf(out, "</td><td class=n>-");
+        fprintf(out, "</td><td class=n>%lld</td><td>", (long long)s_num(row, "findings"));
+        s_html_esc(out, s_str(trend, "direction"));
+        if (json_is_string(json_object_get(trend, "reason"))) {
+            fprintf(out, " (");
+            s_html_esc(out, s_str(trend, "reason"));
+            fprintf(out, ")");
+        }
+        fprintf(out, "</td><td>");
+        s_html_esc(out, s_str(row, "scan_id"));
+        fprintf(out, "</td></tr>\n");
+    }
+    if (json_array_size(json_object_get(doc, "quality")) == 0)
+        fprintf(out, "<tr><td colspan=6>(none)</td></tr>\n");
+    fprintf(out, "</table>\n");
 
     const json_t *d = json_object_get(doc, "database");
     fprintf(out, "<h2>Health</h2>\n<table>\n<tr><th>database</th><td>");

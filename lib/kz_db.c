@@ -459,6 +459,33 @@ static void s_result_error(PGconn *db, const PGresult *res, const char *sql, cha
     snprintf(errbuf, errlen, "%s%s%s%s", where, primary, detail, hint);
 }
 
+char *kz_db_text_array(const char *const *items, size_t n)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += 2 * strlen(items[i]) + 3;
+    char *out = malloc(len);
+    if (!out)
+        return NULL;
+    char *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        /* quoted, with " and \ escaped: any text is one element */
+        *p++ = '"';
+        for (const char *s = items[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *p++ = '\\';
+            *p++ = *s;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
 PGresult *kz_db_exec(PGconn *db, const char *sql, int n, const char *const *params, char *errbuf,
                      size_t errlen)
 {

@@ -61,6 +61,11 @@ PGconn *kz_db_connect(const kz_config_t *cfg, const char *app, char *errbuf, siz
 PGresult *kz_db_exec(PGconn *db, const char *sql, int n, const char *const *params, char *errbuf,
                      size_t errlen);
 
+/* ITEMS (N strings) as the text of a PostgreSQL text[] literal,
+   '{"a","b\\"c"}', for a $n::text[] parameter (a parameter, never SQL
+   text). malloc'd; NULL when out of memory */
+char *kz_db_text_array(const char *const *items, size_t n);
+
 /* Apply the pending migrations: the compiled-in ones, or the files
    DIR/NNNN_*.sql when DIR is not NULL (tests and development). *APPLIED
    (may be NULL) gets how many were applied now. 0, or -1 with ERRBUF

@@ -27,7 +27,7 @@
 #include "kz_db.h"
 #include "kz_log.h"
 
-/* How often kz_store_wait_scan looks */
+/* How often kz_store_wait_scan and kz_store_wait_event look */
 #define S_POLL_MS 200
 
 struct kz_store {
@@ -243,6 +243,13 @@ int kz_store_findings(kz_store_t *self, const char *scan_id, kz_findings_t *out,
     return 0;
 }
 
+int kz_store_scan_status(kz_store_t *self, const char *scan_id, char *status, size_t status_len,
+                         char *errbuf, size_t errlen)
+{
+    long stored = 0;
+    return s_scan_progress(self, scan_id, &stored, status, status_len, errbuf, errlen);
+}
+
 int kz_store_scan_info(kz_store_t *self, const char *scan_id, char *commit, size_t commit_len,
                        char *target, size_t target_len, char *errbuf, size_t errlen)
 {
@@ -273,4 +280,127 @@ int kz_store_scan_info(kz_store_t *self, const char *scan_id, char *commit, size
         snprintf(target, target_len, "%s", PQgetvalue(res, 0, 1));
     PQclear(res);
     return 0;
+}
+
+int kz_store_wait_event(kz_store_t *self, const char *event_id, int timeout_ms,
+                        bool (*tick)(void *arg), void *arg, char *errbuf, size_t errlen)
+{
+    static const char *const sql = "SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)";
+    const char *params[] = {event_id};
+    int64_t deadline = s_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    char dberr[512] = "";
+    for (;;) {
+        PGresult *res = s_query(self, sql, 1, params, dberr, sizeof dberr);
+        if (res) {
+            bool stored = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+            PQclear(res);
+            if (stored)
+                return 0;
+            dberr[0] = '\0';
+        } else if (self->db) {
+            /* the server refused the query: waiting will not help */
+            snprintf(errbuf, errlen, "%s", dberr);
+            return -1;
+        }
+        int64_t now = s_mono_ms();
+        if (now >= deadline)
+            break;
+        if (tick && !tick(arg)) {
+            snprintf(errbuf, errlen, "stopped while waiting for message '%s' to be stored",
+                     event_id);
+            return -1;
+        }
+        int64_t left = deadline - now;
+        s_sleep_ms(left < S_POLL_MS ? (int)left : S_POLL_MS);
+    }
+    double secs = (timeout_ms > 0 ? timeout_ms : 0) / 1000.0;
+    if (*dberr)
+        snprintf(errbuf, errlen, "message '%s' not readable after %.3g s: %s", event_id, secs,
+                 dberr);
+    else
+        snprintf(errbuf, errlen,
+                 "message '%s' not recorded after %.3g s: is the orchestrator's recorder running?",
+                 event_id, secs);
+    return -1;
+}
+
+/* The causes of plan.failed after which a finding is not planned again
+   at the same base commit (kz_store_cause_settles) */
+static const char *const s_settling[] = {"nothing_to_do", "suite"};
+#define S_NSETTLING (sizeof s_settling / sizeof s_settling[0])
+
+bool kz_store_cause_settles(const char *cause)
+{
+    for (size_t i = 0; cause && i < S_NSETTLING; i++)
+        if (strcmp(cause, s_settling[i]) == 0)
+            return true;
+    return false;
+}
+
+static int s_cmp_fp(const void *a, const void *b)
+{
+    return strcmp(**(const char *const *const *)a, **(const char *const *const *)b);
+}
+
+int kz_store_covered(kz_store_t *self, const char *target, const char *commit,
+                     const char *const *fps, size_t n, bool *covered, char *errbuf, size_t errlen)
+{
+    /* the fingerprints of the batch that some covering plan lists (the GIN
+       index on implementation_plan->'findings' serves ?|) */
+    static const char *const sql =
+        "SELECT DISTINCT f.fp FROM improvement_suggestions p CROSS JOIN LATERAL "
+        "jsonb_array_elements_text(p.implementation_plan->'findings') AS f(fp) WHERE p.target = $1 "
+        "AND p.plan_id IS NOT NULL AND jsonb_typeof(p.implementation_plan->'findings') = 'array' "
+        "AND p.implementation_plan->'findings' ?| $3::text[] AND f.fp = ANY($3::text[]) AND "
+        "(p.status IN ('proposed', 'ready', 'approved', 'awaiting_approval', 'executing', "
+        "'executed', 'validating', 'accepted') OR (COALESCE(p.implementation_plan->>'base_commit', "
+        "'') = $2 AND (p.status = 'rejected' OR (p.status = 'failed' AND p.cause = "
+        "ANY($4::text[])))))";
+    for (size_t i = 0; i < n; i++)
+        covered[i] = false;
+    if (n == 0)
+        return 0;
+    char *fp_arr = kz_db_text_array(fps, n);
+    char *cause_arr = kz_db_text_array(s_settling, S_NSETTLING);
+    const char *const **order = malloc(n * sizeof *order);
+    if (!fp_arr || !cause_arr || !order) {
+        free(fp_arr);
+        free(cause_arr);
+        free(order);
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    const char *params[] = {target, commit ? commit : "", fp_arr, cause_arr};
+    PGresult *res = s_query(self, sql, 4, params, errbuf, errlen);
+    free(fp_arr);
+    free(cause_arr);
+    int rc = -1;
+    if (!res)
+        goto done;
+    if (PQnfields(res) != 1) {
+        snprintf(errbuf, errlen, "unexpected result shape while reading the covered findings");
+        goto done;
+    }
+    /* match the rows to FPS through pointers sorted by fingerprint */
+    for (size_t i = 0; i < n; i++)
+        order[i] = &fps[i];
+    qsort(order, n, sizeof *order, s_cmp_fp);
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *fp = PQgetvalue(res, r, 0);
+        const char *const *key = &fp;
+        const char *const *const *hit = bsearch(&key, order, n, sizeof *order, s_cmp_fp);
+        if (!hit)
+            continue;
+        /* the same fingerprint may repeat in FPS: mark every copy */
+        size_t k = (size_t)(hit - order);
+        while (k > 0 && strcmp(*order[k - 1], fp) == 0)
+            k--;
+        for (; k < n && strcmp(*order[k], fp) == 0; k++)
+            covered[order[k] - fps] = true;
+    }
+    rc = 0;
+done:
+    PQclear(res);
+    free(order);
+    return rc;
 }

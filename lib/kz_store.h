@@ -5,7 +5,11 @@
     improvement-planner, feature-prioritizer, pattern-learner) read them
     here, read-only, with parameterised SQL. Because the recorder stores
     asynchronously, a reader that reacts to scan.completed first waits
-    until the scan's findings are all stored (kz_store_wait_scan).
+    until the scan's findings are all stored (kz_store_wait_scan), and one
+    that needs its own earlier messages stored waits for them
+    (kz_store_wait_event). The planner's rule of which findings plans
+    already cover lives here (kz_store_covered, kz_store_cause_settles),
+    so the prioritizer applies the same one.
 */
 #ifndef KZ_STORE_H_INCLUDED
 #define KZ_STORE_H_INCLUDED
@@ -44,8 +48,42 @@ int kz_store_wait_scan(kz_store_t *self, const char *scan_id, long expected, int
 int kz_store_findings(kz_store_t *self, const char *scan_id, kz_findings_t *out, char *errbuf,
                       size_t errlen);
 
+/* The status of SCAN_ID's row in scans (running, ok, partial, failed)
+   into STATUS, "" when there is no row. 0 / -1 with ERRBUF */
+int kz_store_scan_status(kz_store_t *self, const char *scan_id, char *status, size_t status_len,
+                         char *errbuf, size_t errlen);
+
 /* The scan's commit and target into the buffers ("" when unknown). 0 / -1 */
 int kz_store_scan_info(kz_store_t *self, const char *scan_id, char *commit, size_t commit_len,
                        char *target, size_t target_len, char *errbuf, size_t errlen);
+
+/* Wait until the recorder has stored the bus message EVENT_ID (in
+   events), up to TIMEOUT_MS, calling TICK as kz_store_wait_scan does. The
+   recorder stores messages in the order it receives them, each with the
+   rows derived from it in the same transaction: once an agent's message
+   is stored, the rows of that agent's earlier messages are too. 0 when it
+   is stored, -1 with ERRBUF */
+int kz_store_wait_event(kz_store_t *self, const char *event_id, int timeout_ms,
+                        bool (*tick)(void *arg), void *arg, char *errbuf, size_t errlen);
+
+/* True when a plan that failed with CAUSE (plan.failed's cause) settles
+   its findings at its base commit: trying again there cannot help -
+   nothing_to_do (the fixer changes nothing there), suite (the target's
+   tests cannot run there). A failure of the machinery (timeout,
+   no_reply, ...) or an unknown cause (NULL) does not. */
+bool kz_store_cause_settles(const char *cause);
+
+/* Which of the N fingerprints FPS plans of TARGET already cover, for
+   findings found at COMMIT: COVERED[i] is set true for FPS[i] when it is
+   among the findings of a plan that is
+     - open: proposed, ready, approved, awaiting_approval, executing,
+       executed, validating;
+     - accepted (at any commit: its fix is on the integration branch);
+     - rejected with base commit COMMIT;
+     - failed with base commit COMMIT and a cause that settles it
+       (kz_store_cause_settles).
+   Plans of other targets do not count. 0 / -1 with ERRBUF */
+int kz_store_covered(kz_store_t *self, const char *target, const char *commit,
+                     const char *const *fps, size_t n, bool *covered, char *errbuf, size_t errlen);
 
 #endif

@@ -242,7 +242,8 @@ static const struct {
      "n.type WHEN 'agent.hello' THEN 'started' WHEN 'agent.bye' THEN 'stopped' WHEN 'agent.log' "
      "THEN n.body->>'message' WHEN 'agent.exited' THEN 'exited: ' || (n.body->>'status') WHEN "
      "'agent.failed' THEN 'failed: ' || (n.body->>'reason') WHEN 'scan.completed' THEN 'scan ' "
-     "|| (n.body->>'scan_id') WHEN 'plan.ranked' THEN 'ranked scan ' || (n.body->>'scan_id') "
+     "|| (n.body->>'scan_id') || CASE WHEN (n.body->'reused') = 'true'::jsonb THEN ' (reused)' "
+     "ELSE '' END WHEN 'plan.ranked' THEN 'ranked scan ' || (n.body->>'scan_id') "
      "|| ': ' || CASE WHEN jsonb_typeof(n.body->'ready') = 'array' THEN "
      "jsonb_array_length(n.body->'ready') ELSE 0 END || ' ready, ' || CASE WHEN "
      "jsonb_typeof(n.body->'dropped') = 'array' THEN jsonb_array_length(n.body->'dropped') ELSE 0 "
@@ -270,14 +271,17 @@ static const struct {
      "target = COALESCE(s.target, EXCLUDED.target), agent_id = COALESCE(s.agent_id, "
      "EXCLUDED.agent_id), commit = EXCLUDED.commit, files = COALESCE(s.files, EXCLUDED.files), "
      "tools = COALESCE(s.tools, EXCLUDED.tools), started_at = EXCLUDED.started_at"},
+    /* a reused scan.completed (PROTOCOL.md 4.9) answers with a scan
+       already stored: its row stays as it is */
     {"kz_scan_completed", S_T_SCAN_COMPLETED,
      "INSERT INTO scans AS s (scan_id, target, agent_id, status, files, findings, duration_ms, "
      "tools, completed_at) SELECT DISTINCT ON (body->>'scan_id') body->>'scan_id', target, src, "
      "body->>'status', CASE WHEN (body->>'files')::numeric > 2147483647 THEN 2147483647 ELSE "
      "(body->>'files')::integer END, CASE WHEN (body->>'findings')::numeric > 2147483647 THEN "
      "2147483647 ELSE (body->>'findings')::integer END, (body->>'duration_ms')::bigint, "
-     "body->'tools', ts FROM kz_new WHERE type = 'scan.completed' ORDER BY body->>'scan_id', seq"
-     " DESC ON CONFLICT (scan_id) DO UPDATE SET target = COALESCE(EXCLUDED.target, s.target), "
+     "body->'tools', ts FROM kz_new WHERE type = 'scan.completed' AND (body->'reused') IS "
+     "DISTINCT FROM 'true'::jsonb ORDER BY body->>'scan_id', seq DESC ON CONFLICT (scan_id) DO "
+     "UPDATE SET target = COALESCE(EXCLUDED.target, s.target), "
      "agent_id = COALESCE(s.agent_id, EXCLUDED.agent_id), status = EXCLUDED.status, files = "
      "EXCLUDED.files, findings = EXCLUDED.findings, duration_ms = EXCLUDED.duration_ms, tools = "
      "COALESCE(EXCLUDED.tools, s.tools), completed_at = EXCLUDED.completed_at"},
@@ -324,13 +328,15 @@ static const struct {
      "effort = EXCLUDED.effort, risk = EXCLUDED.risk, updated_at = EXCLUDED.updated_at"},
     /* the status is the latest state: a decision's or a final type's
        name, or the router's plan.state (awaiting_approval, executing,
-       executed, validating) */
+       executed, validating); the cause is that of a plan.failed or
+       plan.rejected (NULL for any other state, or when it names none) */
     {"kz_plan_state", S_T_PLAN_STATE | S_T_PLAN_ROUTE,
-     "UPDATE improvement_suggestions p SET status = u.status, updated_at = u.at, implemented_at "
-     "= CASE WHEN u.status = 'accepted' THEN u.at ELSE p.implemented_at END FROM (SELECT "
-     "DISTINCT ON (body->>'plan_id') body->>'plan_id' AS plan_id, left(CASE WHEN type = "
-     "'plan.state' THEN body->>'state' ELSE substr(type, 6) END, 50) AS status, (ts AT TIME ZONE "
-     "'UTC') AS at FROM kz_new WHERE type IN ('plan.approved', 'plan.rejected', "
+     "UPDATE improvement_suggestions p SET status = u.status, cause = u.cause, updated_at = u.at,"
+     " implemented_at = CASE WHEN u.status = 'accepted' THEN u.at ELSE p.implemented_at END FROM "
+     "(SELECT DISTINCT ON (body->>'plan_id') body->>'plan_id' AS plan_id, left(CASE WHEN type = "
+     "'plan.state' THEN body->>'state' ELSE substr(type, 6) END, 50) AS status, CASE WHEN type IN"
+     " ('plan.failed', 'plan.rejected') THEN left(body->>'cause', 64) END AS cause, (ts AT TIME "
+     "ZONE 'UTC') AS at FROM kz_new WHERE type IN ('plan.approved', 'plan.rejected', "
      "'plan.accepted', 'plan.failed', 'plan.state') AND body->>'plan_id' IS NOT NULL AND (type "
      "<> 'plan.state' OR body->>'state' IS NOT NULL) ORDER BY body->>'plan_id', seq DESC) u "
      "WHERE p.plan_id = u.plan_id"},
@@ -369,10 +375,12 @@ static const struct {
      "SELECT body->>'plan_id', id, src, body->>'validator', body->>'verdict', body->'reasons', "
      "body->'details', ts FROM kz_new WHERE type = 'validate.result' AND body->>'plan_id' IS NOT "
      "NULL AND body->>'validator' IS NOT NULL AND body->>'verdict' IS NOT NULL ORDER BY seq"},
+    /* partial: the summary says so, or its scan's status does (an older
+       code-quality) */
     {"kz_quality", S_T_ANALYSIS,
      "INSERT INTO code_quality_snapshots (overall_score, test_coverage, complexity_score, "
      "documentation_score, security_score, performance_score, metrics, created_at, scan_id, "
-     "target, event_id) SELECT CASE WHEN jsonb_typeof(s->'overall_score') = 'number' THEN "
+     "target, event_id, partial) SELECT CASE WHEN jsonb_typeof(s->'overall_score') = 'number' THEN "
      "(s->'overall_score')::float8 END, CASE WHEN jsonb_typeof(s->'test_coverage') = 'number' "
      "THEN (s->'test_coverage')::float8 END, CASE WHEN jsonb_typeof(s->'complexity_score') = "
      "'number' THEN (s->'complexity_score')::float8 END, CASE WHEN "
@@ -380,8 +388,10 @@ static const struct {
      "END, CASE WHEN jsonb_typeof(s->'security_score') = 'number' THEN "
      "(s->'security_score')::float8 END, CASE WHEN jsonb_typeof(s->'performance_score') = "
      "'number' THEN (s->'performance_score')::float8 END, s, n.ts AT TIME ZONE 'UTC', "
-     "n.body->>'scan_id', n.target, n.id FROM kz_new n CROSS JOIN LATERAL (SELECT "
-     "n.body->'summary' AS s) x WHERE n.type = 'analysis.result' AND n.body->>'kind' = 'quality'"
+     "n.body->>'scan_id', n.target, n.id, COALESCE((s->'partial') = 'true'::jsonb, false) OR "
+     "COALESCE(s->>'status' IN ('partial', 'failed'), false) FROM kz_new n CROSS JOIN LATERAL "
+     "(SELECT n.body->'summary' AS s) x WHERE n.type = 'analysis.result' AND n.body->>'kind' = "
+     "'quality'"
      " ORDER BY n.seq"},
     /* one row per pattern; pattern_type is its fixer part. An update
        whose outcome is "ignored" (the plan ended for a reason that is not

@@ -1356,6 +1356,7 @@ struct s_schema {
 #define MAPARR(n, sub)         F_(n, S_MAPARR, true, 0, 0, 0, 0, NULL, &sub)
 #define MAPARR_OPT(n, sub)     F_(n, S_MAPARR, false, 0, 0, 0, 0, NULL, &sub)
 #define ARRAY_OPT(n)           F_(n, S_ARRAY, false, 0, 0, 0, 0, NULL, NULL)
+#define BOOL_OPT(n)            F_(n, S_BOOL, false, 0, 0, 0, 0, NULL, NULL)
 #define SCHEMA(t, f)                   \
     {                                  \
         t, f, sizeof(f) / sizeof(f[0]) \
@@ -1472,6 +1473,7 @@ static const s_field_t s_scan_completed[] = {
     INT_OPT("loc", 0),
     INT_OPT("rescanned", 0),
     STR_OPT("error", 0, 0),
+    BOOL_OPT("reused"),
 };
 static const s_field_t s_analysis_result[] = {
     STR("scan_id", 1, L_ID),
@@ -1519,6 +1521,11 @@ static const s_field_t s_plan_decision[] = {
     STR("plan_id", 1, L_ID),     STR_OPT("by", 0, L_NAME),    STR_OPT("reason", 0, 0),
     STRARR_OPT("reasons", 0, 0), STR_OPT("state", 1, L_WORD),
 };
+/* plan.rejected: a decision, and why in one word (cause) */
+static const s_field_t s_plan_rejected[] = {
+    STR("plan_id", 1, L_ID),     STR_OPT("by", 0, L_NAME),    STR_OPT("reason", 0, 0),
+    STRARR_OPT("reasons", 0, 0), STR_OPT("state", 1, L_WORD), STR_OPT("cause", 1, L_WORD),
+};
 static const s_field_t s_exec_request[] = {
     STR("plan_id", 1, L_ID),         STR("fixer", 1, L_NAME),      STRARR("files", 0, L_PATH),
     STR("base_commit", 1, L_COMMIT), STR_OPT("branch", 1, L_NAME),
@@ -1563,6 +1570,7 @@ static const s_field_t s_plan_failed[] = {
     STR("plan_id", 1, L_ID),
     STR("state", 1, L_WORD),
     STR("reason", 0, 0),
+    STR_OPT("cause", 1, L_WORD),
 };
 static const char *const s_outcomes[] = {"success", "failure", "ignored", NULL};
 static const s_field_t s_learn_update[] = {
@@ -1624,7 +1632,7 @@ static const s_schema_t s_schemas[] = {
     SCHEMA("plan.proposed", s_plan),
     SCHEMA("plan.ranked", s_plan_ranked),
     SCHEMA("plan.ready", s_plan),
-    SCHEMA("plan.rejected", s_plan_decision),
+    SCHEMA("plan.rejected", s_plan_rejected),
     SCHEMA("plan.state", s_plan_state),
     SCHEMA("request.cancel", s_request_cancel),
     SCHEMA("request.started", s_request_started),

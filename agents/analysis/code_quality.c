@@ -34,6 +34,11 @@
                     for each category present and "overall"
       ratings       {area: "A".."E"}, the same ratings in short
       rating        the overall rating
+      rating_label  the rating as shown: "C", or "A (partial: mypy error)"
+      partial       the scan may miss findings: its status is partial
+                    (or failed), or a tool of tools[] has a status other
+                    than ok and skipped
+      partial_tools when partial: [{name, status, error}] of those tools
       overall_score the overall score
       security_score, performance_score, documentation_score,
       complexity_score   only when a tool covering that area ran in the
@@ -42,14 +47,20 @@
                     categories security and secret, the others
                     performance, docs and complexity
       trend         {direction: "new"} for the target's first snapshot,
-                    else {direction improved | worse | same,
+                    else {direction improved | worse | same | unknown,
                     previous_scan_id, previous_score, previous_findings,
-                    delta_findings, delta_score}: the score decides, and
-                    at an equal score the number of findings
+                    delta_findings, delta_score}: against the latest
+                    complete snapshot (else the latest partial one) the
+                    score decides, and at an equal score the number of
+                    findings; with a partial side only what the missing
+                    findings cannot explain is claimed, else "unknown"
+                    with a reason (s_direction); previous_partial: true
+                    against a partial snapshot
       worst_files   up to ten {file, findings, weighted, by_severity
                     {severity: count, non-zero ones}}, most weighted first
 
-    Failed scans are skipped. When the findings are not all stored in time
+    Failed scans are skipped, and so are reused ones (code-health answered
+    with a stored scan, which has its snapshot). When the findings are not all stored in time
     or the database is unreachable, the delivery is handed back (NACK) so
     that it is tried again, here or by another member; a scan already
     snapshotted (code_quality_snapshots, or this process's memory) is not
@@ -284,9 +295,11 @@ typedef struct {
     bool have_score;
     long findings;
     bool have_findings;
+    bool partial;
 } s_prev_t;
 
-/* The target's latest snapshot of another scan. 0 / -1 with ERR */
+/* The snapshot of another scan of TARGET to compare with: the latest
+   complete one, else the latest partial one. 0 / -1 with ERR */
 static int s_previous(s_self_t *self, const char *target, const char *scan_id, s_prev_t *prev,
                       char *err, size_t errlen)
 {
@@ -296,16 +309,17 @@ static int s_previous(s_self_t *self, const char *target, const char *scan_id, s
         return -1;
     const char *params[] = {target, scan_id};
     PGresult *res = kz_db_exec(db,
-                               "SELECT scan_id, overall_score, metrics->>'findings' FROM "
+                               "SELECT scan_id, overall_score, metrics->>'findings', partial FROM "
                                "code_quality_snapshots WHERE target = $1 AND scan_id IS DISTINCT "
-                               "FROM $2 ORDER BY created_at DESC, id DESC LIMIT 1",
+                               "FROM $2 ORDER BY partial, created_at DESC, id DESC LIMIT 1",
                                2, params, err, errlen);
     if (!res) {
         kz_store_reset(self->store);
         return -1;
     }
-    if (PQntuples(res) == 1 && PQnfields(res) == 3) {
+    if (PQntuples(res) == 1 && PQnfields(res) == 4) {
         prev->found = true;
+        prev->partial = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
         snprintf(prev->scan_id, sizeof prev->scan_id, "%s",
                  PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
         if (!PQgetisnull(res, 0, 1)) {
@@ -325,6 +339,100 @@ static int s_previous(s_self_t *self, const char *target, const char *scan_id, s
     }
     PQclear(res);
     return 0;
+}
+
+/* ------------------------------------------------------------ partial */
+
+#define S_LABEL_TOOLS 3 /* tools named in a rating label; then "and N more" */
+
+/* True when tool status ST did not run clean: anything but ok and skipped
+   (a tool the project did not choose is skipped by design) */
+static bool s_unclean(const char *st)
+{
+    return !st || (strcmp(st, "ok") != 0 && strcmp(st, "skipped") != 0);
+}
+
+/* Whether a scan of STATUS with TOOLS (scan.completed tools[], may be
+   NULL) is partial - its status says so, or a tool did not run clean -
+   and the rating label: "A", or "A (partial: mypy error, black missing)",
+   or "A (partial)" when no tool says why */
+static bool s_partial(const char *status, const kz_val_t *tools, char rating, char *label,
+                      size_t len)
+{
+    bool partial = status && (strcmp(status, "partial") == 0 || strcmp(status, "failed") == 0);
+    size_t named = 0, unclean = 0, used = (size_t)snprintf(label, len, "%c", rating);
+    for (uint32_t i = 0; tools && tools->type == KZ_VAL_ARRAY && i < tools->u.arr.count; i++) {
+        const kz_val_t *t = &tools->u.arr.items[i];
+        const char *name = kz_map_str(t, "name");
+        const char *st = kz_map_str(t, "status");
+        if (!s_unclean(st))
+            continue;
+        partial = true;
+        unclean++;
+        if (named < S_LABEL_TOOLS && used < len) {
+            used += (size_t)snprintf(label + used, len - used, "%s%s %s",
+                                     named ? ", " : " (partial: ", name ? name : "?",
+                                     st ? st : "unknown");
+            named++;
+        }
+    }
+    if (unclean > named && used < len)
+        used += (size_t)snprintf(label + used, len - used, " and %zu more", unclean - named);
+    if (partial && used < len)
+        snprintf(label + used, len - used, "%s", named ? ")" : " (partial)");
+    return partial;
+}
+
+/* summary.partial_tools: {name, status, error} of each tool of TOOLS that
+   did not run clean. 0 / -1 */
+static int s_put_partial_tools(kz_msg_t *msg, kz_val_t *sum, const kz_val_t *tools)
+{
+    kz_val_t *arr = kz_map_put_array(msg, sum, "partial_tools");
+    if (!arr)
+        return -1;
+    for (uint32_t i = 0; tools && tools->type == KZ_VAL_ARRAY && i < tools->u.arr.count; i++) {
+        const kz_val_t *t = &tools->u.arr.items[i];
+        const char *st = kz_map_str(t, "status");
+        if (!s_unclean(st))
+            continue;
+        const char *name = kz_map_str(t, "name");
+        const char *error = kz_map_str(t, "error");
+        kz_val_t *o = kz_array_push(msg, arr);
+        if (!o)
+            return -1;
+        kz_val_set_map(o);
+        if (kz_map_put_str(msg, o, "name", name ? name : "?") != 0 ||
+            kz_map_put_str(msg, o, "status", st ? st : "unknown") != 0 ||
+            (error && kz_map_put_str(msg, o, "error", error) != 0))
+            return -1;
+    }
+    return 0;
+}
+
+/* The trend's direction from the raw comparison RAW ("improved", "worse",
+   "same") when the current scan (PARTIAL) or the previous one
+   (PREV_PARTIAL) may miss findings. A partial scan's score is an upper
+   bound of what a complete one would give (missing tools can only add
+   findings): a partial scan that already scores worse than a complete
+   previous one is worse, and a complete scan that scores better than a
+   partial previous one is better; anything else is "unknown", with
+   *WHY saying so. */
+static const char *s_direction(const char *raw, bool partial, bool prev_partial, const char **why)
+{
+    *why = NULL;
+    if (!partial && !prev_partial)
+        return raw;
+    if (partial && !prev_partial && strcmp(raw, "worse") == 0)
+        return raw;
+    if (!partial && prev_partial && strcmp(raw, "improved") == 0)
+        return raw;
+    *why = partial && prev_partial ? "this scan and the previous one are partial: the findings "
+                                     "of the tools that did not run are unknown"
+           : partial ? "this scan is partial: the findings of the tools that did not run could "
+                       "explain it"
+                     : "the previous scan is partial: the findings its tools missed could "
+                       "explain it";
+    return "unknown";
 }
 
 /* ----------------------------------------------------------- snapshot */
@@ -363,10 +471,10 @@ static int s_put_area(kz_msg_t *msg, kz_val_t *areas, const char *name, long cou
 }
 
 /* Build the analysis.result of SCAN from its FINDINGS. The message, or
-   NULL with ERR (out of memory). *RATING and *SCORE, *DIRECTION get the
-   figures for the log line. */
+   NULL (out of memory, logged). LABEL_OUT (256 bytes: the rating label),
+   *SCORE_OUT and *DIRECTION_OUT get the figures for the log line. */
 static kz_msg_t *s_snapshot(const kz_config_t *cfg, const s_scan_t *scan,
-                            const kz_findings_t *findings, const s_prev_t *prev, char *rating_out,
+                            const kz_findings_t *findings, const s_prev_t *prev, char *label_out,
                             double *score_out, const char **direction_out)
 {
     s_tallies_t cats = {0}, files = {0};
@@ -464,6 +572,13 @@ static kz_msg_t *s_snapshot(const kz_config_t *cfg, const s_scan_t *scan,
     if (rc != 0 || kz_map_put_str(msg, sum, "rating", r1) != 0 ||
         kz_map_put_float(msg, sum, "overall_score", score) != 0)
         goto oom;
+    /* a partial scan's rating is never a plain letter */
+    char label[256];
+    bool partial = s_partial(scan->status, scan->tools, rating, label, sizeof label);
+    if (kz_map_put_str(msg, sum, "rating_label", label) != 0 ||
+        kz_map_put_bool(msg, sum, "partial", partial) != 0 ||
+        (partial && s_put_partial_tools(msg, sum, scan->tools) != 0))
+        goto oom;
 
     /* the seed's per-area score columns, where this scan says something */
     static const struct {
@@ -501,7 +616,7 @@ static kz_msg_t *s_snapshot(const kz_config_t *cfg, const s_scan_t *scan,
     kz_val_t *trend = kz_map_put_map(msg, sum, "trend");
     if (!trend)
         goto oom;
-    const char *direction = "new";
+    const char *direction = "new", *why = NULL;
     if (prev->found) {
         double dscore = prev->have_score ? s_round1(score - prev->score) : 0;
         long dfind = prev->have_findings ? (long)findings->count - prev->findings : 0;
@@ -510,7 +625,12 @@ static kz_msg_t *s_snapshot(const kz_config_t *cfg, const s_scan_t *scan,
                     : dfind < 0  ? "improved"
                     : dfind > 0  ? "worse"
                                  : "same";
+        direction = s_direction(direction, partial, prev->partial, &why);
         rc = kz_map_put_str(msg, trend, "previous_scan_id", prev->scan_id);
+        if (prev->partial)
+            rc |= kz_map_put_bool(msg, trend, "previous_partial", true);
+        if (why)
+            rc |= kz_map_put_str(msg, trend, "reason", why);
         if (prev->have_score) {
             rc |= kz_map_put_float(msg, trend, "previous_score", prev->score);
             rc |= kz_map_put_float(msg, trend, "delta_score", dscore);
@@ -525,8 +645,9 @@ static kz_msg_t *s_snapshot(const kz_config_t *cfg, const s_scan_t *scan,
     if (kz_map_put_str(msg, trend, "direction", direction) != 0)
         goto oom;
 
-    /* the ten worst files */
-    qsort(files.items, files.count, sizeof *files.items, s_tally_cmp);
+    /* the ten worst files (none for a scan without findings: no array) */
+    if (files.count > 0)
+        qsort(files.items, files.count, sizeof *files.items, s_tally_cmp);
     kz_val_t *worst = kz_map_put_array(msg, sum, "worst_files");
     if (!worst)
         goto oom;
@@ -547,7 +668,7 @@ static kz_msg_t *s_snapshot(const kz_config_t *cfg, const s_scan_t *scan,
 
     free(cats.items);
     free(files.items);
-    *rating_out = rating;
+    snprintf(label_out, 256, "%s", label);
     *score_out = score;
     *direction_out = direction;
     return msg;
@@ -600,6 +721,12 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
         const char *why = kz_map_str(body, "error");
         kz_info("scan '%s' failed (%s): no quality snapshot", scan_id,
                 why ? why : "no reason given");
+        return 0;
+    }
+    if (kz_map_bool(body, "reused", false)) {
+        /* the stored scan answered again (PROTOCOL.md 4.9): it has its
+           snapshot, or gets it from its own scan.completed */
+        kz_info("scan '%s' answered again from the stored scan (reused): no new snapshot", scan_id);
         return 0;
     }
     if (s_done_here(self, scan_id)) {
@@ -670,10 +797,10 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
     };
     if (scan.loc < 0)
         scan.loc = 0;
-    char rating = '?';
+    char label[256] = "?";
     double score = 0;
     const char *direction = "";
-    kz_msg_t *msg = s_snapshot(cfg, &scan, &findings, &prev, &rating, &score, &direction);
+    kz_msg_t *msg = s_snapshot(cfg, &scan, &findings, &prev, label, &score, &direction);
     size_t nfindings = findings.count;
     kz_findings_free(&findings);
     if (!msg)
@@ -685,12 +812,12 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
     }
     s_remember(self, scan_id);
     if (prev.found)
-        kz_info("quality of '%s' (scan %s): rating %c, score %.1f, %zu findings, trend %s against "
+        kz_info("quality of '%s' (scan %s): rating %s, score %.1f, %zu findings, trend %s against "
                 "scan %s",
-                target, scan_id, rating, score, nfindings, direction, prev.scan_id);
+                target, scan_id, label, score, nfindings, direction, prev.scan_id);
     else
-        kz_info("quality of '%s' (scan %s): rating %c, score %.1f, %zu findings, first snapshot",
-                target, scan_id, rating, score, nfindings);
+        kz_info("quality of '%s' (scan %s): rating %s, score %.1f, %zu findings, first snapshot",
+                target, scan_id, label, score, nfindings);
     return 0;
 }
 

@@ -10,6 +10,13 @@
          STATE/worktrees/<target>/scan (created once, then moved with
          `git checkout --detach`), so the user's checkout is never touched
          and the tools' caches land there, not in the user's tree;
+      2a. answers from the last scan when nothing that decides its result
+         changed (s_reuse, after the tools are picked in 3): the same
+         commit, an ok last scan (STATE/code-health/<target>.scan.json,
+         written only for ok scans), the same tools with the same
+         recipe/program/config hashes, and the database holding that
+         scan: one scan.completed with that scan's id and reused true, no
+         tool run, nothing else published;
       3. lists the files at that commit with their blob ids (`git ls-tree`),
          picks the tools (recipes of the config that apply to the target's
          languages and - tools[].requires - for which the target holds the
@@ -62,6 +69,7 @@
 #include "kz_proc.h"
 #include "kz_recipe.h"
 #include "kz_state.h"
+#include "kz_store.h"
 
 #define S_CACHE_VERSION  1
 #define S_MAX_MESSAGE    8192         /* bytes of a finding's message or fix we publish */
@@ -70,6 +78,8 @@
 #define S_WAIT_MS        200          /* main thread: keepalive period while tools run */
 #define S_GIT_TIMEOUT_MS (10 * 60 * 1000)
 #define S_WARNED_MAX     256
+#define S_RECORD_VERSION 1
+#define S_STORED_WAIT_MS 30000 /* for the recorder to hold a scan we would answer with */
 
 /* Files whose content changes what a tool reports on every file: a
    change to one re-runs the tools on everything (besides the files each
@@ -188,6 +198,7 @@ typedef struct {
     char commit[KZ_GIT_OID_MAX];
     char wt[4096];
     char cache_path[4096];
+    char record_path[4096]; /* the last completed scan, when it was ok ("" unknown) */
     int64_t t0_us;
     bool started; /* scan.started published */
     s_tree_t tree;
@@ -1226,46 +1237,19 @@ static int s_publish_metrics(s_scan_t *s, int64_t duration_ms, double *score_out
     return s_publish(s, &msg);
 }
 
-static int s_publish_completed(s_scan_t *s, const char *status, int64_t duration_ms)
+/* scan.completed of a scan that could not run: no tools, no findings */
+static int s_publish_failed(s_scan_t *s, int64_t duration_ms)
 {
     kz_msg_t *msg = s_msg(s, "scan.completed");
     if (!msg)
         return kz_fail("out of memory");
     kz_val_t *b = kz_msg_body(msg);
-    int rc = kz_map_put_str(msg, b, "status", status);
-    rc |= kz_map_put_int(msg, b, "findings", (int64_t)s->all.count);
-    rc |= kz_map_put_int(msg, b, "files", (int64_t)s->nscanned);
+    int rc = kz_map_put_str(msg, b, "status", "failed");
+    rc |= kz_map_put_int(msg, b, "findings", 0);
+    rc |= kz_map_put_int(msg, b, "files", 0);
     rc |= kz_map_put_int(msg, b, "duration_ms", duration_ms);
     if (s->commit[0])
         rc |= kz_map_put_str(msg, b, "commit", s->commit);
-    if (s->tools) {
-        rc |= kz_map_put_int(msg, b, "loc", s->loc);
-        rc |= kz_map_put_int(msg, b, "rescanned", (int64_t)s->nrescanned);
-        kz_val_t *tools = kz_map_put_array(msg, b, "tools");
-        rc |= tools ? 0 : -1;
-        for (size_t i = 0; tools && i < s->ntools; i++) {
-            const s_tool_t *t = &s->tools[i];
-            kz_val_t *v = kz_array_push(msg, tools);
-            if (!v) {
-                rc = -1;
-                break;
-            }
-            kz_val_set_map(v);
-            const char *st = t->skipped ? "skipped" : kz_tool_status_name(t->status);
-            rc |= kz_map_put_str(msg, v, "name", t->cfg->name);
-            rc |= kz_map_put_str(msg, v, "status", st);
-            rc |= kz_map_put_int(msg, v, "findings", (int64_t)t->findings);
-            rc |= kz_map_put_int(msg, v, "duration_ms", t->duration_us / 1000);
-            rc |= kz_map_put_int(msg, v, "files", (int64_t)t->nwanted);
-            rc |= kz_map_put_int(msg, v, "rescanned", (int64_t)t->nwork);
-            if (t->error[0]) {
-                char err[sizeof t->error];
-                snprintf(err, sizeof err, "%s", t->error);
-                s_utf8_fix(err);
-                rc |= kz_map_put_str(msg, v, "error", err);
-            }
-        }
-    }
     if (s->error[0]) {
         s_utf8_fix(s->error);
         rc |= kz_map_put_str(msg, b, "error", s->error);
@@ -1273,6 +1257,137 @@ static int s_publish_completed(s_scan_t *s, const char *status, int64_t duration
     if (rc != 0) {
         kz_msg_destroy(&msg);
         return kz_fail("out of memory");
+    }
+    return s_publish(s, &msg);
+}
+
+/* The integer KEY of O, -1 when absent or not a non-negative integer */
+static json_int_t s_json_count(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
+}
+
+/* The record of a completed scan of S: what its scan.completed says
+   (scan_id, status, findings, files, duration_ms, commit, loc,
+   rescanned, tools[], error) plus what decides whether it can answer a
+   later request (version, target, path, and per tool "hashes": the
+   recipe/program/config hash, or "skipped" / "missing"). NULL when out
+   of memory. */
+static json_t *s_record_make(const s_scan_t *s, const char *status, int64_t duration_ms)
+{
+    json_t *rec = json_object();
+    json_t *tools = json_array();
+    json_t *hashes = json_object();
+    bool oom = !rec || !tools || !hashes;
+    oom = oom || json_object_set_new(rec, "version", json_integer(S_RECORD_VERSION)) != 0 ||
+          json_object_set_new(rec, "target", json_string(s->target->name)) != 0 ||
+          json_object_set_new(rec, "path", json_string(s->target->path)) != 0 ||
+          json_object_set_new(rec, "scan_id", json_string(s->scan_id)) != 0 ||
+          json_object_set_new(rec, "status", json_string(status)) != 0 ||
+          json_object_set_new(rec, "findings", json_integer((json_int_t)s->all.count)) != 0 ||
+          json_object_set_new(rec, "files", json_integer((json_int_t)s->nscanned)) != 0 ||
+          json_object_set_new(rec, "duration_ms", json_integer(duration_ms)) != 0 ||
+          json_object_set_new(rec, "commit", json_string(s->commit)) != 0 ||
+          json_object_set_new(rec, "loc", json_integer(s->loc)) != 0 ||
+          json_object_set_new(rec, "rescanned", json_integer((json_int_t)s->nrescanned)) != 0;
+    for (size_t i = 0; !oom && i < s->ntools; i++) {
+        const s_tool_t *t = &s->tools[i];
+        json_t *o = json_object();
+        oom = !o || json_array_append_new(tools, o) != 0;
+        const char *st = t->skipped ? "skipped" : kz_tool_status_name(t->status);
+        oom = oom || json_object_set_new(o, "name", json_string(t->cfg->name)) != 0 ||
+              json_object_set_new(o, "status", json_string(st)) != 0 ||
+              json_object_set_new(o, "findings", json_integer((json_int_t)t->findings)) != 0 ||
+              json_object_set_new(o, "duration_ms", json_integer(t->duration_us / 1000)) != 0 ||
+              json_object_set_new(o, "files", json_integer((json_int_t)t->nwanted)) != 0 ||
+              json_object_set_new(o, "rescanned", json_integer((json_int_t)t->nwork)) != 0;
+        if (!oom && t->error[0]) {
+            char err[sizeof t->error];
+            snprintf(err, sizeof err, "%s", t->error);
+            s_utf8_fix(err);
+            oom = json_object_set_new(o, "error", json_string(err)) != 0;
+        }
+        const char *h = t->skipped ? "skipped" : t->missing ? "missing" : t->hash;
+        oom = oom || json_object_set_new(hashes, t->cfg->name, json_string(h)) != 0;
+    }
+    oom = oom || json_object_set(rec, "tools", tools) != 0 ||
+          json_object_set(rec, "hashes", hashes) != 0;
+    if (!oom && s->error[0]) {
+        char err[sizeof s->error];
+        snprintf(err, sizeof err, "%s", s->error);
+        s_utf8_fix(err);
+        oom = json_object_set_new(rec, "error", json_string(err)) != 0;
+    }
+    json_decref(tools);
+    json_decref(hashes);
+    if (oom) {
+        json_decref(rec);
+        return NULL;
+    }
+    return rec;
+}
+
+/* Publish the scan.completed of record REC (s_record_make): the scan
+   that just ran, or - REUSED - a stored one answering again, then with
+   rescanned 0 and reused true. 0 / -1 (also for a malformed record) */
+static int s_publish_record(s_scan_t *s, const json_t *rec, bool reused)
+{
+    const char *status = json_string_value(json_object_get(rec, "status"));
+    const char *commit = json_string_value(json_object_get(rec, "commit"));
+    const char *error = json_string_value(json_object_get(rec, "error"));
+    json_int_t findings = s_json_count(rec, "findings"), files = s_json_count(rec, "files");
+    json_int_t duration = s_json_count(rec, "duration_ms"), loc = s_json_count(rec, "loc");
+    json_int_t rescanned = reused ? 0 : s_json_count(rec, "rescanned");
+    const json_t *tools = json_object_get(rec, "tools");
+    if (!status || findings < 0 || files < 0 || duration < 0 || loc < 0 || rescanned < 0 ||
+        !json_is_array(tools))
+        return kz_fail("malformed record of scan %s", s->scan_id);
+    kz_msg_t *msg = s_msg(s, "scan.completed");
+    if (!msg)
+        return kz_fail("out of memory");
+    kz_val_t *b = kz_msg_body(msg);
+    int rc = kz_map_put_str(msg, b, "status", status);
+    rc |= kz_map_put_int(msg, b, "findings", findings);
+    rc |= kz_map_put_int(msg, b, "files", files);
+    rc |= kz_map_put_int(msg, b, "duration_ms", duration);
+    if (commit && *commit)
+        rc |= kz_map_put_str(msg, b, "commit", commit);
+    rc |= kz_map_put_int(msg, b, "loc", loc);
+    rc |= kz_map_put_int(msg, b, "rescanned", rescanned);
+    kz_val_t *arr = kz_map_put_array(msg, b, "tools");
+    rc |= arr ? 0 : -1;
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        const char *st = json_string_value(json_object_get(t, "status"));
+        const char *terr = json_string_value(json_object_get(t, "error"));
+        json_int_t tf = s_json_count(t, "findings"), td = s_json_count(t, "duration_ms");
+        json_int_t tn = s_json_count(t, "files"), tr = reused ? 0 : s_json_count(t, "rescanned");
+        kz_val_t *v = arr && rc == 0 ? kz_array_push(msg, arr) : NULL;
+        if (!v || !name || !st || tf < 0 || td < 0 || tn < 0 || tr < 0) {
+            rc = -1;
+            break;
+        }
+        kz_val_set_map(v);
+        rc |= kz_map_put_str(msg, v, "name", name);
+        rc |= kz_map_put_str(msg, v, "status", st);
+        rc |= kz_map_put_int(msg, v, "findings", tf);
+        rc |= kz_map_put_int(msg, v, "duration_ms", td);
+        rc |= kz_map_put_int(msg, v, "files", tn);
+        rc |= kz_map_put_int(msg, v, "rescanned", tr);
+        if (terr)
+            rc |= kz_map_put_str(msg, v, "error", terr);
+    }
+    if (error && *error)
+        rc |= kz_map_put_str(msg, b, "error", error);
+    if (reused)
+        rc |= kz_map_put_bool(msg, b, "reused", true);
+    if (rc != 0) {
+        kz_msg_destroy(&msg);
+        return kz_fail("unable to build scan.completed of scan %s from its record", s->scan_id);
     }
     return s_publish(s, &msg);
 }
@@ -1577,8 +1692,148 @@ static void s_scan_free(s_scan_t *s)
     s->old = NULL;
 }
 
+/* ------------------------------------------------------------- reuse */
+
+/* The agent's own state: the database, read to check that a stored scan
+   is really stored before answering with it */
+typedef struct {
+    kz_store_t *store;
+} s_health_t;
+
+/* Forget the record of S's target: its last scan cannot answer again
+   (it was partial or failed, or the record is useless) */
+static void s_record_forget(const s_scan_t *s)
+{
+    if (s->record_path[0] && unlink(s->record_path) != 0 && errno != ENOENT)
+        kz_warn("unable to remove '%s': %s", s->record_path, strerror(errno));
+}
+
+/* kz_store_wait_scan's tick: answer the bus heartbeats; false (end the
+   wait) once the agent is stopping */
+static bool s_wait_tick(void *arg)
+{
+    kz_agent_keepalive(arg);
+    return !kz_agent_stopping(arg);
+}
+
+/* Whether the record REC of a scan can answer for S: the same target path
+   and commit, status ok, and the same tools with the same hashes (recipe,
+   program, config files) and the same skipped and missing ones. WHY gets
+   the reason when not. */
+static bool s_record_fits(const s_scan_t *s, const json_t *rec, char *why, size_t whylen)
+{
+    const char *path = json_string_value(json_object_get(rec, "path"));
+    const char *commit = json_string_value(json_object_get(rec, "commit"));
+    const char *status = json_string_value(json_object_get(rec, "status"));
+    const char *scan_id = json_string_value(json_object_get(rec, "scan_id"));
+    const json_t *hashes = json_object_get(rec, "hashes");
+    if (json_integer_value(json_object_get(rec, "version")) != S_RECORD_VERSION || !path ||
+        !commit || !status || !kz_id_valid(scan_id) || !json_is_object(hashes)) {
+        s_errf(why, whylen, "its record is not a version %d record", S_RECORD_VERSION);
+        return false;
+    }
+    if (strcmp(path, s->target->path) != 0) {
+        s_errf(why, whylen, "the target moved from '%s'", path);
+        return false;
+    }
+    if (strcmp(commit, s->commit) != 0) {
+        s_errf(why, whylen, "a new commit");
+        return false;
+    }
+    if (strcmp(status, "ok") != 0) {
+        s_errf(why, whylen, "the last scan was %s", status);
+        return false;
+    }
+    if (json_object_size(hashes) != s->ntools) {
+        s_errf(why, whylen, "other tools apply");
+        return false;
+    }
+    for (size_t i = 0; i < s->ntools; i++) {
+        const s_tool_t *t = &s->tools[i];
+        const char *want = t->skipped ? "skipped" : t->missing ? "missing" : t->hash;
+        const char *had = json_string_value(json_object_get(hashes, t->cfg->name));
+        if (!had || strcmp(had, want) != 0) {
+            s_errf(why, whylen,
+                   had ? "tool '%s' changed (its recipe, program or config files)"
+                       : "tool '%s' is new",
+                   t->cfg->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Answer for S with the target's last completed scan when it fits
+   (s_record_fits) and the database holds it - or cannot be asked (no
+   database, or it is away: the recorder stores the scan once it is back):
+   publish that scan's scan.completed again with reused true, and run
+   nothing. True when answered so; false when S must scan. */
+static bool s_reuse(s_scan_t *s, s_health_t *self)
+{
+    if (!s->cfg->scan.incremental || !s->record_path[0] || access(s->record_path, F_OK) != 0)
+        return false;
+    json_error_t jerr;
+    json_t *rec = json_load_file(s->record_path, JSON_REJECT_DUPLICATES, &jerr);
+    char why[512] = "";
+    if (!rec) {
+        kz_warn("ignoring '%s': %s (line %d)", s->record_path, jerr.text, jerr.line);
+        s_record_forget(s);
+        return false;
+    }
+    bool fits = s_record_fits(s, rec, why, sizeof why);
+    const char *scan_id = json_string_value(json_object_get(rec, "scan_id"));
+    if (!fits) {
+        kz_debug("target '%s' at %.12s: not answered from its last scan: %s", s->target->name,
+                 s->commit, why);
+        json_decref(rec);
+        return false;
+    }
+    char err[1024] = "no store";
+    PGconn *db = self->store ? kz_store_db(self->store, err, sizeof err) : NULL;
+    if (db) {
+        /* the downstream agents read the scan's findings in the database:
+           it must hold the scan, complete (the recorder may still be
+           storing it when the request follows the scan closely) */
+        char status[64] = "";
+        json_int_t expected = s_json_count(rec, "findings");
+        int rc = kz_store_wait_scan(self->store, scan_id, (long)expected, S_STORED_WAIT_MS,
+                                    s_wait_tick, s->agent, err, sizeof err);
+        if (rc == 0)
+            rc = kz_store_scan_status(self->store, scan_id, status, sizeof status, err, sizeof err);
+        if (rc == 0 && strcmp(status, "ok") != 0) {
+            s_errf(err, sizeof err, "the database has it as '%s'", status);
+            rc = -1;
+        }
+        if (rc != 0) {
+            kz_info("target '%s' at %.12s: its last scan %s cannot answer (%s): scanning again",
+                    s->target->name, s->commit, scan_id, err);
+            json_decref(rec);
+            s_record_forget(s);
+            return false;
+        }
+    } else {
+        kz_debug("database not reachable (%s): answering from scan %s without asking it", err,
+                 scan_id);
+    }
+    char fresh[sizeof s->scan_id];
+    snprintf(fresh, sizeof fresh, "%s", s->scan_id);
+    snprintf(s->scan_id, sizeof s->scan_id, "%s", scan_id);
+    kz_log_set_corr(s->scan_id);
+    if (s_publish_record(s, rec, true) != 0) {
+        snprintf(s->scan_id, sizeof s->scan_id, "%s", fresh);
+        kz_log_set_corr(s->scan_id);
+        json_decref(rec);
+        return false;
+    }
+    kz_info("target '%s' at %.12s unchanged since scan %s (same commit, recipes, programs and "
+            "tool configs): answered from it, %" JSON_INTEGER_FORMAT " findings, no tool run",
+            s->target->name, s->commit, s->scan_id, s_json_count(rec, "findings"));
+    json_decref(rec);
+    return true;
+}
+
 /* Scan TARGET once. 0 when it completed (ok or partial), -1 when it failed */
-static int s_scan_target(kz_agent_t *agent, const kz_target_config_t *target)
+static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_config_t *target)
 {
     s_scan_t scan;
     s_scan_t *s = &scan;
@@ -1604,6 +1859,10 @@ static int s_scan_target(kz_agent_t *agent, const kz_target_config_t *target)
                target->name);
         goto failed;
     }
+    char rec_rel[600];
+    snprintf(rec_rel, sizeof rec_rel, "code-health/%s.scan.json", target->name);
+    if (kz_state_path(s->cfg, rec_rel, s->record_path, sizeof s->record_path) != 0)
+        s->record_path[0] = '\0';
     if (kz_git_check_repo(target->path, err, sizeof err) != 0) {
         s_errf(s->error, sizeof s->error, "target '%s': %s", target->name, err);
         goto failed;
@@ -1633,13 +1892,17 @@ static int s_scan_target(kz_agent_t *agent, const kz_target_config_t *target)
         s_errf(s->error, sizeof s->error, "scan cache directory: %s", err);
         goto failed;
     }
+    if (s_tools_pick(s) != 0)
+        goto oom;
+    if (s_reuse(s, self)) {
+        rc = 0;
+        goto done;
+    }
     /* read even when scan.incremental is off: the tools' durations order
        the jobs and unchanged files keep their line counts */
     s->old = s_cache_load(s);
     s->old_files = s->old ? json_object_get(s->old, "files") : NULL;
     s->old_tools = s->old ? json_object_get(s->old, "tools") : NULL;
-    if (s_tools_pick(s) != 0)
-        goto oom;
     for (size_t i = 0; i < s->ntools; i++)
         if (!s->tools[i].skipped && s_tool_plan(s, &s->tools[i]) != 0)
             goto oom;
@@ -1667,9 +1930,22 @@ static int s_scan_target(kz_agent_t *agent, const kz_target_config_t *target)
             status = "partial";
     int64_t duration_ms = (s_mono_us() - s->t0_us) / 1000;
     double score = 0;
+    json_t *rec = s_record_make(s, status, duration_ms);
+    if (!rec)
+        goto oom;
+    /* the record goes before publishing: a scan whose results did not all
+       go out must not answer later requests */
+    s_record_forget(s);
     if (s_publish_findings(s) < 0 || s_publish_metrics(s, duration_ms, &score) != 0 ||
-        s_publish_completed(s, status, duration_ms) != 0)
+        s_publish_record(s, rec, false) != 0) {
+        json_decref(rec);
         goto publish_failed;
+    }
+    /* an ok scan answers later requests for the same commit, recipes and
+       configs (s_reuse); a partial one does not: its tools run again */
+    if (strcmp(status, "ok") == 0 && s->record_path[0] && s_cache_save(s->record_path, rec) != 0)
+        kz_warn("the next scan of '%s' at the same commit runs the tools again", target->name);
+    json_decref(rec);
     for (size_t i = 0; i < s->ntools; i++) {
         const s_tool_t *t = &s->tools[i];
         if (!t->skipped && !t->missing && t->status != KZ_TOOL_OK)
@@ -1697,9 +1973,9 @@ failed:
         s_tools_free(s);
         s->nscanned = 0;
         s->nrescanned = 0;
+        s_record_forget(s); /* a failed scan is the last one: the next request scans */
         int64_t took_ms = (s_mono_us() - s->t0_us) / 1000;
-        if ((!s->started && s_publish_started(s) != 0) ||
-            s_publish_completed(s, "failed", took_ms) != 0)
+        if ((!s->started && s_publish_started(s) != 0) || s_publish_failed(s, took_ms) != 0)
             kz_error("unable to report the failed scan of '%s'", target->name);
     }
     goto done;
@@ -1713,14 +1989,14 @@ done:
 
 static int s_cycle(kz_agent_t *agent, void *arg)
 {
-    (void)arg;
+    s_health_t *self = arg;
     const kz_config_t *cfg = kz_agent_config(agent);
     const char *only = kz_agent_run_target(agent);
     if (only && *only) {
         const kz_target_config_t *t = kz_config_target(cfg, only);
         if (!t)
             return kz_fail("agent.run names target '%s', which is not in the configuration", only);
-        return s_scan_target(agent, t);
+        return s_scan_target(agent, self, t);
     }
     if (cfg->targets_count == 0) {
         kz_info("no targets configured: nothing to scan");
@@ -1728,14 +2004,17 @@ static int s_cycle(kz_agent_t *agent, void *arg)
     }
     int rc = 0;
     for (size_t i = 0; i < cfg->targets_count && !kz_agent_stopping(agent); i++)
-        if (s_scan_target(agent, &cfg->targets[i]) != 0)
+        if (s_scan_target(agent, self, &cfg->targets[i]) != 0)
             rc = -1;
     return rc;
 }
 
 static int s_setup(kz_agent_t *agent, void *arg)
 {
-    (void)arg;
+    s_health_t *self = arg;
+    self->store = kz_store_new(kz_agent_config(agent), "kaizen-code-health");
+    if (!self->store)
+        return kz_fail("out of memory");
     /* jansson seeds its hash function on first use; do it before any
        thread exists */
     json_object_seed(0);
@@ -1746,6 +2025,7 @@ static int s_setup(kz_agent_t *agent, void *arg)
 
 int main(int argc, char **argv)
 {
+    static s_health_t health;
     const kz_agent_def_t def = {
         .name = "code-health",
         .layer = "monitoring",
@@ -1754,7 +2034,9 @@ int main(int argc, char **argv)
         .setup = s_setup,
         .cycle = s_cycle,
         .on_message = NULL,
-        .arg = NULL,
+        .arg = &health,
     };
-    return kz_agent_main(argc, argv, &def);
+    int rc = kz_agent_main(argc, argv, &def);
+    kz_store_destroy(&health.store);
+    return rc;
 }

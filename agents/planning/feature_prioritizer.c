@@ -24,9 +24,15 @@
         accepted plan X (fingerprints ...)" - plans still "proposed" are
         only proposals (this batch's own, or another batch's not yet
         ranked) and do not count;
-      - its findings overlap a plan that was rejected or failed at the
-        same base commit: "already rejected at this commit: plan X" (at a
-        newer commit the code changed, so it may be tried again);
+      - its findings overlap a plan that was rejected at the same base
+        commit, or failed there with a cause trying again cannot mend
+        (nothing_to_do, suite: kz_store_cause_settles): "already rejected
+        at this commit: plan X", "already failed at this commit
+        (nothing_to_do): plan X" (at a newer commit the code changed, so
+        it may be tried again; a plan that failed for the machinery - a
+        timeout, a lost reply - may be tried again at once). The planner
+        proposes none of these (kz_store_covered): this is the safety net
+        for plans proposed at the same moment by another planner;
       - it overlaps a plan of the same batch ranked above it;
       - a limit is reached: policy.max_open_plans (plans not yet final,
         over all targets, counting the ones ready now) or
@@ -113,7 +119,8 @@ typedef struct {
     const char *plan_id;
     const char *status;
     const char *base_commit;
-    char **fps; /* the overlapping ones, sorted */
+    const char *cause; /* of a failed or rejected plan, "" when unknown */
+    char **fps;        /* the overlapping ones, sorted */
     size_t nfps;
 } s_conflict_t;
 
@@ -195,34 +202,6 @@ static size_t s_overlap(const char *const *a, size_t na, const char *const *b, s
     if (n > S_SHOWN_FPS && used < len)
         snprintf(out + used, len - used, " and %zu more", n - S_SHOWN_FPS);
     return n;
-}
-
-/* A PostgreSQL text[] literal of the N strings ITEMS: {"a","b"}, each
-   element quoted with " and \ escaped. malloc'd, NULL on out of memory */
-static char *s_text_array(const char *const *items, size_t n)
-{
-    size_t len = 3;
-    for (size_t i = 0; i < n; i++)
-        len += 2 * strlen(items[i]) + 3;
-    char *out = malloc(len);
-    if (!out)
-        return NULL;
-    char *p = out;
-    *p++ = '{';
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            *p++ = ',';
-        *p++ = '"';
-        for (const char *s = items[i]; *s; s++) {
-            if (*s == '"' || *s == '\\')
-                *p++ = '\\';
-            *p++ = *s;
-        }
-        *p++ = '"';
-    }
-    *p++ = '}';
-    *p = '\0';
-    return out;
 }
 
 /* The strings of the array VAL into a malloc'd vector (pointing into the
@@ -466,9 +445,9 @@ static int s_read_db(s_prio_t *self, const char *target, const s_plan_t *plans, 
     }
     for (size_t i = 0; i < self->nsent; i++)
         ids[nid++] = self->sent[i].plan_id;
-    pat_arr = s_text_array((const char *const *)patterns, npat);
-    fp_arr = s_text_array(fps, nfp);
-    id_arr = s_text_array(ids, nid);
+    pat_arr = kz_db_text_array((const char *const *)patterns, npat);
+    fp_arr = kz_db_text_array(fps, nfp);
+    id_arr = kz_db_text_array(ids, nid);
     if (!pat_arr || !fp_arr || !id_arr) {
         kz_fail("out of memory");
         goto done;
@@ -486,7 +465,8 @@ static int s_read_db(s_prio_t *self, const char *target, const s_plan_t *plans, 
         self, db, "the plans sharing findings with the batch",
         "SELECT plan_id, status, COALESCE(implementation_plan->>'base_commit', ''), "
         "array_to_string(ARRAY(SELECT jsonb_array_elements_text(implementation_plan->'findings') "
-        "INTERSECT SELECT unnest($2::text[]) ORDER BY 1), ',') FROM improvement_suggestions "
+        "INTERSECT SELECT unnest($2::text[]) ORDER BY 1), ','), COALESCE(cause, '') FROM "
+        "improvement_suggestions "
         "WHERE target = $1 AND plan_id IS NOT NULL AND status IN (" S_OPEN_STATES
         ", 'accepted', 'rejected', 'failed') AND jsonb_typeof(implementation_plan->'findings') = "
         "'array' AND implementation_plan->'findings' ?| $2::text[] ORDER BY id",
@@ -524,6 +504,7 @@ static int s_read_db(s_prio_t *self, const char *target, const s_plan_t *plans, 
         c->plan_id = PQgetvalue(view->conflicts_res, r, 0);
         c->status = PQgetvalue(view->conflicts_res, r, 1);
         c->base_commit = PQgetvalue(view->conflicts_res, r, 2);
+        c->cause = PQgetvalue(view->conflicts_res, r, 4);
         if (s_split_fps(PQgetvalue(view->conflicts_res, r, 3), c) != 0)
             goto done;
     }
@@ -648,8 +629,14 @@ static int s_check_known(const s_prio_t *self, s_plan_t *plan, const char *targe
         if (s_is_open(c->status))
             return s_drop(plan, s_fmt("duplicate of open plan %s, %s (fingerprints %s)", c->plan_id,
                                       c->status, shown));
-        if (strcmp(c->base_commit, plan->base_commit) == 0)
-            return s_drop(plan, s_fmt("already %s at this commit: plan %s", c->status, c->plan_id));
+        /* at the same commit a rejection stands, and so does a failure
+           that trying again cannot mend; after a failure of the machinery
+           (a timeout, a lost reply) the plan may be tried again */
+        if (strcmp(c->base_commit, plan->base_commit) == 0 &&
+            (strcmp(c->status, "rejected") == 0 || kz_store_cause_settles(c->cause)))
+            return s_drop(plan,
+                          s_fmt("already %s at this commit%s%s%s: plan %s", c->status,
+                                *c->cause ? " (" : "", c->cause, *c->cause ? ")" : "", c->plan_id));
     }
     for (size_t i = 0; i < self->nsent; i++) {
         const s_sent_t *s = &self->sent[i];

@@ -3,10 +3,15 @@
     Turns the findings of a completed scan that a configured fixer can fix
     into plans. Member of the queue group "planning.planner" on
     scan.completed, so each scan is planned once whatever the number of
-    planners. For a scan whose status is ok or partial it waits until the
-    recorder stored every finding of the scan (kz_store_wait_scan), loads
-    them, and groups the fixable ones (kz_fixer_for) by (fixer, file): one
-    plan per fixer and file (PROTOCOL.md 4.11):
+    planners. For a scan whose status is ok or partial (a reused one too:
+    code-health answering with a stored scan) it waits until the recorder
+    stored every finding of the scan (kz_store_wait_scan), loads them,
+    leaves out those a plan of the target already covers
+    (kz_store_covered: open, accepted, rejected at this commit, or failed
+    there with nothing_to_do or suite - after waiting until the recorder
+    holds this planner's own last plan.batch of the target), and groups
+    the fixable ones (kz_fixer_for) by (fixer, file): one plan per fixer
+    and file (PROTOCOL.md 4.11):
 
       plan_id      a new ULID
       fixer        the fixer recipe's name
@@ -43,6 +48,7 @@
 #define S_GROUP   "planning.planner"
 #define S_TOPIC   "scan.completed"
 #define S_WAIT_MS 60000 /* for the recorder to store a scan's findings */
+#define S_OWN_MS  30000 /* for the recorder to store our last plan.batch of a target */
 /* Caps that keep plan.batch well under bus.max_message_size and the
    codec's max_count / max_items (PROTOCOL.md 3) */
 #define S_MAX_PLANS           500
@@ -50,9 +56,22 @@
 #define S_MAX_RATIONALE_RULES 5
 #define S_ITEMS_BUDGET        (200000 / 2)
 
+/* The last plan.batch this process published for a target: before the
+   next scan of that target is planned, the recorder must hold it (and so
+   every plan.proposed before it), or plans proposed a moment ago would
+   not count as covering their findings */
+typedef struct {
+    char target[256];
+    char event_id[32];
+} s_last_t;
+
+#define S_LAST_MAX 64
+
 typedef struct {
     const kz_config_t *cfg;
     kz_store_t *store;
+    s_last_t last[S_LAST_MAX];
+    size_t nlast;
 } s_planner_t;
 
 /* One plan: the findings of one fixer in one file */
@@ -294,6 +313,8 @@ done:
    by file then fixer. */
 static void s_cap(s_plans_t *plans, size_t max_bytes, const char *scan_id)
 {
+    if (plans->count == 0)
+        return; /* nothing to cut (and maybe no array: qsort wants one) */
     qsort(plans->items, plans->count, sizeof *plans->items, s_cmp_impact);
     size_t bytes = 256, items = 8, keep = 0;
     while (keep < plans->count && keep < S_MAX_PLANS &&
@@ -375,9 +396,10 @@ static kz_msg_t *s_new_msg(const char *type, const char *target, const char *sca
     return msg;
 }
 
-/* Publish every plan.proposed, then the plan.batch. 0 / -1 */
+/* Publish every plan.proposed, then the plan.batch (its envelope id into
+   BATCH_ID). 0 / -1 */
 static int s_publish(kz_agent_t *agent, const s_plans_t *plans, const kz_findings_t *findings,
-                     const char *target, const char *scan_id, const char *commit)
+                     const char *target, const char *scan_id, const char *commit, char batch_id[32])
 {
     for (size_t i = 0; i < plans->count; i++) {
         kz_msg_t *msg = s_new_msg("plan.proposed", target, scan_id);
@@ -409,6 +431,7 @@ static int s_publish(kz_agent_t *agent, const s_plans_t *plans, const kz_finding
             return kz_fail("out of memory building plan.batch");
         }
     }
+    snprintf(batch_id, 32, "%s", kz_msg_id(batch));
     if (kz_agent_publish(agent, &batch) != 0)
         return kz_fail("unable to publish plan.batch of scan %s", scan_id);
     return 0;
@@ -422,6 +445,93 @@ static bool s_wait_tick(void *arg)
 {
     kz_agent_keepalive(arg);
     return !kz_agent_stopping(arg);
+}
+
+/* The slot of TARGET in SELF->last (added, or the oldest reused, when
+   missing) */
+static s_last_t *s_last_of(s_planner_t *self, const char *target, bool add)
+{
+    for (size_t i = 0; i < self->nlast; i++)
+        if (strcmp(self->last[i].target, target) == 0)
+            return &self->last[i];
+    if (!add)
+        return NULL;
+    if (self->nlast == S_LAST_MAX) { /* many targets: forget the first */
+        memmove(&self->last[0], &self->last[1], (S_LAST_MAX - 1) * sizeof self->last[0]);
+        self->nlast--;
+    }
+    s_last_t *l = &self->last[self->nlast++];
+    snprintf(l->target, sizeof l->target, "%s", target);
+    l->event_id[0] = '\0';
+    return l;
+}
+
+/* Drop from FINDINGS those a plan of TARGET already covers
+   (kz_store_covered: open, accepted, or settled at COMMIT); only the ones
+   a fixer fixes are asked about. *DROPPED gets how many. 0 / -1 with
+   ERRBUF */
+static int s_drop_covered(kz_agent_t *agent, s_planner_t *self, const char *target,
+                          const char *commit, kz_findings_t *findings, size_t *dropped,
+                          char *errbuf, size_t errlen)
+{
+    *dropped = 0;
+    char err[384];
+    /* our own plans of the last scan of this target first: they must be
+       in the database to count */
+    s_last_t *last = s_last_of(self, target, false);
+    if (last && last->event_id[0]) {
+        if (kz_store_wait_event(self->store, last->event_id, S_OWN_MS, s_wait_tick, agent, err,
+                                sizeof err) != 0) {
+            if (kz_agent_stopping(agent)) {
+                snprintf(errbuf, errlen, "%s", err);
+                return -1;
+            }
+            kz_warn("our last plans of '%s' are not in the database yet (%s): planning without "
+                    "them (the prioritizer drops duplicates)",
+                    target, err);
+        }
+        last->event_id[0] = '\0';
+    }
+    const char **fps = malloc((findings->count + 1) * sizeof *fps);
+    size_t *idx = malloc((findings->count + 1) * sizeof *idx);
+    bool *covered = malloc((findings->count + 1) * sizeof *covered);
+    int rc = -1;
+    if (!fps || !idx || !covered) {
+        snprintf(errbuf, errlen, "out of memory");
+        goto done;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < findings->count; i++) {
+        const kz_finding_t *f = &findings->items[i];
+        if (kz_fixer_for(self->cfg, f->tool, f->rule) && s_valid_token(f->fingerprint, 64)) {
+            fps[n] = f->fingerprint;
+            idx[n++] = i;
+        }
+    }
+    if (kz_store_covered(self->store, target, commit, fps, n, covered, err, sizeof err) != 0) {
+        snprintf(errbuf, errlen, "unable to read the plans covering its findings: %s", err);
+        goto done;
+    }
+    /* compact FINDINGS in place, keeping the order */
+    size_t out = 0, k = 0;
+    for (size_t i = 0; i < findings->count; i++) {
+        bool drop = k < n && idx[k] == i && covered[k];
+        if (k < n && idx[k] == i)
+            k++;
+        if (drop) {
+            kz_finding_clear(&findings->items[i]);
+            (*dropped)++;
+            continue;
+        }
+        findings->items[out++] = findings->items[i];
+    }
+    findings->count = out;
+    rc = 0;
+done:
+    free(fps);
+    free(idx);
+    free(covered);
+    return rc;
 }
 
 /* Plan the scan of a scan.completed. 0 (done, or nothing to do: ack),
@@ -479,25 +589,33 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
     }
     int rc = -1;
     s_plans_t plans = {NULL, 0};
-    size_t unfixable = 0;
+    size_t unfixable = 0, covered = 0, total = findings.count;
     if (!*commit) {
         /* the router cannot run a plan without its base commit */
         kz_error("scan %s of '%s' names no commit: no plan can be proposed", scan_id, target);
+    } else if (s_drop_covered(agent, self, target, commit, &findings, &covered, err, sizeof err) !=
+               0) {
+        kz_error("scan %s: %s; trying again later", scan_id, err);
+        goto done;
     } else if (s_group(self->cfg, tcfg, &findings, &plans, &unfixable) != 0)
         goto done;
     size_t max_bytes = self->cfg->bus.max_message_size;
     if (max_bytes == 0 || max_bytes > kz_msg_limits_default().max_size)
         max_bytes = kz_msg_limits_default().max_size;
     s_cap(&plans, max_bytes / 2, scan_id);
-    if (s_publish(agent, &plans, &findings, target, scan_id, commit) != 0)
+    char batch_id[32] = "";
+    if (s_publish(agent, &plans, &findings, target, scan_id, commit, batch_id) != 0)
         goto done;
+    s_last_t *last = s_last_of(self, target, true);
+    snprintf(last->event_id, sizeof last->event_id, "%s", batch_id);
     size_t fixable = 0;
     for (size_t i = 0; i < plans.count; i++)
         fixable += plans.items[i].count;
-    kz_info("scan %s of '%s' at %.12s: %zu findings, %zu fixable in %zu plans, %zu without a "
-            "fixer",
-            scan_id, target, *commit ? commit : "(none)", findings.count, fixable, plans.count,
-            unfixable);
+    kz_info("scan %s of '%s' at %.12s%s: %zu findings, %zu already covered by plans, %zu "
+            "fixable in %zu plans, %zu without a fixer",
+            scan_id, target, *commit ? commit : "(none)",
+            kz_map_bool(body, "reused", false) ? " (reused)" : "", total, covered, fixable,
+            plans.count, unfixable);
     rc = 0;
 done:
     s_plans_free(&plans);
@@ -527,7 +645,7 @@ static int s_setup(kz_agent_t *agent, void *arg)
 
 int main(int argc, char **argv)
 {
-    s_planner_t planner = {NULL, NULL};
+    static s_planner_t planner;
     const kz_agent_def_t def = {
         .name = "improvement-planner",
         .layer = "planning",

@@ -10,7 +10,8 @@
     decoder accepts.
 
     Seed corpus: tests/fuzz/corpus/msg/ (one valid message of each core
-    type, written by `KZ_MSG_CORPUS=DIR test_msg`).
+    type, written by `KZ_MSG_CORPUS=DIR test_msg`; TYPE-FIELD.msgpack are
+    later ones with an optional field the first ones lack).
 */
 #include <stdint.h>
 #include <stdio.h>

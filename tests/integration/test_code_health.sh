@@ -243,15 +243,23 @@ n=$(grep -c "tool 'picky' skipped on target 'py'" "$T/health.log")
 ((n == 1)) || fail "the skipped tool was logged $n times, expected once"
 grep -q "scan of target 'notgit' failed: target 'notgit': '$T/plain' is not a git repository" "$T/health.log" ||
     fail "no clear log line for the target that is not a git repository"
-grep -Eq "info .*scanned 'c' at [0-9a-f]{12}: [0-9]+ files, 0 rescanned, [0-9]+ findings" "$T/health.log" ||
-    fail "second scan of c was not incremental or logged no summary line"
-# py: the tools that worked carry everything over; the failed ones run again
-"$PY" - "$T/all.out" <<'PY' || fail "second scan of py is wrong"
+# c (ok, nothing changed): its first scan answers again, no tool runs
+grep -Eq "info .*target 'c' at [0-9a-f]{12} unchanged since scan [0-9A-Z]+ .*: answered from it" \
+    "$T/health.log" || fail "second scan of c was not answered from the first"
+# py (partial: never reused): the tools that worked carry everything over;
+# the failed ones run again
+"$PY" - "$T/all.out" <<'PY' || fail "second scan of py or c is wrong"
 import json, sys
 done = [json.loads(l.partition(" ")[2]) for l in open(sys.argv[1], errors="replace")
         if l.startswith("scan.completed ")]
+c = [m["body"] for m in done if m["target"] == "c"]
+if not (c[1].get("reused") is True and c[1]["scan_id"] == c[0]["scan_id"] and c[1]["rescanned"] == 0
+        and c[1]["findings"] == c[0]["findings"] and c[1]["status"] == "ok"):
+    sys.exit("second scan of c: %s" % {k: v for k, v in c[1].items() if k != "tools"})
 py = [m["body"] for m in done if m["target"] == "py"]
 first, second = py[0], py[1]
+if "reused" in second or second["scan_id"] == first["scan_id"]:
+    sys.exit("the partial scan of py answered again")
 tools = {t["name"]: t for t in second["tools"]}
 again = sorted(n for n, t in tools.items() if t.get("rescanned", 0) > 0)
 if again != ["crashy", "sleepy"]:

@@ -4,15 +4,16 @@
 # examples/kaizen.yaml runs through a wrapper that logs its arguments and
 # then execs the real tool. On a copy of examples/python-sample:
 #   1. the first scan runs every tool on every file;
-#   2. a second scan with nothing changed runs nothing (rescanned 0) and
-#      publishes the same findings;
+#   2. a second scan with nothing changed runs nothing: the first scan
+#      answers again (scan.completed reused, same scan_id, rescanned 0, no
+#      scan.started, finding.batch or metric.batch);
 #   3. one file changed and committed: only that file is re-checked, by
 #      every tool that wants it, the other findings carry over unchanged;
 #   4. a new file: only it is checked;
 #   5. that file deleted: nothing runs, its findings are gone;
 #   6. a changed recipe re-runs that tool (only) on every file;
 #   7. a changed tool config file (setup.cfg) re-runs every tool;
-#   8. a corrupt cache: a warning and a full scan.
+#   8. a corrupt cache and scan record: warnings and a full scan.
 source "$KZ_ROOT/tests/integration/lib.sh"
 AGENT=$KZ_BIN/kaizen-code-health
 PY=/usr/bin/python3
@@ -95,6 +96,8 @@ scan() {
     kz_wait_for 30 has_completed $nscan || fail "scan $nscan: no scan.completed"
 }
 has_completed() { [[ $(grep -c "^scan.completed " "$T/all.out") -ge $1 ]]; }
+# scan_id N: the scan_id of the Nth scan.completed
+scan_id() { grep "^scan.completed " "$T/all.out" | sed -n "${1}p" | grep -o '"scan_id":"[^"]*"' | cut -d'"' -f4; }
 # check N PYTHON: evaluates PYTHON with c (scan.completed body of scan N),
 # p (of scan N-1), calls [(tool, [files])] of this scan, and helpers
 check() {
@@ -134,12 +137,17 @@ scan
 check 1 "c['status'] == 'ok' and c['rescanned'] == c['files'] > 0 and {n for n, _ in calls} == $PYTOOLS and all(len(f) == c['files'] for _, f in calls)"
 check 1 "c['findings'] == len(findings(c)) == 23"
 
-# 2. nothing changed: nothing runs, the same findings
+# 2. nothing changed: nothing runs, the first scan answers again
 scan
-check 2 "c['rescanned'] == 0 and calls == [] and findings(c) == findings(p) and c['findings'] == p['findings']"
-check 2 "all(t['rescanned'] == 0 and t['status'] == 'ok' for t in tools.values())"
-grep -Eq "scanned 'py' at [0-9a-f]{12}: [0-9]+ files, 0 rescanned, 23 findings" "$T/scan2.log" ||
-    fail "scan 2: no summary line with 0 rescanned"
+check 2 "c['rescanned'] == 0 and calls == [] and c.get('reused') is True and c['scan_id'] == p['scan_id']"
+check 2 "findings(c) == findings(p) and c['findings'] == p['findings'] and c['commit'] == p['commit'] and c['files'] == p['files'] and c['loc'] == p['loc']"
+check 2 "all(t['rescanned'] == 0 and t['status'] == 'ok' for t in tools.values()) and [t['name'] for t in c['tools']] == [t['name'] for t in p['tools']]"
+for type in scan.started finding.batch metric.batch; do
+    n=$(grep -c "^$type .*\"corr\":\"$(scan_id 1)\"" "$T/all.out")
+    [[ $n == "$(grep -c "^$type " "$T/all.out")" ]] || fail "scan 2 published $type"
+done
+grep -Eq "target 'py' at [0-9a-f]{12} unchanged since scan [0-9A-Z]+ .*: answered from it, 23 findings, no tool run" \
+    "$T/scan2.log" || fail "scan 2: no line saying it answered from the first scan"
 
 # 3. one file changed (a first line with a misspelling): only it is re-checked;
 #    its old findings keep their fingerprints one line further down
@@ -173,7 +181,7 @@ scan "$T/changed.yaml"
 check 6 "c['rescanned'] == c['files'] and [n for n, _ in calls] == ['flake8'] and len(calls[0][1]) == c['files'] and findings(c) == findings(p)"
 check 6 "tools['flake8']['rescanned'] == c['files'] and all(t['rescanned'] == 0 for n, t in tools.items() if n != 'flake8')"
 scan "$T/changed.yaml"
-check 7 "c['rescanned'] == 0 and calls == []"
+check 7 "c['rescanned'] == 0 and calls == [] and c.get('reused') is True and c['scan_id'] == p['scan_id']"
 
 # 7. a tool config file changed: every tool re-runs on every file
 printf '# a comment\n' >>"$R/setup.cfg"
@@ -185,9 +193,13 @@ check 8 "c['rescanned'] == c['files'] and sorted(n for n, _ in calls) == sorted(
 "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['version'] == 1 and 'textkit/stats.py' in d['files']" \
     "$T/state/code-health/py.json" || fail "the scan cache is not what it should be"
 compgen -G "$T/state/code-health/*tmp*" >/dev/null && fail "a temporary cache file was left behind"
-# a corrupt cache: a clear warning and a full scan
+# a corrupt cache and scan record: clear warnings and a full scan
+[[ -f "$T/state/code-health/py.scan.json" ]] || fail "no record of the last scan"
 echo "{not json" >"$T/state/code-health/py.json"
+echo "{not json" >"$T/state/code-health/py.scan.json"
 scan "$T/changed.yaml"
-check 9 "c['rescanned'] == c['files'] and findings(c) == findings(p)"
+check 9 "c['rescanned'] == c['files'] and findings(c) == findings(p) and 'reused' not in c and c['scan_id'] != p['scan_id']"
 grep -q "ignoring the scan cache" "$T/scan9.log" || fail "no warning about the corrupt cache"
+grep -q "ignoring '$T/state/code-health/py.scan.json'" "$T/scan9.log" ||
+    fail "no warning about the corrupt scan record"
 echo "ok"

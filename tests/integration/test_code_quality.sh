@@ -14,6 +14,17 @@
 #   S4  a target not in the config -> no snapshot
 #   S5  published while the database is down -> snapshot once it is back,
 #       trend against S2
+#   S6  partial (mypy error, one finding fewer) -> snapshot marked partial
+#       (summary partial, partial_tools, rating_label "A (partial: mypy
+#       error)", column partial), trend "unknown" with the reason (the
+#       missing findings could explain the improvement)
+#   S7  complete, more findings -> trend "worse" against S5 (the latest
+#       complete snapshot), not against the partial S6
+#   S8  status ok but a tool timed out, and already worse than S7 -> partial,
+#       trend "worse" (missing findings cannot make it better)
+#   S5 reused (scan.completed reused true) -> no snapshot, no row
+#   kaizen report (text, JSON) shows every target's latest rating, the
+#   partial one never as a plain letter
 # shellcheck disable=SC2154 # PID_* are set by kz_start (lib.sh)
 source "$(dirname "$0")/lib.sh"
 
@@ -141,6 +152,59 @@ kz_wait_log quality "database connection lost" 60 || fail "the agent did not not
 kz_wait_for 90 snap S5 || fail "no snapshot of S5 after the database came back"
 expect "SELECT metrics->>'findings', metrics->'trend'->>'direction', metrics->'trend'->>'previous_scan_id' FROM code_quality_snapshots WHERE scan_id = 'S5'" \
     "1|improved|S2"
+
+# ------------------------------------------------ partial scans, trend
+pub scan.completed '{"scan_id":"S6","status":"partial","findings":0,"files":10,"duration_ms":80,"loc":2000,"tools":[{"name":"flake8","status":"ok","findings":0,"duration_ms":10},{"name":"mypy","status":"error","findings":0,"duration_ms":10,"error":"exit 2: mypy: error: no module named x"},{"name":"black","status":"skipped","findings":0,"duration_ms":0}]}' --target repo1 --corr S6
+pub finding.batch '{"scan_id":"S6","seq":0,"findings":[]}' --target repo1 --corr S6
+kz_wait_for 60 snap S6 || fail "no snapshot of S6"
+Q="FROM code_quality_snapshots WHERE scan_id = 'S6'"
+expect "SELECT partial, metrics->>'rating', metrics->>'rating_label', metrics->>'partial' $Q" \
+    "t|A|A (partial: mypy error)|true"
+expect "SELECT metrics->'partial_tools' $Q" \
+    '[{"name": "mypy", "error": "exit 2: mypy: error: no module named x", "status": "error"}]'
+expect "SELECT t->>'direction', t->>'previous_scan_id', t->>'reason' FROM (SELECT metrics->'trend' AS t $Q) x" \
+    "unknown|S5|this scan is partial: the findings of the tools that did not run could explain it"
+grep -q "quality of 'repo1' (scan S6): rating A (partial: mypy error), score 100.0, 0 findings, trend unknown against scan S5" \
+    "$T/quality.log" || fail "no log line for S6"
+expect "SELECT partial FROM code_quality_snapshots WHERE scan_id = 'S5'" "f"
+
+pub scan.completed '{"scan_id":"S7","status":"ok","findings":3,"files":10,"duration_ms":80,"loc":2000}' --target repo1 --corr S7
+pub finding.batch "{\"scan_id\":\"S7\",\"seq\":0,\"findings\":[$(f flake8 E501 low style a.py 1 fa1),$(f flake8 E501 low style a.py 2 fa2),$(f flake8 E501 low style a.py 3 fa3)]}" --target repo1 --corr S7
+kz_wait_for 60 snap S7 || fail "no snapshot of S7"
+expect "SELECT partial, metrics->>'rating_label', metrics->'trend'->>'direction', metrics->'trend'->>'previous_scan_id', metrics->'trend' ? 'reason', metrics ? 'partial_tools' FROM code_quality_snapshots WHERE scan_id = 'S7'" \
+    "f|B|worse|S5|f|f"
+
+pub scan.completed '{"scan_id":"S8","status":"ok","findings":4,"files":10,"duration_ms":80,"loc":2000,"tools":[{"name":"flake8","status":"ok","findings":4,"duration_ms":10},{"name":"pylint","status":"timeout","findings":0,"duration_ms":10,"error":"timed out after 1 s"},{"name":"ghost","status":"missing","findings":0,"duration_ms":0,"error":"not installed"}]}' --target repo1 --corr S8
+pub finding.batch "{\"scan_id\":\"S8\",\"seq\":0,\"findings\":[$(f flake8 E501 high bug a.py 1 fa1),$(f flake8 E501 low style a.py 2 fa2),$(f flake8 E501 low style a.py 3 fa3),$(f flake8 E501 low style a.py 4 fa4)]}" --target repo1 --corr S8
+kz_wait_for 60 snap S8 || fail "no snapshot of S8"
+expect "SELECT partial, metrics->>'rating_label', metrics->'trend'->>'direction', metrics->'trend'->>'previous_scan_id', metrics->'trend' ? 'reason' FROM code_quality_snapshots WHERE scan_id = 'S8'" \
+    "t|C (partial: pylint timeout, ghost missing)|worse|S7|f"
+
+# a reused scan.completed: the stored scan answered again, no snapshot
+pub scan.completed '{"scan_id":"S5","status":"ok","findings":1,"files":10,"duration_ms":80,"loc":2000,"reused":true}' --target repo1 --corr S5
+kz_wait_log quality "scan 'S5' answered again from the stored scan (reused): no new snapshot" ||
+    fail "the reused scan was not recognised"
+expect "SELECT count(*) FROM code_quality_snapshots WHERE scan_id = 'S5'" "1"
+
+# the report: the latest snapshot of each target, the partial one marked
+"$K" report >"$T/report.txt" 2>"$T/report.err" || fail "kaizen report: $(cat "$T/report.err")"
+grep -q "^  repo1: C (partial: pylint timeout, ghost missing), score [0-9.]*, 4 findings, trend worse, scan S8 at " \
+    "$T/report.txt" || fail "kaizen report does not show the partial rating: $(grep -A3 '^Quality' "$T/report.txt")"
+grep -q "^    pylint timeout: timed out after 1 s$" "$T/report.txt" ||
+    fail "kaizen report does not list the tool that timed out: $(grep -A4 '^Quality' "$T/report.txt")"
+"$K" report --json >"$T/report.json" || fail "kaizen report --json failed"
+/usr/bin/python3 - "$T/report.json" <<'PY' || fail "kaizen report --json: the quality is wrong"
+import json, sys
+d = json.load(open(sys.argv[1]))
+q = {r["target"]: r for r in d["quality"]}
+r = q["repo1"]
+want = {"scan_id": "S8", "rating": "C", "rating_label": "C (partial: pylint timeout, ghost missing)",
+        "findings": 4, "partial": True}
+bad = {k: r.get(k) for k, v in want.items() if r.get(k) != v}
+assert not bad, (bad, r)
+assert [t["name"] for t in r["partial_tools"]] == ["pylint", "ghost"], r
+assert r["trend"]["direction"] == "worse", r
+PY
 
 kill -TERM "$PID_quality"
 wait "$PID_quality" || fail "kaizen-code-quality exited with $?"

@@ -12,14 +12,21 @@
 #   A failed scan gives no plan at all.
 #   a.py accepted, c.py rejected, codespell learned as bad (learn.update,
 #   rate 0.1); S2 (commit c1) repeats S1 and adds e.py (black) and f.py
-#   (2 codespell): a.py dropped as duplicate of the accepted plan, b.py as
-#   duplicate of the open one, c.py as already rejected at this commit; of
-#   the new ones e.py (0.4) now ranks above f.py (2 x 0.1 - 0.2 = 0).
+#   (2 codespell): the planner proposes no plan for a.py (covered by the
+#   accepted plan), b.py (the open one) or c.py (rejected at this
+#   commit); of the new ones e.py (0.4) ranks above f.py (2 x 0.1 - 0.2
+#   = 0). The prioritizer's own check, for plans proposed at the same
+#   moment: a hand-made plan.batch PD with a.py, b.py and c.py again has
+#   them dropped as duplicates of the accepted and the open plan and as
+#   already rejected at this commit.
 #   S3 and S4, published back to back (commit c1), both with a new g.py:
-#   g.py is ready once only (the second is a duplicate, whether or not the
-#   recorder has stored the first plan.ready yet).
+#   g.py is proposed once only (S4 waits until the recorder holds S3's
+#   plans, which cover it). P3 and P4, two hand-made plan.batch back to
+#   back with the same z.py: z.py is ready once only (the second is a
+#   duplicate, whether or not the recorder has stored the first plan.ready
+#   yet).
 #   S5 (commit c2): c.py again (allowed: a new commit) and h.py, i.py,
-#   j.py: max_open_plans (6) lets two through, the rest is dropped with
+#   j.py: max_open_plans (6) lets one through, the rest is dropped with
 #   "max_open_plans (6) reached".
 #   The database stopped: a scan S7 (nothing fixable) and a hand-made
 #   plan.batch P7 (one good plan, a bad plan id, a fixer not in the
@@ -260,12 +267,31 @@ scan S2 c1 "$(finding "${BLACK[@]}" a.py)" "$(finding "${SPELL[@]}" b.py)" \
     "$(finding "${SPELL[@]}" f.py)" "$(finding2 "${SPELL[@]}" f.py 9)"
 kz_wait_for 60 ranked_done S2 || fail "no plan.ranked for S2"
 [[ -z $(q batches SF) ]] || [[ $(q batches SF) == 0 ]] || fail "the failed scan gave a plan.batch"
+expect_eq "S2 plan.proposed" "$(q proposed S2)" "black e.py
+codespell f.py"
 expect_eq "S2 plan.ready" "$(q ready S2)" "1 black e.py
 2 codespell f.py"
+expect_eq "S2 plan.ranked" "$(q ranked S2)" "ready e.py f.py"
+kz_wait_log planner "scan S2 of 'repo1' at c1: 8 findings, 4 already covered by plans, 3 fixable in 2 plans, 1 without a fixer" ||
+    fail "no summary line for S2"
+# the prioritizer still drops duplicates the planner could not see
 FP_A=$(finding "${BLACK[@]}" a.py | sed 's/.*"fingerprint":"\([0-9a-f]*\)".*/\1/')
+FP_C=$(finding "${SPELL[@]}" c.py | sed 's/.*"fingerprint":"\([0-9a-f]*\)".*/\1/')
 FPS_B=$("$PY" -c "import json, sys; print(', '.join(sorted(json.loads(sys.argv[1])['findings'])))" \
     "$(q plan S1 b.py)")
-expect_eq "S2 plan.ranked" "$(q ranked S2)" "ready e.py f.py
+FPS_BJ=$("$PY" -c "import json, sys; print(json.dumps(json.loads(sys.argv[1])['findings']))" \
+    "$(q plan S1 b.py)")
+hand() { # ID FIXER FILE FINGERPRINTS-JSON: a plan of the hand-made batch PD
+    printf '{"plan_id":"%s","fixer":"%s","files":["%s"],"findings":%s,"impact":1,"effort":1,' \
+        "$1" "$2" "$3" "$4"
+    printf '"risk":0.1,"base_commit":"c1","rules":["x"],"language":"python"}'
+}
+"$K" publish plan.batch "{\"scan_id\":\"PD\",\"plans\":[$(hand 01HANDMADE00000000000000DA black a.py "[\"$FP_A\"]"),
+    $(hand 01HANDMADE00000000000000DB codespell b.py "$FPS_BJ"),
+    $(hand 01HANDMADE00000000000000DC codespell c.py "[\"$FP_C\"]")]}" \
+    --target repo1 --corr PD >/dev/null || fail "publish plan.batch PD"
+kz_wait_for 60 ranked_done PD || fail "no plan.ranked for PD"
+expect_eq "PD plan.ranked" "$(q ranked PD)" "ready 
 dropped a.py: duplicate of accepted plan $A (fingerprints $FP_A)
 dropped b.py: duplicate of open plan $B, ready (fingerprints $FPS_B)
 dropped c.py: already rejected at this commit: plan $C"
@@ -275,33 +301,44 @@ p = json.loads(sys.argv[1])
 assert "score 0.00 = impact 2 x confidence 0.10 / effort 1 - risk 0.2" in p["rationale"], p
 PY
 
-# ----------------------------- S3 and S4 back to back: g.py ready once
+# --------------------- S3 and S4 back to back: g.py proposed and ready once
 scan S3 c1 "$(finding "${BLACK[@]}" g.py)"
 scan S4 c1 "$(finding "${BLACK[@]}" g.py)"
 kz_wait_for 60 ranked_done S4 || fail "no plan.ranked for S4"
 kz_wait_for 60 ranked_done S3 || fail "no plan.ranked for S3"
-r3=$(q ranked S3) r4=$(q ranked S4)
+expect_eq "S3 and S4 plan.ranked" "$(q ranked S3)|$(q ranked S4)|$(q proposed S4)" "ready g.py|ready |"
+
+# ---------- P3 and P4 back to back (hand-made batches): z.py ready once
+FP_Z=$(finding "${BLACK[@]}" z.py | sed 's/.*"fingerprint":"\([0-9a-f]*\)".*/\1/')
+for p in P3 P4; do
+    "$K" publish plan.batch "{\"scan_id\":\"$p\",\"plans\":[$(hand "01HANDMADE00000000000000Z${p#P}" black z.py "[\"$FP_Z\"]")]}" \
+        --target repo1 --corr "$p" >/dev/null || fail "publish plan.batch $p"
+done
+kz_wait_for 60 ranked_done P4 || fail "no plan.ranked for P4"
+kz_wait_for 60 ranked_done P3 || fail "no plan.ranked for P3"
+r3=$(q ranked P3) r4=$(q ranked P4)
 case "$r3|$r4" in
-"ready g.py|ready 
-dropped g.py: duplicate of open plan "*) ;;
+"ready z.py|ready 
+dropped z.py: duplicate of open plan "*) ;;
 "ready 
-dropped g.py: duplicate of open plan "*"|ready g.py") ;;
-*) fail "g.py should be ready exactly once: S3: $r3 / S4: $r4" ;;
+dropped z.py: duplicate of open plan "*"|ready z.py") ;;
+*) fail "z.py should be ready exactly once: P3: $r3 / P4: $r4" ;;
 esac
 
 # ------------------------------- S5 at a new commit: max_open_plans (6)
-# open now: b, e, f, g = 4
+# open now: b, e, f, g, z = 5
 scan S5 c2 "$(finding "${SPELL[@]}" c.py)" "$(finding "${BLACK[@]}" h.py)" \
     "$(finding "${BLACK[@]}" i.py)" "$(finding "${BLACK[@]}" j.py)"
 kz_wait_for 60 ranked_done S5 || fail "no plan.ranked for S5"
-expect_eq "S5 plan.ranked" "$(q ranked S5)" "ready h.py i.py
+expect_eq "S5 plan.ranked" "$(q ranked S5)" "ready h.py
 dropped c.py: max_open_plans (6) reached
+dropped i.py: max_open_plans (6) reached
 dropped j.py: max_open_plans (6) reached"
-kz_wait_log prio "scan S5 of 'repo1': 4 plans, 2 ready, 2 dropped" ||
+kz_wait_log prio "scan S5 of 'repo1': 4 plans, 1 ready, 3 dropped" ||
     fail "no summary line for S5"
 
-# ------------- closing the open plans (plan.failed); 3 + 2 + 1 + 2 = 8 of the
-# hour's 10 used
+# ------------- closing the open plans (plan.failed); 3 + 2 + 1 + 1 + 1 = 8 of
+# the hour's 10 used
 for id in $(kz_psql "SELECT plan_id FROM improvement_suggestions WHERE status = 'ready'"); do
     "$K" publish plan.failed "{\"plan_id\":\"$id\",\"state\":\"executing\",\"reason\":\"test\"}" \
         --target repo1 >/dev/null || fail "publish plan.failed"

@@ -128,12 +128,26 @@ static void test_migrations(void **state)
     }
 }
 
+/* text[] literals: every element quoted, " and \ escaped */
+static void test_text_array(void **state)
+{
+    (void)state;
+    char *a = kz_db_text_array(NULL, 0);
+    assert_string_equal(a, "{}");
+    free(a);
+    const char *items[] = {"abc", "", "a\"b", "c\\d", "{x,y}", "NULL"};
+    a = kz_db_text_array(items, 6);
+    assert_string_equal(a, "{\"abc\",\"\",\"a\\\"b\",\"c\\\\d\",\"{x,y}\",\"NULL\"}");
+    free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_where),
         cmocka_unit_test(test_redaction),
         cmocka_unit_test(test_migrations),
+        cmocka_unit_test(test_text_array),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,6 +158,7 @@ static kz_msg_t *s_build(const char *type)
         kz_map_put_int(msg, t, "findings", 0);
         kz_map_put_int(msg, t, "duration_ms", 0);
         kz_map_put_str(msg, t, "error", "not installed");
+        kz_map_put_bool(msg, b, "reused", true);
     } else if (!strcmp(type, "analysis.result")) {
         kz_map_put_str(msg, b, "scan_id", "scan-01");
         kz_map_put_str(msg, b, "kind", "quality");
@@ -211,6 +212,8 @@ static kz_msg_t *s_build(const char *type)
         kz_map_put_str(msg, b, "plan_id", "plan-01");
         kz_map_put_str(msg, b, "by", "alice");
         kz_map_put_str(msg, b, "reason", "looks fine");
+        if (!strcmp(type, "plan.rejected"))
+            kz_map_put_str(msg, b, "cause", "person");
     } else if (!strcmp(type, "exec.request")) {
         kz_map_put_str(msg, b, "plan_id", "plan-01");
         kz_map_put_str(msg, b, "fixer", "clang-format");
@@ -262,6 +265,7 @@ static kz_msg_t *s_build(const char *type)
         kz_map_put_str(msg, b, "plan_id", "plan-01");
         kz_map_put_str(msg, b, "state", "executing");
         kz_map_put_str(msg, b, "reason", "timeout after 600 s");
+        kz_map_put_str(msg, b, "cause", "timeout");
     } else if (!strcmp(type, "learn.update")) {
         kz_map_put_str(msg, b, "pattern", "clang-format|style|c|kaizen");
         kz_map_put_int(msg, b, "success", 9);
@@ -1041,6 +1045,44 @@ static void test_unknown_type(void **state)
     kz_msg_destroy(&msg);
 }
 
+/* scan.completed's reused is a boolean, a plan's cause one word */
+static void test_reused_and_cause(void **state)
+{
+    (void)state;
+    uint8_t *buf;
+    size_t len;
+    kz_msg_err_t err;
+    kz_msg_t *msg = s_build("scan.completed");
+    kz_val_set_str(msg, (kz_val_t *)kz_map_get(kz_msg_body(msg), "reused"), "yes");
+    assert_int_equal(kz_msg_encode(msg, &buf, &len, &err), -1);
+    assert_int_equal(err.code, KZ_EMSG_TYPE);
+    assert_string_equal(err.text, "body.reused: expected boolean, got string");
+    kz_msg_destroy(&msg);
+
+    static const char *const types[] = {"plan.failed", "plan.rejected"};
+    for (size_t i = 0; i < 2; i++) {
+        msg = s_build(types[i]);
+        kz_val_t *cause = (kz_val_t *)kz_map_get(kz_msg_body(msg), "cause");
+        assert_non_null(cause);
+        kz_val_set_str(msg, cause, "");
+        assert_int_equal(kz_msg_encode(msg, &buf, &len, &err), -1);
+        assert_int_equal(err.code, KZ_EMSG_VALUE);
+        char word[80];
+        memset(word, 'w', 65);
+        word[65] = '\0';
+        kz_val_set_str(msg, cause, word);
+        assert_int_equal(kz_msg_encode(msg, &buf, &len, &err), -1);
+        assert_int_equal(err.code, KZ_EMSG_STRLEN);
+        kz_val_set_int(cause, 3);
+        assert_int_equal(kz_msg_encode(msg, &buf, &len, &err), -1);
+        assert_int_equal(err.code, KZ_EMSG_TYPE);
+        kz_val_set_str(msg, cause, "nothing_to_do");
+        assert_int_equal(kz_msg_encode(msg, &buf, &len, &err), 0);
+        free(buf);
+        kz_msg_destroy(&msg);
+    }
+}
+
 static void test_bad_enum(void **state)
 {
     (void)state;
@@ -1542,6 +1584,7 @@ int main(void)
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_unknown_type),
         cmocka_unit_test(test_bad_enum),
+        cmocka_unit_test(test_reused_and_cause),
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_missing),
         cmocka_unit_test(test_unknown_keys_ignored),
