@@ -1899,11 +1899,11 @@ static void s_expire_requests(kz_broker_t *self, s_service_t *svc)
         }
         char text[512];
         int64_t waited = self->now - req->arrived;
-        if (no_worker) {
+        if (no_worker || svc->nworkers == 0) {
+            /* whichever clock ran out, the truth is that nobody serves it */
             snprintf(text, sizeof text,
-                     "no worker serves '%s': the request waited %" PRId64
-                     " ms for one (broker.request_ttl)",
-                     svc->name, waited);
+                     "no worker serves '%s': the request waited %" PRId64 " ms for one (%s)",
+                     svc->name, waited, no_worker ? "broker.request_ttl" : "until its deadline");
             s_request_refuse(self, svc, req, S_DROP_NO_WORKER, "no_worker", text);
         } else {
             snprintf(text, sizeof text,

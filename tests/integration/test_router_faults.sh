@@ -211,9 +211,11 @@ PY
 "$PY" "$T/send.py" twice || fail "send.py twice failed"
 ready "$(plan Pnext black '["pkg/b.py"]')" --target repo
 wait_status Pslow failed
-expect_reason plan.failed Pslow "executing: exec.nobody: no reply from 'exec.nobody' after 1 attempt"
+expect_reason plan.failed Pslow "executing: exec.nobody answered with an error: no_worker: no worker serves 'exec.nobody'"
+[[ $(kz_psql "SELECT body->>'cause' FROM events WHERE type = 'plan.failed' AND body->>'plan_id' = 'Pslow'") == no_executor ]] ||
+    fail "Pslow's cause: $(kz_psql "SELECT body FROM events WHERE type = 'plan.failed' AND body->>'plan_id' = 'Pslow'")"
 wait_status Pnext failed
-expect_reason plan.failed Pnext "executing: exec.nobody: no reply"
+expect_reason plan.failed Pnext "executing: exec.nobody answered with an error: no_worker: "
 kz_wait_log orch "plan Pslow: already in progress; ignoring plan.ready" ||
     fail "the second delivery of Pslow was not ignored"
 # once final, the same delivery again is ignored too

@@ -374,19 +374,27 @@ git -C "$FS/python-sample" rev-parse -q --verify "refs/heads/kaizen/plan-$RJ" >/
 [[ "$(q "SELECT count(*) > 0 FROM learned_patterns")" == t ]] || fail "learned_patterns is empty"
 jcheck "$T/full1.out" 'assert d["learned"], "no learned pattern update in the summary"'
 
-# a second cycle re-proposes nothing accepted
+# a second cycle on the unchanged commits: both answered from the stored
+# scans (no tool runs again), nothing planned again, not one row added to
+# `kaizen plans`, no scan row, no snapshot
+plans_before=$("$K" -c "$FULL" plans --limit 0 --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+rows_before=$(q "SELECT (SELECT count(*) FROM improvement_suggestions) || ' ' || (SELECT count(*) FROM scans) || ' ' || (SELECT count(*) FROM code_quality_snapshots)")
 expect 0 full2 "$K" -c "$FULL" run-once --json --timeout 20m
-"$PY" - "$T/full1.out" "$T/full2.out" <<'PY' || fail "the second run-once re-proposed an accepted fix"
+"$PY" - "$T/full1.out" "$T/full2.out" <<'PY' || fail "the second run-once did more than nothing: $(cat "$T/full2.out")"
 import json, sys
 one, two = (json.load(open(f)) for f in sys.argv[1:3])
-done = set()
-for p in one["plans"]:
-    if p.get("outcome") == "accepted":
-        done.update(p.get("findings") or [])
-again = [p["plan_id"] for p in two["plans"] if done & set(p.get("findings") or [])]
-assert not again, again
 assert two["result"] == "completed" and two["started_kaizen"] is False, two["result"]
+for t in two["targets"]:
+    assert t["scan"]["reused"] is True, t["scan"]
+    first = [u for u in one["targets"] if u["name"] == t["name"]][0]
+    assert t["scan"]["scan_id"] == first["scan"]["scan_id"], (t["scan"], first["scan"])
+    assert t["planning"]["ready"] == [] and t["planning"]["dropped"] == [], t["planning"]
+assert two["plans"] == [] and two["learned"] == [], two["plans"]
 PY
+rows_after=$(q "SELECT (SELECT count(*) FROM improvement_suggestions) || ' ' || (SELECT count(*) FROM scans) || ' ' || (SELECT count(*) FROM code_quality_snapshots)")
+[[ $rows_after == "$rows_before" ]] || fail "the second cycle added rows (plans scans snapshots): $rows_before -> $rows_after"
+plans_after=$("$K" -c "$FULL" plans --limit 0 --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+[[ $plans_after == "$plans_before" ]] || fail "kaizen plans lists $plans_after plans, $plans_before before"
 
 # incremental: change one file, only that file is re-checked
 printf '\n# touched\n' >>"$FS/python-sample/textkit/wrap.py"
