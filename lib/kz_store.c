@@ -326,7 +326,7 @@ int kz_store_wait_event(kz_store_t *self, const char *event_id, int timeout_ms,
 
 /* The causes of plan.failed after which a finding is not planned again
    at the same base commit (kz_store_cause_settles) */
-static const char *const s_settling[] = {"nothing_to_do", "suite"};
+static const char *const s_settling[] = {"nothing_to_do", "suite", "fixer"};
 #define S_NSETTLING (sizeof s_settling / sizeof s_settling[0])
 
 bool kz_store_cause_settles(const char *cause)

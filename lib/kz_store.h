@@ -69,7 +69,8 @@ int kz_store_wait_event(kz_store_t *self, const char *event_id, int timeout_ms,
 /* True when a plan that failed with CAUSE (plan.failed's cause) settles
    its findings at its base commit: trying again there cannot help -
    nothing_to_do (the fixer changes nothing there), suite (the target's
-   tests cannot run there). A failure of the machinery (timeout,
+   tests cannot run there), fixer (the fixer itself failed on those
+   files: it would again). A failure of the machinery (timeout,
    no_reply, ...) or an unknown cause (NULL) does not. */
 bool kz_store_cause_settles(const char *cause);
 

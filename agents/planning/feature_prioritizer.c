@@ -26,7 +26,7 @@
         ranked) and do not count;
       - its findings overlap a plan that was rejected at the same base
         commit, or failed there with a cause trying again cannot mend
-        (nothing_to_do, suite: kz_store_cause_settles): "already rejected
+        (nothing_to_do, suite, fixer: kz_store_cause_settles): "already rejected
         at this commit: plan X", "already failed at this commit
         (nothing_to_do): plan X" (at a newer commit the code changed, so
         it may be tried again; a plan that failed for the machinery - a

@@ -8,7 +8,7 @@
     stored every finding of the scan (kz_store_wait_scan), loads them,
     leaves out those a plan of the target already covers
     (kz_store_covered: open, accepted, rejected at this commit, or failed
-    there with nothing_to_do or suite - after waiting until the recorder
+    there with nothing_to_do, suite or fixer - after waiting until the recorder
     holds this planner's own last plan.batch of the target), and groups
     the fixable ones (kz_fixer_for) by (fixer, file): one plan per fixer
     and file (PROTOCOL.md 4.11):
