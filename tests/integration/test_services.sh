@@ -75,10 +75,19 @@ grep -q '"text":"after"' "$T/after.json" || fail "wrong reply after malformed re
 [[ $("$KZ_TOOLS/kz_call" mmi.service --raw svc.echo --timeout-ms 5000) == 200 ]] || fail "mmi.service svc.echo is not 200"
 [[ $("$KZ_TOOLS/kz_call" mmi.service --raw svc.none --timeout-ms 5000) == 404 ]] || fail "mmi.service svc.none is not 404"
 
-# no reply at all: the client gives up after its attempts with a clear error
-rc=0; "$KZ_TOOLS/kz_call" svc.none --timeout-ms 300 --retries 1 2>"$T/none.err" >/dev/null || rc=$?
-((rc == 1)) || fail "a call to a missing service exited $rc"
-grep -q "no reply from 'svc.none' after 2 attempts" "$T/none.err" || fail "unclear error: $(cat "$T/none.err")"
+# a service nobody serves: the broker answers when the call's deadline
+# passes, and says why (PROTOCOL.md 1.3), instead of letting it time out
+"$KZ_TOOLS/kz_call" svc.none --timeout-ms 300 --retries 1 2>"$T/none.err" >"$T/none.json" ||
+    fail "a call to a missing service got no answer: $(cat "$T/none.err")"
+grep -q '"code":"no_worker"' "$T/none.json" || fail "unclear answer: $(cat "$T/none.json")"
+
+# no reply at all (a worker holds the request and never answers): the
+# client gives up after its attempts with a clear error
+kz_start mute "$KZ_TOOLS/kz_serve" svc.mute --busy-ms 600000
+kz_wait_log mute "serving 'svc.mute'" || fail "kz_serve svc.mute did not start"
+rc=0; "$KZ_TOOLS/kz_call" svc.mute --timeout-ms 300 --retries 0 2>"$T/mute.err" >/dev/null || rc=$?
+((rc == 1)) || fail "a call nobody answers exited $rc"
+grep -q "no reply from 'svc.mute' after 1 attempt" "$T/mute.err" || fail "unclear error: $(cat "$T/mute.err")"
 
 # stock RFC 7 peers
 if [[ -x "$KZ_TOOLS/mdp_client" ]]; then
