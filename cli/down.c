@@ -48,7 +48,6 @@ static const char s_usage[] =
     "  --timeout DURATION   how long the orchestrator gets to stop before what\n"
     "                       is left is killed (default: supervisor.stop_timeout\n"
     "                       x 9 + 10s)\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 stopped (or nothing was running), 1 something could not be\n"
@@ -381,25 +380,22 @@ int kz_cli_stop(const kz_config_t *cfg, int timeout_ms, bool *was_running)
     return rc;
 }
 
+static const struct option s_opts[] = {
+    {"timeout", required_argument, NULL, 't'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"timeout", required_argument, NULL, 't'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
     int timeout_ms = -1;
-    const char *config = NULL;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 't':
             if (kz_parse_duration_ms(optarg, &timeout_ms) != 0 || timeout_ms <= 0)
                 return kz_cli_usage("down", "invalid duration '%s' (e.g. 30s, 2m)", optarg);
-            break;
-        case 'c':
-            config = optarg;
             break;
         default:
             return kz_cli_bad_option("down", c, argv);
@@ -407,8 +403,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     }
     if (optind < argc)
         return kz_cli_usage("down", "unexpected argument '%s'", argv[optind]);
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     const kz_config_t *cfg = cli->cfg;
     if (timeout_ms < 0) {
         int64_t t = (int64_t)cfg->supervisor.stop_timeout_ms * 9 + 10000;
@@ -443,5 +437,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
 }
 
 const kz_cli_cmd_t kz_cmd_down = {
-    "down", "stop the orchestrator, agents, broker and embedded database", s_usage, s_run, true,
+    "down",  "stop the orchestrator, agents, broker and embedded database",
+    s_usage, s_run,
+    true,    s_opt_tables,
+    NULL,
 };

@@ -62,7 +62,6 @@ static const char s_plans_usage[] =
     "  --target NAME        only plans of target NAME\n"
     "  --limit N            at most N plans (default 50, 0 = all)\n"
     "  --json               print one JSON document\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 ok, 1 the database is unreachable or has no kaizen schema,\n"
@@ -78,7 +77,6 @@ static const char s_approve_usage[] =
     "both naming you ($USER) as the one who decided. ID is a full plan id or a\n"
     "prefix of exactly one; follow the plan with 'kaizen plans show ID'.\n"
     "\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 approved, 1 the database or the broker is unreachable, or\n"
@@ -94,12 +92,34 @@ static const char s_reject_usage[] =
     "ID is a full plan id or a prefix of exactly one.\n"
     "\n"
     "  --why TEXT           the reason, recorded with the decision (required)\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 rejected, 1 the database or the broker is unreachable, or\n"
     "a bad config, 2 usage, 3 no plan with that ID (or the prefix names\n"
     "several), 4 the plan is executing or already final\n";
+
+/* The options of `plans`, `plans show`, `approve` and `reject` */
+static const struct option s_list_opts[] = {
+    {"state", required_argument, NULL, 's'},
+    {"target", required_argument, NULL, 'T'},
+    {"limit", required_argument, NULL, 'n'},
+    {"json", no_argument, NULL, 'j'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option s_show_opts[] = {
+    {"json", no_argument, NULL, 'j'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option s_approve_opts[] = {
+    {NULL, 0, NULL, 0},
+};
+static const struct option s_reject_opts[] = {
+    {"why", required_argument, NULL, 'w'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_plans_tables[] = {s_list_opts, s_show_opts, NULL};
+static const struct option *const s_approve_tables[] = {s_approve_opts, NULL};
+static const struct option *const s_reject_tables[] = {s_reject_opts, NULL};
 
 /* ------------------------------------------------------------ helpers */
 
@@ -707,22 +727,14 @@ static void s_show_text(const json_t *doc)
 
 static int s_show(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
     bool json = false;
-    const char *config = NULL;
     opterr = 0;
     optind = 0;
     int c;
     /* argv[0] is "show" */
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_show_opts, NULL)) != -1) {
         if (c == 'j')
             json = true;
-        else if (c == 'c')
-            config = optarg;
         else
             return kz_cli_bad_option("plans", c, argv);
     }
@@ -735,8 +747,6 @@ static int s_show(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("plans",
                             "'%s' is not a plan id (letters, digits, '_' and '-', at most %d)", id,
                             S_ID_MAX);
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     const kz_config_t *cfg = cli->cfg;
     PGconn *db = s_connect(cfg, "plans", 2); /* executions, validations */
     if (!db)
@@ -762,17 +772,12 @@ static int s_plans(kz_cli_t *cli, int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "show") == 0)
         return s_show(cli, argc - 1, argv + 1);
-    static const struct option opts[] = {
-        {"state", required_argument, NULL, 's'},  {"target", required_argument, NULL, 'T'},
-        {"limit", required_argument, NULL, 'n'},  {"json", no_argument, NULL, 'j'},
-        {"config", required_argument, NULL, 'c'}, {NULL, 0, NULL, 0},
-    };
-    const char *state = NULL, *target = NULL, *config = NULL;
+    const char *state = NULL, *target = NULL;
     long limit = S_DEFAULT_LIMIT;
     bool json = false;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_list_opts, NULL)) != -1) {
         switch (c) {
         case 's':
             if (!s_state_ok(optarg))
@@ -791,9 +796,6 @@ static int s_plans(kz_cli_t *cli, int argc, char **argv)
         case 'j':
             json = true;
             break;
-        case 'c':
-            config = optarg;
-            break;
         default:
             return kz_cli_bad_option("plans", c, argv);
         }
@@ -803,8 +805,6 @@ static int s_plans(kz_cli_t *cli, int argc, char **argv)
             return kz_cli_usage("plans", "'show' comes first: kaizen plans show ID [--json]");
         return kz_cli_usage("plans", "unexpected argument '%s'", argv[optind]);
     }
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     return s_list(cli->cfg, state, target, limit, json);
 }
 
@@ -929,19 +929,10 @@ static int s_decide(kz_cli_t *cli, const char *cmd, const char *id, const char *
 
 static int s_approve(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config = NULL;
     opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
-        if (c == 'c')
-            config = optarg;
-        else
-            return kz_cli_bad_option("approve", c, argv);
-    }
+    int c = getopt_long(argc, argv, ":", s_approve_opts, NULL);
+    if (c != -1)
+        return kz_cli_bad_option("approve", c, argv);
     if (optind >= argc)
         return kz_cli_usage("approve", "missing the plan ID");
     if (optind + 1 < argc)
@@ -950,25 +941,16 @@ static int s_approve(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("approve",
                             "'%s' is not a plan id (letters, digits, '_' and '-', at most %d)",
                             argv[optind], S_ID_MAX);
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     return s_decide(cli, "approve", argv[optind], NULL);
 }
 
 static int s_reject(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"why", required_argument, NULL, 'w'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config = NULL, *why = NULL;
+    const char *why = NULL;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
-        if (c == 'c')
-            config = optarg;
-        else if (c == 'w')
+    while ((c = getopt_long(argc, argv, ":", s_reject_opts, NULL)) != -1) {
+        if (c == 'w')
             why = optarg;
         else
             return kz_cli_bad_option("reject", c, argv);
@@ -985,20 +967,29 @@ static int s_reject(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("reject", "say why with --why TEXT (it is recorded with the decision)");
     if (strlen(why) > 65536)
         return kz_cli_usage("reject", "--why is longer than 64 KiB");
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     return s_decide(cli, "reject", argv[optind], why);
 }
 
 const kz_cli_cmd_t kz_cmd_plans = {
-    "plans", "list the improvement plans; 'plans show ID' for one", s_plans_usage, s_plans, true,
+    "plans",       "list the improvement plans; 'plans show ID' for one",
+    s_plans_usage, s_plans,
+    true,          s_plans_tables,
+    NULL,
 };
 
 const kz_cli_cmd_t kz_cmd_approve = {
-    "approve", "approve a plan awaiting approval", s_approve_usage, s_approve, true,
+    "approve",
+    "approve a plan awaiting approval",
+    s_approve_usage,
+    s_approve,
+    true,
+    s_approve_tables,
+    NULL,
 };
 
 const kz_cli_cmd_t kz_cmd_reject = {
-    "reject", "reject a plan that is not executing yet (--why TEXT)", s_reject_usage, s_reject,
-    true,
+    "reject",       "reject a plan that is not executing yet (--why TEXT)",
+    s_reject_usage, s_reject,
+    true,           s_reject_tables,
+    NULL,
 };

@@ -58,7 +58,6 @@ static const char s_usage[] =
     "  --json               print the report as one JSON document\n"
     "  --html FILE          also write it as a self-contained HTML page with a\n"
     "                       chart of the activity over time\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 ok, 1 the database is unreachable or has no kaizen schema,\n"
@@ -755,20 +754,21 @@ static int s_write_html(const char *path, const json_t *doc)
     return KZ_EXIT_OK;
 }
 
+static const struct option s_opts[] = {
+    {"since", required_argument, NULL, 's'},
+    {"json", no_argument, NULL, 'j'},
+    {"html", required_argument, NULL, 'H'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"since", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {"html", required_argument, NULL, 'H'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *since_text = "24h", *html = NULL, *config = NULL;
+    const char *since_text = "24h", *html = NULL;
     bool json = false;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 's':
             since_text = optarg;
@@ -778,9 +778,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             break;
         case 'H':
             html = optarg;
-            break;
-        case 'c':
-            config = optarg;
             break;
         default:
             return kz_cli_bad_option("report", c, argv);
@@ -793,8 +790,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("report", "invalid duration '%s' (e.g. 30m, 24h, 7d, 2w)", since_text);
     if (html && !*html)
         return kz_cli_usage("report", "--html needs a file name");
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
 
     char err[2048] = "";
     json_t *doc = s_gather(cli->cfg, since_text, since, err, sizeof err);
@@ -820,5 +815,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
 }
 
 const kz_cli_cmd_t kz_cmd_report = {
-    "report", "the improvement report: activity, failures, restarts, health", s_usage, s_run, true,
+    "report", "the improvement report: activity, failures, restarts, health",
+    s_usage,  s_run,
+    true,     s_opt_tables,
+    NULL,
 };
