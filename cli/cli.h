@@ -185,8 +185,10 @@ bool kz_cli_pid_is_ours(const kz_config_t *cfg, pid_t pid);
 /* cli/down.c: stop everything `kaizen up` started under CFG: SIGTERM to
    the orchestrator and up to TIMEOUT_MS for it to stop its agents and
    broker, then the leftovers (kz_cli_kill_leftovers), then the embedded
-   database; removes stale pid files and the configured ipc:// socket
-   files nobody listens on. The caller holds kz_state_lock. Progress on
+   database; removes stale pid files, the configured ipc:// socket
+   files nobody listens on, and the worktrees under STATE/worktrees/
+   TARGET in each configured target's repository
+   (kz_git_worktrees_remove_under). The caller holds kz_state_lock. Progress on
    stderr. *WAS_RUNNING (may be NULL): whether anything was running.
    KZ_EXIT_OK / KZ_EXIT_FAILURE */
 int kz_cli_stop(const kz_config_t *cfg, int timeout_ms, bool *was_running);
