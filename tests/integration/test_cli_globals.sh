@@ -54,39 +54,44 @@ commands=(
     "call|kaizen.status|{}|"
 )
 
+# at_pos POS OPTION...: the words of the current command with OPTION...
+# inserted at POS (0 = before the command, i = after its first i words)
+at_pos() {
+    local pos=$1 i
+    shift
+    argv=()
+    ((pos == 0)) && argv+=("$@")
+    for ((i = 0; i < n; i++)); do
+        [[ -n ${words[i]} ]] && eval "argv+=(${words[i]})"
+        ((pos == i + 1)) && argv+=("$@")
+    done
+}
+
 checked=0
 for spec in "${commands[@]}"; do
     IFS='|' read -r -a words <<<"$spec"
     n=${#words[@]}
-    # every position: 0 = before the command, i = after words[0..i)
+    # -c in every position; --config FILE at the end, --config=FILE in front
     for ((pos = 0; pos <= n; pos++)); do
         for form in "-c $T/bad.yaml" "--config $T/bad.yaml" "--config=$T/bad.yaml"; do
-            [[ $form != "-c $T/bad.yaml" && $pos -ne 0 && $pos -ne n ]] && continue
-            argv=()
-            ((pos == 0)) && read -r -a g <<<"$form" && argv+=("${g[@]}")
-            for ((i = 0; i < n; i++)); do
-                [[ -n ${words[i]} ]] && eval "argv+=(${words[i]})"
-                ((pos == i + 1)) && read -r -a g <<<"$form" && argv+=("${g[@]}")
-            done
+            [[ $form == "--config $T/bad.yaml" && $pos -ne n ]] && continue
+            [[ $form == "--config=$T/bad.yaml" && $pos -ne 0 ]] && continue
+            read -r -a g <<<"$form"
+            at_pos "$pos" "${g[@]}"
             expect 1 "$K" "${argv[@]}"
             grep -q "^kaizen: $T/bad.yaml:4:[0-9]*: bus.bogus_key" "$T/err" ||
                 fail "'kaizen ${argv[*]}': the config was not taken: $(cat "$T/err")"
             checked=$((checked + 1))
         done
-        # the log options: a bad value is a usage error naming it, exit 2
-        argv=()
-        ((pos == 0)) && argv+=(--log-level loud)
-        for ((i = 0; i < n; i++)); do
-            [[ -n ${words[i]} ]] && eval "argv+=(${words[i]})"
-            ((pos == i + 1)) && argv+=(--log-level loud)
-        done
-        expect 2 "$K" -c "$T/good.yaml" "${argv[@]}"
-        grep -q "unknown log level 'loud'" "$T/err" || fail "'kaizen ${argv[*]}': $(cat "$T/err")"
-        argv=("${argv[@]/--log-level/--log-format}")
-        argv=("${argv[@]/loud/xml}")
-        expect 2 "$K" -c "$T/good.yaml" "${argv[@]}"
-        grep -q "unknown log format 'xml'" "$T/err" || fail "'kaizen ${argv[*]}': $(cat "$T/err")"
     done
+    # the log options (taken by the same code as -c): a bad value is a
+    # usage error naming it, exit 2 - after the command's name, and last
+    at_pos 1 --log-format xml
+    expect 2 "$K" -c "$T/good.yaml" "${argv[@]}"
+    grep -q "unknown log format 'xml'" "$T/err" || fail "'kaizen ${argv[*]}': $(cat "$T/err")"
+    at_pos "$n" --log-level loud
+    expect 2 "$K" -c "$T/good.yaml" "${argv[@]}"
+    grep -q "unknown log level 'loud'" "$T/err" || fail "'kaizen ${argv[*]}': $(cat "$T/err")"
 done
 ((checked >= 100)) || fail "only $checked positions checked"
 
