@@ -54,7 +54,6 @@ PY
 [[ -n "$tools" ]] || fail "no tools: section in examples/kaizen.yaml"
 
 kz_config <<EOF
-  heartbeat: 250ms
 agent_heartbeat: 300ms
 agents:
   - name: code-health

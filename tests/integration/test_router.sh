@@ -261,7 +261,7 @@ expect "SELECT count(*) FROM plan_transitions t JOIN events e ON e.id = t.event_
         WHERE t.plan_id IN ('Psafe', 'Pbreak', 'Pask', 'Pnone') AND t.state <> 'approved'
         AND t.state <> 'ready' AND e.src NOT LIKE 'orchestrator@%'" "0"
 expect "SELECT implemented_at IS NOT NULL FROM improvement_suggestions WHERE plan_id = 'Psafe'" "t"
-kz_wait_for 10 kz_status 'b["router"]["accepted"] == 2 and b["router"]["rejected"] == 2 and b["router"]["active"] == 0' ||
+kz_wait_for 60 kz_status 'b["router"]["accepted"] == 2 and b["router"]["rejected"] == 2 and b["router"]["active"] == 0' ||
     fail "router status: $(kz_status 'b["router"]')"
 for p in Psafe Pbreak Pask; do
     grep -q "plan $p: validating -> " "$T/orch.log" || fail "the final transition of $p was not logged"
