@@ -182,7 +182,9 @@ check safe 'b["details"]["base"]["cached"] and b["details"]["now"]["passed"] == 
 call hang py-short "$hang_py" "$base_py"
 check hang 'b["verdict"] == "reject" and any("timed out" in r for r in b["reasons"])'
 check hang 'b["details"]["now"]["timed_out"]'
-pgrep -f "tests-plan-hang" >/dev/null && fail "the hanging test still runs"
+# (SIGKILL to its process group is delivered at once, but a process needs
+# a moment to go: look again until it is gone)
+kz_wait_for 60 sh -c '! pgrep -f tests-plan-hang' || fail "the hanging test still runs"
 
 # the C sample: per-test lines, the failing test named
 call cbreaks c "$breaks_c" "$base_c"
