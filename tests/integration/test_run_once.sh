@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_run_once.sh - `kaizen run-once`
 # kz-timeout: 1200
+# kz-plain-only: the full loop with every agent and real tools (85 s plain); the agents' code runs under the sanitizers in their own tests
 #
 # Part 1, run-once's own logic, against a real broker, orchestrator and
 # PostgreSQL but with the loop's agents played by hand (`kaizen publish`):
@@ -139,9 +140,14 @@ pub() { # pub TYPE BODY [CORR]
 triggered() { [[ $(triggers) -ge $1 ]]; }
 wait_trigger() { kz_wait_for 60 triggered "$1" || fail "no agent.run from run-once: $(cat "$T/monitor.log")"; }
 n=$(triggers)
-# a monitor that connected late misses nothing here: wait for it to see a probe first
-"$K" -c "$CLI" publish agent.run '{"agent":"nobody"}' >/dev/null
-kz_wait_for 60 grep -q '"agent":"nobody"' "$T/monitor.log" || fail "monitor sees nothing: $(cat "$T/monitor.log")"
+# a monitor that connected late misses nothing here: wait for it to see a
+# probe first (published again and again: the tap keeps nothing for a
+# monitor that is not connected yet)
+probe_seen() {
+    "$K" -c "$CLI" publish agent.run '{"agent":"nobody"}' >/dev/null 2>&1
+    grep -q '"agent":"nobody"' "$T/monitor.log"
+}
+kz_wait_for 60 probe_seen || fail "monitor sees nothing: $(cat "$T/monitor.log")"
 
 PA=01JRUNONCE0000000000000PA1
 PB=01JRUNONCE0000000000000PB2
