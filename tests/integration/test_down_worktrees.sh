@@ -58,9 +58,15 @@ kz_at_exit "\"$K\" down --timeout 30s"
 
 kaizen_wts() { git -C "$R" worktree list --porcelain | grep "^worktree $S/" || true; }
 
-scan_once() { # scan_once N: ask for a scan, wait until N scans completed
-    "$K" publish agent.run '{"agent":"code-health"}' >/dev/null || fail "publish agent.run"
-    kz_wait_for 120 kz_psql_is "SELECT count(*) FROM scans WHERE status = 'ok'" "$1" ||
+# scan_once N: ask for a scan until the Nth has started (an agent that has
+# said hello may not have its subscription to agent.run in place yet, so
+# the request is repeated), then wait until N scans completed
+scan_once() {
+    for _ in $(seq 12); do
+        "$K" publish agent.run '{"agent":"code-health"}' >/dev/null || fail "publish agent.run"
+        kz_wait_for 30 kz_psql_is "SELECT count(*) >= $1 FROM scans" t && break
+    done
+    kz_wait_for 120 kz_psql_is "SELECT count(*) >= $1 FROM scans WHERE status = 'ok'" t ||
         fail "no scan completed: $(kz_psql "SELECT scan_id, status FROM scans") $(tail -20 "$S/logs/code-health.0.log")"
 }
 

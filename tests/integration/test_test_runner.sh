@@ -183,8 +183,10 @@ call hang py-short "$hang_py" "$base_py"
 check hang 'b["verdict"] == "reject" and any("timed out" in r for r in b["reasons"])'
 check hang 'b["details"]["now"]["timed_out"]'
 # (SIGKILL to its process group is delivered at once, but a process needs
-# a moment to go: look again until it is gone)
-kz_wait_for 60 sh -c '! pgrep -f tests-plan-hang' || fail "the hanging test still runs"
+# a moment to go: look until it is gone - by its report path, which names
+# this test's state directory, from this shell, whose command line does not)
+hang_gone() { ! pgrep -f -- "$T/state/test-runner/.*tests-plan-hang" >/dev/null; }
+kz_wait_for 60 hang_gone || fail "the hanging test still runs: $(pgrep -af -- "$T/state/test-runner/.*tests-plan-hang")"
 
 # the C sample: per-test lines, the failing test named
 call cbreaks c "$breaks_c" "$base_c"
