@@ -261,7 +261,7 @@ static void s_tools(const char *text, json_t *o)
             json_object_get(t, "duration_ms"), "error", json_object_get(t, "error"));
         if (!one)
             continue;
-        if (json_is_null(json_object_get(one, "error")) || !json_object_get(one, "error"))
+        if (!json_object_get(one, "error")) /* a clean tool has none: null, not absent */
             json_object_set_new(one, "error", json_null());
         json_array_append_new(s_tool_failed(status)                      ? failed
                               : status && strcmp(status, "skipped") == 0 ? skipped
