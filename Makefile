@@ -117,8 +117,10 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(LIBA)
 
 tests: $(PROGS) $(UNIT_BIN) $(TOOL_BIN)
 
+# the sanitizer pass says so (KZ_SANITIZE=1): tests/run skips the scripts
+# marked "# kz-plain-only" there
 check: tests
-	KZ_BIN=$(BIN) KZ_BUILD=$(B) tests/run
+	KZ_BIN=$(BIN) KZ_BUILD=$(B) KZ_SANITIZE=$(if $(SANITIZE),1,) tests/run
 
 bench: $(PROGS) $(BENCH_BIN) $(TOOL_BIN)
 	KZ_BIN=$(BIN) KZ_BUILD=$(B) bench/run

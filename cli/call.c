@@ -197,13 +197,15 @@ static void s_print_reply(const kz_msg_t *reply, double rtt_ms)
     fputc('\n', stdout);
 }
 
+static const struct option s_opts[] = {
+    {"type", required_argument, NULL, 'T'},    {"timeout", required_argument, NULL, 't'},
+    {"retries", required_argument, NULL, 'r'}, {"json", no_argument, NULL, 'j'},
+    {"target", required_argument, NULL, 'g'},  {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"type", required_argument, NULL, 'T'},    {"timeout", required_argument, NULL, 't'},
-        {"retries", required_argument, NULL, 'r'}, {"json", no_argument, NULL, 'j'},
-        {"target", required_argument, NULL, 'g'},  {NULL, 0, NULL, 0},
-    };
     const char *type = NULL;
     const char *target = NULL;
     int timeout_ms = cli->cfg->bus.call_timeout_ms;
@@ -211,7 +213,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     bool json = false;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 'T':
             type = optarg;
@@ -303,5 +305,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
 }
 
 const kz_cli_cmd_t kz_cmd_call = {
-    "call", "send a request to a service and print the reply", s_usage, s_run, true,
+    "call", "send a request to a service and print the reply", s_usage, s_run, true, s_opt_tables,
+    NULL,
 };

@@ -2,18 +2,22 @@
 
     cli/kaizen.c parses the global flags (-c FILE, --log-level,
     --log-format, --help, --version), finds the command in its table,
-    answers `kaizen COMMAND --help` from the command's usage text without
-    touching the config, loads the config when the command needs it and
-    calls the command's run function.
+    takes the global options out of the command's arguments wherever they
+    stand (`kaizen db start -c FILE`, `kaizen plans -c FILE show ID`: the
+    command never sees them), answers `kaizen COMMAND --help` from the
+    command's usage text without touching the config, loads the config
+    when the command needs it and calls the command's run function.
 
     A new command is one file defining a kz_cli_cmd_t plus one line in
     the table of cli/kaizen.c (and one extern line here).
 
-    Exit codes (docs/cli.md): 0 ok, 1 runtime error, 2 usage error.
+    Exit codes (docs/cli.md): 0 ok, 1 runtime error, 2 usage error; some
+    commands add 3 (not found, timed out) and 4 (wrong state).
 */
 #ifndef KZ_CLI_H_INCLUDED
 #define KZ_CLI_H_INCLUDED
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +51,14 @@ typedef struct {
     const char *usage;   /* the full text of `kaizen NAME --help` */
     kz_cli_run_fn *run;
     bool needs_config; /* load the config (and fail on a bad one) before run */
+    /* Every option the command and its subcommands take: getopt_long
+       tables (NULL-terminated list; NULL = none) and the short options
+       ("fn:"; NULL = none). The dispatcher reads them only to know which
+       words are an option's value, so that it takes out the global
+       options - and nothing else - wherever they stand. A command must
+       not use -c, --config, --log-level or --log-format itself. */
+    const struct option *const *opts;
+    const char *shortopts;
 } kz_cli_cmd_t;
 
 extern const kz_cli_cmd_t kz_cmd_monitor;
@@ -126,11 +138,6 @@ kz_msg_t *kz_cli_status_call(const kz_config_t *cfg, int timeout_ms, char *errbu
 /* cli/status.c: MS as "850ms", "12.3s", "5m02s", "3h04m", "2d03h" into BUF */
 void kz_cli_human_ms(int64_t ms, char *buf, size_t len);
 
-/* cli/status.c: a command's own -c FILE (`kaizen up -c FILE`): replace
-   CLI's config with the one loaded from PATH. KZ_EXIT_OK, or
-   KZ_EXIT_FAILURE after printing the loader's "FILE:LINE:COL: ..." */
-int kz_cli_reload_config(kz_cli_t *cli, const char *path);
-
 /* cli/up.c: what `kaizen up` does, shared with `kaizen run-once`: under
    the lock STATE/run/up.lock create the missing sample targets
    (kz_cli_prepare_targets), then - unless kaizen already runs - clean up
@@ -178,8 +185,10 @@ bool kz_cli_pid_is_ours(const kz_config_t *cfg, pid_t pid);
 /* cli/down.c: stop everything `kaizen up` started under CFG: SIGTERM to
    the orchestrator and up to TIMEOUT_MS for it to stop its agents and
    broker, then the leftovers (kz_cli_kill_leftovers), then the embedded
-   database; removes stale pid files and the configured ipc:// socket
-   files nobody listens on. The caller holds kz_state_lock. Progress on
+   database; removes stale pid files, the configured ipc:// socket
+   files nobody listens on, and the worktrees under STATE/worktrees/
+   TARGET in each configured target's repository
+   (kz_git_worktrees_remove_under). The caller holds kz_state_lock. Progress on
    stderr. *WAS_RUNNING (may be NULL): whether anything was running.
    KZ_EXIT_OK / KZ_EXIT_FAILURE */
 int kz_cli_stop(const kz_config_t *cfg, int timeout_ms, bool *was_running);

@@ -61,17 +61,29 @@ static const char *s_dsn_source(void)
     return url && *url ? "$KAIZEN_DATABASE_URL" : "database.dsn";
 }
 
+/* The options of each subcommand */
+static const struct option s_migrate_opts[] = {
+    {"dir", required_argument, NULL, 'd'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option s_timeout_opts[] = {
+    {"timeout", required_argument, NULL, 't'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option s_status_opts[] = {
+    {"json", no_argument, NULL, 'j'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_migrate_opts, s_timeout_opts, s_status_opts,
+                                                    NULL};
+
 /* Parse "--timeout DURATION" (the only flag of start and stop) */
 static int s_parse_timeout(const char *cmd, int argc, char **argv, int *timeout_ms)
 {
-    static const struct option opts[] = {
-        {"timeout", required_argument, NULL, 't'},
-        {NULL, 0, NULL, 0},
-    };
     optind = 0;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_timeout_opts, NULL)) != -1) {
         if (c != 't')
             return kz_cli_bad_option(cmd, c, argv);
         if (kz_parse_duration_ms(optarg, timeout_ms) != 0 || *timeout_ms <= 0)
@@ -84,15 +96,11 @@ static int s_parse_timeout(const char *cmd, int argc, char **argv, int *timeout_
 
 static int s_migrate(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"dir", required_argument, NULL, 'd'},
-        {NULL, 0, NULL, 0},
-    };
     const char *dir = NULL;
     optind = 0;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_migrate_opts, NULL)) != -1) {
         if (c != 'd')
             return kz_cli_bad_option("db migrate", c, argv);
         if (!*optarg)
@@ -324,15 +332,11 @@ static void s_print_text(const s_status_t *st)
 
 static int s_status(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {NULL, 0, NULL, 0},
-    };
     bool json = false;
     optind = 0;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_status_opts, NULL)) != -1) {
         if (c != 'j')
             return kz_cli_bad_option("db status", c, argv);
         json = true;
@@ -374,5 +378,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
 const kz_cli_cmd_t kz_cmd_db = {
     "db",    "the database: migrate the schema, start/stop the embedded PostgreSQL, status",
     s_usage, s_run,
-    true,
+    true,    s_opt_tables,
+    NULL,
 };

@@ -55,7 +55,6 @@ static const char s_usage[] =
     "  the database and its schema version; the broker and the orchestrator;\n"
     "  the CURVE keys when bus.curve.enabled is true.\n"
     "\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 nothing is wrong, 1 at least one MISSING or FAIL (or a bad\n"
@@ -676,25 +675,14 @@ static void s_curve(s_doctor_t *d)
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL;
     opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config = optarg;
-            break;
-        default:
-            return kz_cli_bad_option("doctor", c, argv);
-        }
-    }
+    int c = getopt_long(argc, argv, ":", opts, NULL);
+    if (c != -1)
+        return kz_cli_bad_option("doctor", c, argv);
     if (optind < argc)
         return kz_cli_usage("doctor", "unexpected argument '%s'", argv[optind]);
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
 
     s_doctor_t d;
     memset(&d, 0, sizeof d);
@@ -734,5 +722,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
 }
 
 const kz_cli_cmd_t kz_cmd_doctor = {
-    "doctor", "check packages, tools, programs, database, broker and keys", s_usage, s_run, true,
+    "doctor", "check packages, tools, programs, database, broker and keys",
+    s_usage,  s_run,
+    true,     NULL,
+    NULL,
 };

@@ -5,8 +5,11 @@
     bound; then whatever is left of its process group - also after a
     crashed orchestrator whose agents live on - SIGTERM and then SIGKILL;
     the embedded database last. Stale pid files and ipc:// socket files
-    nobody listens on are removed. Idempotent: with nothing running it
-    says so and exits 0.
+    nobody listens on are removed, and so are the worktrees kaizen made
+    in the targets' repositories (STATE/worktrees/<target>/: the scan
+    worktree, plan-<id>, tests-*, review-*), so that `git worktree list`
+    in a user's repository shows only the user's own. Idempotent: with
+    nothing running it says so and exits 0.
 
     Also home of kz_cli_stop and kz_cli_kill_leftovers, which `kaizen up`
     uses to clean up after a failed start and after --foreground.
@@ -28,6 +31,7 @@
 #include <unistd.h>
 
 #include "kz_db.h"
+#include "kz_git.h"
 #include "kz_pgctl.h"
 #include "kz_state.h"
 
@@ -42,17 +46,18 @@ static const char s_usage[] =
     "Stop what 'kaizen up' started: the orchestrator, which stops the agents\n"
     "(reverse layer order) and the broker; then any process of that run that\n"
     "is still alive (also after a crash); then the embedded database. Stale\n"
-    "pid files and ipc:// socket files are removed. Running it when nothing\n"
-    "runs is fine: it says 'kaizen is not running' and exits 0.\n"
+    "pid files and ipc:// socket files are removed, and so are the worktrees\n"
+    "kaizen made in each target's repository (under STATE/worktrees/TARGET;\n"
+    "the user's own worktrees are left alone). Running it when nothing runs\n"
+    "is fine: it says 'kaizen is not running' and exits 0.\n"
     "\n"
     "  --timeout DURATION   how long the orchestrator gets to stop before what\n"
     "                       is left is killed (default: supervisor.stop_timeout\n"
     "                       x 9 + 10s)\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 stopped (or nothing was running), 1 something could not be\n"
-    "stopped or a bad config, 2 usage\n";
+    "stopped or removed, or a bad config, 2 usage\n";
 
 static int64_t s_mono_ms(void)
 {
@@ -286,6 +291,41 @@ static void s_clean_sockets(const kz_config_t *cfg)
     }
 }
 
+/* Remove the worktrees kaizen made in each target's repository: every
+   worktree under STATE/worktrees/<target>/ (never another one, never the
+   user's checkout), then that directory. Run once nothing of kaizen runs
+   any more, so no agent is half-way through one. 0, or -1 after naming
+   on stderr what could not be removed */
+static int s_remove_worktrees(const kz_config_t *cfg)
+{
+    int rc = 0;
+    for (size_t i = 0; i < cfg->targets_count; i++) {
+        const kz_target_config_t *t = &cfg->targets[i];
+        char rel[600], dir[PATH_MAX], err[1536] = "";
+        snprintf(rel, sizeof rel, "worktrees/%s", t->name);
+        if (kz_state_path(cfg, rel, dir, sizeof dir) != 0) {
+            fprintf(stderr, "kaizen: target %s: state path too long for 'STATE/%s'\n", t->name,
+                    rel);
+            rc = -1;
+            continue;
+        }
+        int removed = 0;
+        if (kz_git_worktrees_remove_under(t->path, dir, &removed, err, sizeof err) != 0) {
+            fprintf(stderr, "kaizen: target %s: unable to remove kaizen's worktrees in '%s': %s\n",
+                    t->name, t->path, err);
+            rc = -1;
+        } else if (removed > 0) {
+            fprintf(stderr, "removed %d worktree%s of target %s from %s (%s)\n", removed,
+                    removed == 1 ? "" : "s", t->name, t->path, dir);
+        }
+    }
+    /* STATE/worktrees itself, when nothing else is in it */
+    char top[PATH_MAX];
+    if (kz_state_path(cfg, "worktrees", top, sizeof top) == 0)
+        (void)rmdir(top);
+    return rc;
+}
+
 /* Stop the embedded cluster when it runs. 1 stopped, 0 was not running,
    -1 failed (printed) */
 static int s_stop_database(const kz_config_t *cfg)
@@ -369,6 +409,8 @@ int kz_cli_stop(const kz_config_t *cfg, int timeout_ms, bool *was_running)
         rc = KZ_EXIT_FAILURE;
     if (left != 0)
         running = true;
+    if (s_remove_worktrees(cfg) != 0)
+        rc = KZ_EXIT_FAILURE;
     int db = s_stop_database(cfg);
     if (db < 0)
         rc = KZ_EXIT_FAILURE;
@@ -381,25 +423,22 @@ int kz_cli_stop(const kz_config_t *cfg, int timeout_ms, bool *was_running)
     return rc;
 }
 
+static const struct option s_opts[] = {
+    {"timeout", required_argument, NULL, 't'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"timeout", required_argument, NULL, 't'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
     int timeout_ms = -1;
-    const char *config = NULL;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 't':
             if (kz_parse_duration_ms(optarg, &timeout_ms) != 0 || timeout_ms <= 0)
                 return kz_cli_usage("down", "invalid duration '%s' (e.g. 30s, 2m)", optarg);
-            break;
-        case 'c':
-            config = optarg;
             break;
         default:
             return kz_cli_bad_option("down", c, argv);
@@ -407,8 +446,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     }
     if (optind < argc)
         return kz_cli_usage("down", "unexpected argument '%s'", argv[optind]);
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     const kz_config_t *cfg = cli->cfg;
     if (timeout_ms < 0) {
         int64_t t = (int64_t)cfg->supervisor.stop_timeout_ms * 9 + 10000;
@@ -443,5 +480,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
 }
 
 const kz_cli_cmd_t kz_cmd_down = {
-    "down", "stop the orchestrator, agents, broker and embedded database", s_usage, s_run, true,
+    "down",  "stop the orchestrator, agents, broker and embedded database",
+    s_usage, s_run,
+    true,    s_opt_tables,
+    NULL,
 };

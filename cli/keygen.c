@@ -55,19 +55,21 @@ static bool s_exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
+static const struct option s_opts[] = {
+    {"dir", required_argument, NULL, 'd'},
+    {"force", no_argument, NULL, 'f'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
     (void)cli;
-    static const struct option opts[] = {
-        {"dir", required_argument, NULL, 'd'},
-        {"force", no_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0},
-    };
     const char *dir = ".";
     bool force = false;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             dir = optarg;
@@ -158,5 +160,5 @@ done:
 }
 
 const kz_cli_cmd_t kz_cmd_keygen = {
-    "keygen", "write a CURVE key pair for the bus", s_usage, s_run, false,
+    "keygen", "write a CURVE key pair for the bus", s_usage, s_run, false, s_opt_tables, NULL,
 };

@@ -40,7 +40,6 @@ static const char s_usage[] =
     "  -f, --follow         keep printing new lines as they are written, also\n"
     "                       across rotations, until Ctrl-C\n"
     "  -n, --lines LINES    how many lines to print first (default 50)\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 ok (also when -f is stopped by Ctrl-C), 1 unknown NAME (the\n"
@@ -410,20 +409,21 @@ static int s_show(const char *dir, const s_file_t *files, size_t n, const char *
     return rc;
 }
 
+static const struct option s_opts[] = {
+    {"follow", no_argument, NULL, 'f'},
+    {"lines", required_argument, NULL, 'n'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+#define S_SHORTOPTS "fn:"
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"follow", no_argument, NULL, 'f'},
-        {"lines", required_argument, NULL, 'n'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
     bool follow = false;
     long lines = S_DEFAULT_LINES;
-    const char *config = NULL;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":fn:c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":" S_SHORTOPTS, s_opts, NULL)) != -1) {
         switch (c) {
         case 'f':
             follow = true;
@@ -431,9 +431,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         case 'n':
             if (kz_cli_parse_count(optarg, &lines) != 0 || lines > 10000000)
                 return kz_cli_usage("logs", "invalid line count '%s'", optarg);
-            break;
-        case 'c':
-            config = optarg;
             break;
         default:
             return kz_cli_bad_option("logs", c, argv);
@@ -446,8 +443,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("logs", "invalid name '%s'", want);
     if (follow && !want)
         return kz_cli_usage("logs", "-f needs a NAME");
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
 
     char dir[PATH_MAX];
     if (kz_state_path(cli->cfg, "logs", dir, sizeof dir) != 0)
@@ -467,5 +462,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
 }
 
 const kz_cli_cmd_t kz_cmd_logs = {
-    "logs", "list the log files, or show and follow one (-f)", s_usage, s_run, true,
+    "logs",      "list the log files, or show and follow one (-f)",
+    s_usage,     s_run,
+    true,        s_opt_tables,
+    S_SHORTOPTS,
 };

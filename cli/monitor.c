@@ -844,19 +844,21 @@ static int s_parse_paths(const char *list, unsigned *mask)
     return *mask ? 0 : -1;
 }
 
+static const struct option s_opts[] = {
+    {"topic", required_argument, NULL, 't'},
+    {"exclude", required_argument, NULL, 'x'},
+    {"json", no_argument, NULL, 'j'},
+    {"stats", no_argument, NULL, 's'},
+    {"count", required_argument, NULL, 'n'},
+    {"path", required_argument, NULL, 'p'},
+    {"endpoint", required_argument, NULL, 'e'},
+    {"no-color", no_argument, NULL, 'C'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"topic", required_argument, NULL, 't'},
-        {"exclude", required_argument, NULL, 'x'},
-        {"json", no_argument, NULL, 'j'},
-        {"stats", no_argument, NULL, 's'},
-        {"count", required_argument, NULL, 'n'},
-        {"path", required_argument, NULL, 'p'},
-        {"endpoint", required_argument, NULL, 'e'},
-        {"no-color", no_argument, NULL, 'C'},
-        {NULL, 0, NULL, 0},
-    };
     s_mon_t self;
     memset(&self, 0, sizeof self);
     self.path_mask = (1u << S_NPATHS) - 1;
@@ -871,7 +873,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     }
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 't':
             self.topics[self.ntopics++] = optarg;
@@ -1024,5 +1026,8 @@ done:
 }
 
 const kz_cli_cmd_t kz_cmd_monitor = {
-    "monitor", "show the messages the broker routes, live and decoded", s_usage, s_run, true,
+    "monitor", "show the messages the broker routes, live and decoded",
+    s_usage,   s_run,
+    true,      s_opt_tables,
+    NULL,
 };

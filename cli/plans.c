@@ -56,13 +56,12 @@ static const char s_plans_usage[] =
     "its reasons, and the diff of its branch kaizen/plan-ID while that exists.\n"
     "ID is a full plan id or a prefix of exactly one.\n"
     "\n"
-    "  --state STATE        only plans in STATE (proposed, ready,\n"
+    "  --state STATE        only plans in STATE (proposed, ready, dropped,\n"
     "                       awaiting_approval, approved, executing, executed,\n"
     "                       validating, accepted, rejected, failed)\n"
     "  --target NAME        only plans of target NAME\n"
     "  --limit N            at most N plans (default 50, 0 = all)\n"
     "  --json               print one JSON document\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 ok, 1 the database is unreachable or has no kaizen schema,\n"
@@ -78,7 +77,6 @@ static const char s_approve_usage[] =
     "both naming you ($USER) as the one who decided. ID is a full plan id or a\n"
     "prefix of exactly one; follow the plan with 'kaizen plans show ID'.\n"
     "\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 approved, 1 the database or the broker is unreachable, or\n"
@@ -88,31 +86,62 @@ static const char s_approve_usage[] =
 static const char s_reject_usage[] =
     "usage: kaizen [-c FILE] reject ID --why TEXT\n"
     "\n"
-    "Reject a plan that is not being executed yet (awaiting_approval, ready or\n"
-    "proposed): publishes plan.rejected with your reason, so the router drops\n"
-    "it, and feedback.decision for the learning layer, both naming you ($USER).\n"
+    "Reject a plan that is awaiting_approval, ready or proposed (not approved,\n"
+    "executing or final): publishes plan.rejected with your reason, so the\n"
+    "router drops it, and feedback.decision for the learning layer, both\n"
+    "naming you ($USER).\n"
     "ID is a full plan id or a prefix of exactly one.\n"
     "\n"
     "  --why TEXT           the reason, recorded with the decision (required)\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 rejected, 1 the database or the broker is unreachable, or\n"
     "a bad config, 2 usage, 3 no plan with that ID (or the prefix names\n"
-    "several), 4 the plan is executing or already final\n";
+    "several), 4 the plan is approved, executing or already final\n";
+
+/* The options of `plans`, `plans show`, `approve` and `reject` */
+static const struct option s_list_opts[] = {
+    {"state", required_argument, NULL, 's'},
+    {"target", required_argument, NULL, 'T'},
+    {"limit", required_argument, NULL, 'n'},
+    {"json", no_argument, NULL, 'j'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option s_show_opts[] = {
+    {"json", no_argument, NULL, 'j'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option s_approve_opts[] = {
+    {NULL, 0, NULL, 0},
+};
+static const struct option s_reject_opts[] = {
+    {"why", required_argument, NULL, 'w'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_plans_tables[] = {s_list_opts, s_show_opts, NULL};
+static const struct option *const s_approve_tables[] = {s_approve_opts, NULL};
+static const struct option *const s_reject_tables[] = {s_reject_opts, NULL};
 
 /* ------------------------------------------------------------ helpers */
 
-/* A state name as the recorder writes them: [a-z_]{1,64} */
+/* Every state a plan can be in, as the recorder writes them: the
+   planner's and prioritizer's (proposed, ready, dropped), a person's
+   decision (approved, rejected), the router's plan.state and the final
+   types (docs/cli.md lists them for --state) */
+static const char *const s_states[] = {
+    "proposed", "ready",      "dropped",  "awaiting_approval", "approved", "executing",
+    "executed", "validating", "accepted", "rejected",          "failed",   NULL,
+};
+#define S_STATES_TEXT                                                                          \
+    "proposed, ready, dropped, awaiting_approval, approved, executing, executed, validating, " \
+    "accepted, rejected or failed"
+
 static bool s_state_ok(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
-            return false;
-    return true;
+    for (const char *const *st = s_states; *st; st++)
+        if (strcmp(s, *st) == 0)
+            return true;
+    return false;
 }
 
 /* Connect and check the schema (at least version MIN); NULL after
@@ -306,15 +335,20 @@ static int s_list(const kz_config_t *cfg, const char *state, const char *target,
     PGconn *db = s_connect(cfg, "plans", 1);
     if (!db)
         return KZ_EXIT_FAILURE;
+    /* one row beyond the limit says whether there are more */
     char lim[32];
-    snprintf(lim, sizeof lim, "%ld", limit);
+    snprintf(lim, sizeof lim, "%ld", limit + 1);
     const char *params[3] = {state, target, limit > 0 ? lim : NULL};
     PGresult *res = s_exec(db, "plans", sql, 3, params);
     PQfinish(db);
     if (!res)
         return KZ_EXIT_FAILURE;
+    int rows = PQntuples(res);
+    bool more = limit > 0 && rows > limit;
+    if (more)
+        rows = (int)limit;
     json_t *plans = json_array();
-    for (int r = 0; plans && r < PQntuples(res); r++) {
+    for (int r = 0; plans && r < rows; r++) {
         json_t *rank = PQgetisnull(res, r, 6)
                            ? json_null()
                            : json_integer(strtoll(PQgetvalue(res, r, 6), NULL, 10));
@@ -332,8 +366,8 @@ static int s_list(const kz_config_t *cfg, const char *state, const char *target,
         return kz_cli_error("plans", "out of memory");
     int rc = KZ_EXIT_OK;
     if (json) {
-        json_t *doc =
-            json_pack("{s:o, s:I}", "plans", plans, "count", (json_int_t)json_array_size(plans));
+        json_t *doc = json_pack("{s:o, s:I, s:b}", "plans", plans, "count",
+                                (json_int_t)json_array_size(plans), "more", more);
         rc = doc ? s_print_doc("plans", doc) : kz_cli_error("plans", "out of memory");
         json_decref(doc);
         return s_flush("plans", rc);
@@ -399,7 +433,7 @@ static int s_list(const kz_config_t *cfg, const char *state, const char *target,
         }
     }
     printf("%zu plan%s%s\n", n, n == 1 ? "" : "s",
-           limit > 0 && n == (size_t)limit ? " (the most recent: --limit 0 lists all)" : "");
+           more ? ", the most recent (there are more: --limit 0 lists all)" : "");
     json_decref(plans);
     return s_flush("plans", rc);
 }
@@ -421,6 +455,77 @@ static void s_utf8_clean(char *s)
     }
 }
 
+/* True when the executor recorded a commit for the plan in DOC: only
+   then was its branch kaizen/plan-ID kept after the execution (the
+   refactorer deletes the branch when the fixer changed nothing or
+   failed) */
+static bool s_had_branch(const json_t *doc)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(doc, "executions"), i, e)
+    {
+        const char *status = s_jstr(e, "status");
+        if (status && strcmp(status, "changed") == 0 && s_jstr(e, "commit"))
+            return true;
+    }
+    return false;
+}
+
+/* True when the plan in DOC ever reached execution: a transition to
+   executing (or beyond) or an execution result */
+static bool s_reached_execution(const json_t *doc)
+{
+    static const char *const states[] = {"executing", "executed", "validating", "accepted", NULL};
+    if (json_array_size(json_object_get(doc, "executions")) > 0)
+        return true;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(doc, "transitions"), i, t)
+    {
+        const char *st = s_jstr(t, "state");
+        for (const char *const *s = states; st && *s; s++)
+            if (strcmp(st, *s) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* Why the plan in DOC has no branch BRANCH in PATH now, into NOTE: it
+   never had one (never executed, or its execution made no commit), or
+   it was deleted with the rollback, or it is gone for another reason */
+static void s_no_branch_note(const json_t *doc, const char *branch, const char *path, char *note,
+                             size_t len)
+{
+    const char *state = s_jstr(doc, "state") ? s_jstr(doc, "state") : "in no known state";
+    if (!s_reached_execution(doc)) {
+        snprintf(note, len, "the plan never had a branch: it never reached execution; it is %s",
+                 state);
+        return;
+    }
+    if (!s_had_branch(doc)) {
+        const json_t *ex = json_object_get(doc, "executions");
+        const json_t *last = json_array_get(ex, json_array_size(ex) - 1);
+        if (last)
+            snprintf(note, len,
+                     "the plan never had a branch with a commit: its execution ended with "
+                     "status %s",
+                     s_jstr(last, "status") ? s_jstr(last, "status") : "unknown");
+        else
+            snprintf(note, len,
+                     "the plan never had a branch with a commit: no execution result was "
+                     "recorded; it is %s",
+                     state);
+        return;
+    }
+    if (strcmp(state, "rejected") == 0 || strcmp(state, "failed") == 0)
+        snprintf(note, len, "the branch %s was deleted from %s when the plan was %s: the rollback",
+                 branch, path, state);
+    else
+        snprintf(note, len, "the branch %s no longer exists in %s; the plan is %s", branch, path,
+                 state);
+}
+
 /* The diff of the plan branch against the plan's base, when the branch
    is still there; sets "diff" (text or null) and "diff_note" in DOC
    (what was diffed where, or why there is no diff) */
@@ -431,19 +536,17 @@ static void s_diff(const kz_config_t *cfg, const char *plan_id, const char *targ
     char branch[S_ID_MAX + 32], note[PATH_MAX + 512] = "";
     snprintf(branch, sizeof branch, "kaizen/plan-%s", plan_id);
     char *diff = NULL;
-    if (!t) {
-        snprintf(note, sizeof note, "target '%s' is not in this config",
-                 target && *target ? target : "(none)");
+    if (!target || !*target) {
+        snprintf(note, sizeof note, "the plan names no target");
+    } else if (!t) {
+        snprintf(note, sizeof note, "target '%s' is not in this config", target);
     } else {
         char err[1024] = "";
         int exists = kz_git_branch_exists(t->path, branch, err, sizeof err);
         if (exists < 0) {
             snprintf(note, sizeof note, "%s", err);
         } else if (exists == 0) {
-            snprintf(note, sizeof note,
-                     "the branch %s no longer exists in %s (a rejected or failed plan's "
-                     "branch is deleted)",
-                     branch, t->path);
+            s_no_branch_note(doc, branch, t->path, note, sizeof note);
         } else {
             char head[sizeof branch + 16], from[sizeof head + KZ_GIT_OID_MAX];
             snprintf(head, sizeof head, "refs/heads/%s", branch);
@@ -478,7 +581,8 @@ static json_t *s_gather_plan(const kz_config_t *cfg, PGconn *db, const s_plan_t 
     static const char trans_sql[] =
         "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), "
         "COALESCE(CASE WHEN state = 'state' THEN details->>'state' END, state), src, "
-        "details->>'reason', COALESCE(details->'reasons', 'null'::jsonb)::text, details->>'by' "
+        "details->>'reason', COALESCE(details->'reasons', 'null'::jsonb)::text, details->>'by', "
+        "CASE WHEN state IN ('rejected', 'failed') THEN details->>'state' END "
         "FROM plan_transitions WHERE plan_id = $1 ORDER BY at, id";
     /* what the router republished of the executor's and the validators'
        replies (db/migrations/0002_loop.sql) */
@@ -524,11 +628,11 @@ static json_t *s_gather_plan(const kz_config_t *cfg, PGconn *db, const s_plan_t 
         goto fail;
     json_t *trans = json_array();
     for (int r = 0; trans && r < PQntuples(res); r++)
-        json_array_append_new(trans,
-                              json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "at", s_cell(res, r, 0),
-                                        "state", s_cell(res, r, 1), "src", s_cell(res, r, 2),
-                                        "reason", s_cell(res, r, 3), "reasons",
-                                        s_json_cell(res, r, 4), "by", s_cell(res, r, 5)));
+        json_array_append_new(trans, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "at",
+                                               s_cell(res, r, 0), "state", s_cell(res, r, 1), "src",
+                                               s_cell(res, r, 2), "reason", s_cell(res, r, 3),
+                                               "reasons", s_json_cell(res, r, 4), "by",
+                                               s_cell(res, r, 5), "in", s_cell(res, r, 6)));
     PQclear(res);
     json_object_set_new(doc, "transitions", trans ? trans : json_array());
 
@@ -557,6 +661,7 @@ static json_t *s_gather_plan(const kz_config_t *cfg, PGconn *db, const s_plan_t 
     PQclear(res);
     json_object_set_new(doc, "validations", arr ? arr : json_array());
     s_diff(cfg, p->plan_id, p->target, s_jstr(plan, "base_commit"), doc);
+    json_object_set_new(doc, "had_branch", json_boolean(s_had_branch(doc)));
     return doc;
 fail:
     json_decref(doc);
@@ -576,6 +681,35 @@ static void s_print_reasons(const char *indent, const json_t *reasons, const cha
         s_put(stdout, json_string_value(v));
         printf("\n");
     }
+}
+
+/* True when REASON says nothing that REASONS do not: the router's
+   rejection joins every validator's reasons with "; " into its reason
+   ("test-runner: a; b; code-reviewer: c") and lists them one by one in
+   reasons ("test-runner: a", "test-runner: b", ...), so each "; " part
+   of REASON is found in one of them. Then only the list is printed. */
+static bool s_reason_in(const char *reason, const json_t *reasons)
+{
+    if (!reason || json_array_size(reasons) == 0)
+        return false;
+    const char *part = reason;
+    while (*part) {
+        const char *end = strstr(part, "; ");
+        size_t n = end ? (size_t)(end - part) : strlen(part);
+        bool found = n == 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(reasons, i, v)
+        {
+            const char *s = json_string_value(v);
+            if (!found && s)
+                found = memmem(s, strlen(s), part, n) != NULL;
+        }
+        if (!found)
+            return false;
+        part = end ? end + 2 : part + n;
+    }
+    return true;
 }
 
 static void s_print_field(const char *label, const char *value)
@@ -638,17 +772,28 @@ static void s_show_text(const json_t *doc)
         printf("  %s  %-18s ", s_jstr(t, "at") ? s_jstr(t, "at") : "-",
                s_jstr(t, "state") ? s_jstr(t, "state") : "?");
         s_put(stdout, s_jstr(t, "src"));
+        if (s_jstr(t, "in")) {
+            printf("  in ");
+            s_put(stdout, s_jstr(t, "in"));
+        }
         if (s_jstr(t, "by")) {
             printf("  by ");
             s_put(stdout, s_jstr(t, "by"));
         }
         printf("\n");
-        if (s_jstr(t, "reason")) {
+        const char *reason = s_jstr(t, "reason");
+        const json_t *reasons = json_object_get(t, "reasons");
+        if (s_reason_in(reason, reasons)) {
+            printf("      reasons:\n");
+            s_print_reasons("      ", reasons, NULL);
+            continue;
+        }
+        if (reason) {
             printf("      reason: ");
-            s_put(stdout, s_jstr(t, "reason"));
+            s_put(stdout, reason);
             printf("\n");
         }
-        s_print_reasons("      ", json_object_get(t, "reasons"), s_jstr(t, "reason"));
+        s_print_reasons("      ", reasons, reason);
     }
 
     printf("\nexecution:\n");
@@ -707,22 +852,14 @@ static void s_show_text(const json_t *doc)
 
 static int s_show(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
     bool json = false;
-    const char *config = NULL;
     opterr = 0;
     optind = 0;
     int c;
     /* argv[0] is "show" */
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_show_opts, NULL)) != -1) {
         if (c == 'j')
             json = true;
-        else if (c == 'c')
-            config = optarg;
         else
             return kz_cli_bad_option("plans", c, argv);
     }
@@ -735,8 +872,6 @@ static int s_show(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("plans",
                             "'%s' is not a plan id (letters, digits, '_' and '-', at most %d)", id,
                             S_ID_MAX);
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     const kz_config_t *cfg = cli->cfg;
     PGconn *db = s_connect(cfg, "plans", 2); /* executions, validations */
     if (!db)
@@ -762,21 +897,16 @@ static int s_plans(kz_cli_t *cli, int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "show") == 0)
         return s_show(cli, argc - 1, argv + 1);
-    static const struct option opts[] = {
-        {"state", required_argument, NULL, 's'},  {"target", required_argument, NULL, 'T'},
-        {"limit", required_argument, NULL, 'n'},  {"json", no_argument, NULL, 'j'},
-        {"config", required_argument, NULL, 'c'}, {NULL, 0, NULL, 0},
-    };
-    const char *state = NULL, *target = NULL, *config = NULL;
+    const char *state = NULL, *target = NULL;
     long limit = S_DEFAULT_LIMIT;
     bool json = false;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_list_opts, NULL)) != -1) {
         switch (c) {
         case 's':
             if (!s_state_ok(optarg))
-                return kz_cli_usage("plans", "invalid state '%s' (e.g. awaiting_approval)", optarg);
+                return kz_cli_usage("plans", "unknown state '%s' (use " S_STATES_TEXT ")", optarg);
             state = optarg;
             break;
         case 'T':
@@ -791,9 +921,6 @@ static int s_plans(kz_cli_t *cli, int argc, char **argv)
         case 'j':
             json = true;
             break;
-        case 'c':
-            config = optarg;
-            break;
         default:
             return kz_cli_bad_option("plans", c, argv);
         }
@@ -803,8 +930,6 @@ static int s_plans(kz_cli_t *cli, int argc, char **argv)
             return kz_cli_usage("plans", "'show' comes first: kaizen plans show ID [--json]");
         return kz_cli_usage("plans", "unexpected argument '%s'", argv[optind]);
     }
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     return s_list(cli->cfg, state, target, limit, json);
 }
 
@@ -870,6 +995,22 @@ static int s_publish(const kz_config_t *cfg, const char *cmd, const char *src, k
     return rc;
 }
 
+/* Why a plan in STATE can no longer be rejected, for the message */
+static const char *s_state_why(const char *state)
+{
+    static const char *const final[] = {"accepted", "rejected", "failed", "dropped", NULL};
+    static const char *const running[] = {"executing", "executed", "validating", NULL};
+    for (const char *const *s = final; *s; s++)
+        if (strcmp(state, *s) == 0)
+            return " (final)";
+    for (const char *const *s = running; *s; s++)
+        if (strcmp(state, *s) == 0)
+            return " (the router is executing and validating it)";
+    if (strcmp(state, "approved") == 0)
+        return " (the router executes it next)";
+    return "";
+}
+
 static bool s_in(const char *s, const char *const *set)
 {
     for (; *set; set++)
@@ -901,9 +1042,9 @@ static int s_decide(kz_cli_t *cli, const char *cmd, const char *id, const char *
                     p.plan_id, *p.state ? p.state : "in no known state");
         else
             fprintf(stderr,
-                    "kaizen reject: plan %s is %s: only a plan awaiting approval, ready "
-                    "or proposed (not executing yet, not final) can be rejected\n",
-                    p.plan_id, *p.state ? p.state : "in no known state");
+                    "kaizen reject: plan %s is %s%s: only a plan awaiting approval, ready "
+                    "or proposed can be rejected\n",
+                    p.plan_id, *p.state ? p.state : "in no known state", s_state_why(p.state));
         return S_EXIT_STATE;
     }
     char by[256], host[256] = "localhost", src[600];
@@ -918,8 +1059,8 @@ static int s_decide(kz_cli_t *cli, const char *cmd, const char *id, const char *
     if (rc != KZ_EXIT_OK)
         return rc;
     if (approve)
-        printf("approved plan %s (target %s, fixer %s) as %s: the router executes and "
-               "validates it now; follow it with 'kaizen plans show %s'\n",
+        printf("approved plan %s (target %s, fixer %s) as %s: the router will execute and "
+               "validate it; follow it with 'kaizen plans show %s'\n",
                p.plan_id, *p.target ? p.target : "-", *p.fixer ? p.fixer : "-", by, p.plan_id);
     else
         printf("rejected plan %s (target %s, fixer %s) as %s: %s\n", p.plan_id,
@@ -929,19 +1070,10 @@ static int s_decide(kz_cli_t *cli, const char *cmd, const char *id, const char *
 
 static int s_approve(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config = NULL;
     opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
-        if (c == 'c')
-            config = optarg;
-        else
-            return kz_cli_bad_option("approve", c, argv);
-    }
+    int c = getopt_long(argc, argv, ":", s_approve_opts, NULL);
+    if (c != -1)
+        return kz_cli_bad_option("approve", c, argv);
     if (optind >= argc)
         return kz_cli_usage("approve", "missing the plan ID");
     if (optind + 1 < argc)
@@ -950,25 +1082,16 @@ static int s_approve(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("approve",
                             "'%s' is not a plan id (letters, digits, '_' and '-', at most %d)",
                             argv[optind], S_ID_MAX);
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     return s_decide(cli, "approve", argv[optind], NULL);
 }
 
 static int s_reject(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"why", required_argument, NULL, 'w'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config = NULL, *why = NULL;
+    const char *why = NULL;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
-        if (c == 'c')
-            config = optarg;
-        else if (c == 'w')
+    while ((c = getopt_long(argc, argv, ":", s_reject_opts, NULL)) != -1) {
+        if (c == 'w')
             why = optarg;
         else
             return kz_cli_bad_option("reject", c, argv);
@@ -985,20 +1108,29 @@ static int s_reject(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("reject", "say why with --why TEXT (it is recorded with the decision)");
     if (strlen(why) > 65536)
         return kz_cli_usage("reject", "--why is longer than 64 KiB");
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     return s_decide(cli, "reject", argv[optind], why);
 }
 
 const kz_cli_cmd_t kz_cmd_plans = {
-    "plans", "list the improvement plans; 'plans show ID' for one", s_plans_usage, s_plans, true,
+    "plans",       "list the improvement plans; 'plans show ID' for one",
+    s_plans_usage, s_plans,
+    true,          s_plans_tables,
+    NULL,
 };
 
 const kz_cli_cmd_t kz_cmd_approve = {
-    "approve", "approve a plan awaiting approval", s_approve_usage, s_approve, true,
+    "approve",
+    "approve a plan awaiting approval",
+    s_approve_usage,
+    s_approve,
+    true,
+    s_approve_tables,
+    NULL,
 };
 
 const kz_cli_cmd_t kz_cmd_reject = {
-    "reject", "reject a plan that is not executing yet (--why TEXT)", s_reject_usage, s_reject,
-    true,
+    "reject",       "reject a plan proposed, ready or awaiting approval (--why TEXT)",
+    s_reject_usage, s_reject,
+    true,           s_reject_tables,
+    NULL,
 };

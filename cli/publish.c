@@ -58,21 +58,23 @@ static kz_msg_t *s_copy(const kz_msg_t *template)
     return msg;
 }
 
+static const struct option s_opts[] = {
+    {"corr", required_argument, NULL, 'C'},
+    {"target", required_argument, NULL, 'T'},
+    {"count", required_argument, NULL, 'n'},
+    {"timeout", required_argument, NULL, 't'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"corr", required_argument, NULL, 'C'},
-        {"target", required_argument, NULL, 'T'},
-        {"count", required_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 't'},
-        {NULL, 0, NULL, 0},
-    };
     const char *corr = NULL, *target = NULL;
     long count = 1;
     int timeout_ms = S_DEFAULT_TIMEOUT_MS;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 'C':
             corr = optarg;
@@ -155,5 +157,8 @@ done:
 }
 
 const kz_cli_cmd_t kz_cmd_publish = {
-    "publish", "publish an event built from a JSON body (prints its id)", s_usage, s_run, true,
+    "publish", "publish an event built from a JSON body (prints its id)",
+    s_usage,   s_run,
+    true,      s_opt_tables,
+    NULL,
 };

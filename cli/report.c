@@ -58,7 +58,6 @@ static const char s_usage[] =
     "  --json               print the report as one JSON document\n"
     "  --html FILE          also write it as a self-contained HTML page with a\n"
     "                       chart of the activity over time\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 ok, 1 the database is unreachable or has no kaizen schema,\n"
@@ -222,16 +221,93 @@ static int s_activity(s_q_t *q, long long since, json_t *doc)
     return 0;
 }
 
+/* The scans of the window, with the time they ended (or began) and the
+   error of a failed one (scan.completed's `error`, which the scans table
+   does not keep) */
+#define S_SCANS_CTE                                                                     \
+    "WITH s AS (SELECT scan_id, target, commit, status, findings, files, duration_ms, " \
+    "COALESCE(tools, '[]'::jsonb) AS tools, COALESCE(completed_at, started_at) AS at "  \
+    "FROM scans WHERE COALESCE(started_at, completed_at) > NOW() - $1::interval) "
+
+/* The error of scan.completed for scan id column 1 */
+#define S_SCAN_ERROR                                                              \
+    "(SELECT e.body->>'error' FROM events e WHERE e.type = 'scan.completed' AND " \
+    "e.body->>'scan_id' = s.scan_id ORDER BY e.seq DESC LIMIT 1)"
+
+/* A tool's status in scan.completed: ok (it ran clean or with findings),
+   skipped (the project did not choose it) or a failure (error, timeout,
+   missing) */
+static bool s_tool_failed(const char *status)
+{
+    return status && strcmp(status, "ok") != 0 && strcmp(status, "skipped") != 0;
+}
+
+/* Split the scan.completed tools[] (JSON text TEXT) into O's
+   "tools_failed" (error, timeout, missing: each with its reason),
+   "tools_skipped" (with the reason) and "tools_clean" (ran: name and
+   findings), in the scan's order */
+static void s_tools(const char *text, json_t *o)
+{
+    json_t *tools = json_loads(text ? text : "[]", 0, NULL);
+    json_t *failed = json_array(), *skipped = json_array(), *clean = json_array();
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const char *status = json_string_value(json_object_get(t, "status"));
+        json_t *one = json_pack(
+            "{s:O*, s:O*, s:O*, s:O*, s:O*}", "name", json_object_get(t, "name"), "status",
+            json_object_get(t, "status"), "findings", json_object_get(t, "findings"), "duration_ms",
+            json_object_get(t, "duration_ms"), "error", json_object_get(t, "error"));
+        if (!one)
+            continue;
+        if (!json_object_get(one, "error")) /* a clean tool has none: null, not absent */
+            json_object_set_new(one, "error", json_null());
+        json_array_append_new(s_tool_failed(status)                      ? failed
+                              : status && strcmp(status, "skipped") == 0 ? skipped
+                                                                         : clean,
+                              one);
+    }
+    json_decref(tools);
+    json_object_set_new(o, "tools_failed", failed ? failed : json_array());
+    json_object_set_new(o, "tools_skipped", skipped ? skipped : json_array());
+    json_object_set_new(o, "tools_clean", clean ? clean : json_array());
+}
+
+/* A scan row of RES (scan_id, target, commit, status, findings, at,
+   tools, error) as an object with its tools grouped */
+static json_t *s_scan_row(const PGresult *res, int r)
+{
+    json_t *o =
+        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "scan_id", s_cell(res, r, 0), "target",
+                  s_cell(res, r, 1), "commit", s_cell(res, r, 2), "status", s_cell(res, r, 3),
+                  "findings", PQgetisnull(res, r, 4) ? json_null() : json_integer(s_int(res, r, 4)),
+                  "at", s_cell(res, r, 5), "error", s_cell(res, r, 7));
+    if (o)
+        s_tools(PQgetisnull(res, r, 6) ? NULL : PQgetvalue(res, r, 6), o);
+    return o;
+}
+
 static int s_failures(s_q_t *q, json_t *doc)
 {
     static const char events_sql[] =
         "SELECT ts::text, body->>'name', body->>'instance', body->>'host', body->>'reason', "
         "count(*) OVER () FROM events WHERE type = 'agent.failed' AND ts > NOW() - $1::interval "
         "ORDER BY ts DESC LIMIT 20";
+    /* a failed scan's own log row is counted with the scans below */
     static const char logs_sql[] =
-        "SELECT created_at::text, agent_name, action, status, count(*) OVER () "
-        "FROM autonomous_agent_logs WHERE status IN ('failed', 'error') "
-        "AND created_at > NOW() - $1::interval ORDER BY created_at DESC LIMIT 20";
+        "SELECT l.created_at::text, l.agent_name, l.action, l.status, count(*) OVER () "
+        "FROM autonomous_agent_logs l WHERE l.status IN ('failed', 'error') "
+        "AND l.created_at > NOW() - $1::interval AND NOT EXISTS (SELECT 1 FROM events e "
+        "WHERE e.id = l.event_id AND e.type = 'scan.completed') "
+        "ORDER BY l.created_at DESC LIMIT 20";
+    /* scans that failed, or in which a tool failed (partial) */
+    static const char scans_sql[] = S_SCANS_CTE
+        "SELECT scan_id, target, commit, status, findings, "
+        "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), tools::text, " S_SCAN_ERROR
+        ", count(*) FILTER (WHERE status = 'failed') OVER (), "
+        "count(*) FILTER (WHERE status = 'partial') OVER () "
+        "FROM s WHERE status IN ('failed', 'partial') ORDER BY at DESC, scan_id LIMIT 20";
     static const char *const ev_names[] = {"ts", "name", "instance", "host", "reason"};
     static const char *const log_names[] = {"created_at", "agent_name", "action", "status"};
     PGresult *ev = s_query(q, events_sql, 1, NULL, NULL);
@@ -242,15 +318,29 @@ static int s_failures(s_q_t *q, json_t *doc)
         PQclear(ev);
         return -1;
     }
+    PGresult *sc = s_query(q, scans_sql, 1, NULL, NULL);
+    if (!sc) {
+        PQclear(ev);
+        PQclear(lg);
+        return -1;
+    }
     json_int_t nev = PQntuples(ev) > 0 ? s_int(ev, 0, 5) : 0;
     json_int_t nlg = PQntuples(lg) > 0 ? s_int(lg, 0, 4) : 0;
+    json_int_t nfailed = PQntuples(sc) > 0 ? s_int(sc, 0, 8) : 0;
+    json_int_t npartial = PQntuples(sc) > 0 ? s_int(sc, 0, 9) : 0;
+    json_t *scans = json_array();
+    for (int r = 0; scans && r < PQntuples(sc); r++)
+        json_array_append_new(scans, s_scan_row(sc, r));
     json_object_set_new(doc, "failures",
-                        json_pack("{s:I, s:I, s:o, s:I, s:o}", "count", nev + nlg,
-                                  "agent_failed_events", nev, "agent_failed",
-                                  s_rows(ev, ev_names, 5), "failed_log_entries", nlg, "failed_logs",
-                                  s_rows(lg, log_names, 4)));
+                        json_pack("{s:I, s:I, s:o, s:I, s:o, s:I, s:I, s:o}", "count",
+                                  nev + nlg + nfailed + npartial, "agent_failed_events", nev,
+                                  "agent_failed", s_rows(ev, ev_names, 5), "failed_log_entries",
+                                  nlg, "failed_logs", s_rows(lg, log_names, 4), "failed_scans",
+                                  nfailed, "partial_scans", npartial, "scans",
+                                  scans ? scans : json_array()));
     PQclear(ev);
     PQclear(lg);
+    PQclear(sc);
     return 0;
 }
 
@@ -272,24 +362,62 @@ static int s_restarts(s_q_t *q, json_t *doc)
     return 0;
 }
 
+/* What the loop did in the window. Findings are counted once per target
+   and commit: a commit scanned four times (code-health's interval,
+   run-once, a restart) has its findings in the findings table four
+   times, so the total is the distinct fingerprints of the latest
+   completed (ok or partial) scan of each (target, commit); the raw
+   count over every scan is kept apart as findings_reported. */
 static int s_work(s_q_t *q, json_t *doc)
 {
     static const char sql[] =
-        "SELECT (SELECT count(*) FROM scans WHERE started_at > NOW() - $1::interval), "
-        "(SELECT count(*) FROM findings WHERE created_at > NOW() - $1::interval), "
-        "(SELECT count(*) FROM improvement_suggestions WHERE created_at > NOW() - $1::interval)";
+        S_SCANS_CTE ", latest AS (SELECT DISTINCT ON (target, commit) scan_id FROM s "
+                    "WHERE status IN ('ok', 'partial') AND commit IS NOT NULL "
+                    "ORDER BY target, commit, at DESC, scan_id DESC) "
+                    "SELECT (SELECT count(*) FROM s), "
+                    "(SELECT count(*) FROM s WHERE status = 'ok'), "
+                    "(SELECT count(*) FROM s WHERE status = 'partial'), "
+                    "(SELECT count(*) FROM s WHERE status = 'failed'), "
+                    "(SELECT count(*) FROM s WHERE status NOT IN ('ok', 'partial', 'failed')), "
+                    "(SELECT count(DISTINCT target) FROM s), "
+                    "(SELECT count(*) FROM latest), "
+                    "(SELECT count(*) FROM (SELECT DISTINCT f.scan_id, f.fingerprint FROM "
+                    "findings f JOIN latest USING (scan_id)) d), "
+                    "(SELECT count(*) FROM findings f JOIN s USING (scan_id)), "
+                    "(SELECT count(*) FROM improvement_suggestions WHERE created_at > NOW() - "
+                    "$1::interval)";
+    /* the latest scan of each target, its tools grouped */
+    static const char latest_sql[] = S_SCANS_CTE
+        "SELECT DISTINCT ON (target) scan_id, target, commit, status, findings, "
+        "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), tools::text, " S_SCAN_ERROR
+        " FROM s ORDER BY target, at DESC, scan_id DESC LIMIT 100";
     PGresult *res = s_query(q, sql, 1, NULL, NULL);
     if (!res)
         return -1;
-    if (PQntuples(res) != 1 || PQnfields(res) != 3) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 10) {
         PQclear(res);
         snprintf(q->err, sizeof q->err, "query failed: unexpected result shape");
         return -1;
     }
-    json_object_set_new(doc, "work",
-                        json_pack("{s:I, s:I, s:I}", "scans", s_int(res, 0, 0), "findings",
-                                  s_int(res, 0, 1), "plans", s_int(res, 0, 2)));
+    json_t *work = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:I}", "scans", s_int(res, 0, 0),
+        "scans_ok", s_int(res, 0, 1), "scans_partial", s_int(res, 0, 2), "scans_failed",
+        s_int(res, 0, 3), "scans_running", s_int(res, 0, 4), "targets", s_int(res, 0, 5), "commits",
+        s_int(res, 0, 6), "findings", s_int(res, 0, 7), "findings_counted",
+        "distinct fingerprints of the latest ok or partial scan of each target and commit",
+        "findings_reported", s_int(res, 0, 8), "plans", s_int(res, 0, 9));
     PQclear(res);
+    res = s_query(q, latest_sql, 1, NULL, NULL);
+    if (!res) {
+        json_decref(work);
+        return -1;
+    }
+    json_t *latest = json_array();
+    for (int r = 0; latest && r < PQntuples(res); r++)
+        json_array_append_new(latest, s_scan_row(res, r));
+    PQclear(res);
+    json_object_set_new(doc, "work", work);
+    json_object_set_new(doc, "scans", latest ? latest : json_array());
     return 0;
 }
 
@@ -543,6 +671,47 @@ static void s_text_quality(const json_t *doc)
     }
 }
 
+/* "mypy (error: exit 2: ...)" for each tool of LIST, or "name N" for
+   clean ones, on one line after LABEL */
+static void s_text_tools(const char *label, const json_t *list, bool reasons)
+{
+    if (json_array_size(list) == 0)
+        return;
+    printf("      %-8s", label);
+    size_t i;
+    json_t *t;
+    json_array_foreach((json_t *)list, i, t)
+    {
+        if (reasons)
+            printf("%s%s (%s: %s)", i ? "; " : " ", s_str(t, "name"), s_str(t, "status"),
+                   s_str(t, "error"));
+        else
+            printf("%s%s %lld", i ? ", " : " ", s_str(t, "name"), (long long)s_num(t, "findings"));
+    }
+    printf("\n");
+}
+
+/* One scan: "scan ID of TARGET at COMMIT: STATUS[, N findings | : ERROR]"
+   and its failed, skipped and clean tools */
+static void s_text_scan(const json_t *sc, bool all_tools)
+{
+    const char *commit = json_string_value(json_object_get(sc, "commit"));
+    printf("scan %s of %s", s_str(sc, "scan_id"), s_str(sc, "target"));
+    if (commit)
+        printf(" at %.12s", commit);
+    printf(": %s", s_str(sc, "status"));
+    if (json_is_string(json_object_get(sc, "error")))
+        printf(": %s", s_str(sc, "error"));
+    else if (json_is_integer(json_object_get(sc, "findings")))
+        printf(", %lld findings", (long long)s_num(sc, "findings"));
+    printf(" [%s]\n", s_str(sc, "at"));
+    s_text_tools("failed:", json_object_get(sc, "tools_failed"), true);
+    if (all_tools) {
+        s_text_tools("skipped:", json_object_get(sc, "tools_skipped"), true);
+        s_text_tools("clean:", json_object_get(sc, "tools_clean"), false);
+    }
+}
+
 static void s_text(const json_t *doc)
 {
     const char *window = s_str(doc, "window");
@@ -567,9 +736,11 @@ static void s_text(const json_t *doc)
     printf("\n");
 
     const json_t *f = json_object_get(doc, "failures");
-    printf("Failures: %lld (agent.failed events %lld, log entries failed/error %lld)\n",
+    printf("Failures: %lld (agent.failed events %lld, log entries failed/error %lld, scans "
+           "failed %lld, scans partial %lld)\n",
            (long long)s_num(f, "count"), (long long)s_num(f, "agent_failed_events"),
-           (long long)s_num(f, "failed_log_entries"));
+           (long long)s_num(f, "failed_log_entries"), (long long)s_num(f, "failed_scans"),
+           (long long)s_num(f, "partial_scans"));
     json_array_foreach(json_object_get(f, "agent_failed"), i, row)
     {
         printf("  [%s] %s.%s on %s failed: %s\n", s_str(row, "ts"), s_str(row, "name"),
@@ -580,6 +751,11 @@ static void s_text(const json_t *doc)
         printf("  [%s] %s: %s - %s\n", s_str(row, "created_at"), s_str(row, "agent_name"),
                s_str(row, "action"), s_str(row, "status"));
     }
+    json_array_foreach(json_object_get(f, "scans"), i, row)
+    {
+        printf("  ");
+        s_text_scan(row, false);
+    }
     const json_t *r = json_object_get(doc, "restarts");
     printf("Restarts: %lld\n", (long long)s_num(r, "count"));
     const char *key;
@@ -589,8 +765,22 @@ static void s_text(const json_t *doc)
         printf("  %-24s %8lld\n", key, (long long)json_integer_value(v));
     }
     const json_t *w = json_object_get(doc, "work");
-    printf("Work: %lld scans, %lld findings, %lld plans\n", (long long)s_num(w, "scans"),
-           (long long)s_num(w, "findings"), (long long)s_num(w, "plans"));
+    printf("Work: %lld scans (%lld ok, %lld partial, %lld failed, %lld running) of %lld "
+           "commits on %lld targets, %lld findings, %lld plans\n",
+           (long long)s_num(w, "scans"), (long long)s_num(w, "scans_ok"),
+           (long long)s_num(w, "scans_partial"), (long long)s_num(w, "scans_failed"),
+           (long long)s_num(w, "scans_running"), (long long)s_num(w, "commits"),
+           (long long)s_num(w, "targets"), (long long)s_num(w, "findings"),
+           (long long)s_num(w, "plans"));
+    printf("  findings: %s (%lld reported over all %lld scans)\n", s_str(w, "findings_counted"),
+           (long long)s_num(w, "findings_reported"), (long long)s_num(w, "scans"));
+    if (json_array_size(json_object_get(doc, "scans")) > 0)
+        printf("Latest scan of each target:\n");
+    json_array_foreach(json_object_get(doc, "scans"), i, row)
+    {
+        printf("  ");
+        s_text_scan(row, true);
+    }
     s_text_quality(doc);
     printf("\n");
 
@@ -725,6 +915,57 @@ static void s_html_chart(FILE *out, const json_t *activity)
     fprintf(out, "</svg>\n");
 }
 
+/* One scan as HTML: its line and its failed (and, with ALL_TOOLS,
+   skipped and clean) tools */
+static void s_html_scan(FILE *out, const json_t *sc, bool all_tools)
+{
+    const char *commit = json_string_value(json_object_get(sc, "commit"));
+    fprintf(out, "<li>");
+    s_html_esc(out, s_str(sc, "at"));
+    fprintf(out, " scan ");
+    s_html_esc(out, s_str(sc, "scan_id"));
+    fprintf(out, " of ");
+    s_html_esc(out, s_str(sc, "target"));
+    if (commit) {
+        fprintf(out, " at ");
+        s_html_esc(out, commit);
+    }
+    fprintf(out, ": <b>");
+    s_html_esc(out, s_str(sc, "status"));
+    fprintf(out, "</b>");
+    if (json_is_string(json_object_get(sc, "error"))) {
+        fprintf(out, ": ");
+        s_html_esc(out, s_str(sc, "error"));
+    } else if (json_is_integer(json_object_get(sc, "findings"))) {
+        fprintf(out, ", %lld findings", (long long)s_num(sc, "findings"));
+    }
+    static const char *const groups[] = {"tools_failed", "tools_skipped", "tools_clean"};
+    static const char *const labels[] = {"failed", "skipped", "clean"};
+    for (int g = 0; g < (all_tools ? 3 : 1); g++) {
+        const json_t *list = json_object_get(sc, groups[g]);
+        if (json_array_size(list) == 0)
+            continue;
+        fprintf(out, "<br>%s:", labels[g]);
+        size_t i;
+        json_t *t;
+        json_array_foreach((json_t *)list, i, t)
+        {
+            fprintf(out, "%s", i ? (g == 2 ? ", " : "; ") : " ");
+            s_html_esc(out, s_str(t, "name"));
+            if (g == 2) {
+                fprintf(out, " %lld", (long long)s_num(t, "findings"));
+            } else {
+                fprintf(out, " (");
+                s_html_esc(out, s_str(t, "status"));
+                fprintf(out, ": ");
+                s_html_esc(out, s_str(t, "error"));
+                fprintf(out, ")");
+            }
+        }
+    }
+    fprintf(out, "</li>\n");
+}
+
 static void s_html(FILE *out, const json_t *doc)
 {
     const char *window = s_str(doc, "window");
@@ -790,14 +1031,32 @@ static void s_html(FILE *out, const json_t *doc)
         s_html_esc(out, s_str(row, "status"));
         fprintf(out, "</li>\n");
     }
+    json_array_foreach(json_object_get(f, "scans"), i, row)
+    {
+        s_html_scan(out, row, false);
+    }
     fprintf(out, "</ul>\n");
     const json_t *r = json_object_get(doc, "restarts");
     fprintf(out, "<h2>Restarts: %lld</h2>\n", (long long)s_num(r, "count"));
     s_html_counts(out, "restarts by agent", json_object_get(r, "by_agent"));
     const json_t *w = json_object_get(doc, "work");
-    fprintf(out, "<h2>Work</h2>\n<p>%lld scans, %lld findings, %lld plans</p>\n",
-            (long long)s_num(w, "scans"), (long long)s_num(w, "findings"),
+    fprintf(out,
+            "<h2>Work</h2>\n<p>%lld scans (%lld ok, %lld partial, %lld failed, %lld running) of "
+            "%lld commits on %lld targets, %lld findings, %lld plans</p>\n<p>findings: ",
+            (long long)s_num(w, "scans"), (long long)s_num(w, "scans_ok"),
+            (long long)s_num(w, "scans_partial"), (long long)s_num(w, "scans_failed"),
+            (long long)s_num(w, "scans_running"), (long long)s_num(w, "commits"),
+            (long long)s_num(w, "targets"), (long long)s_num(w, "findings"),
             (long long)s_num(w, "plans"));
+    s_html_esc(out, s_str(w, "findings_counted"));
+    fprintf(out,
+            " (%lld reported over all %lld scans)</p>\n<h3>Latest scan of each target</h3>\n<ul>\n",
+            (long long)s_num(w, "findings_reported"), (long long)s_num(w, "scans"));
+    json_array_foreach(json_object_get(doc, "scans"), i, row)
+    {
+        s_html_scan(out, row, true);
+    }
+    fprintf(out, "</ul>\n");
 
     fprintf(out, "<h2>Quality</h2>\n<table><tr><th>target</th><th>rating</th><th>score</th>"
                  "<th>findings</th><th>trend</th><th>scan</th></tr>\n");
@@ -873,20 +1132,21 @@ static int s_write_html(const char *path, const json_t *doc)
     return KZ_EXIT_OK;
 }
 
+static const struct option s_opts[] = {
+    {"since", required_argument, NULL, 's'},
+    {"json", no_argument, NULL, 'j'},
+    {"html", required_argument, NULL, 'H'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"since", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {"html", required_argument, NULL, 'H'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *since_text = "24h", *html = NULL, *config = NULL;
+    const char *since_text = "24h", *html = NULL;
     bool json = false;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 's':
             since_text = optarg;
@@ -896,9 +1156,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             break;
         case 'H':
             html = optarg;
-            break;
-        case 'c':
-            config = optarg;
             break;
         default:
             return kz_cli_bad_option("report", c, argv);
@@ -911,8 +1168,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("report", "invalid duration '%s' (e.g. 30m, 24h, 7d, 2w)", since_text);
     if (html && !*html)
         return kz_cli_usage("report", "--html needs a file name");
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
 
     char err[2048] = "";
     json_t *doc = s_gather(cli->cfg, since_text, since, err, sizeof err);
@@ -938,5 +1193,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
 }
 
 const kz_cli_cmd_t kz_cmd_report = {
-    "report", "the improvement report: activity, failures, restarts, health", s_usage, s_run, true,
+    "report", "the improvement report: activity, failures, restarts, health",
+    s_usage,  s_run,
+    true,     s_opt_tables,
+    NULL,
 };

@@ -91,7 +91,6 @@ static const char s_usage[] =
     "                       30m), naming what was still pending\n"
     "  --progress DURATION  while something is pending, a line at least this\n"
     "                       often saying what (default 30s)\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 the cycle completed on every target (also when plans were\n"
@@ -1745,19 +1744,23 @@ static int s_bring_up(kz_cli_t *cli, bool json, bool *started)
     return rc;
 }
 
+static const struct option s_opts[] = {
+    {"target", required_argument, NULL, 'T'},
+    {"json", no_argument, NULL, 'j'},
+    {"timeout", required_argument, NULL, 't'},
+    {"progress", required_argument, NULL, 'p'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"target", required_argument, NULL, 'T'},   {"json", no_argument, NULL, 'j'},
-        {"timeout", required_argument, NULL, 't'},  {"config", required_argument, NULL, 'c'},
-        {"progress", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0},
-    };
-    const char *only = NULL, *config = NULL;
+    const char *only = NULL;
     bool json = false;
     int timeout_ms = S_DEFAULT_TIMEOUT, progress_ms = S_PROGRESS_MS;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 'T':
             only = optarg;
@@ -1769,9 +1772,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             if (kz_parse_duration_ms(optarg, &timeout_ms) != 0 || timeout_ms <= 0)
                 return kz_cli_usage("run-once", "invalid duration '%s' (e.g. 90s, 30m)", optarg);
             break;
-        case 'c':
-            config = optarg;
-            break;
         case 'p':
             if (kz_parse_duration_ms(optarg, &progress_ms) != 0 || progress_ms <= 0)
                 return kz_cli_usage("run-once", "invalid duration '%s' (e.g. 10s, 1m)", optarg);
@@ -1782,8 +1782,6 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     }
     if (optind < argc)
         return kz_cli_usage("run-once", "unexpected argument '%s'", argv[optind]);
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     const kz_config_t *cfg = cli->cfg;
     if (cfg->targets_count == 0)
         return kz_cli_error("run-once",
@@ -2010,5 +2008,8 @@ done:
 }
 
 const kz_cli_cmd_t kz_cmd_run_once = {
-    "run-once", "run one full improvement cycle and summarise it", s_usage, s_run, true,
+    "run-once", "run one full improvement cycle and summarise it",
+    s_usage,    s_run,
+    true,       s_opt_tables,
+    NULL,
 };

@@ -148,18 +148,20 @@ static void s_print(const kz_val_t *stats, const char *endpoint)
     free(drops);
 }
 
+static const struct option s_opts[] = {
+    {"json", no_argument, NULL, 'j'},
+    {"timeout", required_argument, NULL, 't'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"timeout", required_argument, NULL, 't'},
-        {NULL, 0, NULL, 0},
-    };
     bool json = false;
     int timeout_ms = S_DEFAULT_TIMEOUT_MS;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 'j':
             json = true;
@@ -229,5 +231,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
 }
 
 const kz_cli_cmd_t kz_cmd_stats = {
-    "stats", "print the broker's counters (topics, services, groups, drops)", s_usage, s_run, true,
+    "stats", "print the broker's counters (topics, services, groups, drops)",
+    s_usage, s_run,
+    true,    s_opt_tables,
+    NULL,
 };

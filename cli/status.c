@@ -8,7 +8,7 @@
     redraws until SIGINT.
 
     Also home of the helpers the other lifecycle commands share:
-    kz_cli_status_call, kz_cli_human_ms and kz_cli_reload_config.
+    kz_cli_status_call and kz_cli_human_ms.
 */
 #include "cli.h"
 
@@ -44,7 +44,6 @@ static const char s_usage[] =
     "  --json               print the status as one JSON document\n"
     "  --watch [INTERVAL]   redraw every INTERVAL (default 2s) until Ctrl-C\n"
     "  --timeout DURATION   how long to wait for the answer (default 3s)\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 the orchestrator answered, 1 no answer (kaizen is not\n"
@@ -75,22 +74,6 @@ void kz_cli_human_ms(int64_t ms, char *buf, size_t len)
     else
         snprintf(buf, len, "%lldd%02lldh", (long long)(ms / 86400000),
                  (long long)(ms / 3600000 % 24));
-}
-
-int kz_cli_reload_config(kz_cli_t *cli, const char *path)
-{
-    char err[1024] = "";
-    kz_config_t *cfg = kz_config_open(path, err, sizeof err);
-    if (!cfg) {
-        fprintf(stderr, "kaizen: %s\n", err);
-        return KZ_EXIT_FAILURE;
-    }
-    kz_config_destroy(&cli->cfg);
-    cli->cfg = cfg;
-    cli->config_path = cfg->path;
-    kz_log_set_level(cfg->log.level);
-    kz_log_set_json(cfg->log.json);
-    return KZ_EXIT_OK;
 }
 
 kz_msg_t *kz_cli_status_call(const kz_config_t *cfg, int timeout_ms, char *errbuf, size_t errlen)
@@ -456,22 +439,22 @@ static int s_watch(const kz_config_t *cfg, int timeout_ms, int interval_ms, bool
     return KZ_EXIT_OK;
 }
 
+static const struct option s_opts[] = {
+    {"json", no_argument, NULL, 'j'},
+    {"watch", optional_argument, NULL, 'w'},
+    {"timeout", required_argument, NULL, 't'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"watch", optional_argument, NULL, 'w'},
-        {"timeout", required_argument, NULL, 't'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
     bool json = false, watch = false;
     int interval_ms = S_DEFAULT_WATCH_MS, timeout_ms = S_DEFAULT_TIMEOUT_MS;
-    const char *config = NULL;
     opterr = 0;
     int c;
     /* "+": no permutation, so "--watch 5s" can take the next word */
-    while ((c = getopt_long(argc, argv, "+:c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:", s_opts, NULL)) != -1) {
         switch (c) {
         case 'j':
             json = true;
@@ -492,22 +475,20 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             if (kz_parse_duration_ms(optarg, &timeout_ms) != 0 || timeout_ms <= 0)
                 return kz_cli_usage("status", "invalid duration '%s' (e.g. 500ms, 3s)", optarg);
             break;
-        case 'c':
-            config = optarg;
-            break;
         default:
             return kz_cli_bad_option("status", c, argv);
         }
     }
     if (optind < argc)
         return kz_cli_usage("status", "unexpected argument '%s'", argv[optind]);
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     if (watch)
         return s_watch(cli->cfg, timeout_ms, interval_ms, json);
     return s_show(cli->cfg, timeout_ms, json);
 }
 
 const kz_cli_cmd_t kz_cmd_status = {
-    "status", "show every agent, the database and the spool (kaizen.status)", s_usage, s_run, true,
+    "status", "show every agent, the database and the spool (kaizen.status)",
+    s_usage,  s_run,
+    true,     s_opt_tables,
+    NULL,
 };

@@ -70,7 +70,6 @@ static const char s_usage[] =
     "  --foreground         keep the orchestrator attached: Ctrl-C (or SIGTERM)\n"
     "                       stops everything, the database included; the logs\n"
     "                       still go to STATE/logs ('kaizen logs NAME -f')\n"
-    "  -c, --config FILE    configuration file (as the global -c)\n"
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 running (or already running), 1 it could not start (a bad\n"
@@ -798,24 +797,21 @@ int kz_cli_up(kz_cli_t *cli, const char *cmd, FILE *out, bool *started)
     return s_up(cli, cmd, out, false, started);
 }
 
+static const struct option s_opts[] = {
+    {"foreground", no_argument, NULL, 'F'},
+    {NULL, 0, NULL, 0},
+};
+static const struct option *const s_opt_tables[] = {s_opts, NULL};
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"foreground", no_argument, NULL, 'F'},
-        {"config", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
-    };
     bool foreground = false;
-    const char *config = NULL;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", s_opts, NULL)) != -1) {
         switch (c) {
         case 'F':
             foreground = true;
-            break;
-        case 'c':
-            config = optarg;
             break;
         default:
             return kz_cli_bad_option("up", c, argv);
@@ -823,11 +819,10 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     }
     if (optind < argc)
         return kz_cli_usage("up", "unexpected argument '%s'", argv[optind]);
-    if (config && kz_cli_reload_config(cli, config) != KZ_EXIT_OK)
-        return KZ_EXIT_FAILURE;
     return s_up(cli, "up", stdout, foreground, NULL);
 }
 
 const kz_cli_cmd_t kz_cmd_up = {
-    "up", "start the database, broker, orchestrator and agents", s_usage, s_run, true,
+    "up", "start the database, broker, orchestrator and agents", s_usage, s_run, true, s_opt_tables,
+    NULL,
 };

@@ -788,6 +788,92 @@ int kz_git_worktree_add(const char *repo, const char *path, const char *branch, 
     return rc;
 }
 
+/* True when PATH is DIR or lies under it (both absolute, DIR without a
+   trailing slash) */
+static bool s_under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return n > 0 && strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+int kz_git_worktrees_remove_under(const char *repo, const char *dir, int *removed, char *errbuf,
+                                  size_t errlen)
+{
+    if (removed)
+        *removed = 0;
+    if (!dir || dir[0] != '/' || strcmp(dir, "/") == 0) {
+        s_err(errbuf, errlen, "git worktree remove: '%s' is not an absolute directory",
+              dir ? dir : "");
+        return -1;
+    }
+    /* git lists worktrees by the path they were added with, or its real
+       path: compare with both */
+    char given[PATH_MAX], real[PATH_MAX] = "";
+    if (snprintf(given, sizeof given, "%s", dir) >= (int)sizeof given) {
+        s_err(errbuf, errlen, "path too long: '%s'", dir);
+        return -1;
+    }
+    for (size_t n = strlen(given); n > 1 && given[n - 1] == '/'; n--)
+        given[n - 1] = '\0';
+    if (!realpath(given, real))
+        real[0] = '\0';
+    if (!s_is_dir(repo))
+        return 0; /* no repository, so no worktree of it */
+    /* a DIR that holds the repository is never kaizen's own: refuse before
+       anything is removed */
+    char rrepo[PATH_MAX];
+    if (realpath(repo, rrepo) && (s_under(rrepo, given) || (real[0] && s_under(rrepo, real)))) {
+        s_err(errbuf, errlen,
+              "refusing to remove the worktrees under '%s': it holds the repository '%s'", dir,
+              repo);
+        return -1;
+    }
+    int lock = s_wt_lock(repo);
+    const char *args[] = {"worktree", "list", "--porcelain", "-z", NULL};
+    char **recs = NULL;
+    size_t n = 0;
+    int rc = 0;
+    char err[1024] = "";
+    if (s_git_list(repo, args, &recs, &n, err, sizeof err) != 0) {
+        s_wt_unlock(lock);
+        /* not a repository (any more): nothing of it to remove */
+        if (strstr(err, "not a git repository"))
+            return 0;
+        s_err(errbuf, errlen, "%s", err);
+        return -1;
+    }
+    bool main_seen = false;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(recs[i], "worktree ", 9) != 0)
+            continue;
+        const char *path = recs[i] + 9;
+        /* the first entry is the main work tree: never kaizen's */
+        if (!main_seen) {
+            main_seen = true;
+            continue;
+        }
+        if (!s_under(path, given) && !(real[0] && s_under(path, real)))
+            continue;
+        if (s_worktree_remove(repo, path, err, sizeof err) != 0) {
+            if (rc == 0)
+                s_err(errbuf, errlen, "unable to remove the worktree '%s': %s", path, err);
+            rc = -1;
+        } else if (removed) {
+            (*removed)++;
+        }
+    }
+    kz_git_strv_free(recs);
+    /* registrations whose directory is gone, and whatever is left under
+       DIR (a worktree half made, a directory git no longer knows) */
+    s_worktree_prune(repo);
+    if (rc == 0 && s_exists(given) && s_rm_rf(repo, given, err, sizeof err) != 0) {
+        s_err(errbuf, errlen, "%s", err);
+        rc = -1;
+    }
+    s_wt_unlock(lock);
+    return rc;
+}
+
 int kz_git_branch_exists(const char *repo, const char *branch, char *errbuf, size_t errlen)
 {
     if (s_check_name("branch", branch, errbuf, errlen) != 0)

@@ -64,6 +64,15 @@ int kz_git_worktree_add(const char *repo, const char *path, const char *branch, 
    registration, and delete the directory if anything is left. Missing
    worktree: 0. 0 / -1 */
 int kz_git_worktree_remove(const char *repo, const char *path, char *errbuf, size_t errlen);
+/* Remove every worktree of REPO that lies under DIR (an absolute path:
+   kaizen's STATE/worktrees/<target>), forced, under the repository's
+   worktree lock; prune the registrations whose directory is gone; then
+   delete DIR with whatever is left in it (never when it holds REPO).
+   REPO's main work tree and every worktree outside DIR are left alone.
+   *REMOVED (may be NULL) gets how many worktrees were removed. REPO
+   missing or not a git repository: 0, nothing done. 0 / -1 */
+int kz_git_worktrees_remove_under(const char *repo, const char *dir, int *removed, char *errbuf,
+                                  size_t errlen);
 /* Delete BRANCH (forced). Missing branch: 0. 0 / -1 */
 int kz_git_branch_delete(const char *repo, const char *branch, char *errbuf, size_t errlen);
 /* 1 when BRANCH exists, 0 when not, -1 on error */

@@ -10,7 +10,7 @@
 #                 killed at exit
 #   kz_wait_for SECONDS CMD...   polls CMD until it succeeds (generous deadlines,
 #                 never a fixed sleep as a synchronisation)
-#   kz_wait_log NAME PATTERN [SECONDS]   waits for PATTERN in $T/NAME.log
+#   kz_wait_log NAME PATTERN [SECONDS]   waits for PATTERN in $T/NAME.log (60 s)
 #   fail MSG      prints MSG and exits 1;  skip MSG  exits 77
 #   kz_at_exit CMD...   runs CMD at exit, before the started processes are
 #                 killed (last registered first)
@@ -93,7 +93,7 @@ kz_psql_is() { [[ "$(kz_psql "$1" 2>/dev/null)" == "$2" ]]; }
 kz_psql() { psql -X -q -A -t -v ON_ERROR_STOP=1 -h "$T/state/db/run" -U kaizen -d kaizen -c "$1"; }
 
 kz_status() {
-    "$K" call kaizen.status --json --timeout 2s --retries 0 >"$T/status.json" 2>/dev/null || return 1
+    "$K" call kaizen.status --json --timeout 10s --retries 0 >"$T/status.json" 2>/dev/null || return 1
     "$PY" - "$1" "$T/status.json" <<'PY'
 import json, sys
 b = json.load(open(sys.argv[2]))["body"]
@@ -127,7 +127,7 @@ kz_wait_for() {
 }
 
 kz_wait_log() {
-    local name=$1 pattern=$2 secs=${3:-30}
+    local name=$1 pattern=$2 secs=${3:-60}
     kz_wait_for "$secs" grep -q -- "$pattern" "$T/$name.log"
 }
 

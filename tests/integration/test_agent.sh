@@ -23,7 +23,6 @@ rc=0; "$DEMO" -c "$T/bad2.yaml" 2>"$T/badcfg2.err" || rc=$?
 grep -Eq "^$T/bad2.yaml:[0-9]+:[0-9]+: bus.heartbeat" "$T/badcfg2.err" || fail "no key in: $(cat "$T/badcfg2.err")"
 
 kz_config <<'EOF2'
-  heartbeat: 250ms
 agent_heartbeat: 300ms
 agents:
   - name: demo

@@ -18,7 +18,7 @@ kz_config <<'EOF'
   max_message_size: 64KiB
 broker:
   service_queue_limit: 3
-  request_ttl: 3s
+  request_ttl: 10s
 EOF
 IPC_CONFIG=$T/kaizen.yaml
 IPC_PUB=$KZ_PUB IPC_SUB=$KZ_SUB IPC_ROUTER=$KZ_ROUTER IPC_TAP=$KZ_TAP
@@ -42,7 +42,7 @@ kill -0 "$PID_broker" || fail "broker died on garbage"
 for reason in "malformed event" "unknown protocol" "malformed request" \
     "malformed worker command" "malformed group command" "bad delivery id" \
     "unknown worker" "unknown member" "too many frames"; do
-    kz_wait_for 10 stats "d['drops'].get('$reason', 0) > 0" ||
+    kz_wait_for 30 stats "d['drops'].get('$reason', 0) > 0" ||
         fail "mmi.stats shows no drop for '$reason': $(stats 'd["drops"]')"
 done
 # drops are logged, but rate-limited: far fewer lines than drops
@@ -58,13 +58,18 @@ grep -q "got xxxxxxxx" "$T/w1.log" && fail "the worker got the oversize request"
     fail "no round trip after the oversize message"
 
 # --- requests for a service without workers: at most service_queue_limit
-# are queued (the rest dropped), and queued ones expire after request_ttl
+# are queued (the rest dropped), and queued ones expire after request_ttl.
+# One at a time, each queued before the next is sent, so the fourth meets
+# a full queue however slowly the clients start (request_ttl leaves room)
 for i in 1 2 3 4; do
     kz_start "lonely$i" "$CLIENT" "$R" lonely "req-$i" --timeout 6000 --retries 0
+    ((i < 4)) || break
+    kz_wait_for 60 stats "d['services'].get('lonely', {}).get('queued', 0) >= $i" ||
+        fail "request $i was not queued: $(stats 'd["services"]')"
 done
-kz_wait_for 20 stats "d['drops'].get('service queue full', 0) >= 1" ||
+kz_wait_for 60 stats "d['drops'].get('service queue full', 0) >= 1" ||
     fail "a full service queue did not drop: $(stats 'd["drops"]')"
-kz_wait_for 20 stats "d['drops'].get('request expired', 0) >= 3" ||
+kz_wait_for 60 stats "d['drops'].get('request expired', 0) >= 3" ||
     fail "queued requests did not expire: $(stats 'd["drops"]')"
 stats "d['services']['lonely']['queued'] == 0 and d['services']['lonely']['requests'] == 4" ||
     fail "wrong stats for the lonely service: $(stats 'd["services"]["lonely"]')"
@@ -121,7 +126,7 @@ grep -Eq "bad.yaml:[0-9]+:[0-9]+" "$T/bad.out" || fail "no FILE:LINE:COL in: $(c
 stop_broker() {
     local pid=$1 start=$SECONDS
     kill -TERM "$pid"
-    kz_wait_for 5 bash -c "! kill -0 $pid" || fail "broker $pid still running 5s after SIGTERM"
+    kz_wait_for 30 bash -c "! kill -0 $pid" || fail "broker $pid still running 30s after SIGTERM"
     wait "$pid"
     local rc=$?
     [[ $rc -eq 0 ]] || fail "broker exited $rc after SIGTERM"

@@ -73,11 +73,10 @@ grep -q "missing.yaml" "$T/err" || fail "missing config: $(cat "$T/err")"
 # help works even next to a broken config
 KAIZEN_CONFIG=$T/broken.yaml expect 0 "$K" monitor --help
 
-# stats without a broker: exit 1 with the clear message, within the timeout
+# stats without a broker: exit 1 with the clear message once its timeout is
+# over (`timeout 60` only catches one that would wait forever: exit 124)
 kz_config </dev/null
-start=$SECONDS
-expect 1 "$K" stats
-((SECONDS - start <= 10)) || fail "stats without a broker took $((SECONDS - start))s"
+expect 1 timeout 60 "$K" stats
 grep -qF "no answer from the broker at '$KZ_ROUTER' (is kaizen-broker running?)" "$T/err" ||
     fail "stats without a broker: $(cat "$T/err")"
 expect 1 "$K" stats --json

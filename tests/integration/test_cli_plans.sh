@@ -8,6 +8,9 @@
 # prefixes (exit 3), approving a plan that is not awaiting approval and
 # rejecting one that is final (exit 4), and what approve and reject
 # publish (plan.approved / plan.rejected and feedback.decision, recorded).
+# Every text is exact: a plan never executed "never had a branch", a
+# rolled back one's branch "was deleted", a rejection names the state it
+# happened in and prints each reason once, an unknown --state is exit 2.
 # The orchestrator runs without targets, so no router acts on the plans.
 source "$KZ_ROOT/tests/integration/lib.sh"
 K="$KZ_BIN/kaizen"
@@ -50,7 +53,9 @@ BASE=$(git -C "$R" rev-parse HEAD)
 P1=01JAAA0000000000000000APR1 # awaiting approval
 P2=01JAAA0000000000000000RDY2 # ready
 P3=01JBBB0000000000000000ACC3 # accepted
-P4=01JCCC0000000000000000REJ4 # rejected by a validator
+P4=01JCCC0000000000000000REJ4 # rejected by two validators
+P5=01JDDD0000000000000000DRP5 # dropped by the prioritizer
+P6=01JEEE0000000000000000NOP6 # its fixer changed nothing
 git -C "$R" checkout -q -b "kaizen/plan-$P3"
 printf 'import sys\nimport os\n' >"$R/a.py"
 git -C "$R" -c user.name=t -c user.email=t@t commit -q -am "kaizen: isort on a.py (plan $P3)"
@@ -73,39 +78,65 @@ pub validate.result "{\"plan_id\":\"$P3\",\"validator\":\"test-runner\",\"verdic
 pub validate.result "{\"plan_id\":\"$P3\",\"validator\":\"code-reviewer\",\"verdict\":\"pass\",\"reasons\":[\"targeted findings gone\"]}"
 pub plan.accepted "{\"plan_id\":\"$P3\",\"commit\":\"$COMMIT\",\"branch\":\"kaizen/plan-$P3\",\"integrated\":\"kaizen/improvements\",\"integrated_commit\":\"$COMMIT\"}"
 pub plan.ready "$(plan $P4 3 0.1 codespell)"
-pub validate.result "{\"plan_id\":\"$P4\",\"validator\":\"test-runner\",\"verdict\":\"reject\",\"reasons\":[\"tests/test_x.py::test_greeting passed before and fails now\"]}"
-pub plan.rejected "{\"plan_id\":\"$P4\",\"state\":\"validating\",\"reason\":\"test-runner rejected it\",\"reasons\":[\"tests/test_x.py::test_greeting passed before and fails now\"]}"
+pub plan.state "{\"plan_id\":\"$P4\",\"state\":\"executing\"}"
+pub exec.result "{\"plan_id\":\"$P4\",\"status\":\"changed\",\"commit\":\"$COMMIT\",\"files\":[\"a.py\"],\"diffstat\":\"1 file changed\"}"
+pub plan.state "{\"plan_id\":\"$P4\",\"state\":\"validating\"}"
+pub validate.result "{\"plan_id\":\"$P4\",\"validator\":\"test-runner\",\"verdict\":\"reject\",\"reasons\":[\"tests/test_x.py::test_greeting passed before and fails now\",\"tests/test_x.py::test_wrap passed before and fails now\"]}"
+pub validate.result "{\"plan_id\":\"$P4\",\"validator\":\"code-reviewer\",\"verdict\":\"reject\",\"reasons\":[\"1 new finding: W0611\"]}"
+# as the router words it: the reason joins every validator's reasons
+pub plan.rejected "{\"plan_id\":\"$P4\",\"state\":\"validating\",\"reason\":\"test-runner: tests/test_x.py::test_greeting passed before and fails now; tests/test_x.py::test_wrap passed before and fails now; code-reviewer: 1 new finding: W0611\",\"reasons\":[\"test-runner: tests/test_x.py::test_greeting passed before and fails now\",\"test-runner: tests/test_x.py::test_wrap passed before and fails now\",\"code-reviewer: 1 new finding: W0611\"]}"
+pub plan.proposed "$(plan $P5 0 0.1 black)"
+pub plan.ranked "{\"scan_id\":\"SCAN1\",\"ready\":[],\"dropped\":[{\"plan_id\":\"$P5\",\"reason\":\"duplicate of plan $P2\"}]}"
+pub plan.ready "$(plan $P6 4 0.1 black)"
+pub plan.state "{\"plan_id\":\"$P6\",\"state\":\"executing\"}"
+pub exec.result "{\"plan_id\":\"$P6\",\"status\":\"nothing\",\"error\":\"nothing to do: black changed none of a.py\"}"
+pub plan.rejected "{\"plan_id\":\"$P6\",\"state\":\"executing\",\"reason\":\"nothing to do: black changed none of a.py\"}"
 
 states() { q "SELECT string_agg(plan_id || '=' || status, ' ' ORDER BY plan_id) FROM improvement_suggestions"; }
-want="$P1=awaiting_approval $P2=ready $P3=accepted $P4=rejected"
+want="$P1=awaiting_approval $P2=ready $P3=accepted $P4=rejected $P5=dropped $P6=rejected"
 states_are() { [[ "$(states 2>/dev/null)" == "$1" ]]; }
 kz_wait_for 30 states_are "$want" || fail "plans not recorded: $(states)"
-kz_wait_for 30 kz_psql_is "SELECT count(*) FROM validations" 3 || fail "validations not recorded"
+kz_wait_for 30 kz_psql_is "SELECT count(*) FROM validations" 4 || fail "validations not recorded"
+kz_wait_for 30 kz_psql_is "SELECT count(*) FROM executions" 3 || fail "executions not recorded"
 
 # --- kaizen plans
 expect 0 list "$K" plans
 for p in $P1 $P2 $P3 $P4; do grep -q "^$p " "$T/list.out" || fail "plans does not list $p: $(cat "$T/list.out")"; done
 grep -q "^PLAN .*STATE .*TARGET .*FIXER .*RISK .*RANK" "$T/list.out" || fail "no header: $(cat "$T/list.out")"
 grep -q "^$P1 .*awaiting_approval .*py .*black .*0.90 .*0 " "$T/list.out" || fail "row of $P1: $(cat "$T/list.out")"
-grep -q "^4 plans" "$T/list.out" || fail "no count line: $(cat "$T/list.out")"
+grep -q "^6 plans$" "$T/list.out" || fail "no count line: $(cat "$T/list.out")"
 expect 0 list-state "$K" plans --state awaiting_approval
 grep -q "^$P1 " "$T/list-state.out" || fail "--state: $(cat "$T/list-state.out")"
 grep -q "^$P2 " "$T/list-state.out" && fail "--state awaiting_approval lists a ready plan"
 expect 0 list-target "$K" plans --target nosuch
 grep -q "no plans of target nosuch" "$T/list-target.out" || fail "--target nosuch: $(cat "$T/list-target.out")"
+# a limit that cuts the list says so, one that does not says nothing
+expect 0 list-limit "$K" plans --limit 2
+grep -q "^2 plans, the most recent (there are more: --limit 0 lists all)$" "$T/list-limit.out" ||
+    fail "plans --limit 2: $(cat "$T/list-limit.out")"
+expect 0 list-limit6 "$K" plans --limit 6
+grep -q "^6 plans$" "$T/list-limit6.out" || fail "plans --limit 6: $(cat "$T/list-limit6.out")"
+# every state the recorder writes is a --state, dropped too; others are usage errors
+expect 0 list-dropped "$K" plans --state dropped
+grep -q "^$P5 .*dropped " "$T/list-dropped.out" || fail "--state dropped: $(cat "$T/list-dropped.out")"
+[[ $(grep -c "^01J" "$T/list-dropped.out") -eq 1 ]] || fail "--state dropped: $(cat "$T/list-dropped.out")"
+expect 2 bogus-state "$K" plans --state bogus
+grep -q "kaizen plans: unknown state 'bogus' (use proposed, ready, dropped, awaiting_approval" "$T/bogus-state.err" ||
+    fail "--state bogus: $(cat "$T/bogus-state.err")"
+[[ -s $T/bogus-state.out ]] && fail "--state bogus printed plans"
 expect 0 list-json "$K" plans --json --limit 2
 "$PY" - "$T/list-json.out" <<'PY' || fail "plans --json: $(cat "$T/list-json.out")"
 import json, sys
 d = json.load(open(sys.argv[1]))
-assert d["count"] == 2 and len(d["plans"]) == 2, d
+assert d["count"] == 2 and len(d["plans"]) == 2 and d["more"] is True, d
 for p in d["plans"]:
     for k in ("plan_id", "state", "target", "fixer", "files", "risk", "rank", "updated_at"):
         assert k in p, (k, p)
     assert p["files"] == ["a.py"] and p["target"] == "py", p
 PY
 expect 0 list-json-all "$K" plans --json --state rejected
-"$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [p["plan_id"] for p in d["plans"]]==[sys.argv[2]], d' \
-    "$T/list-json-all.out" "$P4" || fail "plans --json --state rejected: $(cat "$T/list-json-all.out")"
+"$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert sorted(p["plan_id"] for p in d["plans"])==sys.argv[2:], d' \
+    "$T/list-json-all.out" "$P4" "$P6" || fail "plans --json --state rejected: $(cat "$T/list-json-all.out")"
 expect 2 bad-state "$K" plans --state 'Bad State'
 expect 2 bad-limit "$K" plans --limit lots
 expect 2 bad-flag "$K" plans --bogus
@@ -138,13 +169,34 @@ assert sorted(v["validator"] for v in d["validations"]) == ["code-reviewer", "te
 assert "+import os" in d["diff"], d["diff"]
 assert d["plan"]["fixer"] == "isort" and d["plan"]["rules"] == ["R1"], d["plan"]
 PY
-# the rejected plan: reasons, and no branch (rolled back)
+# the rejected plan: the state it was rejected in, each reason once, and
+# its branch deleted (rolled back)
 expect 0 show-rej "$K" -c "$T/cli.yaml" plans show "$P4"
-grep -q "reason: test-runner rejected it" "$T/show-rej.out" || fail "no rejection reason: $(cat "$T/show-rej.out")"
-grep -q -- "- tests/test_x.py::test_greeting passed before and fails now" "$T/show-rej.out" ||
-    fail "no rejection reasons: $(cat "$T/show-rej.out")"
-grep -q "^diff: none (the branch kaizen/plan-$P4 no longer exists" "$T/show-rej.out" ||
+grep -Eq "^  [0-9-]+ [0-9:.]+  rejected +kaizen-publish@.* in validating$" "$T/show-rej.out" ||
+    fail "no 'in validating' on the rejection: $(cat "$T/show-rej.out")"
+for r in "test-runner: tests/test_x.py::test_greeting passed before and fails now" \
+    "test-runner: tests/test_x.py::test_wrap passed before and fails now" \
+    "code-reviewer: 1 new finding: W0611"; do
+    [[ $(grep -cF -- "$r" "$T/show-rej.out") -eq 1 ]] ||
+        fail "reason '$r' not printed exactly once: $(cat "$T/show-rej.out")"
+done
+grep -q "reason: " "$T/show-rej.out" && fail "the joined reason is printed beside its parts: $(cat "$T/show-rej.out")"
+grep -q "^diff: none (the branch kaizen/plan-$P4 was deleted from $R when the plan was rejected: the rollback)$" "$T/show-rej.out" ||
     fail "no note on the deleted branch: $(cat "$T/show-rej.out")"
+# a dropped plan never had a branch, nor did one whose fixer changed nothing
+expect 0 show-drop "$K" -c "$T/cli.yaml" plans show "$P5"
+grep -q "^diff: none (the plan never had a branch: it never reached execution; it is dropped)$" "$T/show-drop.out" ||
+    fail "dropped plan: $(cat "$T/show-drop.out")"
+grep -q "no longer exists" "$T/show-drop.out" && fail "dropped plan: a branch that never existed 'no longer exists'"
+grep -q "reason: duplicate of plan $P2" "$T/show-drop.out" || fail "dropped plan: no reason: $(cat "$T/show-drop.out")"
+expect 0 show-drop-json "$K" -c "$T/cli.yaml" plans show "$P5" --json
+"$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["had_branch"] is False and d["diff"] is None, d' \
+    "$T/show-drop-json.out" || fail "dropped plan --json: $(cat "$T/show-drop-json.out")"
+expect 0 show-nop "$K" -c "$T/cli.yaml" plans show "$P6"
+grep -q "^diff: none (the plan never had a branch with a commit: its execution ended with status nothing)$" "$T/show-nop.out" ||
+    fail "plan whose fixer changed nothing: $(cat "$T/show-nop.out")"
+grep -Eq "rejected +kaizen-publish@.* in executing$" "$T/show-nop.out" || fail "no 'in executing': $(cat "$T/show-nop.out")"
+grep -q "status nothing" "$T/show-nop.out" || fail "no execution: $(cat "$T/show-nop.out")"
 # without the target in the config: said so
 expect 0 show-nocfg "$K" plans show "$P3"
 grep -q "^diff: none (target 'py' is not in this config)" "$T/show-nocfg.out" || fail "$(cat "$T/show-nocfg.out")"
@@ -165,7 +217,8 @@ expect 3 approve-unknown "$K" approve 01JNOPE
 expect 3 approve-ambiguous "$K" approve 01JAAA
 expect 2 approve-none "$K" approve
 expect 0 approve "$K" approve 01JAAA0000000000000000AP
-grep -q "approved plan $P1 (target py, fixer black)" "$T/approve.out" || fail "approve: $(cat "$T/approve.out")"
+grep -q "approved plan $P1 (target py, fixer black) as .*: the router will execute and validate it" "$T/approve.out" ||
+    fail "approve: $(cat "$T/approve.out")"
 BY=${USER:-$(id -un)}
 kz_wait_for 30 kz_psql_is "SELECT status FROM improvement_suggestions WHERE plan_id = '$P1'" approved ||
     fail "plan.approved not recorded: $(states)"
@@ -179,7 +232,13 @@ expect 4 approve-again "$K" approve "$P1"
 expect 2 reject-nowhy "$K" reject "$P2"
 grep -q -- "--why" "$T/reject-nowhy.err" || fail "reject without --why: $(cat "$T/reject-nowhy.err")"
 expect 4 reject-final "$K" reject "$P3" --why "changed my mind"
-grep -q "plan $P3 is accepted" "$T/reject-final.err" || fail "rejecting an accepted plan: $(cat "$T/reject-final.err")"
+grep -q "plan $P3 is accepted (final): only a plan awaiting approval, ready or proposed can be rejected" "$T/reject-final.err" ||
+    fail "rejecting an accepted plan: $(cat "$T/reject-final.err")"
+expect 4 reject-approved "$K" reject "$P1" --why "changed my mind"
+grep -q "plan $P1 is approved (the router executes it next): only a plan" "$T/reject-approved.err" ||
+    fail "rejecting an approved plan: $(cat "$T/reject-approved.err")"
+expect 4 reject-dropped "$K" reject "$P5" --why "changed my mind"
+grep -q "plan $P5 is dropped (final)" "$T/reject-dropped.err" || fail "rejecting a dropped plan: $(cat "$T/reject-dropped.err")"
 expect 3 reject-unknown "$K" reject 01JNOPE --why x
 expect 0 reject "$K" reject "$P2" --why "touches generated code"
 grep -q "rejected plan $P2 (target py, fixer black) as $BY: touches generated code" "$T/reject.out" ||

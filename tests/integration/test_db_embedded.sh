@@ -20,6 +20,10 @@ SOCK=$STATE/db/run
 
 # pids of the processes of the cluster in DIR (their command line names it)
 cluster_pids() { pgrep -f -- "$1" || true; }
+# true once no process of the cluster in DIR is left (for kz_wait_for,
+# which runs it again and again: `test -z "$(cluster_pids ...)"` would
+# look once)
+cluster_gone() { [[ -z $(cluster_pids "$1") ]]; }
 # last resort at exit: kill this test's clusters' processes by pid
 kill_leftovers() {
     local p
@@ -123,7 +127,7 @@ q "DELETE FROM autonomous_agent_logs WHERE agent_name = 'tz-agent'" || fail "del
 
 # --- stop, nothing left, start again: the data is still there
 "$K" db stop >"$T/stop.out" 2>&1 || fail "db stop failed: $(cat "$T/stop.out")"
-kz_wait_for 10 test -z "$(cluster_pids "$DATA")" || fail "server processes left after db stop"
+kz_wait_for 60 cluster_gone "$DATA" || fail "server processes left after db stop: $(cluster_pids "$DATA")"
 [[ ! -e $DATA/postmaster.pid ]] || fail "postmaster.pid left after db stop"
 "$K" db status >"$T/status3.out" 2>&1 && fail "db status says ok with the server stopped"
 grep -Eq '^running +no$' "$T/status3.out" || fail "status after stop: $(cat "$T/status3.out")"
@@ -150,7 +154,7 @@ pm=$(head -1 "$DATA/postmaster.pid")
 [[ -n "$pm" ]] || fail "no postmaster pid"
 kill -0 "$pm" || fail "postmaster $pm is not running"
 kill -KILL "$pm"
-kz_wait_for 10 sh -c "! kill -0 $pm 2>/dev/null || grep -q '^State:.Z' /proc/$pm/status" ||
+kz_wait_for 60 sh -c "! kill -0 $pm 2>/dev/null || grep -q '^State:.Z' /proc/$pm/status" ||
     fail "postmaster $pm did not die"
 "$K" db start >"$T/start4.out" 2>&1 || fail "db start after kill -9 failed: $(cat "$T/start4.out")"
 [[ $(q "SELECT count(*) FROM autonomous_agent_logs WHERE agent_name = 'test-agent'") == 1 ]] ||
@@ -158,7 +162,7 @@ kz_wait_for 10 sh -c "! kill -0 $pm 2>/dev/null || grep -q '^State:.Z' /proc/$pm
 "$K" db migrate >"$T/m3.out" 2>&1 || fail "db migrate after the crash failed: $(cat "$T/m3.out")"
 grep -q "up to date" "$T/m3.out" || fail "migrate after crash: $(cat "$T/m3.out")"
 "$K" db stop >"$T/stop3.out" 2>&1 || fail "db stop failed: $(cat "$T/stop3.out")"
-kz_wait_for 10 test -z "$(cluster_pids "$DATA")" || fail "server processes left after db stop"
+kz_wait_for 60 cluster_gone "$DATA" || fail "server processes left after db stop: $(cluster_pids "$DATA")"
 
 # --- an ordinary user runs its own cluster
 if [[ $(id -u) -eq 0 ]]; then
@@ -175,7 +179,7 @@ if [[ $(id -u) -eq 0 ]]; then
     as_nobody "$K" db status >"$T/u-status.out" 2>&1 || fail "db status as nobody: $(cat "$T/u-status.out")"
     grep -q "runs as user nobody" "$T/u-status.out" || fail "status as nobody: $(cat "$T/u-status.out")"
     as_nobody "$K" db stop >"$T/u-stop.out" 2>&1 || fail "db stop as nobody: $(cat "$T/u-stop.out")"
-    kz_wait_for 10 test -z "$(cluster_pids "$U/state/db/data")" || fail "nobody's server left running"
+    kz_wait_for 60 cluster_gone "$U/state/db/data" || fail "nobody's server left running"
 else
     echo "note: not root, so the cycle above already ran as an ordinary user; the root part is skipped"
 fi

@@ -137,7 +137,7 @@ else
     kz_start sleeper sleep 300
 fi
 # shellcheck disable=SC2154 # PID_sleeper is set by kz_start
-kz_wait_for 10 grep -q sleep "/proc/$PID_sleeper/cmdline" || fail "the sleeper did not start"
+kz_wait_for 60 grep -q sleep "/proc/$PID_sleeper/cmdline" || fail "the sleeper did not start"
 printf '%s\n%s\n' "$PID_sleeper" "$DATA" >"$DATA/postmaster.pid"
 [[ $(id -u) -eq 0 ]] && chown postgres:postgres "$DATA/postmaster.pid"
 rc=$(run "$K" db start)

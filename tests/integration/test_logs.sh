@@ -52,7 +52,7 @@ kz_wait_for 30 grep -q " demo@" "$T/follow.log" || fail "logs -f shows no new li
 # wait for a rotation of demo.0.log, then for a line of the new file
 kz_wait_for 60 sh -c "[ -e '$L/demo.0.log.1' ] && [ \"\$(stat -c %i '$L/demo.0.log')\" != '$first_ino' ]" ||
     fail "demo.0.log was not rotated: $(ls -l "$L")"
-kz_wait_for 10 sh -c "[ -s '$L/demo.0.log' ]" || fail "nothing written after the rotation"
+kz_wait_for 60 sh -c "[ -s '$L/demo.0.log' ]" || fail "nothing written after the rotation"
 after=$(head -n 1 "$L/demo.0.log")
 [[ -n $after ]] || fail "no line after the rotation"
 kz_wait_for 30 grep -qF -- "$after" "$T/follow.log" ||

@@ -3,7 +3,7 @@
 # and workers: round trips, MMI (200/404/501), LRU sharing between
 # workers, requeue of a request whose worker was killed with kill -9,
 # client timeout with no worker, requests queued until a worker arrives,
-# and a stock worker silent for 15x liveness x heartbeat while it works.
+# and a stock worker silent for 3x liveness x heartbeat while it works.
 # shellcheck disable=SC2154,SC2119,SC2153 # PID_* and KZ_* are set by lib.sh
 source "$KZ_ROOT/tests/integration/lib.sh"
 
@@ -93,26 +93,28 @@ if [[ -n $PY ]]; then
     stats 'd["uptime_ms"] > 0' || fail "mmi.stats uptime wrong"
 fi
 
-# --- a stock worker is silent while it works: a request that takes 15x
+# --- a stock worker is silent while it works: a request that takes 3x
 # liveness x heartbeat is answered exactly once (the broker does not expire
-# a busy worker; it only probes its connection). Own broker, 200ms beats.
+# a busy worker; it only probes its connection). Own broker, 250ms beats;
+# liveness 8 (2 s) so that an idle worker whose beats a loaded machine
+# delays is not expired either (that would be logged and fail the test)
 KZ_TRANSPORT=tcp kz_config "$T/hb.yaml" <<'EOF'
-  heartbeat: 200ms
-  liveness: 3
+  heartbeat: 250ms
+  liveness: 8
 EOF
 HB_ROUTER=$KZ_ROUTER
 kz_start hbbroker "$KZ_BIN/kaizen-broker" -c "$T/hb.yaml"
 kz_wait_log hbbroker "broker ready" 30 || fail "heartbeat broker did not become ready"
-kz_start long "$WORKER" "$HB_ROUTER" long --name long --delay-ms 3000 --heartbeat 200
+kz_start long "$WORKER" "$HB_ROUTER" long --name long --delay-ms 6000 --heartbeat 250
 kz_wait_for 30 has_worker_at "$HB_ROUTER" long || fail "long worker never registered"
-out=$("$CLIENT" "$HB_ROUTER" long job-1 --timeout 30000 --retries 0) ||
+out=$("$CLIENT" "$HB_ROUTER" long job-1 --timeout 60000 --retries 0) ||
     fail "long request got no reply: $out"
 [[ "$out" == "long:job-1" ]] || fail "long request replied '$out', expected 'long:job-1'"
 n=$(grep -c "got job-1" "$T/long.log")
 [[ $n -eq 1 ]] || fail "the long request was executed $n times, expected once"
 grep -q "requeueing\|expired" "$T/hbbroker.log" && fail "broker requeued or expired a busy worker"
 grep -q "DISCONNECT" "$T/long.log" && fail "broker sent the busy worker DISCONNECT"
-[[ "$("$CLIENT" "$HB_ROUTER" long job-2 --timeout 30000 --retries 0)" == "long:job-2" ]] ||
+[[ "$("$CLIENT" "$HB_ROUTER" long job-2 --timeout 60000 --retries 0)" == "long:job-2" ]] ||
     fail "the long worker does not serve a second request"
 kill -TERM "$PID_hbbroker"
 wait "$PID_hbbroker"

@@ -231,9 +231,10 @@ scenario() {
     # --stats: per-name rates as JSON blocks, one per second
     kz_start "$tr-rate" "$KZ_TOOLS/kz_pub" rate.x -c "$T/$tr.yaml" --count 0 --rate 100
     kz_start "$tr-rate2" "$KZ_TOOLS/kz_pub" other.rate -c "$T/$tr.yaml" --count 0 --rate 100
-    # the first block may come before the connection is up: retry once
+    # the first blocks may come before the connection is up (for as long
+    # as a loaded machine takes): try again until one shows the traffic
     local got=0
-    for _ in 1 2 3; do
+    for _ in $(seq 10); do
         timeout 60 "$K" -c "$T/$tr.yaml" monitor --stats --json --count 3 --topic rate. \
             >"$T/$tr-stats.out" || fail "$tr: monitor --stats exited $?"
         python3 "$T/check.py" stats "$T/$tr-stats.out" && { got=1; break; }
@@ -304,8 +305,10 @@ while not all("probe" in open(f, errors="replace").read() for f in sys.argv[2:])
     time.sleep(0.05)
 for m in msgs:
     pub.send_multipart(m)
-time.sleep(0.5)
-pub.close(linger=2000)
+# the monitors are connected (they showed a probe): close sends what is
+# queued before it returns, however long that takes (the 90 s timeout
+# around this script is the bound)
+pub.close(linger=-1)
 ctx.term()
 PY
 FAKE="ipc://$T/fake-tap.sock"

@@ -114,7 +114,7 @@ grep -q '"text":"from-a"' "$T/call_a.out" || fail "unexpected reply in $NS_A: $(
 "${in_b[@]}" "$KZ_TOOLS/kz_call" mh.echo -c "$CFG" -f text=from-b --timeout-ms 20000 --retries 2 \
     >"$T/call_b.out" 2>"$T/call_b.log" || fail "service call from $NS_B through $NS_A failed"
 grep -q '"text":"from-b"' "$T/call_b.out" || fail "unexpected reply in $NS_B: $(cat "$T/call_b.out")"
-kz_wait_log serve_b "^got " 10 || fail "worker in $NS_B did not log the request"
+kz_wait_log serve_b "^got " 60 || fail "worker in $NS_B did not log the request"
 
 # --- stock Majordomo peers (RFC 7 only): worker in B, client in A
 kz_start mdpw_b "${in_b[@]}" "$KZ_TOOLS/mdp_worker" "tcp://$ADDR_A:7512" mh.stock --name wb

@@ -5,7 +5,9 @@
 # tracks that agent from its heartbeats (supervised false: another host's
 # orchestrator supervises it), sees its restart there, sees it stopped
 # when the node stops, and shows an agent nobody supervises stale, then
-# gone, once it is killed.
+# gone, once it is killed (stale after 2 s, gone only after 12 s: each
+# look at the status takes a process start or two, which a loaded machine
+# makes slow, and the stale state must not be missed between two looks).
 #
 # --host names the host in agents[].host and in the orchestrator's own id;
 # the agents report the machine's hostname, so both agents here show the
@@ -18,7 +20,7 @@ agent_heartbeat: 500ms
 supervisor:
   backoff_initial: 100ms
   stale_after: 2s
-  gone_after: 4s
+  gone_after: 12s
 agents:
   - name: demo
     host: node-h
@@ -30,7 +32,7 @@ HOST=$(hostname)
 # st EXPR: the main orchestrator's status; D = the demo agents in it,
 # O = the orchestrators it heard of
 st() {
-    "$KZ_BIN/kaizen" call kaizen.status --json --timeout 2s --retries 0 >"$T/status.json" \
+    "$KZ_BIN/kaizen" call kaizen.status --json --timeout 10s --retries 0 >"$T/status.json" \
         2>"$T/status.err" || return 1
     "$PY" - "$1" "$T/status.json" <<'PY'
 import json, sys
@@ -54,9 +56,9 @@ kz_wait_for 30 st "len(D) == 1 and D[0]['state'] == 'idle' and D[0]['supervised'
     fail "the main orchestrator does not show the node's agent: $(cat "$T/status.json" "$T/status.err" 2>/dev/null)"
 pid=$(st 'D[0]["pid"]' | tail -1)
 [[ $(ps -o ppid= -p "$pid" | tr -d ' ') == "$PID_node" ]] || fail "the demo agent is not the node's child"
-kz_wait_for 20 st "D[0]['id'] == 'demo@$HOST#$pid' and 'cycles' in D[0] and 'last_heartbeat_ms_ago' in D[0] and 'messages_per_s' in D[0]" ||
+kz_wait_for 60 st "D[0]['id'] == 'demo@$HOST#$pid' and 'cycles' in D[0] and 'last_heartbeat_ms_ago' in D[0] and 'messages_per_s' in D[0]" ||
     fail "the node's agent in the main status: $(cat "$T/status.json")"
-kz_wait_for 20 st "sorted(o['id'] for o in O) == sorted(['orchestrator@main-h#$PID_main', 'orchestrator@node-h#$PID_node'])" ||
+kz_wait_for 60 st "sorted(o['id'] for o in O) == sorted(['orchestrator@main-h#$PID_main', 'orchestrator@node-h#$PID_node'])" ||
     fail "the orchestrators in the status: $(cat "$T/status.json")"
 [[ -e "$STATE/logs/demo.0.log" ]] || fail "no log of the node's agent"
 grep -q "started 'broker'" "$T/node.log" && fail "the node started a broker"
@@ -74,26 +76,26 @@ pid=$(st 'D[0]["pid"]' | tail -1)
 kill -TERM "$PID_node"
 kz_wait_for 30 st "len(D) == 1 and D[0]['pid'] == $pid and D[0]['state'] == 'stopped'" ||
     fail "the main status does not show the node's agent stopped: $(cat "$T/status.json")"
-deadline=$((SECONDS + 30))
+deadline=$((SECONDS + 90))
 while kill -0 "$PID_node" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
 kill -0 "$PID_node" 2>/dev/null && fail "the node did not exit"
 wait "$PID_node" || fail "the node orchestrator exited non-zero"
 [[ -e /proc/$pid ]] && fail "the node's agent $pid is left"
-kz_wait_for 20 st "[o['state'] for o in O if o['id'].startswith('orchestrator@node-h')] == ['stopped']" ||
+kz_wait_for 60 st "[o['state'] for o in O if o['id'].startswith('orchestrator@node-h')] == ['stopped']" ||
     fail "the node orchestrator does not show stopped: $(cat "$T/status.json")"
 
-# an agent nobody supervises: stale after 2 s without heartbeats, gone after 4 s
+# an agent nobody supervises: stale after 2 s without heartbeats, gone after 12 s
 kz_start hand "$KZ_BIN/kaizen-demo" -c "$KAIZEN_CONFIG"
 kz_wait_for 30 st "len(D) == 1 and D[0]['pid'] == $PID_hand and D[0]['state'] == 'idle' and D[0]['supervised'] is False" ||
     fail "the hand-started agent is not in the status: $(cat "$T/status.json")"
 kill -KILL "$PID_hand"
-kz_wait_for 20 st "D[0]['state'] == 'stale' and D[0]['last_heartbeat_ms_ago'] >= 2000" ||
+kz_wait_for 60 st "D[0]['state'] == 'stale' and D[0]['last_heartbeat_ms_ago'] >= 2000" ||
     fail "the killed agent never showed stale: $(cat "$T/status.json")"
-kz_wait_for 20 st "D[0]['state'] == 'gone' and D[0]['last_heartbeat_ms_ago'] >= 4000 and 'uptime_ms' not in D[0]" ||
+kz_wait_for 60 st "D[0]['state'] == 'gone' and D[0]['last_heartbeat_ms_ago'] >= 12000 and 'uptime_ms' not in D[0]" ||
     fail "the killed agent never showed gone: $(cat "$T/status.json")"
 
 kill -TERM "$PID_main"
-deadline=$((SECONDS + 30))
+deadline=$((SECONDS + 90))
 while kill -0 "$PID_main" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
 kill -0 "$PID_main" 2>/dev/null && fail "the main orchestrator did not exit"
 wait "$PID_main" || fail "the main orchestrator exited non-zero"

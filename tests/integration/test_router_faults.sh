@@ -6,7 +6,7 @@
 #  - unknown fixer, a file outside the target (../etc/passwd), an invalid
 #    plan id, an unknown target, no target, an unknown base commit: each
 #    fails in state "ready" with a reason naming the problem;
-#  - the executor's service has no worker (exec_timeout 1s, no retries):
+#  - the executor's service has no worker (exec_timeout 3s, no retries):
 #    executing -> failed with the call's error, and the next plan runs;
 #  - the same plan.ready delivered twice (same envelope id, as a broker
 #    redelivery) while the plan executes, and again once it is final: it
@@ -76,7 +76,7 @@ policy:
   retries: 0
 EOF
 }
-config 1s
+config 3s
 kz_at_exit kz_kill_leftovers
 kz_db_start
 
@@ -237,7 +237,7 @@ kz_status 'b["router"]["awaiting"] == 1' >/dev/null || fail "status: $(kz_status
 wait_status Prej rejected
 kz_wait_log orch "plan Prej: awaiting_approval -> rejected by tester: not now" ||
     fail "the rejection was not logged"
-kz_wait_for 10 kz_status 'b["router"]["awaiting"] == 0 and b["router"]["rejected"] == 1' ||
+kz_wait_for 60 kz_status 'b["router"]["awaiting"] == 0 and b["router"]["rejected"] == 1' ||
     fail "status after the rejection: $(kz_status 'b["router"]')"
 expect_transitions Prej "ready,awaiting_approval,rejected"
 

@@ -38,7 +38,7 @@ STATE=$T/state
 # d (the reply body), A (its agents) and by(NAME, INSTANCE) -> agent;
 # prints the value, succeeds when it is true
 st() {
-    "$KZ_BIN/kaizen" call kaizen.status --json --timeout 2s --retries 0 >"$T/status.json" \
+    "$KZ_BIN/kaizen" call kaizen.status --json --timeout 10s --retries 0 >"$T/status.json" \
         2>"$T/status.err" || return 1
     "$PY" - "$1" "$T/status.json" <<'PY'
 import json, sys
@@ -70,7 +70,7 @@ st 'all(by(n, i).get("id", "").startswith("demo@") and by(n, i).get("restarts") 
 for f in broker demo.0 demo.1 code-quality.0; do
     [[ -s "$STATE/logs/$f.log" ]] || fail "no log $STATE/logs/$f.log"
 done
-kz_wait_for 10 grep -q "started (layer monitoring" "$STATE/logs/demo.1.log" ||
+kz_wait_for 60 grep -q "started (layer monitoring" "$STATE/logs/demo.1.log" ||
     fail "demo.1.log does not hold the agent's own lines"
 
 # the layers came up in order: analysis only after monitoring was up
@@ -117,9 +117,9 @@ newpid0=$(st 'by("demo", 0)["pid"]' | tail -1)
 
 # SIGTERM: agents in reverse layer order, the broker last, exit 0
 kill -TERM "$PID_orch"
-deadline=$((SECONDS + 40))
+deadline=$((SECONDS + 90))
 while kill -0 "$PID_orch" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-kill -0 "$PID_orch" 2>/dev/null && fail "the orchestrator did not exit within 40 s of SIGTERM"
+kill -0 "$PID_orch" 2>/dev/null && fail "the orchestrator did not exit within 90 s of SIGTERM"
 wait "$PID_orch"
 rc=$?
 [[ $rc -eq 0 ]] || fail "the orchestrator exited $rc"

@@ -187,7 +187,11 @@ check safe 'b["details"]["base"]["cached"] and b["details"]["now"]["passed"] == 
 call hang py-short "$hang_py" "$base_py"
 check hang 'b["verdict"] == "reject" and any("timed out" in r for r in b["reasons"])'
 check hang 'b["details"]["now"]["timed_out"]'
-pgrep -f "tests-plan-hang" >/dev/null && fail "the hanging test still runs"
+# (SIGKILL to its process group is delivered at once, but a process needs
+# a moment to go: look until it is gone - by its report path, which names
+# this test's state directory, from this shell, whose command line does not)
+hang_gone() { ! pgrep -f -- "$T/state/test-runner/.*tests-plan-hang" >/dev/null; }
+kz_wait_for 60 hang_gone || fail "the hanging test still runs: $(pgrep -af -- "$T/state/test-runner/.*tests-plan-hang")"
 
 # the C sample: per-test lines, the failing test named
 call cbreaks c "$breaks_c" "$base_c"

@@ -40,10 +40,12 @@ expect() { # expect RC NAME CMD... : run CMD, output in $T/NAME.out / $T/NAME.er
 # broker, orchestrator, the postgres server of $S/db)
 leftovers() { pgrep -af -- "$T" | grep -v -e pgrep -e "$0" || true; }
 
-# no process left, no stale pid file
+# no process left, no stale pid file (the processes looked for again and
+# again: `test -z "$(leftovers)"` would look once)
+no_leftovers() { [[ -z $(leftovers) ]]; }
 check_clean() {
     local left
-    kz_wait_for 10 test -z "$(leftovers)" || { left=$(leftovers); fail "$1: processes left: $left"; }
+    kz_wait_for 60 no_leftovers || { left=$(leftovers); fail "$1: processes left: $left"; }
     compgen -G "$S/run/*.pid" >/dev/null && fail "$1: pid files left: $(ls "$S/run")"
     compgen -G "$T/*.sock" >/dev/null && fail "$1: socket files left: $(ls "$T"/*.sock)"
     return 0
@@ -163,7 +165,7 @@ pid=$(cat "$S/run/orchestrator.pid")
 agents=$(pgrep -f -- "kaizen-demo .*$S/logs" | wc -l)
 [[ $agents -eq 2 ]] || fail "expected 2 demo processes, found $agents"
 kill -9 "$pid"
-kz_wait_for 10 sh -c "! kill -0 $pid 2>/dev/null" || fail "orchestrator survived kill -9"
+kz_wait_for 60 sh -c "! kill -0 $pid 2>/dev/null" || fail "orchestrator survived kill -9"
 [[ -n $(leftovers) ]] || fail "nothing survived the orchestrator (the test proves nothing)"
 expect 0 down3 "$K" down
 grep -q "leftover process" "$T/down3.err" || fail "down after a crash: $(cat "$T/down3.err")"
@@ -221,7 +223,7 @@ time.sleep(300)"
 kz_wait_log sockholder listening 10 || fail "the socket holder did not start"
 sed -e "s|^state_dir: .*|state_dir: $T/state3|" -e "s|tap: .*|tap: ipc://$T/held.sock|" \
     "$T/kaizen.yaml" >"$T/heldsock.yaml"
-expect 1 heldsock timeout 20 "$K" -c "$T/heldsock.yaml" up
+expect 1 heldsock timeout 60 "$K" -c "$T/heldsock.yaml" up
 grep -q "socket $T/held.sock (bus.endpoints.tap) is in use by another program" "$T/heldsock.err" ||
     fail "up with a taken ipc socket: $(cat "$T/heldsock.out" "$T/heldsock.err")"
 [[ -e $T/state3/run/orchestrator.pid || -e $T/state3/db ]] && fail "up started something: $(ls -R "$T/state3")"

@@ -349,6 +349,74 @@ static void test_worktree(void **state)
     s_same(fx->repo, &before);
 }
 
+/* kaizen down: every worktree under STATE/worktrees/<target> goes (with
+   a stale registration, a locked worktree and a plain leftover
+   directory), the user's own worktrees and checkout stay */
+static void test_worktrees_remove_under(void **state)
+{
+    s_fix_t *fx = *state;
+    char err[512] = "", dir[PATH_MAX + 64], wt[PATH_MAX + 128], mine[PATH_MAX + 64];
+    char near[PATH_MAX + 64];
+    s_snap_t before;
+    s_snapshot(fx->repo, &before);
+    snprintf(dir, sizeof dir, "%s/state/worktrees/t", fx->dir);
+    const char *names[] = {"scan", "plan-01A", "tests-01A", "review-01A"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(wt, sizeof wt, "%s/%s", dir, names[i]);
+        assert_int_equal(kz_git_worktree_add(fx->repo, wt, i == 1 ? "kaizen/plan-01A" : NULL,
+                                             fx->c1, err, sizeof err),
+                         0);
+    }
+    /* locked, as `git worktree lock` leaves one */
+    snprintf(wt, sizeof wt, "%s/review-01A", dir);
+    GIT(fx->repo, "worktree", "lock", wt);
+    /* a stale registration: its directory is gone */
+    snprintf(wt, sizeof wt, "%s/tests-01A", dir);
+    nftw(wt, s_rm, 32, FTW_DEPTH | FTW_PHYS);
+    /* a directory git does not know */
+    s_write(dir, "half-made/junk.txt", "junk\n");
+    /* the user's own worktrees: one beside the state, one whose name
+       begins like kaizen's directory */
+    snprintf(mine, sizeof mine, "%s/mine", fx->dir);
+    GIT(fx->repo, "worktree", "add", "--quiet", "-b", "feature", mine, fx->c1);
+    snprintf(near, sizeof near, "%s/state/worktrees/t2", fx->dir);
+    GIT(fx->repo, "worktree", "add", "--quiet", "--detach", near, fx->c1);
+    assert_int_equal(s_worktrees(fx->repo), 7);
+
+    int removed = -1;
+    assert_int_equal(kz_git_worktrees_remove_under(fx->repo, dir, &removed, err, sizeof err), 0);
+    assert_int_equal(removed, 4);
+    assert_int_equal(access(dir, F_OK), -1);
+    assert_int_equal(s_worktrees(fx->repo), 3); /* the checkout, mine and t2 */
+    const char *list[] = {"worktree", "list", "--porcelain", NULL};
+    char *out = s_git(fx->repo, list);
+    assert_non_null(strstr(out, mine));
+    assert_non_null(strstr(out, near));
+    assert_null(strstr(out, "/state/worktrees/t/"));
+    free(out);
+    assert_non_null(s_read(mine, "a.py"));
+    assert_non_null(s_read(near, "a.py"));
+    /* the plan branch stays: only its worktree was kaizen's to remove */
+    assert_int_equal(kz_git_branch_exists(fx->repo, "kaizen/plan-01A", err, sizeof err), 1);
+
+    /* again: nothing to do */
+    assert_int_equal(kz_git_worktrees_remove_under(fx->repo, dir, &removed, err, sizeof err), 0);
+    assert_int_equal(removed, 0);
+    /* no repository there: nothing to do either */
+    snprintf(wt, sizeof wt, "%s/no-such-repo", fx->dir);
+    assert_int_equal(kz_git_worktrees_remove_under(wt, dir, &removed, err, sizeof err), 0);
+    assert_int_equal(kz_git_worktrees_remove_under(fx->dir, dir, &removed, err, sizeof err), 0);
+    /* never a directory that holds the repository, nor a relative one */
+    assert_int_equal(kz_git_worktrees_remove_under(fx->repo, fx->dir, &removed, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "holds the repository"));
+    assert_int_equal(kz_git_worktrees_remove_under(fx->repo, "state", &removed, err, sizeof err),
+                     -1);
+    assert_non_null(s_read(fx->repo, "a.py"));
+    assert_non_null(s_read(mine, "a.py"));
+    s_same(fx->repo, &before);
+}
+
 static void test_commit_all(void **state)
 {
     s_fix_t *fx = *state;
@@ -567,6 +635,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ls_files, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_changed_deleted, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_worktree, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_worktrees_remove_under, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_commit_all, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_numstat_binary, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_cherry_pick, s_setup, s_teardown),
