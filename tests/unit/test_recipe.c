@@ -333,7 +333,7 @@ static void test_run_tick(void **state)
 {
     (void)state;
     const char *files[] = {"a.py", NULL};
-    kz_tool_run_opts_t opts = {s_root, files, 1, s_tick_touch, s_root};
+    kz_tool_run_opts_t opts = {s_root, files, 1, s_tick_touch, s_root, NULL, NULL};
     kz_findings_t out;
     kz_findings_init(&out);
     kz_tool_result_t res;
