@@ -425,6 +425,7 @@ static int s_read_db(s_prio_t *self, const char *target, const s_plan_t *plans, 
     const char **ids = calloc(n + self->nsent + 1, sizeof *ids);
     char *pat_arr = NULL, *fp_arr = NULL, *id_arr = NULL;
     int rc = -1;
+    bool in_tx = false;
     if (!patterns || !fps || !ids) {
         kz_fail("out of memory");
         goto done;
@@ -453,6 +454,16 @@ static int s_read_db(s_prio_t *self, const char *target, const s_plan_t *plans, 
         goto done;
     }
 
+    /* one snapshot for every read: the recorder stores meanwhile, and a
+       plan it stores between two reads (absent from the conflicts, present
+       in the statuses) would slip past both the database's check and this
+       process's memory of what it made ready */
+    PGresult *tx = s_query(self, db, "a snapshot",
+                           "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL);
+    if (!tx)
+        goto done;
+    PQclear(tx);
+    in_tx = true;
     const char *p1[] = {pat_arr};
     view->rates = s_query(self, db, "learned_patterns",
                           "SELECT pattern, success_rate FROM learned_patterns WHERE pattern = "
@@ -492,6 +503,11 @@ static int s_read_db(s_prio_t *self, const char *target, const s_plan_t *plans, 
                                1, p3);
     if (!view->status_res)
         goto done;
+    tx = s_query(self, db, "the end of the snapshot", "COMMIT", 0, NULL);
+    if (!tx)
+        goto done;
+    PQclear(tx);
+    in_tx = false;
 
     int rows = PQntuples(view->conflicts_res);
     view->conflicts = calloc((size_t)rows + 1, sizeof *view->conflicts);
@@ -510,6 +526,12 @@ static int s_read_db(s_prio_t *self, const char *target, const s_plan_t *plans, 
     }
     rc = 0;
 done:
+    if (in_tx && !self->lost) {
+        /* a read failed inside the snapshot: end it, so the connection
+           serves the next batch */
+        PGresult *rb = PQexec(db, "ROLLBACK");
+        PQclear(rb);
+    }
     if (rc != 0 && self->lost) {
         snprintf(err, errlen, "the connection to the database broke");
         rc = -2;

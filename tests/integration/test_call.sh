@@ -187,9 +187,10 @@ python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read()); assert r["t
 expect 1 "$K" call test.fail '{"code":"busy"}' --type error
 has_err "body.message: required field is missing"
 
-# a service nobody serves: the bus's words, exit 1, once the timeout is over
+# a service nobody serves: the broker's answer when the call's deadline
+# passes (PROTOCOL.md 1.3), exit 1
 expect 1 timeout 60 "$K" call no.such.service '{}' --timeout 300ms --retries 0
-has_err "no reply from 'no.such.service' after 1 attempt"
+has_err "'no.such.service' answered error no_worker: no worker serves 'no.such.service'"
 
 # the demo says bye on SIGTERM; the watcher sees it
 kill -TERM "$PID_demo"
