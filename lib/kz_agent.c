@@ -30,6 +30,7 @@
 #endif
 
 #define S_DEFAULT_INTERVAL_MS 60000
+#define S_SUBSCRIBE_WAIT_MS   10000 /* for the echo of our own agent.run at the start */
 
 struct kz_agent {
     char run_target[256]; /* envelope target of the agent.run being served, "" when none */
@@ -367,6 +368,43 @@ static void s_dispatch(kz_agent_t *self, kz_delivery_t *d)
     kz_log_set_corr(NULL);
 }
 
+/* Wait until the broker delivers our agent.run subscription: our own
+   probe agent.run ("ID/subscribed", naming no agent) comes back. Until
+   then an agent.run sent to us - by someone who saw our agent.hello - could
+   be lost to the slow-joiner effect. Whatever else arrives meanwhile is
+   handled as usual. Gives up after S_SUBSCRIBE_WAIT_MS (no broker yet: the
+   subscription is made when it comes), with a warning. */
+static void s_wait_subscribed(kz_agent_t *self)
+{
+    char probe[256];
+    snprintf(probe, sizeof probe, "%.200s/subscribed", self->id);
+    int64_t deadline = s_mono_ms() + S_SUBSCRIBE_WAIT_MS, next = 0;
+    while (!s_stop && s_mono_ms() < deadline) {
+        if (s_mono_ms() >= next) {
+            kz_msg_t *run = kz_msg_new("agent.run");
+            if (!run || kz_map_put_str(run, kz_msg_body(run), "agent", probe) != 0 ||
+                kz_bus_publish(self->bus, &run) != 0)
+                kz_msg_destroy(&run);
+            next = s_mono_ms() + 250;
+        }
+        kz_delivery_t *d = NULL;
+        if (kz_bus_recv(self->bus, &d, 50) != 1)
+            continue;
+        const char *who = d->kind == KZ_DELIVERY_EVENT && strcmp(d->topic, "agent.run") == 0
+                              ? kz_map_str(kz_msg_body_const(d->msg), "agent")
+                              : NULL;
+        bool ours = who && strcmp(who, probe) == 0;
+        if (!ours)
+            s_dispatch(self, d);
+        kz_bus_delivery_destroy(&d);
+        if (ours)
+            return;
+    }
+    if (!s_stop)
+        kz_warn("no echo of our own agent.run within %d ms: an agent.run sent now may be missed",
+                S_SUBSCRIBE_WAIT_MS);
+}
+
 /* --------------------------------------------------------------- flags */
 
 static void s_usage(FILE *out, const kz_agent_def_t *def)
@@ -592,6 +630,8 @@ int kz_agent_main(int argc, char **argv, const kz_agent_def_t *def)
         kz_error("setup failed");
         goto done;
     }
+    /* whoever reacts to our hello with an agent.run must reach us */
+    s_wait_subscribed(self);
     if (s_say_hello(self) != 0)
         kz_warn("unable to publish agent.hello");
     kz_info("started (layer %s, interval %d ms)", def->layer, self->interval_ms);
