@@ -966,7 +966,10 @@ static kz_msg_t *s_decision_msg(const char *type, const char *src, const s_plan_
         kz_map_put_str(m, b, "plan_id", p->plan_id) != 0 ||
         (decision && kz_map_put_str(m, b, "decision", decision) != 0) ||
         kz_map_put_str(m, b, "by", by) != 0 ||
-        (reason && kz_map_put_str(m, b, "reason", reason) != 0))
+        (reason && kz_map_put_str(m, b, "reason", reason) != 0) ||
+        /* a person's rejection says something of the plan (and its fixer):
+           the learner counts it */
+        (strcmp(type, "plan.rejected") == 0 && kz_map_put_str(m, b, "cause", "person") != 0))
         kz_msg_destroy(&m);
     return m;
 }

@@ -243,8 +243,8 @@ expect 3 reject-unknown "$K" reject 01JNOPE --why x
 expect 0 reject "$K" reject "$P2" --why "touches generated code"
 grep -q "rejected plan $P2 (target py, fixer black) as $BY: touches generated code" "$T/reject.out" ||
     fail "reject: $(cat "$T/reject.out")"
-kz_wait_for 30 kz_psql_is "SELECT status FROM improvement_suggestions WHERE plan_id = '$P2'" rejected ||
-    fail "plan.rejected not recorded: $(states)"
+kz_wait_for 30 kz_psql_is "SELECT status || ' ' || cause FROM improvement_suggestions WHERE plan_id = '$P2'" "rejected person" ||
+    fail "plan.rejected not recorded with cause person: $(states)"
 kz_wait_for 30 kz_psql_is "SELECT body->>'decision' || '|' || (body->>'by') || '|' || (body->>'reason') FROM events WHERE type = 'feedback.decision' AND body->>'plan_id' = '$P2'" "reject|$BY|touches generated code" ||
     fail "feedback.decision of the rejection: $(q "SELECT body FROM events WHERE type = 'feedback.decision'")"
 expect 0 show-p2 "$K" plans show "$P2"
