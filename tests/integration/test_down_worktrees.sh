@@ -98,7 +98,10 @@ printf 'worktree %s\nworktree %s\n' "$R" "$T/users-wt" | cmp -s - "$T/wts" ||
     fail "the user's worktree changed"
 git -C "$R" rev-parse -q --verify refs/heads/kaizen/plan-01JX >/dev/null || fail "a branch was deleted"
 
-# again: up, a scan (its worktree made anew), down
+# again: up, a scan (its worktree made anew), down. A new commit: the
+# same one again would be answered from the stored scan, with no worktree
+printf 'x = 2\n' >>"$R/a.py"
+git -C "$R" -c user.name=t -c user.email=t@t commit -qam "a change"
 expect 0 up2 "$K" up
 scan_once 2
 kaizen_wts | grep -q "^worktree $S/worktrees/py/scan$" || fail "no scan worktree after up: $(git -C "$R" worktree list)"
