@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 #include <unistd.h>
 
 #include "kz_proc.h"
+#include "kz_state.h"
 
 extern char **environ;
 
@@ -611,23 +611,6 @@ int kz_git_deleted(const char *repo, const char *from, const char *to, char ***f
 
 /* ---------------------------------------------------------------- rm -r */
 
-static int s_rm_chmod(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)ftw;
-    if (flag == FTW_D || flag == FTW_DNR)
-        chmod(path, (st->st_mode & 07777) | S_IRWXU);
-    return 0;
-}
-
-static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D || flag == FTW_DNR)
-        return rmdir(path) == 0 || errno == ENOENT ? 0 : -1;
-    return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
 /* Remove the directory PATH and everything in it (symlinks are removed,
    never followed). Refuses REPO itself or any directory holding it. */
 static int s_rm_rf(const char *repo, const char *path, char *errbuf, size_t errlen)
@@ -651,12 +634,7 @@ static int s_rm_rf(const char *repo, const char *path, char *errbuf, size_t errl
             return -1;
         }
     }
-    nftw(path, s_rm_chmod, 32, FTW_PHYS);
-    if (nftw(path, s_rm_entry, 32, FTW_PHYS | FTW_DEPTH) != 0 && s_exists(path)) {
-        s_err(errbuf, errlen, "unable to remove '%s': %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    return kz_rmtree(path, errbuf, errlen);
 }
 
 /* mkdir -p of PATH's parent */

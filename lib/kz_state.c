@@ -55,6 +55,16 @@ int kz_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* Make every directory of the tree writable and searchable by us first: a
+   tool may leave read-only directories (caches) that rmdir cannot empty */
+static int s_rm_chmod(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag == FTW_D || flag == FTW_DNR)
+        chmod(path, (st->st_mode & 07777) | S_IRWXU);
+    return 0;
+}
+
 static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
@@ -77,6 +87,8 @@ int kz_rmtree(const char *path, char *errbuf, size_t errlen)
         snprintf(errbuf, errlen, "refusing to remove '/'");
         return -1;
     }
+    if (S_ISDIR(st.st_mode))
+        nftw(path, s_rm_chmod, 16, FTW_PHYS);
     if (nftw(path, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && lstat(path, &st) == 0) {
         snprintf(errbuf, errlen, "unable to remove '%s': %s", path, strerror(errno));
         return -1;
