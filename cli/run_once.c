@@ -916,6 +916,10 @@ static void s_on_tests(s_ro_t *ro, const kz_msg_t *msg, const json_t *b)
     const char *scanned = t && t->scan ? s_jstr(t->scan, "commit") : t ? t->commit : NULL;
     if (!t || !commit || !scanned || !*scanned || strcmp(commit, scanned) != 0)
         return;
+    /* a second scan.completed of the commit (a reused one) brings the same
+       answer again: said once */
+    if (t->tests && json_equal(json_object_get(t->tests, "usable"), json_object_get(b, "usable")))
+        return;
     json_decref(t->tests);
     t->tests = json_deep_copy(b);
     if (json_is_true(json_object_get(b, "usable")))
