@@ -149,7 +149,6 @@ typedef struct s_request {
     size_t nbody;
     int64_t arrived; /* queued at (requeued: the time of the requeue) */
     uint64_t seq;
-    bool requeued; /* taken back from a worker: sits in the queue's front part */
     /* a kaizen client's request (its one body frame is an envelope):
        answered with an error envelope when it expires or is refused */
     bool kaizen;
@@ -457,7 +456,6 @@ static s_request_t *s_request_new(kz_broker_t *self, size_t nbody)
     req->delim = true;
     req->arrived = self->now;
     req->seq = 0;
-    req->requeued = false;
     req->kaizen = false;
     req->id[0] = req->src[0] = '\0';
     req->expires = 0;
@@ -1380,7 +1378,6 @@ static void s_worker_remove(kz_broker_t *self, s_worker_t *w, bool disconnect)
     if (w->current) {
         kz_info("worker %s of '%s' gone: requeueing its request", w->hex, svc->name);
         w->current->arrived = self->now;
-        w->current->requeued = true;
         svc->next_expiry = 0;
         if (s_ring_push_front(&svc->requests, w->current) == -1)
             s_request_free(self, w->current);
@@ -1931,10 +1928,10 @@ static void s_cancel_request(kz_broker_t *self, zmq_msg_t *body)
     const char *id = kz_map_str(b, "id");
     const char *service = kz_map_str(b, "service");
     const char *src = kz_msg_src(msg);
-    for (s_service_t *svc = zhashx_first(self->services); id && svc;
-         svc = zhashx_next(self->services)) {
-        if (service && strcmp(service, svc->name) != 0)
-            continue;
+    /* the service it names, else every one */
+    s_service_t *only = service ? zhashx_lookup(self->services, service) : NULL;
+    for (s_service_t *svc = service ? only : zhashx_first(self->services); id && svc;
+         svc = service ? NULL : zhashx_next(self->services)) {
         s_ring_t *q = &svc->requests;
         for (size_t i = 0; i < q->len; i++) {
             s_request_t *req = s_ring_at(q, i);
