@@ -237,11 +237,6 @@ static int s_activity(s_q_t *q, long long since, json_t *doc)
 /* A tool's status in scan.completed: ok (it ran clean or with findings),
    skipped (the project did not choose it) or a failure (error, timeout,
    missing) */
-static bool s_tool_failed(const char *status)
-{
-    return status && strcmp(status, "ok") != 0 && strcmp(status, "skipped") != 0;
-}
-
 /* Split the scan.completed tools[] (JSON text TEXT) into O's
    "tools_failed" (error, timeout, missing: each with its reason),
    "tools_skipped" (with the reason) and "tools_clean" (ran: name and
@@ -263,9 +258,10 @@ static void s_tools(const char *text, json_t *o)
             continue;
         if (!json_object_get(one, "error")) /* a clean tool has none: null, not absent */
             json_object_set_new(one, "error", json_null());
-        json_array_append_new(s_tool_failed(status)                      ? failed
-                              : status && strcmp(status, "skipped") == 0 ? skipped
-                                                                         : clean,
+        kz_cli_tool_kind_t kind = kz_cli_tool_kind(status);
+        json_array_append_new(kind == KZ_CLI_TOOL_FAILED    ? failed
+                              : kind == KZ_CLI_TOOL_SKIPPED ? skipped
+                                                            : clean,
                               one);
     }
     json_decref(tools);

@@ -140,11 +140,10 @@ typedef struct {
     bool json;
     s_target_t *targets;
     size_t ntargets;
-    json_t *plans;    /* plan_id -> record (every plan event seen) */
-    json_t *learned;  /* learn.update bodies of our plans (filled by s_doc) */
-    json_t *warnings; /* strings */
-    char probe[320];  /* our bus id: the probe's agent.run names it */
-    bool probe_seen;
+    json_t *plans;       /* plan_id -> record (every plan event seen) */
+    json_t *learned;     /* learn.update bodies of our plans (filled by s_doc) */
+    json_t *warnings;    /* strings */
+    char probe[320];     /* our bus id: the probe's agent.run names it */
     bool started_kaizen; /* we brought it up: every scan since is fresh */
     int64_t t0;          /* monotonic ms when the watching began (kaizen up) */
     int progress_ms;     /* at most this long without a line while waiting */
@@ -363,12 +362,13 @@ static void s_tool_lists(const json_t *tools, const json_t *by_tool, char *ran, 
         int n;
         if (!name)
             continue;
-        if (status && strcmp(status, "ok") == 0) {
+        kz_cli_tool_kind_t kind = kz_cli_tool_kind(status);
+        if (kind == KZ_CLI_TOOL_CLEAN) {
             n = snprintf(ran + at, ranlen - at, "%s%s %lld", at ? ", " : "", name,
                          (long long)json_integer_value(json_object_get(tool, "findings")));
             if (n > 0 && (size_t)n < ranlen - at)
                 at += (size_t)n;
-        } else if (status && strcmp(status, "skipped") == 0) {
+        } else if (kind == KZ_CLI_TOOL_SKIPPED) {
             n = snprintf(skipped + sat, sklen - sat, "%s%s (%s)", sat ? ", " : "", name,
                          s_skip_why(tool));
             if (n > 0 && (size_t)n < sklen - sat)
@@ -408,10 +408,10 @@ static bool s_scan_partial(const json_t *scan, char *why, size_t len)
     json_array_foreach(json_object_get(scan, "tools"), i, tool)
     {
         const char *status = s_jstr(tool, "status");
-        if (!status || strcmp(status, "ok") == 0 || strcmp(status, "skipped") == 0)
+        if (kz_cli_tool_kind(status) != KZ_CLI_TOOL_FAILED)
             continue;
         int n = snprintf(why + at, len - at, "%s%s %s", at ? ", " : "",
-                         s_jstr(tool, "name") ? s_jstr(tool, "name") : "?", status);
+                         s_jstr(tool, "name") ? s_jstr(tool, "name") : "?", status ? status : "?");
         if (n > 0 && (size_t)n < len - at)
             at += (size_t)n;
     }
@@ -947,11 +947,7 @@ static void s_handle(s_ro_t *ro, const kz_msg_t *msg)
         json_decref(b);
         return;
     }
-    if (strcmp(type, "agent.run") == 0) {
-        const char *agent = s_jstr(b, "agent");
-        if (agent && strcmp(agent, ro->probe) == 0)
-            ro->probe_seen = true;
-    } else if (strcmp(type, "scan.started") == 0) {
+    if (strcmp(type, "scan.started") == 0) {
         s_on_scan_started(ro, msg, b, now);
     } else if (strcmp(type, "finding.batch") == 0) {
         s_on_findings(ro, b);
@@ -1447,8 +1443,7 @@ static void s_text(const json_t *doc)
             json_array_foreach(tools, k, tool)
             {
                 const char *st = s_or(s_jstr(tool, "status"), "?");
-                int kind = strcmp(st, "ok") == 0 ? 0 : strcmp(st, "skipped") == 0 ? 1 : 2;
-                if (kind != pass)
+                if ((int)kz_cli_tool_kind(st) != pass)
                     continue;
                 if (pass == 1 && listed[1]++ == 0)
                     printf("  skipped:\n");
@@ -1619,6 +1614,11 @@ static int s_subscribe(s_ro_t *ro, kz_bus_t *bus)
     return 0;
 }
 
+static void s_handle_other(kz_delivery_t *d, void *arg)
+{
+    s_handle(arg, d->msg);
+}
+
 /* Check that the broker delivers to us (the probe: an agent.run naming
    only us; once it is back, our subscriptions are in place, and what
    queued up while kaizen started has been handled), then ask code-health
@@ -1630,33 +1630,20 @@ static int s_trigger(s_ro_t *ro, kz_bus_t *bus, const char *only)
         kz_cli_error("run-once", "no broker at '%s': is kaizen running?", ro->cfg->bus.connect.pub);
         return -1;
     }
-    int64_t deadline = s_mono_ms() + S_PROBE_WAIT_MS, next = 0;
-    while (!ro->probe_seen) {
-        int64_t now = s_mono_ms();
-        if (s_stop)
-            return -1;
-        if (now >= deadline) {
-            kz_cli_error("run-once",
-                         "the broker at '%s' does not deliver events to us (no echo of "
-                         "our own agent.run within %ds)",
-                         ro->cfg->bus.connect.sub, S_PROBE_WAIT_MS / 1000);
-            return -1;
-        }
-        if (now >= next) {
-            kz_msg_t *probe = kz_msg_new("agent.run");
-            if (!probe || kz_map_put_str(probe, kz_msg_body(probe), "agent", ro->probe) != 0 ||
-                kz_bus_publish(bus, &probe) != 0) {
-                kz_msg_destroy(&probe);
-                kz_cli_error("run-once", "unable to publish to '%s'", ro->cfg->bus.connect.pub);
-                return -1;
-            }
-            next = now + S_PROBE_EVERY_MS;
-        }
-        kz_delivery_t *d = NULL;
-        if (kz_bus_recv(bus, &d, 100) == 1) {
-            s_handle(ro, d->msg);
-            kz_bus_delivery_destroy(&d);
-        }
+    int echo =
+        kz_bus_await_echo(bus, ro->probe, S_PROBE_WAIT_MS, S_PROBE_EVERY_MS, s_handle_other, ro);
+    if (echo == -2) {
+        kz_cli_error("run-once", "unable to publish to '%s'", ro->cfg->bus.connect.pub);
+        return -1;
+    }
+    if (echo < 0 || s_stop)
+        return -1;
+    if (echo > 0) {
+        kz_cli_error("run-once",
+                     "the broker at '%s' does not deliver events to us (no echo of "
+                     "our own agent.run within %ds)",
+                     ro->cfg->bus.connect.sub, S_PROBE_WAIT_MS / 1000);
+        return -1;
     }
     /* a target being scanned already is not asked for again: that scan
        is the cycle's (a second one of the same commit would only repeat

@@ -374,33 +374,17 @@ static void s_dispatch(kz_agent_t *self, kz_delivery_t *d)
    be lost to the slow-joiner effect. Whatever else arrives meanwhile is
    handled as usual. Gives up after S_SUBSCRIBE_WAIT_MS (no broker yet: the
    subscription is made when it comes), with a warning. */
+static void s_dispatch_other(kz_delivery_t *d, void *arg)
+{
+    s_dispatch(arg, d);
+}
+
 static void s_wait_subscribed(kz_agent_t *self)
 {
     char probe[256];
     snprintf(probe, sizeof probe, "%.200s/subscribed", self->id);
-    int64_t deadline = s_mono_ms() + S_SUBSCRIBE_WAIT_MS, next = 0;
-    while (!s_stop && s_mono_ms() < deadline) {
-        if (s_mono_ms() >= next) {
-            kz_msg_t *run = kz_msg_new("agent.run");
-            if (!run || kz_map_put_str(run, kz_msg_body(run), "agent", probe) != 0 ||
-                kz_bus_publish(self->bus, &run) != 0)
-                kz_msg_destroy(&run);
-            next = s_mono_ms() + 250;
-        }
-        kz_delivery_t *d = NULL;
-        if (kz_bus_recv(self->bus, &d, 50) != 1)
-            continue;
-        const char *who = d->kind == KZ_DELIVERY_EVENT && strcmp(d->topic, "agent.run") == 0
-                              ? kz_map_str(kz_msg_body_const(d->msg), "agent")
-                              : NULL;
-        bool ours = who && strcmp(who, probe) == 0;
-        if (!ours)
-            s_dispatch(self, d);
-        kz_bus_delivery_destroy(&d);
-        if (ours)
-            return;
-    }
-    if (!s_stop)
+    int rc = kz_bus_await_echo(self->bus, probe, S_SUBSCRIBE_WAIT_MS, 250, s_dispatch_other, self);
+    if ((rc > 0 || rc == -2) && !s_stop)
         kz_warn("no echo of our own agent.run within %d ms: an agent.run sent now may be missed",
                 S_SUBSCRIBE_WAIT_MS);
 }

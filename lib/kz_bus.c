@@ -41,9 +41,9 @@
 #define S_CANCEL_TOPIC      "request.cancel"
 #define S_DEADLINE_GRACE_US 2000000 /* a worker gives up this long after a request's deadline */
 #define S_BUSY_BACKOFF_MS   1000    /* first wait after a "queue_full" refusal, doubled up to 8 s */
-#define S_EXPIRY_WAIT_MS \
-    1000 /* a caller waits this long past its deadline for the
-                                       broker's "expired" answer (it checks every tick) */
+/* a caller waits this long past its deadline for the broker's "expired"
+   answer (the broker checks every tick) */
+#define S_EXPIRY_WAIT_MS 1000
 
 typedef struct {
     bool used;
@@ -1617,6 +1617,40 @@ int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_
 }
 
 /* ------------------------------------------------------------ lifecycle */
+
+int kz_bus_await_echo(kz_bus_t *self, const char *probe, int timeout_ms, int every_ms,
+                      void (*other)(kz_delivery_t *delivery, void *arg), void *arg)
+{
+    int64_t deadline = s_now() + timeout_ms, next = 0;
+    bool published = false;
+    while (s_now() < deadline) {
+        if (s_now() >= next) {
+            /* a failed publish (no broker yet) is tried again */
+            kz_msg_t *run = kz_msg_new("agent.run");
+            if (run && kz_map_put_str(run, kz_msg_body(run), "agent", probe) == 0 &&
+                kz_bus_publish(self, &run) == 0)
+                published = true;
+            kz_msg_destroy(&run);
+            next = s_now() + every_ms;
+        }
+        kz_delivery_t *d = NULL;
+        int rc = kz_bus_recv(self, &d, 50);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            continue;
+        const char *who = d->kind == KZ_DELIVERY_EVENT && streq(kz_msg_type(d->msg), "agent.run")
+                              ? kz_map_str(kz_msg_body_const(d->msg), "agent")
+                              : NULL;
+        bool ours = who && streq(who, probe);
+        if (!ours && other)
+            other(d, arg);
+        kz_bus_delivery_destroy(&d);
+        if (ours)
+            return 0;
+    }
+    return published ? 1 : -2;
+}
 
 kz_bus_t *kz_bus_new(const kz_bus_config_t *cfg, const char *agent_id, char *errbuf, size_t errlen)
 {

@@ -171,6 +171,17 @@ int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_
                     int timeout_ms, uint8_t **reply_p, size_t *reply_len, char *errbuf,
                     size_t errlen);
 
+/* Wait until our subscription to "agent.run" is delivered: publish
+   agent.run {agent: PROBE} (a name no agent has) every EVERY_MS until it
+   comes back to us, at most TIMEOUT_MS. Every other delivery that arrives
+   meanwhile goes to OTHER(delivery, ARG) (NULL: dropped), which must not
+   keep it. The slow-joiner effect makes this needed before anything that
+   relies on events reaching us (an agent's hello, run-once's request).
+   0 echoed, 1 timed out, -1 interrupted by a signal, -2 timed out without
+   ever managing to publish (no broker) */
+int kz_bus_await_echo(kz_bus_t *self, const char *probe, int timeout_ms, int every_ms,
+                      void (*other)(kz_delivery_t *delivery, void *arg), void *arg);
+
 /* Counters: messages dropped because they failed to decode, reconnects */
 uint64_t kz_bus_dropped(const kz_bus_t *self);
 uint64_t kz_bus_reconnects(const kz_bus_t *self);
