@@ -93,7 +93,6 @@ typedef struct {
     char req_id[65]; /* the request's envelope id (request.started, request.cancel) */
     kz_msg_t *reply; /* or NULL with error */
     char error[512];
-    bool interrupted; /* the call was interrupted (no reply will come) */
     pthread_t thread;
     bool started;
     /* under the router's lock */
@@ -272,20 +271,6 @@ static void s_append(char *buf, size_t len, const char *sep, const char *text)
     if (used + 1 >= len)
         return;
     s_fmt(buf + used, len - used, "%s%s", used > 0 ? sep : "", text);
-}
-
-static void s_mkdir_p(const char *path)
-{
-    char tmp[4096];
-    s_fmt(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(tmp, 0755);
 }
 
 /* ----------------------------------------------------------- messages */
@@ -637,10 +622,8 @@ static void *s_vcall_main(void *arg)
         const kz_policy_config_t *pol = &r->cfg->policy;
         v->reply = kz_bus_call(bus, v->service, &v->request, pol->validate_timeout_ms, pol->retries,
                                err, sizeof err);
-        if (!v->reply) {
+        if (!v->reply)
             s_fmt(v->error, sizeof v->error, "%s", err);
-            v->interrupted = strstr(err, "interrupted") != NULL;
-        }
         kz_bus_destroy(&bus);
     }
     pthread_mutex_lock(&r->lock);
@@ -691,7 +674,7 @@ static int s_integrate(s_work_t *w, char *into, size_t into_len, char oid[KZ_GIT
         s_fmt(err, errlen, "state directory path too long");
         goto done;
     }
-    s_mkdir_p(tmp);
+    (void)kz_mkdirs(tmp, 0755, err, errlen); /* a failure shows in the cherry-pick's error */
     if (kz_git_cherry_pick_onto(w->repo, ib, w->base, w->commit, tmp, oid, err, errlen) != 0)
         goto done;
     s_fmt(into, into_len, "%s", ib);
@@ -738,7 +721,9 @@ static bool s_take_vcall(s_work_t *w, s_vcall_t *v, s_verdict_t *vd)
     if (!v->reply) {
         s_fmt(line, sizeof line, "%s: %s", v->service, v->error);
         s_append(vd->failed, sizeof vd->failed, "; ", line);
-        s_verdict_cause(vd, v->interrupted ? "interrupted" : "no_reply");
+        /* a call is interrupted only once the plan is decided or the
+           orchestrator stops: those ends do not come from this cause */
+        s_verdict_cause(vd, "no_reply");
         return false;
     }
     const char *bad = s_bad_reply(v->reply, "validate.result", w->p->id, why, sizeof why);
@@ -969,10 +954,8 @@ static void s_validate(s_work_t *w, char **files, size_t nfiles)
         s_reject(w, "validating", vd.rejected, vd.reasons, vd.nreasons);
     else if (s_stopping(w->p))
         s_fail(w, "validating", "interrupted: orchestrator stopping", "interrupted");
-    else if (vd.suite[0])
-        s_fail(w, "validating", vd.suite, "suite");
-    else if (vd.failed[0])
-        s_fail(w, "validating", vd.failed, vd.cause ? vd.cause : "error");
+    else if (vd.failed[0]) /* "tests cannot run at base: ..." says it all when it is so */
+        s_fail(w, "validating", vd.suite[0] ? vd.suite : vd.failed, vd.cause ? vd.cause : "error");
     for (size_t i = 0; i < vd.nreasons; i++)
         free(vd.reasons[i]);
     if (rejected || vd.failed[0] || s_stopping(w->p))
