@@ -30,10 +30,9 @@
 #include "kz_recipe.h"
 #include "kz_state.h"
 
-#define S_CACHE_VERSION   2
-#define S_DEFAULT_TIMEOUT 600000
-#define S_IMPORTS_FILE    "imports.txt"
-#define S_HOOK_DIR        "pyhook"
+#define S_CACHE_VERSION 2
+#define S_IMPORTS_FILE  "imports.txt"
+#define S_HOOK_DIR      "pyhook"
 
 /* The Python hook (kz_testsuite.h). Names start with _kz_ so that nothing
    of it shadows what a project's code looks up in sitecustomize. */
@@ -436,7 +435,7 @@ int kz_testsuite_exec(const kz_target_config_t *target, const char *dir, const c
                       const kz_proc_opts_t *proc, kz_testsuite_run_t *run)
 {
     char junit[PATH_MAX], imports[PATH_MAX], err[512];
-    run->timeout_ms = target->test_timeout_ms > 0 ? target->test_timeout_ms : S_DEFAULT_TIMEOUT;
+    run->timeout_ms = target->test_timeout_ms;
     if (snprintf(junit, sizeof junit, "%s/junit.xml", work) >= (int)sizeof junit ||
         snprintf(imports, sizeof imports, "%s/%s", work, S_IMPORTS_FILE) >= (int)sizeof imports) {
         s_set(run->error, sizeof run->error, "path of '%s' too long", work);
@@ -669,7 +668,9 @@ void kz_testsuite_judge(const kz_target_config_t *target, const char *dir, kz_te
     } else if ((run->exit_code != 0 || run->term_signal) && run->failed + run->errors == 0) {
         /* a failing exit that no failing test explains: the suite broke
            around its tests (a crash at exit, a tool after the tests) */
-        const char *what = run->problem[0] ? run->problem : run->last;
+        /* the output's last line says how it ended; an error line from
+           anywhere in it (a logged exception of a passing test) need not */
+        const char *what = run->last[0] ? run->last : run->problem;
         s_unusable(run, NULL,
                    "the test command ended with %s although no test failed (%ld passed)%s%s", ended,
                    run->passed, what[0] ? ": " : "", what);
@@ -701,11 +702,10 @@ int kz_testsuite_test_at(const kz_target_config_t *target, const char *wt, const
         kz_error("the test command of '%s' cannot start: %s", target->name, run->start_error);
     else
         kz_info("tests of '%s' at %.12s: %s, exit %d, %ld passed, %ld failed, %ld errors, %ld "
-                "skipped (%s) in %lld ms%s%s",
+                "skipped (%s) in %lld ms",
                 target->name, run->commit, run->timed_out ? "timed out" : "finished",
                 run->exit_code, run->passed, run->failed, run->errors, run->skipped, run->source,
-                (long long)run->duration_ms,
-                run->usable ? "" : "; cannot validate: ", run->usable ? "" : run->why);
+                (long long)run->duration_ms);
     return rc;
 }
 
@@ -728,7 +728,8 @@ int kz_testsuite_test_commit(const kz_config_t *cfg, const kz_target_config_t *t
 
 /* ------------------------------------------------------------ base cache */
 
-/* What a cached base must match: the command, the env and the timeout */
+/* What a cached base must match: the command, the env, the timeout, and
+   whether the Python import check ran (targets[].languages decides it) */
 static json_t *s_identity(const kz_target_config_t *target)
 {
     json_t *id = json_object(), *cmd = json_array(), *env = json_array();
@@ -740,7 +741,7 @@ static json_t *s_identity(const kz_target_config_t *target)
     for (size_t i = 0; i < target->env_count; i++)
         if (json_array_append_new(env, json_string(target->env[i])) != 0)
             goto fail;
-    int timeout = target->test_timeout_ms > 0 ? target->test_timeout_ms : S_DEFAULT_TIMEOUT;
+    int timeout = target->test_timeout_ms;
     /* json_object_set_new takes the value whatever it returns */
     int rc = json_object_set_new(id, "command", cmd);
     cmd = NULL;
@@ -748,7 +749,8 @@ static json_t *s_identity(const kz_target_config_t *target)
         goto fail;
     rc = json_object_set_new(id, "env", env);
     env = NULL;
-    if (rc != 0 || json_object_set_new(id, "timeout_ms", json_integer(timeout)) != 0)
+    if (rc != 0 || json_object_set_new(id, "timeout_ms", json_integer(timeout)) != 0 ||
+        json_object_set_new(id, "python", json_boolean(kz_testsuite_is_python(target))) != 0)
         goto fail;
     return id;
 fail:
@@ -1017,7 +1019,7 @@ int kz_testsuite_base(const kz_config_t *cfg, const kz_target_config_t *target,
     }
     /* wait for another process running this base, keeping the caller's
        registrations alive; give up after its test timeout and a minute */
-    int timeout = target->test_timeout_ms > 0 ? target->test_timeout_ms : S_DEFAULT_TIMEOUT;
+    int timeout = target->test_timeout_ms;
     int64_t deadline = kz_now_us() + ((int64_t)timeout + 60000) * 1000;
     while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno != EWOULDBLOCK || kz_now_us() > deadline) {
@@ -1055,6 +1057,8 @@ int kz_testsuite_base(const kz_config_t *cfg, const kz_target_config_t *target,
         char name[128];
         snprintf(name, sizeof name, "tests-base-%s", run->commit);
         rc = kz_testsuite_test_commit(cfg, target, name, proc, run);
+        if (rc == 0 && run->judged && !run->usable)
+            kz_info("base %.12s of '%s' cannot validate: %s", run->commit, target->name, run->why);
         /* kaizen's own failures and a command that cannot start may be
            the machine's, not the commit's: run again next time */
         if (rc == 0 && run->started && !run->error[0] && run->judged &&

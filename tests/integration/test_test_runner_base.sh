@@ -135,7 +135,7 @@ runs_of() { grep -c "running the tests of '$1' at ${2:0:12}" "$T/runner.log"; }
 
 # tests.base as they come, one JSON envelope a line
 kz_start sub "$KZ_TOOLS/kz_sub" tests.base -c "$KAIZEN_CONFIG" --json --out "$T/base.jsonl"
-kz_wait_for 30 test -e "$T/base.jsonl" || true
+kz_wait_log sub "listening" || fail "kz_sub did not start"
 
 # --- suites that cannot run at the base
 # shellcheck disable=SC2154

@@ -86,15 +86,20 @@ static bool s_python_has(const char *module)
 }
 
 /* A copy of the file FROM at TO */
-static void s_copy(const char *from, const char *to)
+/* Copy FROM to TO, the cached result's "target":"t" made "target":"NAME" */
+static void s_copy_as(const char *from, const char *to, const char *name)
 {
     FILE *f = fopen(from, "rb");
     assert_non_null(f);
-    static char buf[1 << 16];
+    static char buf[1 << 16], out[(1 << 16) + 64];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
-    s_write(to, buf);
+    const char *at = strstr(buf, "\"target\":\"t\"");
+    assert_non_null(at);
+    snprintf(out, sizeof out, "%.*s\"target\":\"%s\"%s", (int)(at - buf), buf, name,
+             at + strlen("\"target\":\"t\""));
+    s_write(to, out);
 }
 
 static kz_config_t *s_config(const char *yaml)
@@ -418,9 +423,10 @@ static void test_base_cache(void **state)
              "targets:\n"
              "  - {name: t, path: %s, test: [%s], test_timeout: 1m}\n"
              "  - {name: t2, path: %s, test: [%s], test_timeout: 1m, env: [X=1]}\n"
+             "  - {name: t3, path: %s, test: [%s], test_timeout: 1m}\n"
              "  - {name: gone, path: %s, test: [%s/no-such-program]}\n"
              "  - {name: slow, path: %s, test: [sleep, '60'], test_timeout: 1s}\n",
-             s_tmp, repo, script, repo, script, repo, s_tmp, repo);
+             s_tmp, repo, script, repo, script, repo, script, repo, s_tmp, repo);
     kz_config_t *cfg = s_config(yaml);
     const kz_target_config_t *t = kz_config_target(cfg, "t");
     kz_testsuite_run_t run;
@@ -456,21 +462,24 @@ static void test_base_cache(void **state)
         assert_non_null(strstr(run.fix, "{junit}"));
         kz_testsuite_run_clear(&run);
     }
-    /* another env is another identity: run again, not the cached one */
-    kz_testsuite_run_init(&run);
-    memcpy(run.commit, good, sizeof good);
-    const kz_target_config_t *t2 = kz_config_target(cfg, "t2");
+    /* another env is another identity: t's cached result given t2's name
+       (t2 differs from t only by its env) is run again, while the same
+       given t3's name (t3 is t under another name) is taken */
     snprintf(path, sizeof path, "%s/state/test-runner/t/%s.json", s_tmp, good);
-    char t2dir[PATH_MAX * 2];
-    snprintf(t2dir, sizeof t2dir, "%s/state/test-runner/t2", s_tmp);
-    assert_int_equal(kz_mkdirs(t2dir, 0755, err, sizeof err), 0);
-    char t2path[PATH_MAX * 3];
-    snprintf(t2path, sizeof t2path, "%s/%s.json", t2dir, good);
-    s_copy(path, t2path); /* t's result under t2's name */
-    assert_int_equal(kz_testsuite_base(cfg, t2, NULL, 0, &run), 0);
-    assert_false(run.cached);
-    assert_true(run.usable);
-    kz_testsuite_run_clear(&run);
+    for (int k = 0; k < 2; k++) {
+        const char *name = k == 0 ? "t3" : "t2";
+        char dir[PATH_MAX * 2], copy[PATH_MAX * 3];
+        snprintf(dir, sizeof dir, "%s/state/test-runner/%s", s_tmp, name);
+        assert_int_equal(kz_mkdirs(dir, 0755, err, sizeof err), 0);
+        snprintf(copy, sizeof copy, "%s/%s.json", dir, good);
+        s_copy_as(path, copy, name);
+        kz_testsuite_run_init(&run);
+        memcpy(run.commit, good, sizeof good);
+        assert_int_equal(kz_testsuite_base(cfg, kz_config_target(cfg, name), NULL, 0, &run), 0);
+        assert_int_equal(run.cached, k == 0);
+        assert_true(run.usable);
+        kz_testsuite_run_clear(&run);
+    }
 
     /* a command that cannot start: unusable, not cached */
     const kz_target_config_t *gone = kz_config_target(cfg, "gone");
