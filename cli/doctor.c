@@ -393,12 +393,9 @@ static void s_note(const char *what, const char *detail)
    of memory) */
 static int s_tests_in_tmp(const kz_target_config_t *target, kz_testsuite_run_t *run)
 {
-    const char *tmpdir = getenv("TMPDIR");
     char tmp[PATH_MAX], wt[PATH_MAX], work[PATH_MAX], err[512];
-    snprintf(tmp, sizeof tmp, "%s/kaizen-doctor.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-    if (!mkdtemp(tmp)) {
-        snprintf(run->error, sizeof run->error, "unable to create a temporary directory: %s",
-                 strerror(errno));
+    if (kz_tmpdir_new(NULL, "kaizen-doctor", tmp, sizeof tmp, err, sizeof err) != 0) {
+        snprintf(run->error, sizeof run->error, "%s", err);
         return 0;
     }
     snprintf(wt, sizeof wt, "%.*s/worktree", PATH_MAX - 16, tmp);
@@ -445,7 +442,7 @@ static void s_target_suite(s_doctor_t *d, const kz_target_config_t *target)
                  "running the test command at %.12s in a temporary worktree%s (removed after; "
                  "up to targets[].test_timeout, %g s)",
                  run.commit, state ? " under the state directory" : "",
-                 (target->test_timeout_ms > 0 ? target->test_timeout_ms : 600000) / 1000.0);
+                 target->test_timeout_ms / 1000.0);
         s_note(what, detail);
         rc = state ? kz_testsuite_base(d->cfg, target, NULL, KZ_TESTSUITE_RECHECK, &run)
                    : s_tests_in_tmp(target, &run);

@@ -22,7 +22,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 #include <unistd.h>
 
 #include "kz_git.h"
+#include "kz_state.h"
 
 #define S_MAX_DEPTH  64
 #define S_GIT_MS     120000
@@ -59,44 +59,6 @@ static int s_join(char *buf, size_t len, const char *dir, const char *rel)
 {
     int n = snprintf(buf, len, "%s/%s", dir, rel);
     return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
-/* mkdir -p PATH (mode 0755) */
-static int s_mkdirs(const char *path)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
-static int s_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
-
-/* rm -rf PATH, never following a link */
-static void s_remove_tree(const char *path)
-{
-    nftw(path, s_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* True when the link at LINK_REL (relative to the root) pointing at
@@ -368,8 +330,9 @@ static int s_create(s_copy_t *c, const kz_target_config_t *t)
         parent[1] = '\0';
     else
         snprintf(parent, sizeof parent, ".");
-    if (s_mkdirs(parent) != 0)
-        return s_fail(c, "unable to create the directory '%s': %s", parent, strerror(errno));
+    char mk_err[512];
+    if (kz_mkdirs(parent, 0755, mk_err, sizeof mk_err) != 0)
+        return s_fail(c, "%s", mk_err);
     if (snprintf(c->dst, sizeof c->dst, "%s.kaizen-new-XXXXXX", t->path) >= (int)sizeof c->dst)
         return s_fail(c, "path too long: '%s'", t->path);
     if (!mkdtemp(c->dst))
@@ -419,7 +382,8 @@ static int s_create(s_copy_t *c, const kz_target_config_t *t)
     }
     return 0;
 fail:
-    s_remove_tree(c->dst);
+    char rm_err[512];
+    (void)kz_rmtree(c->dst, rm_err, sizeof rm_err); /* best effort, as before */
     return rc;
 }
 

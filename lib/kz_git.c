@@ -1036,23 +1036,6 @@ static bool s_nothing_staged(const char *wt)
 }
 
 /* A fresh directory under TMPDIR (or /tmp) for a temporary worktree */
-static int s_tmp_dir(const char *tmpdir, char *buf, size_t len, char *errbuf, size_t errlen)
-{
-    if (!tmpdir || !*tmpdir)
-        tmpdir = getenv("TMPDIR");
-    if (!tmpdir || !*tmpdir)
-        tmpdir = "/tmp";
-    if (snprintf(buf, len, "%s/kz-pick.XXXXXX", tmpdir) >= (int)len) {
-        s_err(errbuf, errlen, "temporary directory path too long");
-        return -1;
-    }
-    if (!mkdtemp(buf)) {
-        s_err(errbuf, errlen, "unable to create a directory in '%s': %s", tmpdir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 int kz_git_cherry_pick_onto(const char *repo, const char *branch, const char *base,
                             const char *commit, const char *tmpdir, char new_oid[KZ_GIT_OID_MAX],
                             char *errbuf, size_t errlen)
@@ -1085,7 +1068,7 @@ int kz_git_cherry_pick_onto(const char *repo, const char *branch, const char *ba
         return -1;
     }
 
-    if (s_tmp_dir(tmpdir, dir, sizeof dir, errbuf, errlen) != 0)
+    if (kz_tmpdir_new(tmpdir, "kz-pick", dir, sizeof dir, errbuf, errlen) != 0)
         return -1;
     snprintf(wt, sizeof wt, "%s/wt", dir);
     int rc = -1;

@@ -21,7 +21,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <libpq-fe.h>
 #include <locale.h>
@@ -42,6 +41,7 @@
 
 #include "kz_log.h"
 #include "kz_proc.h"
+#include "kz_state.h"
 
 #define S_PG_USER      "postgres"
 #define S_SOCKET_NAME  "/.s.PGSQL.5432"
@@ -324,33 +324,10 @@ static bool s_is_postgres(pid_t pid)
     return yes;
 }
 
-/* mkdir -p DIR: parents 0755, DIR itself MODE. 0 / -1 with ERRBUF */
-static int s_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen)
-{
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
-        return s_fail(errbuf, errlen, "path too long: %s", dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST)
-            return s_fail(errbuf, errlen, "unable to create directory '%s': %s", path,
-                          strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(path, mode) != 0 && errno != EEXIST)
-        return s_fail(errbuf, errlen, "unable to create directory '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return s_fail(errbuf, errlen, "'%s' is not a directory", path);
-    return 0;
-}
-
 /* DIR exists with MODE and belongs to the cluster's user */
 static int s_own_dir(const kz_pg_t *pg, const char *dir, mode_t mode, char *errbuf, size_t errlen)
 {
-    if (s_mkdirs(dir, mode, errbuf, errlen) != 0)
+    if (kz_mkdirs(dir, mode, errbuf, errlen) != 0)
         return -1;
     if (pg->drop_privileges && chown(dir, pg->uid, pg->gid) != 0)
         return s_fail(errbuf, errlen, "unable to give '%s' to user '%s': %s", dir, pg->run_user,
@@ -628,13 +605,6 @@ static int s_write_conf(const kz_pg_t *pg, const char *data, char *errbuf, size_
     return 0;
 }
 
-static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    return (flag == FTW_DP ? rmdir(path) : unlink(path)) == 0 || errno == ENOENT ? 0 : -1;
-}
-
 /* initdb into data.init, settings, then rename to data */
 static int s_initdb(const kz_pg_t *pg, int log_fd, char *errbuf, size_t errlen)
 {
@@ -643,8 +613,8 @@ static int s_initdb(const kz_pg_t *pg, int log_fd, char *errbuf, size_t errlen)
     struct stat st;
     if (lstat(work, &st) == 0) {
         kz_info("removing '%s' left by an interrupted initdb", work);
-        if (nftw(work, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-            return s_fail(errbuf, errlen, "unable to remove '%s': %s", work, strerror(errno));
+        if (kz_rmtree(work, errbuf, errlen) != 0)
+            return -1;
     }
     /* C.UTF-8 when the C library has it (Debian's has), else C */
     const char *locale = "--locale=C.UTF-8";
@@ -797,8 +767,8 @@ int kz_pg_start(kz_pg_t *pg, int timeout_ms, bool *started, char *errbuf, size_t
     snprintf(logs_dir, sizeof logs_dir, "%s/logs", pg->state_dir);
 
     /* the directories, owned by the cluster's user, reachable by it */
-    if (s_mkdirs(pg->state_dir, 0755, errbuf, errlen) != 0 ||
-        s_mkdirs(logs_dir, 0755, errbuf, errlen) != 0 ||
+    if (kz_mkdirs(pg->state_dir, 0755, errbuf, errlen) != 0 ||
+        kz_mkdirs(logs_dir, 0755, errbuf, errlen) != 0 ||
         s_own_dir(pg, db_dir, 0700, errbuf, errlen) != 0 ||
         s_own_dir(pg, pg->sock_dir, 0700, errbuf, errlen) != 0)
         return -1;

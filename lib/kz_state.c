@@ -55,8 +55,8 @@ int kz_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen)
     return 0;
 }
 
-/* Make every directory of the tree writable and searchable by us first: a
-   tool may leave read-only directories (caches) that rmdir cannot empty */
+/* Make every directory of the tree writable and searchable by us: a tool
+   may leave read-only directories (caches) that rmdir cannot empty */
 static int s_rm_chmod(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)ftw;
@@ -87,10 +87,33 @@ int kz_rmtree(const char *path, char *errbuf, size_t errlen)
         snprintf(errbuf, errlen, "refusing to remove '/'");
         return -1;
     }
-    if (S_ISDIR(st.st_mode))
+    /* read-only directories stop the first pass: open them, then again */
+    if (nftw(path, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && lstat(path, &st) == 0 &&
+        S_ISDIR(st.st_mode)) {
         nftw(path, s_rm_chmod, 16, FTW_PHYS);
-    if (nftw(path, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && lstat(path, &st) == 0) {
+        nftw(path, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    if (lstat(path, &st) == 0) {
         snprintf(errbuf, errlen, "unable to remove '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int kz_tmpdir_new(const char *under, const char *prefix, char *buf, size_t len, char *errbuf,
+                  size_t errlen)
+{
+    if (!under || !*under)
+        under = getenv("TMPDIR");
+    if (!under || !*under)
+        under = "/tmp";
+    if (snprintf(buf, len, "%s/%s.XXXXXX", under, prefix) >= (int)len) {
+        snprintf(errbuf, errlen, "temporary directory path too long");
+        return -1;
+    }
+    if (!mkdtemp(buf)) {
+        snprintf(errbuf, errlen, "unable to create a directory in '%s': %s", under,
+                 strerror(errno));
         return -1;
     }
     return 0;

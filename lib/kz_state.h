@@ -47,6 +47,11 @@ int kz_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen);
    fine. 0 / -1 with ERRBUF */
 int kz_rmtree(const char *path, char *errbuf, size_t errlen);
 
+/* Create a new private directory PREFIX.XXXXXX under UNDER (NULL or "":
+   $TMPDIR, else /tmp) and put its path in BUF. 0 / -1 with ERRBUF */
+int kz_tmpdir_new(const char *under, const char *prefix, char *buf, size_t len, char *errbuf,
+                  size_t errlen);
+
 /* Take the exclusive lock STATE/run/up.lock, waiting up to TIMEOUT_MS.
    Returns the fd to close to release it, or -1 with ERRBUF */
 int kz_state_lock(const kz_config_t *cfg, int timeout_ms, char *errbuf, size_t errlen);

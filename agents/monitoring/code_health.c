@@ -357,30 +357,6 @@ static void s_utf8_cut(char *s, size_t max)
     s[n] = '\0';
 }
 
-/* mkdir -p PATH (mode 0755). 0 / -1 with ERRBUF */
-static int s_mkdirs(const char *path, char *errbuf, size_t errlen)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        s_errf(errbuf, errlen, "path too long: '%s'", path);
-        return -1;
-    }
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-                s_errf(errbuf, errlen, "unable to create '%s': %s", buf, strerror(errno));
-                return -1;
-            }
-            *p = c;
-            if (c == '\0')
-                break;
-        }
-    }
-    return 0;
-}
-
 /* A target name we can use as a directory name and a file name */
 static bool s_name_ok(const char *name)
 {
@@ -1409,7 +1385,7 @@ static int s_worktree(s_scan_t *s)
     char *slash = strrchr(parent, '/');
     if (slash)
         *slash = '\0';
-    if (s_mkdirs(parent, err, sizeof err) != 0) {
+    if (kz_mkdirs(parent, 0755, err, sizeof err) != 0) {
         s_errf(s->error, sizeof s->error, "%s", err);
         return -1;
     }
@@ -1888,7 +1864,7 @@ static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_co
     char dir[4096];
     if (kz_state_path(s->cfg, "code-health", dir, sizeof dir) != 0 ||
         kz_state_path(s->cfg, rel, s->cache_path, sizeof s->cache_path) != 0 ||
-        s_mkdirs(dir, err, sizeof err) != 0) {
+        kz_mkdirs(dir, 0755, err, sizeof err) != 0) {
         s_errf(s->error, sizeof s->error, "scan cache directory: %s", err);
         goto failed;
     }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "kz_proc.h"
+#include "kz_state.h"
 #include "kz_testresult.h"
 
 /* tests/data/testresult/NAME, NUL-terminated; malloc'd */
@@ -141,14 +142,8 @@ static void test_pytest_console(void **state)
 /* recursive removal of the few files a pytest run leaves in DIR */
 static void s_rmtree(const char *dir)
 {
-    char *const argv[] = {(char *)"rm", (char *)"-rf", (char *)"--", (char *)dir, NULL};
-    kz_proc_opts_t po = {0};
-    po.argv = (const char *const *)argv;
-    po.timeout_ms = 30000;
-    kz_proc_result_t pr;
     char err[256];
-    if (kz_proc_run(&po, &pr, err, sizeof err) == 0)
-        kz_proc_result_free(&pr);
+    (void)kz_rmtree(dir, err, sizeof err);
 }
 
 /* The pytest installed today: its report and its summary still parse */
