@@ -57,13 +57,14 @@ PY
 
 kz_start orch "$T/bin/kaizen-orchestrator" -c "$KAIZEN_CONFIG"
 
+# (each look retried: on a loaded machine one status call may miss its 10 s)
 kz_wait_for 60 st 'all(by(n, i).get("state") == "idle" for n, i in (("demo", 0), ("demo", 1), ("code-quality", 0)))' ||
     fail "the agents never showed idle in the status: $(cat "$T/status.json" "$T/status.err" 2>/dev/null)"
-st 'by("broker").get("state") == "idle" and by("broker").get("pid", 0) > 0' >/dev/null ||
+kz_wait_for 30 st 'by("broker").get("state") == "idle" and by("broker").get("pid", 0) > 0' ||
     fail "the broker is not in the status as a supervised process: $(cat "$T/status.json")"
-st 'by("demo", 0)["layer"] == "monitoring" and by("code-quality")["layer"] == "analysis"' >/dev/null ||
+kz_wait_for 30 st 'by("demo", 0)["layer"] == "monitoring" and by("code-quality")["layer"] == "analysis"' ||
     fail "layers wrong: $(cat "$T/status.json")"
-st 'all(by(n, i).get("id", "").startswith("demo@") and by(n, i).get("restarts") == 0 for n, i in (("demo", 0), ("demo", 1), ("code-quality", 0)))' >/dev/null ||
+kz_wait_for 30 st 'all(by(n, i).get("id", "").startswith("demo@") and by(n, i).get("restarts") == 0 for n, i in (("demo", 0), ("demo", 1), ("code-quality", 0)))' ||
     fail "agents not matched to their processes: $(cat "$T/status.json")"
 
 # one log per process, written by the agent itself
