@@ -337,36 +337,39 @@ bool kz_store_cause_settles(const char *cause)
     return false;
 }
 
-static int s_cmp_fp(const void *a, const void *b)
+bool kz_store_is_open(const char *status)
 {
-    return strcmp(**(const char *const *const *)a, **(const char *const *const *)b);
+    static const char *const open[] = {"ready",     "awaiting_approval", "approved",
+                                       "executing", "executed",          "validating"};
+    for (size_t i = 0; status && i < sizeof open / sizeof open[0]; i++)
+        if (strcmp(status, open[i]) == 0)
+            return true;
+    return false;
 }
 
 int kz_store_covered(kz_store_t *self, const char *target, const char *commit,
                      const char *const *fps, size_t n, bool *covered, char *errbuf, size_t errlen)
 {
-    /* the fingerprints of the batch that some covering plan lists (the GIN
-       index on implementation_plan->'findings' serves ?|) */
+    /* the positions (1-based) of the batch's fingerprints that some
+       covering plan lists (the GIN index on implementation_plan->'findings'
+       serves ?) */
     static const char *const sql =
-        "SELECT DISTINCT f.fp FROM improvement_suggestions p CROSS JOIN LATERAL "
-        "jsonb_array_elements_text(p.implementation_plan->'findings') AS f(fp) WHERE p.target = $1 "
-        "AND p.plan_id IS NOT NULL AND jsonb_typeof(p.implementation_plan->'findings') = 'array' "
-        "AND p.implementation_plan->'findings' ?| $3::text[] AND f.fp = ANY($3::text[]) AND "
-        "(p.status IN ('proposed', 'ready', 'approved', 'awaiting_approval', 'executing', "
-        "'executed', 'validating', 'accepted') OR (COALESCE(p.implementation_plan->>'base_commit', "
-        "'') = $2 AND (p.status = 'rejected' OR (p.status = 'failed' AND p.cause = "
-        "ANY($4::text[])))))";
+        "SELECT x.i FROM unnest($3::text[]) WITH ORDINALITY AS x(fp, i) WHERE EXISTS (SELECT 1 "
+        "FROM improvement_suggestions p WHERE p.target = $1 AND p.plan_id IS NOT NULL AND "
+        "jsonb_typeof(p.implementation_plan->'findings') = 'array' AND "
+        "p.implementation_plan->'findings' ? x.fp AND (p.status IN (" KZ_STORE_OPEN_STATES
+        ", 'accepted') OR (COALESCE(p.implementation_plan->>'base_commit', '') = $2 AND "
+        "(p.status IN ('proposed', 'rejected') OR (p.status = 'failed' AND p.cause = "
+        "ANY($4::text[]))))))";
     for (size_t i = 0; i < n; i++)
         covered[i] = false;
     if (n == 0)
         return 0;
     char *fp_arr = kz_db_text_array(fps, n);
     char *cause_arr = kz_db_text_array(s_settling, S_NSETTLING);
-    const char *const **order = malloc(n * sizeof *order);
-    if (!fp_arr || !cause_arr || !order) {
+    if (!fp_arr || !cause_arr) {
         free(fp_arr);
         free(cause_arr);
-        free(order);
         snprintf(errbuf, errlen, "out of memory");
         return -1;
     }
@@ -381,26 +384,13 @@ int kz_store_covered(kz_store_t *self, const char *target, const char *commit,
         snprintf(errbuf, errlen, "unexpected result shape while reading the covered findings");
         goto done;
     }
-    /* match the rows to FPS through pointers sorted by fingerprint */
-    for (size_t i = 0; i < n; i++)
-        order[i] = &fps[i];
-    qsort(order, n, sizeof *order, s_cmp_fp);
     for (int r = 0; r < PQntuples(res); r++) {
-        const char *fp = PQgetvalue(res, r, 0);
-        const char *const *key = &fp;
-        const char *const *const *hit = bsearch(&key, order, n, sizeof *order, s_cmp_fp);
-        if (!hit)
-            continue;
-        /* the same fingerprint may repeat in FPS: mark every copy */
-        size_t k = (size_t)(hit - order);
-        while (k > 0 && strcmp(*order[k - 1], fp) == 0)
-            k--;
-        for (; k < n && strcmp(*order[k], fp) == 0; k++)
-            covered[order[k] - fps] = true;
+        long i = strtol(PQgetvalue(res, r, 0), NULL, 10);
+        if (i >= 1 && (size_t)i <= n)
+            covered[i - 1] = true;
     }
     rc = 0;
 done:
     PQclear(res);
-    free(order);
     return rc;
 }

@@ -8,8 +8,10 @@
     until the scan's findings are all stored (kz_store_wait_scan), and one
     that needs its own earlier messages stored waits for them
     (kz_store_wait_event). The planner's rule of which findings plans
-    already cover lives here (kz_store_covered, kz_store_cause_settles),
-    so the prioritizer applies the same one.
+    already cover lives here (kz_store_covered); the prioritizer, its
+    safety net, shares the open states and the causes that settle a
+    finding (KZ_STORE_OPEN_STATES, kz_store_is_open,
+    kz_store_cause_settles).
 */
 #ifndef KZ_STORE_H_INCLUDED
 #define KZ_STORE_H_INCLUDED
@@ -74,13 +76,20 @@ int kz_store_wait_event(kz_store_t *self, const char *event_id, int timeout_ms,
    no_reply, ...) or an unknown cause (NULL) does not. */
 bool kz_store_cause_settles(const char *cause);
 
+/* The states of a plan not yet final (after "proposed"), for SQL and C */
+#define KZ_STORE_OPEN_STATES \
+    "'ready', 'awaiting_approval', 'approved', 'executing', 'executed', 'validating'"
+bool kz_store_is_open(const char *status);
+
 /* Which of the N fingerprints FPS plans of TARGET already cover, for
    findings found at COMMIT: COVERED[i] is set true for FPS[i] when it is
    among the findings of a plan that is
-     - open: proposed, ready, approved, awaiting_approval, executing,
-       executed, validating;
+     - open: ready, approved, awaiting_approval, executing, executed,
+       validating;
      - accepted (at any commit: its fix is on the integration branch);
-     - rejected with base commit COMMIT;
+     - proposed or rejected with base commit COMMIT (a proposal that was
+       never ranked - its plan.batch lost - must not hide its findings for
+       good);
      - failed with base commit COMMIT and a cause that settles it
        (kz_store_cause_settles).
    Plans of other targets do not count. 0 / -1 with ERRBUF */

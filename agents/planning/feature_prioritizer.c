@@ -75,10 +75,6 @@
 #define S_DB_WAIT_MS    30000 /* for an unreachable database, before NACKing */
 #define S_DB_RETRY_MS   500
 #define S_RANKED_BUDGET (384 * 1024) /* bytes for the reasons of one plan.ranked */
-#define S_OPEN_STATES                                                     \
-    "'ready', 'awaiting_approval', 'approved', 'executing', 'executed', " \
-    "'validating'"
-
 /* A plan of the batch */
 typedef struct {
     const kz_val_t *map; /* in the plan.batch message */
@@ -478,7 +474,7 @@ static int s_read_db(s_prio_t *self, const char *target, const s_plan_t *plans, 
         "array_to_string(ARRAY(SELECT jsonb_array_elements_text(implementation_plan->'findings') "
         "INTERSECT SELECT unnest($2::text[]) ORDER BY 1), ','), COALESCE(cause, '') FROM "
         "improvement_suggestions "
-        "WHERE target = $1 AND plan_id IS NOT NULL AND status IN (" S_OPEN_STATES
+        "WHERE target = $1 AND plan_id IS NOT NULL AND status IN (" KZ_STORE_OPEN_STATES
         ", 'accepted', 'rejected', 'failed') AND jsonb_typeof(implementation_plan->'findings') = "
         "'array' AND implementation_plan->'findings' ?| $2::text[] ORDER BY id",
         2, p2);
@@ -486,7 +482,7 @@ static int s_read_db(s_prio_t *self, const char *target, const s_plan_t *plans, 
         goto done;
     view->open_res = s_query(self, db, "the open plans",
                              "SELECT plan_id FROM improvement_suggestions WHERE plan_id IS NOT "
-                             "NULL AND status IN (" S_OPEN_STATES ")",
+                             "NULL AND status IN (" KZ_STORE_OPEN_STATES ")",
                              0, NULL);
     if (!view->open_res)
         goto done;
@@ -584,16 +580,6 @@ static const char *s_db_status(const s_db_view_t *view, const char *plan_id)
     return NULL;
 }
 
-static bool s_is_open(const char *status)
-{
-    static const char *const open[] = {"ready",     "awaiting_approval", "approved",
-                                       "executing", "executed",          "validating"};
-    for (size_t i = 0; status && i < sizeof open / sizeof open[0]; i++)
-        if (strcmp(status, open[i]) == 0)
-            return true;
-    return false;
-}
-
 /* True when the database does not know yet what became of a plan this
    process published as ready (no row, or still "proposed") */
 static bool s_db_lags(const s_db_view_t *view, const char *plan_id)
@@ -648,7 +634,7 @@ static int s_check_known(const s_prio_t *self, s_plan_t *plan, const char *targe
         if (strcmp(c->status, "accepted") == 0)
             return s_drop(
                 plan, s_fmt("duplicate of accepted plan %s (fingerprints %s)", c->plan_id, shown));
-        if (s_is_open(c->status))
+        if (kz_store_is_open(c->status))
             return s_drop(plan, s_fmt("duplicate of open plan %s, %s (fingerprints %s)", c->plan_id,
                                       c->status, shown));
         /* at the same commit a rejection stands, and so does a failure

@@ -4,18 +4,19 @@
 # broker, the orchestrator's recorder, PostgreSQL, kaizen-improvement-planner
 # and kaizen-feature-prioritizer; `kaizen publish` stands in for
 # code-health and the router.
-#   S1 (commit c1): one codespell finding in each of a.py .. g.py: seven
+#   S1 (commit c1): one codespell finding in each of a.py .. h.py: eight
 #      plans, all ready.
 #   Their outcomes, by hand: a accepted; b rejected (cause change); c
 #      failed (cause timeout); d failed (cause nothing_to_do, in state
-#      executing); e failed (cause suite); f failed (no cause); g open.
+#      executing); e failed (cause suite); f failed (no cause); g open;
+#      h failed (cause fixer: the fixer itself failed on it).
 #      improvement_suggestions.cause holds each (NULL where none).
 #   S1 answered again (scan.completed reused): the planner proposes c.py
 #      and f.py only (a failure of the machinery, or of unknown cause, does
 #      not settle a finding), the prioritizer makes both ready.
 #   S1 answered once more: nothing is proposed, no row is added.
-#   S2 (commit c2, the same findings): b.py, d.py and e.py again (they
-#      were settled at c1 only); a.py (accepted), g.py and the new c.py and
+#   S2 (commit c2, the same findings): b.py, d.py, e.py and h.py again
+#      (they were settled at c1 only); a.py (accepted), g.py and the new c.py and
 #      f.py plans (open) stay covered.
 # shellcheck disable=SC2154 # PID_* are set by kz_start (lib.sh)
 source "$(dirname "$0")/lib.sh"
@@ -29,7 +30,7 @@ kz_python json || skip "no python3"
 K=$KZ_BIN/kaizen
 REPO=$T/repo
 mkdir -p "$REPO"
-for f in a b c d e f g; do echo "x = 1" >"$REPO/$f.py"; done
+for f in a b c d e f g h; do echo "x = 1" >"$REPO/$f.py"; done
 kz_config "$T/orch.yaml" <<'EOF'
 supervisor:
   broker: false
@@ -87,11 +88,11 @@ finding() { # FILE: a codespell finding whose fingerprint depends on the file on
     printf '{"tool":"codespell","rule":"misspelling","severity":"low","category":"docs",'
     printf '"file":"%s","line":1,"message":"recieve ==> receive","fingerprint":"%s"}' "$1" "$fp"
 }
-FINDINGS=$(for f in a b c d e f g; do finding "$f.py"; echo; done | paste -sd,)
+FINDINGS=$(for f in a b c d e f g h; do finding "$f.py"; echo; done | paste -sd,)
 pub() { "$K" publish "$@" >/dev/null || fail "kaizen publish $1 $2"; }
-# completed ID COMMIT [REUSED]: the scan.completed of a scan of 7 findings
+# completed ID COMMIT [REUSED]: the scan.completed of a scan of 8 findings
 completed() {
-    pub scan.completed "{\"scan_id\":\"$1\",\"status\":\"ok\",\"findings\":7,\"files\":7,
+    pub scan.completed "{\"scan_id\":\"$1\",\"status\":\"ok\",\"findings\":8,\"files\":8,
         \"duration_ms\":5,\"commit\":\"$2\"${3:+,\"reused\":true}}" --target repo1 --corr "$1"
 }
 scan() { # ID COMMIT: what code-health publishes for a scan that ran
@@ -127,10 +128,11 @@ nrows() { kz_psql "SELECT count(*) FROM improvement_suggestions"; }
 # ---------------------------------------------------------------- S1
 scan S1 c1
 kz_wait_for 60 ranked S1 1 || fail "no plan.ranked for S1"
-expect_eq "S1 ready" "$(ready S1 1)" "a.py b.py c.py d.py e.py f.py g.py"
-stored() { [[ $(kz_psql "SELECT count(*) FROM improvement_suggestions WHERE status = 'ready'") == 7 ]]; }
+expect_eq "S1 ready" "$(ready S1 1)" "a.py b.py c.py d.py e.py f.py g.py h.py"
+stored() { [[ $(kz_psql "SELECT count(*) FROM improvement_suggestions WHERE status = 'ready'") == 8 ]]; }
 kz_wait_for 30 stored || fail "the S1 plans are not stored as ready"
 A=$(plan_of a.py) B=$(plan_of b.py) C=$(plan_of c.py) D=$(plan_of d.py) E=$(plan_of e.py) F=$(plan_of f.py)
+H=$(plan_of h.py)
 
 # --------------------------------------------- outcomes and their causes
 pub plan.accepted "{\"plan_id\":\"$A\",\"commit\":\"c1a\",\"branch\":\"kaizen/plan-$A\"}" --target repo1
@@ -143,35 +145,37 @@ pub plan.failed "{\"plan_id\":\"$D\",\"state\":\"executing\",\"reason\":\"nothin
 pub plan.failed "{\"plan_id\":\"$E\",\"state\":\"validating\",
     \"reason\":\"tests cannot run at base: 0 tests collected\",\"cause\":\"suite\"}" --target repo1
 pub plan.failed "{\"plan_id\":\"$F\",\"state\":\"executing\",\"reason\":\"test\"}" --target repo1
+pub plan.failed "{\"plan_id\":\"$H\",\"state\":\"executing\",\"reason\":\"fixer codespell was killed by signal 11\",
+    \"cause\":\"fixer\"}" --target repo1
 settled() { [[ $(kz_psql "SELECT count(*) FROM improvement_suggestions WHERE status IN
-    ('accepted', 'rejected', 'failed')") == 6 ]]; }
+    ('accepted', 'rejected', 'failed')") == 7 ]]; }
 kz_wait_for 30 settled || fail "the outcomes were not recorded"
 expect_sql "SELECT string_agg((implementation_plan->'files'->>0) || ' ' || status || ' ' ||
     COALESCE(cause, '-'), ', ' ORDER BY implementation_plan->'files'->>0) FROM improvement_suggestions" \
-    "a.py accepted -, b.py rejected change, c.py failed timeout, d.py failed nothing_to_do, e.py failed suite, f.py failed -, g.py ready -"
+    "a.py accepted -, b.py rejected change, c.py failed timeout, d.py failed nothing_to_do, e.py failed suite, f.py failed -, g.py ready -, h.py failed fixer"
 
 # ------------------- S1 answered again: only what the machinery failed
 completed S1 c1 reused
 kz_wait_for 60 ranked S1 2 || fail "no plan.ranked for the reused S1"
 expect_eq "reused S1 ready" "$(ready S1 2)" "c.py f.py"
-kz_wait_log planner "scan S1 of 'repo1' at c1 (reused): 7 findings, 5 already covered by plans, 2 fixable in 2 plans" ||
+kz_wait_log planner "scan S1 of 'repo1' at c1 (reused): 8 findings, 6 already covered by plans, 2 fixable in 2 plans" ||
     fail "no summary line for the reused S1"
 rows=$(nrows)
-expect_eq "rows after the reused S1" "$rows" 9
+expect_eq "rows after the reused S1" "$rows" 10
 
 # ------------------------ S1 once more: everything covered, no row added
 completed S1 c1 reused
 kz_wait_for 60 ranked S1 3 || fail "no plan.ranked for S1 answered once more"
 expect_eq "S1 once more ready" "$(ready S1 3)" ""
-kz_wait_log planner "scan S1 of 'repo1' at c1 (reused): 7 findings, 7 already covered by plans, 0 fixable in 0 plans" ||
+kz_wait_log planner "scan S1 of 'repo1' at c1 (reused): 8 findings, 8 already covered by plans, 0 fixable in 0 plans" ||
     fail "no summary line for S1 once more"
 expect_eq "rows after S1 once more" "$(nrows)" "$rows"
 
 # -------------- S2 at a new commit: what was settled at c1 is planned again
 scan S2 c2
 kz_wait_for 60 ranked S2 1 || fail "no plan.ranked for S2"
-expect_eq "S2 ready" "$(ready S2 1)" "b.py d.py e.py"
-expect_eq "rows after S2" "$(nrows)" 12
+expect_eq "S2 ready" "$(ready S2 1)" "b.py d.py e.py h.py"
+expect_eq "rows after S2" "$(nrows)" 14
 
 ! grep -E " error " "$T/planner.log" "$T/prio.log" || fail "errors in the planning agents' logs"
 echo "ok"
