@@ -240,6 +240,12 @@ bool kz_agent_proc_cancel(void *arg)
     return kz_agent_cancelled(arg, NULL, 0);
 }
 
+bool kz_agent_wait_tick(void *arg)
+{
+    kz_agent_keepalive(arg);
+    return !kz_agent_stopping(arg);
+}
+
 /* request.started {id, service, plan_id}: the request left the broker's
    queue and this agent works on it (run-once and the router tell a
    request that waits from one that runs by it) */

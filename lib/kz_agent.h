@@ -86,6 +86,11 @@ bool kz_agent_cancelled(kz_agent_t *self, char *why, size_t len);
    a subprocess of a cancelled request is killed with its process group */
 bool kz_agent_proc_cancel(void *arg);
 
+/* The tick of a wait (kz_store_wait_scan, kz_store_wait_event: ARG is the
+   kz_agent_t *): keeps the agent alive, and false - stop waiting - once
+   the agent is stopping */
+bool kz_agent_wait_tick(void *arg);
+
 /* The layer of a known agent name ("code-health" -> "monitoring", the
    names of DESIGN.md section 3; "demo" -> "monitoring"), or NULL. The
    supervisor starts layers in kz_agent_layer_rank order: monitoring 0,

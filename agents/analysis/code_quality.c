@@ -681,15 +681,6 @@ oom:
 }
 
 /* ------------------------------------------------------------ handler */
-
-/* kz_store_wait_scan's tick: answer the bus heartbeats; false (end the
-   wait) once the agent is stopping */
-static bool s_wait_tick(void *arg)
-{
-    kz_agent_keepalive(arg);
-    return !kz_agent_stopping(arg);
-}
-
 /* Give up on SCAN_ID for now: log ERR and wait a moment (answering bus
    heartbeats) before the delivery is handed back, so that a database
    hiccup does not spend every redelivery within a second. -1 (NACK) */
@@ -745,8 +736,8 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
     long expected = (long)kz_map_int(body, "findings", 0);
     if (expected < 0)
         expected = 0;
-    if (kz_store_wait_scan(self->store, scan_id, expected, S_WAIT_MS, s_wait_tick, agent, err,
-                           sizeof err) != 0) {
+    if (kz_store_wait_scan(self->store, scan_id, expected, S_WAIT_MS, kz_agent_wait_tick, agent,
+                           err, sizeof err) != 0) {
         return s_postpone(agent, scan_id, err, false); /* waited long enough */
     }
     int done = s_done_in_db(self, scan_id, err, sizeof err);

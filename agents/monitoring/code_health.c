@@ -15,8 +15,9 @@
          commit, an ok last scan (STATE/code-health/<target>.scan.json,
          written only for ok scans), the same tools with the same
          recipe/program/config hashes, and the database holding that
-         scan: one scan.completed with that scan's id and reused true, no
-         tool run, nothing else published;
+         scan as ok (when it cannot be asked, the record is trusted): one
+         scan.completed with that scan's id and reused true, no tool run,
+         nothing else published;
       3. lists the files at that commit with their blob ids (`git ls-tree`),
          picks the tools (recipes of the config that apply to the target's
          languages and - tools[].requires - for which the target holds the
@@ -1248,7 +1249,7 @@ static json_int_t s_json_count(const json_t *o, const char *key)
    (scan_id, status, findings, files, duration_ms, commit, loc,
    rescanned, tools[], error) plus what decides whether it can answer a
    later request (version, target, path, and per tool "hashes": the
-   recipe/program/config hash, or "skipped" / "missing"). NULL when out
+   recipe/program/config hash, or "skipped"). NULL when out
    of memory. */
 static json_t *s_record_make(const s_scan_t *s, const char *status, int64_t duration_ms)
 {
@@ -1284,7 +1285,9 @@ static json_t *s_record_make(const s_scan_t *s, const char *status, int64_t dura
             s_utf8_fix(err);
             oom = json_object_set_new(o, "error", json_string(err)) != 0;
         }
-        const char *h = t->skipped ? "skipped" : t->missing ? "missing" : t->hash;
+        /* a missing tool makes the scan partial, and a partial scan is
+           never recorded: a recorded tool either ran or was skipped */
+        const char *h = t->skipped ? "skipped" : t->hash;
         oom = oom || json_object_set_new(hashes, t->cfg->name, json_string(h)) != 0;
     }
     oom = oom || json_object_set(rec, "tools", tools) != 0 ||
@@ -1683,15 +1686,6 @@ static void s_record_forget(const s_scan_t *s)
     if (s->record_path[0] && unlink(s->record_path) != 0 && errno != ENOENT)
         kz_warn("unable to remove '%s': %s", s->record_path, strerror(errno));
 }
-
-/* kz_store_wait_scan's tick: answer the bus heartbeats; false (end the
-   wait) once the agent is stopping */
-static bool s_wait_tick(void *arg)
-{
-    kz_agent_keepalive(arg);
-    return !kz_agent_stopping(arg);
-}
-
 /* Whether the record REC of a scan can answer for S: the same target path
    and commit, status ok, and the same tools with the same hashes (recipe,
    program, config files) and the same skipped and missing ones. WHY gets
@@ -1726,7 +1720,7 @@ static bool s_record_fits(const s_scan_t *s, const json_t *rec, char *why, size_
     }
     for (size_t i = 0; i < s->ntools; i++) {
         const s_tool_t *t = &s->tools[i];
-        const char *want = t->skipped ? "skipped" : t->missing ? "missing" : t->hash;
+        const char *want = t->skipped ? "skipped" : t->hash;
         const char *had = json_string_value(json_object_get(hashes, t->cfg->name));
         if (!had || strcmp(had, want) != 0) {
             s_errf(why, whylen,
@@ -1773,12 +1767,18 @@ static bool s_reuse(s_scan_t *s, s_health_t *self)
         char status[64] = "";
         json_int_t expected = s_json_count(rec, "findings");
         int rc = kz_store_wait_scan(self->store, scan_id, (long)expected, S_STORED_WAIT_MS,
-                                    s_wait_tick, s->agent, err, sizeof err);
+                                    kz_agent_wait_tick, s->agent, err, sizeof err);
         if (rc == 0)
             rc = kz_store_scan_status(self->store, scan_id, status, sizeof status, err, sizeof err);
         if (rc == 0 && strcmp(status, "ok") != 0) {
             s_errf(err, sizeof err, "the database has it as '%s'", status);
             rc = -1;
+        }
+        if (rc != 0 && kz_agent_stopping(s->agent)) {
+            /* told to stop while waiting: the record stays good, and
+               nothing is scanned (the caller sees the stop) */
+            json_decref(rec);
+            return false;
         }
         if (rc != 0) {
             kz_info("target '%s' at %.12s: its last scan %s cannot answer (%s): scanning again",
@@ -1874,6 +1874,10 @@ static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_co
         rc = 0;
         goto done;
     }
+    if (kz_agent_stopping(agent)) {
+        rc = 0; /* stopped while asking whether the last scan answers: no scan */
+        goto done;
+    }
     /* read even when scan.incremental is off: the tools' durations order
        the jobs and unchanged files keep their line counts */
     s->old = s_cache_load(s);
@@ -1919,7 +1923,8 @@ static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_co
     }
     /* an ok scan answers later requests for the same commit, recipes and
        configs (s_reuse); a partial one does not: its tools run again */
-    if (strcmp(status, "ok") == 0 && s->record_path[0] && s_cache_save(s->record_path, rec) != 0)
+    if (s->cfg->scan.incremental && strcmp(status, "ok") == 0 && s->record_path[0] &&
+        s_cache_save(s->record_path, rec) != 0)
         kz_warn("the next scan of '%s' at the same commit runs the tools again", target->name);
     json_decref(rec);
     for (size_t i = 0; i < s->ntools; i++) {

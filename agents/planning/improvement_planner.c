@@ -438,15 +438,6 @@ static int s_publish(kz_agent_t *agent, const s_plans_t *plans, const kz_finding
 }
 
 /* -------------------------------------------------------------- handler */
-
-/* kz_store_wait_scan's tick: answer the bus heartbeats; false (end the
-   wait) once the agent is stopping */
-static bool s_wait_tick(void *arg)
-{
-    kz_agent_keepalive(arg);
-    return !kz_agent_stopping(arg);
-}
-
 /* The slot of TARGET in SELF->last (added, or the oldest reused, when
    missing) */
 static s_last_t *s_last_of(s_planner_t *self, const char *target, bool add)
@@ -480,8 +471,8 @@ static int s_drop_covered(kz_agent_t *agent, s_planner_t *self, const char *targ
        in the database to count */
     s_last_t *last = s_last_of(self, target, false);
     if (last && last->event_id[0]) {
-        if (kz_store_wait_event(self->store, last->event_id, S_OWN_MS, s_wait_tick, agent, err,
-                                sizeof err) != 0) {
+        if (kz_store_wait_event(self->store, last->event_id, S_OWN_MS, kz_agent_wait_tick, agent,
+                                err, sizeof err) != 0) {
             if (kz_agent_stopping(agent)) {
                 snprintf(errbuf, errlen, "%s", err);
                 return -1;
@@ -562,8 +553,8 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
     long expected = (long)kz_map_int(body, "findings", 0);
     char err[512];
     kz_debug("scan %s: waiting for its %ld findings to be stored", scan_id, expected);
-    if (kz_store_wait_scan(self->store, scan_id, expected, S_WAIT_MS, s_wait_tick, agent, err,
-                           sizeof err) != 0) {
+    if (kz_store_wait_scan(self->store, scan_id, expected, S_WAIT_MS, kz_agent_wait_tick, agent,
+                           err, sizeof err) != 0) {
         kz_error("scan %s: %s; trying again later", scan_id, err);
         return -1;
     }
