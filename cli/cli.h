@@ -138,14 +138,6 @@ kz_msg_t *kz_cli_status_call(const kz_config_t *cfg, int timeout_ms, char *errbu
 /* cli/status.c: MS as "850ms", "12.3s", "5m02s", "3h04m", "2d03h" into BUF */
 void kz_cli_human_ms(int64_t ms, char *buf, size_t len);
 
-/* cli/status.c: how a tool of scan.completed's tools[] ran, by its STATUS:
-   it ran clean ("ok"), it was skipped by design ("skipped": the project
-   did not choose it), or it failed ("error", "timeout", "missing", or
-   anything else: its findings are missing). Shared by run-once and report
-   so both list tools the same way. */
-typedef enum { KZ_CLI_TOOL_CLEAN, KZ_CLI_TOOL_SKIPPED, KZ_CLI_TOOL_FAILED } kz_cli_tool_kind_t;
-kz_cli_tool_kind_t kz_cli_tool_kind(const char *status);
-
 /* cli/up.c: what `kaizen up` does, shared with `kaizen run-once`: under
    the lock STATE/run/up.lock create the missing sample targets
    (kz_cli_prepare_targets), then - unless kaizen already runs - clean up

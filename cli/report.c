@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kz_recipe.h"
 #include "kz_db.h"
 #include "kz_msg.h"
 #include "kz_state.h"
@@ -229,14 +230,12 @@ static int s_activity(s_q_t *q, long long since, json_t *doc)
     "COALESCE(tools, '[]'::jsonb) AS tools, COALESCE(completed_at, started_at) AS at "  \
     "FROM scans WHERE COALESCE(started_at, completed_at) > NOW() - $1::interval) "
 
-/* The error of scan.completed for scan id column 1 */
-#define S_SCAN_ERROR                                                              \
-    "(SELECT e.body->>'error' FROM events e WHERE e.type = 'scan.completed' AND " \
-    "e.body->>'scan_id' = s.scan_id ORDER BY e.seq DESC LIMIT 1)"
+/* The error of a failed scan, from its scan.completed (only a failed scan
+   has one: the others are not searched for) */
+#define S_SCAN_ERROR                                                                            \
+    "CASE WHEN s.status = 'failed' THEN (SELECT e.body->>'error' FROM events e WHERE e.type = " \
+    "'scan.completed' AND e.body->>'scan_id' = s.scan_id ORDER BY e.seq DESC LIMIT 1) END"
 
-/* A tool's status in scan.completed: ok (it ran clean or with findings),
-   skipped (the project did not choose it) or a failure (error, timeout,
-   missing) */
 /* Split the scan.completed tools[] (JSON text TEXT) into O's
    "tools_failed" (error, timeout, missing: each with its reason),
    "tools_skipped" (with the reason) and "tools_clean" (ran: name and
@@ -258,10 +257,10 @@ static void s_tools(const char *text, json_t *o)
             continue;
         if (!json_object_get(one, "error")) /* a clean tool has none: null, not absent */
             json_object_set_new(one, "error", json_null());
-        kz_cli_tool_kind_t kind = kz_cli_tool_kind(status);
-        json_array_append_new(kind == KZ_CLI_TOOL_FAILED    ? failed
-                              : kind == KZ_CLI_TOOL_SKIPPED ? skipped
-                                                            : clean,
+        kz_tool_outcome_t kind = kz_tool_outcome(status);
+        json_array_append_new(kind == KZ_TOOL_FAILED    ? failed
+                              : kind == KZ_TOOL_SKIPPED ? skipped
+                                                        : clean,
                               one);
     }
     json_decref(tools);
@@ -417,13 +416,13 @@ static int s_work(s_q_t *q, json_t *doc)
     return 0;
 }
 
-/* The rating as shown: the snapshot's rating_label, or the letter - and
-   never a plain letter for a partial snapshot (one made before
-   rating_label existed, or a label that does not say so) */
+/* The rating as shown: the snapshot's rating_label (code-quality marks a
+   partial one), or - for a snapshot made before rating_label existed -
+   the letter, never plain when the snapshot is partial */
 static void s_rating_label(const char *rating, const char *label, bool partial, char *out,
                            size_t len)
 {
-    if (label && *label && (!partial || strstr(label, "partial")))
+    if (label && *label) /* code-quality's own, partial or not */
         snprintf(out, len, "%s", label);
     else
         snprintf(out, len, "%s%s", rating && *rating ? rating : "?", partial ? " (partial)" : "");

@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kz_recipe.h"
 #include "kz_bus.h"
 #include "kz_msg.h"
 #include "kz_state.h"
@@ -362,13 +363,13 @@ static void s_tool_lists(const json_t *tools, const json_t *by_tool, char *ran, 
         int n;
         if (!name)
             continue;
-        kz_cli_tool_kind_t kind = kz_cli_tool_kind(status);
-        if (kind == KZ_CLI_TOOL_CLEAN) {
+        kz_tool_outcome_t kind = kz_tool_outcome(status);
+        if (kind == KZ_TOOL_RAN_CLEAN) {
             n = snprintf(ran + at, ranlen - at, "%s%s %lld", at ? ", " : "", name,
                          (long long)json_integer_value(json_object_get(tool, "findings")));
             if (n > 0 && (size_t)n < ranlen - at)
                 at += (size_t)n;
-        } else if (kind == KZ_CLI_TOOL_SKIPPED) {
+        } else if (kind == KZ_TOOL_SKIPPED) {
             n = snprintf(skipped + sat, sklen - sat, "%s%s (%s)", sat ? ", " : "", name,
                          s_skip_why(tool));
             if (n > 0 && (size_t)n < sklen - sat)
@@ -408,7 +409,7 @@ static bool s_scan_partial(const json_t *scan, char *why, size_t len)
     json_array_foreach(json_object_get(scan, "tools"), i, tool)
     {
         const char *status = s_jstr(tool, "status");
-        if (kz_cli_tool_kind(status) != KZ_CLI_TOOL_FAILED)
+        if (kz_tool_outcome(status) != KZ_TOOL_FAILED)
             continue;
         int n = snprintf(why + at, len - at, "%s%s %s", at ? ", " : "",
                          s_jstr(tool, "name") ? s_jstr(tool, "name") : "?", status ? status : "?");
@@ -1443,7 +1444,7 @@ static void s_text(const json_t *doc)
             json_array_foreach(tools, k, tool)
             {
                 const char *st = s_or(s_jstr(tool, "status"), "?");
-                if ((int)kz_cli_tool_kind(st) != pass)
+                if ((int)kz_tool_outcome(st) != pass)
                     continue;
                 if (pass == 1 && listed[1]++ == 0)
                     printf("  skipped:\n");

@@ -59,15 +59,6 @@ static void s_on_signal(int sig)
 
 /* --------------------------------------------------------------- helpers */
 
-kz_cli_tool_kind_t kz_cli_tool_kind(const char *status)
-{
-    if (status && strcmp(status, "ok") == 0)
-        return KZ_CLI_TOOL_CLEAN;
-    if (status && strcmp(status, "skipped") == 0)
-        return KZ_CLI_TOOL_SKIPPED;
-    return KZ_CLI_TOOL_FAILED;
-}
-
 void kz_cli_human_ms(int64_t ms, char *buf, size_t len)
 {
     if (ms < 0)

@@ -360,6 +360,15 @@ fail:
 
 /* ------------------------------------------------------------ running */
 
+kz_tool_outcome_t kz_tool_outcome(const char *status)
+{
+    if (status && strcmp(status, "ok") == 0)
+        return KZ_TOOL_RAN_CLEAN;
+    if (status && strcmp(status, "skipped") == 0)
+        return KZ_TOOL_SKIPPED;
+    return KZ_TOOL_FAILED;
+}
+
 const char *kz_tool_status_name(kz_tool_status_t status)
 {
     switch (status) {

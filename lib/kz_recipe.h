@@ -90,4 +90,12 @@ int kz_tool_run(const kz_tool_config_t *tool, const kz_tool_run_opts_t *opts, kz
 /* "ok" | "error" | "timeout" | "missing" (PROTOCOL.md 4.9 tool status) */
 const char *kz_tool_status_name(kz_tool_status_t status);
 
+/* How a tool of a scan.completed's tools[] ran, by its STATUS name: clean
+   ("ok"), skipped by design ("skipped": the project did not choose it), or
+   failed ("error", "timeout", "missing", anything else, NULL: its findings
+   are missing and the scan's picture is partial). One rule for
+   code-quality's partial ratings, run-once and report. */
+typedef enum { KZ_TOOL_RAN_CLEAN, KZ_TOOL_SKIPPED, KZ_TOOL_FAILED } kz_tool_outcome_t;
+kz_tool_outcome_t kz_tool_outcome(const char *status);
+
 #endif

@@ -72,6 +72,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kz_recipe.h"
 #include "kz_agent.h"
 #include "kz_db.h"
 #include "kz_finding.h"
@@ -345,13 +346,6 @@ static int s_previous(s_self_t *self, const char *target, const char *scan_id, s
 
 #define S_LABEL_TOOLS 3 /* tools named in a rating label; then "and N more" */
 
-/* True when tool status ST did not run clean: anything but ok and skipped
-   (a tool the project did not choose is skipped by design) */
-static bool s_unclean(const char *st)
-{
-    return !st || (strcmp(st, "ok") != 0 && strcmp(st, "skipped") != 0);
-}
-
 /* Whether a scan of STATUS with TOOLS (scan.completed tools[], may be
    NULL) is partial - its status says so, or a tool did not run clean -
    and the rating label: "A", or "A (partial: mypy error, black missing)",
@@ -365,7 +359,7 @@ static bool s_partial(const char *status, const kz_val_t *tools, char rating, ch
         const kz_val_t *t = &tools->u.arr.items[i];
         const char *name = kz_map_str(t, "name");
         const char *st = kz_map_str(t, "status");
-        if (!s_unclean(st))
+        if (kz_tool_outcome(st) != KZ_TOOL_FAILED)
             continue;
         partial = true;
         unclean++;
@@ -393,7 +387,7 @@ static int s_put_partial_tools(kz_msg_t *msg, kz_val_t *sum, const kz_val_t *too
     for (uint32_t i = 0; tools && tools->type == KZ_VAL_ARRAY && i < tools->u.arr.count; i++) {
         const kz_val_t *t = &tools->u.arr.items[i];
         const char *st = kz_map_str(t, "status");
-        if (!s_unclean(st))
+        if (kz_tool_outcome(st) != KZ_TOOL_FAILED)
             continue;
         const char *name = kz_map_str(t, "name");
         const char *error = kz_map_str(t, "error");
