@@ -139,57 +139,84 @@ static int s_scan_progress(kz_store_t *self, const char *scan_id, long *stored, 
     return 0;
 }
 
-int kz_store_wait_scan(kz_store_t *self, const char *scan_id, long expected, int timeout_ms,
-                       bool (*tick)(void *arg), void *arg, char *errbuf, size_t errlen)
+/* One look of a wait: 1 done, 0 not yet, -1 with DBERR (the database is
+   away, or refused the query) */
+typedef int(s_look_fn)(kz_store_t *self, void *ctx, char *dberr, size_t dlen);
+
+/* Look (LOOK with CTX) every S_POLL_MS until done (0), the server refuses
+   a query - waiting will not help - (-1, DBERR says why), TIMEOUT_MS pass
+   (1; DBERR holds the last connection failure, or "" when the database
+   answered), or TICK(ARG) says stop (2). While the database is away
+   (a restart) it keeps trying until the deadline. */
+static int s_poll(kz_store_t *self, int timeout_ms, s_look_fn *look, void *ctx,
+                  bool (*tick)(void *arg), void *arg, char *dberr, size_t dlen)
 {
     int64_t deadline = s_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-    long stored = 0;
-    char status[64] = "";
-    char dberr[512] = ""; /* the last connection failure, while the database is away */
+    dberr[0] = '\0';
     for (;;) {
-        if (s_scan_progress(self, scan_id, &stored, status, sizeof status, dberr, sizeof dberr) !=
-            0) {
-            /* the server refused the query: waiting will not help */
-            if (self->db) {
-                snprintf(errbuf, errlen, "%s", dberr);
-                return -1;
-            }
-            /* unreachable: keep trying until the deadline (a restart) */
-        } else {
+        int rc = look(self, ctx, dberr, dlen);
+        if (rc > 0)
+            return 0;
+        if (rc < 0 && self->db)
+            return -1;
+        if (rc == 0)
             dberr[0] = '\0';
-            bool done_scan = *status && strcmp(status, "running") != 0;
-            if (done_scan && stored >= expected)
-                return 0;
-        }
         int64_t now = s_mono_ms();
         if (now >= deadline)
-            break;
-        if (tick && !tick(arg)) {
-            snprintf(errbuf, errlen,
-                     "stopped while waiting for scan '%s' to be stored (%ld of %ld findings "
-                     "stored)",
-                     scan_id, stored, expected);
-            return -1;
-        }
+            return 1;
+        if (tick && !tick(arg))
+            return 2;
         int64_t left = deadline - now;
         s_sleep_ms(left < S_POLL_MS ? (int)left : S_POLL_MS);
     }
+}
+
+typedef struct {
+    const char *scan_id;
+    long expected, stored;
+    char status[64];
+} s_scan_wait_t;
+
+static int s_look_scan(kz_store_t *self, void *ctx, char *dberr, size_t dlen)
+{
+    s_scan_wait_t *w = ctx;
+    if (s_scan_progress(self, w->scan_id, &w->stored, w->status, sizeof w->status, dberr, dlen) !=
+        0)
+        return -1;
+    bool done_scan = *w->status && strcmp(w->status, "running") != 0;
+    return done_scan && w->stored >= w->expected ? 1 : 0;
+}
+
+int kz_store_wait_scan(kz_store_t *self, const char *scan_id, long expected, int timeout_ms,
+                       bool (*tick)(void *arg), void *arg, char *errbuf, size_t errlen)
+{
+    s_scan_wait_t w = {scan_id, expected, 0, ""};
+    char dberr[512]; /* the last connection failure, while the database is away */
+    int rc = s_poll(self, timeout_ms, s_look_scan, &w, tick, arg, dberr, sizeof dberr);
+    if (rc == 0)
+        return 0;
     double secs = (timeout_ms > 0 ? timeout_ms : 0) / 1000.0;
-    if (*dberr)
+    if (rc < 0)
+        snprintf(errbuf, errlen, "%s", dberr);
+    else if (rc == 2)
+        snprintf(errbuf, errlen,
+                 "stopped while waiting for scan '%s' to be stored (%ld of %ld findings stored)",
+                 scan_id, w.stored, expected);
+    else if (*dberr)
         snprintf(errbuf, errlen, "scan '%s' not readable after %.3g s: %s", scan_id, secs, dberr);
-    else if (!*status)
+    else if (!*w.status)
         snprintf(errbuf, errlen,
                  "scan '%s' not recorded after %.3g s (%ld of %ld findings stored): is the "
                  "orchestrator's recorder running?",
-                 scan_id, secs, stored, expected);
-    else if (strcmp(status, "running") == 0)
+                 scan_id, secs, w.stored, expected);
+    else if (strcmp(w.status, "running") == 0)
         snprintf(errbuf, errlen,
                  "scan '%s' still recorded as running after %.3g s (its scan.completed is not "
                  "stored yet; %ld of %ld findings stored)",
-                 scan_id, secs, stored, expected);
+                 scan_id, secs, w.stored, expected);
     else
         snprintf(errbuf, errlen, "only %ld of %ld findings of scan '%s' stored after %.3g s",
-                 stored, expected, scan_id, secs);
+                 w.stored, expected, scan_id, secs);
     return -1;
 }
 
@@ -282,39 +309,32 @@ int kz_store_scan_info(kz_store_t *self, const char *scan_id, char *commit, size
     return 0;
 }
 
+static int s_look_event(kz_store_t *self, void *ctx, char *dberr, size_t dlen)
+{
+    static const char *const sql = "SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)";
+    const char *params[] = {ctx};
+    PGresult *res = s_query(self, sql, 1, params, dberr, dlen);
+    if (!res)
+        return -1;
+    bool stored = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return stored ? 1 : 0;
+}
+
 int kz_store_wait_event(kz_store_t *self, const char *event_id, int timeout_ms,
                         bool (*tick)(void *arg), void *arg, char *errbuf, size_t errlen)
 {
-    static const char *const sql = "SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)";
-    const char *params[] = {event_id};
-    int64_t deadline = s_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-    char dberr[512] = "";
-    for (;;) {
-        PGresult *res = s_query(self, sql, 1, params, dberr, sizeof dberr);
-        if (res) {
-            bool stored = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-            PQclear(res);
-            if (stored)
-                return 0;
-            dberr[0] = '\0';
-        } else if (self->db) {
-            /* the server refused the query: waiting will not help */
-            snprintf(errbuf, errlen, "%s", dberr);
-            return -1;
-        }
-        int64_t now = s_mono_ms();
-        if (now >= deadline)
-            break;
-        if (tick && !tick(arg)) {
-            snprintf(errbuf, errlen, "stopped while waiting for message '%s' to be stored",
-                     event_id);
-            return -1;
-        }
-        int64_t left = deadline - now;
-        s_sleep_ms(left < S_POLL_MS ? (int)left : S_POLL_MS);
-    }
+    char dberr[512];
+    int rc =
+        s_poll(self, timeout_ms, s_look_event, (void *)event_id, tick, arg, dberr, sizeof dberr);
+    if (rc == 0)
+        return 0;
     double secs = (timeout_ms > 0 ? timeout_ms : 0) / 1000.0;
-    if (*dberr)
+    if (rc < 0)
+        snprintf(errbuf, errlen, "%s", dberr);
+    else if (rc == 2)
+        snprintf(errbuf, errlen, "stopped while waiting for message '%s' to be stored", event_id);
+    else if (*dberr)
         snprintf(errbuf, errlen, "message '%s' not readable after %.3g s: %s", event_id, secs,
                  dberr);
     else
