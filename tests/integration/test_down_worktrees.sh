@@ -58,14 +58,11 @@ kz_at_exit "\"$K\" down --timeout 30s"
 
 kaizen_wts() { git -C "$R" worktree list --porcelain | grep "^worktree $S/" || true; }
 
-# scan_once N: ask for a scan until the Nth has started (an agent that has
-# said hello may not have its subscription to agent.run in place yet, so
-# the request is repeated), then wait until N scans completed
+# scan_once N: ask for a scan (once: `kaizen up` returned when the agents
+# said hello, which they do once their agent.run subscription is
+# delivered), then wait until N scans completed
 scan_once() {
-    for _ in $(seq 12); do
-        "$K" publish agent.run '{"agent":"code-health"}' >/dev/null || fail "publish agent.run"
-        kz_wait_for 30 kz_psql_is "SELECT count(*) >= $1 FROM scans" t && break
-    done
+    "$K" publish agent.run '{"agent":"code-health"}' >/dev/null || fail "publish agent.run"
     kz_wait_for 120 kz_psql_is "SELECT count(*) >= $1 FROM scans WHERE status = 'ok'" t ||
         fail "no scan completed: $(kz_psql "SELECT scan_id, status FROM scans") $(tail -20 "$S/logs/code-health.0.log")"
 }

@@ -144,14 +144,9 @@ for a in code-refactorer test-runner code-reviewer code-health; do
         fail "$a is not up: $(kz_status 'b["agents"]')"
 done
 
-# --- a real scan, for the findings' fingerprints (asked for again until
-# it starts: an agent that said hello may not be subscribed to agent.run
-# yet)
-started() { [[ $(kz_psql "SELECT count(*) FROM scans WHERE target = 'py'") -ge 1 ]]; }
-for _ in $(seq 12); do
-    "$K" publish agent.run '{"agent":"code-health"}' --target py >/dev/null || fail "agent.run failed"
-    kz_wait_for 30 started && break
-done
+# --- a real scan, for the findings' fingerprints (asked once: code-health
+# is idle, so its agent.run subscription is delivered)
+"$K" publish agent.run '{"agent":"code-health"}' --target py >/dev/null || fail "agent.run failed"
 scanned() { [[ $(kz_psql "SELECT count(*) FROM scans WHERE target = 'py' AND completed_at IS NOT NULL") -ge 1 ]]; }
 kz_wait_for 120 scanned || fail "no scan completed"
 SCAN=$(kz_psql "SELECT scan_id FROM scans WHERE target = 'py' ORDER BY completed_at DESC LIMIT 1")

@@ -49,12 +49,18 @@ find "$T/py" \( -name __pycache__ -o -name .pytest_cache \) -prune -exec rm -rf 
 for f in a b c; do # three files black reformats
     printf 'def %s(x,y):\n  return [x,y]\n' "$f" >"$T/py/textkit/fmt_$f.py"
 done
-cat >"$T/py/conftest.py" <<'EOF'
+# every run waits while $T/hold exists (the test decides how long the
+# calls queue), then takes 3 s: slower than broker.request_ttl, on purpose
+touch "$T/hold"
+cat >"$T/py/conftest.py" <<EOF
+import os
 import time
 
 
 def pytest_sessionstart(session):
-    time.sleep(3)  # slower than broker.request_ttl, on purpose
+    while os.path.exists("$T/hold"):
+        time.sleep(0.1)
+    time.sleep(3)
 EOF
 commit "$T/py"
 PYBASE=$(git -C "$T/py" rev-parse HEAD)
@@ -190,6 +196,8 @@ queued_seen() { kz_status 'any(c["state"] == "queued" for p in b["router"]["plan
 kz_wait_for 120 queued_seen || fail "kaizen status never showed a queued call: $(kz_status 'b["router"]')"
 status_text() { "$K" status >"$T/status.txt" 2>&1; grep -q "^  W[123]  py  .*waiting in the broker's queue for" "$T/status.txt"; }
 kz_wait_for 120 status_text || fail "kaizen status (text) never showed a queued call: $(cat "$T/status.txt")"
+# the calls have been seen waiting: let the suites run
+rm -f "$T/hold"
 rc=0
 wait $ro || rc=$?
 ((rc == 0)) || fail "run-once exited $rc: $(cat "$T/ro.out" "$T/ro.err")"
