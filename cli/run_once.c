@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kz_fixable.h"
 #include "kz_recipe.h"
 #include "kz_bus.h"
 #include "kz_msg.h"
@@ -126,6 +127,7 @@ typedef struct {
     json_t *ready;              /* plan ids, in rank order (plan.ranked) */
     json_t *dropped;            /* [{plan_id, reason}] */
     int64_t proposed;           /* plans in plan.batch, -1 before it */
+    json_t *unplanned;          /* plan.batch's {reason: findings not planned} */
     /* when each stage ended, from the messages' own timestamps (ms since
        the epoch), -1 = not yet */
     int64_t t_started, t_scanned, t_analysed, t_ranked, t_final, t_learned;
@@ -602,8 +604,16 @@ static void s_on_plan_info(s_ro_t *ro, const kz_msg_t *msg, const json_t *b, boo
 static void s_on_batch(s_ro_t *ro, const json_t *b)
 {
     s_target_t *t = s_target_by_scan(ro, s_jstr(b, "scan_id"));
-    if (t && t->proposed < 0)
+    if (t && t->proposed < 0) {
         t->proposed = (int64_t)json_array_size(json_object_get(b, "plans"));
+        const char *reason;
+        json_t *n;
+        json_object_foreach(json_object_get(b, "unplanned"), reason, n)
+        {
+            if (json_is_integer(n) && json_integer_value(n) > 0)
+                json_object_set_new(t->unplanned, reason, json_integer(json_integer_value(n)));
+        }
+    }
 }
 
 static void s_report_final(s_ro_t *ro, const json_t *p);
@@ -1131,9 +1141,9 @@ static json_t *s_target_doc(s_ro_t *ro, const s_target_t *t)
     }
     json_t *planning = json_null();
     if (t->t_ranked >= 0 || t->proposed >= 0)
-        planning = json_pack("{s:o, s:O, s:O}", "proposed",
+        planning = json_pack("{s:o, s:O, s:O, s:O}", "proposed",
                              t->proposed >= 0 ? json_integer(t->proposed) : json_null(), "ready",
-                             t->ready, "dropped", t->dropped);
+                             t->ready, "dropped", t->dropped, "unplanned", t->unplanned);
     /* the scan's own duration, else from its scan.started */
     const json_t *dur = json_object_get(t->scan, "duration_ms");
     json_t *scan_ms = json_is_integer(dur) ? json_integer(json_integer_value(dur))
@@ -1327,6 +1337,26 @@ static void s_text_reasons(const json_t *p)
     }
 }
 
+/* "  not planned: 5 findings (3 several suggestions, 2 an identifier)" */
+static void s_text_unplanned(const json_t *unplanned)
+{
+    json_int_t total = 0;
+    const char *reason;
+    json_t *n;
+    json_object_foreach((json_t *)unplanned, reason, n) total += json_integer_value(n);
+    if (total <= 0)
+        return;
+    printf("  not planned: %lld finding%s (", (long long)total, total == 1 ? "" : "s");
+    bool first = true;
+    json_object_foreach((json_t *)unplanned, reason, n)
+    {
+        printf("%s%lld ", first ? "" : ", ", (long long)json_integer_value(n));
+        s_put(kz_unplanned_text_of(reason));
+        first = false;
+    }
+    printf(")\n");
+}
+
 static void s_text_plans(const json_t *doc, const char *list, const char *title)
 {
     const json_t *ids = json_object_get(doc, list);
@@ -1510,6 +1540,7 @@ static void s_text(const json_t *doc)
                 printf("%lld proposed, ", (long long)json_integer_value(proposed));
             printf("%zu ready, %zu dropped\n", json_array_size(json_object_get(pl, "ready")),
                    json_array_size(json_object_get(pl, "dropped")));
+            s_text_unplanned(json_object_get(pl, "unplanned"));
         }
     }
 
@@ -1820,6 +1851,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         t->by_tool = json_object();
         t->ready = json_array();
         t->dropped = json_array();
+        t->unplanned = json_object();
         t->proposed = -1;
         t->t_started = t->t_scanned = t->t_analysed = t->t_ranked = t->t_final = t->t_learned = -1;
     }
@@ -1989,6 +2021,7 @@ done:
         json_decref(t->quality);
         json_decref(t->ready);
         json_decref(t->dropped);
+        json_decref(t->unplanned);
         json_decref(t->tests);
     }
     free(ro.targets);

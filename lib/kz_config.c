@@ -25,6 +25,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "kz_fixable.h"
+
 #define S_MAX_DEPTH   64         /* nesting of YAML collections */
 #define S_MAX_NODES   200000     /* nodes in one document */
 #define S_MAX_FILE    (16 << 20) /* bytes of one config file */
@@ -712,6 +714,23 @@ static int s_check_format(const char *value, char *why, size_t len)
     return s_check_one_of(value, formats, "output format", why, len);
 }
 
+static int s_check_fixer_output(const char *value, char *why, size_t len)
+{
+    static const char *const outputs[] = {"files", "diff", NULL};
+    return s_check_one_of(value, outputs, "fixer output", why, len);
+}
+
+static int s_check_fixes(const char *value, char *why, size_t len)
+{
+    if (kz_fixable_known(value))
+        return 0;
+    snprintf(why, len,
+             "unknown fixable predicate '%.*s' (expected single-suggestion, not-identifier or "
+             "has-fix)",
+             S_SHOW, value);
+    return -1;
+}
+
 static int s_check_severity(const char *value, char *why, size_t len)
 {
     static const char *const severities[] = {"info", "low", "medium", "high", "critical", NULL};
@@ -806,8 +825,10 @@ static const s_field_t s_fixer_fields[] = {
     {"tool", S_T_STR, S_OFF(kz_fixer_config_t, tool), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
      NULL},
     S_LISTF(kz_fixer_config_t, rules, "rules", NULL),
+    S_LISTF(kz_fixer_config_t, fixes, "fixes", s_check_fixes),
     {"argv", S_T_STRLIST, S_OFF(kz_fixer_config_t, argv), NULL, 0, 0, true, NULL, NULL, 0,
      S_OFF(kz_fixer_config_t, argv_count), NULL},
+    S_STRF(kz_fixer_config_t, output, "output", "files", s_check_fixer_output),
     S_STRF(kz_fixer_config_t, service, "service", "exec.refactor", s_check_name),
     S_NUM("effort", S_T_FLOAT, kz_fixer_config_t, effort, "1", 0, 1000000),
     S_NUM("risk", S_T_FLOAT, kz_fixer_config_t, risk, "0.2", 0, 1),

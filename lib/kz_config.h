@@ -140,8 +140,13 @@ typedef struct {
     char *tool;   /* required: the tool (tools[].name) whose findings it fixes */
     char **rules; /* globs on the rules it fixes; empty = every rule of the tool */
     size_t rules_count;
+    char **fixes; /* built-in predicates a finding must also pass to be planned
+                     (kz_fixable.h): single-suggestion, not-identifier, has-fix */
+    size_t fixes_count;
     char **argv; /* required; "{files}" becomes the plan's files */
     size_t argv_count;
+    char *output; /* "files" (default): it changes the files; "diff": its stdout is a
+                     patch the refactorer applies to the plan's files (git apply) */
     char *service;  /* the execution service that runs it, default "exec.refactor" */
     double effort;  /* estimated effort per file, default 1 */
     double risk;    /* 0..1, default 0.2 */

@@ -1500,6 +1500,7 @@ static const s_schema_t s_plan_schema = SCHEMA("plan", s_plan);
 static const s_field_t s_plan_batch[] = {
     STR("scan_id", 1, L_ID),
     MAPARR("plans", s_plan_schema),
+    MAP_OPT("unplanned"),
 };
 static const s_field_t s_plan_dropped[] = {
     STR("plan_id", 1, L_ID),

@@ -41,6 +41,8 @@
 
 #include "kz_agent.h"
 #include "kz_finding.h"
+#include "kz_fixable.h"
+#include "kz_git.h"
 #include "kz_log.h"
 #include "kz_recipe.h"
 #include "kz_store.h"
@@ -229,31 +231,156 @@ static int s_plan_finish(s_plan_t *plan, const kz_findings_t *findings)
     return 0;
 }
 
-/* Group the fixable findings of FINDINGS into PLANS (one per fixer and
-   file). Findings no fixer fixes, or naming a path outside the target, or
-   carrying a fingerprint we do not accept, are skipped (the latter two
-   logged). 0 / -1 (out of memory) */
-static int s_group(const kz_config_t *cfg, const kz_target_config_t *target,
-                   const kz_findings_t *findings, s_plans_t *plans, size_t *unfixable)
+/* The text of one file at the scan's commit, read once for the findings
+   of that file (they come sorted by file) */
+typedef struct {
+    const char *repo;
+    const char *commit;
+    char *file;
+    char *text; /* NULL: unreadable */
+    size_t len;
+} s_source_t;
+
+static void s_source_free(s_source_t *src)
+{
+    free(src->file);
+    free(src->text);
+    src->file = src->text = NULL;
+    src->len = 0;
+}
+
+/* Load FILE into SRC unless it holds it already. Reading it may fail
+   (the predicates then say "unreadable"); -1 only on out of memory */
+static int s_source_load(s_source_t *src, const char *file)
+{
+    if (src->file && strcmp(src->file, file) == 0)
+        return 0;
+    s_source_free(src);
+    src->file = strdup(file);
+    if (!src->file)
+        return kz_fail("out of memory");
+    size_t n = strlen(src->commit) + strlen(file) + 2;
+    char *spec = malloc(n);
+    if (!spec)
+        return kz_fail("out of memory");
+    snprintf(spec, n, "%s:%s", src->commit, file);
+    const char *args[] = {"cat-file", "blob", spec, NULL};
+    char err[512];
+    if (kz_git(src->repo, args, 0, &src->text, err, sizeof err) != 0) {
+        kz_warn("unable to read '%s' at %.12s to judge its findings: %s", file, src->commit, err);
+        free(src->text);
+        src->text = NULL;
+    } else
+        src->len = strlen(src->text);
+    free(spec);
+    return 0;
+}
+
+/* The fixer that can change F (first of the config's fixers whose tool
+   and rules take it and whose `fixes` predicates hold), or NULL with
+   *WHY (the reason the first fixer taking it gave, or "no fixer") and
+   *REFUSER (that fixer). -1 only on out of memory */
+static int s_fixer_of(const kz_config_t *cfg, const kz_finding_t *f, s_source_t *src,
+                      const kz_fixer_config_t **fixer, kz_unplanned_t *why,
+                      const kz_fixer_config_t **refuser)
+{
+    *fixer = *refuser = NULL;
+    *why = KZ_UNPLANNED_NO_FIXER;
+    for (size_t i = 0; i < cfg->fixers_count; i++) {
+        const kz_fixer_config_t *fx = &cfg->fixers[i];
+        if (!kz_fixer_fixes(fx, f->tool, f->rule))
+            continue;
+        if (kz_fixable_needs_source(fx) && s_source_load(src, f->file) != 0)
+            return -1;
+        kz_unplanned_t w = kz_fixable_check(fx, f, src->text, src->len);
+        if (w == KZ_FIXABLE_YES) {
+            *fixer = fx;
+            return 0;
+        }
+        if (!*refuser) {
+            *refuser = fx;
+            *why = w;
+        }
+    }
+    return 0;
+}
+
+/* A fixer that rewrites every occurrence of a word (codespell -w) would
+   also rename the identifiers of its file it was not given: such a
+   (fixer, file) gets no plan. FINDINGS are sorted by file. */
+static void s_block_renames(const kz_findings_t *findings, const kz_fixer_config_t **fixers,
+                            const kz_fixer_config_t **refusers, kz_unplanned_t *why)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < findings->count; i++) {
+        if (i > 0 && strcmp(findings->items[i].file, findings->items[i - 1].file) != 0)
+            start = i;
+        if (why[i] != KZ_UNPLANNED_IDENTIFIER)
+            continue;
+        for (size_t j = start;
+             j < findings->count && strcmp(findings->items[j].file, findings->items[i].file) == 0;
+             j++)
+            if (fixers[j] == refusers[i]) {
+                fixers[j] = NULL;
+                why[j] = KZ_UNPLANNED_RENAMES;
+            }
+    }
+}
+
+/* Decide each finding's fixer (FIXERS) or why it gets none (WHY),
+   counting the reasons in UNPLANNED. Sorts FINDINGS by file. 0 / -1 */
+static int s_classify(const kz_config_t *cfg, const kz_target_config_t *target, const char *commit,
+                      kz_findings_t *findings, const kz_fixer_config_t **fixers,
+                      size_t unplanned[KZ_UNPLANNED_COUNT])
+{
+    int rc = -1;
+    s_source_t src = {target->path, commit, NULL, NULL, 0};
+    kz_unplanned_t *why = calloc(findings->count + 1, sizeof *why);
+    const kz_fixer_config_t **refusers = calloc(findings->count + 1, sizeof *refusers);
+    if (!why || !refusers) {
+        kz_fail("out of memory");
+        goto done;
+    }
+    kz_findings_sort(findings);
+    for (size_t i = 0; i < findings->count; i++)
+        if (s_fixer_of(cfg, &findings->items[i], &src, &fixers[i], &why[i], &refusers[i]) != 0)
+            goto done;
+    s_block_renames(findings, fixers, refusers, why);
+    for (size_t i = 0; i < findings->count; i++)
+        if (!fixers[i])
+            unplanned[why[i]]++;
+    rc = 0;
+done:
+    s_source_free(&src);
+    free(why);
+    free(refusers);
+    return rc;
+}
+
+/* Group the findings of FINDINGS a fixer can change into PLANS (one per
+   fixer and file), counting the others per reason in UNPLANNED. Findings
+   naming a path outside the target, or carrying a fingerprint we do not
+   accept, are skipped (logged). 0 / -1 (out of memory) */
+static int s_group(const kz_config_t *cfg, const kz_target_config_t *target, const char *commit,
+                   kz_findings_t *findings, s_plans_t *plans,
+                   size_t unplanned[KZ_UNPLANNED_COUNT])
 {
     int rc = -1;
     const kz_fixer_config_t **fixers = calloc(findings->count + 1, sizeof *fixers);
     size_t *order = malloc((findings->count + 1) * sizeof *order);
     size_t n = 0, bad = 0;
-    *unfixable = 0;
     plans->items = NULL;
     plans->count = 0;
     if (!fixers || !order) {
         kz_fail("out of memory");
         goto done;
     }
+    if (s_classify(cfg, target, commit, findings, fixers, unplanned) != 0)
+        goto done;
     for (size_t i = 0; i < findings->count; i++) {
         const kz_finding_t *f = &findings->items[i];
-        fixers[i] = kz_fixer_for(cfg, f->tool, f->rule);
-        if (!fixers[i]) {
-            (*unfixable)++;
+        if (!fixers[i])
             continue;
-        }
         char why[512];
         if (!s_valid_token(f->fingerprint, 64)) {
             if (bad++ < 5)
@@ -388,6 +515,37 @@ static int s_put_plan(kz_msg_t *msg, kz_val_t *map, const s_plan_t *plan,
     return 0;
 }
 
+/* plan.batch's `unplanned` {reason: count} (PROTOCOL.md 4.11a): the
+   reasons with a count only. 0 / -1 */
+static int s_put_unplanned(kz_msg_t *msg, kz_val_t *map, const size_t unplanned[KZ_UNPLANNED_COUNT])
+{
+    kz_val_t *m = kz_map_put_map(msg, map, "unplanned");
+    if (!m)
+        return -1;
+    for (int i = 0; i < KZ_UNPLANNED_COUNT; i++)
+        if (unplanned[i] &&
+            kz_map_put_int(msg, m, kz_unplanned_word((kz_unplanned_t)i), (int64_t)unplanned[i]) != 0)
+            return -1;
+    return 0;
+}
+
+/* "3 several suggestions, 1 an identifier" into BUF; the number of
+   findings not planned */
+static size_t s_unplanned_summary(const size_t unplanned[KZ_UNPLANNED_COUNT], char *buf, size_t len)
+{
+    size_t total = 0, used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < KZ_UNPLANNED_COUNT; i++) {
+        if (!unplanned[i])
+            continue;
+        total += unplanned[i];
+        if (used < len)
+            used += (size_t)snprintf(buf + used, len - used, "%s%zu %s", used ? ", " : "",
+                                     unplanned[i], kz_unplanned_text((kz_unplanned_t)i));
+    }
+    return total;
+}
+
 static kz_msg_t *s_new_msg(const char *type, const char *target, const char *scan_id)
 {
     kz_msg_t *msg = kz_msg_new(type);
@@ -399,7 +557,8 @@ static kz_msg_t *s_new_msg(const char *type, const char *target, const char *sca
 /* Publish every plan.proposed, then the plan.batch (its envelope id into
    BATCH_ID). 0 / -1 */
 static int s_publish(kz_agent_t *agent, const s_plans_t *plans, const kz_findings_t *findings,
-                     const char *target, const char *scan_id, const char *commit, char batch_id[32])
+                     const size_t unplanned[KZ_UNPLANNED_COUNT], const char *target,
+                     const char *scan_id, const char *commit, char batch_id[32])
 {
     for (size_t i = 0; i < plans->count; i++) {
         kz_msg_t *msg = s_new_msg("plan.proposed", target, scan_id);
@@ -430,6 +589,10 @@ static int s_publish(kz_agent_t *agent, const s_plans_t *plans, const kz_finding
             kz_msg_destroy(&batch);
             return kz_fail("out of memory building plan.batch");
         }
+    }
+    if (s_put_unplanned(batch, kz_msg_body(batch), unplanned) != 0) {
+        kz_msg_destroy(&batch);
+        return kz_fail("out of memory building plan.batch");
     }
     snprintf(batch_id, 32, "%s", kz_msg_id(batch));
     if (kz_agent_publish(agent, &batch) != 0)
@@ -580,7 +743,7 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
     }
     int rc = -1;
     s_plans_t plans = {NULL, 0};
-    size_t unfixable = 0, covered = 0, total = findings.count;
+    size_t unplanned[KZ_UNPLANNED_COUNT] = {0}, covered = 0, total = findings.count;
     if (!*commit) {
         /* the router cannot run a plan without its base commit */
         kz_error("scan %s of '%s' names no commit: no plan can be proposed", scan_id, target);
@@ -588,25 +751,27 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
                0) {
         kz_error("scan %s: %s; trying again later", scan_id, err);
         goto done;
-    } else if (s_group(self->cfg, tcfg, &findings, &plans, &unfixable) != 0)
+    } else if (s_group(self->cfg, tcfg, commit, &findings, &plans, unplanned) != 0)
         goto done;
     size_t max_bytes = self->cfg->bus.max_message_size;
     if (max_bytes == 0 || max_bytes > kz_msg_limits_default().max_size)
         max_bytes = kz_msg_limits_default().max_size;
     s_cap(&plans, max_bytes / 2, scan_id);
     char batch_id[32] = "";
-    if (s_publish(agent, &plans, &findings, target, scan_id, commit, batch_id) != 0)
+    if (s_publish(agent, &plans, &findings, unplanned, target, scan_id, commit, batch_id) != 0)
         goto done;
     s_last_t *last = s_last_of(self, target, true);
     snprintf(last->event_id, sizeof last->event_id, "%s", batch_id);
     size_t fixable = 0;
     for (size_t i = 0; i < plans.count; i++)
         fixable += plans.items[i].count;
+    char why[512];
+    size_t left = s_unplanned_summary(unplanned, why, sizeof why);
     kz_info("scan %s of '%s' at %.12s%s: %zu findings, %zu already covered by plans, %zu "
-            "fixable in %zu plans, %zu without a fixer",
+            "fixable in %zu plans, %zu not planned%s%s",
             scan_id, target, *commit ? commit : "(none)",
             kz_map_bool(body, "reused", false) ? " (reused)" : "", total, covered, fixable,
-            plans.count, unfixable);
+            plans.count, left, left ? ": " : "", why);
     rc = 0;
 done:
     s_plans_free(&plans);
