@@ -154,9 +154,10 @@ static void s_first_line(const char *s, char *buf, size_t len)
    in *OUT when OUT is non-NULL, stderr's first line in ERRLINE), -1
    when it could not run, timed out or was killed (ERRBUF says so).
    OUT_CAP 0 = kz_proc's default. */
-static int s_run_full(const char *repo, const char *const *args, int timeout_ms, size_t out_cap,
-                      int *code, char **out, size_t *out_len, bool *out_trunc, char *errline,
-                      size_t errline_len, char *errbuf, size_t errlen)
+static int s_run_full(const char *repo, const char *const *args, const char *in, size_t in_len,
+                      int timeout_ms, size_t out_cap, int *code, char **out, size_t *out_len,
+                      bool *out_trunc, char *errline, size_t errline_len, char *errbuf,
+                      size_t errlen)
 {
     const char *argv[KZ_GIT_MAX_ARGS + 32];
     size_t n = 0;
@@ -194,6 +195,8 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
     opts.env = env;
     opts.env_add = s_env_add;
     opts.timeout_ms = timeout_ms > 0 ? timeout_ms : KZ_GIT_DEFAULT_TIMEOUT_MS;
+    opts.stdin_data = in;
+    opts.stdin_len = in_len;
     opts.out_cap = out_cap;
     opts.err_cap = 64 * 1024;
     opts.tick = s_tick;
@@ -245,8 +248,8 @@ static int s_run(const char *repo, const char *const *args, int timeout_ms, size
                  int *code, char **out, char *errline, size_t errline_len, char *errbuf,
                  size_t errlen)
 {
-    return s_run_full(repo, args, timeout_ms, out_cap, code, out, NULL, NULL, errline, errline_len,
-                      errbuf, errlen);
+    return s_run_full(repo, args, NULL, 0, timeout_ms, out_cap, code, out, NULL, NULL, errline,
+                      errline_len, errbuf, errlen);
 }
 
 /* Run git and require exit 0 */
@@ -524,7 +527,7 @@ static int s_git_list(const char *repo, const char *const *args, char ***files, 
     if (count)
         *count = 0;
     s_label(args, label, sizeof label);
-    if (s_run_full(repo, args, 0, cap, &code, &out, &len, &trunc, line, sizeof line, errbuf,
+    if (s_run_full(repo, args, NULL, 0, 0, cap, &code, &out, &len, &trunc, line, sizeof line, errbuf,
                    errlen) != 0)
         return -1;
     int rc = -1;
@@ -1178,4 +1181,110 @@ int kz_git_fast_forward(const char *repo, const char *branch, const char *commit
     const char *merge[] = {"merge",     "--ff-only", "--quiet", "--no-verify",
                            "--no-edit", target,      NULL};
     return kz_git(held, merge, 0, NULL, errbuf, errlen);
+}
+
+/* --------------------------------------------------------------- apply */
+
+#define S_APPLY_INCLUDES 32
+
+/* The path of a patch header's file name NAME (LEN bytes): "a/" or "b/"
+   and "./" stripped, a tab and what follows (a timestamp) cut. 0, or -1
+   when it names no plan file of FILES */
+static int s_patch_path(const char *name, size_t len, const char *const *files, size_t nfiles,
+                        char *errbuf, size_t errlen)
+{
+    const char *tab = memchr(name, '\t', len);
+    if (tab)
+        len = (size_t)(tab - name);
+    while (len > 0 && (name[len - 1] == '\r' || name[len - 1] == ' '))
+        len--;
+    if (len >= 2 && (name[0] == 'a' || name[0] == 'b') && name[1] == '/') {
+        name += 2;
+        len -= 2;
+    }
+    while (len >= 2 && name[0] == '.' && name[1] == '/') {
+        name += 2;
+        len -= 2;
+    }
+    for (size_t i = 0; i < nfiles; i++)
+        if (strlen(files[i]) == len && memcmp(files[i], name, len) == 0)
+            return 0;
+    s_err(errbuf, errlen, "patch names '%.*s', which is not one of the plan's files",
+          (int)(len > 200 ? 200 : len), name);
+    return -1;
+}
+
+/* Refuse a patch that touches anything but the content of FILES */
+static int s_patch_check(const char *patch, size_t len, const char *const *files, size_t nfiles,
+                         char *errbuf, size_t errlen)
+{
+    static const char *const refused[] = {
+        "new file mode",    "deleted file mode", "old mode",  "new mode",   "rename from",
+        "rename to",        "copy from",         "copy to",   "similarity", "dissimilarity",
+        "GIT binary patch", "Binary files",      NULL};
+    size_t i = 0;
+    while (i < len) {
+        const char *line = patch + i;
+        const char *nl = memchr(line, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - line) : len - i;
+        i += n + 1;
+        if (n >= 4 && (memcmp(line, "--- ", 4) == 0 || memcmp(line, "+++ ", 4) == 0)) {
+            if (s_patch_path(line + 4, n - 4, files, nfiles, errbuf, errlen) != 0)
+                return -1;
+            continue;
+        }
+        if (n >= 1 && strchr(" +-@\\", line[0]))
+            continue; /* hunk lines */
+        for (size_t k = 0; refused[k]; k++)
+            if (n >= strlen(refused[k]) && memcmp(line, refused[k], strlen(refused[k])) == 0) {
+                s_err(errbuf, errlen, "patch does more than change the plan's files: '%.*s'",
+                      (int)(n > 120 ? 120 : n), line);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+int kz_git_apply(const char *wt, const char *patch, size_t len, const char *const *files,
+                 size_t nfiles, char *errbuf, size_t errlen)
+{
+    if (!patch || len == 0)
+        return 0;
+    if (memchr(patch, '\0', len)) {
+        s_err(errbuf, errlen, "patch holds a NUL byte");
+        return -1;
+    }
+    if (s_patch_check(patch, len, files, nfiles, errbuf, errlen) != 0)
+        return -1;
+    const char *args[S_APPLY_INCLUDES + 8];
+    char *inc[S_APPLY_INCLUDES] = {NULL};
+    size_t n = 0, ninc = nfiles <= S_APPLY_INCLUDES ? nfiles : 0;
+    int rc = -1;
+    args[n++] = "apply";
+    args[n++] = "--whitespace=nowarn";
+    for (size_t i = 0; i < ninc; i++) {
+        size_t sz = strlen(files[i]) + sizeof "--include=";
+        if (!(inc[i] = malloc(sz))) {
+            s_err(errbuf, errlen, "git apply: out of memory");
+            goto done;
+        }
+        snprintf(inc[i], sz, "--include=%s", files[i]);
+        args[n++] = inc[i];
+    }
+    args[n++] = "-";
+    args[n] = NULL;
+    int code = 0;
+    char line[512];
+    if (s_run_full(wt, args, patch, len, 0, 0, &code, NULL, NULL, NULL, line, sizeof line, errbuf,
+                   errlen) != 0)
+        goto done;
+    if (code != 0) {
+        s_err(errbuf, errlen, "git apply: %s", line[0] ? line : "failed");
+        goto done;
+    }
+    rc = 0;
+done:
+    for (size_t i = 0; i < ninc; i++)
+        free(inc[i]);
+    return rc;
 }

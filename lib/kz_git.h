@@ -96,6 +96,19 @@ int kz_git_numstat(const char *repo, const char *from, const char *to, long *add
 int kz_git_diff(const char *repo, const char *from, const char *to, size_t max, char **out,
                 char *errbuf, size_t errlen);
 
+/* Apply PATCH (LEN bytes of unified diff, e.g. a fixer's stdout) to the
+   files of the worktree WT with `git apply` (patch on stdin). Every file
+   the patch names ("--- a/F", "+++ b/F", "diff --git") must be one of
+   FILES (NFILES paths relative to WT, already checked to stay inside it);
+   a patch that creates, deletes, renames or copies a file, changes a
+   mode or holds binary data is refused whole, before git runs. With at
+   most 32 files, git is also told to touch only them (--include). 0, or
+   -1 with ERRBUF ("patch names 'x', which is not one of the plan's
+   files", "git apply: error: patch failed: ..."). An empty patch
+   applies as nothing (0). */
+int kz_git_apply(const char *wt, const char *patch, size_t len, const char *const *files,
+                 size_t nfiles, char *errbuf, size_t errlen);
+
 /* Add COMMIT (whose parent is on some base) onto BRANCH without touching
    the user's checkout: a temporary worktree of BRANCH (created at BASE
    when BRANCH does not exist yet) under TMPDIR, `cherry-pick` there,

@@ -15,7 +15,11 @@
       2. makes the worktree STATE/worktrees/<target>/plan-<plan_id> on the
          branch (default kaizen/plan-<plan_id>) at the base commit;
       3. runs the fixer's argv ("{files}" = the plan's files) there with
-         its timeout and environment, through kz_proc (no shell);
+         its timeout and environment, through kz_proc (no shell); a fixer
+         with `output: diff` prints a patch instead of changing the files
+         (shellcheck -f diff): it is applied with `git apply` to the
+         plan's files only (kz_git_apply; a patch naming another path,
+         or creating, deleting or renaming a file, fails the plan);
       4. judges by the changes, not the exit code (codespell -w exits 65
          after fixing, black 123 on a file it cannot parse): a crash or a
          timeout fails; a change to a path that is not one of the plan's
@@ -53,6 +57,7 @@
 #define S_MAX_ID       128
 #define S_MAX_FILES    1000
 #define S_MAX_FINDINGS 1000
+#define S_MAX_PATCH    (4 * 1024 * 1024) /* bytes of a fixer's patch (output: diff) */
 
 typedef enum { S_CHANGED, S_NOTHING, S_FAILED } s_status_t;
 
@@ -338,6 +343,33 @@ static void s_first_line(const char *text, char *buf, size_t len)
     buf[n] = '\0';
 }
 
+static bool s_output_diff(const kz_fixer_config_t *fx)
+{
+    return fx->output && strcmp(fx->output, "diff") == 0;
+}
+
+/* Step 3 of a fixer whose stdout is a patch (fixers[].output: diff,
+   shellcheck -f diff): apply it to the plan's files in the worktree
+   (kz_git_apply refuses a patch naming any other path). 0 / -1 */
+static int s_apply_output(s_job_t *job, const kz_proc_result_t *res)
+{
+    const kz_fixer_config_t *fx = job->fixer;
+    char err[1024];
+    if (res->out_truncated) {
+        job->cause = "fixer";
+        return s_fail_job(job, "fixer '%s' printed a patch of more than %d bytes", fx->name,
+                          S_MAX_PATCH);
+    }
+    if (kz_git_apply(job->wt, res->out, res->out_len, (const char *const *)job->files,
+                     job->nfiles, err, sizeof err) != 0) {
+        job->cause = "fixer";
+        return s_fail_job(job, "unable to apply the patch of fixer '%s': %s", fx->name, err);
+    }
+    kz_info("plan %s: applied the %zu-byte patch of fixer '%s'", job->plan_id, res->out_len,
+            fx->name);
+    return 0;
+}
+
 /* Step 3: run the fixer. 0 when it ran to an exit (*EXIT_CODE, and the
    first line of its output in LINE), -1 when it could not run, crashed
    or timed out */
@@ -353,7 +385,7 @@ static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
     po.cwd = job->wt;
     po.env_add = (const char *const *)fx->env;
     po.timeout_ms = fx->timeout_ms > 0 ? fx->timeout_ms : 300000;
-    po.out_cap = 256 * 1024;
+    po.out_cap = s_output_diff(fx) ? S_MAX_PATCH : 256 * 1024;
     po.err_cap = 256 * 1024;
     po.tick = kz_agent_proc_tick;
     po.tick_arg = job->agent;
@@ -379,10 +411,12 @@ static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
     } else {
         *exit_code = res.exit_code;
         s_first_line(res.err, line, linelen);
-        if (!line[0])
+        if (!line[0] && !s_output_diff(fx))
             s_first_line(res.out, line, linelen);
         kz_info("plan %s: fixer '%s' exited %d after %lld ms%s%s", job->plan_id, fx->name,
                 res.exit_code, (long long)(res.duration_us / 1000), line[0] ? ": " : "", line);
+        if (s_output_diff(fx))
+            rc = s_apply_output(job, &res);
     }
     kz_proc_result_free(&res);
     kz_strv_free(argv);
