@@ -22,7 +22,10 @@
     at the base, the tool run in both on the plan's files and the touched
     files that it wants (kz_tool_wants); every fingerprint of `findings`
     must be gone at the commit, and no finding may appear at the commit
-    whose fingerprint the base run did not report.
+    whose fingerprint the base run did not report - unless it is an
+    untargeted base finding (same tool, rule, file and message) that only
+    got a new fingerprint because the fix changed its line: findings the
+    fixer was not asked to fix may stay.
 
     Replies validate.result {plan_id, validator "code-reviewer", verdict
     pass | reject | error, reasons, details}. reject lists every violated
@@ -500,6 +503,41 @@ static const kz_finding_t *s_find_fp(const kz_findings_t *list, const char *fp)
     return NULL;
 }
 
+static bool s_same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool s_targeted(const s_job_t *job, const char *fp)
+{
+    for (size_t i = 0; i < job->ntargeted; i++)
+        if (strcmp(job->targeted[i], fp) == 0)
+            return true;
+    return false;
+}
+
+/* True when F (at the commit, its fingerprint unknown at the base) is a
+   finding the plan did not target that stayed while the fix changed its
+   line: a fingerprint hashes the source line, so "te" beside a corrected
+   "teh" gets a new one. The base must hold a finding of the same tool,
+   rule, file and message that was not targeted and whose fingerprint is
+   gone at the commit; each such base finding (marked in USED) vouches for
+   one finding only. */
+static bool s_carried_over(const s_job_t *job, const kz_findings_t *before,
+                           const kz_findings_t *after, const kz_finding_t *f, bool *used)
+{
+    for (size_t i = 0; i < before->count; i++) {
+        const kz_finding_t *b = &before->items[i];
+        if (used[i] || !s_same(b->tool, f->tool) || !s_same(b->rule, f->rule) ||
+            !s_same(b->file, f->file) || !s_same(b->message, f->message) ||
+            s_targeted(job, b->fingerprint) || s_find_fp(after, b->fingerprint))
+            continue;
+        used[i] = true;
+        return true;
+    }
+    return false;
+}
+
 static int s_check_tool(s_job_t *job)
 {
     if (!job->tool) {
@@ -536,9 +574,14 @@ static int s_check_tool(s_job_t *job)
             s_push(&job->remaining, &job->nremaining, &cap, fp) != 0)
             s_error(job, "out of memory");
     }
+    bool *used = calloc(before.count + 1, sizeof *used);
+    if (!used) {
+        s_error(job, "out of memory");
+        goto done;
+    }
     for (size_t i = 0; i < after.count; i++) {
         const kz_finding_t *f = &after.items[i];
-        if (s_find_fp(&before, f->fingerprint))
+        if (s_find_fp(&before, f->fingerprint) || s_carried_over(job, &before, &after, f, used))
             continue;
         job->new_findings++;
         s_reason(job, "new %s %s at %s:%d: %s", f->tool, f->rule, f->file, f->line,
@@ -547,6 +590,7 @@ static int s_check_tool(s_job_t *job)
             s_push(&job->fresh, &job->nfresh, &cap2, f->fingerprint) != 0)
             s_error(job, "out of memory");
     }
+    free(used);
     if (job->targeted_unknown > 0) {
         char text[160];
         snprintf(text, sizeof text,

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# test_fixable.sh - the planner plans only what a fixer can change
+# kz-timeout: 1200
+# kz-plain-only: the full loop with every agent and real tools; the agents' code runs under the sanitizers in their own tests
+#
+# `kaizen run-once` on a small Python project the test writes, with the
+# catalog's fixer recipes (catalog/fixers.yaml: codespell, autoflake,
+# autopep8, shellcheck) and tool recipes (flake8, codespell from
+# catalog/*.yaml; shellcheck at every level, as a project that chose it
+# would run it), real flake8, codespell, autoflake and shellcheck:
+#   - pkg/util.py: "teh" in a comment (one suggestion) is planned for
+#     codespell and accepted; "te" on the same line (four suggestions) is
+#     not planned and stays, which does not fail the review;
+#   - pkg/names.py and tests/test_pkg.py: "recieve" is a function name
+#     (an identifier: not planned), so "teh" in names.py's comment is not
+#     planned either (codespell -w would rename the function too);
+#   - pkg/imports.py: F401 (unused import) planned for autoflake, accepted;
+#   - pkg/names.py: E501 (no fixer: autopep8 does not take it);
+#   - scripts/today.sh: SC2006 fixed from shellcheck's -f diff patch
+#     (fixer output: diff), accepted.
+# The planner's counts per reason reach plan.batch (run-once --json:
+# targets[].planning.unplanned) and run-once's text summary; no plan
+# ends "nothing to do".
+source "$KZ_ROOT/tests/integration/lib.sh"
+K="$KZ_BIN/kaizen"
+for a in kaizen kaizen-orchestrator kaizen-broker kaizen-code-health kaizen-code-quality \
+    kaizen-improvement-planner kaizen-feature-prioritizer kaizen-code-refactorer \
+    kaizen-test-runner kaizen-code-reviewer kaizen-pattern-learner; do
+    [[ -x $KZ_BIN/$a ]] || skip "$a is not built"
+done
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ||
+    skip "no PostgreSQL server programs (apt-get install -y postgresql)"
+for tool in git codespell shellcheck autoflake; do
+    command -v "$tool" >/dev/null || skip "$tool is not installed"
+done
+/usr/bin/python3 -m flake8 --version >/dev/null 2>&1 || skip "no flake8 for /usr/bin/python3"
+/usr/bin/python3 -m pytest --version >/dev/null 2>&1 || skip "no pytest for /usr/bin/python3"
+/usr/bin/python3 -m autopep8 --version >/dev/null 2>&1 || skip "no autopep8 for /usr/bin/python3"
+kz_python json yaml || skip "no python3 with yaml"
+unset KAIZEN_DATABASE_URL KAIZEN_STATE_DIR
+chmod 755 "$T"
+cd "$T" || fail "cd $T"
+
+# ------------------------------------------------------------ the project
+P=$T/src
+mkdir -p "$P/pkg" "$P/tests" "$P/scripts"
+printf '[flake8]\nmax-line-length = 79\n' >"$P/setup.cfg"
+printf '[codespell]\n' >"$P/.codespellrc"
+echo '"""A small package."""' >"$P/pkg/__init__.py"
+cat >"$P/pkg/util.py" <<'EOF'
+"""Small helpers."""
+
+
+def double(value):
+    """Return twice the value."""
+    # teh result is computed here; te value is the input
+    return value * 2
+EOF
+cat >"$P/pkg/imports.py" <<'EOF'
+"""Paths."""
+import os
+import sys
+
+
+def program():
+    """The name of the running program."""
+    return sys.argv[0]
+EOF
+cat >"$P/pkg/names.py" <<'EOF'
+"""Names."""
+
+
+def recieve(items):
+    """Take the items."""
+    # teh items are copied, and this comment is long enough to pass the line limit
+    return list(items)
+EOF
+cat >"$P/tests/test_pkg.py" <<'EOF'
+from pkg.imports import program
+from pkg.names import recieve
+from pkg.util import double
+
+
+def test_double():
+    assert double(2) == 4
+
+
+def test_program():
+    assert program()
+
+
+def test_names():
+    assert recieve((1, 2)) == [1, 2]
+EOF
+printf '#!/bin/sh\n# Print the date.\necho "today: `date`"\n' >"$P/scripts/today.sh"
+chmod 755 "$P/scripts/today.sh"
+
+# ------------------------------------------------------------- the config
+kz_config "$T/base.yaml" </dev/null
+"$PY" - "$KZ_ROOT/catalog" "$T/base.yaml" "$T/kaizen.yaml" "$T" <<'PY' || fail "unable to write the config"
+import sys, yaml
+cat, base, out, t = sys.argv[1:5]
+c = yaml.safe_load(open(base))
+def recipes(name, key):
+    return {r["name"]: r for r in yaml.safe_load(open("%s/%s" % (cat, name)))[key]}
+def tool(r):
+    # keys of the catalog's own loader (gate, settings) are not config keys
+    return {k: v for k, v in r.items() if k not in ("gate", "settings")}
+py, text, shell = recipes("python.yaml", "tools"), recipes("text.yaml", "tools"), recipes("shell.yaml", "tools")
+sc = tool(shell["shellcheck"])
+sc["argv"] = ["shellcheck", "-f", "gcc", "--", "{files}"]  # every level: the project chose it
+c["tools"] = [tool(py["flake8"]), tool(text["codespell"]), sc]
+fx = recipes("fixers.yaml", "fixers")
+c["fixers"] = [fx[n] for n in ("codespell", "autoflake", "autopep8", "shellcheck")]
+c["agents"] = [{"name": a, "interval": 0} for a in (
+    "code-health", "code-quality", "improvement-planner", "feature-prioritizer",
+    "code-refactorer", "test-runner", "code-reviewer", "pattern-learner")]
+c["targets"] = [{"name": "proj", "path": t + "/proj", "init_from": t + "/src",
+                 "languages": ["python", "shell"],
+                 "test": ["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "--junitxml={junit}"]}]
+c["database"] = {"flush_interval": "50ms"}
+yaml.safe_dump(c, open(out, "w"), default_flow_style=False, sort_keys=False)
+PY
+export KAIZEN_CONFIG=$T/kaizen.yaml
+kz_at_exit "\"$K\" -c \"$T/kaizen.yaml\" down --timeout 60s"
+
+timeout 1500 "$K" -c "$T/kaizen.yaml" run-once --json --timeout 15m >"$T/ro.out" 2>"$T/ro.err" ||
+    fail "run-once exited $?: $(cat "$T/ro.out" "$T/ro.err")"
+
+# --------------------------------------------------------------- planning
+"$PY" - "$T/ro.out" <<'PY' || fail "run-once: $(cat "$T/ro.out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["result"] == "completed", (d["result"], d["pending"])
+t = d["targets"][0]
+assert t["planning"]["unplanned"] == {
+    "no_fixer": 1,             # E501 in pkg/names.py
+    "several_suggestions": 1,  # "te" in pkg/util.py
+    "identifier": 3,           # "recieve" in pkg/names.py and twice in tests/test_pkg.py
+    "renames_identifier": 1,   # "teh" in pkg/names.py
+}, t["planning"]
+plans = sorted((p["fixer"], p["files"][0], p.get("outcome"), p.get("cause")) for p in d["plans"])
+assert plans == [
+    ("autoflake", "pkg/imports.py", "accepted", None),
+    ("codespell", "pkg/util.py", "accepted", None),
+    ("shellcheck", "scripts/today.sh", "accepted", None),
+], plans
+assert t["planning"]["proposed"] == 3, t["planning"]
+for p in d["plans"]:
+    assert len(p["findings"]) == 1, p  # only the finding its fixer can change
+PY
+
+# ------------------------------------------------------------ the changes
+R=$T/proj
+git -C "$R" rev-parse -q --verify refs/heads/kaizen/improvements >/dev/null || fail "no integration branch"
+show() { git -C "$R" show "kaizen/improvements:$1"; }
+show pkg/util.py | grep -q "# the result is computed here; te value is the input" ||
+    fail "codespell fix: $(show pkg/util.py)"
+show pkg/imports.py | grep -q "^import os" && fail "autoflake left the import: $(show pkg/imports.py)"
+show pkg/imports.py | grep -q "^import sys" || fail "autoflake removed too much: $(show pkg/imports.py)"
+show scripts/today.sh | grep -qF 'echo "today: $(date)"' || fail "shellcheck fix: $(show scripts/today.sh)"
+[[ "$(git -C "$R" ls-tree kaizen/improvements scripts/today.sh | cut -c1-6)" == 100755 ]] ||
+    fail "the script lost its mode"
+show pkg/names.py | grep -q "def recieve" || fail "an identifier was renamed: $(show pkg/names.py)"
+show pkg/names.py | grep -q "# teh items" || fail "names.py was changed: $(show pkg/names.py)"
+[[ -z "$(git -C "$R" status --porcelain)" ]] || fail "the checkout changed: $(git -C "$R" status)"
+
+# the planner's log line and run-once's text summary
+grep -q "3 plans, 6 not planned: 1 no fixer for the rule, 1 several suggestions, 3 an identifier, 1 the fixer would also rename an identifier in the file" \
+    "$T/state/logs/improvement-planner.log" || fail "planner log: $(grep -h "not planned" "$T/state/logs/"*.log)"
+"$K" -c "$T/kaizen.yaml" run-once --timeout 10m >"$T/ro2.out" 2>"$T/ro2.err" ||
+    fail "second run-once: $(cat "$T/ro2.out" "$T/ro2.err")"
+grep -qF "  not planned: 6 findings (1 no fixer for the rule, 1 several suggestions, 3 an identifier, 1 the fixer would also rename an identifier in the file)" "$T/ro2.out" ||
+    fail "no unplanned counts in the summary: $(cat "$T/ro2.out")"
+echo "ok"
