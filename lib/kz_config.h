@@ -145,7 +145,7 @@ typedef struct {
     size_t fixes_count;
     char **argv; /* required; "{files}" becomes the plan's files */
     size_t argv_count;
-    char *output; /* "files" (default): it changes the files; "diff": its stdout is a
+    char *output;   /* "files" (default): it changes the files; "diff": its stdout is a
                      patch the refactorer applies to the plan's files (git apply) */
     char *service;  /* the execution service that runs it, default "exec.refactor" */
     double effort;  /* estimated effort per file, default 1 */

@@ -114,8 +114,8 @@ static s_lex_t s_lex_of(const char *path)
         const char *ext;
         s_lex_t lex;
     } exts[] = {
-        {".py", S_LEX_PYTHON}, {".pyi", S_LEX_PYTHON}, {".c", S_LEX_C},      {".h", S_LEX_C},
-        {".cc", S_LEX_C},      {".cpp", S_LEX_C},      {".cxx", S_LEX_C},    {".hpp", S_LEX_C},
+        {".py", S_LEX_PYTHON}, {".pyi", S_LEX_PYTHON}, {".c", S_LEX_C},        {".h", S_LEX_C},
+        {".cc", S_LEX_C},      {".cpp", S_LEX_C},      {".cxx", S_LEX_C},      {".hpp", S_LEX_C},
         {".hh", S_LEX_C},      {".sh", S_LEX_SHELL},   {".bash", S_LEX_SHELL}, {".md", S_LEX_PROSE},
         {".rst", S_LEX_PROSE}, {".txt", S_LEX_PROSE},
     };
@@ -206,10 +206,10 @@ static bool s_alnum(char c)
    that introduces a name */
 static bool s_after_keyword(const char *src, size_t i)
 {
-    static const char *const keywords[] = {
-        "def",     "class",    "import", "as",    "from",    "struct",   "enum",
-        "union",   "typedef",  "define", "local", "export",  "function", "unset",
-        "declare", "readonly", "global", "alias", "nonlocal", NULL};
+    static const char *const keywords[] = {"def",      "class",  "import",   "as",       "from",
+                                           "struct",   "enum",   "union",    "typedef",  "define",
+                                           "local",    "export", "function", "unset",    "declare",
+                                           "readonly", "global", "alias",    "nonlocal", NULL};
     size_t k = i;
     while (k > 0 && (src[k - 1] == ' ' || src[k - 1] == '\t'))
         k--;
@@ -232,7 +232,8 @@ static bool s_name_like(const char *src, size_t len, size_t i, size_t n)
     char next = j < len ? src[j] : '\n', next2 = j + 1 < len ? src[j + 1] : '\n';
     if (prev == '_' || next == '_' || prev == '$' || prev == '`' || next == '`')
         return true; /* snake_case, $var, `code` */
-    if (next == '(' || next == '[' || (next == '.' && (isalpha((unsigned char)next2) || next2 == '_')))
+    if (next == '(' || next == '[' ||
+        (next == '.' && (isalpha((unsigned char)next2) || next2 == '_')))
         return true; /* word(, word[, word.x */
     if ((next == '-' && next2 == '>') || (next == ':' && next2 == ':'))
         return true;

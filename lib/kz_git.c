@@ -527,8 +527,8 @@ static int s_git_list(const char *repo, const char *const *args, char ***files, 
     if (count)
         *count = 0;
     s_label(args, label, sizeof label);
-    if (s_run_full(repo, args, NULL, 0, 0, cap, &code, &out, &len, &trunc, line, sizeof line, errbuf,
-                   errlen) != 0)
+    if (s_run_full(repo, args, NULL, 0, 0, cap, &code, &out, &len, &trunc, line, sizeof line,
+                   errbuf, errlen) != 0)
         return -1;
     int rc = -1;
     if (code != 0) {
@@ -1219,8 +1219,8 @@ static int s_patch_check(const char *patch, size_t len, const char *const *files
                          char *errbuf, size_t errlen)
 {
     static const char *const refused[] = {
-        "new file mode",    "deleted file mode", "old mode",  "new mode",   "rename from",
-        "rename to",        "copy from",         "copy to",   "similarity", "dissimilarity",
+        "new file mode",    "deleted file mode", "old mode", "new mode",   "rename from",
+        "rename to",        "copy from",         "copy to",  "similarity", "dissimilarity",
         "GIT binary patch", "Binary files",      NULL};
     size_t i = 0;
     while (i < len) {

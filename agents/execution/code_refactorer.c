@@ -360,8 +360,8 @@ static int s_apply_output(s_job_t *job, const kz_proc_result_t *res)
         return s_fail_job(job, "fixer '%s' printed a patch of more than %d bytes", fx->name,
                           S_MAX_PATCH);
     }
-    if (kz_git_apply(job->wt, res->out, res->out_len, (const char *const *)job->files,
-                     job->nfiles, err, sizeof err) != 0) {
+    if (kz_git_apply(job->wt, res->out, res->out_len, (const char *const *)job->files, job->nfiles,
+                     err, sizeof err) != 0) {
         job->cause = "fixer";
         return s_fail_job(job, "unable to apply the patch of fixer '%s': %s", fx->name, err);
     }

@@ -10,8 +10,10 @@
     (kz_store_covered: open, accepted, rejected at this commit, or failed
     there with nothing_to_do, suite or fixer - after waiting until the recorder
     holds this planner's own last plan.batch of the target), and groups
-    the fixable ones (kz_fixer_for) by (fixer, file): one plan per fixer
-    and file (PROTOCOL.md 4.11):
+    the ones a fixer can change (its tool and rules take the finding and
+    its `fixes` predicates hold, kz_fixable.h: codespell gets only single
+    suggestions that are no identifier) by (fixer, file): one plan per
+    fixer and file (PROTOCOL.md 4.11):
 
       plan_id      a new ULID
       fixer        the fixer recipe's name
@@ -27,7 +29,8 @@
 
     Publishes one plan.proposed per plan (envelope target = the scan's
     target, corr = scan_id), in file then fixer order, then ONE plan.batch
-    {scan_id, plans} (also when empty) for the prioritizer. A failed scan
+    {scan_id, plans, unplanned} (also when empty) for the prioritizer;
+    `unplanned` counts the findings left out per reason (also logged). A failed scan
     gives nothing. A scan of a target that is not in the local config is
     refused (logged). At most S_MAX_PLANS plans per scan, and at most half
     of the bus's message size for the whole batch: the plans of highest
@@ -362,8 +365,7 @@ done:
    naming a path outside the target, or carrying a fingerprint we do not
    accept, are skipped (logged). 0 / -1 (out of memory) */
 static int s_group(const kz_config_t *cfg, const kz_target_config_t *target, const char *commit,
-                   kz_findings_t *findings, s_plans_t *plans,
-                   size_t unplanned[KZ_UNPLANNED_COUNT])
+                   kz_findings_t *findings, s_plans_t *plans, size_t unplanned[KZ_UNPLANNED_COUNT])
 {
     int rc = -1;
     const kz_fixer_config_t **fixers = calloc(findings->count + 1, sizeof *fixers);
@@ -523,8 +525,8 @@ static int s_put_unplanned(kz_msg_t *msg, kz_val_t *map, const size_t unplanned[
     if (!m)
         return -1;
     for (int i = 0; i < KZ_UNPLANNED_COUNT; i++)
-        if (unplanned[i] &&
-            kz_map_put_int(msg, m, kz_unplanned_word((kz_unplanned_t)i), (int64_t)unplanned[i]) != 0)
+        if (unplanned[i] && kz_map_put_int(msg, m, kz_unplanned_word((kz_unplanned_t)i),
+                                           (int64_t)unplanned[i]) != 0)
             return -1;
     return 0;
 }
