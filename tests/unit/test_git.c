@@ -602,6 +602,69 @@ static void test_fast_forward(void **state)
     assert_int_equal(kz_git_fast_forward(fx->repo, "nosuch", d, err, sizeof err), -1);
 }
 
+/* kz_git_apply: a patch of the plan's file applies; one naming another
+   path, creating, deleting or renaming a file, or that does not apply,
+   is refused and leaves the tree as it was */
+static void test_apply(void **state)
+{
+    s_fix_t *fx = *state;
+    char err[512] = "";
+    const char *files[] = {"a.py", NULL};
+    static const char good[] = "--- a/a.py\n"
+                               "+++ b/a.py\n"
+                               "@@ -1,3 +1,3 @@\n"
+                               " import os\n"
+                               "-x = 1\n"
+                               "+x = 10\n"
+                               " y = 2\n";
+    assert_int_equal(kz_git_apply(fx->repo, "", 0, files, 1, err, sizeof err), 0);
+    assert_int_equal(kz_git_apply(fx->repo, good, strlen(good), files, 1, err, sizeof err), 0);
+    assert_string_equal(s_read(fx->repo, "a.py"), "import os\nx = 10\ny = 2\n");
+
+    /* the same patch again does not apply: git's reason */
+    assert_int_equal(kz_git_apply(fx->repo, good, strlen(good), files, 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "git apply: error: patch failed: a.py:1"));
+
+    static const char other[] = "--- a/pkg/b.c\n"
+                                "+++ b/pkg/b.c\n"
+                                "@@ -1 +1 @@\n"
+                                "-int b(void) { return 1; }\n"
+                                "+int b(void) { return 2; }\n";
+    assert_int_equal(kz_git_apply(fx->repo, other, strlen(other), files, 1, err, sizeof err), -1);
+    assert_string_equal(err, "patch names 'pkg/b.c', which is not one of the plan's files");
+    static const char escape[] = "--- a/../outside.py\n"
+                                 "+++ b/../outside.py\n"
+                                 "@@ -0,0 +1 @@\n"
+                                 "+x\n";
+    assert_int_equal(kz_git_apply(fx->repo, escape, strlen(escape), files, 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "'../outside.py', which is not one of the plan's files"));
+    static const char created[] = "diff --git a/a.py b/a.py\n"
+                                  "new file mode 100755\n"
+                                  "--- /dev/null\n"
+                                  "+++ b/a.py\n";
+    assert_int_equal(kz_git_apply(fx->repo, created, strlen(created), files, 1, err, sizeof err),
+                     -1);
+    assert_string_equal(err,
+                        "patch does more than change the plan's files: 'new file mode 100755'");
+    static const char deleted[] = "--- a/a.py\n"
+                                  "+++ /dev/null\n"
+                                  "@@ -1,3 +0,0 @@\n"
+                                  "-import os\n";
+    assert_int_equal(kz_git_apply(fx->repo, deleted, strlen(deleted), files, 1, err, sizeof err),
+                     -1);
+    assert_string_equal(err, "patch names '/dev/null', which is not one of the plan's files");
+    static const char renamed[] = "diff --git a/a.py b/a.py\n"
+                                  "rename from a.py\n"
+                                  "rename to a.py\n";
+    assert_int_equal(kz_git_apply(fx->repo, renamed, strlen(renamed), files, 1, err, sizeof err),
+                     -1);
+    assert_string_equal(err, "patch does more than change the plan's files: 'rename from a.py'");
+    assert_int_equal(kz_git_apply(fx->repo, "x\0y", 3, files, 1, err, sizeof err), -1);
+    assert_string_equal(err, "patch holds a NUL byte");
+    assert_string_equal(s_read(fx->repo, "a.py"), "import os\nx = 10\ny = 2\n");
+    assert_string_equal(s_read(fx->repo, "pkg/b.c"), "int b(void) { return 1; }\n");
+}
+
 static int s_tick_calls;
 static void s_tick(void *arg)
 {
@@ -640,6 +703,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_numstat_binary, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_cherry_pick, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_fast_forward, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_apply, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_tick_and_errors, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
