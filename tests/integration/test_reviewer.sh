@@ -4,7 +4,9 @@
 # lines, too many files, a binary file, a path outside allowed_paths and
 # an added TODO are rejected (a TODO that only moved is not); a targeted
 # finding that is still there and a finding the base did not have are
-# rejected with the finding named; an unknown tool or commit is an error.
+# rejected with the finding named; a finding the plan did not target that
+# stays on a line the fix changed (a new fingerprint) is not new; an
+# unknown tool or commit is an error.
 # Also end to end with kaizen-code-refactorer: its black fix passes the
 # review. No worktree is left and the user's checkout never changes.
 source "$KZ_ROOT/tests/integration/lib.sh"
@@ -17,6 +19,7 @@ git -C "$R" init -q -b main
 printf 'import os\nimport sys\n\nprint(sys.argv)\n' >"$R/a.py"
 printf 'x = 1  # TODO keep\n' >"$R/b.py"
 printf 'x=1\n' >"$R/fmt.py"
+printf 'v = [1,2]  \n' >"$R/c.py"
 git -C "$R" add -A
 git -C "$R" -c user.name=t -c user.email=t@t commit -q -m base
 BASE=$(git -C "$R" rev-parse HEAD)
@@ -26,7 +29,7 @@ snapshot() {
         git -C "$R" rev-parse HEAD
         git -C "$R" status --porcelain --untracked-files=all
         git -C "$R" ls-files --stage
-        cat "$R/a.py" "$R/b.py" "$R/fmt.py"
+        cat "$R/a.py" "$R/b.py" "$R/fmt.py" "$R/c.py"
     } 2>&1
 }
 snapshot >"$T/before.snap"
@@ -51,7 +54,8 @@ C_todo=$(mk todo b.py 'x = 1  # TODO keep\ny = 2  # TODO: later\n')
 C_big=$(mk big b.py "$(for i in $(seq 30); do printf 'v%d = %d\\n' "$i" "$i"; done)")
 C_bin=$(mk bin data.bin '\x00\x01\x02\x00\xff')
 C_many=$(mk many c1.py 'a = 1\n' c2.py 'a = 2\n' c3.py 'a = 3\n' c4.py 'a = 4\n')
-for c in "$C_fix" "$C_keep" "$C_new" "$C_todo" "$C_big" "$C_bin" "$C_many"; do
+C_ws=$(mk ws c.py 'v = [1,2]\n')
+for c in "$C_fix" "$C_keep" "$C_new" "$C_todo" "$C_big" "$C_bin" "$C_many" "$C_ws"; do
     [[ "$c" =~ ^[0-9a-f]{40}$ ]] || fail "making the test commits failed: '$c'"
 done
 
@@ -154,6 +158,19 @@ nreasons r2 1
 review r3 "$C_new" "$BASE" "\"tool\": \"flake8\", \"files\": [\"a.py\"], \"findings\": [\"$FP\"]"
 verdict r3 reject "new flake8 F401 at a.py:1: 're' imported but unused"
 nreasons r3 1
+
+# c.py's line holds W291 (trailing whitespace) and E231: a fix of W291
+# alone changes the line, so E231's fingerprint changes too; it was not
+# targeted and stays: not new. The fingerprint of W291 first, seen from
+# the fix.
+review w0 "$BASE" "$C_ws" '"tool": "flake8", "files": ["c.py"]'
+verdict w0 reject "new flake8 W291 at c.py:1"
+nreasons w0 1
+WFP=$(field w0 '.body.details.new[0]')
+review w1 "$C_ws" "$BASE" "\"tool\": \"flake8\", \"files\": [\"c.py\"], \"findings\": [\"$WFP\"]"
+verdict w1 pass
+[[ "$(field w1 '[.body.details.findings_before, .body.details.findings_after, .body.details.targeted_gone, .body.details.new_findings] | map(tostring) | join(" ")')" == "2 1 1 0" ]] ||
+    fail "details of the partial fix: $(cat "$T/w1.json")"
 
 # policy
 review r4 "$C_todo" "$BASE"
