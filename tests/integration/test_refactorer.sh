@@ -6,12 +6,15 @@
 # absolute path, a symbolic link leaving the tree), untracked files, an
 # unknown fixer or target, a bad plan id or branch, a fixer that hangs or
 # crashes all fail with a clear error and leave no branch; changes a fixer
-# makes outside the plan's files are reverted and reported. The user's
+# makes outside the plan's files are reverted and reported. A fixer with
+# `output: diff` (shellcheck -f diff) has its patch applied to the plan's
+# file; a patch naming another file fails the plan, an empty one is
+# nothing to do. The user's
 # checkout (HEAD, index, working tree) never changes and no worktree is
 # left behind.
 source "$KZ_ROOT/tests/integration/lib.sh"
 kz_python zmq msgpack || skip "python3 with zmq and msgpack is needed for the request client"
-for t in black isort codespell; do command -v $t >/dev/null || skip "$t is not installed"; done
+for t in black isort codespell shellcheck; do command -v $t >/dev/null || skip "$t is not installed"; done
 
 # ---------------------------------------------------------------- the repo
 R=$T/repo
@@ -22,6 +25,9 @@ printf 'import sys\nimport os\n\nprint(os, sys)\n' >"$R/pkg/imp.py"
 printf '# teh comment\nx = 1\n' >"$R/spell.py"
 printf 'x = 1\n' >"$R/clean.py"
 printf 'y = 2\n' >"$R/other.py"
+# shellcheck disable=SC2016 # the backticks are the script's
+printf '#!/bin/sh\necho "now: `date`"\n' >"$R/run.sh"
+chmod 755 "$R/run.sh"
 ln -s /etc/passwd "$R/link.py"
 git -C "$R" add -A
 git -C "$R" -c user.name=t -c user.email=t@t commit -q -m base
@@ -35,7 +41,8 @@ snapshot() {
         git -C "$R" symbolic-ref HEAD
         git -C "$R" status --porcelain --untracked-files=all
         git -C "$R" ls-files --stage
-        cat "$R/fmt.py" "$R/pkg/imp.py" "$R/spell.py" "$R/clean.py" "$R/other.py" "$R/notes.txt"
+        cat "$R/fmt.py" "$R/pkg/imp.py" "$R/spell.py" "$R/clean.py" "$R/other.py" "$R/notes.txt" \
+            "$R/run.sh"
     } 2>&1
 }
 snapshot >"$T/before.snap"
@@ -59,6 +66,10 @@ tools:
   - name: codespell
     argv: [codespell, "{files}"]
     format: gcc
+  - name: shellcheck
+    files: ["*.sh"]
+    argv: [shellcheck, -f, gcc, --, "{files}"]
+    format: gcc
 fixers:
   - name: black
     tool: black
@@ -79,6 +90,19 @@ fixers:
   - name: crash
     tool: black
     argv: [python3, -c, "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
+  - name: shellcheck
+    tool: shellcheck
+    rules: [SC2006]
+    argv: [shellcheck, -f, diff, --include=SC2006, --, "{files}"]
+    output: diff
+  - name: patch-other
+    tool: shellcheck
+    argv: [python3, -c, "print('--- a/other.py\\\\n+++ b/other.py\\\\n@@ -1 +1 @@\\\\n-y = 2\\\\n+y = 4')"]
+    output: diff
+  - name: patch-none
+    tool: shellcheck
+    argv: ["true"]
+    output: diff
 EOF
 
 # a Majordomo client that can set the envelope target (kaizen call cannot)
@@ -171,6 +195,22 @@ changed_ok s1 fmt.py
 field s1 .body.error | grep -q "new.py" || fail "the new file is not reported: $(cat "$T/s1.json")"
 kz_wait_log refactorer "touched paths outside the plan" || fail "reverted paths not logged"
 
+# a patch on stdout (output: diff), applied to the plan's file
+refactor d1 shellcheck '["run.sh"]'
+expect d1 changed
+changed_ok d1 run.sh
+# shellcheck disable=SC2016 # the text the fix wrote
+[[ "$(git -C "$R" show kaizen/plan-d1:run.sh | tail -1)" == 'echo "now: $(date)"' ]] ||
+    fail "shellcheck's patch is not on the branch: $(git -C "$R" show kaizen/plan-d1:run.sh)"
+[[ "$(git -C "$R" ls-tree kaizen/plan-d1 run.sh | cut -c1-6)" == 100755 ]] || fail "run.sh lost its mode"
+kz_wait_log refactorer "applied the .*-byte patch of fixer 'shellcheck'" || fail "the patch is not logged"
+refactor d2 patch-other '["run.sh"]'
+expect d2 failed "unable to apply the patch of fixer 'patch-other': patch names 'other.py', which is not one of the plan's files"
+no_branch d2
+refactor d3 patch-none '["run.sh"]'
+expect d3 nothing "nothing to do: patch-none changed none of run.sh"
+no_branch d3
+
 # ---------------------------------------------------------- nothing to do
 refactor n1 black '["clean.py"]'
 expect n1 nothing "nothing to do: black changed none of clean.py"
@@ -229,7 +269,7 @@ changed_ok b1 fmt.py
 left=$(find "$T/state/worktrees/py" -mindepth 1 2>/dev/null)
 [[ -z "$left" ]] || fail "left in the worktrees directory: $left"
 [[ "$(git -C "$R" for-each-ref --format='%(refname:short)' refs/heads/ | sort | tr '\n' ' ')" == \
-    "kaizen/plan-b1 kaizen/plan-c1 kaizen/plan-i1 kaizen/plan-s1 main " ]] ||
+    "kaizen/plan-b1 kaizen/plan-c1 kaizen/plan-d1 kaizen/plan-i1 kaizen/plan-s1 main " ]] ||
     fail "branches: $(git -C "$R" for-each-ref --format='%(refname:short)' refs/heads/)"
 snapshot >"$T/after.snap"
 diff -u "$T/before.snap" "$T/after.snap" || fail "the user's checkout changed"
