@@ -143,6 +143,9 @@ typedef struct {
     char **fixes; /* built-in predicates a finding must also pass to be planned
                      (kz_fixable.h): single-suggestion, not-identifier, has-fix */
     size_t fixes_count;
+    char **exclude; /* globs (fnmatch, on the path and on its base name) of files whose
+                       findings it leaves alone ("__init__.py" for autoflake) */
+    size_t exclude_count;
     char **argv; /* required; "{files}" becomes the plan's files */
     size_t argv_count;
     char *output;   /* "files" (default): it changes the files; "diff": its stdout is a

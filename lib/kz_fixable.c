@@ -8,6 +8,7 @@
 #include "kz_fixable.h"
 
 #include <ctype.h>
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -29,6 +30,7 @@ static const s_reason_t s_reasons[KZ_UNPLANNED_COUNT] = {
                               "the fixer would also rename an identifier in the file"},
     [KZ_UNPLANNED_UNREADABLE] = {"unreadable", "its file could not be read"},
     [KZ_UNPLANNED_NO_FIXIT] = {"no_fixit", "no fix-it"},
+    [KZ_UNPLANNED_EXCLUDED] = {"excluded", "a file the fixer leaves alone"},
 };
 
 const char *kz_unplanned_word(kz_unplanned_t why)
@@ -275,9 +277,23 @@ bool kz_fixable_is_identifier(const char *word, const char *src, size_t len, con
 
 /* -------------------------------------------------------------- checks */
 
+/* FILE matches one of FIXER's exclude globs (on the whole path or its
+   base name) */
+static bool s_excluded(const kz_fixer_config_t *fixer, const char *file)
+{
+    const char *base = file ? strrchr(file, '/') : NULL;
+    base = base ? base + 1 : file;
+    for (size_t i = 0; file && i < fixer->exclude_count && fixer->exclude[i]; i++)
+        if (fnmatch(fixer->exclude[i], file, 0) == 0 || fnmatch(fixer->exclude[i], base, 0) == 0)
+            return true;
+    return false;
+}
+
 kz_unplanned_t kz_fixable_check(const kz_fixer_config_t *fixer, const kz_finding_t *f,
                                 const char *src, size_t len)
 {
+    if (fixer && s_excluded(fixer, f->file))
+        return KZ_UNPLANNED_EXCLUDED;
     for (size_t i = 0; fixer && i < fixer->fixes_count && fixer->fixes[i]; i++) {
         const char *p = fixer->fixes[i];
         kz_unplanned_t why = KZ_FIXABLE_YES;

@@ -39,6 +39,7 @@ typedef enum {
     KZ_UNPLANNED_RENAMES,       /* the fixer would also rename an identifier in the file */
     KZ_UNPLANNED_UNREADABLE,    /* its file could not be read to decide */
     KZ_UNPLANNED_NO_FIXIT,      /* the tool suggested no fix */
+    KZ_UNPLANNED_EXCLUDED,      /* its file is one the fixer leaves alone (fixers[].exclude) */
     KZ_UNPLANNED_COUNT
 } kz_unplanned_t;
 
@@ -56,7 +57,8 @@ bool kz_fixable_known(const char *name);
 bool kz_fixable_needs_source(const kz_fixer_config_t *fixer);
 
 /* Whether FIXER (whose tool and rules already take F) can change F:
-   every predicate of fixer->fixes must hold. SRC (LEN bytes, not
+   F's file must match none of fixer->exclude and every predicate of
+   fixer->fixes must hold. SRC (LEN bytes, not
    necessarily NUL-terminated) is the text of F's file, or NULL when it
    could not be read (a predicate that needs it then says
    KZ_UNPLANNED_UNREADABLE). */

@@ -15,6 +15,7 @@
 #     (an identifier: not planned), so "teh" in names.py's comment is not
 #     planned either (codespell -w would rename the function too);
 #   - pkg/imports.py: F401 (unused import) planned for autoflake, accepted;
+#     pkg/__init__.py: F401 not planned (autoflake's exclude: a re-export);
 #   - pkg/names.py: E501 (no fixer: autopep8 does not take it);
 #   - scripts/today.sh: SC2006 fixed from shellcheck's -f diff patch
 #     (fixer output: diff), accepted.
@@ -46,7 +47,7 @@ P=$T/src
 mkdir -p "$P/pkg" "$P/tests" "$P/scripts"
 printf '[flake8]\nmax-line-length = 79\n' >"$P/setup.cfg"
 printf '[codespell]\n' >"$P/.codespellrc"
-echo '"""A small package."""' >"$P/pkg/__init__.py"
+printf '"""A small package."""\nfrom os import sep  # re-exported\n' >"$P/pkg/__init__.py"
 cat >"$P/pkg/util.py" <<'EOF'
 """Small helpers."""
 
@@ -140,6 +141,7 @@ assert t["planning"]["unplanned"] == {
     "several_suggestions": 1,  # "te" in pkg/util.py
     "identifier": 3,           # "recieve" in pkg/names.py and twice in tests/test_pkg.py
     "renames_identifier": 1,   # "teh" in pkg/names.py
+    "excluded": 1,             # F401 in pkg/__init__.py
 }, t["planning"]
 plans = sorted((p["fixer"], p["files"][0], p.get("outcome"), p.get("cause")) for p in d["plans"])
 assert plans == [
@@ -164,15 +166,16 @@ show pkg/imports.py | grep -q "^import sys" || fail "autoflake removed too much:
 show scripts/today.sh | grep -qF 'echo "today: $(date)"' || fail "shellcheck fix: $(show scripts/today.sh)"
 [[ "$(git -C "$R" ls-tree kaizen/improvements scripts/today.sh | cut -c1-6)" == 100755 ]] ||
     fail "the script lost its mode"
+show pkg/__init__.py | grep -q "^from os import sep" || fail "a re-export was removed"
 show pkg/names.py | grep -q "def recieve" || fail "an identifier was renamed: $(show pkg/names.py)"
 show pkg/names.py | grep -q "# teh items" || fail "names.py was changed: $(show pkg/names.py)"
 [[ -z "$(git -C "$R" status --porcelain)" ]] || fail "the checkout changed: $(git -C "$R" status)"
 
 # the planner's log line and run-once's text summary
-grep -rqF "9 findings, 0 already covered by plans, 3 fixable in 3 plans, 6 not planned: 1 no fixer for the rule, 1 several suggestions, 3 an identifier, 1 the fixer would also rename an identifier in the file" \
+grep -rqF "10 findings, 0 already covered by plans, 3 fixable in 3 plans, 7 not planned: 1 no fixer for the rule, 1 several suggestions, 3 an identifier, 1 the fixer would also rename an identifier in the file, 1 a file the fixer leaves alone" \
     "$T/state/logs/" || fail "planner log: $(grep -rh "not planned" "$T/state/logs/")"
 "$K" -c "$T/kaizen.yaml" run-once --timeout 10m >"$T/ro2.out" 2>"$T/ro2.err" ||
     fail "second run-once: $(cat "$T/ro2.out" "$T/ro2.err")"
-grep -qF "  not planned: 6 findings (1 no fixer for the rule, 1 several suggestions, 3 an identifier, 1 the fixer would also rename an identifier in the file)" "$T/ro2.out" ||
+grep -qF "  not planned: 7 findings (1 no fixer for the rule, 1 several suggestions, 3 an identifier, 1 the fixer would also rename an identifier in the file, 1 a file the fixer leaves alone)" "$T/ro2.out" ||
     fail "no unplanned counts in the summary: $(cat "$T/ro2.out")"
 echo "ok"

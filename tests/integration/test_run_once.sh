@@ -166,7 +166,7 @@ pub analysis.result '{"scan_id":"SCAN-A","kind":"quality","summary":{"rating":"B
 pub plan.proposed "$(plan $PA black 0.2 would-reformat)"
 pub plan.proposed "$(plan $PB isort 0.9 unsorted-imports)"
 pub plan.proposed "$(plan $PC flake8-fix 0.1 E501)"
-pub plan.batch "{\"scan_id\":\"SCAN-A\",\"plans\":[$(plan $PA black 0.2 would-reformat),$(plan $PB isort 0.9 unsorted-imports),$(plan $PC flake8-fix 0.1 E501)]}" SCAN-A
+pub plan.batch "{\"scan_id\":\"SCAN-A\",\"plans\":[$(plan $PA black 0.2 would-reformat),$(plan $PB isort 0.9 unsorted-imports),$(plan $PC flake8-fix 0.1 E501)],\"unplanned\":{\"no_fixer\":2,\"identifier\":1}}" SCAN-A
 pub plan.ready "$(plan $PA black 0.2 would-reformat | sed 's/}$/,"rank":0}/')" $PA
 pub plan.ready "$(plan $PB isort 0.9 unsorted-imports | sed 's/}$/,"rank":1}/')" $PB
 # plan A goes final before plan.ranked reaches run-once
@@ -195,7 +195,7 @@ assert t["findings_by_tool"] == {"flake8": 2, "black": 1, "mypy": 0}, t["finding
 assert [x["status"] for x in t["scan"]["tools"]] == ["ok", "ok", "missing"]
 assert t["quality"]["rating"] == "B" and t["quality"]["score"] == 82.5, t["quality"]
 assert t["quality"]["trend"] == {"direction": "better", "delta": 1.5}
-assert t["planning"] == {"proposed": 3, "ready": [PA, PB], "dropped": [{"plan_id": PC, "target": "py", "reason": "overlaps open plan 01JOTHER", "fixer": "flake8-fix", "files": ["pkg/main.py"]}]}, t["planning"]
+assert t["planning"] == {"proposed": 3, "ready": [PA, PB], "dropped": [{"plan_id": PC, "target": "py", "reason": "overlaps open plan 01JOTHER", "fixer": "flake8-fix", "files": ["pkg/main.py"]}], "unplanned": {"no_fixer": 2, "identifier": 1}}, t["planning"]
 assert d["accepted"] == [PA] and d["awaiting_approval"] == [PB] and d["rejected"] == [] and d["failed"] == []
 a = [p for p in d["plans"] if p["plan_id"] == PA][0]
 assert a["outcome"] == "accepted" and a["branch"] == "kaizen/plan-" + PA and a["commit"] == "c0ffee1234567890"
@@ -218,7 +218,7 @@ ro=$!
 wait_trigger $((n + 1))
 pub scan.started '{"scan_id":"SCAN-B","commit":"abc123"}' SCAN-B
 pub scan.completed '{"scan_id":"SCAN-B","status":"ok","findings":3,"files":2,"duration_ms":900,"tools":[{"name":"flake8","status":"ok","findings":3,"duration_ms":500}]}' SCAN-B
-pub plan.batch '{"scan_id":"SCAN-B","plans":[]}' SCAN-B
+pub plan.batch '{"scan_id":"SCAN-B","plans":[],"unplanned":{"several_suggestions":2,"a_new_reason":1}}' SCAN-B
 pub plan.ranked '{"scan_id":"SCAN-B","ready":["01JTEXTRJ"],"dropped":[]}' SCAN-B
 pub plan.ready "$(plan 01JTEXTRJ codespell 0.2 misspelling | sed 's/SCAN-A/SCAN-B/')" 01JTEXTRJ
 pub plan.rejected '{"plan_id":"01JTEXTRJ","state":"validating","reason":"test-runner: 1 test broke","reasons":["tests/test_receipt.py::test_archive passed before and fails now"],"cause":"change"}' 01JTEXTRJ
@@ -235,6 +235,7 @@ for want in "scan      py: 3 findings (flake8 3), status ok" "analysis  py: rati
 done
 for want in "kaizen run-once: the cycle completed in" "target py ($T/samples/py)" "  scan SCAN-B: status ok, commit abc123" \
     "    flake8              3  ok" "  snapshot: rating C, score 61.2" "  plans: 0 proposed, 1 ready, 0 dropped" \
+    "  not planned: 3 findings (2 several suggestions, 1 a_new_reason)" \
     "plans accepted (0)" "plans rejected (1):" "            in state validating" \
     "            cause: a validator rejected the change" \
     "            - tests/test_receipt.py::test_archive passed before and fails now" "plans awaiting approval (0)" \

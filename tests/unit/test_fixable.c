@@ -1,7 +1,8 @@
 /*  test_fixable.c - kz_fixable: the predicates of fixers[].fixes
     (codespell's single suggestion, misspelt words that are names in the
     code of Python, C, shell and prose files), fixers[].fixes and
-    fixers[].output in the config, and the reason words and texts.
+    fixers[].exclude and fixers[].output in the config, and the reason
+    words and texts.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@ static const char s_yaml[] = "tools:\n"
                              "    rules: [misspelling]\n"
                              "    fixes: [single-suggestion, not-identifier]\n"
                              "    argv: [codespell, -w, --, \"{files}\"]\n"
+                             "    exclude: [\"vendor/*\", __init__.py]\n"
                              "  - name: shellcheck\n"
                              "    tool: shellcheck\n"
                              "    rules: [SC2006]\n"
@@ -166,6 +168,13 @@ static void test_check(void **state)
     f = s_typo((char *)"a.py", (char *)"nd ==> and", (char *)"and");
     assert_int_equal(kz_fixable_check(cs, &f, src, len), KZ_UNPLANNED_IDENTIFIER);
     assert_int_equal(kz_fixable_check(cs, &f, NULL, 0), KZ_UNPLANNED_UNREADABLE);
+    /* fixers[].exclude: on the path and on the base name */
+    f = s_typo((char *)"vendor/x.py", (char *)"teh ==> the", (char *)"the");
+    assert_int_equal(kz_fixable_check(cs, &f, src, len), KZ_UNPLANNED_EXCLUDED);
+    f = s_typo((char *)"pkg/__init__.py", (char *)"teh ==> the", (char *)"the");
+    assert_int_equal(kz_fixable_check(cs, &f, src, len), KZ_UNPLANNED_EXCLUDED);
+    f = s_typo((char *)"pkg/init.py", (char *)"teh ==> the", (char *)"the");
+    assert_int_equal(kz_fixable_check(cs, &f, src, len), KZ_FIXABLE_YES);
     f = s_typo((char *)"a.py", (char *)"garbled", (char *)"and");
     assert_int_equal(kz_fixable_check(cs, &f, src, len), KZ_UNPLANNED_NO_SUGGESTION);
     /* a binary file cannot be judged */
