@@ -287,16 +287,18 @@ for tool in flake8 pylint mypy black isort codespell cppcheck clang-format; do
 done
 /usr/bin/python3 -m pytest --version >/dev/null 2>&1 || skip "part 1 passed; the full loop needs pytest"
 
-# examples/kaizen.yaml as shipped, with its state, bus and samples in $T
+# the targets of examples/kaizen.yaml and nothing else (with the state,
+# bus and samples in $T): the built-in agents, catalog and policy make
+# the same loop as the shipped example
 FULL=$T/full.yaml
 "$PY" - "$KZ_ROOT/examples/kaizen.yaml" "$FULL" "$T" <<'PY' || fail "unable to adapt examples/kaizen.yaml"
 import os, sys, yaml
 src, out, t = sys.argv[1:4]
-c = yaml.safe_load(open(src))
+ex = yaml.safe_load(open(src))
 base = os.path.dirname(os.path.abspath(src))
-c["state_dir"] = t + "/full-state"
-c["bus"]["endpoints"] = {k: "ipc://%s/full-%s.sock" % (t, k) for k in ("pub", "sub", "router", "tap")}
-c["bus"]["bind"] = None
+c = {"state_dir": t + "/full-state",
+     "bus": {"endpoints": {k: "ipc://%s/full-%s.sock" % (t, k) for k in ("pub", "sub", "router", "tap")}},
+     "targets": ex["targets"]}
 for tg in c["targets"]:
     tg["init_from"] = os.path.join(base, tg["init_from"])
     tg["path"] = "%s/full-samples/%s" % (t, tg["name"])
@@ -332,6 +334,9 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 acc = [p for p in d["plans"] if p.get("outcome") == "accepted"]
 assert acc and d["result"] == "completed", (d["result"], d["pending"])
+# the samples' planted problems: 7 fixes accepted, 2 rejected by validation
+outcomes = sorted((p.get("outcome") or "none", p["target"], p.get("fixer") or "", ",".join(p["files"])) for p in d["plans"])
+assert len(acc) == 7 and len([p for p in d["plans"] if p.get("outcome") == "rejected"]) == 2, outcomes
 for p in acc:
     print(p["target"], p["plan_id"], p["commit"], p["branch"], ",".join(p["files"]))
 PY
