@@ -21,7 +21,9 @@ static const char s_usage[] =
     "tool: where it comes from, its gate (chosen: a style tool, run only where\n"
     "the project shows it chose it; always: a bug or security finder, run on\n"
     "every target of its languages), its languages and the evidence it looks\n"
-    "for; for each fixer: the tool and rules it fixes.\n"
+    "for; for each fixer: the tool and rules it fixes, the predicates a finding\n"
+    "must pass (fixes:), the files it leaves alone (exclude:) and whether it\n"
+    "prints a patch (output: diff).\n"
     "\n"
     "  --yaml       print the built-in catalog files instead (docs/catalog.md)\n"
     "  -h, --help   this help\n"
@@ -86,9 +88,17 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     printf("fixers (%zu)\n", cfg->fixers_count);
     for (size_t i = 0; i < cfg->fixers_count; i++) {
         const kz_fixer_config_t *x = &cfg->fixers[i];
-        char rules[512];
-        printf("  %-13s %-7s %-22s fixes %s: %s\n", x->name, "", x->origin ? x->origin : "config",
+        char rules[512], fixes[256], exclude[256];
+        printf("  %-13s %-7s %-22s fixes %s: %s", x->name, "", x->origin ? x->origin : "config",
                x->tool, s_join(x->rules, x->rules_count, ",", "every rule", rules, sizeof rules));
+        if (x->fixes_count)
+            printf("; only %s", s_join(x->fixes, x->fixes_count, ", ", "", fixes, sizeof fixes));
+        if (x->exclude_count)
+            printf("; not in %s",
+                   s_join(x->exclude, x->exclude_count, ", ", "", exclude, sizeof exclude));
+        if (x->output && strcmp(x->output, "diff") == 0)
+            printf("; prints a patch");
+        printf("\n");
     }
     return KZ_EXIT_OK;
 }

@@ -4,10 +4,10 @@
 # kz-plain-only: the full loop with every agent and real tools; the agents' code runs under the sanitizers in their own tests
 #
 # `kaizen run-once` on a small Python project the test writes, with the
-# catalog's fixer recipes (catalog/fixers.yaml: codespell, autoflake,
-# autopep8, shellcheck) and tool recipes (flake8, codespell from
-# catalog/*.yaml; shellcheck at every level, as a project that chose it
-# would run it), real flake8, codespell, autoflake and shellcheck:
+# built-in catalog's recipes (fixers codespell, autoflake, autopep8,
+# shellcheck; tools flake8 and codespell, chosen by the project's
+# setup.cfg and .codespellrc; shellcheck at every level, as a project that
+# chose it would run it), real flake8, codespell, autoflake and shellcheck:
 #   - pkg/util.py: "teh" in a comment (one suggestion) is planned for
 #     codespell and accepted; "te" on the same line (four suggestions) is
 #     not planned and stays, which does not fail the review;
@@ -105,15 +105,13 @@ cat, base, out, t = sys.argv[1:5]
 c = yaml.safe_load(open(base))
 def recipes(name, key):
     return {r["name"]: r for r in yaml.safe_load(open("%s/%s" % (cat, name)))[key]}
-def tool(r):
-    # keys of the catalog's own loader (gate, settings) are not config keys
-    return {k: v for k, v in r.items() if k not in ("gate", "settings")}
-py, text, shell = recipes("python.yaml", "tools"), recipes("text.yaml", "tools"), recipes("shell.yaml", "tools")
-sc = tool(shell["shellcheck"])
-sc["argv"] = ["shellcheck", "-f", "gcc", "--", "{files}"]  # every level: the project chose it
-c["tools"] = [tool(py["flake8"]), tool(text["codespell"]), sc]
-fx = recipes("fixers.yaml", "fixers")
-c["fixers"] = [fx[n] for n in ("codespell", "autoflake", "autopep8", "shellcheck")]
+shell = recipes("shell.yaml", "tools")
+# the built-in catalog gives flake8 and codespell (the project chose them:
+# setup.cfg [flake8], .codespellrc) and the fixers; shellcheck here reports
+# every level, as a project that chose it would run it
+sc = dict(shell["shellcheck"])
+sc["argv"] = ["shellcheck", "-f", "gcc", "--", "{files}"]
+c["tools"] = [sc]
 c["agents"] = [{"name": a, "interval": 0} for a in (
     "code-health", "code-quality", "improvement-planner", "feature-prioritizer",
     "code-refactorer", "test-runner", "code-reviewer", "pattern-learner")]
