@@ -96,6 +96,9 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         if (x->exclude_count)
             printf("; not in %s",
                    s_join(x->exclude, x->exclude_count, ", ", "", exclude, sizeof exclude));
+        if (x->defer_to_count)
+            printf("; after %s",
+                   s_join(x->defer_to, x->defer_to_count, ", ", "", exclude, sizeof exclude));
         if (x->output && strcmp(x->output, "diff") == 0)
             printf("; prints a patch");
         printf("\n");

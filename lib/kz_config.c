@@ -845,6 +845,7 @@ static const s_field_t s_fixer_fields[] = {
     S_LISTF(kz_fixer_config_t, rules, "rules", NULL),
     S_LISTF(kz_fixer_config_t, fixes, "fixes", s_check_fixes),
     S_LISTF(kz_fixer_config_t, exclude, "exclude", NULL),
+    S_LISTF(kz_fixer_config_t, defer_to, "defer_to", s_check_name),
     {"argv", S_T_STRLIST, S_OFF(kz_fixer_config_t, argv), NULL, 0, 0, false, NULL, NULL, 0,
      S_OFF(kz_fixer_config_t, argv_count), NULL},
     S_STRF(kz_fixer_config_t, output, "output", "files", s_check_fixer_output),

@@ -166,6 +166,9 @@ typedef struct {
     char **exclude; /* globs (fnmatch, on the path and on its base name) of files whose
                        findings it leaves alone ("__init__.py" for autoflake) */
     size_t exclude_count;
+    char **defer_to; /* fixer names: when one of them has a plan for a file in the same
+                        scan, this fixer gets none there (autopep8 defers to black) */
+    size_t defer_to_count;
     char **argv; /* required; "{files}" becomes the plan's files */
     size_t argv_count;
     char *output;   /* "files" (default): it changes the files; "diff": its stdout is a

@@ -31,6 +31,7 @@ static const s_reason_t s_reasons[KZ_UNPLANNED_COUNT] = {
     [KZ_UNPLANNED_UNREADABLE] = {"unreadable", "its file could not be read"},
     [KZ_UNPLANNED_NO_FIXIT] = {"no_fixit", "no fix-it"},
     [KZ_UNPLANNED_EXCLUDED] = {"excluded", "a file the fixer leaves alone"},
+    [KZ_UNPLANNED_DEFERRED] = {"deferred", "another fixer's plan for the file goes first"},
 };
 
 const char *kz_unplanned_word(kz_unplanned_t why)
@@ -59,6 +60,14 @@ bool kz_fixable_known(const char *name)
 {
     for (size_t i = 0; name && s_predicates[i]; i++)
         if (strcmp(s_predicates[i], name) == 0)
+            return true;
+    return false;
+}
+
+bool kz_fixable_defers_to(const kz_fixer_config_t *fixer, const char *other)
+{
+    for (size_t i = 0; fixer && other && i < fixer->defer_to_count && fixer->defer_to[i]; i++)
+        if (strcmp(fixer->defer_to[i], other) == 0)
             return true;
     return false;
 }

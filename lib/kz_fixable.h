@@ -40,6 +40,7 @@ typedef enum {
     KZ_UNPLANNED_UNREADABLE,    /* its file could not be read to decide */
     KZ_UNPLANNED_NO_FIXIT,      /* the tool suggested no fix */
     KZ_UNPLANNED_EXCLUDED,      /* its file is one the fixer leaves alone (fixers[].exclude) */
+    KZ_UNPLANNED_DEFERRED,      /* a fixer it defers to has a plan for the file (defer_to) */
     KZ_UNPLANNED_COUNT
 } kz_unplanned_t;
 
@@ -50,6 +51,9 @@ const char *kz_unplanned_word(kz_unplanned_t why);
 const char *kz_unplanned_text(kz_unplanned_t why);
 /* The words of a reason's WORD, or WORD itself when unknown */
 const char *kz_unplanned_text_of(const char *word);
+
+/* True when FIXER defers to the fixer named OTHER (fixers[].defer_to) */
+bool kz_fixable_defers_to(const kz_fixer_config_t *fixer, const char *other);
 
 /* True when NAME is a predicate fixers[].fixes may name */
 bool kz_fixable_known(const char *name);

@@ -330,11 +330,55 @@ static void s_block_renames(const kz_findings_t *findings, const kz_fixer_config
     }
 }
 
+/* A fixer that defers to another (fixers[].defer_to: autopep8 to black,
+   which reformats the whole file) gets no plan for a file the other has
+   one for in this scan: both would change the same lines, and the second
+   to be integrated would conflict; so does an open plan of the other
+   (its findings are among COVERED, those earlier plans hold). The next
+   scan plans what is left. FINDINGS are sorted by file. */
+static bool s_defer_covered(const kz_config_t *cfg, const kz_findings_t *covered,
+                            const kz_fixer_config_t *fixer, const char *file)
+{
+    for (size_t k = 0; fixer->defer_to_count && k < covered->count; k++) {
+        const kz_finding_t *c = &covered->items[k];
+        const kz_fixer_config_t *other =
+            strcmp(c->file, file) == 0 ? kz_fixer_for(cfg, c->tool, c->rule) : NULL;
+        if (other && kz_fixable_defers_to(fixer, other->name))
+            return true;
+    }
+    return false;
+}
+
+static void s_defer(const kz_config_t *cfg, const kz_findings_t *findings,
+                    const kz_findings_t *covered, const kz_fixer_config_t **fixers,
+                    kz_unplanned_t *why)
+{
+    size_t start = 0;
+    while (start < findings->count) {
+        size_t end = start + 1;
+        while (end < findings->count &&
+               strcmp(findings->items[end].file, findings->items[start].file) == 0)
+            end++;
+        for (size_t i = start; i < end; i++) {
+            bool defer = false;
+            for (size_t j = start; fixers[i] && !defer && j < end; j++)
+                defer = fixers[j] && kz_fixable_defers_to(fixers[i], fixers[j]->name);
+            if (fixers[i] && !defer)
+                defer = s_defer_covered(cfg, covered, fixers[i], findings->items[i].file);
+            if (defer) {
+                fixers[i] = NULL;
+                why[i] = KZ_UNPLANNED_DEFERRED;
+            }
+        }
+        start = end;
+    }
+}
+
 /* Decide each finding's fixer (FIXERS) or why it gets none (WHY),
    counting the reasons in UNPLANNED. Sorts FINDINGS by file. 0 / -1 */
 static int s_classify(const kz_config_t *cfg, const kz_target_config_t *target, const char *commit,
-                      kz_findings_t *findings, const kz_fixer_config_t **fixers,
-                      size_t unplanned[KZ_UNPLANNED_COUNT])
+                      kz_findings_t *findings, const kz_findings_t *covered,
+                      const kz_fixer_config_t **fixers, size_t unplanned[KZ_UNPLANNED_COUNT])
 {
     int rc = -1;
     s_source_t src = {target->path, commit, NULL, NULL, 0};
@@ -349,6 +393,7 @@ static int s_classify(const kz_config_t *cfg, const kz_target_config_t *target, 
         if (s_fixer_of(cfg, &findings->items[i], &src, &fixers[i], &why[i], &refusers[i]) != 0)
             goto done;
     s_block_renames(findings, fixers, refusers, why);
+    s_defer(cfg, findings, covered, fixers, why);
     for (size_t i = 0; i < findings->count; i++)
         if (!fixers[i])
             unplanned[why[i]]++;
@@ -361,11 +406,13 @@ done:
 }
 
 /* Group the findings of FINDINGS a fixer can change into PLANS (one per
-   fixer and file), counting the others per reason in UNPLANNED. Findings
+   fixer and file), counting the others per reason in UNPLANNED (COVERED:
+   the findings earlier plans hold, for fixers[].defer_to). Findings
    naming a path outside the target, or carrying a fingerprint we do not
    accept, are skipped (logged). 0 / -1 (out of memory) */
 static int s_group(const kz_config_t *cfg, const kz_target_config_t *target, const char *commit,
-                   kz_findings_t *findings, s_plans_t *plans, size_t unplanned[KZ_UNPLANNED_COUNT])
+                   kz_findings_t *findings, const kz_findings_t *covered, s_plans_t *plans,
+                   size_t unplanned[KZ_UNPLANNED_COUNT])
 {
     int rc = -1;
     const kz_fixer_config_t **fixers = calloc(findings->count + 1, sizeof *fixers);
@@ -377,7 +424,7 @@ static int s_group(const kz_config_t *cfg, const kz_target_config_t *target, con
         kz_fail("out of memory");
         goto done;
     }
-    if (s_classify(cfg, target, commit, findings, fixers, unplanned) != 0)
+    if (s_classify(cfg, target, commit, findings, covered, fixers, unplanned) != 0)
         goto done;
     for (size_t i = 0; i < findings->count; i++) {
         const kz_finding_t *f = &findings->items[i];
@@ -627,8 +674,8 @@ static s_last_t *s_last_of(s_planner_t *self, const char *target, bool add)
    a fixer fixes are asked about. *DROPPED gets how many. 0 / -1 with
    ERRBUF */
 static int s_drop_covered(kz_agent_t *agent, s_planner_t *self, const char *target,
-                          const char *commit, kz_findings_t *findings, size_t *dropped,
-                          char *errbuf, size_t errlen)
+                          const char *commit, kz_findings_t *findings, kz_findings_t *moved,
+                          size_t *dropped, char *errbuf, size_t errlen)
 {
     *dropped = 0;
     char err[384];
@@ -675,6 +722,14 @@ static int s_drop_covered(kz_agent_t *agent, s_planner_t *self, const char *targ
         if (k < n && idx[k] == i)
             k++;
         if (drop) {
+            /* kept aside: a fixer that defers to its fixer waits for it */
+            if (kz_findings_add(moved, &findings->items[i]) != 0) {
+                snprintf(errbuf, errlen, "out of memory");
+                for (size_t r = i; r < findings->count; r++) /* keep FINDINGS whole */
+                    findings->items[out++] = findings->items[r];
+                findings->count = out;
+                goto done;
+            }
             kz_finding_clear(&findings->items[i]);
             (*dropped)++;
             continue;
@@ -723,8 +778,9 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
         kz_error("scan %s: %s; trying again later", scan_id, err);
         return -1;
     }
-    kz_findings_t findings;
+    kz_findings_t findings, held; /* held: the findings earlier plans cover */
     kz_findings_init(&findings);
+    kz_findings_init(&held);
     if (kz_store_findings(self->store, scan_id, &findings, err, sizeof err) != 0) {
         kz_error("scan %s: unable to load its findings: %s; trying again later", scan_id, err);
         kz_findings_free(&findings);
@@ -749,11 +805,11 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
     if (!*commit) {
         /* the router cannot run a plan without its base commit */
         kz_error("scan %s of '%s' names no commit: no plan can be proposed", scan_id, target);
-    } else if (s_drop_covered(agent, self, target, commit, &findings, &covered, err, sizeof err) !=
-               0) {
+    } else if (s_drop_covered(agent, self, target, commit, &findings, &held, &covered, err,
+                              sizeof err) != 0) {
         kz_error("scan %s: %s; trying again later", scan_id, err);
         goto done;
-    } else if (s_group(self->cfg, tcfg, commit, &findings, &plans, unplanned) != 0)
+    } else if (s_group(self->cfg, tcfg, commit, &findings, &held, &plans, unplanned) != 0)
         goto done;
     size_t max_bytes = self->cfg->bus.max_message_size;
     if (max_bytes == 0 || max_bytes > kz_msg_limits_default().max_size)
@@ -778,6 +834,7 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
 done:
     s_plans_free(&plans);
     kz_findings_free(&findings);
+    kz_findings_free(&held);
     return rc;
 }
 

@@ -17,6 +17,9 @@
 #   - pkg/imports.py: F401 (unused import) planned for autoflake, accepted;
 #     pkg/__init__.py: F401 not planned (autoflake's exclude: a re-export);
 #   - pkg/names.py: E501 (no fixer: autopep8 does not take it);
+#   - pkg/spacing.py: black (chosen in pyproject.toml) reformats it,
+#     accepted; its E225 is not planned for autopep8, which defers to
+#     black (defer_to);
 #   - scripts/today.sh: SC2006 fixed from shellcheck's -f diff patch
 #     (fixer output: diff), accepted.
 # The planner's counts per reason reach plan.batch (run-once --json:
@@ -47,6 +50,8 @@ P=$T/src
 mkdir -p "$P/pkg" "$P/tests" "$P/scripts"
 printf '[flake8]\nmax-line-length = 79\n' >"$P/setup.cfg"
 printf '[codespell]\n' >"$P/.codespellrc"
+printf '[tool.black]\n' >"$P/pyproject.toml"
+printf '"""Spacing."""\nX=1\n' >"$P/pkg/spacing.py"
 printf '"""A small package."""\nfrom os import sep  # re-exported\n' >"$P/pkg/__init__.py"
 cat >"$P/pkg/util.py" <<'EOF'
 """Small helpers."""
@@ -140,14 +145,16 @@ assert t["planning"]["unplanned"] == {
     "identifier": 3,           # "recieve" in pkg/names.py and twice in tests/test_pkg.py
     "renames_identifier": 1,   # "teh" in pkg/names.py
     "excluded": 1,             # F401 in pkg/__init__.py
+    "deferred": 1,             # E225 in pkg/spacing.py (black reformats it)
 }, t["planning"]
 plans = sorted((p["fixer"], p["files"][0], p.get("outcome"), p.get("cause")) for p in d["plans"])
 assert plans == [
     ("autoflake", "pkg/imports.py", "accepted", None),
+    ("black", "pkg/spacing.py", "accepted", None),
     ("codespell", "pkg/util.py", "accepted", None),
     ("shellcheck", "scripts/today.sh", "accepted", None),
 ], plans
-assert t["planning"]["proposed"] == 3, t["planning"]
+assert t["planning"]["proposed"] == 4, t["planning"]
 for p in d["plans"]:
     assert len(p["findings"]) == 1, p  # only the finding its fixer can change
 PY
@@ -165,15 +172,16 @@ show scripts/today.sh | grep -qF 'echo "today: $(date)"' || fail "shellcheck fix
 [[ "$(git -C "$R" ls-tree kaizen/improvements scripts/today.sh | cut -c1-6)" == 100755 ]] ||
     fail "the script lost its mode"
 show pkg/__init__.py | grep -q "^from os import sep" || fail "a re-export was removed"
+show pkg/spacing.py | grep -q "^X = 1" || fail "black's fix: $(show pkg/spacing.py)"
 show pkg/names.py | grep -q "def recieve" || fail "an identifier was renamed: $(show pkg/names.py)"
 show pkg/names.py | grep -q "# teh items" || fail "names.py was changed: $(show pkg/names.py)"
 [[ -z "$(git -C "$R" status --porcelain)" ]] || fail "the checkout changed: $(git -C "$R" status)"
 
 # the planner's log line and run-once's text summary
-grep -rqF "10 findings, 0 already covered by plans, 3 fixable in 3 plans, 7 not planned: 1 no fixer for the rule, 1 several suggestions, 3 an identifier, 1 the fixer would also rename an identifier in the file, 1 a file the fixer leaves alone" \
+grep -rqF "12 findings, 0 already covered by plans, 4 fixable in 4 plans, 8 not planned: 1 no fixer for the rule, 1 several suggestions, 3 an identifier, 1 the fixer would also rename an identifier in the file, 1 a file the fixer leaves alone, 1 another fixer's plan for the file goes first" \
     "$T/state/logs/" || fail "planner log: $(grep -rh "not planned" "$T/state/logs/")"
 "$K" -c "$T/kaizen.yaml" run-once --timeout 10m >"$T/ro2.out" 2>"$T/ro2.err" ||
     fail "second run-once: $(cat "$T/ro2.out" "$T/ro2.err")"
-grep -qF "  not planned: 7 findings (1 no fixer for the rule, 1 several suggestions, 3 an identifier, 1 the fixer would also rename an identifier in the file, 1 a file the fixer leaves alone)" "$T/ro2.out" ||
+grep -qF "  not planned: 8 findings (1 no fixer for the rule, 1 several suggestions, 3 an identifier, 1 the fixer would also rename an identifier in the file, 1 a file the fixer leaves alone, 1 another fixer's plan for the file goes first)" "$T/ro2.out" ||
     fail "no unplanned counts in the summary: $(cat "$T/ro2.out")"
 echo "ok"

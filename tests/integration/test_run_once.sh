@@ -335,9 +335,28 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 acc = [p for p in d["plans"] if p.get("outcome") == "accepted"]
 assert acc and d["result"] == "completed", (d["result"], d["pending"])
-# the samples' planted problems: 7 fixes accepted, 2 rejected by validation
+# the samples' planted problems: 8 fixes accepted, 2 rejected by
+# validation; no plan the fixer could not act on ("nothing to do");
+# autopep8 waits where black reformats the file (defer_to)
 outcomes = sorted((p.get("outcome") or "none", p["target"], p.get("fixer") or "", ",".join(p["files"])) for p in d["plans"])
-assert len(acc) == 7 and len([p for p in d["plans"] if p.get("outcome") == "rejected"]) == 2, outcomes
+assert outcomes == [
+    ("accepted", "c-sample", "clang-format", "src/ring.c"),
+    ("accepted", "c-sample", "clang-format", "src/sbuf.c"),
+    ("accepted", "c-sample", "codespell", "src/csv.c"),
+    ("accepted", "python-sample", "autoflake", "textkit/stats.py"),
+    ("accepted", "python-sample", "black", "textkit/counter.py"),
+    ("accepted", "python-sample", "black", "textkit/slug.py"),
+    ("accepted", "python-sample", "codespell", "textkit/normalize.py"),
+    ("accepted", "python-sample", "isort", "textkit/wrap.py"),
+    ("rejected", "c-sample", "codespell", "src/errors.c"),
+    ("rejected", "python-sample", "codespell", "textkit/receipt.py"),
+], outcomes
+assert all(p.get("cause") != "nothing_to_do" for p in d["plans"]), outcomes
+# what no fixer can change is counted, per reason
+for t in d["targets"]:
+    assert t["planning"]["unplanned"].get("no_fixer", 0) > 0, t["planning"]
+py = [t for t in d["targets"] if t["name"] == "python-sample"][0]
+assert py["planning"]["unplanned"].get("deferred") == 7, py["planning"]  # counter.py 6, slug.py 1
 for p in acc:
     print(p["target"], p["plan_id"], p["commit"], p["branch"], ",".join(p["files"]))
 PY

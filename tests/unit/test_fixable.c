@@ -1,7 +1,7 @@
 /*  test_fixable.c - kz_fixable: the predicates of fixers[].fixes
     (codespell's single suggestion, misspelt words that are names in the
     code of Python, C, shell and prose files), fixers[].fixes and
-    fixers[].exclude and fixers[].output in the config, and the reason
+    fixers[].exclude, defer_to and output in the config, and the reason
     words and texts.
 */
 #include <setjmp.h>
@@ -33,6 +33,7 @@ static const char s_yaml[] = "tools:\n"
                              "    fixes: [single-suggestion, not-identifier]\n"
                              "    argv: [codespell, -w, --, \"{files}\"]\n"
                              "    exclude: [\"vendor/*\", __init__.py]\n"
+                             "    defer_to: [black, isort]\n"
                              "  - name: shellcheck\n"
                              "    tool: shellcheck\n"
                              "    rules: [SC2006]\n"
@@ -157,6 +158,10 @@ static void test_check(void **state)
     assert_string_equal(cs->output, "files");
     assert_string_equal(sc->output, "diff");
     assert_true(kz_fixable_needs_source(cs));
+    assert_true(kz_fixable_defers_to(cs, "isort"));
+    assert_false(kz_fixable_defers_to(cs, "blackish"));
+    assert_false(kz_fixable_defers_to(sc, "black"));
+    assert_false(kz_fixable_defers_to(cs, NULL));
     assert_false(kz_fixable_needs_source(sc));
 
     const char *src = "nd = 1  # teh te nd\n";
