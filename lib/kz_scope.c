@@ -530,9 +530,11 @@ static s_attr_t s_attr_value(const char *info)
 static int s_check_attr(const kz_scope_t *self, char *const *paths, size_t n, s_attr_t *vend,
                         s_attr_t *gen, char *errbuf, size_t errlen)
 {
+    /* a path inside a submodule is the submodule's: git would refuse it */
     size_t inlen = 0;
     for (size_t i = 0; i < n; i++)
-        inlen += strlen(paths[i]) + 1;
+        if (!s_in_submodule(self, paths[i]))
+            inlen += strlen(paths[i]) + 1;
     char *in = malloc(inlen + 1);
     if (!in) {
         s_err(errbuf, errlen, "out of memory");
@@ -540,10 +542,16 @@ static int s_check_attr(const kz_scope_t *self, char *const *paths, size_t n, s_
     }
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
+        vend[i] = gen[i] = S_ATTR_UNSPECIFIED;
+        if (s_in_submodule(self, paths[i]))
+            continue;
         size_t l = strlen(paths[i]) + 1;
         memcpy(in + o, paths[i], l);
         o += l;
-        vend[i] = gen[i] = S_ATTR_UNSPECIFIED;
+    }
+    if (inlen == 0) {
+        free(in);
+        return 0;
     }
     const char *args[] = {"check-attr", "-z", "--stdin", "linguist-vendored",
                           "linguist-generated", NULL};

@@ -1439,6 +1439,11 @@ static int s_worktree(s_scan_t *s)
 static int s_scope_mark(s_scan_t *s)
 {
     char err[1024];
+    size_t found = 0;
+    for (size_t i = 0; i < s->njobs; i++)
+        found += s->jobs[i].ran ? s->jobs[i].found.count : 0;
+    if (found == 0)
+        return 0; /* nothing new to tell apart */
     if (!s->scope) {
         s->scope = kz_scope_new(s->wt, err, sizeof err);
         if (!s->scope) {

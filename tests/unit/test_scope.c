@@ -252,6 +252,22 @@ static void test_submodule(void **state)
     ASSERT_REASON(scope, "ext/sub/m.py", "vendored: git submodule");
     ASSERT_REASON(scope, "a.py", NULL);
     kz_scope_destroy(&scope);
+
+    /* a submodule checked out: its files are on disk, not in our index */
+    char up[PATH_MAX];
+    snprintf(up, sizeof up, "%s/upstream", fx->dir);
+    assert_int_equal(mkdir(up, 0755), 0);
+    GIT(up, "init", "--quiet", "--initial-branch=main");
+    s_write(up, "m.py", "# upstream code\n");
+    GIT(up, "add", "-A");
+    GIT(up, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "up");
+    GIT(fx->dir, "-c", "protocol.file.allow=always", "submodule", "--quiet", "add", "--", up,
+        "ext/real");
+    scope = s_scope(fx);
+    ASSERT_REASON(scope, "ext/real/m.py", "vendored: git submodule");
+    ASSERT_REASON(scope, "ext/sub/m.py", "vendored: git submodule");
+    ASSERT_REASON(scope, "a.py", NULL);
+    kz_scope_destroy(&scope);
 }
 
 static void test_precommit(void **state)
