@@ -19,7 +19,8 @@
 # Then .gitattributes changes (vendor/lib.py linguist-vendored=false, a
 # commit): the cache's identity changes, codespell runs again, and the
 # new scan makes vendor/lib.py the project's own (planned), while the
-# others stay set aside.
+# others stay set aside. Last, `kaizen run-once` after a change to a
+# vendored file names the files set aside in its summary.
 # shellcheck disable=SC2154 # PID_* are set by kz_start (lib.sh)
 source "$(dirname "$0")/lib.sh"
 
@@ -95,6 +96,7 @@ fixers:
 agents:
   - name: code-health
     interval: 0
+  - name: code-quality
   - name: improvement-planner
   - name: feature-prioritizer
 EOF
@@ -108,15 +110,16 @@ kz_start orch "$KZ_BIN/kaizen-orchestrator" -c "$T/orch.yaml"
 kz_wait_log orch "recording to the database" 60 || fail "the orchestrator does not record"
 kz_start planner "$KZ_BIN/kaizen-improvement-planner" --interval 0
 kz_start prio "$KZ_BIN/kaizen-feature-prioritizer" --interval 0
+kz_start quality "$KZ_BIN/kaizen-code-quality" --interval 0
 kz_start health "$KZ_BIN/kaizen-code-health" --interval 0 --log-level debug
 hellos() {
     [[ $(kz_psql "SELECT count(DISTINCT name) FROM agents WHERE name IN
-        ('improvement-planner', 'feature-prioritizer', 'code-health')") == 3 ]]
+        ('improvement-planner', 'feature-prioritizer', 'code-health', 'code-quality')") == 4 ]]
 }
 kz_wait_for 60 hellos || fail "the agents did not say hello"
 stop_in_order() {
     local p
-    for p in "$PID_health" "$PID_planner" "$PID_prio" "$PID_orch"; do
+    for p in "$PID_health" "$PID_quality" "$PID_planner" "$PID_prio" "$PID_orch"; do
         kill -TERM "$p" 2>/dev/null
         kz_wait_for 60 eval "! kill -0 $p"
     done
@@ -238,4 +241,18 @@ $want"
                jsonb_array_elements_text(p.implementation_plan->'files') f
                WHERE f IN ('extlib/y.py', 'gen/api_pb2.py', 'third_party/x.py')") == 0 ]] ||
     fail "a plan touches a set-aside file"
+
+# ------------------------------------------------------------ run-once
+# a new commit that touches a vendored file only: the scan is new, and
+# nothing is planned (the own files' findings are covered by open plans)
+echo "# kept as upstream has it" >>"$P/third_party/x.py"
+git -C "$P" -c user.name=t -c user.email=t@t commit -qam "upstream update" || fail "git commit"
+"$K" run-once --target proj --timeout 120s >"$T/ro.out" 2>"$T/ro.err" ||
+    fail "kaizen run-once exited $?: $(cat "$T/ro.out" "$T/ro.err")"
+line=$(grep -F "  set aside: 3 files, not the project's own code (not planned): " "$T/ro.out") ||
+    fail "run-once names no files set aside: $(cat "$T/ro.out")"
+for r in "1 vendored: .gitattributes linguist-vendored" "1 generated: the file says it is generated" \
+    "1 vendored: third_party/"; do
+    grep -qF "$r" <<<"$line" || fail "run-once's line '$line' lacks '$r'"
+done
 echo "PASS"
