@@ -303,13 +303,13 @@ static int s_set_aside(s_q_t *q, json_t *o, const char *scan_id)
     json_int_t files = 0;
     for (int r = 0; reasons && r < PQntuples(res); r++) {
         files += s_int(res, r, 1);
-        json_array_append_new(reasons, json_pack("{s:o, s:I}", "reason", s_cell(res, r, 0),
-                                                 "files", s_int(res, r, 1)));
+        json_array_append_new(reasons, json_pack("{s:o, s:I}", "reason", s_cell(res, r, 0), "files",
+                                                 s_int(res, r, 1)));
     }
     PQclear(res);
-    json_object_set_new(o, "set_aside",
-                        json_pack("{s:I, s:o}", "files", files, "reasons",
-                                  reasons ? reasons : json_array()));
+    json_object_set_new(
+        o, "set_aside",
+        json_pack("{s:I, s:o}", "files", files, "reasons", reasons ? reasons : json_array()));
     return 0;
 }
 

@@ -552,8 +552,8 @@ static int s_git_list(const char *repo, const char *const *args, char ***files, 
     if (count)
         *count = 0;
     s_label(args, label, sizeof label);
-    if (s_run_full(repo, args, 0, cap, NULL, 0, &code, &out, &len, &trunc, line, sizeof line, errbuf,
-                   errlen) != 0)
+    if (s_run_full(repo, args, 0, cap, NULL, 0, &code, &out, &len, &trunc, line, sizeof line,
+                   errbuf, errlen) != 0)
         return -1;
     int rc = -1;
     if (code != 0) {

@@ -26,13 +26,13 @@
 #include "kz_git.h"
 #include "kz_recipe.h"
 
-#define S_CONFIG_MAX     (1u << 20) /* bytes read of a config file */
-#define S_PATTERNS_MAX   1000       /* flake8 exclude patterns kept */
-#define S_YAML_EVENTS    100000     /* events read of .pre-commit-config.yaml */
-#define S_HEAD_BYTES     1024       /* bytes of a file looked at for "generated" */
-#define S_ATTR_BATCH     20000      /* paths per git check-attr */
-#define S_MATCH_LIMIT    1000000    /* PCRE2 match limit: no runaway backtracking */
-#define S_ATTR_OUT_MAX   (64u << 20)
+#define S_CONFIG_MAX   (1u << 20) /* bytes read of a config file */
+#define S_PATTERNS_MAX 1000       /* flake8 exclude patterns kept */
+#define S_YAML_EVENTS  100000     /* events read of .pre-commit-config.yaml */
+#define S_HEAD_BYTES   1024       /* bytes of a file looked at for "generated" */
+#define S_ATTR_BATCH   20000      /* paths per git check-attr */
+#define S_MATCH_LIMIT  1000000    /* PCRE2 match limit: no runaway backtracking */
+#define S_ATTR_OUT_MAX (64u << 20)
 
 static const char S_SUBMODULE[] = "vendored: git submodule";
 static const char S_ATTR_VENDORED[] = "vendored: .gitattributes linguist-vendored";
@@ -137,8 +137,7 @@ static char *s_read_config(const char *root, const char *rel, size_t *len_out)
     char *buf = malloc(S_CONFIG_MAX + 1);
     size_t len = 0;
     ssize_t n = 0;
-    while (buf && len < S_CONFIG_MAX &&
-           (n = read(fd, buf + len, S_CONFIG_MAX - len)) != 0) {
+    while (buf && len < S_CONFIG_MAX && (n = read(fd, buf + len, S_CONFIG_MAX - len)) != 0) {
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -295,8 +294,8 @@ static bool s_precommit_excludes(const kz_scope_t *self, const char *path)
 {
     if (!self->precommit)
         return false;
-    int rc = pcre2_match(self->precommit, (PCRE2_SPTR)path, strlen(path), 0, 0, self->match,
-                         self->mctx);
+    int rc =
+        pcre2_match(self->precommit, (PCRE2_SPTR)path, strlen(path), 0, 0, self->match, self->mctx);
     return rc >= 0;
 }
 
@@ -365,8 +364,7 @@ static int s_flake8_ini(kz_scope_t *self, char *text, bool *found)
                     for (size_t i = 0; i < kl; i++)
                         key[i] = s[i] == '_' ? '-' : (char)tolower((unsigned char)s[i]);
                     key[kl] = '\0';
-                    in_exclude =
-                        strcmp(key, "exclude") == 0 || strcmp(key, "extend-exclude") == 0;
+                    in_exclude = strcmp(key, "exclude") == 0 || strcmp(key, "extend-exclude") == 0;
                 }
                 if (in_exclude && s_flake8_patterns(self, s + k + 1) != 0)
                     return -1;
@@ -553,7 +551,7 @@ static int s_check_attr(const kz_scope_t *self, char *const *paths, size_t n, s_
         free(in);
         return 0;
     }
-    const char *args[] = {"check-attr", "-z", "--stdin", "linguist-vendored",
+    const char *args[] = {"check-attr",         "-z", "--stdin", "linguist-vendored",
                           "linguist-generated", NULL};
     char *out = NULL;
     size_t len = 0;

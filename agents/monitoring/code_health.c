@@ -73,14 +73,14 @@
 #include "kz_state.h"
 #include "kz_store.h"
 
-#define S_CACHE_VERSION  2 /* 2: findings carry "excluded" */
+#define S_CACHE_VERSION  2            /* 2: findings carry "excluded" */
 #define S_MAX_MESSAGE    8192         /* bytes of a finding's message or fix we publish */
 #define S_BATCH_BYTES    (512u << 10) /* about this many bytes of findings per finding.batch */
 #define S_BATCH_MAX      5000         /* findings per finding.batch whatever scan.batch_size says */
 #define S_WAIT_MS        200          /* main thread: keepalive period while tools run */
 #define S_GIT_TIMEOUT_MS (10 * 60 * 1000)
 #define S_WARNED_MAX     256
-#define S_RECORD_VERSION 2 /* 2: its scan's findings carry excluded */
+#define S_RECORD_VERSION 2     /* 2: its scan's findings carry excluded */
 #define S_STORED_WAIT_MS 30000 /* for the recorder to hold a scan we would answer with */
 
 /* Files whose content changes what a tool reports on every file: a
@@ -1493,8 +1493,8 @@ static void s_log_set_aside(const s_scan_t *s)
     char line[1024];
     size_t o = 0;
     for (size_t r = 0; r < nreasons && o < sizeof line; r++) {
-        int n = snprintf(line + o, sizeof line - o, "%s%zu %s", r ? ", " : "", counts[r],
-                         reasons[r]);
+        int n =
+            snprintf(line + o, sizeof line - o, "%s%zu %s", r ? ", " : "", counts[r], reasons[r]);
         o += n > 0 ? (size_t)n : 0;
     }
     kz_info("scan of '%s': %zu files set aside, not planned (findings kept): %s", s->target->name,
