@@ -72,11 +72,12 @@ supervisor:
 database:
   flush_interval: 50ms
 EOF
-cat "$T/orch.yaml" - >"$T/kaizen.yaml" <<EOF
+{ kz_config_base "$T/orch.yaml"; cat; } >"$T/kaizen.yaml" <<EOF
 targets:
   - name: proj
     path: $P
     languages: [python]
+catalog: false
 tools:
   - name: codespell
     languages: []
