@@ -926,9 +926,54 @@ static bool s_mentions_tests(const char *text)
     return text && (strcasestr(text, "test") || strcasestr(text, "check"));
 }
 
-/* The first step of the CI workflow FILE that runs tests: 1 translated
-   (S's test set), 0 none, 2 one that cannot be translated (said), -1
-   out of memory */
+/* A step that installs or prepares rather than tests: "pip install -r
+   requirements-test.txt" mentions tests but is none */
+static bool s_installs(const char *cmd)
+{
+    static const char *const first[] = {"pip",  "pip3",  "apt", "apt-get", "sudo",
+                                        "brew", "conda", "cd",  "echo"};
+    size_t n = strcspn(cmd, " \t\n");
+    for (size_t i = 0; i < sizeof first / sizeof first[0]; i++)
+        if (strlen(first[i]) == n && memcmp(cmd, first[i], n) == 0)
+            return true;
+    return strstr(cmd, "-m pip") || strstr(cmd, "npm install") || strstr(cmd, "npm ci") ||
+           strstr(cmd, "yarn install");
+}
+
+/* The step STEP of a CI workflow FILE as S's test command when it runs
+   tests in one plain command: 1 translated, 0 not a test step, 2 a test
+   step that cannot be translated (said), -1 out of memory */
+static int s_workflow_step(s_init_t *s, const char *file, yaml_document_t *doc, yaml_node_t *step)
+{
+    yaml_node_t *run = s_yaml_get(doc, step, "run");
+    yaml_node_t *name = s_yaml_get(doc, step, "name");
+    if (!run || run->type != YAML_SCALAR_NODE)
+        return 0;
+    const char *cmd = (const char *)run->data.scalar.value;
+    const char *label =
+        name && name->type == YAML_SCALAR_NODE ? (const char *)name->data.scalar.value : NULL;
+    if ((!s_mentions_tests(cmd) && !s_mentions_tests(label)) || s_installs(cmd))
+        return 0;
+    char why[256] = "", line[1024];
+    snprintf(line, sizeof line, "%s", cmd);
+    line[strcspn(line, "\n")] = '\0';
+    size_t trail = strspn(cmd + strlen(line), " \t\r\n");
+    if (cmd[strlen(line) + trail] != '\0')
+        snprintf(why, sizeof why, "more than one line");
+    else
+        s_split(s, line, false, why, sizeof why);
+    if (why[0] || s->ntest == 0) {
+        printf("  note:             %s step '%.200s' could not be translated into an argv: %s\n",
+               file, line, why[0] ? why : "no command");
+        s_clear_test(s);
+        return 2;
+    }
+    printf("  test source:      %s step: %.200s\n", file, line);
+    return s_normalise(s) == 0 ? 1 : -1;
+}
+
+/* The first test step of the CI workflow FILE that translates: 1 (S's
+   test set), 0 none, -1 out of memory */
 static int s_workflow_file(s_init_t *s, const char *file)
 {
     char *text = s_read(s, file);
@@ -941,46 +986,17 @@ static int s_workflow_file(s_init_t *s, const char *file)
     yaml_node_t *jobs = s_yaml_get(&doc, yaml_document_get_root_node(&doc), "jobs");
     for (yaml_node_pair_t *j =
              jobs && jobs->type == YAML_MAPPING_NODE ? jobs->data.mapping.pairs.start : NULL;
-         j && j < jobs->data.mapping.pairs.top && rc == 0; j++) {
+         j && j < jobs->data.mapping.pairs.top && (rc == 0 || rc == 2); j++) {
         yaml_node_t *steps = s_yaml_get(&doc, yaml_document_get_node(&doc, j->value), "steps");
         if (!steps || steps->type != YAML_SEQUENCE_NODE)
             continue;
         for (yaml_node_item_t *st = steps->data.sequence.items.start;
-             st < steps->data.sequence.items.top && rc == 0; st++) {
-            yaml_node_t *step = yaml_document_get_node(&doc, *st);
-            yaml_node_t *run = s_yaml_get(&doc, step, "run");
-            yaml_node_t *name = s_yaml_get(&doc, step, "name");
-            if (!run || run->type != YAML_SCALAR_NODE)
-                continue;
-            const char *cmd = (const char *)run->data.scalar.value;
-            const char *label = name && name->type == YAML_SCALAR_NODE
-                                    ? (const char *)name->data.scalar.value
-                                    : NULL;
-            if (!s_mentions_tests(cmd) && !s_mentions_tests(label))
-                continue;
-            char why[256] = "", line[1024];
-            snprintf(line, sizeof line, "%s", cmd);
-            line[strcspn(line, "\n")] = '\0';
-            size_t trail = strspn(cmd + strlen(line), " \t\r\n");
-            if (cmd[strlen(line) + trail] != '\0')
-                snprintf(why, sizeof why, "more than one line");
-            else
-                s_split(s, line, false, why, sizeof why);
-            if (why[0] || s->ntest == 0) {
-                printf("  note:             %s step '%.200s' could not be translated into an "
-                       "argv: %s\n",
-                       file, line, why[0] ? why : "no command");
-                s_clear_test(s);
-                rc = 2;
-            } else {
-                rc = s_normalise(s) == 0 ? 1 : -1;
-                printf("  test source:      %s step: %.200s\n", file, line);
-            }
-        }
+             st < steps->data.sequence.items.top && (rc == 0 || rc == 2); st++)
+            rc = s_workflow_step(s, file, &doc, yaml_document_get_node(&doc, *st));
     }
     yaml_document_delete(&doc);
     free(text);
-    return rc;
+    return rc == 2 ? 0 : rc;
 }
 
 static int s_test_workflow(s_init_t *s)
@@ -990,7 +1006,7 @@ static int s_test_workflow(s_init_t *s)
             fnmatch(".github/workflows/*.yaml", s->files[i], FNM_PATHNAME) == 0) {
             int rc = s_workflow_file(s, s->files[i]);
             if (rc != 0)
-                return rc == 2 ? 0 : rc;
+                return rc;
         }
     return 0;
 }
@@ -1181,8 +1197,8 @@ static const char *s_block_end(const char *tline, int *indent)
         char c = line[lead];
         bool blank = c == '\0' || c == '\n' || c == '\r';
         if (!blank && c != '#') {
-            if (lead == 0 && c != '-')
-                break; /* the next top-level key */
+            if (lead == 0 && (c != '-' || strncmp(line, "---", 3) == 0))
+                break; /* the next top-level key, or the document's end */
             if (*indent < 0 && c == '-')
                 *indent = (int)lead;
             at = next;
@@ -1454,7 +1470,7 @@ static int s_repository(s_init_t *s, const char *path)
 
 /* Add the entry to the config file PATH (created when missing). The
    exit code after saying what happened */
-static int s_add_entry(s_init_t *s, const char *path, kz_config_t *cfg, bool exists)
+static int s_add_entry(s_init_t *s, const char *path, bool exists)
 {
     char why[2048];
     char *text = exists ? s_read_config(path, why, sizeof why) : strdup("");
@@ -1469,7 +1485,6 @@ static int s_add_entry(s_init_t *s, const char *path, kz_config_t *cfg, bool exi
         umask(mask);
         mode = 0666 & ~mask;
     }
-    (void)cfg;
     bool uneditable = false;
     char *updated = s_with_entry(s, text, &uneditable, why, sizeof why);
     int rc = KZ_EXIT_OK;
@@ -1561,7 +1576,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     if (rc == KZ_EXIT_OK)
         rc = s_inspect(s);
     if (rc == KZ_EXIT_OK)
-        rc = s_add_entry(s, path, cfg, exists);
+        rc = s_add_entry(s, path, exists);
     if (rc == KZ_EXIT_OK && !no_test && s->ntest)
         s_test_at_base(s, path);
     else if (rc == KZ_EXIT_OK)

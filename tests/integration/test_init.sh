@@ -11,6 +11,8 @@
 # - a tox project: [testenv] commands "pytest {posargs} tests" and its
 #   setenv become the argv and targets[].env, and the tests (which need
 #   that env) pass at base;
+# - a CMake project: its tests need a build (said, no test written), and a
+#   CI workflow step: a multi-line one is not translated, a plain one is;
 # - a project whose tests cannot run says so; --no-test runs nothing;
 # - a missing config file is created holding only targets:, and loads;
 # - a duplicate name (exit 2), a non-git PATH and a file that is no kaizen
@@ -170,6 +172,21 @@ init notest -c "$T/kaizen.yaml" --name broken2 --no-test "$T/broken"
 has notest "^tests not run at base: --no-test$"
 grep -q "running the tests" "$T/notest.out" && fail "--no-test ran the tests"
 
+# --- CMake (its tests need a build: said, not run) and a CI workflow
+# whose multi-line step cannot be translated and whose plain one can
+mk_repo wf \
+    CMakeLists.txt 'cmake_minimum_required(VERSION 3.10)\nproject(x C)\nenable_testing()\nadd_executable(t t.c)\nadd_test(NAME t COMMAND t)\n' \
+    t.c 'int main(void)\n{\n    return 0;\n}\n' \
+    .github/workflows/ci.yml 'on: [push]\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - name: deps\n        run: pip install -r requirements-test.txt\n      - name: build and test\n        run: |\n          cmake -B build\n          cmake --build build && ctest --test-dir build\n      - name: unit tests\n        run: python -m pytest -x tests\n'
+init wf -c "$T/kaizen.yaml" --no-test "$T/wf"
+((rc == 0)) || fail "init wf exited $rc: $(cat "$T/wf.out" "$T/wf.err")"
+has wf "^  note: +ctest needs a build first .*kaizen cannot run these tests yet"
+has wf "^  note: +\.github/workflows/ci\.yml step 'cmake -B build' could not be translated into an argv: more than one line"
+has wf "^  test source: +\.github/workflows/ci\.yml step: python -m pytest -x tests$"
+has wf '^  test command: +\["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml=\{junit\}", "-x", "tests"\]$'
+has wf "^  compile database: cmake -B build -DCMAKE_EXPORT_COMPILE_COMMANDS=ON"
+grep -q "requirements-test" "$T/wf.out" && fail "an install step taken for tests: $(cat "$T/wf.out")"
+
 # --- a new config file: only targets:, and it loads
 mkdir -p "$T/fresh"
 init fresh -c "$T/fresh/kaizen.yaml" --no-test "$T/py"
@@ -192,7 +209,7 @@ init nowhere -c "$T/kaizen.yaml" "$T/no-such-dir"
 grep -q "^kaizen init: unable to open '$T/no-such-dir'" "$T/nowhere.err" || fail "missing: $(cat "$T/nowhere.err")"
 cmp -s "$T/kaizen.yaml" "$T/before-refusals.yaml" || fail "a refusal changed the config"
 printf 'bogus_key: 1\n' >"$T/other.yaml"
-init other -c "$T/other.yaml" "$T/py"
+init other "$T/py" --name x -c "$T/other.yaml"
 ((rc == 1)) || fail "a non-kaizen config exited $rc"
 grep -q "is not a kaizen config: .*bogus_key" "$T/other.err" || fail "other: $(cat "$T/other.err")"
 [[ $(cat "$T/other.yaml") == "bogus_key: 1" ]] || fail "the other file was changed"
@@ -200,7 +217,7 @@ grep -q "is not a kaizen config: .*bogus_key" "$T/other.err" || fail "other: $(c
 # --- doctor: what each target needs, nothing else
 "$K" -c "$T/kaizen.yaml" doctor >"$T/doctor.out" 2>"$T/doctor.err"
 line() { grep -Eq "^  $1 +$2 +$3" "$T/doctor.out" || fail "doctor: no '$1 $2 $3': $(cat "$T/doctor.out" "$T/doctor.err")"; }
-line ok config "$T/kaizen.yaml: [0-9]+ agents?, 6 targets"
+line ok config "$T/kaizen.yaml: [0-9]+ agents?, 7 targets"
 line ok "target pyproj" "languages: python; tools: black, codespell, kzmissing; fixers: black, codespell; test: /usr/bin/python3"
 line skip "tools not chosen by pyproj" "flake8, pylint, mypy, isort, kzunused \(no evidence"
 line ok "tool black" "/usr/bin/python3 -m black"
