@@ -511,11 +511,6 @@ static void s_project_tools(s_init_t *s)
 
 /* --------------------------------------------------------------- tools */
 
-static bool s_program_installed(char *const *argv, size_t argc, char *detail, size_t len)
-{
-    return kz_cli_program_ready(argv, argc, detail, len);
-}
-
 /* The recipes that apply and that the project chose, whether each runs
    here; then the tools it chose that kaizen cannot run, and why */
 static void s_tools(s_init_t *s)
@@ -537,7 +532,7 @@ static void s_tools(s_init_t *s)
         const kz_tool_config_t *tool = &cfg->tools[i];
         if (!kz_tool_applies(tool, (char *const *)s->langs) ||
             !kz_tool_chosen(tool, s->root, NULL, 0) ||
-            s_program_installed(tool->argv, tool->argv_count, detail, sizeof detail))
+            kz_cli_program_ready(tool->argv, tool->argv_count, detail, sizeof detail))
             continue;
         const char *pkg = kz_cli_tool_package(tool->name);
         if (!pkg)
@@ -723,6 +718,68 @@ static int s_tox_word(const char *word, char *out, size_t len)
     return 0;
 }
 
+/* The first line of tox's commands COMMANDS as S's test argv: split,
+   each word through tox's substitutions. 1 translated, 0 not (said),
+   -1 out of memory */
+static int s_tox_command(s_init_t *s, char *commands)
+{
+    char why[256] = "", word[PATH_MAX];
+    commands[strcspn(commands, "\n")] = '\0';
+    const char *line = commands[0] == '-' ? commands + 1 : commands; /* "-": errors ignored */
+    int rc = 0;
+    if (s_split(s, line, true, why, sizeof why) == 0) {
+        char *words[S_MAX_ARGV + 1];
+        size_t n = s->ntest;
+        memcpy(words, s->test, n * sizeof *words);
+        s->ntest = 0;
+        s->test[0] = NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (!why[0] && rc == 0) {
+                if (s_tox_word(words[i], word, sizeof word) != 0)
+                    snprintf(why, sizeof why, "the substitution '%.100s'", words[i]);
+                else if (word[0] &&
+                         s_add_arg(s->test, &s->ntest, S_MAX_ARGV, word, strlen(word)) != 0)
+                    rc = -1;
+            }
+            free(words[i]);
+        }
+    }
+    if (rc < 0)
+        return -1;
+    if (why[0] || s->ntest == 0) {
+        printf("  note:             tox.ini [testenv] commands '%.200s' could not be translated "
+               "into an argv: %s\n",
+               line, why[0] ? why : "no command");
+        s_clear_test(s);
+        return 0;
+    }
+    printf("  test source:      tox.ini [testenv] commands: %.200s\n", line);
+    return s_normalise(s) == 0 ? 1 : -1;
+}
+
+/* One line "NAME = VALUE" of tox's setenv into S's env (a line that is
+   not a plain name and a value tox's substitutions can translate is
+   said and left out). 0 / -1 out of memory */
+static int s_tox_setenv_line(s_init_t *s, const char *line, size_t len)
+{
+    static const char name_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789_";
+    char entry[PATH_MAX], value[PATH_MAX], full[PATH_MAX * 2];
+    snprintf(entry, sizeof entry, "%.*s", (int)len, line);
+    size_t k = strcspn(entry, "="), kend = k;
+    while (kend && (entry[kend - 1] == ' ' || entry[kend - 1] == '\t'))
+        kend--;
+    const char *v = entry[k] ? entry + k + 1 + strspn(entry + k + 1, " \t") : NULL;
+    if (!v || kend == 0 || strspn(entry, name_chars) != kend ||
+        s_tox_word(v, value, sizeof value) != 0) {
+        printf("  note:             tox.ini [testenv] setenv '%.200s' could not be translated\n",
+               entry);
+        return 0;
+    }
+    int n = snprintf(full, sizeof full, "%.*s=%s", (int)kend, entry, value);
+    return s_env_add(s, full, (size_t)n);
+}
+
 /* tox.ini [testenv]: the first line of commands, and setenv. 1 found
    (S's test set), 0 none, -1 out of memory */
 static int s_test_tox(s_init_t *s)
@@ -730,73 +787,12 @@ static int s_test_tox(s_init_t *s)
     char *text = s_read(s, "tox.ini");
     char *commands = text ? s_ini_value(text, "testenv", "commands") : NULL;
     char *setenv = text ? s_ini_value(text, "testenv", "setenv") : NULL;
-    int rc = 0;
-    char why[256] = "", word[PATH_MAX];
-    if (commands) {
-        size_t first = strcspn(commands, "\n");
-        commands[first] = '\0';
-        const char *line = commands[0] == '-' ? commands + 1 : commands; /* "-": errors ignored */
-        if (s_split(s, line, true, why, sizeof why) == 0) {
-            /* each word through tox's substitutions, into a new argv */
-            char *words[S_MAX_ARGV + 1];
-            size_t n = s->ntest;
-            memcpy(words, s->test, n * sizeof *words);
-            s->ntest = 0;
-            s->test[0] = NULL;
-            for (size_t i = 0; i < n; i++) {
-                if (!why[0] && rc == 0) {
-                    if (s_tox_word(words[i], word, sizeof word) != 0)
-                        snprintf(why, sizeof why, "the substitution '%.100s'", words[i]);
-                    else if (word[0] &&
-                             s_add_arg(s->test, &s->ntest, S_MAX_ARGV, word, strlen(word)) != 0)
-                        rc = -1;
-                }
-                free(words[i]);
-            }
-        }
-        if (rc < 0) {
-            free(commands);
-            free(setenv);
-            free(text);
-            return -1;
-        }
-        if (why[0] || s->ntest == 0 || rc != 0) {
-            printf("  note:             tox.ini [testenv] commands '%.200s' could not be "
-                   "translated into an argv: %s\n",
-                   line, why[0] ? why : "no command");
-            s_clear_test(s);
-        } else {
-            rc = s_normalise(s) == 0 ? 1 : -1;
-            printf("  test source:      tox.ini [testenv] commands: %.200s\n", line);
-        }
-    }
-    for (char *e = setenv; rc == 1 && e && *e;) {
+    int rc = commands ? s_tox_command(s, commands) : 0;
+    for (const char *e = setenv; rc == 1 && e && *e;) {
         size_t n = strcspn(e, "\n");
-        char entry[PATH_MAX];
-        snprintf(entry, sizeof entry, "%.*s", (int)n, e);
-        size_t k = strcspn(entry, "=");
-        char name[256], value[PATH_MAX];
-        size_t kend = k;
-        while (kend && (entry[kend - 1] == ' ' || entry[kend - 1] == '\t'))
-            kend--;
-        const char *v = entry[k] ? entry + k + 1 + strspn(entry + k + 1, " \t") : NULL;
-        snprintf(name, sizeof name, "%.*s", (int)kend, entry);
-        if (!v || kend == 0 ||
-            strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                         "0123456789_") != kend ||
-            s_tox_word(v, value, sizeof value) != 0) {
-            printf("  note:             tox.ini [testenv] setenv '%.200s' could not be "
-                   "translated\n",
-                   entry);
-        } else {
-            char full[PATH_MAX + 300];
-            int len = snprintf(full, sizeof full, "%s=%s", name, value);
-            if (s_env_add(s, full, (size_t)len) != 0)
-                rc = -1;
-        }
-        e += n;
-        if (*e)
-            e++;
+        if (s_tox_setenv_line(s, e, n) != 0)
+            rc = -1;
+        e += n + (e[n] ? 1 : 0);
     }
     free(commands);
     free(setenv);
