@@ -1511,6 +1511,29 @@ static void s_free(s_init_t *s)
     json_decref(s->pyproject);
 }
 
+/* The config file PATH as it is (*EXISTS), or the defaults when there is
+   none yet, into *CFG: its recipes decide the tools, its targets whether
+   S's name is free. KZ_EXIT_OK, or the exit code after saying why not */
+static int s_open_config(const s_init_t *s, const char *path, kz_config_t **cfg, bool *exists)
+{
+    char err[1024];
+    struct stat st;
+    *exists = stat(path, &st) == 0;
+    if (!*exists && errno != ENOENT)
+        return kz_cli_error(S_CMD, "unable to open '%s': %s", path, strerror(errno));
+    *cfg = *exists ? kz_config_open(path, err, sizeof err) : kz_config_default();
+    if (!*cfg && *exists)
+        return kz_cli_error(S_CMD, "'%s' is not a kaizen config: %s", path, err);
+    if (!*cfg)
+        return kz_cli_error(S_CMD, "out of memory");
+    if (kz_config_target(*cfg, s->name))
+        return kz_cli_usage(S_CMD,
+                            "a target named '%s' exists already in '%s' (choose another name "
+                            "with --name)",
+                            s->name, path);
+    return KZ_EXIT_OK;
+}
+
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1549,25 +1572,10 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         else
             s_default_name(s->root, s->name, sizeof s->name);
     }
-    /* the config: its recipes decide the tools, its targets the name */
-    char err[1024];
-    struct stat st;
-    bool exists = stat(path, &st) == 0;
+    bool exists = false;
     kz_config_t *cfg = NULL;
-    if (rc == KZ_EXIT_OK && !exists && errno != ENOENT)
-        rc = kz_cli_error(S_CMD, "unable to open '%s': %s", path, strerror(errno));
-    else if (rc == KZ_EXIT_OK) {
-        cfg = exists ? kz_config_open(path, err, sizeof err) : kz_config_default();
-        if (!cfg && exists)
-            rc = kz_cli_error(S_CMD, "'%s' is not a kaizen config: %s", path, err);
-        else if (!cfg)
-            rc = kz_cli_error(S_CMD, "out of memory");
-        else if (kz_config_target(cfg, s->name))
-            rc = kz_cli_usage(S_CMD,
-                              "a target named '%s' exists already in '%s' (choose another name "
-                              "with --name)",
-                              s->name, path);
-    }
+    if (rc == KZ_EXIT_OK)
+        rc = s_open_config(s, path, &cfg, &exists);
     s->cfg = cfg;
     if (rc == KZ_EXIT_OK)
         rc = s_inspect(s);
