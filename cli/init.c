@@ -511,6 +511,26 @@ static void s_project_tools(s_init_t *s)
 
 /* --------------------------------------------------------------- tools */
 
+/* The tools the project chose that have no recipe, one line per place
+   they were seen ("trailing-whitespace, check-yaml (no recipe;
+   .pre-commit-config.yaml hook)") */
+static void s_no_recipe(const s_init_t *s)
+{
+    bool done[S_MAX_CHOSEN] = {false};
+    for (size_t i = 0; i < s->nchosen; i++) {
+        if (done[i] || kz_config_tool(s->cfg, s->chosen[i].name))
+            continue;
+        printf("  chosen but kaizen cannot run it: %s", s->chosen[i].name);
+        for (size_t j = i + 1; j < s->nchosen; j++)
+            if (!done[j] && strcmp(s->chosen[j].from, s->chosen[i].from) == 0 &&
+                !kz_config_tool(s->cfg, s->chosen[j].name)) {
+                printf(", %s", s->chosen[j].name);
+                done[j] = true;
+            }
+        printf(" (no recipe; %s)\n", s->chosen[i].from);
+    }
+}
+
 /* The recipes that apply and that the project chose, whether each runs
    here; then the tools it chose that kaizen cannot run, and why */
 static void s_tools(s_init_t *s)
@@ -540,11 +560,12 @@ static void s_tools(s_init_t *s)
         printf("  not installed:    %s: %s (%s%s)\n", tool->name, detail,
                pkg ? "apt-get install -y " : "install it yourself", pkg ? pkg : "");
     }
+    s_no_recipe(s);
     for (size_t i = 0; i < s->nchosen; i++) {
         const s_chosen_t *c = &s->chosen[i];
         const kz_tool_config_t *tool = kz_config_tool(cfg, c->name);
         if (!tool) {
-            printf("  chosen but kaizen cannot run it: %s (no recipe; %s)\n", c->name, c->from);
+            continue;
         } else if (!kz_tool_applies(tool, (char *const *)s->langs)) {
             printf("  chosen but kaizen cannot run it: %s (its recipe is for other languages; "
                    "%s)\n",

@@ -85,7 +85,7 @@ cp "$T/kaizen.yaml" "$T/before.yaml"
 # --- (a) Python, src layout
 mk_repo py \
     pyproject.toml '[project]\nname = "mypkg"\nversion = "0.1"\n\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n\n[tool.black]\nline-length = 100\n\n[tool.ruff]\nline-length = 100\n\n[tool.kzmissing]\nx = 1\n' \
-    .pre-commit-config.yaml 'repos:\n  - repo: https://github.com/codespell-project/codespell\n    rev: v2.2.6\n    hooks:\n      - id: codespell\n  - repo: https://github.com/astral-sh/ruff-pre-commit\n    rev: v0.4.0\n    hooks:\n      - id: ruff\n' \
+    .pre-commit-config.yaml 'repos:\n  - repo: https://github.com/pre-commit/pre-commit-hooks\n    rev: v4.6.0\n    hooks:\n      - id: trailing-whitespace\n      - id: check-yaml\n  - repo: https://github.com/codespell-project/codespell\n    rev: v2.2.6\n    hooks:\n      - id: codespell\n  - repo: https://github.com/astral-sh/ruff-pre-commit\n    rev: v0.4.0\n    hooks:\n      - id: ruff\n' \
     src/mypkg/__init__.py 'def add(a, b):\n    return a + b\n' \
     tests/test_add.py 'from mypkg import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\ndef test_add_more():\n    assert add(2, 2) == 4\n'
 init py -c "$T/kaizen.yaml" --name pyproj "$T/py"
@@ -97,6 +97,7 @@ has py "^  tools chosen: .*kzmissing"
 grep -q "flake8\|pylint\|mypy\|isort\|kzunused" <(grep "tools chosen" "$T/py.out") &&
     fail "py: tools chosen without evidence: $(cat "$T/py.out")"
 has py "^  not installed: +kzmissing: program not found on PATH: kz-no-such-checker"
+has py "^  chosen but kaizen cannot run it: trailing-whitespace, check-yaml \(no recipe; \.pre-commit-config\.yaml hook\)$"
 has py "^  chosen but kaizen cannot run it: ruff \(no recipe; \.pre-commit-config\.yaml hook, pyproject\.toml\)"
 grep -q "cannot run it: codespell\|cannot run it: black" "$T/py.out" &&
     fail "py: a tool with a recipe reported as unrunnable: $(cat "$T/py.out")"
