@@ -712,13 +712,22 @@ static int s_env_add(s_init_t *s, const char *entry, size_t len)
 }
 
 /* Tox's {toxinidir} in WORD becomes "." (the worktree the tests run in),
-   {envpython} Debian's python3; {posargs} is dropped (OUT empty); any
+   {envpython} Debian's python3; {posargs} is dropped (OUT empty),
+   {posargs:DEFAULT} becomes DEFAULT; any
    other substitution cannot be translated: -1 */
 static int s_tox_word(const char *word, char *out, size_t len)
 {
-    if (strcmp(word, "{posargs}") == 0 || strncmp(word, "{posargs:", 9) == 0) {
+    if (strcmp(word, "{posargs}") == 0) {
         out[0] = '\0';
-        return strchr(word, '}') ? 0 : -1;
+        return 0;
+    }
+    if (strncmp(word, "{posargs:", 9) == 0) {
+        /* what tox runs without arguments: the default */
+        size_t n = strlen(word);
+        if (word[n - 1] != '}' || memchr(word + 9, '{', n - 10) || memchr(word + 9, '}', n - 10))
+            return -1;
+        snprintf(out, len, "%.*s", (int)(n - 10), word + 9);
+        return 0;
     }
     if (strcmp(word, "{envpython}") == 0) {
         snprintf(out, len, "%s", S_PYTHON);
@@ -739,10 +748,10 @@ static int s_tox_word(const char *word, char *out, size_t len)
     return 0;
 }
 
-/* The first line of tox's commands COMMANDS as S's test argv: split,
+/* The first line of the commands COMMANDS of tox's environment ENV as S's test argv: split,
    each word through tox's substitutions. 1 translated, 0 not (said),
    -1 out of memory */
-static int s_tox_command(s_init_t *s, char *commands)
+static int s_tox_command(s_init_t *s, const char *env, char *commands)
 {
     char why[256] = "", word[PATH_MAX];
     commands[strcspn(commands, "\n")] = '\0';
@@ -768,20 +777,20 @@ static int s_tox_command(s_init_t *s, char *commands)
     if (rc < 0)
         return -1;
     if (why[0] || s->ntest == 0) {
-        printf("  note:             tox.ini [testenv] commands '%.200s' could not be translated "
-               "into an argv: %s\n",
-               line, why[0] ? why : "no command");
+        printf("  note:             tox.ini [%s] commands '%.200s' could not be translated into "
+               "an argv: %s\n",
+               env, line, why[0] ? why : "no command");
         s_clear_test(s);
         return 0;
     }
-    printf("  test source:      tox.ini [testenv] commands: %.200s\n", line);
+    printf("  test source:      tox.ini [%s] commands: %.200s\n", env, line);
     return s_normalise(s) == 0 ? 1 : -1;
 }
 
 /* One line "NAME = VALUE" of tox's setenv into S's env (a line that is
    not a plain name and a value tox's substitutions can translate is
    said and left out). 0 / -1 out of memory */
-static int s_tox_setenv_line(s_init_t *s, const char *line, size_t len)
+static int s_tox_setenv_line(s_init_t *s, const char *env, const char *line, size_t len)
 {
     static const char name_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                      "0123456789_";
@@ -793,7 +802,7 @@ static int s_tox_setenv_line(s_init_t *s, const char *line, size_t len)
     const char *v = entry[k] ? entry + k + 1 + strspn(entry + k + 1, " \t") : NULL;
     if (!v || kend == 0 || strspn(entry, name_chars) != kend ||
         s_tox_word(v, value, sizeof value) != 0) {
-        printf("  note:             tox.ini [testenv] setenv '%.200s' could not be translated\n",
+        printf("  note:             tox.ini [%s] setenv '%.200s' could not be translated\n", env,
                entry);
         return 0;
     }
@@ -801,17 +810,32 @@ static int s_tox_setenv_line(s_init_t *s, const char *line, size_t len)
     return s_env_add(s, full, (size_t)n);
 }
 
+/* s_ini_sections callback: the first "[testenv:NAME]" into ARG (a
+   char[128] holding "testenv" until one is found) */
+static void s_first_testenv(void *arg, const char *name, size_t len)
+{
+    char *env = arg;
+    if (strcmp(env, "testenv") == 0 && len > 8 && len < 128 && memcmp(name, "testenv:", 8) == 0)
+        snprintf(env, 128, "%.*s", (int)len, name);
+}
+
 /* tox.ini [testenv]: the first line of commands, and setenv. 1 found
    (S's test set), 0 none, -1 out of memory */
 static int s_test_tox(s_init_t *s)
 {
     char *text = s_read(s, "tox.ini");
-    char *commands = text ? s_ini_value(text, "testenv", "commands") : NULL;
-    char *setenv = text ? s_ini_value(text, "testenv", "setenv") : NULL;
-    int rc = commands ? s_tox_command(s, commands) : 0;
+    char env[128] = "testenv";
+    char *commands = text ? s_ini_value(text, env, "commands") : NULL;
+    if (text && !commands) {
+        /* no [testenv] commands: the first environment of its own */
+        s_ini_sections(text, s_first_testenv, env);
+        commands = strcmp(env, "testenv") != 0 ? s_ini_value(text, env, "commands") : NULL;
+    }
+    char *setenv = text ? s_ini_value(text, env, "setenv") : NULL;
+    int rc = commands ? s_tox_command(s, env, commands) : 0;
     for (const char *e = setenv; rc == 1 && e && *e;) {
         size_t n = strcspn(e, "\n");
-        if (s_tox_setenv_line(s, e, n) != 0)
+        if (s_tox_setenv_line(s, env, e, n) != 0)
             rc = -1;
         e += n + (e[n] ? 1 : 0);
     }

@@ -162,6 +162,18 @@ has tox "^  test env: +PYTHONPATH=\.$"
 has tox "^tests at base: 1 passed, 0 failed, 0 skipped \(junit\)$"
 grep -qxF '    env: ["KZ_MODE=ci", "PYTHONPATH=."]' "$T/kaizen.yaml" || fail "tox env: $(cat "$T/kaizen.yaml")"
 
+# a tox environment of its own ([testenv:py]): {posargs:DEFAULT} is the
+# default; a setenv tox alone can fill is said and left out
+mk_repo tox2 tests/test_a.py 'def test_a():\n    assert True\n' \
+    tox.ini '[tox]\nenvlist = py\n\n[testenv:py]\ncommands = python -m pytest {posargs:tests}\nsetenv = A={toxinidir}/x\n    B = {envtmpdir}\n'
+init tox2 -c "$T/kaizen.yaml" --no-test "$T/tox2"
+((rc == 0)) || fail "init tox2 exited $rc: $(cat "$T/tox2.out" "$T/tox2.err")"
+has tox2 "^  test source: +tox.ini \[testenv:py\] commands: python -m pytest \{posargs:tests\}$"
+has tox2 '^  test command: +\["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml=\{junit\}", "tests"\]$'
+has tox2 "^  note: +tox.ini \[testenv:py\] setenv 'B = \{envtmpdir\}' could not be translated$"
+has tox2 "^  test env: +A=\./x$"
+grep -q "test env: *B=" "$T/tox2.out" && fail "tox2: an untranslated setenv was kept"
+
 # --- tests that cannot run at base; --no-test
 mk_repo broken tests/conftest.py 'import kz_missing_module\n' \
     tests/test_y.py 'def test_y():\n    assert True\n'
@@ -218,7 +230,7 @@ grep -q "is not a kaizen config: .*bogus_key" "$T/other.err" || fail "other: $(c
 # --- doctor: what each target needs, nothing else
 "$K" -c "$T/kaizen.yaml" doctor >"$T/doctor.out" 2>"$T/doctor.err"
 line() { grep -Eq "^  $1 +$2 +$3" "$T/doctor.out" || fail "doctor: no '$1 $2 $3': $(cat "$T/doctor.out" "$T/doctor.err")"; }
-line ok config "$T/kaizen.yaml: [0-9]+ agents?, 7 targets"
+line ok config "$T/kaizen.yaml: [0-9]+ agents?, 8 targets"
 line ok "target pyproj" "languages: python; tools: black, codespell, kzmissing; fixers: black, codespell; test: /usr/bin/python3"
 line skip "tools not chosen by pyproj" "flake8, pylint, mypy, isort, kzunused \(no evidence"
 line ok "tool black" "/usr/bin/python3 -m black"
