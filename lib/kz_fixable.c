@@ -30,7 +30,7 @@ static const s_reason_t s_reasons[KZ_UNPLANNED_COUNT] = {
                               "the fixer would also rename an identifier in the file"},
     [KZ_UNPLANNED_UNREADABLE] = {"unreadable", "its file could not be read"},
     [KZ_UNPLANNED_NO_FIXIT] = {"no_fixit", "no fix-it"},
-    [KZ_UNPLANNED_EXCLUDED] = {"excluded", "a file the fixer leaves alone"},
+    [KZ_UNPLANNED_EXCLUDED] = {"left_alone", "a file the fixer leaves alone"},
     [KZ_UNPLANNED_DEFERRED] = {"deferred", "another fixer's plan for the file goes first"},
 };
 
