@@ -311,7 +311,7 @@ char *kz_commit_message(const kz_commit_info_t *info)
         body = true;
     }
     size_t total = info->nfixed > info->nfindings ? info->nfixed : info->nfindings;
-    if (total > listed) {
+    if (listed > 0 && total > listed) {
         o += (size_t)snprintf(msg + o, len - o, "%s- and %zu more\n", body ? "" : "\n",
                               total - listed);
         body = true;

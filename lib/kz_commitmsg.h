@@ -75,7 +75,9 @@ void kz_commit_clean(char *dst, size_t len, const char *src, size_t max);
    the file shortened to its base name, then to "N files", then cut) */
 void kz_commit_subject(const kz_commit_info_t *info, char *buf, size_t len);
 
-/* The whole message (malloc'd), NULL when out of memory */
+/* The whole message (malloc'd), NULL when out of memory. At most
+   KZ_COMMIT_LISTED_MAX findings are listed, then "- and N more" (N from
+   nfixed); without findings no list. */
 char *kz_commit_message(const kz_commit_info_t *info);
 
 #endif

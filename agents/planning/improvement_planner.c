@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "kz_agent.h"
+#include "kz_commitmsg.h"
 #include "kz_finding.h"
 #include "kz_log.h"
 #include "kz_recipe.h"
@@ -54,6 +55,9 @@
 #define S_MAX_PLANS           500
 #define S_MAX_PLAN_FINDINGS   1000
 #define S_MAX_RATIONALE_RULES 5
+/* finding_details: what the commit message lists of a plan's findings */
+#define S_MAX_PLAN_DETAILS KZ_COMMIT_LISTED_MAX
+#define S_DETAIL_MSG_BYTES (KZ_COMMIT_MESSAGE_CUT * 4 + 4)
 #define S_ITEMS_BUDGET        (200000 / 2)
 
 /* The last plan.batch this process published for a target: before the
@@ -198,6 +202,9 @@ static int s_plan_finish(s_plan_t *plan, const kz_findings_t *findings)
         const kz_finding_t *f = &findings->items[plan->idx[i]];
         plan->rules[i] = f->rule;
         plan->impact += s_severity_weight(f->severity);
+        if (i < S_MAX_PLAN_DETAILS) /* its finding_details entry */
+            size += 96 + KZ_FINGERPRINT_LEN + strlen(f->file) + strlen(f->rule) +
+                    S_DETAIL_MSG_BYTES;
     }
     qsort(plan->rules, plan->count, sizeof *plan->rules, s_cmp_str);
     size_t n = 0;
@@ -224,7 +231,8 @@ static int s_plan_finish(s_plan_t *plan, const kz_findings_t *findings)
                  "; the first %zu fingerprints are listed", listed);
     size += 2 * strlen(plan->rationale);
     plan->size = size;
-    plan->items = 2 * 16 + 1 + listed + n + 2;
+    size_t details = plan->count < S_MAX_PLAN_DETAILS ? plan->count : S_MAX_PLAN_DETAILS;
+    plan->items = 2 * 17 + 1 + listed + n + 2 + details * 11;
     kz_ulid(plan->plan_id);
     return 0;
 }
@@ -358,6 +366,33 @@ static int s_put_strs(kz_msg_t *msg, kz_val_t *map, const char *key, const char 
     return 0;
 }
 
+/* finding_details of PLAN: {fingerprint, file, line, rule, message} of
+   its first S_MAX_PLAN_DETAILS findings, the message on one line and cut
+   (the commit message lists them; PROTOCOL.md 4.11). 0 / -1 */
+static int s_put_details(kz_msg_t *msg, kz_val_t *map, const s_plan_t *plan,
+                         const kz_findings_t *findings)
+{
+    kz_val_t *arr = kz_map_put_array(msg, map, "finding_details");
+    if (!arr)
+        return -1;
+    for (size_t i = 0; i < plan->count && i < S_MAX_PLAN_DETAILS; i++) {
+        const kz_finding_t *f = &findings->items[plan->idx[i]];
+        char text[S_DETAIL_MSG_BYTES];
+        kz_commit_clean(text, sizeof text, f->message, KZ_COMMIT_MESSAGE_CUT);
+        kz_val_t *m = kz_array_push(msg, arr);
+        if (!m)
+            return -1;
+        kz_val_set_map(m);
+        if (kz_map_put_str(msg, m, "fingerprint", f->fingerprint) != 0 ||
+            kz_map_put_str(msg, m, "file", f->file) != 0 ||
+            kz_map_put_int(msg, m, "line", f->line) != 0 ||
+            kz_map_put_str(msg, m, "rule", f->rule) != 0 ||
+            kz_map_put_str(msg, m, "message", text) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Write PLAN's fields into MAP (PROTOCOL.md 4.11). Each nested array is
    filled before the next key is added (kz_msg.h: slots move). 0 / -1 */
 static int s_put_plan(kz_msg_t *msg, kz_val_t *map, const s_plan_t *plan,
@@ -383,7 +418,8 @@ static int s_put_plan(kz_msg_t *msg, kz_val_t *map, const s_plan_t *plan,
         (*commit && kz_map_put_str(msg, map, "base_commit", commit) != 0) ||
         kz_map_put_str(msg, map, "tool", plan->fixer->tool) != 0 ||
         s_put_strs(msg, map, "rules", plan->rules, plan->nrules) != 0 ||
-        kz_map_put_str(msg, map, "language", kz_language_of(plan->file)) != 0)
+        kz_map_put_str(msg, map, "language", kz_language_of(plan->file)) != 0 ||
+        s_put_details(msg, map, plan, findings) != 0)
         return -1;
     return 0;
 }
