@@ -246,7 +246,10 @@ static void s_subject_with(const kz_commit_info_t *info, const char *file, char 
     snprintf(n, sizeof n, "%zu", count);
     const char *values[] = {n, count == 1 ? "" : "s", file, info->tool ? info->tool : "",
                             s_shared_rule(info)};
-    const char *tmpl = info->subject && *info->subject ? info->subject : KZ_COMMIT_DEFAULT_TEMPLATE;
+    /* without findings to count, the default says what ran */
+    const char *tmpl = info->subject && *info->subject ? info->subject
+                       : count == 0                    ? "Apply {tool} to {file}"
+                                                       : KZ_COMMIT_DEFAULT_TEMPLATE;
     s_render(tmpl, values, raw, sizeof raw);
     kz_commit_clean(clean, sizeof clean, raw, 300);
     if (!clean[0])

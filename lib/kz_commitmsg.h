@@ -28,7 +28,8 @@
 #define KZ_COMMIT_MESSAGE_CUT 120 /* characters of one finding's message */
 #define KZ_COMMIT_TEMPLATE_MAX 200
 
-/* The default subject template (fixers[].subject) */
+/* The default subject template (fixers[].subject); "Apply {tool} to
+   {file}" when the plan names no findings */
 #define KZ_COMMIT_DEFAULT_TEMPLATE "Fix {n} {tool} finding{s} in {file}"
 
 /* One finding a commit fixes (the strings are untrusted) */

@@ -80,6 +80,10 @@ static void test_subjects(void **state)
                              .nfixed = 2, .findings = f, .nfindings = 2};
     kz_commit_subject(&dflt, buf, sizeof buf);
     assert_string_equal(buf, "Fix 2 black findings in 2 files");
+    dflt.nfixed = dflt.nfindings = 0;
+    kz_commit_subject(&dflt, buf, sizeof buf);
+    assert_string_equal(buf, "Apply black to 2 files");
+    dflt.nfixed = dflt.nfindings = 2;
     dflt.subject = "fix {rule} in {file}";
     kz_commit_subject(&dflt, buf, sizeof buf);
     assert_string_equal(buf, "Fix teh in 2 files");
