@@ -611,8 +611,7 @@ static void s_diff(const kz_config_t *cfg, const char *plan_id, const char *targ
 }
 
 /* The plan and everything recorded about it, or NULL after the message */
-static json_t *s_gather_plan(const kz_config_t *cfg, PGconn *db, const s_plan_t *p,
-                             bool with_diff)
+static json_t *s_gather_plan(const kz_config_t *cfg, PGconn *db, const s_plan_t *p, bool with_diff)
 {
     static const char plan_sql[] =
         "SELECT plan_id, status, target, fixer, COALESCE(implementation_plan, '{}'::jsonb)::text, "
@@ -988,7 +987,8 @@ static int s_plans(kz_cli_t *cli, int argc, char **argv)
     }
     if (optind < argc) {
         if (strcmp(argv[optind], "show") == 0)
-            return kz_cli_usage("plans", "'show' comes first: kaizen plans show ID [--no-diff] [--json]");
+            return kz_cli_usage("plans",
+                                "'show' comes first: kaizen plans show ID [--no-diff] [--json]");
         return kz_cli_usage("plans", "unexpected argument '%s'", argv[optind]);
     }
     return s_list(cli->cfg, state, target, limit, json);

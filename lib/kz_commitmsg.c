@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_BAD       0xFFFFFFFFu /* an invalid UTF-8 byte */
-#define S_FILE_CUT  200         /* characters of a file name in the body */
-#define S_RULE_CUT  80          /* characters of a rule */
-#define S_NOTE_CUT  300         /* characters of the note */
-#define S_TYPE_MAX  20          /* characters of a conventional type */
-#define S_LINE_MAX  ((S_FILE_CUT + S_RULE_CUT + KZ_COMMIT_MESSAGE_CUT) * 4 + 64)
+#define S_BAD      0xFFFFFFFFu /* an invalid UTF-8 byte */
+#define S_FILE_CUT 200         /* characters of a file name in the body */
+#define S_RULE_CUT 80          /* characters of a rule */
+#define S_NOTE_CUT 300         /* characters of the note */
+#define S_TYPE_MAX 20          /* characters of a conventional type */
+#define S_LINE_MAX ((S_FILE_CUT + S_RULE_CUT + KZ_COMMIT_MESSAGE_CUT) * 4 + 64)
 
 static const char *const s_placeholders[] = {"{n}", "{s}", "{file}", "{tool}", "{rule}", NULL};
 
@@ -72,8 +72,7 @@ static size_t s_chars(const char *s)
 
 static bool s_is_control(uint32_t cp)
 {
-    return cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 ||
-           cp == 0x2029;
+    return cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029;
 }
 
 /* Drop the last character of DST[0..*O) */
@@ -198,7 +197,8 @@ int kz_commit_check_type(const char *type, char *why, size_t len)
     size_t n = strlen(type);
     bool ok = n > 0 && n <= S_TYPE_MAX && strspn(type, "abcdefghijklmnopqrstuvwxyz") == n;
     if (!ok)
-        snprintf(why, len, "a commit type is 1 to %d lowercase letters ('style', 'fix'), not '%.60s'",
+        snprintf(why, len,
+                 "a commit type is 1 to %d lowercase letters ('style', 'fix'), not '%.60s'",
                  S_TYPE_MAX, type);
     return ok ? 0 : -1;
 }
@@ -224,8 +224,7 @@ static void s_render(const char *tmpl, const char *const *values, char *buf, siz
     size_t o = 0;
     for (const char *p = tmpl; *p && o + 1 < len;) {
         size_t i = 0;
-        while (s_placeholders[i] &&
-               strncmp(p, s_placeholders[i], strlen(s_placeholders[i])) != 0)
+        while (s_placeholders[i] && strncmp(p, s_placeholders[i], strlen(s_placeholders[i])) != 0)
             i++;
         if (!s_placeholders[i]) {
             buf[o++] = *p++;
@@ -322,8 +321,7 @@ char *kz_commit_message(const kz_commit_info_t *info)
     if (info->note && *info->note) {
         char note[S_NOTE_CUT * 4 + 4];
         kz_commit_clean(note, sizeof note, info->note, S_NOTE_CUT);
-        o += (size_t)snprintf(msg + o, len - o, "\nPut back, outside the plan's files: %s\n",
-                              note);
+        o += (size_t)snprintf(msg + o, len - o, "\nPut back, outside the plan's files: %s\n", note);
     }
     kz_commit_clean(id, sizeof id, info->plan_id, 128);
     snprintf(msg + o, len - o, "\nKaizen-Plan: %s\n", id[0] ? id : "unknown");

@@ -23,9 +23,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define KZ_COMMIT_SUBJECT_MAX 72  /* characters of a subject */
-#define KZ_COMMIT_LISTED_MAX  50  /* findings listed in a body */
-#define KZ_COMMIT_MESSAGE_CUT 120 /* characters of one finding's message */
+#define KZ_COMMIT_SUBJECT_MAX  72  /* characters of a subject */
+#define KZ_COMMIT_LISTED_MAX   50  /* findings listed in a body */
+#define KZ_COMMIT_MESSAGE_CUT  120 /* characters of one finding's message */
 #define KZ_COMMIT_TEMPLATE_MAX 200
 
 /* The default subject template (fixers[].subject); "Apply {tool} to
@@ -41,14 +41,14 @@ typedef struct {
 } kz_commit_finding_t;
 
 typedef struct {
-    const char *plan_id;     /* the Kaizen-Plan trailer ([A-Za-z0-9_-]) */
-    const char *tool;        /* {tool} */
-    const char *subject;     /* fixers[].subject, NULL = KZ_COMMIT_DEFAULT_TEMPLATE */
-    const char *commit_type; /* fixers[].commit_type, NULL = "style" */
-    bool conventional;       /* the target's history is Conventional Commits */
+    const char *plan_id;      /* the Kaizen-Plan trailer ([A-Za-z0-9_-]) */
+    const char *tool;         /* {tool} */
+    const char *subject;      /* fixers[].subject, NULL = KZ_COMMIT_DEFAULT_TEMPLATE */
+    const char *commit_type;  /* fixers[].commit_type, NULL = "style" */
+    bool conventional;        /* the target's history is Conventional Commits */
     const char *const *files; /* the plan's files */
     size_t nfiles;
-    size_t nfixed; /* {n}: the findings the plan fixes */
+    size_t nfixed;                       /* {n}: the findings the plan fixes */
     const kz_commit_finding_t *findings; /* the ones with details, listed in the body */
     size_t nfindings;
     const char *note; /* optional extra body line (paths put back), untrusted */

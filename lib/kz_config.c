@@ -766,8 +766,8 @@ static int s_check_branch(const char *value, char *why, size_t len)
     return -1;
 }
 
-int kz_config_ident(const char *text, char *name, size_t nlen, char *email, size_t elen,
-                    char *why, size_t wlen)
+int kz_config_ident(const char *text, char *name, size_t nlen, char *email, size_t elen, char *why,
+                    size_t wlen)
 {
     const char *lt = strchr(text, '<');
     const char *gt = lt ? strchr(lt, '>') : NULL;

@@ -176,9 +176,9 @@ typedef struct {
     int validate_timeout_ms; /* policy.validate_timeout, default 15m per validation call */
     int retries;             /* policy.retries, default 1: more attempts of a call that
                                 got no reply */
-    char *commit_author; /* policy.commit_author, default "kaizen <kaizen@localhost>": the
+    char *commit_author;     /* policy.commit_author, default "kaizen <kaizen@localhost>": the
                             author and committer of every commit kaizen makes */
-    bool group;          /* policy.group, default false: one plan per fixer across the
+    bool group;              /* policy.group, default false: one plan per fixer across the
                             files of a target (at most max_files), split per file when
                             it is rejected or fails */
 } kz_policy_config_t;
@@ -263,8 +263,8 @@ const char *kz_config_default_path(void);
    EMAIL: a non-empty name without '<', '>' or control characters, an
    email without spaces, '<', '>' or control characters, nothing after
    '>'. 0 / -1 with WHY. */
-int kz_config_ident(const char *text, char *name, size_t nlen, char *email, size_t elen,
-                    char *why, size_t wlen);
+int kz_config_ident(const char *text, char *name, size_t nlen, char *email, size_t elen, char *why,
+                    size_t wlen);
 
 /* Parse "250ms" "5s" "2m" "1h" "1500" -> ms; "64KiB" "1MiB" "100" -> bytes. 0 / -1 */
 int kz_parse_duration_ms(const char *text, int *ms);

@@ -1002,8 +1002,8 @@ int kz_git_diff(const char *repo, const char *from, const char *to, size_t max, 
     return s_git_cap(repo, args, 0, max ? max : 1024 * 1024, out, errbuf, errlen);
 }
 
-int kz_git_subjects(const char *repo, const char *commit, int max, char ***subjects,
-                    size_t *count, char *errbuf, size_t errlen)
+int kz_git_subjects(const char *repo, const char *commit, int max, char ***subjects, size_t *count,
+                    char *errbuf, size_t errlen)
 {
     *subjects = NULL;
     *count = 0;
@@ -1071,7 +1071,6 @@ int kz_git_ref_exists(const char *repo, const char *ref, char *errbuf, size_t er
     s_err(errbuf, errlen, "git show-ref: exit %d in '%s'", code, repo);
     return -1;
 }
-
 
 /* The path of the work tree that has BRANCH checked out, "" when none
    (`worktree list --porcelain -z`: "worktree P", "branch refs/heads/B") */

@@ -105,8 +105,8 @@ int kz_git_diff(const char *repo, const char *from, const char *to, size_t max, 
 
 /* The subjects of the last MAX commits reachable from COMMIT (newest
    first; MAX <= 0: 100), malloc'd like kz_git_ls_files. 0 / -1 */
-int kz_git_subjects(const char *repo, const char *commit, int max, char ***subjects,
-                    size_t *count, char *errbuf, size_t errlen);
+int kz_git_subjects(const char *repo, const char *commit, int max, char ***subjects, size_t *count,
+                    char *errbuf, size_t errlen);
 /* The message of COMMIT (malloc'd, trimmed, capped at MAX bytes, 0 = 64
    KiB). 0 / -1 */
 int kz_git_message(const char *repo, const char *commit, size_t max, char **out, char *errbuf,
@@ -114,8 +114,7 @@ int kz_git_message(const char *repo, const char *commit, size_t max, char **out,
 /* Point REF (under "refs/kaizen/", e.g. refs/kaizen/plans/<id>) at
    COMMIT, so the commit stays reachable without a branch: `git branch`
    does not list it, gc keeps it. 0 / -1 */
-int kz_git_keep(const char *repo, const char *ref, const char *commit, char *errbuf,
-                size_t errlen);
+int kz_git_keep(const char *repo, const char *ref, const char *commit, char *errbuf, size_t errlen);
 /* 1 when the full ref REF ("refs/...") exists, 0 when not, -1 on error */
 int kz_git_ref_exists(const char *repo, const char *ref, char *errbuf, size_t errlen);
 

@@ -58,7 +58,7 @@
 /* finding_details: what the commit message lists of a plan's findings */
 #define S_MAX_PLAN_DETAILS KZ_COMMIT_LISTED_MAX
 #define S_DETAIL_MSG_BYTES (KZ_COMMIT_MESSAGE_CUT * 4 + 4)
-#define S_ITEMS_BUDGET        (200000 / 2)
+#define S_ITEMS_BUDGET     (200000 / 2)
 
 /* The last plan.batch this process published for a target: before the
    next scan of that target is planned, the recorder must hold it (and so
@@ -203,8 +203,8 @@ static int s_plan_finish(s_plan_t *plan, const kz_findings_t *findings)
         plan->rules[i] = f->rule;
         plan->impact += s_severity_weight(f->severity);
         if (i < S_MAX_PLAN_DETAILS) /* its finding_details entry */
-            size += 96 + KZ_FINGERPRINT_LEN + strlen(f->file) + strlen(f->rule) +
-                    S_DETAIL_MSG_BYTES;
+            size +=
+                96 + KZ_FINGERPRINT_LEN + strlen(f->file) + strlen(f->rule) + S_DETAIL_MSG_BYTES;
     }
     qsort(plan->rules, plan->count, sizeof *plan->rules, s_cmp_str);
     size_t n = 0;

@@ -35,9 +35,8 @@ static void test_templates(void **state)
 {
     (void)state;
     char why[256];
-    assert_int_equal(kz_commit_check_template("Fix {n} spelling mistake{s} in {file}", why,
-                                              sizeof why),
-                     0);
+    assert_int_equal(
+        kz_commit_check_template("Fix {n} spelling mistake{s} in {file}", why, sizeof why), 0);
     assert_int_equal(kz_commit_check_template("Fix {x} in {file}", why, sizeof why), -1);
     assert_non_null(strstr(why, "unknown placeholder"));
     assert_int_equal(kz_commit_check_template("two\nlines", why, sizeof why), -1);
@@ -76,8 +75,13 @@ static void test_subjects(void **state)
 
     /* the default template, {rule}, and several files */
     const char *two[] = {"a.py", "b.py"};
-    kz_commit_info_t dflt = {.plan_id = "P2", .tool = "black", .files = two, .nfiles = 2,
-                             .nfixed = 2, .findings = f, .nfindings = 2};
+    kz_commit_info_t dflt = {.plan_id = "P2",
+                             .tool = "black",
+                             .files = two,
+                             .nfiles = 2,
+                             .nfixed = 2,
+                             .findings = f,
+                             .nfindings = 2};
     kz_commit_subject(&dflt, buf, sizeof buf);
     assert_string_equal(buf, "Fix 2 black findings in 2 files");
     dflt.nfixed = dflt.nfindings = 0;
@@ -98,7 +102,8 @@ static void test_subjects(void **state)
     info.files = huge;
     kz_commit_subject(&info, buf, sizeof buf);
     assert_string_equal(buf, "Fix 1 spelling mistake in 1 file");
-    info.subject = "Fix {n} words that the spelling checker says are wrong in the file {file} of this project";
+    info.subject =
+        "Fix {n} words that the spelling checker says are wrong in the file {file} of this project";
     kz_commit_subject(&info, buf, sizeof buf);
     assert_true(strlen(buf) <= KZ_COMMIT_SUBJECT_MAX);
     assert_non_null(strstr(buf, "..."));
