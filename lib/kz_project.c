@@ -798,6 +798,20 @@ int kz_project_setup(const kz_project_t *self, const kz_tool_config_t *tool, kz_
     return rc;
 }
 
+int kz_tool_setup_load(const char *root, const kz_tool_config_t *tool, kz_tool_setup_t *setup,
+                       char *note, size_t notelen)
+{
+    char err[512];
+    kz_project_t *p = kz_project_load(root, err, sizeof err);
+    int rc = kz_project_setup(p, tool, setup);
+    const char *problems = p ? kz_project_problems(p) : err;
+    snprintf(note, notelen, "%s%s%s", problems, problems[0] && setup->refused[0] ? "; " : "",
+             setup->refused);
+    setup->hook = NULL;
+    kz_project_destroy(&p);
+    return rc;
+}
+
 void kz_tool_setup_clear(kz_tool_setup_t *setup)
 {
     if (!setup)

@@ -87,6 +87,13 @@ int kz_project_setup(const kz_project_t *self, const kz_tool_config_t *tool,
                      kz_tool_setup_t *setup);
 void kz_tool_setup_clear(kz_tool_setup_t *setup);
 
+/* kz_project_load of ROOT and kz_project_setup of TOOL in one, for a
+   single run (the reviewer's, a fixer's): SETUP's hook is NULL after (the
+   project is gone). NOTE gets what could not be read or was refused, for
+   the log ("" when nothing). 0 / -1 (out of memory) */
+int kz_tool_setup_load(const char *root, const kz_tool_config_t *tool, kz_tool_setup_t *setup,
+                       char *note, size_t notelen);
+
 /* True when the project's hook (and pre-commit's top-level files and
    exclude) lets the tool check PATH; true when there is no hook */
 bool kz_tool_setup_wants(const kz_tool_setup_t *setup, const char *path);
