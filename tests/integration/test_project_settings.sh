@@ -9,7 +9,9 @@
 # code as the rule and its message whole, that codespell's findings under
 # a pin of another version carry the note (scan.completed tools[]) and
 # that the ruff hook is reported as chosen but not run, never as a clean
-# tool.
+# tool. Then code-reviewer judges plans with the same arguments (mypy on
+# the project's files only, the hook's ignore list), and code-refactorer's
+# codespell fixer keeps the words the project told codespell to ignore.
 source "$KZ_ROOT/tests/integration/lib.sh"
 AGENT=$KZ_BIN/kaizen-code-health
 PY=/usr/bin/python3
@@ -19,6 +21,7 @@ command -v codespell >/dev/null || skip "codespell not installed"
 "$PY" -m mypy --version >/dev/null 2>&1 || skip "mypy not installed for $PY"
 installed=$(codespell --version | head -n 1)
 [[ $installed != 2.4.2 ]] || skip "codespell 2.4.2 is installed: the pin would match"
+kz_python zmq msgpack || skip "python3 with zmq and msgpack is needed for the request client"
 
 commit_all() { # DIR
     git -C "$1" init -q -b main
@@ -35,7 +38,7 @@ repos:
     rev: v2.4.2
     hooks:
       - id: codespell
-        args: ["--ignore-words-list=inout,te", "--write-changes"]
+        args: ["--ignore-words-list=inout,te,teh", "--write-changes"]
         files: ^src/
   - repo: https://github.com/astral-sh/ruff-pre-commit
     rev: v0.1.6
@@ -55,6 +58,8 @@ import typing_extensions as te
 
 def convert(inout: te.Any) -> None:
     """We recieve a value and change it in place."""
+    teh = inout  # a name the project means
+    print(teh)
 EOF
 cat >"$T/hooks/src/typed.py" <<'EOF'
 """A type error mypy must report whole."""
@@ -117,6 +122,11 @@ tools:
     exit_ok: ["0", "1"]
     version: [$PY, -m, mypy, --version]
     pin_repo: pre-commit/mirrors-mypy
+fixers:
+  - name: codespell
+    tool: codespell
+    rules: [misspelling]
+    argv: [codespell, -w, --, "{files}"]
 EOF
 
 kz_start broker "$KZ_BIN/kaizen-broker" -c "$KAIZEN_CONFIG"
@@ -194,4 +204,69 @@ grep -q "version differs from the project's pin (2.4.2 pinned, $installed instal
 grep -q "chosen by the project but not run: ruff" "$T/health.log" || fail "ruff is not logged"
 # the hook's --write-changes did not change the project
 git -C "$T/hooks" diff --quiet || fail "the scan changed the project's files"
+
+# --- code-reviewer and code-refactorer, with the same arguments
+R=$T/hooks
+BASE=$(git -C "$R" rev-parse HEAD)
+mk() { # NAME FILE LINE: prints a new commit on BASE adding LINE to FILE
+    git -C "$R" worktree add -q --detach "$T/w" "$BASE"
+    printf '%s\n' "$3" >>"$T/w/$2"
+    git -C "$T/w" add -A
+    git -C "$T/w" -c user.name=t -c user.email=t@t commit -q -m "$1"
+    git -C "$T/w" rev-parse HEAD
+    git -C "$R" worktree remove --force "$T/w"
+}
+# a type error where the project does not type-check; words it ignores
+C_tests=$(mk tests tests/test_typed.py 'other: str = 1')
+C_words=$(mk words src/words.py '# te and inout, as meant')
+for c in "$C_tests" "$C_words"; do
+    [[ "$c" =~ ^[0-9a-f]{40}$ ]] || fail "making the test commits failed: '$c'"
+done
+cat >"$T/req.py" <<'PY'
+import json, os, random, socket, sys, time, msgpack, zmq
+endpoint, service, mtype, target, body = sys.argv[1:6]
+A = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+n = (int(time.time() * 1000) << 80) | random.getrandbits(80)
+ulid = "".join(A[(n >> (5 * i)) & 31] for i in reversed(range(26)))
+env = {"v": 1, "id": ulid, "type": mtype, "src": "test@%s#%d" % (socket.gethostname(), os.getpid()),
+       "ts": int(time.time() * 1e6), "body": json.loads(body), "target": target}
+s = zmq.Context().socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect(endpoint)
+s.send_multipart([b"", b"MDPC01", service.encode(), msgpack.packb(env, use_bin_type=True)])
+if not s.poll(120000):
+    sys.exit("no reply from %s within 120 s" % service)
+reply = msgpack.unpackb(s.recv_multipart()[3], raw=False)
+if reply.get("corr") != ulid:
+    sys.exit("reply corr %r is not the request id %s" % (reply.get("corr"), ulid))
+print(json.dumps({"type": reply["type"], "body": reply["body"]}))
+PY
+kz_start reviewer "$KZ_BIN/kaizen-code-reviewer"
+kz_wait_log reviewer "started" || fail "reviewer did not start"
+kz_start refactorer "$KZ_BIN/kaizen-code-refactorer"
+kz_wait_log refactorer "started" || fail "refactorer did not start"
+review() { # ID COMMIT TOOL FILE: the verdict in $T/ID.json
+    local body
+    body=$(printf '{"plan_id": "%s", "commit": "%s", "base_commit": "%s", "tool": "%s", "files": ["%s"]}' \
+        "$1" "$2" "$BASE" "$3" "$4")
+    "$PY" "$T/req.py" "$KZ_ROUTER" validate.review validate.request hooks "$body" >"$T/$1.json" ||
+        fail "no reply for review $1"
+}
+# mypy checks src/ only, as the project does: the error in tests/ is not new
+review r1 "$C_tests" mypy tests/test_typed.py
+[[ $(jq -r .body.verdict "$T/r1.json") == pass ]] || fail "review r1 (mypy on tests/): $(cat "$T/r1.json")"
+[[ $(jq -r .body.details.findings_after "$T/r1.json") == 0 ]] || fail "review r1 found: $(cat "$T/r1.json")"
+# codespell with the hook's ignore list: te and inout are no misspellings
+review r2 "$C_words" codespell src/words.py
+[[ $(jq -r .body.verdict "$T/r2.json") == pass ]] || fail "review r2 (ignored words): $(cat "$T/r2.json")"
+[[ $(jq -r .body.details.findings_after "$T/r2.json") == 1 ]] || fail "review r2 findings: $(cat "$T/r2.json")"
+
+# the codespell fixer fixes recieve and keeps teh, which the project ignores
+body=$(printf '{"plan_id": "p1", "fixer": "codespell", "files": ["src/words.py"], "base_commit": "%s"}' "$BASE")
+"$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request hooks "$body" >"$T/p1.json" ||
+    fail "no reply from the refactorer"
+[[ $(jq -r .body.status "$T/p1.json") == changed ]] || fail "refactor: $(cat "$T/p1.json")"
+fixed=$(git -C "$R" show "$(jq -r .body.commit "$T/p1.json")":src/words.py)
+grep -q "We receive a value" <<<"$fixed" || fail "the fixer did not fix 'recieve': $fixed"
+grep -q "teh = inout" <<<"$fixed" || fail "the fixer changed 'teh', which the project ignores: $fixed"
 echo "ok"
