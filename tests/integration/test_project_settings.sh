@@ -3,8 +3,8 @@
 # project runs it: two small Python projects configured only through
 # .pre-commit-config.yaml (hook args, files, a pinned rev, a ruff hook) and
 # pyproject.toml ([tool.codespell] ignore-words-list, [tool.mypy] with
-# pretty = true and files = ["src"]), scanned with the real codespell and
-# mypy. Checks that ignored words are not reported and other misspellings
+# pretty = true and files = ["src"]), scanned with the catalog's recipes
+# of the real codespell and mypy. Checks that ignored words are not reported and other misspellings
 # are, that mypy checks only what the project type-checks with its error
 # code as the rule and its message whole, that codespell's findings under
 # a pin of another version carry the note (scan.completed tools[]) and
@@ -88,6 +88,7 @@ cat >"$T/toml/values.py" <<'EOF'
 EOF
 commit_all "$T/toml"
 
+# the recipes are the built-in catalog's (catalog/*.yaml)
 kz_config <<EOF
 agent_heartbeat: 300ms
 agents:
@@ -100,33 +101,6 @@ targets:
   - name: toml
     path: $T/toml
     languages: [python]
-tools:
-  - name: codespell
-    files: ["*.py", "*.md"]
-    argv: [codespell, --, "{files}"]
-    format: gcc
-    category: docs
-    requires: ["pyproject.toml:[tool.codespell]", ".pre-commit-config.yaml:codespell"]
-    exit_ok: ["0", "65"]
-    version: [codespell, --version]
-    pin_repo: codespell-project/codespell
-  - name: mypy
-    languages: [python]
-    files: ["*.py"]
-    argv: [$PY, -m, mypy, --show-column-numbers, --no-error-summary, --no-color-output,
-           --no-pretty, --, "{files}"]
-    format: gcc
-    category: type
-    severity: medium
-    requires: ["pyproject.toml:[tool.mypy]"]
-    exit_ok: ["0", "1"]
-    version: [$PY, -m, mypy, --version]
-    pin_repo: pre-commit/mirrors-mypy
-fixers:
-  - name: codespell
-    tool: codespell
-    rules: [misspelling]
-    argv: [codespell, -w, --, "{files}"]
 EOF
 
 kz_start broker "$KZ_BIN/kaizen-broker" -c "$KAIZEN_CONFIG"
