@@ -155,7 +155,7 @@ typedef struct {
     char **version; /* argv printing the installed version ("codespell --version"); empty =
                        the version is not compared with the project's pin */
     size_t version_count;
-    char *pin_repo; /* the pre-commit repository whose hook rev pins this tool's version:
+    char *pin_repo;     /* the pre-commit repository whose hook rev pins this tool's version:
                        "codespell-project/codespell"; NULL = no pin read */
     const char *origin; /* the catalog file it comes from ("catalog/python.yaml"), NULL when
                            the config defines it (not owned) */

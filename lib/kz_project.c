@@ -157,7 +157,9 @@ static int s_read_settings(kz_project_t *self)
     const char *file;
     json_t *why;
     json_object_foreach(json_object_get(doc, "errors"), file, why)
+    {
         s_problem(self, "%s: %s", file, json_string_value(why) ? json_string_value(why) : "?");
+    }
     json_decref(doc);
     return 0;
 }
@@ -918,8 +920,11 @@ static int s_unrun_add(const kz_config_t *cfg, json_t *list, const char *id, con
     const char *tool = s_checkers[k].tool;
     size_t i;
     json_t *e;
-    json_array_foreach(
-        list, i, e) if (strcmp(json_string_value(json_object_get(e, "name")), tool) == 0) return 0;
+    json_array_foreach(list, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "name")), tool) == 0)
+            return 0; /* ruff and ruff-format: one entry */
+    }
     char *prog = kz_proc_which(tool);
     char pkg[96], pin[96] = "", note[400];
     if (s_checkers[k].package)
