@@ -1573,6 +1573,26 @@ static int s_scope_mark(s_scan_t *s)
     return 0;
 }
 
+/* The new findings of a tool whose installed version differs from the
+   project's pin are reported but not planned: each gets the reason
+   ("version differs from the project's pin (2.4.2 pinned, 2.2.2
+   installed)") unless its file is set aside already. The carried ones
+   have it from the cache (the tool hash covers the installed version and
+   the pin). 0 / -1 (out of memory) */
+static int s_pin_mark(s_scan_t *s)
+{
+    for (size_t i = 0; i < s->njobs; i++) {
+        s_job_t *j = &s->jobs[i];
+        const char *differs = j->tool->setup.differs;
+        for (size_t k = 0; j->ran && differs[0] && k < j->found.count; k++) {
+            kz_finding_t *f = &j->found.items[k];
+            if (!f->excluded && !(f->excluded = strdup(differs)))
+                return -1;
+        }
+    }
+    return 0;
+}
+
 /* One info line naming the files set aside (S->all sorted by file):
    "3 files set aside, not planned: 2 vendored: vendor/, 1 generated: ..." */
 static void s_log_set_aside(const s_scan_t *s)
@@ -2098,6 +2118,8 @@ static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_co
     s_jobs_run(s);
     if (s_scope_mark(s) != 0)
         goto failed;
+    if (s_pin_mark(s) != 0)
+        goto oom;
 
     json_t *cache = s_merge(s);
     if (!cache)

@@ -79,6 +79,12 @@ assert tools["codespell"]["status"] == "ok" and tools["codespell"]["note"] == sy
 assert tools["ruff"]["status"] == "skipped" and tools["ruff"]["note"] == sys.argv[3], tools["ruff"]
 PY
 
+# the finding of the codespell of another version is kept, not planned
+n=$(kz_psql "SELECT count(*) FROM findings WHERE tool = 'codespell' AND excluded = '${pin//\'/\'\'}'")
+[[ $n -ge 1 ]] || fail "no codespell finding set aside with the pin's reason: $(kz_psql "SELECT tool, file, excluded FROM findings")"
+[[ $(kz_psql "SELECT count(*) FROM improvement_suggestions") == 0 ]] ||
+    fail "a plan was made: $(kz_psql "SELECT plan_id, fixer, status FROM improvement_suggestions")"
+
 expect 0 report "$K" report
 grep -qF "codespell: $pin" "$T/report.out" || fail "report does not say the pin: $(cat "$T/report.out")"
 grep -qF "ruff: $ruff" "$T/report.out" || fail "report does not say ruff: $(cat "$T/report.out")"

@@ -4,14 +4,16 @@
 # .pre-commit-config.yaml (hook args, files, a pinned rev, a ruff hook) and
 # pyproject.toml ([tool.codespell] ignore-words-list, [tool.mypy] with
 # pretty = true and files = ["src"]), scanned with the catalog's recipes
-# of the real codespell and mypy. Checks that ignored words are not reported and other misspellings
-# are, that mypy checks only what the project type-checks with its error
-# code as the rule and its message whole, that codespell's findings under
-# a pin of another version carry the note (scan.completed tools[]) and
-# that the ruff hook is reported as chosen but not run, never as a clean
-# tool. Then code-reviewer judges plans with the same arguments (mypy on
-# the project's files only, the hook's ignore list), and code-refactorer's
-# codespell fixer keeps the words the project told codespell to ignore.
+# of the real codespell and mypy. Checks that ignored words are not
+# reported and other misspellings are, that mypy checks only what the
+# project type-checks with its error code as the rule and its message
+# whole, that codespell's findings under a pin of another version carry
+# the note (scan.completed tools[]) and the reason they are not planned
+# (their `excluded`), and that the ruff hook is reported as chosen but not
+# run, never as a clean tool. Then code-reviewer judges plans with the same
+# arguments (mypy on the project's files only, the hook's ignore list),
+# and code-refactorer's codespell fixer keeps the words the project told
+# codespell to ignore.
 source "$KZ_ROOT/tests/integration/lib.sh"
 AGENT=$KZ_BIN/kaizen-code-health
 PY=/usr/bin/python3
@@ -144,6 +146,11 @@ check(spell == [("src/words.py", 6, "recieve ==> receive")],
 note = "version differs from the project's pin (2.4.2 pinned, %s installed)" % installed
 check(tools.get("codespell", {}).get("status") == "ok", "hooks: codespell %s" % tools.get("codespell"))
 check(tools.get("codespell", {}).get("note") == note, "hooks: codespell note %r, expected %r" % (tools.get("codespell", {}).get("note"), note))
+# ... and its findings are reported but not planned, with that reason
+ex = [f.get("excluded") for f in found.get("hooks", []) if f["tool"] == "codespell"]
+check(ex == [note], "hooks: codespell findings' excluded %s, expected [%r]" % (ex, note))
+check(all("excluded" not in f for f in found.get("hooks", []) if f["tool"] != "codespell"),
+      "hooks: findings of tools without a pin set aside")
 # mypy: what the project type-checks, the error code as the rule, the message whole
 typed = [(f["file"], f["line"], f["rule"], f["message"]) for f in found.get("hooks", []) if f["tool"] == "mypy"]
 want = [("src/typed.py", 5, "return-value",
@@ -163,6 +170,7 @@ toml = done.get("toml", {})
 ttools = {t["name"]: t for t in toml.get("tools", [])}
 spell = sorted((f["file"], f["line"], f["message"]) for f in found.get("toml", []) if f["tool"] == "codespell")
 check(spell == [("values.py", 2, "recieve ==> receive")], "toml: codespell findings %s, expected only 'recieve'" % spell)
+check(all("excluded" not in f for f in found.get("toml", [])), "toml: findings set aside without a pin")
 check(ttools.get("codespell", {}).get("status") == "ok" and "note" not in ttools.get("codespell", {}),
       "toml: codespell %s" % ttools.get("codespell"))
 check(ttools.get("mypy", {}).get("status") == "skipped", "toml: mypy %s, expected skipped (not chosen)" % ttools.get("mypy"))
