@@ -789,8 +789,11 @@ int kz_project_setup(const kz_project_t *self, const kz_tool_config_t *tool, kz_
     setup->hook = hook;
     if (rc == 0 && hook)
         rc = s_hook_args(self, tool, hook, setup);
+    /* pre-commit's patterns choose the files of its hooks only: a tool the
+       project does not run through pre-commit checks every file (and
+       kz_scope says which are not the project's own) */
     const char *const patterns[4] = {hook ? hook->files : NULL, hook ? hook->exclude : NULL,
-                                     self->files, self->exclude};
+                                     hook ? self->files : NULL, hook ? self->exclude : NULL};
     if (rc == 0)
         rc = s_filter_make(setup, patterns);
     if (rc == 0 && hook)

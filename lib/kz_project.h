@@ -94,8 +94,9 @@ void kz_tool_setup_clear(kz_tool_setup_t *setup);
 int kz_tool_setup_load(const char *root, const kz_tool_config_t *tool, kz_tool_setup_t *setup,
                        char *note, size_t notelen);
 
-/* True when the project's hook (and pre-commit's top-level files and
-   exclude) lets the tool check PATH; true when there is no hook */
+/* True when the tool's pre-commit hook lets it check PATH (the hook's
+   files and exclude, and pre-commit's top-level ones); true when the tool
+   has no hook */
 bool kz_tool_setup_wants(const kz_tool_setup_t *setup, const char *path);
 
 /* Tools the project chose (pre-commit hook ids, [tool.X] tables of

@@ -84,6 +84,9 @@ static kz_config_t *s_config(void)
         "    format: gcc\n"
         "    version: [codespell, --version]\n"
         "    pin_repo: codespell-project/codespell\n"
+        "  - name: flake8\n"
+        "    argv: [flake8, --, \"{files}\"]\n"
+        "    format: gcc\n"
         "  - name: typecheck\n"
         "    hooks: [mypy]\n"
         "    argv: [/usr/bin/python3, -m, mypy, --no-pretty, --, \"{files}\"]\n"
@@ -132,6 +135,12 @@ static void test_settings(void **state)
 
     kz_config_t *cfg = s_config();
     kz_tool_setup_t su;
+    /* a tool without a hook: pre-commit's patterns are not its business */
+    assert_int_equal(kz_project_setup(p, kz_config_tool(cfg, "flake8"), &su), 0);
+    assert_int_equal(su.args_count, 0);
+    assert_null(su.hook);
+    assert_true(kz_tool_setup_wants(&su, "vendor/lib/x.py"));
+    kz_tool_setup_clear(&su);
     /* codespell: the pyproject keys first, then the hook's args but the
        refused ones; the pin against the installed version */
     assert_int_equal(kz_project_setup(p, kz_config_tool(cfg, "codespell"), &su), 0);
