@@ -854,6 +854,9 @@ static const s_field_t s_tool_fields[] = {
     S_NUM("timeout", S_T_DURATION, kz_tool_config_t, timeout_ms, "10m", 1, S_DUR_MAX),
     S_NUM("batch", S_T_INT, kz_tool_config_t, batch, "0", 0, 1000000),
     S_LISTF(kz_tool_config_t, env, "env", NULL),
+    S_LISTF(kz_tool_config_t, hooks, "hooks", NULL),
+    S_LISTF(kz_tool_config_t, version, "version", NULL),
+    S_STRF(kz_tool_config_t, pin_repo, "pin_repo", NULL, NULL),
     S_FIELD_END};
 
 static const s_field_t s_fixer_fields[] = {

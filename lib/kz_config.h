@@ -149,6 +149,14 @@ typedef struct {
                        tool may then go in parallel */
     char **env;     /* extra "K=V" environment entries */
     size_t env_count;
+    char **hooks; /* ids of the project's pre-commit hooks that run this tool (their args,
+                     files and exclude apply; lib/kz_project.h); empty = [name] */
+    size_t hooks_count;
+    char **version; /* argv printing the installed version ("codespell --version"); empty =
+                       the version is not compared with the project's pin */
+    size_t version_count;
+    char *pin_repo;     /* the pre-commit repository whose hook rev pins this tool's version:
+                       "codespell-project/codespell"; NULL = no pin read */
     const char *origin; /* the catalog file it comes from ("catalog/python.yaml"), NULL when
                            the config defines it (not owned) */
 } kz_tool_config_t;

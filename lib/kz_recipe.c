@@ -374,6 +374,61 @@ fail:
     return NULL;
 }
 
+char **kz_argv_build(char *const *argv, const char *const *extra, bool drop_files,
+                     const char *const *files, size_t nfiles, const char *root, const char *junit)
+{
+    if (!argv)
+        return NULL;
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    char **tmpl = calloc(n + 1, sizeof *tmpl);
+    if (!tmpl)
+        return NULL;
+    /* the template, and where the extra arguments go in it: before "--",
+       else before "{files}" (every element before maps to one) */
+    size_t t = 0, at = SIZE_MAX, files_at = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        bool is_files = strcmp(argv[i], "{files}") == 0;
+        if (is_files && files_at == SIZE_MAX)
+            files_at = t;
+        if (strcmp(argv[i], "--") == 0 && at == SIZE_MAX && files_at == SIZE_MAX)
+            at = t;
+        if (!(is_files && drop_files))
+            tmpl[t++] = argv[i];
+    }
+    if (at == SIZE_MAX)
+        at = files_at != SIZE_MAX ? files_at : t;
+    char **exp = kz_argv_expand(tmpl, files, nfiles, root, junit);
+    free(tmpl);
+    size_t ne = 0, nx = 0;
+    while (extra && extra[nx])
+        nx++;
+    if (!exp || !nx)
+        return exp;
+    while (exp[ne])
+        ne++;
+    if (at > ne)
+        at = ne;
+    char **out = calloc(ne + nx + 1, sizeof *out);
+    if (!out) {
+        kz_strv_free(exp);
+        return NULL;
+    }
+    memcpy(out, exp, at * sizeof *out);
+    memcpy(out + at + nx, exp + at, (ne - at) * sizeof *out);
+    free(exp); /* its strings moved to OUT */
+    for (size_t i = 0; i < nx; i++) {
+        if (!(out[at + i] = strdup(extra[i]))) {
+            for (size_t k = 0; k < ne + nx; k++)
+                free(out[k]); /* the slots not filled yet are NULL */
+            free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
 /* ------------------------------------------------------------ running */
 
 kz_tool_outcome_t kz_tool_outcome(const char *status)
@@ -446,12 +501,14 @@ static bool s_python_module_missing(char *const *argv, const kz_proc_result_t *p
     return end == '\0' || end == '\n' || end == '\r' || end == '.' || end == ' ';
 }
 
-/* Run one invocation on FILES[0..N) (none for a whole-tree tool) */
+/* Run one invocation on FILES[0..N) (none for a whole-tree tool; not in
+   its argv for a tool run on the project's own list of files) */
 static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *opts,
                        const char *const *files, size_t nfiles, bool filtered, kz_findings_t *out,
                        kz_tool_result_t *res)
 {
-    char **argv = kz_argv_expand(tool->argv, files, nfiles, opts->root, NULL);
+    char **argv = kz_argv_build(tool->argv, opts->extra_args, opts->project_files, files, nfiles,
+                                opts->root, NULL);
     if (!argv)
         return -1;
     kz_proc_opts_t po = {0};
@@ -624,13 +681,14 @@ int kz_tool_run(const kz_tool_config_t *tool, const kz_tool_run_opts_t *opts, kz
     /* a batch that fails (a crash on one file) does not stop the others;
        a missing program or a timeout does: the next batch would fail alike */
     int rc = 0;
-    size_t per = tool->batch > 0 ? (size_t)tool->batch : nok;
+    size_t per = tool->batch > 0 && !opts->project_files ? (size_t)tool->batch : nok;
     for (size_t i = 0;
          i < nok && rc == 0 && res->status != KZ_TOOL_MISSING && res->status != KZ_TOOL_TIMEOUT;) {
         /* a batch: up to PER files and KZ_RUN_ARG_BYTES of arguments */
         size_t k = 0, bytes = 0;
-        while (i + k < nok && k < per &&
-               (k == 0 || bytes + strlen(ok[i + k]) + 1 <= KZ_RUN_ARG_BYTES)) {
+        while (
+            i + k < nok && k < per &&
+            (k == 0 || opts->project_files || bytes + strlen(ok[i + k]) + 1 <= KZ_RUN_ARG_BYTES)) {
             bytes += strlen(ok[i + k]) + 1;
             k++;
         }

@@ -56,6 +56,14 @@ char **kz_argv_expand(char *const *argv, const char *const *files, size_t nfiles
                       const char *junit);
 void kz_strv_free(char **v);
 
+/* kz_argv_expand of ARGV, without its "{files}" element when DROP_FILES,
+   and with EXTRA (NULL-terminated, may be NULL; copied as they are, no
+   "{root}" substitution) inserted before the first "--" of ARGV, else
+   before "{files}", else at the end: a project's own arguments for the
+   tool (kz_project_setup). NULL on out of memory. */
+char **kz_argv_build(char *const *argv, const char *const *extra, bool drop_files,
+                     const char *const *files, size_t nfiles, const char *root, const char *junit);
+
 /* Options of one tool run */
 typedef struct {
     const char *root;         /* run in this directory (a worktree); paths relative to it */
@@ -65,6 +73,10 @@ typedef struct {
     void *tick_arg;
     bool (*cancel)(void *arg); /* kz_proc cancel (kz_agent_proc_cancel) or NULL */
     void *cancel_arg;
+    const char *const *extra_args; /* the project's arguments for the tool, added before the
+                                      recipe's "--" (kz_tool_setup_t.args), or NULL */
+    bool project_files;            /* the project names what the tool checks (kz_tool_setup_t): run
+                           once without "{files}" and keep only the findings in FILES */
 } kz_tool_run_opts_t;
 
 typedef enum {

@@ -50,6 +50,7 @@
 #include "kz_git.h"
 #include "kz_log.h"
 #include "kz_proc.h"
+#include "kz_project.h"
 #include "kz_recipe.h"
 #include "kz_state.h"
 
@@ -399,8 +400,19 @@ static void s_first_line(const char *text, char *buf, size_t len)
 static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
 {
     const kz_fixer_config_t *fx = job->fixer;
-    char **argv =
-        kz_argv_expand(fx->argv, (const char *const *)job->files, job->nfiles, job->wt, NULL);
+    /* the project's arguments for the fixer's tool (its pre-commit hook,
+       its settings): codespell -w must ignore the words the project told
+       codespell to ignore */
+    kz_tool_setup_t setup;
+    char note[2048];
+    const kz_tool_config_t *tool = kz_config_tool(job->cfg, fx->tool);
+    if (kz_tool_setup_load(job->wt, tool, &setup, note, sizeof note) != 0)
+        return s_fail_job(job, "out of memory");
+    if (note[0])
+        kz_warn("plan %s: fixer '%s': %s", job->plan_id, fx->name, note);
+    char **argv = kz_argv_build(fx->argv, (const char *const *)setup.args, false,
+                                (const char *const *)job->files, job->nfiles, job->wt, NULL);
+    kz_tool_setup_clear(&setup);
     if (!argv)
         return s_fail_job(job, "out of memory");
     kz_proc_opts_t po = {0};
