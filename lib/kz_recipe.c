@@ -291,13 +291,14 @@ void kz_strv_free(char **v)
     free(v);
 }
 
-/* ARG with every "{root}" / "{junit}" replaced (when the value is known) */
-static char *s_subst(const char *arg, const char *root, const char *junit)
+/* ARG with every "{root}" / "{junit}" / "{compdb}" replaced (when the
+   value is known) */
+static char *s_subst(const char *arg, const char *root, const char *junit, const char *compdb)
 {
     size_t cap = strlen(arg) + 1;
-    const char *keys[2] = {"{root}", "{junit}"};
-    const char *vals[2] = {root, junit};
-    for (int k = 0; k < 2; k++) {
+    const char *keys[3] = {"{root}", "{junit}", "{compdb}"};
+    const char *vals[3] = {root, junit, compdb};
+    for (int k = 0; k < 3; k++) {
         if (!vals[k])
             continue;
         for (const char *p = strstr(arg, keys[k]); p; p = strstr(p + 1, keys[k]))
@@ -309,7 +310,7 @@ static char *s_subst(const char *arg, const char *root, const char *junit)
     size_t o = 0;
     for (const char *p = arg; *p;) {
         bool done = false;
-        for (int k = 0; k < 2 && !done; k++) {
+        for (int k = 0; k < 3 && !done; k++) {
             size_t kl = strlen(keys[k]);
             if (vals[k] && strncmp(p, keys[k], kl) == 0) {
                 size_t vl = strlen(vals[k]);
@@ -329,6 +330,12 @@ static char *s_subst(const char *arg, const char *root, const char *junit)
 char **kz_argv_expand(char *const *argv, const char *const *files, size_t nfiles, const char *root,
                       const char *junit)
 {
+    return kz_argv_expand_compdb(argv, files, nfiles, root, junit, NULL);
+}
+
+char **kz_argv_expand_compdb(char *const *argv, const char *const *files, size_t nfiles,
+                             const char *root, const char *junit, const char *compdb)
+{
     if (!argv)
         return NULL;
     size_t n = 0, slots = 1;
@@ -347,7 +354,9 @@ char **kz_argv_expand(char *const *argv, const char *const *files, size_t nfiles
             }
             continue;
         }
-        out[o] = s_subst(argv[i], root, junit);
+        if (!compdb && strstr(argv[i], "{compdb}"))
+            continue; /* no database: the tool runs without one */
+        out[o] = s_subst(argv[i], root, junit, compdb);
         if (!out[o++])
             goto fail;
     }
@@ -389,6 +398,20 @@ static bool s_has_files_arg(const kz_tool_config_t *tool)
     for (size_t i = 0; i < tool->argv_count && tool->argv[i]; i++)
         if (strcmp(tool->argv[i], "{files}") == 0)
             return true;
+    return false;
+}
+
+/* True when TOOL's argv puts "--" before "{files}": a file named "-x"
+   is then no option. Programs without "--" (cppcheck, clang-tidy: its
+   "--" starts the compiler's arguments) are not handed such files. */
+static bool s_files_after_dashes(const kz_tool_config_t *tool)
+{
+    for (size_t i = 0; i < tool->argv_count && tool->argv[i]; i++) {
+        if (strcmp(tool->argv[i], "--") == 0)
+            return true;
+        if (strcmp(tool->argv[i], "{files}") == 0)
+            return false;
+    }
     return false;
 }
 
@@ -435,7 +458,7 @@ static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *o
                        const char *const *files, size_t nfiles, bool filtered, kz_findings_t *out,
                        kz_tool_result_t *res)
 {
-    char **argv = kz_argv_expand(tool->argv, files, nfiles, opts->root, NULL);
+    char **argv = kz_argv_expand_compdb(tool->argv, files, nfiles, opts->root, NULL, opts->compdb);
     if (!argv)
         return -1;
     kz_proc_opts_t po = {0};
@@ -598,9 +621,14 @@ int kz_tool_run(const kz_tool_config_t *tool, const kz_tool_run_opts_t *opts, kz
     if (!ok)
         return -1;
     size_t nok = 0;
+    bool dashes = s_files_after_dashes(tool);
     for (size_t i = 0; i < n; i++) {
         char why[512];
-        if (kz_path_inside(opts->root, opts->files[i], why, sizeof why))
+        if (!dashes && opts->files[i][0] == '-')
+            kz_warn("tool '%s': file '%s' skipped: its name would be an option (no '--' before "
+                    "{files} in the recipe)",
+                    tool->name, opts->files[i]);
+        else if (kz_path_inside(opts->root, opts->files[i], why, sizeof why))
             ok[nok++] = opts->files[i];
         else
             kz_warn("tool '%s': file skipped: %s", tool->name, why);

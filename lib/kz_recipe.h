@@ -51,6 +51,13 @@ bool kz_tool_exit_ok(const kz_tool_config_t *tool, int code);
    are copied. Free with kz_strv_free. NULL on out of memory. */
 char **kz_argv_expand(char *const *argv, const char *const *files, size_t nfiles, const char *root,
                       const char *junit);
+/* kz_argv_expand, and "{compdb}" in an element becomes COMPDB (the
+   directory holding compile_commands.json, kz_compdb.h); with COMPDB
+   NULL an element holding "{compdb}" is left out, so a recipe writes it
+   as one element ("-p={compdb}", "--project={compdb}/compile_commands.json")
+   and runs without a database when there is none */
+char **kz_argv_expand_compdb(char *const *argv, const char *const *files, size_t nfiles,
+                             const char *root, const char *junit, const char *compdb);
 void kz_strv_free(char **v);
 
 /* Options of one tool run */
@@ -62,6 +69,7 @@ typedef struct {
     void *tick_arg;
     bool (*cancel)(void *arg); /* kz_proc cancel (kz_agent_proc_cancel) or NULL */
     void *cancel_arg;
+    const char *compdb; /* "{compdb}": the directory of compile_commands.json, or NULL */
 } kz_tool_run_opts_t;
 
 typedef enum {

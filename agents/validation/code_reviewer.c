@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "kz_agent.h"
+#include "kz_compdb.h"
 #include "kz_finding.h"
 #include "kz_git.h"
 #include "kz_log.h"
@@ -453,6 +454,34 @@ static const char **s_tool_files(const s_job_t *job, const char *root, size_t *n
     return v;
 }
 
+/* The compile database of ROOT into *DB when the tool wants one
+   ("{compdb}"; the same as code-health makes), else NULL. A tool without
+   one runs all the same, like in the scan. 0 / -1 (out of memory) */
+static int s_tool_compdb(s_job_t *job, const char *root, kz_compdb_t **db)
+{
+    *db = NULL;
+    if (!kz_compdb_wanted(job->tool->argv, job->tool->argv_count))
+        return 0;
+    char under[4096], err[512];
+    if (kz_compdb_under(kz_agent_config(job->agent), under, sizeof under, err, sizeof err) != 0) {
+        kz_warn("tool '%s': no compile database: %s", job->tool->name, err);
+        return 0;
+    }
+    kz_compdb_opts_t o = {.root = root,
+                          .under = under,
+                          .tick = kz_agent_proc_tick,
+                          .tick_arg = job->agent,
+                          .cancel = kz_agent_proc_cancel,
+                          .cancel_arg = job->agent};
+    *db = kz_compdb_new(&o);
+    if (!*db)
+        return -1;
+    if (!kz_compdb_dir(*db))
+        kz_warn("tool '%s' in '%s': no compile database: %s", job->tool->name, root,
+                kz_compdb_error(*db));
+    return 0;
+}
+
 /* Run the tool in ROOT on its files; keep only findings in those files */
 static int s_run_tool(s_job_t *job, const char *root, const char *which, kz_findings_t *out)
 {
@@ -475,6 +504,12 @@ static int s_run_tool(s_job_t *job, const char *root, const char *which, kz_find
         free(files);
         return 0;
     }
+    kz_compdb_t *db = NULL;
+    if (s_tool_compdb(job, root, &db) != 0) {
+        free(files);
+        return s_error(job, "out of memory");
+    }
+    opts.compdb = kz_compdb_dir(db);
     if (kz_tool_run(job->tool, &opts, &all, &res) != 0)
         rc = s_error(job, "out of memory running tool '%s'", job->tool->name);
     else if (res.status != KZ_TOOL_OK)
@@ -488,6 +523,7 @@ static int s_run_tool(s_job_t *job, const char *root, const char *which, kz_find
             rc = s_error(job, "out of memory");
     }
     kz_findings_free(&all);
+    kz_compdb_destroy(&db);
     free(files);
     return rc;
 }

@@ -333,7 +333,7 @@ static void test_run_tick(void **state)
 {
     (void)state;
     const char *files[] = {"a.py", NULL};
-    kz_tool_run_opts_t opts = {s_root, files, 1, s_tick_touch, s_root, NULL, NULL};
+    kz_tool_run_opts_t opts = {s_root, files, 1, s_tick_touch, s_root, NULL, NULL, NULL};
     kz_findings_t out;
     kz_findings_init(&out);
     kz_tool_result_t res;
@@ -351,7 +351,7 @@ static void test_run_flake8(void **state)
 {
     (void)state;
     const char *files[] = {"a.py", "b.py", "sub/c.py", "../escape.py", "link-out/passwd", NULL};
-    kz_tool_run_opts_t opts = {s_root, files, 5, s_tick, NULL, NULL, NULL};
+    kz_tool_run_opts_t opts = {s_root, files, 5, s_tick, NULL, NULL, NULL, NULL};
     kz_findings_t out;
     kz_findings_init(&out);
     kz_tool_result_t res;
@@ -399,7 +399,7 @@ static void test_run_flake8(void **state)
 
     /* "{files}" and no files: not run */
     const char *nofiles[] = {NULL};
-    kz_tool_run_opts_t none = {s_root, nofiles, 0, NULL, NULL, NULL, NULL};
+    kz_tool_run_opts_t none = {s_root, nofiles, 0, NULL, NULL, NULL, NULL, NULL};
     assert_int_equal(kz_tool_run(s_tool("ghost"), &none, &again, &res), 0);
     assert_int_equal(res.status, KZ_TOOL_OK);
     assert_int_equal(again.count, 0);
@@ -410,7 +410,7 @@ static void test_run_failures(void **state)
 {
     (void)state;
     const char *files[] = {"a.py", NULL};
-    kz_tool_run_opts_t opts = {s_root, files, 1, s_tick, NULL, NULL, NULL};
+    kz_tool_run_opts_t opts = {s_root, files, 1, s_tick, NULL, NULL, NULL, NULL};
     kz_findings_t out;
     kz_findings_init(&out);
     kz_tool_result_t res;
@@ -468,7 +468,7 @@ static void test_run_failures(void **state)
 
     /* one batch fails: the others still run, the status says the first failure */
     const char *three[] = {"a.py", "b.py", "sub/c.py", NULL};
-    kz_tool_run_opts_t topts = {s_root, three, 3, NULL, NULL, NULL, NULL};
+    kz_tool_run_opts_t topts = {s_root, three, 3, NULL, NULL, NULL, NULL, NULL};
     assert_int_equal(kz_tool_run(s_tool("partial"), &topts, &out, &res), 0);
     assert_int_equal(res.status, KZ_TOOL_ERROR);
     assert_string_equal(res.error, "exit 5: b.py:1:1: E1 x");
@@ -479,7 +479,7 @@ static void test_run_failures(void **state)
     kz_findings_free(&out);
 
     /* a root that is not there */
-    kz_tool_run_opts_t gone = {"/nonexistent-kz-root", files, 1, NULL, NULL, NULL, NULL};
+    kz_tool_run_opts_t gone = {"/nonexistent-kz-root", files, 1, NULL, NULL, NULL, NULL, NULL};
     assert_int_equal(kz_tool_run(s_tool("flake8"), &gone, &out, &res), 0);
     assert_int_equal(res.status, KZ_TOOL_ERROR);
     assert_non_null(strstr(res.error, "cannot run in '/nonexistent-kz-root'"));
