@@ -2,7 +2,7 @@
     with absolute directories (entries loading compiler plugins or leaving
     the tree dropped), a real cmake configure into the scratch directory
     (nothing written into the tree, the scratch directory gone after
-    destroy), a configure that fails and a tree with no build files (each
+    destroy), make under bear in a copy (paths the tree's, make -k), a configure that fails and a tree with no build files (each
     saying why), the "{compdb}" argv placeholder (filled, or its element
     left out) and the build files that decide a database.
 */
@@ -155,6 +155,46 @@ static void test_cmake(void **state)
     kz_compdb_destroy(&db);
 }
 
+static void test_make(void **state)
+{
+    (void)state;
+    char *bear = kz_proc_which("bear");
+    if (!bear) {
+        skip();
+        return;
+    }
+    free(bear);
+    char root[PATH_MAX + 16];
+    snprintf(root, sizeof root, "%s/mk", s_tmp);
+    s_write("mk/Makefile", "all: a.o bad.o\n%.o: %.c\n\tcc -DLEVEL=3 -c $< -o $@\n");
+    s_write("mk/a.c", "int a(void) { return LEVEL; }\n");
+    s_write("mk/bad.c", "int b(void) { return }\n");
+    kz_compdb_t *db = s_make(root);
+    assert_non_null(kz_compdb_dir(db));
+    assert_string_equal(kz_compdb_how(db), "make");
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/compile_commands.json", kz_compdb_dir(db));
+    json_t *j = json_load_file(path, 0, NULL);
+    /* make -k: the file that fails to build is recorded too */
+    assert_int_equal(json_array_size(j), 2);
+    char want[PATH_MAX * 2];
+    snprintf(want, sizeof want, "%s/a.c", root);
+    size_t i;
+    json_t *e;
+    bool found = false;
+    json_array_foreach(j, i, e)
+    {
+        assert_string_equal(json_string_value(json_object_get(e, "directory")), root);
+        found = found || strcmp(json_string_value(json_object_get(e, "file")), want) == 0;
+    }
+    assert_true(found);
+    json_decref(j);
+    /* built in the copy: no object in the tree */
+    snprintf(path, sizeof path, "%s/a.o", root);
+    assert_false(s_exists(path));
+    kz_compdb_destroy(&db);
+}
+
 static void test_none(void **state)
 {
     (void)state;
@@ -207,10 +247,8 @@ static void test_argv(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_committed),
-        cmocka_unit_test(test_cmake),
-        cmocka_unit_test(test_none),
-        cmocka_unit_test(test_argv),
+        cmocka_unit_test(test_committed), cmocka_unit_test(test_cmake), cmocka_unit_test(test_make),
+        cmocka_unit_test(test_none),      cmocka_unit_test(test_argv),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
