@@ -82,6 +82,14 @@ static const char s_yaml[] =
     "print('a.py:1:1: E1 ticked')\", \"{root}\"]\n"
     "    format: gcc\n"
     "    timeout: 120s\n"
+    "  - name: echo-files\n"
+    "    argv: [/usr/bin/python3, -c, \"import sys; [print(f + ':1:1: E1 x') for f in "
+    "sys.argv[1:]]\", \"{files}\"]\n"
+    "    format: gcc\n"
+    "  - name: echo-files-dashes\n"
+    "    argv: [/usr/bin/python3, -c, \"import sys; [print(f + ':1:1: E1 x') for f in "
+    "sys.argv[2:]]\", --, \"{files}\"]\n"
+    "    format: gcc\n"
     "  - name: junkjson\n"
     "    argv: [echo, \"{\", \"{files}\"]\n"
     "    format: sarif\n"
@@ -465,6 +473,20 @@ static void test_run_failures(void **state)
     assert_int_equal(out.items[1].line, 2);
     kz_findings_free(&out);
     assert_string_equal(kz_tool_status_name((kz_tool_status_t)99), "error");
+
+    /* a file named like an option goes only to a tool with "--" before {files} */
+    const char *dashed[] = {"a.py", "-x.py", NULL};
+    kz_tool_run_opts_t dopts = {s_root, dashed, 2, NULL, NULL, NULL, NULL, NULL};
+    assert_int_equal(kz_tool_run(s_tool("echo-files"), &dopts, &out, &res), 0);
+    assert_int_equal(res.status, KZ_TOOL_OK);
+    assert_int_equal(out.count, 1);
+    assert_string_equal(out.items[0].file, "a.py");
+    kz_findings_free(&out);
+    assert_int_equal(kz_tool_run(s_tool("echo-files-dashes"), &dopts, &out, &res), 0);
+    assert_int_equal(res.status, KZ_TOOL_OK);
+    assert_int_equal(out.count, 2);
+    assert_string_equal(out.items[1].file, "-x.py");
+    kz_findings_free(&out);
 
     /* one batch fails: the others still run, the status says the first failure */
     const char *three[] = {"a.py", "b.py", "sub/c.py", NULL};
