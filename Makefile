@@ -36,8 +36,11 @@ endif
 LIB_SRC  := $(wildcard lib/*.c) $(wildcard proto/*.c)
 # the schema migrations, compiled in (lib/kz_db.h: kz_migrations)
 MIGRATIONS := $(sort $(wildcard db/migrations/*.sql))
-GEN_SRC  := $(B)/gen/kz_migrations.c
-LIB_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC)) $(B)/obj/gen/kz_migrations.o
+# the built-in tool and fixer recipes, compiled in (lib/kz_config.h: kz_catalog)
+CATALOG  := $(sort $(wildcard catalog/*.yaml))
+GEN_SRC  := $(B)/gen/kz_migrations.c $(B)/gen/kz_catalog.c
+LIB_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC)) $(B)/obj/gen/kz_migrations.o \
+            $(B)/obj/gen/kz_catalog.o
 LIBA     := $(B)/libkaizen.a
 
 BROKER_SRC := $(wildcard broker/*.c)
@@ -71,11 +74,15 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(GEN_SRC): $(MIGRATIONS) scripts/embed-sql
+$(B)/gen/kz_migrations.c: $(MIGRATIONS) scripts/embed-sql
 	@mkdir -p $(dir $@)
 	sh scripts/embed-sql $@ $(MIGRATIONS)
 
-$(B)/obj/gen/kz_migrations.o: $(GEN_SRC)
+$(B)/gen/kz_catalog.c: $(CATALOG) scripts/embed-catalog
+	@mkdir -p $(dir $@)
+	sh scripts/embed-catalog $@ $(CATALOG)
+
+$(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -128,13 +135,17 @@ bench: $(PROGS) $(BENCH_BIN) $(TOOL_BIN)
 # libFuzzer targets: clang, each linked with the runtime sources it fuzzes
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Ilib -Iproto $(PKG_CFLAGS) \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-build/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(LIB_SRC) $(wildcard lib/*.h proto/*.h) build/fuzz/gen/kz_migrations.c
+build/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(LIB_SRC) $(wildcard lib/*.h proto/*.h) build/fuzz/gen/kz_migrations.c build/fuzz/gen/kz_catalog.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) build/fuzz/gen/kz_migrations.c $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) build/fuzz/gen/kz_migrations.c build/fuzz/gen/kz_catalog.c $(LDLIBS)
 
 build/fuzz/gen/kz_migrations.c: $(MIGRATIONS) scripts/embed-sql
 	@mkdir -p $(dir $@)
 	sh scripts/embed-sql $@ $(MIGRATIONS)
+
+build/fuzz/gen/kz_catalog.c: $(CATALOG) scripts/embed-catalog
+	@mkdir -p $(dir $@)
+	sh scripts/embed-catalog $@ $(CATALOG)
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -77,6 +77,7 @@ extern const kz_cli_cmd_t kz_cmd_run_once; /* cli/run_once.c */
 extern const kz_cli_cmd_t kz_cmd_plans;    /* cli/plans.c: plans [show ID] */
 extern const kz_cli_cmd_t kz_cmd_approve;  /* cli/plans.c */
 extern const kz_cli_cmd_t kz_cmd_reject;   /* cli/plans.c */
+extern const kz_cli_cmd_t kz_cmd_catalog;  /* cli/catalog.c */
 
 /* Print "kaizen CMD: MESSAGE" and the hint "see 'kaizen CMD --help'" on
    stderr; returns KZ_EXIT_USAGE so callers write `return kz_cli_usage(...)`. */

@@ -22,10 +22,10 @@
 
 /* The commands, in the order `kaizen --help` lists them */
 static const kz_cli_cmd_t *const s_commands[] = {
-    &kz_cmd_up,    &kz_cmd_down,    &kz_cmd_status, &kz_cmd_run_once,
-    &kz_cmd_plans, &kz_cmd_approve, &kz_cmd_reject, &kz_cmd_report,
-    &kz_cmd_logs,  &kz_cmd_doctor,  &kz_cmd_db,     &kz_cmd_monitor,
-    &kz_cmd_stats, &kz_cmd_publish, &kz_cmd_call,   &kz_cmd_keygen,
+    &kz_cmd_up,      &kz_cmd_down,    &kz_cmd_status, &kz_cmd_run_once, &kz_cmd_plans,
+    &kz_cmd_approve, &kz_cmd_reject,  &kz_cmd_report, &kz_cmd_logs,     &kz_cmd_doctor,
+    &kz_cmd_db,      &kz_cmd_monitor, &kz_cmd_stats,  &kz_cmd_publish,  &kz_cmd_call,
+    &kz_cmd_keygen,  &kz_cmd_catalog,
 };
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])

@@ -708,7 +708,8 @@ static int s_check_one_of(const char *value, const char *const *allowed, const c
 
 static int s_check_format(const char *value, char *why, size_t len)
 {
-    static const char *const formats[] = {"gcc", "sarif", "pylint-json", "files", NULL};
+    static const char *const formats[] = {"gcc",   "sarif",      "pylint-json",
+                                          "files", "pydocstyle", NULL};
     return s_check_one_of(value, formats, "output format", why, len);
 }
 
@@ -724,6 +725,12 @@ static int s_check_category(const char *value, char *why, size_t len)
                                              "secret", "dependency",   "performance", "coverage",
                                              "docs",   "architecture", "complexity",  NULL};
     return s_check_one_of(value, categories, "category", why, len);
+}
+
+static int s_check_gate(const char *value, char *why, size_t len)
+{
+    static const char *const allowed[] = {"chosen", "always", NULL};
+    return s_check_one_of(value, allowed, "gate", why, len);
 }
 
 static int s_check_apply(const char *value, char *why, size_t len)
@@ -780,19 +787,28 @@ static const s_field_t s_rule_fields[] = {
     S_STRF(kz_rule_config_t, category, "category", NULL, s_check_category),
     S_FIELD_END};
 
+/* argv and format are required of an enabled recipe: checked in s_finish,
+   so that {name: x, enabled: false} can switch a catalog recipe off */
 static const s_field_t s_tool_fields[] = {
     {"name", S_T_STR, S_OFF(kz_tool_config_t, name), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
      NULL},
+    {"enabled", S_T_BOOL, S_OFF(kz_tool_config_t, enabled), "true", 0, 0, false, NULL, NULL, 0, 0,
+     NULL},
+    S_STRF(kz_tool_config_t, gate, "gate", NULL, s_check_gate),
     S_LISTF(kz_tool_config_t, languages, "languages", NULL),
     S_LISTF(kz_tool_config_t, files, "files", NULL),
-    {"argv", S_T_STRLIST, S_OFF(kz_tool_config_t, argv), NULL, 0, 0, true, NULL, NULL, 0,
+    S_LISTF(kz_tool_config_t, exclude, "exclude", NULL),
+    S_LISTF(kz_tool_config_t, settings, "settings", NULL),
+    {"argv", S_T_STRLIST, S_OFF(kz_tool_config_t, argv), NULL, 0, 0, false, NULL, NULL, 0,
      S_OFF(kz_tool_config_t, argv_count), NULL},
-    {"format", S_T_STR, S_OFF(kz_tool_config_t, format), NULL, 0, 0, true, s_check_format, NULL, 0,
+    {"format", S_T_STR, S_OFF(kz_tool_config_t, format), NULL, 0, 0, false, s_check_format, NULL, 0,
      0, NULL},
     S_STRF(kz_tool_config_t, category, "category", "style", s_check_category),
     S_STRF(kz_tool_config_t, severity, "severity", "low", s_check_severity),
     {"rules", S_T_LIST, S_OFF(kz_tool_config_t, rules), NULL, 0, S_MAX_LIST, false, NULL,
      s_rule_fields, sizeof(kz_rule_config_t), S_OFF(kz_tool_config_t, rules_count), NULL},
+    S_LISTF(kz_tool_config_t, ignore, "ignore", NULL),
+    S_STRF(kz_tool_config_t, min_severity, "min_severity", NULL, s_check_severity),
     S_LISTF(kz_tool_config_t, requires, "requires", NULL),
     S_LISTF(kz_tool_config_t, exit_ok, "exit_ok", s_check_exit),
     S_NUM("timeout", S_T_DURATION, kz_tool_config_t, timeout_ms, "10m", 1, S_DUR_MAX),
@@ -803,10 +819,12 @@ static const s_field_t s_tool_fields[] = {
 static const s_field_t s_fixer_fields[] = {
     {"name", S_T_STR, S_OFF(kz_fixer_config_t, name), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
      NULL},
-    {"tool", S_T_STR, S_OFF(kz_fixer_config_t, tool), NULL, 0, 0, true, s_check_name, NULL, 0, 0,
+    {"enabled", S_T_BOOL, S_OFF(kz_fixer_config_t, enabled), "true", 0, 0, false, NULL, NULL, 0, 0,
+     NULL},
+    {"tool", S_T_STR, S_OFF(kz_fixer_config_t, tool), NULL, 0, 0, false, s_check_name, NULL, 0, 0,
      NULL},
     S_LISTF(kz_fixer_config_t, rules, "rules", NULL),
-    {"argv", S_T_STRLIST, S_OFF(kz_fixer_config_t, argv), NULL, 0, 0, true, NULL, NULL, 0,
+    {"argv", S_T_STRLIST, S_OFF(kz_fixer_config_t, argv), NULL, 0, 0, false, NULL, NULL, 0,
      S_OFF(kz_fixer_config_t, argv_count), NULL},
     S_STRF(kz_fixer_config_t, service, "service", "exec.refactor", s_check_name),
     S_NUM("effort", S_T_FLOAT, kz_fixer_config_t, effort, "1", 0, 1000000),
@@ -858,6 +876,15 @@ static const s_field_t s_root_fields[] = {
      s_fixer_fields, sizeof(kz_fixer_config_t), S_OFF(kz_config_t, fixers_count), "fixer"},
     S_SECT("policy", kz_config_t, policy, s_policy_fields),
     S_SECT("scan", kz_config_t, scan, s_scan_fields),
+    {"catalog", S_T_BOOL, S_OFF(kz_config_t, catalog), "true", 0, 0, false, NULL, NULL, 0, 0, NULL},
+    S_FIELD_END};
+
+/* What a catalog file (catalog/NAME.yaml) may hold */
+static const s_field_t s_catalog_fields[] = {
+    {"tools", S_T_LIST, S_OFF(kz_config_t, tools), NULL, 0, S_MAX_LIST, false, NULL, s_tool_fields,
+     sizeof(kz_tool_config_t), S_OFF(kz_config_t, tools_count), "tool"},
+    {"fixers", S_T_LIST, S_OFF(kz_config_t, fixers), NULL, 0, S_MAX_LIST, false, NULL,
+     s_fixer_fields, sizeof(kz_fixer_config_t), S_OFF(kz_config_t, fixers_count), "fixer"},
     S_FIELD_END};
 
 /* ---------------------------------------------------------------------
@@ -1384,6 +1411,202 @@ static int s_state_dir(kz_config_t *self)
     return 0;
 }
 
+/* ---------------------------------------------------------------------
+   Recipes: the config's own checked, the catalog's merged under them */
+
+const char *const kz_config_loop_agents[] = {
+    "code-health",         "code-quality",    "improvement-planner",
+    "feature-prioritizer", "code-refactorer", "test-runner",
+    "code-reviewer",       "pattern-learner", NULL};
+
+/* The node of ITEM's KEY in the config's LIST (for error positions) */
+static const s_node_t *s_item_node(const s_node_t *root, const char *list, size_t i,
+                                   const char *key)
+{
+    const s_node_t *seq = root ? s_find_value(root, list) : NULL;
+    const s_node_t *item = seq && seq->kind == S_SEQ && i < seq->count ? seq->items[i] : NULL;
+    const s_node_t *where = item && key ? s_find_value(item, key) : NULL;
+    return where ? where : (item ? item : root);
+}
+
+/* What an enabled recipe must have, which the schema cannot say: argv and
+   format (tools), tool and argv (fixers), requires behind gate: chosen.
+   The default gate: chosen when requires is set, else always. */
+static int s_recipes_check(s_ctx_t *ctx, const s_node_t *root, kz_config_t *self)
+{
+    char path[S_MAX_PATH];
+    for (size_t i = 0; i < self->tools_count; i++) {
+        kz_tool_config_t *t = &self->tools[i];
+        if (!t->gate && !(t->gate = strdup(t->requires_count ? "chosen" : "always")))
+            return s_err_at(ctx, 1, 1, "tools", "out of memory");
+        if (!t->enabled)
+            continue;
+        const char *missing = !t->argv_count ? "argv" : !t->format ? "format" : NULL;
+        if (missing) {
+            s_path(path, sizeof path, "tools[%zu].%s", i, missing);
+            return s_err(ctx, s_item_node(root, "tools", i, NULL), path, "missing required value");
+        }
+        if (strcmp(t->gate, "chosen") == 0 && !t->requires_count) {
+            s_path(path, sizeof path, "tools[%zu].requires", i);
+            return s_err(ctx, s_item_node(root, "tools", i, "gate"), path,
+                         "gate 'chosen' needs the evidence that the project chose '%.*s' "
+                         "(requires: [FILE or FILE:TEXT, ...]), or gate: always",
+                         S_SHOW, t->name);
+        }
+    }
+    for (size_t i = 0; i < self->fixers_count; i++) {
+        const kz_fixer_config_t *x = &self->fixers[i];
+        const char *missing = !x->enabled      ? NULL
+                              : !x->tool       ? "tool"
+                              : !x->argv_count ? "argv"
+                                               : NULL;
+        if (missing) {
+            s_path(path, sizeof path, "fixers[%zu].%s", i, missing);
+            return s_err(ctx, s_item_node(root, "fixers", i, NULL), path, "missing required value");
+        }
+    }
+    return 0;
+}
+
+/* True when one of the first N elements (ELEM bytes each, the name first)
+   of ITEMS is named NAME */
+static bool s_named(const char *items, size_t n, size_t elem, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(*(char *const *)(const void *)(items + i * elem), name) == 0)
+            return true;
+    return false;
+}
+
+/* Move the elements of the list F of FROM whose names SELF's list lacks to
+   its end (the config's own come first, so they win every lookup), their
+   origin set to ORIGIN; FROM's list is left empty. 0 / -1 (out of memory) */
+static int s_merge_list(const s_field_t *f, kz_config_t *self, kz_config_t *from,
+                        const char *origin)
+{
+    char **dst = (char **)(void *)((char *)self + f->offset);
+    size_t *ndst = (size_t *)(void *)((char *)self + f->count_offset);
+    char **src = (char **)(void *)((char *)from + f->offset);
+    size_t *nsrc = (size_t *)(void *)((char *)from + f->count_offset);
+    char *out = realloc(*dst, (*ndst + *nsrc + 1) * f->elem_size);
+    if (!out)
+        return -1;
+    *dst = out;
+    size_t own = *ndst;
+    for (size_t i = 0; i < *nsrc; i++) {
+        char *elem = *src + i * f->elem_size;
+        if (s_named(out, own, f->elem_size, *(char **)(void *)elem))
+            s_free_fields(f->sub, elem);
+        else {
+            if (f->sub == s_tool_fields)
+                ((kz_tool_config_t *)(void *)elem)->origin = origin;
+            else
+                ((kz_fixer_config_t *)(void *)elem)->origin = origin;
+            memcpy(out + (*ndst)++ * f->elem_size, elem, f->elem_size);
+        }
+    }
+    free(*src);
+    *src = NULL;
+    *nsrc = 0;
+    return 0;
+}
+
+/* Merge every catalog file's recipes under SELF's. A catalog file that does
+   not load is a broken build (tests/unit/test_config.c loads each): its
+   error is reported like a config error. */
+static int s_catalog_merge(s_ctx_t *ctx, kz_config_t *self)
+{
+    for (size_t k = 0; k < kz_catalog_count; k++) {
+        s_ctx_t cctx = {.name = kz_catalog[k].name,
+                        .text = kz_catalog[k].text,
+                        .len = strlen(kz_catalog[k].text),
+                        .errbuf = ctx->errbuf,
+                        .errlen = ctx->errlen};
+        kz_config_t cat = {0};
+        s_node_t *root = NULL;
+        int rc = -1;
+        if (s_defaults(s_catalog_fields, &cat) < 0)
+            s_err_at(&cctx, 1, 1, "", "out of memory");
+        else if (s_build_tree(&cctx, &root) == 0 && root && root->kind == S_MAP &&
+                 s_walk_map(&cctx, root, s_catalog_fields, &cat, "") == 0 &&
+                 s_recipes_check(&cctx, root, &cat) == 0) {
+            rc = 0;
+            for (const s_field_t *f = s_catalog_fields; f->key && rc == 0; f++)
+                if (s_merge_list(f, self, &cat, kz_catalog[k].name) < 0)
+                    rc = s_err_at(&cctx, 1, 1, f->key, "out of memory");
+        } else if (ctx->errbuf && ctx->errlen && !ctx->errbuf[0])
+            s_err_at(&cctx, 1, 1, "", "not a mapping of tools and fixers");
+        s_node_free(root);
+        s_free_fields(s_catalog_fields, &cat);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Drop the recipes switched off (enabled: false), and the fixers of a tool
+   that is not there (a catalog fixer whose tool the config switched off;
+   the config's own fixers naming no tool are an error in s_finish) */
+static void s_recipes_prune(kz_config_t *self, size_t own_fixers)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->tools_count; i++) {
+        if (!self->tools[i].enabled) {
+            s_free_fields(s_tool_fields, &self->tools[i]);
+            continue;
+        }
+        self->tools[n++] = self->tools[i];
+    }
+    self->tools_count = n;
+    n = 0;
+    for (size_t i = 0; i < self->fixers_count; i++) {
+        kz_fixer_config_t *x = &self->fixers[i];
+        if (!x->enabled || (i >= own_fixers && !kz_config_tool(self, x->tool))) {
+            s_free_fields(s_fixer_fields, x);
+            continue;
+        }
+        self->fixers[n++] = *x;
+    }
+    self->fixers_count = n;
+}
+
+/* The loop's agents, for a config without an agents: key. 0 / -1 */
+static int s_default_agents(kz_config_t *self)
+{
+    size_t n = 0;
+    while (kz_config_loop_agents[n])
+        n++;
+    kz_agent_config_t *agents = calloc(n, sizeof *agents);
+    if (!agents)
+        return -1;
+    self->agents = agents;
+    for (size_t i = 0; i < n; i++) {
+        self->agents_count = i + 1;
+        if (s_defaults(s_agent_fields, &agents[i]) < 0 ||
+            !(agents[i].name = strdup(kz_config_loop_agents[i])))
+            return -1;
+        agents[i].interval_ms = i == 0 ? 10 * 60 * 1000 : 0;
+    }
+    return 0;
+}
+
+/* The recipes and agents of SELF once its own are walked: checked, the
+   catalog's merged (unless catalog: false), the switched-off dropped; the
+   loop's agents when ROOT (NULL: no file) has no agents: key */
+static int s_complete(s_ctx_t *ctx, const s_node_t *root, kz_config_t *self)
+{
+    if (s_recipes_check(ctx, root, self) < 0)
+        return -1;
+    size_t own_fixers = self->fixers_count;
+    if (self->catalog && s_catalog_merge(ctx, self) < 0)
+        return -1;
+    s_recipes_prune(self, own_fixers);
+    if (!(root && s_find_value(root, "agents")) && !self->agents_count &&
+        s_default_agents(self) < 0)
+        return s_err_at(ctx, 1, 1, "agents", "out of memory");
+    return 0;
+}
+
 /* Cross-references and list defaults, after the walk */
 static int s_finish(s_ctx_t *ctx, const s_node_t *root, kz_config_t *self)
 {
@@ -1448,7 +1671,7 @@ kz_config_t *kz_config_default(void)
     char errbuf[256];
     s_ctx_t ctx = {.name = "<defaults>", .text = "", .errbuf = errbuf, .errlen = sizeof errbuf};
     if (s_defaults(s_root_fields, self) < 0 || s_state_dir(self) < 0 ||
-        s_finish(&ctx, NULL, self) < 0) {
+        s_complete(&ctx, NULL, self) < 0 || s_finish(&ctx, NULL, self) < 0) {
         kz_config_destroy(&self);
         return NULL;
     }
@@ -1502,7 +1725,7 @@ kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, cha
         s_err_at(&ctx, 1, 1, "state_dir", "out of memory");
         goto fail;
     }
-    if (s_finish(&ctx, root, self) < 0)
+    if (s_complete(&ctx, root, self) < 0 || s_finish(&ctx, root, self) < 0)
         goto fail;
     s_node_free(root);
     free(ctx.base_dir);

@@ -105,9 +105,22 @@ typedef struct {
     char *category; /* NULL = the tool's; style | bug | type | security | ... */
 } kz_rule_config_t;
 
-/* A tool recipe (tools[]): how code-health and the reviewer run one checker */
+/* A tool recipe (tools[]): how code-health and the reviewer run one checker.
+   The built-in catalog (catalog/NAME.yaml, compiled in) holds a recipe for
+   every tool kaizen knows; tools[] of the config adds to it or replaces a
+   catalog recipe of the same name (enabled: false switches one off). */
 typedef struct {
-    char *name;       /* tools[].name, required, unique: "flake8" */
+    char *name;      /* tools[].name, required, unique: "flake8" */
+    bool enabled;    /* default true; false: the catalog's recipe of this name is not run */
+    char *gate;      /* "chosen": runs only on evidence the project chose it (requires, which
+                         must not be empty) - style tools; "always": runs on every target of
+                         its languages - bug and security finders. Default: chosen when
+                         requires is set, else always */
+    char **settings; /* the project files the tool reads its settings from (documentation,
+                         and part of what decides whether a scan may reuse its findings) */
+    size_t settings_count;
+    char **exclude; /* globs (as files) of tracked files it never checks */
+    size_t exclude_count;
     char **languages; /* NULL-terminated; empty = every language */
     size_t languages_count;
     char **files; /* globs (fnmatch, on the path relative to the target, and on its base
@@ -121,7 +134,11 @@ typedef struct {
     char *severity;          /* default severity, default "low" */
     kz_rule_config_t *rules; /* per-rule overrides, first match wins */
     size_t rules_count;
-    char **requires; /* evidence that the target chose the tool: "FILE" (exists) or
+    char **ignore; /* globs on rules whose findings are dropped (known false positives) */
+    size_t ignore_count;
+    char *min_severity; /* NULL = keep all; else findings of a lower severity (after the
+                           overrides) are dropped: a tool's low-confidence classes */
+    char **requires;    /* evidence that the target chose the tool: "FILE" (exists) or
                         "FILE:TEXT" (exists and contains TEXT); any one is enough;
                         empty = none needed */
     size_t requires_count;
@@ -132,11 +149,14 @@ typedef struct {
                        tool may then go in parallel */
     char **env;     /* extra "K=V" environment entries */
     size_t env_count;
+    const char *origin; /* the catalog file it comes from ("catalog/python.yaml"), NULL when
+                           the config defines it (not owned) */
 } kz_tool_config_t;
 
 /* A fixer recipe (fixers[]): how code-refactorer fixes findings of a tool */
 typedef struct {
     char *name;   /* fixers[].name, required, unique: "black" */
+    bool enabled; /* default true; false: the catalog's fixer of this name is not used */
     char *tool;   /* required: the tool (tools[].name) whose findings it fixes */
     char **rules; /* globs on the rules it fixes; empty = every rule of the tool */
     size_t rules_count;
@@ -148,6 +168,7 @@ typedef struct {
     int timeout_ms; /* default 5m */
     char **env;
     size_t env_count;
+    const char *origin; /* as kz_tool_config_t.origin */
 } kz_fixer_config_t;
 
 /* policy: what kaizen may do with the plans */
@@ -220,14 +241,31 @@ typedef struct {
     size_t fixers_count;
     kz_policy_config_t policy;
     kz_scan_config_t scan;
+    bool catalog; /* catalog, default true: the built-in recipes (catalog/NAME.yaml) are merged
+                     under tools[] and fixers[]; false: only the config's own */
 } kz_config_t;
+
+/* One file of the built-in recipe catalog, compiled in by
+   scripts/embed-catalog: its path ("catalog/python.yaml") and text, which
+   holds only tools: and fixers: */
+typedef struct {
+    const char *name;
+    const char *text;
+} kz_catalog_file_t;
+extern const kz_catalog_file_t kz_catalog[];
+extern const size_t kz_catalog_count;
+
+/* The agents a config without an agents: key runs: the improvement loop
+   (code-health every 10 minutes, every other agent on demand) */
+extern const char *const kz_config_loop_agents[];
 
 /* Lookups by name; NULL when absent */
 const kz_target_config_t *kz_config_target(const kz_config_t *self, const char *name);
 const kz_tool_config_t *kz_config_tool(const kz_config_t *self, const char *name);
 const kz_fixer_config_t *kz_config_fixer(const kz_config_t *self, const char *name);
 
-/* A configuration holding every default (no agents, no targets) */
+/* A configuration holding every default (the loop's agents, the
+   catalog's recipes, no targets) */
 kz_config_t *kz_config_default(void);
 
 /* Load PATH. NULL on failure with ERRBUF = "PATH:LINE:COL: KEY: what is

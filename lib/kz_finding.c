@@ -687,6 +687,20 @@ int kz_findings_classify(kz_findings_t *list, const kz_tool_config_t *tool)
             f->category = c;
         }
     }
+    /* then what the recipe leaves out: ignored rules, lower severities */
+    int min = tool->min_severity ? kz_severity_rank(tool->min_severity) : -1;
+    size_t n = 0;
+    for (size_t i = 0; i < list->count; i++) {
+        kz_finding_t *f = &list->items[i];
+        bool drop = kz_severity_rank(f->severity) < min;
+        for (size_t r = 0; !drop && r < tool->ignore_count && f->rule; r++)
+            drop = fnmatch(tool->ignore[r], f->rule, 0) == 0;
+        if (drop)
+            kz_finding_clear(f);
+        else
+            list->items[n++] = *f;
+    }
+    list->count = n;
     return 0;
 }
 
@@ -1346,6 +1360,63 @@ static json_t *s_json_load(const char *text, size_t len, char *errbuf, size_t er
     return doc;
 }
 
+/* ------------------------------------------------------------ pydocstyle */
+
+/* pydocstyle prints two lines per finding:
+       pkg/a.py:12 in public function `f`:
+               D103: Missing docstring in public function
+   The first names the file and line, the indented second the code and
+   the message. */
+static void s_parse_pydocstyle(s_parser_t *p, const char *text, size_t len)
+{
+    char rel[KZ_PARSE_MAX_PATH];
+    int line = -1; /* -1: no header line waiting for its message */
+    size_t i = 0;
+    while (i < len) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (text + i)) : len - i;
+        const char *s = text + i;
+        i += n + 1;
+        if (n == 0)
+            continue;
+        p->stats->lines++;
+        if (!isspace((unsigned char)s[0])) {
+            line = -1;
+            /* the first ":DIGITS " names the line; what precedes is the path */
+            for (size_t k = 0; k + 1 < n; k++) {
+                if (s[k] != ':' || !isdigit((unsigned char)s[k + 1]))
+                    continue;
+                size_t e = k + 1;
+                while (e < n && isdigit((unsigned char)s[e]))
+                    e++;
+                if (e < n && s[e] != ' ' && s[e] != ':')
+                    continue;
+                int v = s_number(s + k + 1, e - k - 1);
+                if (v >= 0 && s_resolve(p, s, k, rel, sizeof rel) == 0)
+                    line = v;
+                break;
+            }
+            if (line < 0)
+                p->stats->skipped++;
+            continue;
+        }
+        size_t b = 0;
+        while (b < n && isspace((unsigned char)s[b]))
+            b++;
+        const char *colon = memchr(s + b, ':', n - b);
+        if (line < 0 || !colon || s[b] != 'D') {
+            p->stats->skipped++;
+            continue;
+        }
+        size_t rl = (size_t)(colon - (s + b));
+        const char *msg = colon + 1;
+        while (msg < s + n && *msg == ' ')
+            msg++;
+        s_emit(p, s + b, rl, NULL, NULL, rel, line, 0, msg, (size_t)(s + n - msg), NULL, 0);
+        line = -1;
+    }
+}
+
 /* ------------------------------------------------------------ pylint-json */
 
 static void s_pylint_msg(s_parser_t *p, const json_t *m)
@@ -1705,11 +1776,13 @@ int kz_parse_output(const char *format, const char *output, size_t len, const kz
         s_parse_files(&p, output, len);
     else if (strcmp(format, "pylint-json") == 0)
         rc = s_parse_pylint(&p, output, len, errbuf, errlen);
+    else if (strcmp(format, "pydocstyle") == 0)
+        s_parse_pydocstyle(&p, output, len);
     else if (strcmp(format, "sarif") == 0)
         rc = s_parse_sarif(&p, output, len, errbuf, errlen);
     else {
-        snprintf(errbuf, errlen, "unknown output format '%s' (gcc, sarif, pylint-json, files)",
-                 format);
+        snprintf(errbuf, errlen,
+                 "unknown output format '%s' (gcc, sarif, pylint-json, files, pydocstyle)", format);
         rc = -1;
     }
     if (rc == 0 && p.oom) {

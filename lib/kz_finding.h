@@ -68,7 +68,9 @@ void kz_findings_fingerprint(kz_findings_t *list, const char *root);
 
 /* Apply TOOL's severity/category defaults and rules[] overrides to every
    finding whose severity or category the parser left NULL, and to every
-   finding a rule override matches (first matching rule wins). */
+   finding a rule override matches (first matching rule wins); then drop
+   the findings of a rule in TOOL's ignore globs or of a severity below its
+   min_severity. */
 int kz_findings_classify(kz_findings_t *list, const kz_tool_config_t *tool);
 
 /* Append F as a finding map to the array ARR of MSG (PROTOCOL.md 4.7). 0 / -1 */

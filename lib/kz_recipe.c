@@ -196,6 +196,11 @@ bool kz_tool_chosen(const kz_tool_config_t *tool, const char *root, char *which,
 {
     if (which && len)
         which[0] = '\0';
+    if (tool && tool->gate && strcmp(tool->gate, "always") == 0) {
+        if (which && len)
+            snprintf(which, len, "gate: always");
+        return true;
+    }
     if (!tool || tool->requires_count == 0 || !tool->requires)
         return true;
     for (size_t i = 0; i < tool->requires_count && tool->requires[i]; i++) {
@@ -216,18 +221,29 @@ bool kz_tool_chosen(const kz_tool_config_t *tool, const char *root, char *which,
     return false;
 }
 
+/* True when PATH or its base name matches one of the N GLOBS */
+static bool s_glob_any(char *const *globs, size_t n, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    for (size_t i = 0; i < n && globs[i]; i++)
+        if (fnmatch(globs[i], path, 0) == 0 || fnmatch(globs[i], base, 0) == 0)
+            return true;
+    return false;
+}
+
 bool kz_tool_wants(const kz_tool_config_t *tool, const char *path)
 {
     if (!path || !*path)
         return false;
-    if (!tool || tool->files_count == 0 || !tool->files)
+    if (!tool)
         return true;
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    for (size_t i = 0; i < tool->files_count && tool->files[i]; i++)
-        if (fnmatch(tool->files[i], path, 0) == 0 || fnmatch(tool->files[i], base, 0) == 0)
-            return true;
-    return false;
+    if (tool->exclude_count && tool->exclude &&
+        s_glob_any(tool->exclude, tool->exclude_count, path))
+        return false;
+    if (tool->files_count == 0 || !tool->files)
+        return true;
+    return s_glob_any(tool->files, tool->files_count, path);
 }
 
 bool kz_fixer_fixes(const kz_fixer_config_t *fixer, const char *tool, const char *rule)

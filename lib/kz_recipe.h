@@ -27,14 +27,17 @@ bool kz_path_inside(const char *root, const char *rel, char *why, size_t len);
    languages gets every tool) */
 bool kz_tool_applies(const kz_tool_config_t *tool, char *const *languages);
 
-/* Evidence that the target at ROOT chose the tool (tools[].requires):
-   true when requires is empty or any entry holds ("FILE" exists,
-   "FILE:TEXT" exists and contains TEXT). WHICH (may be NULL) gets the
-   entry that matched, or a summary of what was looked for when none did. */
+/* Whether TOOL runs on the target at ROOT: always for gate "always" (bug
+   and security finders); for gate "chosen", evidence that the project
+   chose it (tools[].requires): true when requires is empty or any entry
+   holds ("FILE" exists, "FILE:TEXT" exists and contains TEXT). WHICH (may
+   be NULL) gets the entry that matched ("gate: always" for that gate), or a
+   summary of what was looked for when none did. */
 bool kz_tool_chosen(const kz_tool_config_t *tool, const char *root, char *which, size_t len);
 
 /* True when PATH (relative) matches one of TOOL's files globs (on the
-   whole path or its base name); a tool without globs takes every file */
+   whole path or its base name; a tool without globs takes every file)
+   and none of its exclude globs */
 bool kz_tool_wants(const kz_tool_config_t *tool, const char *path);
 
 /* True when FIXER fixes findings of RULE (of its tool) */

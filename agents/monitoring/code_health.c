@@ -123,6 +123,11 @@ static const struct {
     {"shellcheck", "shellcheck"},
     {"pytest", "python3-pytest"},
     {"bandit", "bandit"},
+    {"pydocstyle", "pydocstyle"},
+    {"flawfinder", "flawfinder"},
+    {"autoflake", "autoflake"},
+    {"autopep8", "python3-autopep8"},
+    {"pyupgrade", "pyupgrade"},
     {"ruff", "ruff"},
     {"pycodestyle", "pycodestyle"},
     {"pyflakes", "pyflakes3"},
@@ -674,6 +679,10 @@ static void s_tool_hash(const s_scan_t *s, s_tool_t *t)
         s_fnv_str(&f, c->rules[i].category);
     }
     s_fnv_strv(&f, c->requires, c->requires_count);
+    s_fnv_str(&f, c->gate);
+    s_fnv_strv(&f, c->exclude, c->exclude_count);
+    s_fnv_strv(&f, c->ignore, c->ignore_count);
+    s_fnv_str(&f, c->min_severity);
     s_fnv_strv(&f, c->exit_ok, c->exit_ok_count);
     s_fnv_strv(&f, c->env, c->env_count);
     char *prog = c->argv_count ? kz_proc_which(c->argv[0]) : NULL;
@@ -704,6 +713,11 @@ static void s_tool_hash(const s_scan_t *s, s_tool_t *t)
             *colon = '\0';
         long k = s_tree_find(&s->tree, file);
         s_fnv_str(&f, file);
+        s_fnv_str(&f, k >= 0 ? s->tree.items[k].blob : "-");
+    }
+    for (size_t i = 0; i < c->settings_count; i++) {
+        long k = s_tree_find(&s->tree, c->settings[i]);
+        s_fnv_str(&f, c->settings[i]);
         s_fnv_str(&f, k >= 0 ? s->tree.items[k].blob : "-");
     }
     s_fnv_hex(&f, t->hash);

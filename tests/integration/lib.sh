@@ -4,7 +4,9 @@
 #   $T            a private temporary directory, removed at exit
 #   kz_port       a free TCP port on 127.0.0.1
 #   kz_config     writes $T/kaizen.yaml with fresh ipc:// endpoints (or
-#                 tcp with KZ_TRANSPORT=tcp) plus any extra YAML on stdin
+#                 tcp with KZ_TRANSPORT=tcp) plus any extra YAML on stdin;
+#                 "agents: []" when it names none, "catalog: false" when it
+#                 lists tools or fixers and says nothing of the catalog
 #   kz_start NAME CMD...   starts CMD in the background, logs to $T/NAME.log,
 #                 remembers its pid in PID_NAME; everything started is
 #                 killed at exit
@@ -77,7 +79,20 @@ kz_config() {
         echo "    tap: $KZ_TAP"
         [[ -t 0 ]] || cat
     } >"$out"
+    # a test config runs what it lists: no agents unless it names them
+    # (a config without agents: runs the loop's), and only its own recipes
+    # when it lists any (unless it says catalog:)
+    grep -q '^agents:' "$out" || echo 'agents: []  # kz_config: default' >>"$out"
+    if grep -q '^\(tools\|fixers\):' "$out" && ! grep -q '^catalog:' "$out"; then
+        echo 'catalog: false  # kz_config: default' >>"$out"
+    fi
     export KAIZEN_CONFIG=$out
+}
+
+# kz_config_base FILE: a kz_config file without the defaults it added, for
+# a test that builds a longer config on top of it
+kz_config_base() {
+    grep -v '# kz_config: default$' "$1"
 }
 
 kz_db_start() {

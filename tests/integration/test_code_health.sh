@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_code_health.sh - kaizen-code-health end to end: a real broker, the
 # agent, real git repositories (copies of examples/python-sample and
-# examples/c-sample) and the real tools of examples/kaizen.yaml, plus
+# examples/c-sample) and the real tools of the built-in catalog, plus
 # recipes that go wrong (a missing program, a crash, garbage output, a
 # timeout, no evidence) and targets that cannot be scanned (not a git
 # repository, a missing branch). Checks scan.started, finding.batch,
@@ -38,20 +38,7 @@ printf '#!/bin/sh\nprintf "\\377\\376 garbage\\n:::\\n12:ab:\\nnot-a-file.py:x:y
 printf '#!/bin/sh\nexec sleep 30\n' >"$T/sleepy"
 chmod +x "$T/crashy" "$T/garbage" "$T/sleepy"
 
-# the tool recipes of examples/kaizen.yaml, then the broken ones
-tools=$("$PY" - "$KZ_ROOT/examples/kaizen.yaml" <<'PY'
-import sys
-text = open(sys.argv[1]).read().split("\n")
-start = text.index("tools:")
-out = []
-for line in text[start + 1:]:
-    if line and not line.startswith((" ", "#")):
-        break
-    out.append(line)
-print("\n".join(out))
-PY
-)
-[[ -n "$tools" ]] || fail "no tools: section in examples/kaizen.yaml"
+# the built-in catalog's recipes (catalog: true), plus the broken ones
 
 kz_config <<EOF
 agent_heartbeat: 300ms
@@ -75,8 +62,8 @@ targets:
 scan:
   parallelism: 4
   batch_size: 7
+catalog: true
 tools:
-$tools
   - name: ghost
     languages: [python]
     files: ["*.py"]
@@ -187,6 +174,7 @@ for name, head in (("py", head_py), ("c", head_c)):
     if name == "py":
         check(b["status"] == "partial", "py: status %s, expected partial" % b["status"])
         want = {"flake8": "ok", "pylint": "ok", "mypy": "ok", "black": "ok", "isort": "ok",
+                "pydocstyle": "skipped", "bandit": "ok",
                 "codespell": "ok", "ghost": "missing", "crashy": "error", "garbage": "ok",
                 "sleepy": "timeout", "picky": "skipped"}
         got = {k: v["status"] for k, v in tools.items()}
@@ -202,7 +190,8 @@ for name, head in (("py", head_py), ("c", head_c)):
     else:
         check(b["status"] == "ok", "c: status %s (%s)" % (b["status"], b.get("tools")))
         got = {k: v["status"] for k, v in tools.items()}
-        want = {"codespell": "ok", "cppcheck": "ok", "clang-format": "ok", "clang-tidy": "skipped", "shellcheck": "ok"}
+        want = {"codespell": "ok", "cppcheck": "ok", "clang-format": "ok", "clang-tidy": "skipped",
+                "flawfinder": "ok", "shellcheck": "ok"}
         check(got == want, "c: tool statuses %s, expected %s" % (got, want))
     open(sys.argv[1] + "." + name + ".findings", "w").write(json.dumps(found))
 for b in bad:

@@ -101,8 +101,9 @@ ${1:-}
 EOF
 }
 body() {
-    cat "$T/orch.yaml"
+    kz_config_base "$T/orch.yaml"
     cat <<EOF
+catalog: false
 agents:
   - name: code-health
     interval: 0

@@ -59,7 +59,7 @@ supervisor:
 database:
   flush_interval: 50ms
 EOF
-cat "$T/orch.yaml" - >"$T/kaizen.yaml" <<EOF
+{ kz_config_base "$T/orch.yaml"; cat; } >"$T/kaizen.yaml" <<EOF
 targets:
   - name: repo1
     path: $REPO
@@ -67,6 +67,7 @@ targets:
   - name: repo2
     path: $T/repo2
     languages: [python]
+catalog: false
 tools:
   - name: black
     languages: [python]

@@ -37,11 +37,12 @@ supervisor:
 database:
   flush_interval: 50ms
 EOF
-cat "$T/orch.yaml" - >"$T/kaizen.yaml" <<EOF
+{ kz_config_base "$T/orch.yaml"; cat; } >"$T/kaizen.yaml" <<EOF
 targets:
   - name: repo1
     path: $REPO
     languages: [python]
+catalog: false
 tools:
   - name: codespell
     argv: [codespell, "{files}"]

@@ -153,23 +153,29 @@ static void test_example_file(void **state)
     }
     const kz_target_config_t *py = kz_config_target(c, "python-sample");
     assert_string_equal(py->test[py->test_count - 1], "--junitxml={junit}");
-    /* a recipe for every tool of the issue, and a fixer for each formatter */
-    static const char *const tools[] = {"flake8",     "pylint",    "mypy",     "black",
-                                        "isort",      "codespell", "cppcheck", "clang-format",
-                                        "clang-tidy", "shellcheck"};
-    assert_int_equal(c->tools_count, sizeof tools / sizeof tools[0]);
-    for (size_t i = 0; i < c->tools_count; i++) {
+    /* the built-in catalog: a recipe for every tool it names, and a fixer
+       for each formatter */
+    static const char *const tools[] = {
+        "flake8",       "pylint",     "mypy",       "black",  "isort",      "codespell", "cppcheck",
+        "clang-format", "clang-tidy", "shellcheck", "bandit", "pydocstyle", "flawfinder"};
+    assert_true(c->tools_count >= sizeof tools / sizeof tools[0]);
+    for (size_t i = 0; i < sizeof tools / sizeof tools[0]; i++) {
         const kz_tool_config_t *t = kz_config_tool(c, tools[i]);
         if (!t) {
-            fail_msg("no tool '%s' in examples/kaizen.yaml", tools[i]);
+            fail_msg("no tool '%s' in the catalog", tools[i]);
             continue;
         }
         assert_true(t->argv_count > 0);
         assert_non_null(t->format);
         assert_true(t->files_count > 0);
+        assert_non_null(t->origin);
+        assert_true(strncmp(t->origin, "catalog/", 8) == 0);
+        /* style tools need evidence, bug finders run everywhere */
+        assert_true(strcmp(t->gate, "always") == 0 || t->requires_count > 0);
     }
     const kz_tool_config_t *black = kz_config_tool(c, "black");
     assert_string_equal(black->format, "files");
+    assert_string_equal(black->gate, "chosen");
     assert_int_equal(black->requires_count, 2);
     assert_string_equal(black->requires[0], "pyproject.toml:[tool.black]");
     const kz_tool_config_t *pylint = kz_config_tool(c, "pylint");
@@ -182,10 +188,12 @@ static void test_example_file(void **state)
     assert_string_equal(flake8->rules[0].severity, "high");
     assert_string_equal(flake8->rules[0].category, "bug");
     assert_string_equal(kz_config_tool(c, "mypy")->category, "type");
-    assert_string_equal(kz_config_tool(c, "cppcheck")->requires[0], "compile_commands.json");
+    assert_string_equal(kz_config_tool(c, "cppcheck")->gate, "always");
+    assert_string_equal(kz_config_tool(c, "bandit")->gate, "always");
+    assert_string_equal(kz_config_tool(c, "codespell")->gate, "chosen");
     static const char *const fixers[] = {"black", "isort", "codespell", "clang-format"};
-    assert_int_equal(c->fixers_count, sizeof fixers / sizeof fixers[0]);
-    for (size_t i = 0; i < c->fixers_count; i++) {
+    assert_true(c->fixers_count >= sizeof fixers / sizeof fixers[0]);
+    for (size_t i = 0; i < sizeof fixers / sizeof fixers[0]; i++) {
         const kz_fixer_config_t *f = kz_config_fixer(c, fixers[i]);
         if (!f) {
             fail_msg("no fixer '%s' in examples/kaizen.yaml", fixers[i]);
@@ -210,7 +218,12 @@ static void test_defaults(void **state)
     assert_non_null(c);
     s_check_defaults(c);
     assert_null(c->path);
-    assert_int_equal(c->agents_count, 0);
+    /* no agents: key: the loop's agents */
+    assert_int_equal(c->agents_count, 8);
+    assert_string_equal(c->agents[0].name, "code-health");
+    assert_int_equal(c->agents[0].interval_ms, 600000);
+    assert_string_equal(c->agents[7].name, "pattern-learner");
+    assert_int_equal(c->agents[7].interval_ms, 0);
     assert_int_equal(c->targets_count, 0);
     kz_config_destroy(&c);
 
@@ -447,6 +460,13 @@ static void test_loop_keys(void **state)
     kz_config_t *c = kz_config_default();
     assert_non_null(c);
     s_check_loop_defaults(c);
+    assert_true(c->catalog);
+    assert_true(c->tools_count > 0);
+    assert_true(c->fixers_count > 0);
+    kz_config_destroy(&c);
+    c = s_parse("catalog: false\n", err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
     assert_int_equal(c->tools_count, 0);
     assert_int_equal(c->fixers_count, 0);
     kz_config_destroy(&c);
@@ -457,7 +477,8 @@ static void test_loop_keys(void **state)
     kz_config_destroy(&c);
 
     /* a minimal tool, fixer and target take every default */
-    c = s_parse("tools:\n"
+    c = s_parse("catalog: false\n"
+                "tools:\n"
                 "  - {name: lint, argv: [lint, '{files}'], format: gcc}\n"
                 "fixers:\n"
                 "  - {name: fix, tool: lint, argv: [fix, '{files}']}\n"
@@ -592,6 +613,86 @@ static void test_loop_keys(void **state)
 }
 
 /* The errors of the loop's keys */
+/* The built-in catalog under the config's own recipes */
+static void test_catalog(void **state)
+{
+    (void)state;
+    char err[512];
+    /* every catalog file loads on its own: no tool of the catalog is lost */
+    kz_config_t *all = kz_config_default();
+    assert_non_null(all);
+    size_t ntools = all->tools_count, nfixers = all->fixers_count;
+    assert_true(kz_catalog_count >= 4);
+    for (size_t k = 0; k < kz_catalog_count; k++) {
+        kz_config_t *one = kz_config_parse(kz_catalog[k].name, kz_catalog[k].text,
+                                           strlen(kz_catalog[k].text), err, sizeof err);
+        if (!one)
+            fail_msg("%s", err);
+        kz_config_destroy(&one);
+    }
+
+    /* a targets-only config runs the loop's agents and every recipe */
+    kz_config_t *c = s_parse("targets:\n  - {name: t, path: /t}\n", err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(c->agents_count, 8);
+    assert_int_equal(c->tools_count, ntools);
+    assert_int_equal(c->fixers_count, nfixers);
+    kz_config_destroy(&c);
+
+    /* a recipe of the same name replaces the catalog's (the config's
+       first, its origin NULL); a new one adds; enabled: false switches one
+       off together with the catalog's fixer of that tool */
+    c = s_parse("tools:\n"
+                "  - {name: black, argv: [my-black, '{files}'], format: files,\n"
+                "     requires: [my.cfg]}\n"
+                "  - {name: mine, argv: [mine, '{files}'], format: gcc}\n"
+                "  - {name: isort, enabled: false}\n"
+                "fixers:\n"
+                "  - {name: codespell, enabled: false}\n",
+                err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(c->tools_count, ntools);       /* +mine -isort */
+    assert_int_equal(c->fixers_count, nfixers - 2); /* -isort (no tool) -codespell */
+    const kz_tool_config_t *black = kz_config_tool(c, "black");
+    assert_ptr_equal(black, &c->tools[0]);
+    assert_null(black->origin);
+    assert_string_equal(black->argv[0], "my-black");
+    assert_string_equal(black->gate, "chosen");
+    assert_string_equal(kz_config_tool(c, "mine")->gate, "always");
+    assert_null(kz_config_tool(c, "isort"));
+    assert_null(kz_config_fixer(c, "isort"));
+    assert_null(kz_config_fixer(c, "codespell"));
+    assert_non_null(kz_config_tool(c, "codespell"));
+    assert_non_null(kz_config_fixer(c, "black")); /* the catalog's fixer, on our tool */
+    kz_config_destroy(&c);
+
+    /* agents: [] runs none; catalog: false keeps only the config's */
+    c = s_parse("agents: []\ncatalog: false\ntools:\n  - {name: x, argv: [x], format: gcc}\n", err,
+                sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(c->agents_count, 0);
+    assert_int_equal(c->tools_count, 1);
+    assert_int_equal(c->fixers_count, 0);
+    kz_config_destroy(&c);
+
+    /* a style gate needs its evidence; a fixer of a tool switched off by
+       the config itself is an error */
+    s_expect_error("tools:\n  - {name: x, gate: chosen, argv: [x], format: gcc}\n",
+                   "/etc/kz/t.yaml:2:21: tools[0].requires: gate 'chosen' needs the evidence "
+                   "that the project chose 'x' (requires: [FILE or FILE:TEXT, ...]), or gate: "
+                   "always");
+    s_expect_error("tools:\n  - {name: x, gate: maybe, argv: [x], format: gcc}\n",
+                   "/etc/kz/t.yaml:2:21: tools[0].gate: unknown gate 'maybe' (expected chosen, "
+                   "always)");
+    s_expect_error("tools:\n  - {name: black, enabled: false}\n"
+                   "fixers:\n  - {name: b2, tool: black, argv: [b]}\n",
+                   "/etc/kz/t.yaml:4:22: fixers[0].tool: no tool named 'black' in tools");
+    kz_config_destroy(&all);
+}
+
 static void test_loop_errors(void **state)
 {
     (void)state;
@@ -609,7 +710,7 @@ static void test_loop_errors(void **state)
     /* a bad format, severity, category */
     s_expect_error("tools:\n  - {name: x, argv: [x], format: json}\n",
                    "/etc/kz/t.yaml:2:34: tools[0].format: unknown output format 'json' "
-                   "(expected gcc, sarif, pylint-json, files)");
+                   "(expected gcc, sarif, pylint-json, files, pydocstyle)");
     s_expect_error("tools:\n  - {name: x, argv: [x], format: gcc, severity: huge}\n",
                    "/etc/kz/t.yaml:2:49: tools[0].severity: unknown severity 'huge' (expected "
                    "info, low, medium, high, critical)");
@@ -622,11 +723,11 @@ static void test_loop_errors(void **state)
                    "      - {severity: low}\n",
                    "/etc/kz/t.yaml:6:9: tools[0].rules[0].match: missing required value");
     /* a fixer naming a tool that is not configured */
-    s_expect_error("tools:\n  - {name: flake8, argv: [flake8], format: gcc}\n"
+    s_expect_error("catalog: false\ntools:\n  - {name: flake8, argv: [flake8], format: gcc}\n"
                    "fixers:\n  - {name: black, tool: black, argv: [black, '{files}']}\n",
-                   "/etc/kz/t.yaml:4:25: fixers[0].tool: no tool named 'black' in tools");
-    s_expect_error("fixers:\n  - name: black\n    tool: black\n    argv: [black]\n",
-                   "/etc/kz/t.yaml:3:11: fixers[0].tool: no tool named 'black' in tools");
+                   "/etc/kz/t.yaml:5:25: fixers[0].tool: no tool named 'black' in tools");
+    s_expect_error("catalog: false\nfixers:\n  - name: black\n    tool: black\n    argv: [black]\n",
+                   "/etc/kz/t.yaml:4:11: fixers[0].tool: no tool named 'black' in tools");
     /* exit_ok: codes 0..255, ranges LOW-HIGH with LOW <= HIGH */
     static const char *const bad_exit[] = {"-1", "256",   "31-0", "1-",   "-",
                                            "a",  "0-31x", "1,2",  "0-256"};
@@ -865,7 +966,7 @@ int main(void)
         cmocka_unit_test(test_errors_values), cmocka_unit_test(test_durations_sizes),
         cmocka_unit_test(test_paths),         cmocka_unit_test(test_env),
         cmocka_unit_test(test_load_errors),   cmocka_unit_test(test_loop_keys),
-        cmocka_unit_test(test_loop_errors),
+        cmocka_unit_test(test_loop_errors),   cmocka_unit_test(test_catalog),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

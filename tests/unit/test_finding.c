@@ -803,6 +803,67 @@ static void test_classify(void **state)
     kz_findings_free(&list);
 }
 
+/* pydocstyle's two-line output; a recipe's ignore globs and min_severity */
+static void test_pydocstyle_filter(void **state)
+{
+    (void)state;
+    char err[256];
+    static const char yaml[] = "catalog: false\n"
+                               "tools:\n"
+                               "  - {name: pydocstyle, argv: [p], format: pydocstyle, category: "
+                               "docs, severity: info}\n"
+                               "  - {name: ff, argv: [f], format: gcc, severity: low,\n"
+                               "     min_severity: medium, ignore: [\"FF10*\"],\n"
+                               "     rules: [{match: \"X*\", severity: high}]}\n";
+    kz_config_t *cfg = kz_config_parse("t.yaml", yaml, strlen(yaml), err, sizeof err);
+    if (!cfg)
+        fail_msg("%s", err);
+    static const char out[] = "pkg/a.py:1 at module level:\n"
+                              "        D100: Missing docstring in public module\n"
+                              "pkg/a.py:12 in public function `f`:\n"
+                              "        D103: Missing docstring in public function\n"
+                              "weird line\n"
+                              "        D999: a message without its header\n"
+                              "/elsewhere/b.py:3 in public class `C`:\n"
+                              "        D101: Missing docstring in public class\n";
+    kz_parse_ctx_t ctx = {"pydocstyle", "/r/root", NULL, 0};
+    kz_findings_t list;
+    kz_findings_init(&list);
+    kz_parse_stats_t st;
+    assert_int_equal(
+        kz_parse_output("pydocstyle", out, strlen(out), &ctx, &list, &st, err, sizeof err), 0);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[0].rule, "D100");
+    assert_string_equal(list.items[0].file, "pkg/a.py");
+    assert_int_equal(list.items[0].line, 1);
+    assert_string_equal(list.items[0].message, "Missing docstring in public module");
+    assert_string_equal(list.items[1].rule, "D103");
+    assert_int_equal(list.items[1].line, 12);
+    assert_int_equal(st.outside, 1); /* /elsewhere/b.py */
+    assert_int_equal(kz_findings_classify(&list, kz_config_tool(cfg, "pydocstyle")), 0);
+    assert_string_equal(list.items[0].severity, "info");
+    assert_string_equal(list.items[0].category, "docs");
+    kz_findings_free(&list);
+
+    /* ff: FF10* ignored, below medium dropped, an override lifts X1 */
+    static const char ffout[] = "a.c:1: warning: kept [W1]\n"
+                                "a.c:2: note: dropped, low [N1]\n"
+                                "a.c:3: warning: ignored [FF1019]\n"
+                                "a.c:4: lifted [X1]\n"
+                                "a.c:5: plain, low by default [P1]\n";
+    ctx.tool = "ff";
+    kz_findings_init(&list);
+    assert_int_equal(
+        kz_parse_output("gcc", ffout, strlen(ffout), &ctx, &list, &st, err, sizeof err), 0);
+    assert_int_equal(kz_findings_classify(&list, kz_config_tool(cfg, "ff")), 0);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[0].rule, "W1");
+    assert_string_equal(list.items[1].rule, "X1");
+    assert_string_equal(list.items[1].severity, "high");
+    kz_findings_free(&list);
+    kz_config_destroy(&cfg);
+}
+
 static void test_list_ops(void **state)
 {
     (void)state;
@@ -930,14 +991,23 @@ static void test_msg_roundtrip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_flake8),      cmocka_unit_test(test_pylint),
-        cmocka_unit_test(test_mypy),        cmocka_unit_test(test_codespell),
-        cmocka_unit_test(test_cppcheck),    cmocka_unit_test(test_clang_tidy),
-        cmocka_unit_test(test_shellcheck),  cmocka_unit_test(test_gcc),
-        cmocka_unit_test(test_sarif),       cmocka_unit_test(test_files_format),
-        cmocka_unit_test(test_paths),       cmocka_unit_test(test_garbage),
-        cmocka_unit_test(test_fingerprint), cmocka_unit_test(test_classify),
-        cmocka_unit_test(test_list_ops),    cmocka_unit_test(test_msg_roundtrip),
+        cmocka_unit_test(test_flake8),
+        cmocka_unit_test(test_pylint),
+        cmocka_unit_test(test_mypy),
+        cmocka_unit_test(test_codespell),
+        cmocka_unit_test(test_cppcheck),
+        cmocka_unit_test(test_clang_tidy),
+        cmocka_unit_test(test_shellcheck),
+        cmocka_unit_test(test_gcc),
+        cmocka_unit_test(test_sarif),
+        cmocka_unit_test(test_files_format),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_list_ops),
+        cmocka_unit_test(test_msg_roundtrip),
+        cmocka_unit_test(test_pydocstyle_filter),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
