@@ -72,9 +72,10 @@ static void s_error_line(const char *text, char *out, size_t len)
         p += n;
         p += strspn(p, "\r\n");
     }
-    if (pick)
-        snprintf(out, len, "%.*s", (int)(strcspn(pick, "\r\n") > 300 ? 300 : strcspn(pick, "\r\n")),
-                 pick);
+    if (!pick)
+        return;
+    size_t n = strcspn(pick, "\r\n");
+    snprintf(out, len, "%.*s", (int)(n > 300 ? 300 : n), pick);
 }
 
 /* Run ARGV in CWD. 0 when it exited 0 (or - OK_ANY_EXIT - exited at all),
