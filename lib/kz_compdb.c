@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "kz_log.h"
 #include "kz_proc.h"
@@ -317,6 +318,13 @@ kz_compdb_t *kz_compdb_new(const kz_compdb_opts_t *opts)
         self->scratch[0] = '\0';
         s_fail(self, "%s", err);
         return self;
+    }
+    static bool warned;
+    if (!committed && geteuid() == 0 && !warned) {
+        warned = true;
+        kz_warn("making a compile database runs the project's own build code (%s) as root: "
+                "run kaizen as an unprivileged user (docs/code-health.md)",
+                cmake ? "cmake configure" : "make");
     }
     int rc = committed ? s_from_committed(self, opts)
              : cmake   ? s_from_cmake(self, opts)
