@@ -12,7 +12,7 @@
 CC       ?= cc
 PREFIX   ?= /usr/local
 FUZZ_TIME ?= 60
-PKGS     := libzmq libczmq msgpack yaml-0.1 jansson libpq libxml-2.0
+PKGS     := libzmq libczmq msgpack yaml-0.1 jansson libpq libxml-2.0 libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 

@@ -283,6 +283,36 @@ static json_t *s_scan_row(const PGresult *res, int r)
     return o;
 }
 
+/* The files of scan SCAN_ID whose findings were set aside - not the
+   project's own code: vendored, generated, excluded by the project
+   (findings.excluded) - into O's "set_aside": {files, reasons: [{reason,
+   files}]}, the most files first. 0 / -1 with Q->err */
+static int s_set_aside(s_q_t *q, json_t *o, const char *scan_id)
+{
+    static const char sql[] =
+        "SELECT excluded, count(DISTINCT file) FROM findings WHERE scan_id = $1 AND excluded IS "
+        "NOT NULL GROUP BY excluded ORDER BY 2 DESC, 1";
+    const char *params[1] = {scan_id};
+    char err[1536];
+    PGresult *res = kz_db_exec(q->db, sql, 1, params, err, sizeof err);
+    if (!res) {
+        snprintf(q->err, sizeof q->err, "query failed: %s", err);
+        return -1;
+    }
+    json_t *reasons = json_array();
+    json_int_t files = 0;
+    for (int r = 0; reasons && r < PQntuples(res); r++) {
+        files += s_int(res, r, 1);
+        json_array_append_new(reasons, json_pack("{s:o, s:I}", "reason", s_cell(res, r, 0), "files",
+                                                 s_int(res, r, 1)));
+    }
+    PQclear(res);
+    json_object_set_new(
+        o, "set_aside",
+        json_pack("{s:I, s:o}", "files", files, "reasons", reasons ? reasons : json_array()));
+    return 0;
+}
+
 static int s_failures(s_q_t *q, json_t *doc)
 {
     static const char events_sql[] =
@@ -408,9 +438,19 @@ static int s_work(s_q_t *q, json_t *doc)
         return -1;
     }
     json_t *latest = json_array();
-    for (int r = 0; latest && r < PQntuples(res); r++)
-        json_array_append_new(latest, s_scan_row(res, r));
+    int rc = 0;
+    for (int r = 0; latest && r < PQntuples(res); r++) {
+        json_t *row = s_scan_row(res, r);
+        json_array_append_new(latest, row);
+        if (row && rc == 0)
+            rc = s_set_aside(q, row, PQgetvalue(res, r, 0));
+    }
     PQclear(res);
+    if (rc != 0) {
+        json_decref(work);
+        json_decref(latest);
+        return -1;
+    }
     json_object_set_new(doc, "work", work);
     json_object_set_new(doc, "scans", latest ? latest : json_array());
     return 0;
@@ -707,6 +747,30 @@ static void s_text_scan(const json_t *sc, bool all_tools)
     }
 }
 
+/* "set aside: 14 files vendored (.gitattributes linguist-vendored), 2
+   generated (the file says it is generated)" when a scan set files aside */
+static void s_text_set_aside(const json_t *sc)
+{
+    const json_t *sa = json_object_get(sc, "set_aside");
+    if (s_num(sa, "files") <= 0)
+        return;
+    printf("      set aside (not planned): ");
+    size_t i;
+    const json_t *r;
+    json_array_foreach(json_object_get(sa, "reasons"), i, r)
+    {
+        const char *reason = s_str(r, "reason");
+        const char *colon = strstr(reason, ": ");
+        long long n = (long long)s_num(r, "files");
+        printf("%s%lld file%s ", i ? ", " : "", n, n == 1 ? "" : "s");
+        if (colon)
+            printf("%.*s (%s)", (int)(colon - reason), reason, colon + 2);
+        else
+            printf("%s", reason);
+    }
+    printf("\n");
+}
+
 static void s_text(const json_t *doc)
 {
     const char *window = s_str(doc, "window");
@@ -775,6 +839,7 @@ static void s_text(const json_t *doc)
     {
         printf("  ");
         s_text_scan(row, true);
+        s_text_set_aside(row);
     }
     s_text_quality(doc);
     printf("\n");

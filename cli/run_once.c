@@ -122,6 +122,7 @@ typedef struct {
     char commit[80];            /* from scan.started, for a scan.completed without it */
     json_t *scan;               /* the scan.completed body */
     json_t *by_tool;            /* tool -> findings counted from finding.batch */
+    json_t *set_aside;          /* excluded reason -> {file: true}, from finding.batch */
     json_t *quality;            /* the analysis.result summary */
     json_t *ready;              /* plan ids, in rank order (plan.ranked) */
     json_t *dropped;            /* [{plan_id, reason}] */
@@ -328,6 +329,17 @@ static void s_on_findings(s_ro_t *ro, const json_t *b)
             continue;
         json_int_t n = json_integer_value(json_object_get(t->by_tool, tool));
         json_object_set_new(t->by_tool, tool, json_integer(n + 1));
+        /* a file that is not the project's own code: counted, never planned */
+        const char *reason = s_jstr(f, "excluded");
+        const char *file = s_jstr(f, "file");
+        if (reason && file) {
+            json_t *files = json_object_get(t->set_aside, reason);
+            if (!files) {
+                files = json_object();
+                json_object_set_new(t->set_aside, reason, files);
+            }
+            json_object_set_new(files, file, json_true());
+        }
     }
 }
 
@@ -1159,12 +1171,21 @@ static json_t *s_target_doc(s_ro_t *ro, const s_target_t *t)
                             trend ? trend : json_null(), "partial", partial, "summary", q);
     }
     (void)ro;
-    return json_pack("{s:s, s:s, s:b, s:o, s:O, s:o, s:o, s:o, s:O}", "name", t->cfg->name, "path",
-                     t->cfg->path ? t->cfg->path : "", "complete", t->complete, "scan",
+    /* files set aside: reason -> how many files */
+    json_t *set_aside = json_object();
+    const char *reason;
+    json_t *files;
+    json_object_foreach(t->set_aside, reason, files)
+    {
+        json_object_set_new(set_aside, reason, json_integer((json_int_t)json_object_size(files)));
+    }
+    return json_pack("{s:s, s:s, s:b, s:o, s:O, s:o, s:o, s:o, s:O, s:o}", "name", t->cfg->name,
+                     "path", t->cfg->path ? t->cfg->path : "", "complete", t->complete, "scan",
                      scan ? scan : json_null(), "findings_by_tool", t->by_tool, "quality",
                      quality ? quality : json_null(), "planning", planning ? planning : json_null(),
                      "stages_ms", stages ? stages : json_null(), "tests",
-                     t->tests ? t->tests : json_null());
+                     t->tests ? t->tests : json_null(), "set_aside",
+                     set_aside ? set_aside : json_object());
 }
 
 /* The whole document */
@@ -1286,6 +1307,31 @@ static void s_put(const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++)
         putchar(*p < 0x20 || *p == 0x7f ? '?' : *p);
+}
+
+/* "  set aside: 3 files, not the project's own code (not planned): 2
+   vendored: vendor/, 1 generated: ..." when the scan set files aside */
+static void s_text_set_aside(const json_t *set_aside)
+{
+    json_int_t files = 0;
+    const char *reason;
+    json_t *n;
+    json_object_foreach((json_t *)set_aside, reason, n)
+    {
+        files += json_integer_value(n);
+    }
+    if (files <= 0)
+        return;
+    printf("  set aside: %lld file%s, not the project's own code (not planned):", (long long)files,
+           files == 1 ? "" : "s");
+    const char *sep = " ";
+    json_object_foreach((json_t *)set_aside, reason, n)
+    {
+        printf("%s%lld ", sep, (long long)json_integer_value(n));
+        s_put(reason);
+        sep = ", ";
+    }
+    printf("\n");
 }
 
 static const json_t *s_find_plan(const json_t *doc, const char *id)
@@ -1434,6 +1480,7 @@ static void s_text(const json_t *doc)
         if (json_is_integer(json_object_get(scan, "findings")))
             printf("  findings: %lld\n",
                    (long long)json_integer_value(json_object_get(scan, "findings")));
+        s_text_set_aside(json_object_get(t, "set_aside"));
         /* the tools that ran clean first; then the others, apart: their
            findings are missing from the count above */
         const json_t *tools = json_object_get(scan, "tools");
@@ -1818,6 +1865,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         s_target_t *t = &ro.targets[ro.ntargets++];
         t->cfg = &cfg->targets[i];
         t->by_tool = json_object();
+        t->set_aside = json_object();
         t->ready = json_array();
         t->dropped = json_array();
         t->proposed = -1;
@@ -1986,6 +2034,7 @@ done:
         s_target_t *t = &ro.targets[i];
         json_decref(t->scan);
         json_decref(t->by_tool);
+        json_decref(t->set_aside);
         json_decref(t->quality);
         json_decref(t->ready);
         json_decref(t->dropped);

@@ -155,6 +155,7 @@ void kz_finding_clear(kz_finding_t *f)
     free(f->file);
     free(f->message);
     free(f->fix);
+    free(f->excluded);
     memset(f, 0, sizeof *f);
 }
 
@@ -205,13 +206,14 @@ int kz_findings_add(kz_findings_t *list, const kz_finding_t *f)
     c.file = s_strdup0(f->file);
     c.message = s_strdup0(f->message);
     c.fix = s_strdup0(f->fix);
+    c.excluded = s_strdup0(f->excluded);
     c.line = f->line;
     c.col = f->col;
     memcpy(c.fingerprint, f->fingerprint, sizeof c.fingerprint);
     c.fingerprint[KZ_FINGERPRINT_LEN] = '\0';
     if ((f->tool && !c.tool) || (f->rule && !c.rule) || (f->severity && !c.severity) ||
         (f->category && !c.category) || (f->file && !c.file) || (f->message && !c.message) ||
-        (f->fix && !c.fix)) {
+        (f->fix && !c.fix) || (f->excluded && !c.excluded)) {
         kz_finding_clear(&c);
         return -1;
     }
@@ -725,6 +727,8 @@ int kz_finding_to_msg(kz_msg_t *msg, kz_val_t *arr, const kz_finding_t *f)
         return -1;
     if (f->fix && kz_map_put_str(msg, m, "fix", f->fix) < 0)
         return -1;
+    if (f->excluded && kz_map_put_str(msg, m, "excluded", f->excluded) < 0)
+        return -1;
     return 0;
 }
 
@@ -741,6 +745,7 @@ int kz_finding_from_msg(const kz_val_t *val, kz_finding_t *f)
     const char *message = kz_map_str(val, "message");
     const char *fp = kz_map_str(val, "fingerprint");
     const char *fix = kz_map_str(val, "fix");
+    const char *excluded = kz_map_str(val, "excluded");
     const kz_val_t *line = kz_map_get(val, "line");
     if (!tool || !rule || !sev || !cat || !file || !message || !fp || !line ||
         line->type != KZ_VAL_INT || line->u.i < 0 || line->u.i > INT_MAX)
@@ -753,11 +758,12 @@ int kz_finding_from_msg(const kz_val_t *val, kz_finding_t *f)
     f->file = strdup(file);
     f->message = strdup(message);
     f->fix = fix ? strdup(fix) : NULL;
+    f->excluded = excluded ? strdup(excluded) : NULL;
     f->line = (int)line->u.i;
     f->col = col > 0 && col <= INT_MAX ? (int)col : 0;
     snprintf(f->fingerprint, sizeof f->fingerprint, "%s", fp);
     if (!f->tool || !f->rule || !f->severity || !f->category || !f->file || !f->message ||
-        (fix && !f->fix)) {
+        (fix && !f->fix) || (excluded && !f->excluded)) {
         kz_finding_clear(f);
         return -1;
     }

@@ -39,6 +39,10 @@ typedef struct {
     int col;        /* 0: unknown */
     char *message;
     char *fix; /* NULL or a hint (codespell's suggestion, ...) */
+    /* NULL: the project's own code, which plans may change; else why no
+       plan may touch it ("vendored: vendor/", "generated: .gitattributes
+       linguist-generated", ...; kz_scope.h). Still reported. */
+    char *excluded;
     char fingerprint[KZ_FINGERPRINT_LEN + 1];
 } kz_finding_t;
 

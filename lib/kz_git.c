@@ -153,10 +153,12 @@ static void s_first_line(const char *s, char *buf, size_t len)
 /* Run git. Returns 0 when git ran to an exit (its code in *CODE, stdout
    in *OUT when OUT is non-NULL, stderr's first line in ERRLINE), -1
    when it could not run, timed out or was killed (ERRBUF says so).
-   OUT_CAP 0 = kz_proc's default. */
+   OUT_CAP 0 = kz_proc's default. IN (IN_LEN bytes) is its stdin, NULL
+   for none. */
 static int s_run_full(const char *repo, const char *const *args, int timeout_ms, size_t out_cap,
-                      int *code, char **out, size_t *out_len, bool *out_trunc, char *errline,
-                      size_t errline_len, char *errbuf, size_t errlen)
+                      const char *in, size_t in_len, int *code, char **out, size_t *out_len,
+                      bool *out_trunc, char *errline, size_t errline_len, char *errbuf,
+                      size_t errlen)
 {
     const char *argv[KZ_GIT_MAX_ARGS + 32];
     size_t n = 0;
@@ -196,6 +198,8 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
     opts.timeout_ms = timeout_ms > 0 ? timeout_ms : KZ_GIT_DEFAULT_TIMEOUT_MS;
     opts.out_cap = out_cap;
     opts.err_cap = 64 * 1024;
+    opts.stdin_data = in;
+    opts.stdin_len = in_len;
     opts.tick = s_tick;
     opts.tick_arg = s_tick_arg;
     kz_proc_result_t res;
@@ -245,8 +249,8 @@ static int s_run(const char *repo, const char *const *args, int timeout_ms, size
                  int *code, char **out, char *errline, size_t errline_len, char *errbuf,
                  size_t errlen)
 {
-    return s_run_full(repo, args, timeout_ms, out_cap, code, out, NULL, NULL, errline, errline_len,
-                      errbuf, errlen);
+    return s_run_full(repo, args, timeout_ms, out_cap, NULL, 0, code, out, NULL, NULL, errline,
+                      errline_len, errbuf, errlen);
 }
 
 /* Run git and require exit 0 */
@@ -277,6 +281,30 @@ int kz_git(const char *repo, const char *const *args, int timeout_ms, char **out
            size_t errlen)
 {
     return s_git_cap(repo, args, timeout_ms, 0, out, errbuf, errlen);
+}
+
+int kz_git_input(const char *repo, const char *const *args, const char *in, size_t in_len,
+                 size_t out_cap, char **out, size_t *out_len, char *errbuf, size_t errlen)
+{
+    int code = 0;
+    bool trunc = false;
+    char line[512], label[64];
+    if (s_run_full(repo, args, 0, out_cap, in, in_len, &code, out, out_len, &trunc, line,
+                   sizeof line, errbuf, errlen) != 0)
+        return -1;
+    s_label(args, label, sizeof label);
+    if (code != 0 || trunc) {
+        if (trunc)
+            s_err(errbuf, errlen, "%s: more output than %zu bytes", label, out_cap);
+        else if (line[0])
+            s_err(errbuf, errlen, "%s: %s", label, line);
+        else
+            s_err(errbuf, errlen, "%s: exit %d in '%s'", label, code, repo);
+        free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 static void s_trim(char *s)
@@ -524,8 +552,8 @@ static int s_git_list(const char *repo, const char *const *args, char ***files, 
     if (count)
         *count = 0;
     s_label(args, label, sizeof label);
-    if (s_run_full(repo, args, 0, cap, &code, &out, &len, &trunc, line, sizeof line, errbuf,
-                   errlen) != 0)
+    if (s_run_full(repo, args, 0, cap, NULL, 0, &code, &out, &len, &trunc, line, sizeof line,
+                   errbuf, errlen) != 0)
         return -1;
     int rc = -1;
     if (code != 0) {

@@ -29,6 +29,13 @@ void kz_git_set_tick(void (*tick)(void *arg), void *arg);
 int kz_git(const char *repo, const char *const *args, int timeout_ms, char **out, char *errbuf,
            size_t errlen);
 
+/* kz_git with IN (IN_LEN bytes) on git's stdin, for `--stdin` commands
+   whose output may hold NULs (`-z`): *OUT gets it (malloc'd, NUL-
+   terminated too), *OUT_LEN its length. More than OUT_CAP bytes of output
+   (0: 1 MiB) is an error, as is a non-zero exit. 0 / -1 with ERRBUF */
+int kz_git_input(const char *repo, const char *const *args, const char *in, size_t in_len,
+                 size_t out_cap, char **out, size_t *out_len, char *errbuf, size_t errlen);
+
 /* 0 when PATH is the top of a git work tree (or a bare repo), -1 with
    "'PATH' is not a git repository" */
 int kz_git_check_repo(const char *path, char *errbuf, size_t errlen);

@@ -231,14 +231,15 @@ int kz_store_findings(kz_store_t *self, const char *scan_id, kz_findings_t *out,
 {
     /* one row per fingerprint (the first stored), in a stable order */
     static const char *const sql =
-        "SELECT tool, rule, severity, category, file, line, col, message, fix, fingerprint FROM "
+        "SELECT tool, rule, severity, category, file, line, col, message, fix, fingerprint, "
+        "excluded FROM "
         "(SELECT DISTINCT ON (fingerprint) * FROM findings WHERE scan_id = $1 ORDER BY "
         "fingerprint, id) f ORDER BY file, line, col NULLS FIRST, tool, rule, fingerprint";
     const char *params[] = {scan_id};
     PGresult *res = s_query(self, sql, 1, params, errbuf, errlen);
     if (!res)
         return -1;
-    if (PQnfields(res) != 10) {
+    if (PQnfields(res) != 11) {
         PQclear(res);
         snprintf(errbuf, errlen, "unexpected result shape while reading the findings of scan '%s'",
                  scan_id);
@@ -260,6 +261,7 @@ int kz_store_findings(kz_store_t *self, const char *scan_id, kz_findings_t *out,
         f.message = (char *)PQgetvalue(res, i, 7);
         f.fix = (char *)s_val(res, i, 8);
         snprintf(f.fingerprint, sizeof f.fingerprint, "%s", PQgetvalue(res, i, 9));
+        f.excluded = (char *)s_val(res, i, 10);
         if (kz_findings_add(out, &f) != 0) {
             PQclear(res);
             snprintf(errbuf, errlen, "out of memory reading the findings of scan '%s'", scan_id);

@@ -46,7 +46,8 @@ int kz_store_wait_scan(kz_store_t *self, const char *scan_id, long expected, int
                        bool (*tick)(void *arg), void *arg, char *errbuf, size_t errlen);
 
 /* Every finding of SCAN_ID, appended to OUT (one per fingerprint: a
-   redelivered batch stored twice is read once). 0 / -1 */
+   redelivered batch stored twice is read once), each with its `excluded`
+   reason (NULL: the project's own code). 0 / -1 */
 int kz_store_findings(kz_store_t *self, const char *scan_id, kz_findings_t *out, char *errbuf,
                       size_t errlen);
 

@@ -287,11 +287,12 @@ static const struct {
      "COALESCE(EXCLUDED.tools, s.tools), completed_at = EXCLUDED.completed_at"},
     {"kz_findings", S_T_FINDINGS,
      "INSERT INTO findings (scan_id, event_id, target, tool, rule, severity, category, file, "
-     "line, col, message, fingerprint, fix, created_at) SELECT n.body->>'scan_id', n.id, "
-     "n.target, f->>'tool', f->>'rule', f->>'severity', f->>'category', f->>'file', CASE WHEN "
-     "(f->>'line')::numeric > 2147483647 THEN 2147483647 ELSE (f->>'line')::integer END, CASE "
-     "WHEN (f->>'col')::numeric > 2147483647 THEN 2147483647 ELSE (f->>'col')::integer END, "
-     "f->>'message', f->>'fingerprint', f->>'fix', n.ts FROM kz_new n CROSS JOIN LATERAL "
+     "line, col, message, fingerprint, fix, excluded, created_at) SELECT n.body->>'scan_id', "
+     "n.id, n.target, f->>'tool', f->>'rule', f->>'severity', f->>'category', f->>'file', CASE "
+     "WHEN (f->>'line')::numeric > 2147483647 THEN 2147483647 ELSE (f->>'line')::integer END, "
+     "CASE WHEN (f->>'col')::numeric > 2147483647 THEN 2147483647 ELSE (f->>'col')::integer "
+     "END, f->>'message', f->>'fingerprint', f->>'fix', f->>'excluded', n.ts FROM kz_new n "
+     "CROSS JOIN LATERAL "
      "jsonb_array_elements(n.body->'findings') WITH ORDINALITY AS e(f, i) WHERE n.type = "
      "'finding.batch' ORDER BY n.seq, e.i"},
     {"kz_metrics", S_T_METRICS,

@@ -70,17 +70,18 @@
 #include "kz_log.h"
 #include "kz_proc.h"
 #include "kz_recipe.h"
+#include "kz_scope.h"
 #include "kz_state.h"
 #include "kz_store.h"
 
-#define S_CACHE_VERSION  1
+#define S_CACHE_VERSION  2            /* 2: findings carry "excluded" */
 #define S_MAX_MESSAGE    8192         /* bytes of a finding's message or fix we publish */
 #define S_BATCH_BYTES    (512u << 10) /* about this many bytes of findings per finding.batch */
 #define S_BATCH_MAX      5000         /* findings per finding.batch whatever scan.batch_size says */
 #define S_WAIT_MS        200          /* main thread: keepalive period while tools run */
 #define S_GIT_TIMEOUT_MS (10 * 60 * 1000)
 #define S_WARNED_MAX     256
-#define S_RECORD_VERSION 1
+#define S_RECORD_VERSION 2     /* 2: its scan's findings carry excluded */
 #define S_STORED_WAIT_MS 30000 /* for the recorder to hold a scan we would answer with */
 
 /* Files whose content changes what a tool reports on every file: a
@@ -103,6 +104,7 @@ static const char *const s_config_files[] = {
     ".editorconfig",
     "compile_commands.json",
     ".pre-commit-config.yaml",
+    ".gitmodules",
     NULL,
 };
 
@@ -218,6 +220,7 @@ typedef struct {
     json_t *old_files; /* its "files" object, or NULL */
     json_t *old_tools; /* its "tools" object, or NULL */
     kz_findings_t all;
+    kz_scope_t *scope; /* which files are the project's own */
     size_t nscanned;
     size_t nrescanned;
     long loc;
@@ -592,6 +595,8 @@ static json_t *s_finding_json(const kz_finding_t *f, bool with_file)
     rc |= json_object_set_new(o, "fingerprint", json_string(f->fingerprint));
     if (f->fix)
         rc |= json_object_set_new(o, "fix", json_string(f->fix));
+    if (f->excluded)
+        rc |= json_object_set_new(o, "excluded", json_string(f->excluded));
     if (with_file)
         rc |= json_object_set_new(o, "file", json_string(f->file ? f->file : ""));
     if (rc != 0) {
@@ -626,6 +631,7 @@ static long s_findings_from_json(const json_t *arr, const char *tool, const char
         f.col = (int)json_integer_value(json_object_get(o, "col"));
         f.message = (char *)json_string_value(json_object_get(o, "message"));
         f.fix = (char *)json_string_value(json_object_get(o, "fix"));
+        f.excluded = (char *)json_string_value(json_object_get(o, "excluded"));
         if (!f.rule || !f.severity || !f.category || !f.file || !*f.file || !f.message || !fp ||
             strlen(fp) > KZ_FINGERPRINT_LEN)
             return -1;
@@ -656,6 +662,20 @@ static bool s_argv_has_files(const kz_tool_config_t *tool)
         if (strcmp(tool->argv[i], "{files}") == 0)
             return true;
     return false;
+}
+
+/* Every .gitattributes of TREE, at any depth: they decide which findings
+   are set aside (kz_scope), which the cache keeps with the findings */
+static void s_fnv_gitattributes(s_fnv_t *f, const s_tree_t *tree)
+{
+    for (size_t i = 0; i < tree->count; i++) {
+        const char *p = tree->items[i].path;
+        const char *slash = strrchr(p, '/');
+        if (strcmp(slash ? slash + 1 : p, ".gitattributes") == 0) {
+            s_fnv_str(f, p);
+            s_fnv_str(f, tree->items[i].blob);
+        }
+    }
 }
 
 /* The hash that decides whether a tool's cached results still hold: its
@@ -705,6 +725,7 @@ static void s_tool_hash(const s_scan_t *s, s_tool_t *t)
             s_fnv_str(&f, s->tree.items[k].path);
             s_fnv_str(&f, s->tree.items[k].blob);
         }
+    s_fnv_gitattributes(&f, &s->tree);
     for (size_t i = 0; i < c->requires_count; i++) {
         char file[4096];
         snprintf(file, sizeof file, "%s", c->requires[i]);
@@ -1475,6 +1496,76 @@ static int s_worktree(s_scan_t *s)
     return 0;
 }
 
+/* Say why the findings of the files that are not the project's own code
+   (vendored, generated, excluded by the project) are set aside: each job's
+   new findings get their `excluded` reason, which the cache keeps (the
+   carried ones have it from there: the tool hash covers every
+   .gitattributes and the project's configs). 0, or -1 with S->error */
+static int s_scope_mark(s_scan_t *s)
+{
+    char err[1024];
+    size_t found = 0;
+    for (size_t i = 0; i < s->njobs; i++)
+        found += s->jobs[i].ran ? s->jobs[i].found.count : 0;
+    if (found == 0)
+        return 0; /* nothing new to tell apart */
+    if (!s->scope) {
+        s->scope = kz_scope_new(s->wt, err, sizeof err);
+        if (!s->scope) {
+            s_errf(s->error, sizeof s->error, "unable to tell vendored and generated files: %s",
+                   err);
+            return -1;
+        }
+        const char *warning = kz_scope_warning(s->scope);
+        if (warning && s_first_time(warning))
+            kz_warn("target '%s': %s", s->target->name, warning);
+    }
+    for (size_t i = 0; i < s->njobs; i++) {
+        s_job_t *j = &s->jobs[i];
+        if (j->ran && j->rc == 0 && j->res.status == KZ_TOOL_OK &&
+            kz_scope_mark(s->scope, &j->found, err, sizeof err) != 0) {
+            s_errf(s->error, sizeof s->error, "unable to tell vendored and generated files: %s",
+                   err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One info line naming the files set aside (S->all sorted by file):
+   "3 files set aside, not planned: 2 vendored: vendor/, 1 generated: ..." */
+static void s_log_set_aside(const s_scan_t *s)
+{
+    const char *reasons[16];
+    size_t counts[16], nreasons = 0, files = 0;
+    for (size_t i = 0; i < s->all.count; i++) {
+        const kz_finding_t *f = &s->all.items[i];
+        if (!f->excluded || (i > 0 && strcmp(s->all.items[i - 1].file, f->file) == 0))
+            continue;
+        files++;
+        size_t r = 0;
+        while (r < nreasons && strcmp(reasons[r], f->excluded) != 0)
+            r++;
+        if (r == nreasons && nreasons < 16) {
+            reasons[nreasons] = f->excluded;
+            counts[nreasons++] = 0;
+        }
+        if (r < nreasons)
+            counts[r]++;
+    }
+    if (!files)
+        return;
+    char line[1024];
+    size_t o = 0;
+    for (size_t r = 0; r < nreasons && o < sizeof line; r++) {
+        int n =
+            snprintf(line + o, sizeof line - o, "%s%zu %s", r ? ", " : "", counts[r], reasons[r]);
+        o += n > 0 ? (size_t)n : 0;
+    }
+    kz_info("scan of '%s': %zu files set aside, not planned (findings kept): %s", s->target->name,
+            files, line);
+}
+
 /* Merge the jobs' results: tool statuses, new findings into S->all, and
    the new cache. Returns the cache (NULL on out of memory). */
 static json_t *s_merge(s_scan_t *s)
@@ -1733,6 +1824,7 @@ static void s_scan_free(s_scan_t *s)
     s_tools_free(s);
     s_tree_free(&s->tree);
     kz_findings_free(&s->all);
+    kz_scope_destroy(&s->scope);
     json_decref(s->old);
     s->old = NULL;
 }
@@ -1961,6 +2053,8 @@ static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_co
         goto oom;
     kz_debug("%zu tools, %zu jobs on %zu threads", s->ntools, s->njobs, s_parallelism(s->cfg));
     s_jobs_run(s);
+    if (s_scope_mark(s) != 0)
+        goto failed;
 
     json_t *cache = s_merge(s);
     if (!cache)
@@ -2008,6 +2102,7 @@ static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_co
             "in %" PRId64 " ms",
             target->name, s->commit, s->nscanned, s->nrescanned, s->all.count, score, status,
             duration_ms);
+    s_log_set_aside(s);
     rc = 0;
     goto done;
 

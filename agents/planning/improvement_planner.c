@@ -6,7 +6,10 @@
     planners. For a scan whose status is ok or partial (a reused one too:
     code-health answering with a stored scan) it waits until the recorder
     stored every finding of the scan (kz_store_wait_scan), loads them,
-    leaves out those a plan of the target already covers
+    leaves out those in files that are not the project's own code (a
+    finding's `excluded` reason: vendored, generated, excluded by the
+    project - they are logged with their reasons, never planned) and
+    those a plan of the target already covers
     (kz_store_covered: open, accepted, rejected at this commit, or failed
     there with nothing_to_do, suite or fixer - after waiting until the recorder
     holds this planner's own last plan.batch of the target), and groups
@@ -227,6 +230,57 @@ static int s_plan_finish(s_plan_t *plan, const kz_findings_t *findings)
     plan->items = 2 * 16 + 1 + listed + n + 2;
     kz_ulid(plan->plan_id);
     return 0;
+}
+
+/* Take the findings whose file is set aside (their `excluded` reason:
+   vendored, generated, excluded by the project) out of FINDINGS: no plan
+   may touch them. *SET_ASIDE gets how many; one info line says how many
+   files and why. */
+static void s_drop_excluded(kz_findings_t *findings, const char *scan_id, size_t *set_aside)
+{
+    const char *reasons[8];
+    size_t files[8], nreasons = 0, nfiles = 0;
+    const char *last_file = NULL;
+    *set_aside = 0;
+    for (size_t i = 0; i < findings->count; i++) {
+        const kz_finding_t *f = &findings->items[i];
+        if (!f->excluded)
+            continue;
+        (*set_aside)++;
+        /* the store gives them sorted by file: a new name is a new file */
+        if (!last_file || strcmp(last_file, f->file) != 0) {
+            nfiles++;
+            size_t r = 0;
+            while (r < nreasons && strcmp(reasons[r], f->excluded) != 0)
+                r++;
+            if (r == nreasons && nreasons < 8) {
+                reasons[nreasons] = f->excluded;
+                files[nreasons++] = 0;
+            }
+            if (r < nreasons)
+                files[r]++;
+        }
+        last_file = f->file;
+    }
+    if (!*set_aside)
+        return;
+    char line[1024] = "";
+    size_t o = 0;
+    for (size_t r = 0; r < nreasons && o < sizeof line; r++) {
+        int n =
+            snprintf(line + o, sizeof line - o, "%s%zu %s", r ? ", " : "", files[r], reasons[r]);
+        o += n > 0 ? (size_t)n : 0;
+    }
+    kz_info("scan %s: %zu findings in %zu files left unplanned, not the project's own code: %s",
+            scan_id, *set_aside, nfiles, line);
+    size_t kept = 0;
+    for (size_t i = 0; i < findings->count; i++) {
+        if (findings->items[i].excluded)
+            kz_finding_clear(&findings->items[i]);
+        else
+            findings->items[kept++] = findings->items[i];
+    }
+    findings->count = kept;
 }
 
 /* Group the fixable findings of FINDINGS into PLANS (one per fixer and
@@ -580,7 +634,8 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
     }
     int rc = -1;
     s_plans_t plans = {NULL, 0};
-    size_t unfixable = 0, covered = 0, total = findings.count;
+    size_t unfixable = 0, covered = 0, set_aside = 0, total = findings.count;
+    s_drop_excluded(&findings, scan_id, &set_aside);
     if (!*commit) {
         /* the router cannot run a plan without its base commit */
         kz_error("scan %s of '%s' names no commit: no plan can be proposed", scan_id, target);
@@ -603,10 +658,11 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
     for (size_t i = 0; i < plans.count; i++)
         fixable += plans.items[i].count;
     kz_info("scan %s of '%s' at %.12s%s: %zu findings, %zu already covered by plans, %zu "
-            "fixable in %zu plans, %zu without a fixer",
+            "fixable in %zu plans, %zu without a fixer, %zu set aside (not the project's own "
+            "code)",
             scan_id, target, *commit ? commit : "(none)",
             kz_map_bool(body, "reused", false) ? " (reused)" : "", total, covered, fixable,
-            plans.count, unfixable);
+            plans.count, unfixable, set_aside);
     rc = 0;
 done:
     s_plans_free(&plans);

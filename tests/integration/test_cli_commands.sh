@@ -148,7 +148,7 @@ targets:
     languages: [shell]
 EOF
 PATH=/nonexistent "$K" doctor >"$T/out" 2>"$T/err"
-grep -A1 -E "^  MISSING +tool shellcheck \(shell\)" "$T/out" | grep -q "fix: apt-get install -y shellcheck" ||
+grep -A1 -E "^  MISSING +tool shellcheck " "$T/out" | grep -q "fix: apt-get install -y shellcheck" ||
     fail "doctor: shellcheck: $(cat "$T/out")"
 # with tool and fixer recipes, doctor checks the recipes' programs (and the
 # module of a "python3 -m MOD" recipe) instead of the built-in list

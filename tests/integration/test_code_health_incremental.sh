@@ -199,7 +199,7 @@ scan "$T/changed.yaml"
 check 8 "c['rescanned'] == c['files'] and sorted(n for n, _ in calls) == sorted($PYTOOLS) and findings(c) == findings(p)"
 
 # the cache is JSON, written atomically (no temporary file left behind)
-"$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['version'] == 1 and 'textkit/stats.py' in d['files']" \
+"$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['version'] == 2 and 'textkit/stats.py' in d['files']" \
     "$T/state/code-health/py.json" || fail "the scan cache is not what it should be"
 compgen -G "$T/state/code-health/*tmp*" >/dev/null && fail "a temporary cache file was left behind"
 # a corrupt cache and scan record: clear warnings and a full scan

@@ -21,7 +21,6 @@
 #   7. a partial scan (a recipe whose program exits with an error) is
 #      never reused: its tools run again on the next request; its
 #      snapshot is marked partial in the database and in kaizen report.
-# kz-timeout: 400
 # shellcheck disable=SC2154 # PID_* are set by kz_start (lib.sh)
 source "$(dirname "$0")/lib.sh"
 

@@ -21,7 +21,6 @@
 #   and not usable with its reason and cause), none for a failed scan or a
 #   target without a test command, and the recorder stores it in events;
 # - no worktree and no work directory is left.
-# kz-timeout: 600
 source "$KZ_ROOT/tests/integration/lib.sh"
 K="$KZ_BIN/kaizen"
 AGENT="$KZ_BIN/kaizen-test-runner"

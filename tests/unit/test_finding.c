@@ -929,6 +929,7 @@ static void test_msg_roundtrip(void **state)
     list.items[1].col = 4;
     list.items[1].severity = strdup("low");
     list.items[1].category = strdup("style");
+    list.items[1].excluded = strdup("vendored: .gitattributes linguist-vendored");
     kz_findings_fingerprint(&list, "/nonexistent");
 
     kz_msg_t *msg = kz_msg_new("finding.batch");
@@ -969,6 +970,19 @@ static void test_msg_roundtrip(void **state)
             assert_string_equal(f.fix, o->fix);
         else
             assert_null(f.fix);
+        if (o->excluded)
+            assert_string_equal(f.excluded, o->excluded);
+        else
+            assert_null(f.excluded);
+        /* a copy keeps the reason too */
+        kz_findings_t copy;
+        kz_findings_init(&copy);
+        assert_int_equal(kz_findings_add(&copy, &f), 0);
+        if (o->excluded)
+            assert_string_equal(copy.items[0].excluded, o->excluded);
+        else
+            assert_null(copy.items[0].excluded);
+        kz_findings_free(&copy);
         kz_finding_clear(&f);
     }
     /* col is omitted when unknown */

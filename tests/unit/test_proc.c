@@ -145,6 +145,7 @@ static void test_timeout_kills_group(void **state)
     assert_int_equal(res.term_signal, SIGTERM);
     assert_true(res.duration_us >= (int64_t)opts.timeout_ms * 1000);
     assert_true(res.duration_us < 300 * 1000 * 1000LL); /* not the child's 10 minutes */
+    assert_true(res.out && strncmp(res.out, "ready ", 6) == 0);
     pid_t grandchild = (pid_t)atoi(res.out + 5);
     assert_true(grandchild > 0);
     assert_true(s_gone(grandchild));
@@ -207,12 +208,14 @@ static void test_escaped_grandchild(void **state)
        we stop waiting for it shortly after the leader is gone */
     int rc = s_run(&opts, (const char *[]){"sh", "-c", "setsid sleep 600 & echo $!", NULL}, &res,
                    err, sizeof err);
+    /* killed first: a failed assertion must not leave it sleeping */
+    pid_t escaped = rc == 0 && res.out ? (pid_t)atoi(res.out) : 0;
+    if (escaped > 0)
+        kill(escaped, SIGKILL);
     assert_int_equal(rc, 0);
     assert_int_equal(res.exit_code, 0);
     assert_true(res.duration_us < 300 * 1000 * 1000LL); /* not the escaped one's 10 minutes */
-    pid_t escaped = (pid_t)atoi(res.out);
     assert_true(escaped > 0);
-    kill(escaped, SIGKILL);
     assert_true(s_gone(escaped));
     kz_proc_result_free(&res);
 }

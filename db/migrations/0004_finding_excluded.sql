@@ -1,0 +1,12 @@
+-- 0004_finding_excluded.sql: findings no plan may touch.
+--
+-- findings.excluded: why the finding's file is not the project's own code
+-- ("vendored: vendor/", "vendored: .gitattributes linguist-vendored",
+-- "vendored: git submodule", "generated: .gitattributes
+-- linguist-generated", "generated: the file says it is generated",
+-- "excluded by the project: .flake8 exclude", ...; free text, so later
+-- reasons need no migration). NULL: the project's own code, which the
+-- planner may plan. code-health sets it (finding.batch's optional
+-- `excluded`); the planner never plans such a finding, and the report
+-- counts the files set aside per reason.
+ALTER TABLE findings ADD COLUMN excluded text;
