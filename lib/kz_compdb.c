@@ -336,6 +336,27 @@ kz_compdb_t *kz_compdb_new(const kz_compdb_opts_t *opts)
     return self;
 }
 
+kz_compdb_t *kz_compdb_for(const kz_config_t *cfg, const char *root, void (*tick)(void *arg),
+                           bool (*cancel)(void *arg), void *arg)
+{
+    char under[PATH_MAX], err[512];
+    if (kz_compdb_under(cfg, under, sizeof under, err, sizeof err) != 0) {
+        kz_compdb_t *self = calloc(1, sizeof *self);
+        if (self) {
+            self->how = "none";
+            s_fail(self, "%s", err);
+        }
+        return self;
+    }
+    kz_compdb_opts_t o = {.root = root,
+                          .under = under,
+                          .tick = tick,
+                          .tick_arg = arg,
+                          .cancel = cancel,
+                          .cancel_arg = arg};
+    return kz_compdb_new(&o);
+}
+
 void kz_compdb_destroy(kz_compdb_t **self_p)
 {
     if (!self_p || !*self_p)

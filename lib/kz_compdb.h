@@ -44,6 +44,13 @@ typedef struct {
    kz_compdb_error says why, e.g. "cmake configure failed: exit 1: CMake
    Error at CMakeLists.txt:3"). */
 kz_compdb_t *kz_compdb_new(const kz_compdb_opts_t *opts);
+/* kz_compdb_new for ROOT with the scratch directory under STATE/compdb
+   (kz_compdb_under) and TICK / CANCEL called with ARG while commands run
+   (an agent: kz_agent_proc_tick, kz_agent_proc_cancel; NULL for none).
+   NULL only when out of memory; a scratch directory that cannot be made
+   is one more reason there is no database (kz_compdb_error). */
+kz_compdb_t *kz_compdb_for(const kz_config_t *cfg, const char *root, void (*tick)(void *arg),
+                           bool (*cancel)(void *arg), void *arg);
 /* Remove the scratch directory and free. Safe on NULL and twice. */
 void kz_compdb_destroy(kz_compdb_t **self_p);
 

@@ -349,18 +349,8 @@ static kz_compdb_t *s_fixer_compdb(s_job_t *job, bool *oom)
     *oom = false;
     if (!kz_compdb_wanted(fx->argv, fx->argv_count))
         return NULL;
-    char under[4096], err[512];
-    if (kz_compdb_under(kz_agent_config(job->agent), under, sizeof under, err, sizeof err) != 0) {
-        kz_warn("plan %s: no compile database for fixer '%s': %s", job->plan_id, fx->name, err);
-        return NULL;
-    }
-    kz_compdb_opts_t o = {.root = job->wt,
-                          .under = under,
-                          .tick = kz_agent_proc_tick,
-                          .tick_arg = job->agent,
-                          .cancel = kz_agent_proc_cancel,
-                          .cancel_arg = job->agent};
-    kz_compdb_t *db = kz_compdb_new(&o);
+    kz_compdb_t *db = kz_compdb_for(kz_agent_config(job->agent), job->wt, kz_agent_proc_tick,
+                                    kz_agent_proc_cancel, job->agent);
     *oom = db == NULL;
     if (db && !kz_compdb_dir(db))
         kz_warn("plan %s: no compile database for fixer '%s': %s; it runs without one",

@@ -1076,20 +1076,10 @@ static int s_compdb_make(s_scan_t *s)
         wanted = kz_compdb_wanted(s->jobs[i].tool->cfg->argv, s->jobs[i].tool->cfg->argv_count);
     if (!wanted)
         return 0;
-    char under[4096], err[512];
-    const char *why = err;
-    if (kz_compdb_under(s->cfg, under, sizeof under, err, sizeof err) == 0) {
-        kz_compdb_opts_t o = {.root = s->wt,
-                              .under = under,
-                              .tick = kz_agent_proc_tick,
-                              .tick_arg = s->agent,
-                              .cancel = kz_agent_proc_cancel,
-                              .cancel_arg = s->agent};
-        s->compdb = kz_compdb_new(&o);
-        if (!s->compdb)
-            return -1;
-        why = kz_compdb_error(s->compdb);
-    }
+    s->compdb = kz_compdb_for(s->cfg, s->wt, kz_agent_proc_tick, kz_agent_proc_cancel, s->agent);
+    if (!s->compdb)
+        return -1;
+    const char *why = kz_compdb_error(s->compdb);
     if (kz_compdb_dir(s->compdb)) {
         kz_info("compile database of '%s' made (%s) for the C tools", s->target->name,
                 kz_compdb_how(s->compdb));

@@ -462,18 +462,8 @@ static int s_tool_compdb(s_job_t *job, const char *root, kz_compdb_t **db)
     *db = NULL;
     if (!kz_compdb_wanted(job->tool->argv, job->tool->argv_count))
         return 0;
-    char under[4096], err[512];
-    if (kz_compdb_under(kz_agent_config(job->agent), under, sizeof under, err, sizeof err) != 0) {
-        kz_warn("tool '%s': no compile database: %s", job->tool->name, err);
-        return 0;
-    }
-    kz_compdb_opts_t o = {.root = root,
-                          .under = under,
-                          .tick = kz_agent_proc_tick,
-                          .tick_arg = job->agent,
-                          .cancel = kz_agent_proc_cancel,
-                          .cancel_arg = job->agent};
-    *db = kz_compdb_new(&o);
+    *db = kz_compdb_for(kz_agent_config(job->agent), root, kz_agent_proc_tick, kz_agent_proc_cancel,
+                        job->agent);
     if (!*db)
         return -1;
     if (!kz_compdb_dir(*db))
