@@ -26,6 +26,7 @@
 
 #include "kz_config.h"
 #include "kz_msg.h"
+#include "kz_testsuite.h"
 
 #ifndef KZ_VERSION
 #define KZ_VERSION "0.1.0"
@@ -38,7 +39,8 @@
 /* What the dispatcher hands a command */
 typedef struct {
     kz_config_t *cfg;        /* loaded config (NULL when the command has needs_config false) */
-    const char *config_path; /* the file it came from, or NULL for defaults */
+    const char *config_path; /* the file it came from, or NULL for defaults; for a command
+                                with needs_config false, the -c FILE given (or NULL) */
 } kz_cli_t;
 
 /* Run the command. ARGV[0] is the command name, ARGV[1..] its arguments.
@@ -78,6 +80,7 @@ extern const kz_cli_cmd_t kz_cmd_plans;    /* cli/plans.c: plans [show ID] */
 extern const kz_cli_cmd_t kz_cmd_approve;  /* cli/plans.c */
 extern const kz_cli_cmd_t kz_cmd_reject;   /* cli/plans.c */
 extern const kz_cli_cmd_t kz_cmd_catalog;  /* cli/catalog.c */
+extern const kz_cli_cmd_t kz_cmd_init;     /* cli/init.c */
 
 /* Print "kaizen CMD: MESSAGE" and the hint "see 'kaizen CMD --help'" on
    stderr; returns KZ_EXIT_USAGE so callers write `return kz_cli_usage(...)`. */
@@ -197,5 +200,37 @@ int kz_cli_stop(const kz_config_t *cfg, int timeout_ms, bool *was_running);
 /* cli/logs.c: print the last LINES lines of the file PATH to OUT, each
    prefixed with PREFIX (may be ""). 0, -1 when it cannot be read */
 int kz_cli_print_tail(FILE *out, const char *path, long lines, const char *prefix);
+
+/* cli/tools.c: the checkers and test programs kaizen knows - a program
+   (any of NAMES), the language whose targets use it, its Debian package */
+typedef struct {
+    const char *language;
+    const char *names[3];
+    const char *package;
+} kz_cli_tool_t;
+extern const kz_cli_tool_t kz_cli_tools[];
+extern const size_t kz_cli_tools_count;
+
+/* cli/tools.c: the Debian package of the program or tool NAME ("pytest":
+   "python3-pytest"), or NULL when kaizen does not know it */
+const char *kz_cli_tool_package(const char *name);
+
+/* cli/tools.c: the name a recipe's ARGV runs: MOD for "python3 -m MOD",
+   else argv[0]'s base name ("" for an empty argv) */
+const char *kz_cli_program_name(char *const *argv, size_t argc);
+
+/* cli/tools.c: whether the program of ARGV (ARGC words) can run here:
+   argv[0] on PATH and, for "python3 -m MOD", MOD importable. true with
+   DETAIL its path ("/usr/bin/python3 -m black"), false with DETAIL why
+   ("program 'flake8' not found on PATH", "/usr/bin/python3 has no
+   module 'x'") */
+bool kz_cli_program_ready(char *const *argv, size_t argc, char *detail, size_t len);
+
+/* cli/tools.c: run TARGET's tests at RUN->commit in a new temporary
+   directory PREFIX.XXXXXX (a detached worktree and kaizen's work
+   directory), removed after whatever happened. 0 (RUN judged, or
+   run->error) / -1 out of memory */
+int kz_cli_tests_in_tmp(const kz_target_config_t *target, const char *prefix,
+                        kz_testsuite_run_t *run);
 
 #endif

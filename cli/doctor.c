@@ -5,7 +5,10 @@
     Checks: the config; the Debian packages kaizen runs on (dpkg-query,
     run with kz_proc: an argv, no shell); the kaizen programs beside this
     one (the broker, the orchestrator, every configured agent); the state
-    directory; the tools the configured targets' languages need; whether
+    directory; per target, exactly what it needs - the tool recipes that
+    apply to its languages and that it chose (tools[].requires), the
+    fixers of those tools and its test program - each program checked
+    once, tools a target does not run only listed; whether
     each target's tests can run at the head of its branch (lib/
     kz_testsuite.h: the base cache when it has that commit, else the suite
     run in a temporary worktree kaizen removes afterwards); the database
@@ -48,7 +51,9 @@ static const char s_usage[] =
     "\n"
     "  the config; the Debian packages kaizen runs on; the kaizen programs\n"
     "  (kaizen-broker, kaizen-orchestrator, kaizen-NAME for each agent); the\n"
-    "  state directory; the tools of the configured targets' languages; for\n"
+    "  state directory; per target, what it needs: the tool recipes that apply\n"
+    "  to its languages and that the project chose (tools[].requires), their\n"
+    "  fixers and its test program (tools it does not run are only listed); for\n"
     "  each target with a test command, whether its tests can run at the head\n"
     "  of its branch (from the test runner's base cache when it has that\n"
     "  commit, else by running them in a temporary worktree, removed after);\n"
@@ -64,31 +69,6 @@ static const char s_usage[] =
 static const char *const s_runtime_packages[] = {
     "libzmq5", "libczmq4",    "libmsgpackc2", "libyaml-0-2",
     "libpq5",  "libjansson4", "libxml2",      "libpcre2-8-0",
-};
-
-/* Target-side tools per language: the program (any of the names) and
-   the Debian package that provides it */
-typedef struct {
-    const char *language;
-    const char *names[3];
-    const char *package;
-} s_tool_t;
-
-static const s_tool_t s_tools[] = {
-    {"python", {"flake8", NULL, NULL}, "flake8"},
-    {"python", {"pylint", NULL, NULL}, "pylint"},
-    {"python", {"mypy", NULL, NULL}, "mypy"},
-    {"python", {"black", NULL, NULL}, "black"},
-    {"python", {"isort", NULL, NULL}, "isort"},
-    {"python", {"bandit", NULL, NULL}, "bandit"},
-    {"python", {"codespell", NULL, NULL}, "codespell"},
-    {"python", {"pytest", "pytest-3", NULL}, "python3-pytest"},
-    {"python", {"python3-coverage", NULL, NULL}, "python3-coverage"},
-    {"c", {"cppcheck", NULL, NULL}, "cppcheck"},
-    {"c", {"clang-tidy", NULL, NULL}, "clang-tidy"},
-    {"c", {"clang-format", NULL, NULL}, "clang-format"},
-    {"c", {"gcovr", NULL, NULL}, "gcovr"},
-    {"shell", {"shellcheck", NULL, NULL}, "shellcheck"},
 };
 
 typedef struct {
@@ -266,79 +246,125 @@ static bool s_language_used(const kz_config_t *cfg, const char *language)
     return false;
 }
 
-/* The Debian package of a tool recipe's program, from the built-in list */
-static const char *s_package_of(const char *name)
-{
-    for (size_t i = 0; i < sizeof s_tools / sizeof s_tools[0]; i++)
-        for (size_t n = 0; n < 3 && s_tools[i].names[n]; n++)
-            if (strcmp(s_tools[i].names[n], name) == 0)
-                return s_tools[i].package;
-    return NULL;
-}
-
 /* Check one recipe's program (argv[0]; for "python3 -m MOD" also that
-   MOD imports): WHAT names the recipe, NAME its tool or fixer name */
+   MOD imports): WHAT names the check, NAME the tool or fixer (its
+   Debian package, else the program's, goes in the fix) */
 static void s_recipe_program(s_doctor_t *d, const char *what, const char *name, char **argv,
                              size_t argc)
 {
     char fix[200], detail[PATH_MAX + 64];
-    const char *package = s_package_of(name);
+    const char *package = kz_cli_tool_package(name);
+    if (!package)
+        package = kz_cli_tool_package(kz_cli_program_name(argv, argc));
     if (package)
         snprintf(fix, sizeof fix, "apt-get install -y %s", package);
     else
-        snprintf(fix, sizeof fix, "install '%s' or change the recipe's argv", argv[0]);
-    char *path = kz_proc_which(argv[0]);
-    if (!path) {
-        s_line(d, "MISSING", what, "program not found on PATH", fix);
-        if (package)
-            s_want_package(d, package);
+        snprintf(fix, sizeof fix, "install '%s' or change the recipe's argv", argc ? argv[0] : "");
+    if (kz_cli_program_ready(argv, argc, detail, sizeof detail)) {
+        s_line(d, "ok", what, detail, NULL);
         return;
     }
-    if (argc >= 3 && strcmp(argv[1], "-m") == 0) {
-        char code[300];
-        snprintf(code, sizeof code, "import %s", argv[2]);
-        const char *args[] = {argv[0], "-c", code, NULL};
-        kz_proc_opts_t opts = {.argv = args, .timeout_ms = 30000};
-        kz_proc_result_t res;
-        char err[256];
-        bool ok = kz_proc_run(&opts, &res, err, sizeof err) == 0 && res.exit_code == 0;
-        kz_proc_result_free(&res);
-        if (!ok) {
-            snprintf(detail, sizeof detail, "%s has no module '%s'", path, argv[2]);
-            s_line(d, "MISSING", what, detail, fix);
-            if (package)
-                s_want_package(d, package);
-            free(path);
-            return;
-        }
-        snprintf(detail, sizeof detail, "%s -m %s", path, argv[2]);
-    } else {
-        snprintf(detail, sizeof detail, "%s", path);
-    }
-    s_line(d, "ok", what, detail, NULL);
-    free(path);
+    s_line(d, "MISSING", what, detail, fix);
+    if (package)
+        s_want_package(d, package);
 }
 
-/* The tool and fixer recipes of the config that some target uses */
-static void s_recipe_tools(s_doctor_t *d)
+/* Append ", NAME" (or NAME first) to BUF of LEN at *AT, cut when full */
+static void s_list_add(char *buf, size_t len, size_t *at, const char *name)
 {
-    for (size_t i = 0; i < d->cfg->tools_count; i++) {
-        const kz_tool_config_t *tool = &d->cfg->tools[i];
-        bool used = false;
-        for (size_t t = 0; t < d->cfg->targets_count && !used; t++)
-            used = kz_tool_applies(tool, d->cfg->targets[t].languages);
-        if (!used)
+    if (*at >= len)
+        return;
+    int n = snprintf(buf + *at, len - *at, "%s%s", *at ? ", " : "", name);
+    *at += n > 0 ? (size_t)n : 0;
+}
+
+/* Where to look for the evidence of TARGET's choices: its path, or the
+   directory it will be created from while it does not exist yet */
+static const char *s_target_root(const kz_target_config_t *target)
+{
+    struct stat st;
+    if (target->init_from && stat(target->path, &st) != 0)
+        return target->init_from;
+    return target->path;
+}
+
+/* Exactly what TARGET needs: the tool recipes that apply to its languages
+   and that it chose (tools[].requires) - each program checked once over
+   all targets (DONE_TOOLS, DONE_FIXERS) - the fixers of those tools, and
+   its test program. Tools that apply but were not chosen are listed,
+   never checked: they do not run on this target */
+static void s_target_needs(s_doctor_t *d, const kz_target_config_t *target, bool *done_tools,
+                           bool *done_fixers)
+{
+    const kz_config_t *cfg = d->cfg;
+    const char *root = s_target_root(target);
+    char chosen[1024] = "", skipped[1024] = "", fixers[1024] = "", what[192], detail[3200];
+    size_t nc = 0, ns = 0, nf = 0;
+    for (size_t i = 0; i < cfg->tools_count; i++) {
+        const kz_tool_config_t *tool = &cfg->tools[i];
+        if (!kz_tool_applies(tool, target->languages))
             continue;
-        char what[160];
+        if (!kz_tool_chosen(tool, root, NULL, 0)) {
+            s_list_add(skipped, sizeof skipped, &ns, tool->name);
+            continue;
+        }
+        s_list_add(chosen, sizeof chosen, &nc, tool->name);
+        for (size_t f = 0; f < cfg->fixers_count; f++)
+            if (cfg->fixers[f].tool && strcmp(cfg->fixers[f].tool, tool->name) == 0)
+                s_list_add(fixers, sizeof fixers, &nf, cfg->fixers[f].name);
+    }
+    char langs[256] = "";
+    size_t nl = 0;
+    for (size_t l = 0; l < target->languages_count; l++)
+        s_list_add(langs, sizeof langs, &nl, target->languages[l]);
+    snprintf(what, sizeof what, "target %s", target->name);
+    snprintf(detail, sizeof detail, "languages: %s; tools: %s; fixers: %s; test: %s",
+             nl ? langs : "all", nc ? chosen : "none", nf ? fixers : "none",
+             target->test_count ? target->test[0] : "none");
+    s_line(d, "ok", what, detail, NULL);
+    if (ns) {
+        snprintf(what, sizeof what, "tools not chosen by %s", target->name);
+        snprintf(detail, sizeof detail, "%s (no evidence in %s: tools[].requires; not run)",
+                 skipped, root);
+        s_line(d, "skip", what, detail, NULL);
+    }
+    for (size_t i = 0; i < cfg->tools_count; i++) {
+        const kz_tool_config_t *tool = &cfg->tools[i];
+        if (done_tools[i] || !kz_tool_applies(tool, target->languages) ||
+            !kz_tool_chosen(tool, root, NULL, 0))
+            continue;
+        done_tools[i] = true;
         snprintf(what, sizeof what, "tool %s", tool->name);
         s_recipe_program(d, what, tool->name, tool->argv, tool->argv_count);
+        for (size_t f = 0; f < cfg->fixers_count; f++) {
+            const kz_fixer_config_t *fixer = &cfg->fixers[f];
+            if (done_fixers[f] || !fixer->tool || strcmp(fixer->tool, tool->name) != 0)
+                continue;
+            done_fixers[f] = true;
+            snprintf(what, sizeof what, "fixer %s", fixer->name);
+            s_recipe_program(d, what, fixer->name, fixer->argv, fixer->argv_count);
+        }
     }
-    for (size_t i = 0; i < d->cfg->fixers_count; i++) {
-        const kz_fixer_config_t *fixer = &d->cfg->fixers[i];
-        char what[160];
-        snprintf(what, sizeof what, "fixer %s", fixer->name);
-        s_recipe_program(d, what, fixer->name, fixer->argv, fixer->argv_count);
+    if (target->test_count) {
+        snprintf(what, sizeof what, "test program of %s", target->name);
+        s_recipe_program(d, what, kz_cli_program_name(target->test, target->test_count),
+                         target->test, target->test_count);
     }
+}
+
+/* The tool and fixer recipes of the config, per target */
+static void s_recipe_tools(s_doctor_t *d)
+{
+    bool *done_tools = calloc(d->cfg->tools_count + 1, sizeof *done_tools);
+    bool *done_fixers = calloc(d->cfg->fixers_count + 1, sizeof *done_fixers);
+    if (!done_tools || !done_fixers)
+        s_line(d, "FAIL", "tools", "out of memory",
+               "run kaizen doctor again with more memory free");
+    else
+        for (size_t t = 0; t < d->cfg->targets_count; t++)
+            s_target_needs(d, &d->cfg->targets[t], done_tools, done_fixers);
+    free(done_tools);
+    free(done_fixers);
 }
 
 static void s_target_tools(s_doctor_t *d)
@@ -351,16 +377,16 @@ static void s_target_tools(s_doctor_t *d)
         for (size_t l = 0; l < d->cfg->targets[t].languages_count; l++) {
             const char *lang = d->cfg->targets[t].languages[l];
             bool known = false;
-            for (size_t i = 0; i < sizeof s_tools / sizeof s_tools[0]; i++)
-                known |= strcmp(s_tools[i].language, lang) == 0;
+            for (size_t i = 0; i < kz_cli_tools_count; i++)
+                known |= strcmp(kz_cli_tools[i].language, lang) == 0;
             if (!known) {
                 char what[160];
                 snprintf(what, sizeof what, "tools for %s", lang);
                 s_line(d, "skip", what, "no tools known for this language", NULL);
             }
         }
-    for (size_t i = 0; i < sizeof s_tools / sizeof s_tools[0]; i++) {
-        const s_tool_t *t = &s_tools[i];
+    for (size_t i = 0; i < kz_cli_tools_count; i++) {
+        const kz_cli_tool_t *t = &kz_cli_tools[i];
         if (!s_language_used(d->cfg, t->language))
             continue;
         char what[160], fix[160];
@@ -386,24 +412,6 @@ static void s_note(const char *what, const char *detail)
 {
     printf("  %-7s  %-28s %s\n", "...", what, detail);
     fflush(stdout);
-}
-
-/* Run TARGET's tests at RUN->commit in a temporary directory of its own
-   (a worktree and kaizen's work directory), removed after. 0 / -1 (out
-   of memory) */
-static int s_tests_in_tmp(const kz_target_config_t *target, kz_testsuite_run_t *run)
-{
-    char tmp[PATH_MAX], wt[PATH_MAX], work[PATH_MAX], err[512];
-    if (kz_tmpdir_new(NULL, "kaizen-doctor", tmp, sizeof tmp, err, sizeof err) != 0) {
-        snprintf(run->error, sizeof run->error, "%s", err);
-        return 0;
-    }
-    snprintf(wt, sizeof wt, "%.*s/worktree", PATH_MAX - 16, tmp);
-    snprintf(work, sizeof work, "%.*s/work", PATH_MAX - 16, tmp);
-    int rc = kz_testsuite_test_at(target, wt, work, NULL, run);
-    if (kz_rmtree(tmp, err, sizeof err) != 0)
-        fprintf(stderr, "kaizen: %s\n", err);
-    return rc;
 }
 
 /* Whether TARGET's tests can run at the head of its branch */
@@ -445,7 +453,7 @@ static void s_target_suite(s_doctor_t *d, const kz_target_config_t *target)
                  target->test_timeout_ms / 1000.0);
         s_note(what, detail);
         rc = state ? kz_testsuite_base(d->cfg, target, NULL, KZ_TESTSUITE_RECHECK, &run)
-                   : s_tests_in_tmp(target, &run);
+                   : kz_cli_tests_in_tmp(target, "kaizen-doctor", &run);
     }
     char fix[512];
     if (rc != 0) {

@@ -22,10 +22,10 @@
 
 /* The commands, in the order `kaizen --help` lists them */
 static const kz_cli_cmd_t *const s_commands[] = {
-    &kz_cmd_up,      &kz_cmd_down,    &kz_cmd_status, &kz_cmd_run_once, &kz_cmd_plans,
-    &kz_cmd_approve, &kz_cmd_reject,  &kz_cmd_report, &kz_cmd_logs,     &kz_cmd_doctor,
-    &kz_cmd_db,      &kz_cmd_monitor, &kz_cmd_stats,  &kz_cmd_publish,  &kz_cmd_call,
-    &kz_cmd_keygen,  &kz_cmd_catalog,
+    &kz_cmd_init,    &kz_cmd_up,      &kz_cmd_down,   &kz_cmd_status,  &kz_cmd_run_once,
+    &kz_cmd_plans,   &kz_cmd_approve, &kz_cmd_reject, &kz_cmd_report,  &kz_cmd_logs,
+    &kz_cmd_doctor,  &kz_cmd_catalog, &kz_cmd_db,     &kz_cmd_monitor, &kz_cmd_stats,
+    &kz_cmd_publish, &kz_cmd_call,    &kz_cmd_keygen,
 };
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
@@ -264,7 +264,8 @@ int main(int argc, char **argv)
         rc = kz_cli_usage(cmd->name, "unknown log format '%s' (use text or json)", g.log_format);
 
     kz_log_set_agent("kaizen");
-    kz_cli_t cli = {NULL, NULL};
+    /* a command that loads no config (init writes one) gets the -c FILE given */
+    kz_cli_t cli = {NULL, cmd->needs_config ? NULL : g.config};
     if (rc == 0 && cmd->needs_config) {
         char err[512] = "";
         cli.cfg = kz_config_open(g.config, err, sizeof err);

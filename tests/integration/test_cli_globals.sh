@@ -140,7 +140,7 @@ grep -q "option '--config' needs a value" "$T/err" || fail "--config=: $(cat "$T
 expect 2 "$K" plans show 01ABC -c "$T/good.yaml" --bogus
 grep -q "kaizen plans: unknown option '--bogus'" "$T/err" || fail "plans show --bogus: $(cat "$T/err")"
 # and the help of every command names the global options
-for c in up down status run-once plans approve reject report logs doctor db monitor stats publish call keygen; do
+for c in init up down status run-once plans approve reject report logs doctor db monitor stats publish call keygen; do
     expect 0 "$K" "$c" --help -c "$T/bad.yaml"
     grep -q "before or after the command" "$T/out" || fail "$c --help does not explain the global options"
     grep -q -- "--log-format" "$T/out" || fail "$c --help does not name --log-format"

@@ -161,6 +161,9 @@ kz_wait_for 60 ranked S1 2 || fail "no plan.ranked for the reused S1"
 expect_eq "reused S1 ready" "$(ready S1 2)" "c.py f.py"
 kz_wait_log planner "scan S1 of 'repo1' at c1 (reused): 8 findings, 6 already covered by plans, 2 fixable in 2 plans" ||
     fail "no summary line for the reused S1"
+# the plan.ranked was seen on the bus: its plans' rows follow (the recorder)
+rows_are() { [[ $(nrows) == "$1" ]]; }
+kz_wait_for 30 rows_are 10
 rows=$(nrows)
 expect_eq "rows after the reused S1" "$rows" 10
 
@@ -176,6 +179,7 @@ expect_eq "rows after S1 once more" "$(nrows)" "$rows"
 scan S2 c2
 kz_wait_for 60 ranked S2 1 || fail "no plan.ranked for S2"
 expect_eq "S2 ready" "$(ready S2 1)" "b.py d.py e.py h.py"
+kz_wait_for 30 rows_are 14
 expect_eq "rows after S2" "$(nrows)" 14
 
 ! grep -E " error " "$T/planner.log" "$T/prio.log" || fail "errors in the planning agents' logs"
