@@ -47,6 +47,7 @@
 
 #include "kz_agent.h"
 #include "kz_commitmsg.h"
+#include "kz_compdb.h"
 #include "kz_git.h"
 #include "kz_log.h"
 #include "kz_proc.h"
@@ -394,6 +395,25 @@ static void s_first_line(const char *text, char *buf, size_t len)
     buf[n] = '\0';
 }
 
+/* The compile database of the plan's worktree for a fixer that wants
+   one ("{compdb}"), made there so its paths are the worktree's; NULL when
+   it wants none. Without one the fixer runs without it (its "{compdb}"
+   arguments left out). *OOM on out of memory. */
+static kz_compdb_t *s_fixer_compdb(s_job_t *job, bool *oom)
+{
+    const kz_fixer_config_t *fx = job->fixer;
+    *oom = false;
+    if (!kz_compdb_wanted(fx->argv, fx->argv_count))
+        return NULL;
+    kz_compdb_t *db = kz_compdb_for(kz_agent_config(job->agent), job->wt, kz_agent_proc_tick,
+                                    kz_agent_proc_cancel, job->agent);
+    *oom = db == NULL;
+    if (db && !kz_compdb_dir(db))
+        kz_warn("plan %s: no compile database for fixer '%s': %s; it runs without one",
+                job->plan_id, fx->name, kz_compdb_error(db));
+    return db;
+}
+
 /* Step 3: run the fixer. 0 when it ran to an exit (*EXIT_CODE, and the
    first line of its output in LINE), -1 when it could not run, crashed
    or timed out */
@@ -410,11 +430,17 @@ static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
         return s_fail_job(job, "out of memory");
     if (note[0])
         kz_warn("plan %s: fixer '%s': %s", job->plan_id, fx->name, note);
-    char **argv = kz_argv_build(fx->argv, (const char *const *)setup.args, false,
-                                (const char *const *)job->files, job->nfiles, job->wt, NULL);
+    bool oom;
+    kz_compdb_t *db = s_fixer_compdb(job, &oom);
+    char **argv = oom ? NULL
+                      : kz_argv_build(fx->argv, (const char *const *)setup.args, false,
+                                      (const char *const *)job->files, job->nfiles, job->wt, NULL,
+                                      kz_compdb_dir(db));
     kz_tool_setup_clear(&setup);
-    if (!argv)
+    if (!argv) {
+        kz_compdb_destroy(&db);
         return s_fail_job(job, "out of memory");
+    }
     kz_proc_opts_t po = {0};
     po.argv = (const char *const *)argv;
     po.cwd = job->wt;
@@ -453,6 +479,7 @@ static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
     }
     kz_proc_result_free(&res);
     kz_strv_free(argv);
+    kz_compdb_destroy(&db);
     return rc;
 }
 

@@ -64,6 +64,7 @@
 #include <unistd.h>
 
 #include "kz_agent.h"
+#include "kz_compdb.h"
 #include "kz_finding.h"
 #include "kz_git.h"
 #include "kz_log.h"
@@ -197,6 +198,7 @@ typedef struct {
     size_t running; /* jobs being run */
     bool cancel;    /* the agent is stopping: hand out no more */
     const char *root;
+    const char *compdb; /* "{compdb}", or NULL */
     char corr[64];
 } s_pool_t;
 
@@ -227,6 +229,7 @@ typedef struct {
     size_t nscanned;
     size_t nrescanned;
     long loc;
+    kz_compdb_t *compdb; /* made for the tools that want one, removed after the scan */
     char error[1024];
 } s_scan_t;
 
@@ -729,6 +732,12 @@ static void s_tool_hash(const s_scan_t *s, s_tool_t *t)
         long k = s_tree_find(&s->tree, s_config_files[i]);
         s_fnv_str(&f, k >= 0 ? s->tree.items[k].blob : "-");
     }
+    /* the compile database's identity: the build files it is made from */
+    for (size_t k = 0; kz_compdb_wanted(c->argv, c->argv_count) && k < s->tree.count; k++)
+        if (kz_compdb_input(s->tree.items[k].path)) {
+            s_fnv_str(&f, s->tree.items[k].path);
+            s_fnv_str(&f, s->tree.items[k].blob);
+        }
     s_fnv_gitattributes(&f, &s->tree);
     for (size_t i = 0; i < c->requires_count; i++) {
         char file[4096];
@@ -984,10 +993,11 @@ static int s_job_cmp(const void *a, const void *b)
 
 /* --------------------------------------------------------------- threads */
 
-static void s_job_run(const char *root, s_job_t *job)
+static void s_job_run(const char *root, const char *compdb, s_job_t *job)
 {
     kz_tool_run_opts_t opts = {
         .root = root,
+        .compdb = compdb,
         .files = job->files,
         .nfiles = job->nfiles,
         .tick = NULL,
@@ -1009,7 +1019,7 @@ static void *s_worker(void *arg)
         pool->running++;
         pthread_mutex_unlock(&pool->lock);
         kz_debug("tool '%s' starts on %zu files", job->tool->cfg->name, job->nfiles);
-        s_job_run(pool->root, job);
+        s_job_run(pool->root, pool->compdb, job);
         kz_debug("tool '%s' on %zu files: %s after %" PRId64 " ms", job->tool->cfg->name,
                  job->nfiles, kz_tool_status_name(job->res.status), job->res.duration_us / 1000);
         pthread_mutex_lock(&pool->lock);
@@ -1060,7 +1070,7 @@ static void s_jobs_run(s_scan_t *s)
         if (cond_ok)
             pthread_cond_destroy(&pool.cond);
         for (size_t i = 0; i < s->njobs && !kz_agent_stopping(s->agent); i++) {
-            s_job_run(s->wt, &s->jobs[i]);
+            s_job_run(s->wt, kz_compdb_dir(s->compdb), &s->jobs[i]);
             kz_agent_keepalive(s->agent);
         }
         free(pool.order);
@@ -1072,6 +1082,7 @@ static void s_jobs_run(s_scan_t *s)
     qsort(pool.order, s->njobs, sizeof *pool.order, s_job_cmp);
     pool.njobs = s->njobs;
     pool.root = s->wt;
+    pool.compdb = kz_compdb_dir(s->compdb);
     snprintf(pool.corr, sizeof pool.corr, "%s", s->scan_id);
 
     /* the workers block every signal: SIGTERM and friends reach this
@@ -1119,6 +1130,36 @@ static void s_jobs_run(s_scan_t *s)
     pthread_mutex_destroy(&pool.lock);
     free(pool.order);
     free(threads);
+}
+
+/* Make the compile database when a job's tool wants one ("{compdb}" in
+   its argv). Without one the tools run all the same (their "{compdb}"
+   arguments left out) and their entries say why. 0 / -1 (out of memory) */
+static int s_compdb_make(s_scan_t *s)
+{
+    bool wanted = false;
+    for (size_t i = 0; i < s->njobs && !wanted; i++)
+        wanted = kz_compdb_wanted(s->jobs[i].tool->cfg->argv, s->jobs[i].tool->cfg->argv_count);
+    if (!wanted)
+        return 0;
+    s->compdb = kz_compdb_for(s->cfg, s->wt, kz_agent_proc_tick, kz_agent_proc_cancel, s->agent);
+    if (!s->compdb)
+        return -1;
+    const char *why = kz_compdb_error(s->compdb);
+    if (kz_compdb_dir(s->compdb)) {
+        kz_info("compile database of '%s' made (%s) for the C tools", s->target->name,
+                kz_compdb_how(s->compdb));
+        return 0;
+    }
+    kz_warn("scan of '%s': no compile database: %s; the tools that want one run without it",
+            s->target->name, why);
+    for (size_t i = 0; i < s->ntools; i++) {
+        s_tool_t *t = &s->tools[i];
+        if (!t->skipped && !t->missing && t->nwork &&
+            kz_compdb_wanted(t->cfg->argv, t->cfg->argv_count))
+            s_errf(t->error, sizeof t->error, "no compile database: %s", why);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------ publishing */
@@ -1880,6 +1921,7 @@ static void s_findings_clean(s_scan_t *s)
 
 static void s_scan_free(s_scan_t *s)
 {
+    kz_compdb_destroy(&s->compdb);
     s_jobs_free(s);
     s_tools_free(s);
     s_tree_free(&s->tree);
@@ -2113,6 +2155,8 @@ static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_co
     if (s_publish_started(s) != 0)
         goto publish_failed;
     if (s_jobs_make(s) != 0)
+        goto oom;
+    if (s_compdb_make(s) != 0)
         goto oom;
     kz_debug("%zu tools, %zu jobs on %zu threads", s->ntools, s->njobs, s_parallelism(s->cfg));
     s_jobs_run(s);

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "kz_agent.h"
+#include "kz_compdb.h"
 #include "kz_finding.h"
 #include "kz_git.h"
 #include "kz_log.h"
@@ -455,6 +456,24 @@ static const char **s_tool_files(const s_job_t *job, const char *root, const kz_
     return v;
 }
 
+/* The compile database of ROOT into *DB when the tool wants one
+   ("{compdb}"; the same as code-health makes), else NULL. A tool without
+   one runs all the same, like in the scan. 0 / -1 (out of memory) */
+static int s_tool_compdb(s_job_t *job, const char *root, kz_compdb_t **db)
+{
+    *db = NULL;
+    if (!kz_compdb_wanted(job->tool->argv, job->tool->argv_count))
+        return 0;
+    *db = kz_compdb_for(kz_agent_config(job->agent), root, kz_agent_proc_tick, kz_agent_proc_cancel,
+                        job->agent);
+    if (!*db)
+        return -1;
+    if (!kz_compdb_dir(*db))
+        kz_warn("tool '%s' in '%s': no compile database: %s", job->tool->name, root,
+                kz_compdb_error(*db));
+    return 0;
+}
+
 /* Run the tool in ROOT on its files the way the project at ROOT runs it
    (as code-health did: lib/kz_project.h); keep only findings in those
    files */
@@ -490,6 +509,13 @@ static int s_run_tool(s_job_t *job, const char *root, const char *which, kz_find
         kz_tool_setup_clear(&setup);
         return 0;
     }
+    kz_compdb_t *db = NULL;
+    if (s_tool_compdb(job, root, &db) != 0) {
+        free(files);
+        kz_tool_setup_clear(&setup);
+        return s_error(job, "out of memory");
+    }
+    opts.compdb = kz_compdb_dir(db);
     if (kz_tool_run(job->tool, &opts, &all, &res) != 0)
         rc = s_error(job, "out of memory running tool '%s'", job->tool->name);
     else if (res.status != KZ_TOOL_OK)
@@ -503,6 +529,7 @@ static int s_run_tool(s_job_t *job, const char *root, const char *which, kz_find
             rc = s_error(job, "out of memory");
     }
     kz_findings_free(&all);
+    kz_compdb_destroy(&db);
     free(files);
     kz_tool_setup_clear(&setup);
     return rc;

@@ -186,7 +186,7 @@ static void test_settings(void **state)
     assert_string_equal(su.differs, "");
     char **argv =
         kz_argv_build(kz_config_tool(cfg, "typecheck")->argv, (const char *const *)su.args,
-                      su.project_files, NULL, 0, s_root, NULL);
+                      su.project_files, NULL, 0, s_root, NULL, NULL);
     const char *built[] = {"/usr/bin/python3", "-m", "mypy", "--no-pretty", "--strict", "--", NULL};
     for (size_t i = 0; built[i]; i++)
         assert_string_equal(argv[i], built[i]);
@@ -299,7 +299,7 @@ static void test_argv_build(void **state)
     char *tmpl[] = {t0, t1, NULL};
     const char *files[] = {"a.py", NULL};
     const char *extra[] = {"-x", "{root}", NULL};
-    char **a = kz_argv_build(tmpl, extra, false, files, 1, "/r", NULL);
+    char **a = kz_argv_build(tmpl, extra, false, files, 1, "/r", NULL, NULL);
     assert_string_equal(a[0], "tool");
     assert_string_equal(a[1], "-x");
     assert_string_equal(a[2], "{root}"); /* the project's args are not expanded */
@@ -307,7 +307,7 @@ static void test_argv_build(void **state)
     assert_null(a[4]);
     kz_strv_free(a);
     char *plain[] = {t0, t2, NULL};
-    a = kz_argv_build(plain, extra, false, NULL, 0, "/r", NULL);
+    a = kz_argv_build(plain, extra, false, NULL, 0, "/r", NULL, NULL);
     assert_string_equal(a[1], "/r");
     assert_string_equal(a[2], "-x");
     assert_null(a[4]);
