@@ -6,9 +6,11 @@
     its latest state), their history in plan_transitions, and what the
     executor and the validators answered (the exec.result and
     validate.result the router republished) in executions and
-    validations. The diff comes from the
-    target's repository: the plan branch kaizen/plan-ID, kept for
-    accepted plans and deleted with a rejected or failed one.
+    validations. The commit's message and diff come from the target's
+    repository: refs/kaizen/plans/ID, where the router keeps every plan's
+    commit whatever became of the plan, else (a plan executed before
+    those refs) the plan branch kaizen/plan-ID, kept for accepted plans
+    and deleted with a rejected or failed one.
 
     approve and reject only publish: plan.approved / plan.rejected for the
     router, feedback.decision for the learning layer. The state they
@@ -47,13 +49,15 @@
 
 static const char s_plans_usage[] =
     "usage: kaizen [-c FILE] plans [--state STATE] [--target NAME] [--limit N] [--json]\n"
-    "       kaizen [-c FILE] plans show ID [--json]\n"
+    "       kaizen [-c FILE] plans show ID [--no-diff] [--json]\n"
     "\n"
     "List the improvement plans from the database, most recently changed\n"
     "first: id, state, target, fixer, risk, rank, files, last change.\n"
     "'plans show ID' prints one plan: its fields, every state change with its\n"
     "reason, the execution (commit, diffstat), every validation result with\n"
-    "its reasons, and the diff of its branch kaizen/plan-ID while that exists.\n"
+    "its reasons, and its commit's message and diff (rejected and failed plans\n"
+    "too: kaizen keeps the commit as refs/kaizen/plans/ID; a diff is cut at\n"
+    "1 MiB). --no-diff leaves the diff out.\n"
     "ID is a full plan id or a prefix of exactly one.\n"
     "\n"
     "  --state STATE        only plans in STATE (proposed, ready, dropped,\n"
@@ -109,6 +113,7 @@ static const struct option s_list_opts[] = {
 };
 static const struct option s_show_opts[] = {
     {"json", no_argument, NULL, 'j'},
+    {"no-diff", no_argument, NULL, 'D'},
     {NULL, 0, NULL, 0},
 };
 static const struct option s_approve_opts[] = {
@@ -506,7 +511,14 @@ static void s_no_branch_note(const json_t *doc, const char *branch, const char *
     if (!s_had_branch(doc)) {
         const json_t *ex = json_object_get(doc, "executions");
         const json_t *last = json_array_get(ex, json_array_size(ex) - 1);
-        if (last)
+        const char *status = last ? s_jstr(last, "status") : NULL;
+        const char *error = last ? s_jstr(last, "error") : NULL;
+        if (status && strcmp(status, "nothing") == 0 && error &&
+            strncmp(error, "nothing to do", 13) == 0)
+            snprintf(note, len, "%s", error);
+        else if (status && strcmp(status, "nothing") == 0)
+            snprintf(note, len, "nothing to do: the fixer changed nothing, so there is no commit");
+        else if (last)
             snprintf(note, len,
                      "the plan never had a branch with a commit: its execution ended with "
                      "status %s",
@@ -526,49 +538,80 @@ static void s_no_branch_note(const json_t *doc, const char *branch, const char *
                  state);
 }
 
-/* The diff of the plan branch against the plan's base, when the branch
-   is still there; sets "diff" (text or null) and "diff_note" in DOC
-   (what was diffed where, or why there is no diff) */
+/* Where the plan's commit is in PATH: refs/kaizen/plans/ID (the router
+   keeps every plan's commit there), else the branch kaizen/plan-ID. 1
+   with REF, 0 when neither exists, -1 with ERR */
+static int s_plan_ref(const char *path, const char *plan_id, char *ref, size_t len, char *err,
+                      size_t errlen)
+{
+    snprintf(ref, len, "refs/kaizen/plans/%s", plan_id);
+    int rc = kz_git_ref_exists(path, ref, err, errlen);
+    if (rc != 0)
+        return rc;
+    snprintf(ref, len, "refs/heads/kaizen/plan-%s", plan_id);
+    return kz_git_ref_exists(path, ref, err, errlen);
+}
+
+/* The plan's commit in PATH against the plan's BASE: "message", "diff"
+   (unless !WITH_DIFF) and "diff_note" (what was diffed where) into DOC,
+   0; or -1 when there is no such commit, with the reason in NOTE */
+static int s_commit_diff(const char *path, const char *plan_id, const char *base, bool with_diff,
+                         json_t *doc, char *note, size_t len)
+{
+    char ref[S_ID_MAX + 32], from[sizeof ref + KZ_GIT_OID_MAX], err[1024] = "";
+    int found = s_plan_ref(path, plan_id, ref, sizeof ref, err, sizeof err);
+    if (found <= 0) {
+        if (found < 0)
+            snprintf(note, len, "%s", err);
+        return -1;
+    }
+    char *msg = NULL, *diff = NULL;
+    if (kz_git_message(path, ref, 0, &msg, err, sizeof err) == 0) {
+        s_utf8_clean(msg);
+        json_object_set_new(doc, "message", json_string(msg));
+        free(msg);
+    }
+    snprintf(from, sizeof from, "%s", base && *base ? base : "");
+    if (!from[0])
+        snprintf(from, sizeof from, "%s~1", ref);
+    if (!with_diff)
+        snprintf(note, len, "not shown (--no-diff); git diff %.64s..%s in %s", from, ref, path);
+    else if (kz_git_diff(path, from, ref, S_DIFF_MAX, &diff, err, sizeof err) != 0)
+        snprintf(note, len, "%s", err);
+    else
+        snprintf(note, len, "git diff %.64s..%s in %s%s", from, ref, path,
+                 strlen(diff) >= S_DIFF_MAX ? " (cut at 1 MiB)" : "");
+    if (diff)
+        s_utf8_clean(diff); /* a binary or Latin-1 line must not break the JSON */
+    json_object_set_new(doc, "diff", diff ? json_string(diff) : json_null());
+    free(diff);
+    return 0;
+}
+
+/* The plan's commit message and diff (s_commit_diff), or why there is
+   none; sets "diff" (text or null), "diff_note" and maybe "message" */
 static void s_diff(const kz_config_t *cfg, const char *plan_id, const char *target,
-                   const char *base, json_t *doc)
+                   const char *base, bool with_diff, json_t *doc)
 {
     const kz_target_config_t *t = target && *target ? kz_config_target(cfg, target) : NULL;
     char branch[S_ID_MAX + 32], note[PATH_MAX + 512] = "";
     snprintf(branch, sizeof branch, "kaizen/plan-%s", plan_id);
-    char *diff = NULL;
     if (!target || !*target) {
         snprintf(note, sizeof note, "the plan names no target");
     } else if (!t) {
         snprintf(note, sizeof note, "target '%s' is not in this config", target);
-    } else {
-        char err[1024] = "";
-        int exists = kz_git_branch_exists(t->path, branch, err, sizeof err);
-        if (exists < 0) {
-            snprintf(note, sizeof note, "%s", err);
-        } else if (exists == 0) {
-            s_no_branch_note(doc, branch, t->path, note, sizeof note);
-        } else {
-            char head[sizeof branch + 16], from[sizeof head + KZ_GIT_OID_MAX];
-            snprintf(head, sizeof head, "refs/heads/%s", branch);
-            if (base && *base)
-                snprintf(from, sizeof from, "%s", base);
-            else
-                snprintf(from, sizeof from, "%s~1", head);
-            if (kz_git_diff(t->path, from, head, S_DIFF_MAX, &diff, err, sizeof err) != 0)
-                snprintf(note, sizeof note, "%s", err);
-            else
-                snprintf(note, sizeof note, "git diff %.64s..%s in %s", from, branch, t->path);
-        }
+    } else if (s_commit_diff(t->path, plan_id, base, with_diff, doc, note, sizeof note) == 0) {
+        json_object_set_new(doc, "diff_note", json_string(note));
+        return;
+    } else if (!note[0]) {
+        s_no_branch_note(doc, branch, t->path, note, sizeof note);
     }
-    if (diff)
-        s_utf8_clean(diff); /* a binary or Latin-1 line must not break the JSON */
-    json_object_set_new(doc, "diff", diff ? json_string(diff) : json_null());
+    json_object_set_new(doc, "diff", json_null());
     json_object_set_new(doc, "diff_note", json_string(note));
-    free(diff);
 }
 
 /* The plan and everything recorded about it, or NULL after the message */
-static json_t *s_gather_plan(const kz_config_t *cfg, PGconn *db, const s_plan_t *p)
+static json_t *s_gather_plan(const kz_config_t *cfg, PGconn *db, const s_plan_t *p, bool with_diff)
 {
     static const char plan_sql[] =
         "SELECT plan_id, status, target, fixer, COALESCE(implementation_plan, '{}'::jsonb)::text, "
@@ -660,7 +703,7 @@ static json_t *s_gather_plan(const kz_config_t *cfg, PGconn *db, const s_plan_t 
                                              s_json_cell(res, r, 4), "src", s_cell(res, r, 5)));
     PQclear(res);
     json_object_set_new(doc, "validations", arr ? arr : json_array());
-    s_diff(cfg, p->plan_id, p->target, s_jstr(plan, "base_commit"), doc);
+    s_diff(cfg, p->plan_id, p->target, s_jstr(plan, "base_commit"), with_diff, doc);
     json_object_set_new(doc, "had_branch", json_boolean(s_had_branch(doc)));
     return doc;
 fail:
@@ -839,10 +882,25 @@ static void s_show_text(const json_t *doc)
         s_print_reasons("      ", json_object_get(t, "reasons"), NULL);
     }
 
+    const char *msg = s_jstr(doc, "message");
+    if (msg) {
+        printf("\ncommit message:\n");
+        for (const char *line = msg; line;) {
+            const char *end = strchr(line, '\n');
+            size_t n = end ? (size_t)(end - line) : strlen(line);
+            char *one = strndup(line, n);
+            printf("    ");
+            s_put(stdout, one ? one : "");
+            printf("\n");
+            free(one);
+            line = end ? end + 1 : NULL;
+        }
+    }
     const char *diff = s_jstr(doc, "diff");
-    printf(diff ? "\ndiff: " : "\ndiff: none (");
+    bool skipped = !diff && json_object_get(doc, "message");
+    printf(diff || skipped ? "\ndiff: " : "\ndiff: none (");
     s_put(stdout, s_jstr(doc, "diff_note"));
-    printf(diff ? "\n" : ")\n");
+    printf(diff || skipped ? "\n" : ")\n");
     if (diff) {
         fputs(diff, stdout);
         if (*diff && diff[strlen(diff) - 1] != '\n')
@@ -852,7 +910,7 @@ static void s_show_text(const json_t *doc)
 
 static int s_show(kz_cli_t *cli, int argc, char **argv)
 {
-    bool json = false;
+    bool json = false, with_diff = true;
     opterr = 0;
     optind = 0;
     int c;
@@ -860,6 +918,8 @@ static int s_show(kz_cli_t *cli, int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":", s_show_opts, NULL)) != -1) {
         if (c == 'j')
             json = true;
+        else if (c == 'D')
+            with_diff = false;
         else
             return kz_cli_bad_option("plans", c, argv);
     }
@@ -879,7 +939,7 @@ static int s_show(kz_cli_t *cli, int argc, char **argv)
     s_plan_t p;
     memset(&p, 0, sizeof p);
     int rc = s_resolve(db, "plans", id, &p);
-    json_t *doc = rc == KZ_EXIT_OK ? s_gather_plan(cfg, db, &p) : NULL;
+    json_t *doc = rc == KZ_EXIT_OK ? s_gather_plan(cfg, db, &p, with_diff) : NULL;
     PQfinish(db);
     if (rc != KZ_EXIT_OK)
         return rc;
@@ -927,7 +987,8 @@ static int s_plans(kz_cli_t *cli, int argc, char **argv)
     }
     if (optind < argc) {
         if (strcmp(argv[optind], "show") == 0)
-            return kz_cli_usage("plans", "'show' comes first: kaizen plans show ID [--json]");
+            return kz_cli_usage("plans",
+                                "'show' comes first: kaizen plans show ID [--no-diff] [--json]");
         return kz_cli_usage("plans", "unexpected argument '%s'", argv[optind]);
     }
     return s_list(cli->cfg, state, target, limit, json);

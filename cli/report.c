@@ -257,6 +257,8 @@ static void s_tools(const char *text, json_t *o)
             continue;
         if (!json_object_get(one, "error")) /* a clean tool has none: null, not absent */
             json_object_set_new(one, "error", json_null());
+        if (json_is_string(json_object_get(t, "note")))
+            json_object_set(one, "note", json_object_get(t, "note"));
         kz_tool_outcome_t kind = kz_tool_outcome(status);
         json_array_append_new(kind == KZ_TOOL_FAILED    ? failed
                               : kind == KZ_TOOL_SKIPPED ? skipped
@@ -726,6 +728,29 @@ static void s_text_tools(const char *label, const json_t *list, bool reasons)
     printf("\n");
 }
 
+/* "note: codespell: version differs ...; ruff: chosen by the project
+   but not run: ..." for the tools of SC with a note (its version differs
+   from the project's pin, or the project chose it and kaizen cannot run
+   it): always shown, whatever else is left out */
+static void s_text_notes(const json_t *sc)
+{
+    static const char *const groups[] = {"tools_failed", "tools_skipped", "tools_clean"};
+    bool any = false;
+    for (int g = 0; g < 3; g++) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(json_object_get(sc, groups[g]), i, t)
+        {
+            if (!json_is_string(json_object_get(t, "note")))
+                continue;
+            printf("%s%s: %s", any ? "; " : "      note:    ", s_str(t, "name"), s_str(t, "note"));
+            any = true;
+        }
+    }
+    if (any)
+        printf("\n");
+}
+
 /* One scan: "scan ID of TARGET at COMMIT: STATUS[, N findings | : ERROR]"
    and its failed, skipped and clean tools */
 static void s_text_scan(const json_t *sc, bool all_tools)
@@ -741,6 +766,7 @@ static void s_text_scan(const json_t *sc, bool all_tools)
         printf(", %lld findings", (long long)s_num(sc, "findings"));
     printf(" [%s]\n", s_str(sc, "at"));
     s_text_tools("failed:", json_object_get(sc, "tools_failed"), true);
+    s_text_notes(sc);
     if (all_tools) {
         s_text_tools("skipped:", json_object_get(sc, "tools_skipped"), true);
         s_text_tools("clean:", json_object_get(sc, "tools_clean"), false);
@@ -1014,6 +1040,11 @@ static void s_html_scan(FILE *out, const json_t *sc, bool all_tools)
             s_html_esc(out, s_str(t, "name"));
             if (g == 2) {
                 fprintf(out, " %lld", (long long)s_num(t, "findings"));
+                if (json_is_string(json_object_get(t, "note"))) {
+                    fprintf(out, " (");
+                    s_html_esc(out, s_str(t, "note"));
+                    fprintf(out, ")");
+                }
             } else {
                 fprintf(out, " (");
                 s_html_esc(out, s_str(t, "status"));

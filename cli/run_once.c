@@ -357,7 +357,29 @@ static const char *s_skip_why(const json_t *tool)
         return "no reason given";
     if (strncmp(error, "no evidence the project chose it", 32) == 0)
         return "not chosen by the project";
+    if (strncmp(error, "chosen by the project but not run", 33) == 0)
+        return "chosen by the project, but kaizen does not run it: see the note";
     return error;
+}
+
+/* Every tool's note of scan.completed's TOOLS (PROTOCOL.md 4.9: its
+   version differs from the project's pin, or the project chose it and
+   kaizen cannot run it) into BUF: "codespell: version differs ...; ruff:
+   chosen by the project but not run: ..." */
+static void s_tool_notes(const json_t *tools, char *buf, size_t len)
+{
+    size_t at = 0, i;
+    json_t *tool;
+    buf[0] = '\0';
+    json_array_foreach(tools, i, tool)
+    {
+        const char *name = s_jstr(tool, "name"), *note = s_jstr(tool, "note");
+        if (!name || !note)
+            continue;
+        int n = snprintf(buf + at, len - at, "%s%s: %s", at ? "; " : "", name, note);
+        if (n > 0 && (size_t)n < len - at)
+            at += (size_t)n;
+    }
 }
 
 /* The tools of scan.completed's TOOLS in three lists: RAN "codespell 9,
@@ -511,6 +533,10 @@ static void s_on_scan_completed(s_ro_t *ro, const kz_msg_t *msg, const json_t *b
     if (not_run[0])
         s_progress(ro, "scan      %s: FAILED, their findings are missing: %s", t->cfg->name,
                    not_run);
+    char notes[2048];
+    s_tool_notes(json_object_get(b, "tools"), notes, sizeof notes);
+    if (notes[0])
+        s_progress(ro, "scan      %s: note: %s", t->cfg->name, notes);
 }
 
 /* "C", 71.5 and the trend, from the code-quality summary; PARTIAL (or
@@ -1530,10 +1556,17 @@ static void s_text(const json_t *doc)
                 char d[32];
                 kz_cli_human_ms(json_integer_value(json_object_get(tool, "duration_ms")), d,
                                 sizeof d);
-                printf("    %-14s %6lld  %-8s %8s", s_or(s_jstr(tool, "name"), "?"),
-                       (long long)json_integer_value(json_object_get(tool, "findings")),
+                /* a tool the project chose that did not run has no count */
+                char count[32] = "-";
+                if (pass != 1 || !s_jstr(tool, "note"))
+                    snprintf(count, sizeof count, "%lld",
+                             (long long)json_integer_value(json_object_get(tool, "findings")));
+                printf("    %-14s %6s  %-8s %8s", s_or(s_jstr(tool, "name"), "?"), count,
                        s_or(s_jstr(tool, "status"), "?"), d);
-                if (pass == 1) {
+                if (s_jstr(tool, "note")) {
+                    printf("  ");
+                    s_put(s_jstr(tool, "note"));
+                } else if (pass == 1) {
                     printf("  ");
                     s_put(s_skip_why(tool));
                 } else if (s_jstr(tool, "error")) {

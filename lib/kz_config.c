@@ -13,6 +13,8 @@
 */
 #include "kz_config.h"
 
+#include "kz_commitmsg.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -790,6 +792,44 @@ static int s_check_branch(const char *value, char *why, size_t len)
     return -1;
 }
 
+int kz_config_ident(const char *text, char *name, size_t nlen, char *email, size_t elen, char *why,
+                    size_t wlen)
+{
+    const char *lt = strchr(text, '<');
+    const char *gt = lt ? strchr(lt, '>') : NULL;
+    if (!lt || !gt || gt[1] != '\0') {
+        snprintf(why, wlen, "expected 'Name <email>', got '%.*s'", S_SHOW, text);
+        return -1;
+    }
+    size_t n = (size_t)(lt - text);
+    while (n > 0 && text[n - 1] == ' ')
+        n--;
+    size_t e = (size_t)(gt - lt - 1);
+    bool ok = n > 0 && text[0] != ' ' && e > 0 && n < nlen && e < elen;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)text[i] >= 0x20 && text[i] != 0x7f && text[i] != '>';
+    for (size_t i = 0; ok && i < e; i++)
+        ok = (unsigned char)lt[1 + i] > 0x20 && lt[1 + i] != 0x7f && lt[1 + i] != '<';
+    if (!ok) {
+        snprintf(why, wlen,
+                 "expected 'Name <email>' with a name and an email of printable characters "
+                 "(no spaces in the email), got '%.*s'",
+                 S_SHOW, text);
+        return -1;
+    }
+    memcpy(name, text, n);
+    name[n] = '\0';
+    memcpy(email, lt + 1, e);
+    email[e] = '\0';
+    return 0;
+}
+
+static int s_check_author(const char *value, char *why, size_t len)
+{
+    char name[256], email[256];
+    return kz_config_ident(value, name, sizeof name, email, sizeof email, why, len);
+}
+
 #define S_STRF(st, m, key, d, chk)                                        \
     {                                                                     \
         key, S_T_STR, S_OFF(st, m), d, 0, 0, false, chk, NULL, 0, 0, NULL \
@@ -833,6 +873,9 @@ static const s_field_t s_tool_fields[] = {
     S_NUM("timeout", S_T_DURATION, kz_tool_config_t, timeout_ms, "10m", 1, S_DUR_MAX),
     S_NUM("batch", S_T_INT, kz_tool_config_t, batch, "0", 0, 1000000),
     S_LISTF(kz_tool_config_t, env, "env", NULL),
+    S_LISTF(kz_tool_config_t, hooks, "hooks", NULL),
+    S_LISTF(kz_tool_config_t, version, "version", NULL),
+    S_STRF(kz_tool_config_t, pin_repo, "pin_repo", NULL, NULL),
     S_FIELD_END};
 
 static const s_field_t s_fixer_fields[] = {
@@ -854,6 +897,8 @@ static const s_field_t s_fixer_fields[] = {
     S_NUM("risk", S_T_FLOAT, kz_fixer_config_t, risk, "0.2", 0, 1),
     S_NUM("timeout", S_T_DURATION, kz_fixer_config_t, timeout_ms, "5m", 1, S_DUR_MAX),
     S_LISTF(kz_fixer_config_t, env, "env", NULL),
+    S_STRF(kz_fixer_config_t, subject, "subject", NULL, kz_commit_check_template),
+    S_STRF(kz_fixer_config_t, commit_type, "commit_type", "style", kz_commit_check_type),
     S_FIELD_END};
 
 static const s_field_t s_policy_fields[] = {
@@ -872,6 +917,10 @@ static const s_field_t s_policy_fields[] = {
     S_NUM("validate_timeout", S_T_DURATION, kz_policy_config_t, validate_timeout_ms, "15m", 1,
           S_DUR_MAX),
     S_NUM("retries", S_T_INT, kz_policy_config_t, retries, "1", 0, 100),
+    S_STRF(kz_policy_config_t, commit_author, "commit_author", "kaizen <kaizen@localhost>",
+           s_check_author),
+    {"group", S_T_BOOL, S_OFF(kz_policy_config_t, group), "false", 0, 0, false, NULL, NULL, 0, 0,
+     NULL},
     S_FIELD_END};
 
 static const s_field_t s_scan_fields[] = {

@@ -149,6 +149,14 @@ typedef struct {
                        tool may then go in parallel */
     char **env;     /* extra "K=V" environment entries */
     size_t env_count;
+    char **hooks; /* ids of the project's pre-commit hooks that run this tool (their args,
+                     files and exclude apply; lib/kz_project.h); empty = [name] */
+    size_t hooks_count;
+    char **version; /* argv printing the installed version ("codespell --version"); empty =
+                       the version is not compared with the project's pin */
+    size_t version_count;
+    char *pin_repo;     /* the pre-commit repository whose hook rev pins this tool's version:
+                       "codespell-project/codespell"; NULL = no pin read */
     const char *origin; /* the catalog file it comes from ("catalog/python.yaml"), NULL when
                            the config defines it (not owned) */
 } kz_tool_config_t;
@@ -179,6 +187,11 @@ typedef struct {
     int timeout_ms; /* default 5m */
     char **env;
     size_t env_count;
+    char *subject;     /* fixers[].subject: the commit subject's template ({n} {s} {file}
+                          {tool} {rule}, kz_commitmsg.h), default "Fix {n} {tool}
+                          finding{s} in {file}" */
+    char *commit_type; /* fixers[].commit_type: the Conventional Commits type used when
+                          the target's history follows them, default "style" */
     const char *origin; /* as kz_tool_config_t.origin */
 } kz_fixer_config_t;
 
@@ -203,6 +216,11 @@ typedef struct {
     int validate_timeout_ms; /* policy.validate_timeout, default 15m per validation call */
     int retries;             /* policy.retries, default 1: more attempts of a call that
                                 got no reply */
+    char *commit_author;     /* policy.commit_author, default "kaizen <kaizen@localhost>": the
+                            author and committer of every commit kaizen makes */
+    bool group;              /* policy.group, default false: one plan per fixer across the
+                            files of a target (at most max_files), split per file when
+                            it is rejected or fails */
 } kz_policy_config_t;
 
 /* scan: how code-health scans */
@@ -297,6 +315,13 @@ kz_config_t *kz_config_open(const char *path, char *errbuf, size_t errlen);
 /* The config file to use when none is given: $KAIZEN_CONFIG, else
    ./kaizen.yaml if it exists, else NULL (use defaults) */
 const char *kz_config_default_path(void);
+
+/* Split an identity "Name <email>" (policy.commit_author) into NAME and
+   EMAIL: a non-empty name without '<', '>' or control characters, an
+   email without spaces, '<', '>' or control characters, nothing after
+   '>'. 0 / -1 with WHY. */
+int kz_config_ident(const char *text, char *name, size_t nlen, char *email, size_t elen, char *why,
+                    size_t wlen);
 
 /* Parse "250ms" "5s" "2m" "1h" "1500" -> ms; "64KiB" "1MiB" "100" -> bytes. 0 / -1 */
 int kz_parse_duration_ms(const char *text, int *ms);

@@ -104,11 +104,29 @@ static const char *const s_env_add[] = {"LC_ALL=C",
 
 /* The options put before every command */
 static const char *const s_git_prefix[] = {
-    "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "user.name=kaizen", "-c",
-    "user.email=kaizen@localhost", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", "-c",
-    "advice.detachedHead=false", "-c", "color.ui=false",
+    "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "commit.gpgsign=false",
+    "-c", "tag.gpgsign=false", "-c", "advice.detachedHead=false", "-c", "color.ui=false",
     /* no background gc / maintenance left running after a command */
     "-c", "gc.auto=0", "-c", "maintenance.auto=false", NULL};
+
+/* The identity of every commit (author and committer): "-c user.name=..."
+   and "-c user.email=..." (kz_git_set_identity) */
+static char s_user_name[320] = "user.name=kaizen";
+static char s_user_email[320] = "user.email=kaizen@localhost";
+
+int kz_git_set_identity(const char *name, const char *email)
+{
+    if (!name || !*name || !email || !*email ||
+        snprintf(s_user_name, sizeof s_user_name, "user.name=%s", name) >=
+            (int)sizeof s_user_name ||
+        snprintf(s_user_email, sizeof s_user_email, "user.email=%s", email) >=
+            (int)sizeof s_user_email) {
+        snprintf(s_user_name, sizeof s_user_name, "user.name=kaizen");
+        snprintf(s_user_email, sizeof s_user_email, "user.email=kaizen@localhost");
+        return -1;
+    }
+    return 0;
+}
 
 /* "worktree add", "branch", ... for error messages */
 static void s_label(const char *const *args, char *buf, size_t len)
@@ -177,6 +195,10 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
     argv[n++] = repo;
     for (size_t i = 0; s_git_prefix[i]; i++)
         argv[n++] = s_git_prefix[i];
+    argv[n++] = "-c";
+    argv[n++] = s_user_name;
+    argv[n++] = "-c";
+    argv[n++] = s_user_email;
     for (size_t i = 0; args[i]; i++) {
         if (i >= KZ_GIT_MAX_ARGS) {
             s_err(errbuf, errlen, "%s: too many arguments", label);
@@ -1010,7 +1032,75 @@ int kz_git_diff(const char *repo, const char *from, const char *to, size_t max, 
     return s_git_cap(repo, args, 0, max ? max : 1024 * 1024, out, errbuf, errlen);
 }
 
+int kz_git_subjects(const char *repo, const char *commit, int max, char ***subjects, size_t *count,
+                    char *errbuf, size_t errlen)
+{
+    *subjects = NULL;
+    *count = 0;
+    if (s_check_name("commit", commit, errbuf, errlen) != 0)
+        return -1;
+    char n[32];
+    snprintf(n, sizeof n, "--max-count=%d", max > 0 ? max : 100);
+    const char *args[] = {"log", "-z", "--format=%s", "--no-color", n, commit, "--", NULL};
+    return s_git_list(repo, args, subjects, count, errbuf, errlen);
+}
+
+int kz_git_message(const char *repo, const char *commit, size_t max, char **out, char *errbuf,
+                   size_t errlen)
+{
+    *out = NULL;
+    if (s_check_name("commit", commit, errbuf, errlen) != 0)
+        return -1;
+    const char *args[] = {"show", "-s", "--format=%B", "--no-color", commit, "--", NULL};
+    if (s_git_cap(repo, args, 0, max ? max : 64 * 1024, out, errbuf, errlen) != 0)
+        return -1;
+    s_trim(*out);
+    return 0;
+}
+
 /* ----------------------------------------------------- branches and refs */
+
+/* A ref kaizen keeps a commit in: "refs/kaizen/..." that git accepts */
+static int s_check_kaizen_ref(const char *repo, const char *ref, char *errbuf, size_t errlen)
+{
+    if (s_check_name("ref", ref, errbuf, errlen) != 0)
+        return -1;
+    if (strncmp(ref, "refs/kaizen/", 12) != 0 || !ref[12]) {
+        s_err(errbuf, errlen, "ref '%s' is not under refs/kaizen/", ref);
+        return -1;
+    }
+    const char *args[] = {"check-ref-format", ref, NULL};
+    char err[256];
+    if (kz_git(repo, args, 0, NULL, err, sizeof err) != 0) {
+        s_err(errbuf, errlen, "'%s' is not a valid ref name", ref);
+        return -1;
+    }
+    return 0;
+}
+
+int kz_git_keep(const char *repo, const char *ref, const char *commit, char *errbuf, size_t errlen)
+{
+    char oid[KZ_GIT_OID_MAX];
+    if (s_check_kaizen_ref(repo, ref, errbuf, errlen) != 0 ||
+        kz_git_rev(repo, commit, oid, errbuf, errlen) != 0)
+        return -1;
+    const char *args[] = {"update-ref", "-m", "kaizen: keep the plan's commit", ref, oid, NULL};
+    return kz_git(repo, args, 0, NULL, errbuf, errlen);
+}
+
+int kz_git_ref_exists(const char *repo, const char *ref, char *errbuf, size_t errlen)
+{
+    if (s_check_name("ref", ref, errbuf, errlen) != 0)
+        return -1;
+    const char *args[] = {"show-ref", "--verify", "--quiet", ref, NULL};
+    int code = 0;
+    if (s_run(repo, args, 0, 0, &code, NULL, NULL, 0, errbuf, errlen) != 0)
+        return -1;
+    if (code == 0 || code == 1)
+        return code == 0;
+    s_err(errbuf, errlen, "git show-ref: exit %d in '%s'", code, repo);
+    return -1;
+}
 
 /* The path of the work tree that has BRANCH checked out, "" when none
    (`worktree list --porcelain -z`: "worktree P", "branch refs/heads/B") */

@@ -3,7 +3,8 @@
     Every call runs `git -C REPO ...` through kz_proc (no shell) with
     LC_ALL=C, GIT_TERMINAL_PROMPT=0, hooks disabled (core.hooksPath=
     /dev/null: a target's hooks are commands kaizen never runs), no
-    pager, and kaizen's own author identity for commits. Errors come back
+    pager, and kaizen's own identity (kz_git_set_identity) as the author
+    and committer of commits. Errors come back
     in ERRBUF as "git worktree add: fatal: ..." (the first line of git's
     stderr). Commit ids are full hex object names.
 
@@ -22,6 +23,12 @@
 /* Tick called while git runs (kz_agent_proc_tick and the agent), for
    the calling thread; NULL = none. Per thread (thread-local). */
 void kz_git_set_tick(void (*tick)(void *arg), void *arg);
+
+/* The author and committer of every commit made from now on, in this
+   process (policy.commit_author split by kz_config_ident); default
+   "kaizen <kaizen@localhost>". Call it before starting threads. 0, or
+   -1 (too long or empty: the default is kept). */
+int kz_git_set_identity(const char *name, const char *email);
 
 /* Run `git -C REPO ARGS...` (ARGS NULL-terminated). 0 when git exited 0,
    with its stdout in *OUT (malloc'd, NUL-terminated; OUT may be NULL);
@@ -86,8 +93,8 @@ int kz_git_branch_delete(const char *repo, const char *branch, char *errbuf, siz
 int kz_git_branch_exists(const char *repo, const char *branch, char *errbuf, size_t errlen);
 
 /* In worktree WT: stage every change (`add -A`), and when something
-   changed commit it with MESSAGE (author/committer "kaizen
-   <kaizen@localhost>"); *CHANGED says whether a commit was made, OID
+   changed commit it with MESSAGE (author and committer: the
+   kz_git_set_identity one); *CHANGED says whether a commit was made, OID
    gets the new HEAD. 0 / -1 */
 int kz_git_commit_all(const char *wt, const char *message, bool *changed, char oid[KZ_GIT_OID_MAX],
                       char *errbuf, size_t errlen);
@@ -115,6 +122,20 @@ int kz_git_diff(const char *repo, const char *from, const char *to, size_t max, 
    applies as nothing (0). */
 int kz_git_apply(const char *wt, const char *patch, size_t len, const char *const *files,
                  size_t nfiles, char *errbuf, size_t errlen);
+/* The subjects of the last MAX commits reachable from COMMIT (newest
+   first; MAX <= 0: 100), malloc'd like kz_git_ls_files. 0 / -1 */
+int kz_git_subjects(const char *repo, const char *commit, int max, char ***subjects, size_t *count,
+                    char *errbuf, size_t errlen);
+/* The message of COMMIT (malloc'd, trimmed, capped at MAX bytes, 0 = 64
+   KiB). 0 / -1 */
+int kz_git_message(const char *repo, const char *commit, size_t max, char **out, char *errbuf,
+                   size_t errlen);
+/* Point REF (under "refs/kaizen/", e.g. refs/kaizen/plans/<id>) at
+   COMMIT, so the commit stays reachable without a branch: `git branch`
+   does not list it, gc keeps it. 0 / -1 */
+int kz_git_keep(const char *repo, const char *ref, const char *commit, char *errbuf, size_t errlen);
+/* 1 when the full ref REF ("refs/...") exists, 0 when not, -1 on error */
+int kz_git_ref_exists(const char *repo, const char *ref, char *errbuf, size_t errlen);
 
 /* Add COMMIT (whose parent is on some base) onto BRANCH without touching
    the user's checkout: a temporary worktree of BRANCH (created at BASE

@@ -307,13 +307,14 @@ void kz_strv_free(char **v)
     free(v);
 }
 
-/* ARG with every "{root}" / "{junit}" replaced (when the value is known) */
-static char *s_subst(const char *arg, const char *root, const char *junit)
+/* ARG with every "{root}" / "{junit}" / "{compdb}" replaced (when the
+   value is known) */
+static char *s_subst(const char *arg, const char *root, const char *junit, const char *compdb)
 {
     size_t cap = strlen(arg) + 1;
-    const char *keys[2] = {"{root}", "{junit}"};
-    const char *vals[2] = {root, junit};
-    for (int k = 0; k < 2; k++) {
+    const char *keys[3] = {"{root}", "{junit}", "{compdb}"};
+    const char *vals[3] = {root, junit, compdb};
+    for (int k = 0; k < 3; k++) {
         if (!vals[k])
             continue;
         for (const char *p = strstr(arg, keys[k]); p; p = strstr(p + 1, keys[k]))
@@ -325,7 +326,7 @@ static char *s_subst(const char *arg, const char *root, const char *junit)
     size_t o = 0;
     for (const char *p = arg; *p;) {
         bool done = false;
-        for (int k = 0; k < 2 && !done; k++) {
+        for (int k = 0; k < 3 && !done; k++) {
             size_t kl = strlen(keys[k]);
             if (vals[k] && strncmp(p, keys[k], kl) == 0) {
                 size_t vl = strlen(vals[k]);
@@ -345,6 +346,12 @@ static char *s_subst(const char *arg, const char *root, const char *junit)
 char **kz_argv_expand(char *const *argv, const char *const *files, size_t nfiles, const char *root,
                       const char *junit)
 {
+    return kz_argv_expand_compdb(argv, files, nfiles, root, junit, NULL);
+}
+
+char **kz_argv_expand_compdb(char *const *argv, const char *const *files, size_t nfiles,
+                             const char *root, const char *junit, const char *compdb)
+{
     if (!argv)
         return NULL;
     size_t n = 0, slots = 1;
@@ -363,7 +370,9 @@ char **kz_argv_expand(char *const *argv, const char *const *files, size_t nfiles
             }
             continue;
         }
-        out[o] = s_subst(argv[i], root, junit);
+        if (!compdb && strstr(argv[i], "{compdb}"))
+            continue; /* no database: the tool runs without one */
+        out[o] = s_subst(argv[i], root, junit, compdb);
         if (!out[o++])
             goto fail;
     }
@@ -372,6 +381,65 @@ char **kz_argv_expand(char *const *argv, const char *const *files, size_t nfiles
 fail:
     kz_strv_free(out);
     return NULL;
+}
+
+char **kz_argv_build(char *const *argv, const char *const *extra, bool drop_files,
+                     const char *const *files, size_t nfiles, const char *root, const char *junit,
+                     const char *compdb)
+{
+    if (!argv)
+        return NULL;
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    char **tmpl = calloc(n + 1, sizeof *tmpl);
+    if (!tmpl)
+        return NULL;
+    /* the template, and where the extra arguments go in it: before "--",
+       else before "{files}" (every element before maps to one) */
+    size_t t = 0, at = SIZE_MAX, files_at = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        bool is_files = strcmp(argv[i], "{files}") == 0;
+        if (is_files && files_at == SIZE_MAX)
+            files_at = t;
+        if (strcmp(argv[i], "--") == 0 && at == SIZE_MAX && files_at == SIZE_MAX)
+            at = t;
+        /* an element naming the compile database goes when there is none
+           (as kz_argv_expand_compdb would drop it: here, so AT counts) */
+        bool no_compdb = !compdb && strstr(argv[i], "{compdb}");
+        if (!(is_files && drop_files) && !no_compdb)
+            tmpl[t++] = argv[i];
+    }
+    if (at == SIZE_MAX)
+        at = files_at != SIZE_MAX ? files_at : t;
+    char **exp = kz_argv_expand_compdb(tmpl, files, nfiles, root, junit, compdb);
+    free(tmpl);
+    size_t ne = 0, nx = 0;
+    while (extra && extra[nx])
+        nx++;
+    if (!exp || !nx)
+        return exp;
+    while (exp[ne])
+        ne++;
+    if (at > ne)
+        at = ne;
+    char **out = calloc(ne + nx + 1, sizeof *out);
+    if (!out) {
+        kz_strv_free(exp);
+        return NULL;
+    }
+    memcpy(out, exp, at * sizeof *out);
+    memcpy(out + at + nx, exp + at, (ne - at) * sizeof *out);
+    free(exp); /* its strings moved to OUT */
+    for (size_t i = 0; i < nx; i++) {
+        if (!(out[at + i] = strdup(extra[i]))) {
+            for (size_t k = 0; k < ne + nx; k++)
+                free(out[k]); /* the slots not filled yet are NULL */
+            free(out);
+            return NULL;
+        }
+    }
+    return out;
 }
 
 /* ------------------------------------------------------------ running */
@@ -405,6 +473,20 @@ static bool s_has_files_arg(const kz_tool_config_t *tool)
     for (size_t i = 0; i < tool->argv_count && tool->argv[i]; i++)
         if (strcmp(tool->argv[i], "{files}") == 0)
             return true;
+    return false;
+}
+
+/* True when TOOL's argv puts "--" before "{files}": a file named "-x"
+   is then no option. Programs without "--" (cppcheck, clang-tidy: its
+   "--" starts the compiler's arguments) are not handed such files. */
+static bool s_files_after_dashes(const kz_tool_config_t *tool)
+{
+    for (size_t i = 0; i < tool->argv_count && tool->argv[i]; i++) {
+        if (strcmp(tool->argv[i], "--") == 0)
+            return true;
+        if (strcmp(tool->argv[i], "{files}") == 0)
+            return false;
+    }
     return false;
 }
 
@@ -446,12 +528,14 @@ static bool s_python_module_missing(char *const *argv, const kz_proc_result_t *p
     return end == '\0' || end == '\n' || end == '\r' || end == '.' || end == ' ';
 }
 
-/* Run one invocation on FILES[0..N) (none for a whole-tree tool) */
+/* Run one invocation on FILES[0..N) (none for a whole-tree tool; not in
+   its argv for a tool run on the project's own list of files) */
 static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *opts,
                        const char *const *files, size_t nfiles, bool filtered, kz_findings_t *out,
                        kz_tool_result_t *res)
 {
-    char **argv = kz_argv_expand(tool->argv, files, nfiles, opts->root, NULL);
+    char **argv = kz_argv_build(tool->argv, opts->extra_args, opts->project_files, files, nfiles,
+                                opts->root, NULL, opts->compdb);
     if (!argv)
         return -1;
     kz_proc_opts_t po = {0};
@@ -614,9 +698,14 @@ int kz_tool_run(const kz_tool_config_t *tool, const kz_tool_run_opts_t *opts, kz
     if (!ok)
         return -1;
     size_t nok = 0;
+    bool dashes = s_files_after_dashes(tool);
     for (size_t i = 0; i < n; i++) {
         char why[512];
-        if (kz_path_inside(opts->root, opts->files[i], why, sizeof why))
+        if (!dashes && opts->files[i][0] == '-')
+            kz_warn("tool '%s': file '%s' skipped: its name would be an option (no '--' before "
+                    "{files} in the recipe)",
+                    tool->name, opts->files[i]);
+        else if (kz_path_inside(opts->root, opts->files[i], why, sizeof why))
             ok[nok++] = opts->files[i];
         else
             kz_warn("tool '%s': file skipped: %s", tool->name, why);
@@ -624,13 +713,14 @@ int kz_tool_run(const kz_tool_config_t *tool, const kz_tool_run_opts_t *opts, kz
     /* a batch that fails (a crash on one file) does not stop the others;
        a missing program or a timeout does: the next batch would fail alike */
     int rc = 0;
-    size_t per = tool->batch > 0 ? (size_t)tool->batch : nok;
+    size_t per = tool->batch > 0 && !opts->project_files ? (size_t)tool->batch : nok;
     for (size_t i = 0;
          i < nok && rc == 0 && res->status != KZ_TOOL_MISSING && res->status != KZ_TOOL_TIMEOUT;) {
         /* a batch: up to PER files and KZ_RUN_ARG_BYTES of arguments */
         size_t k = 0, bytes = 0;
-        while (i + k < nok && k < per &&
-               (k == 0 || bytes + strlen(ok[i + k]) + 1 <= KZ_RUN_ARG_BYTES)) {
+        while (
+            i + k < nok && k < per &&
+            (k == 0 || opts->project_files || bytes + strlen(ok[i + k]) + 1 <= KZ_RUN_ARG_BYTES)) {
             bytes += strlen(ok[i + k]) + 1;
             k++;
         }

@@ -54,7 +54,23 @@ bool kz_tool_exit_ok(const kz_tool_config_t *tool, int code);
    are copied. Free with kz_strv_free. NULL on out of memory. */
 char **kz_argv_expand(char *const *argv, const char *const *files, size_t nfiles, const char *root,
                       const char *junit);
+/* kz_argv_expand, and "{compdb}" in an element becomes COMPDB (the
+   directory holding compile_commands.json, kz_compdb.h); with COMPDB
+   NULL an element holding "{compdb}" is left out, so a recipe writes it
+   as one element ("-p={compdb}", "--project={compdb}/compile_commands.json")
+   and runs without a database when there is none */
+char **kz_argv_expand_compdb(char *const *argv, const char *const *files, size_t nfiles,
+                             const char *root, const char *junit, const char *compdb);
 void kz_strv_free(char **v);
+
+/* kz_argv_expand_compdb of ARGV, without its "{files}" element when
+   DROP_FILES, and with EXTRA (NULL-terminated, may be NULL; copied as they
+   are, no "{root}" substitution) inserted before the first "--" of ARGV,
+   else before "{files}", else at the end: a project's own arguments for
+   the tool (kz_project_setup). NULL on out of memory. */
+char **kz_argv_build(char *const *argv, const char *const *extra, bool drop_files,
+                     const char *const *files, size_t nfiles, const char *root, const char *junit,
+                     const char *compdb);
 
 /* Options of one tool run */
 typedef struct {
@@ -65,6 +81,11 @@ typedef struct {
     void *tick_arg;
     bool (*cancel)(void *arg); /* kz_proc cancel (kz_agent_proc_cancel) or NULL */
     void *cancel_arg;
+    const char *const *extra_args; /* the project's arguments for the tool, added before the
+                                      recipe's "--" (kz_tool_setup_t.args), or NULL */
+    bool project_files;            /* the project names what the tool checks (kz_tool_setup_t): run
+                           once without "{files}" and keep only the findings in FILES */
+    const char *compdb;            /* "{compdb}": the directory of compile_commands.json, or NULL */
 } kz_tool_run_opts_t;
 
 typedef enum {

@@ -272,6 +272,36 @@ int kz_store_findings(kz_store_t *self, const char *scan_id, kz_findings_t *out,
     return 0;
 }
 
+int kz_store_plan(kz_store_t *self, const char *plan_id, char **json, char *target,
+                  size_t target_len, char *errbuf, size_t errlen)
+{
+    static const char *const sql = "SELECT implementation_plan::text, COALESCE(target, '') FROM "
+                                   "improvement_suggestions WHERE plan_id = $1 AND "
+                                   "implementation_plan IS NOT NULL";
+    const char *params[] = {plan_id};
+    *json = NULL;
+    target[0] = '\0';
+    PGresult *res = s_query(self, sql, 1, params, errbuf, errlen);
+    if (!res)
+        return -1;
+    if (PQnfields(res) != 2) {
+        PQclear(res);
+        snprintf(errbuf, errlen, "unexpected result shape while reading plan '%s'", plan_id);
+        return -1;
+    }
+    int found = PQntuples(res) > 0;
+    if (found) {
+        *json = strdup(PQgetvalue(res, 0, 0));
+        snprintf(target, target_len, "%s", PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    if (found && !*json) {
+        snprintf(errbuf, errlen, "out of memory reading plan '%s'", plan_id);
+        return -1;
+    }
+    return found;
+}
+
 int kz_store_scan_status(kz_store_t *self, const char *scan_id, char *status, size_t status_len,
                          char *errbuf, size_t errlen)
 {

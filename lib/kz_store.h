@@ -51,6 +51,13 @@ int kz_store_wait_scan(kz_store_t *self, const char *scan_id, long expected, int
 int kz_store_findings(kz_store_t *self, const char *scan_id, kz_findings_t *out, char *errbuf,
                       size_t errlen);
 
+/* The plan PLAN_ID as it was proposed (improvement_suggestions
+   .implementation_plan, JSON text, malloc'd into *JSON) and its target
+   into TARGET. 1 when there is such a plan, 0 when not (*JSON NULL), -1
+   with ERRBUF */
+int kz_store_plan(kz_store_t *self, const char *plan_id, char **json, char *target,
+                  size_t target_len, char *errbuf, size_t errlen);
+
 /* The status of SCAN_ID's row in scans (running, ok, partial, failed)
    into STATUS, "" when there is no row. 0 / -1 with ERRBUF */
 int kz_store_scan_status(kz_store_t *self, const char *scan_id, char *status, size_t status_len,

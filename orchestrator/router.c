@@ -27,7 +27,9 @@
     with validate.request, each validate.result republished, and the
     verdict: all pass -> integrate (policy.apply) and plan.accepted; any
     reject -> plan.rejected with every reason; an error or no reply ->
-    plan.failed. A plan that is rejected or fails is rolled back: its
+    plan.failed. Once the executor's commit is checked it is kept under
+    refs/kaizen/plans/<id> whatever comes of the plan (`kaizen plans
+    show`). A plan that is rejected or fails is rolled back: its
     worktree STATE/worktrees/<target>/plan-<id> and its branch
     kaizen/plan-<id> are deleted. An accepted plan keeps its branch.
 
@@ -986,6 +988,18 @@ static void s_validate(s_work_t *w, char **files, size_t nfiles)
     s_rollback(w, true);
 }
 
+/* Keep the plan's commit under refs/kaizen/plans/<id>: `kaizen plans
+   show` shows its diff and message after the branch is gone with a
+   rejection or a failure, and `git branch` does not list it */
+static void s_keep(s_work_t *w)
+{
+    char ref[S_ID_MAX + 32], err[1024];
+    s_fmt(ref, sizeof ref, "refs/kaizen/plans/%s", w->p->id);
+    if (kz_git_keep(w->repo, ref, w->commit, err, sizeof err) != 0)
+        kz_warn("plan %s: unable to keep commit %.12s as '%s': %s; its diff goes with its branch",
+                w->p->id, w->commit, ref, err);
+}
+
 /* Execution: the fixer's service, then validation */
 static void s_execute(s_work_t *w)
 {
@@ -1006,8 +1020,9 @@ static void s_execute(s_work_t *w)
         rc |= s_copy_strs(req, b, "files", w->body);
         rc |= kz_map_put_str(req, b, "base_commit", w->base);
         rc |= kz_map_put_str(req, b, "branch", w->branch);
-        /* beyond 4.13: the refactorer names them in the commit message */
+        /* the refactorer lists them in the commit message */
         rc |= s_copy_strs(req, b, "findings", w->body);
+        rc |= s_copy_strs(req, b, "finding_details", w->body);
         if (rc != 0)
             kz_msg_destroy(&req);
     }
@@ -1106,6 +1121,7 @@ static void s_execute(s_work_t *w)
         kz_msg_destroy(&reply);
         return;
     }
+    s_keep(w);
     /* the changed files; each must be inside the target */
     const kz_val_t *changed = kz_map_get(b, "files");
     if (!changed || changed->type != KZ_VAL_ARRAY || changed->u.arr.count == 0)
@@ -1961,6 +1977,14 @@ int kz_router_status(kz_router_t *self, kz_msg_t *msg, kz_val_t *map)
 kz_router_t *kz_router_new(const kz_config_t *cfg, kz_bus_t *bus, const char *id, char *errbuf,
                            size_t errlen)
 {
+    /* the committer of the integration's cherry-picks (checked at load) */
+    char name[256], email[256], why[512] = "too long";
+    if (kz_config_ident(cfg->policy.commit_author, name, sizeof name, email, sizeof email, why,
+                        sizeof why) != 0 ||
+        kz_git_set_identity(name, email) != 0) {
+        s_fmt(errbuf, errlen, "policy.commit_author: %s", why);
+        return NULL;
+    }
     kz_router_t *self = calloc(1, sizeof *self);
     if (!self || !(self->finals = calloc(S_FINALS, sizeof *self->finals))) {
         free(self);

@@ -25,10 +25,13 @@
          timeout fails; a change to a path that is not one of the plan's
          files is reverted and reported; a plan file turned into something
          that is not a regular file inside the tree fails;
-      5. commits "kaizen: <fixer> on <files> (plan <id>)" with the fixer,
-         files and (when the request carries them) findings in the body,
-         removes the worktree and keeps the branch; the validators make
-         worktrees of their own from the commit.
+      5. commits in the target's style (kz_commitmsg.h): a subject from
+         the fixer's template (fixers[].subject), Conventional Commits when
+         most of the last 100 subjects at the base are, the findings of
+         the request's finding_details one per line in the body, and a
+         "Kaizen-Plan: <id>" trailer; author and committer are
+         policy.commit_author. Removes the worktree and keeps the branch;
+         the validators make worktrees of their own from the commit.
 
     Replies exec.result {plan_id, status changed|nothing|failed, commit,
     files, diffstat, error}. "nothing" (the fixer changed none of the
@@ -47,9 +50,12 @@
 #include <unistd.h>
 
 #include "kz_agent.h"
+#include "kz_commitmsg.h"
+#include "kz_compdb.h"
 #include "kz_git.h"
 #include "kz_log.h"
 #include "kz_proc.h"
+#include "kz_project.h"
 #include "kz_recipe.h"
 #include "kz_state.h"
 
@@ -58,6 +64,8 @@
 #define S_MAX_FILES    1000
 #define S_MAX_FINDINGS 1000
 #define S_MAX_PATCH    (4 * 1024 * 1024) /* bytes of a fixer's patch (output: diff) */
+#define S_MAX_DETAIL   4096              /* bytes of one finding detail's string we keep */
+#define S_HISTORY      100               /* subjects read to tell the target's style */
 
 typedef enum { S_CHANGED, S_NOTHING, S_FAILED } s_status_t;
 
@@ -74,6 +82,8 @@ typedef struct {
     size_t nfiles;
     char **findings; /* fingerprints when the request carries them (optional) */
     size_t nfindings;
+    kz_commit_finding_t *details; /* finding_details (optional; strings owned) */
+    size_t ndetails;
     char wt[PATH_MAX];
     int lock_fd;
     char lock_path[PATH_MAX];
@@ -197,6 +207,51 @@ static int s_strings(s_job_t *job, const kz_val_t *val, const char *name, size_t
     return 0;
 }
 
+/* A string field KEY of detail I, copied (cut at S_MAX_DETAIL bytes), or
+   NULL when absent; -1 when it is not a string */
+static int s_detail_str(s_job_t *job, const kz_val_t *item, uint32_t i, const char *key,
+                        const char **out)
+{
+    *out = NULL;
+    const kz_val_t *v = kz_map_get(item, key);
+    if (!v || v->type == KZ_VAL_NIL)
+        return 0;
+    if (v->type != KZ_VAL_STR)
+        return s_fail_job(job, "'finding_details[%u].%s' is not a string", i, key);
+    *out = strndup(v->u.str.ptr, S_MAX_DETAIL);
+    return *out ? 0 : s_fail_job(job, "out of memory");
+}
+
+/* finding_details: [{fingerprint, file, line, rule, message}], what the
+   commit message lists. The text is the target's: kz_commitmsg cleans it */
+static int s_details(s_job_t *job, const kz_val_t *val)
+{
+    if (!val)
+        return 0;
+    if (val->type != KZ_VAL_ARRAY)
+        return s_fail_job(job, "'finding_details' is not a list");
+    if (val->u.arr.count > S_MAX_FINDINGS)
+        return s_fail_job(job, "'finding_details' has %u entries, at most %d are handled",
+                          val->u.arr.count, S_MAX_FINDINGS);
+    job->details = calloc(val->u.arr.count + 1, sizeof *job->details);
+    if (!job->details)
+        return s_fail_job(job, "out of memory");
+    for (uint32_t i = 0; i < val->u.arr.count; i++) {
+        const kz_val_t *it = &val->u.arr.items[i];
+        kz_commit_finding_t *d = &job->details[job->ndetails];
+        if (it->type != KZ_VAL_MAP)
+            return s_fail_job(job, "'finding_details[%u]' is not a map", i);
+        job->ndetails++; /* counted first: s_job_free frees what was copied */
+        if (s_detail_str(job, it, i, "file", &d->file) != 0 ||
+            s_detail_str(job, it, i, "rule", &d->rule) != 0 ||
+            s_detail_str(job, it, i, "message", &d->message) != 0)
+            return -1;
+        int64_t line = kz_map_int(it, "line", 0);
+        d->line = line > 0 && line < INT_MAX ? (int)line : 0;
+    }
+    return 0;
+}
+
 /* Step 1: everything the request claims, checked before anything runs */
 static int s_validate(s_job_t *job, const kz_msg_t *req)
 {
@@ -243,6 +298,8 @@ static int s_validate(s_job_t *job, const kz_msg_t *req)
         return s_fail_job(job, "the plan names no files");
     if (s_strings(job, kz_map_get(body, "findings"), "findings", S_MAX_FINDINGS, &job->findings,
                   &job->nfindings) != 0)
+        return -1;
+    if (s_details(job, kz_map_get(body, "finding_details")) != 0)
         return -1;
 
     char **tracked = NULL;
@@ -370,16 +427,52 @@ static int s_apply_output(s_job_t *job, const kz_proc_result_t *res)
     return 0;
 }
 
+/* The compile database of the plan's worktree for a fixer that wants
+   one ("{compdb}"), made there so its paths are the worktree's; NULL when
+   it wants none. Without one the fixer runs without it (its "{compdb}"
+   arguments left out). *OOM on out of memory. */
+static kz_compdb_t *s_fixer_compdb(s_job_t *job, bool *oom)
+{
+    const kz_fixer_config_t *fx = job->fixer;
+    *oom = false;
+    if (!kz_compdb_wanted(fx->argv, fx->argv_count))
+        return NULL;
+    kz_compdb_t *db = kz_compdb_for(kz_agent_config(job->agent), job->wt, kz_agent_proc_tick,
+                                    kz_agent_proc_cancel, job->agent);
+    *oom = db == NULL;
+    if (db && !kz_compdb_dir(db))
+        kz_warn("plan %s: no compile database for fixer '%s': %s; it runs without one",
+                job->plan_id, fx->name, kz_compdb_error(db));
+    return db;
+}
+
 /* Step 3: run the fixer. 0 when it ran to an exit (*EXIT_CODE, and the
    first line of its output in LINE), -1 when it could not run, crashed
    or timed out */
 static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
 {
     const kz_fixer_config_t *fx = job->fixer;
-    char **argv =
-        kz_argv_expand(fx->argv, (const char *const *)job->files, job->nfiles, job->wt, NULL);
-    if (!argv)
+    /* the project's arguments for the fixer's tool (its pre-commit hook,
+       its settings): codespell -w must ignore the words the project told
+       codespell to ignore */
+    kz_tool_setup_t setup;
+    char note[2048];
+    const kz_tool_config_t *tool = kz_config_tool(job->cfg, fx->tool);
+    if (kz_tool_setup_load(job->wt, tool, &setup, note, sizeof note) != 0)
         return s_fail_job(job, "out of memory");
+    if (note[0])
+        kz_warn("plan %s: fixer '%s': %s", job->plan_id, fx->name, note);
+    bool oom;
+    kz_compdb_t *db = s_fixer_compdb(job, &oom);
+    char **argv = oom ? NULL
+                      : kz_argv_build(fx->argv, (const char *const *)setup.args, false,
+                                      (const char *const *)job->files, job->nfiles, job->wt, NULL,
+                                      kz_compdb_dir(db));
+    kz_tool_setup_clear(&setup);
+    if (!argv) {
+        kz_compdb_destroy(&db);
+        return s_fail_job(job, "out of memory");
+    }
     kz_proc_opts_t po = {0};
     po.argv = (const char *const *)argv;
     po.cwd = job->wt;
@@ -420,6 +513,7 @@ static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
     }
     kz_proc_result_free(&res);
     kz_strv_free(argv);
+    kz_compdb_destroy(&db);
     return rc;
 }
 
@@ -524,36 +618,41 @@ static void s_files_summary(const s_job_t *job, char *buf, size_t len)
     }
 }
 
-/* Step 5: the commit message */
+/* True when most of the last S_HISTORY subjects at the plan's base are
+   Conventional Commits (a history that cannot be read: plain) */
+static bool s_conventional(const s_job_t *job)
+{
+    char **subjects = NULL;
+    size_t n = 0;
+    char err[512];
+    if (kz_git_subjects(job->target->path, job->base, S_HISTORY, &subjects, &n, err, sizeof err) !=
+        0) {
+        kz_warn("plan %s: unable to read the history of '%s' at %.12s: %s; plain subject",
+                job->plan_id, job->target->name, job->base, err);
+        return false;
+    }
+    bool conventional = kz_commit_mostly_conventional((const char *const *)subjects, n);
+    kz_git_strv_free(subjects);
+    return conventional;
+}
+
+/* Step 5: the commit message (kz_commitmsg.h) */
 static char *s_message(const s_job_t *job)
 {
-    char summary[1024];
-    s_files_summary(job, summary, sizeof summary);
-    size_t len = strlen(summary) + 1024;
-    for (size_t i = 0; i < job->nfiles; i++)
-        len += strlen(job->files[i]) + 4;
-    for (size_t i = 0; i < job->nfindings; i++)
-        len += strlen(job->findings[i]) + 2;
-    len += strlen(job->note);
-    char *msg = malloc(len);
-    if (!msg)
-        return NULL;
-    size_t o = (size_t)snprintf(msg, len, "kaizen: %s on %s (plan %s)\n\nFixer: %s\nFiles:\n",
-                                job->fixer->name, summary, job->plan_id, job->fixer->name);
-    for (size_t i = 0; i < job->nfiles && o < len; i++)
-        o += (size_t)snprintf(msg + o, len - o, "  %s\n", job->files[i]);
-    if (job->nfindings && o < len) {
-        o += (size_t)snprintf(msg + o, len - o, "Findings:");
-        for (size_t i = 0; i < job->nfindings && o < len; i++)
-            o += (size_t)snprintf(msg + o, len - o, " %s", job->findings[i]);
-        if (o < len)
-            o += (size_t)snprintf(msg + o, len - o, "\n");
-    }
-    if (job->note[0] && o < len)
-        o += (size_t)snprintf(msg + o, len - o, "Reverted: %s\n", job->note);
-    if (o < len)
-        snprintf(msg + o, len - o, "\nKaizen-Plan: %s\n", job->plan_id);
-    return msg;
+    const kz_commit_info_t info = {
+        .plan_id = job->plan_id,
+        .tool = job->fixer->tool,
+        .subject = job->fixer->subject,
+        .commit_type = job->fixer->commit_type,
+        .conventional = s_conventional(job),
+        .files = (const char *const *)job->files,
+        .nfiles = job->nfiles,
+        .nfixed = job->nfindings > job->ndetails ? job->nfindings : job->ndetails,
+        .findings = job->details,
+        .nfindings = job->ndetails,
+        .note = job->note,
+    };
+    return kz_commit_message(&info);
 }
 
 static void s_cleanup(s_job_t *job, bool keep_branch)
@@ -669,6 +768,12 @@ static void s_job_free(s_job_t *job)
 {
     kz_strv_free(job->files);
     kz_strv_free(job->findings);
+    for (size_t i = 0; i < job->ndetails; i++) {
+        free((char *)job->details[i].file);
+        free((char *)job->details[i].rule);
+        free((char *)job->details[i].message);
+    }
+    free(job->details);
     kz_git_strv_free(job->changed);
     free(job->diffstat);
 }
@@ -724,6 +829,13 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
 static int s_setup(kz_agent_t *agent, void *arg)
 {
     (void)arg;
+    /* policy.commit_author was checked when the config was loaded */
+    const kz_config_t *cfg = kz_agent_config(agent);
+    char name[256], email[256], why[512] = "too long";
+    if (kz_config_ident(cfg->policy.commit_author, name, sizeof name, email, sizeof email, why,
+                        sizeof why) != 0 ||
+        kz_git_set_identity(name, email) != 0)
+        return kz_fail("policy.commit_author: %s", why);
     return kz_bus_offer(kz_agent_bus(agent), S_SERVICE);
 }
 

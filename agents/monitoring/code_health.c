@@ -64,10 +64,12 @@
 #include <unistd.h>
 
 #include "kz_agent.h"
+#include "kz_compdb.h"
 #include "kz_finding.h"
 #include "kz_git.h"
 #include "kz_log.h"
 #include "kz_proc.h"
+#include "kz_project.h"
 #include "kz_recipe.h"
 #include "kz_scope.h"
 #include "kz_state.h"
@@ -157,7 +159,9 @@ typedef struct {
     const kz_tool_config_t *cfg;
     bool skipped;            /* no evidence the target chose it */
     bool missing;            /* the program is not installed */
-    bool whole;              /* argv without "{files}": checks the whole tree */
+    bool whole;              /* argv without "{files}", or the project names the files it
+                                checks (setup.project_files): one run, cached as a whole */
+    kz_tool_setup_t setup;   /* how the project runs it (lib/kz_project.h) */
     kz_tool_status_t status; /* worst job status */
     char error[512];
     char hash[17];   /* recipe + program + config files */
@@ -194,6 +198,7 @@ typedef struct {
     size_t running; /* jobs being run */
     bool cancel;    /* the agent is stopping: hand out no more */
     const char *root;
+    const char *compdb; /* "{compdb}", or NULL */
     char corr[64];
 } s_pool_t;
 
@@ -214,14 +219,17 @@ typedef struct {
     size_t ntools;
     s_job_t *jobs;
     size_t njobs;
-    json_t *old;       /* the previous cache, or NULL */
-    json_t *old_files; /* its "files" object, or NULL */
-    json_t *old_tools; /* its "tools" object, or NULL */
+    json_t *old;           /* the previous cache, or NULL */
+    json_t *old_files;     /* its "files" object, or NULL */
+    json_t *old_tools;     /* its "tools" object, or NULL */
+    kz_project_t *project; /* the project's tool settings, or NULL */
+    json_t *unrun;         /* tools it chose that no recipe runs: [{name, note}] */
     kz_findings_t all;
     kz_scope_t *scope; /* which files are the project's own */
     size_t nscanned;
     size_t nrescanned;
     long loc;
+    kz_compdb_t *compdb; /* made for the tools that want one, removed after the scan */
     char error[1024];
 } s_scan_t;
 
@@ -647,6 +655,7 @@ static void s_tools_free(s_scan_t *s)
     for (size_t i = 0; i < s->ntools; i++) {
         free(s->tools[i].wanted);
         free(s->tools[i].work);
+        kz_tool_setup_clear(&s->tools[i].setup);
     }
     free(s->tools);
     s->tools = NULL;
@@ -702,6 +711,13 @@ static void s_tool_hash(const s_scan_t *s, s_tool_t *t)
     s_fnv_str(&f, c->min_severity);
     s_fnv_strv(&f, c->exit_ok, c->exit_ok_count);
     s_fnv_strv(&f, c->env, c->env_count);
+    /* how the project runs it: its args, its files, the installed version
+       against its pin */
+    s_fnv_strv(&f, t->setup.args, t->setup.args_count);
+    s_fnv_str(&f, t->setup.project_files ? "project-files" : "files");
+    s_fnv_str(&f, t->setup.hook && t->setup.hook->files ? t->setup.hook->files : "-");
+    s_fnv_str(&f, t->setup.hook && t->setup.hook->exclude ? t->setup.hook->exclude : "-");
+    s_fnv_str(&f, t->setup.differs);
     char *prog = c->argv_count ? kz_proc_which(c->argv[0]) : NULL;
     struct stat st;
     if (prog && stat(prog, &st) == 0) {
@@ -716,6 +732,12 @@ static void s_tool_hash(const s_scan_t *s, s_tool_t *t)
         long k = s_tree_find(&s->tree, s_config_files[i]);
         s_fnv_str(&f, k >= 0 ? s->tree.items[k].blob : "-");
     }
+    /* the compile database's identity: the build files it is made from */
+    for (size_t k = 0; kz_compdb_wanted(c->argv, c->argv_count) && k < s->tree.count; k++)
+        if (kz_compdb_input(s->tree.items[k].path)) {
+            s_fnv_str(&f, s->tree.items[k].path);
+            s_fnv_str(&f, s->tree.items[k].blob);
+        }
     s_fnv_gitattributes(&f, &s->tree);
     for (size_t i = 0; i < c->requires_count; i++) {
         char file[4096];
@@ -733,6 +755,54 @@ static void s_tool_hash(const s_scan_t *s, s_tool_t *t)
         s_fnv_str(&f, k >= 0 ? s->tree.items[k].blob : "-");
     }
     s_fnv_hex(&f, t->hash);
+}
+
+/* How S's project runs T (its hook's args and files, its settings, its
+   pin); what was refused is logged once. 0 / -1 (out of memory) */
+static int s_tool_setup(s_scan_t *s, s_tool_t *t)
+{
+    if (kz_project_setup(s->project, t->cfg, &t->setup) != 0)
+        return -1;
+    char key[1200];
+    snprintf(key, sizeof key, "refused\n%s\n%s\n%.600s", s->target->name, t->cfg->name,
+             t->setup.refused);
+    if (t->setup.refused[0] && s_first_time(key))
+        kz_warn("tool '%s' on target '%s': %s", t->cfg->name, s->target->name, t->setup.refused);
+    snprintf(key, sizeof key, "pin\n%s\n%s\n%s", s->target->name, t->cfg->name, t->setup.differs);
+    if (t->setup.differs[0] && s_first_time(key))
+        kz_warn("tool '%s' on target '%s': %s: its findings are shown but not planned",
+                t->cfg->name, s->target->name, t->setup.differs);
+    return 0;
+}
+
+/* Read the tool settings of S's project from the worktree, and the tools
+   it chose that no recipe runs. A project whose settings cannot be read
+   is scanned with the recipes alone (said once). 0 / -1 (out of memory) */
+static int s_project_load(s_scan_t *s)
+{
+    char err[512];
+    s->project = kz_project_load(s->wt, err, sizeof err);
+    if (!s->project)
+        kz_warn("target '%s': its tool settings are not used: %s", s->target->name, err);
+    const char *problems = kz_project_problems(s->project);
+    char key[2200];
+    snprintf(key, sizeof key, "settings\n%s\n%s", s->target->name, problems);
+    if (problems[0] && s_first_time(key))
+        kz_warn("target '%s': tool settings not read: %s", s->target->name, problems);
+    s->unrun = kz_project_unrun(s->project, s->cfg);
+    if (!s->unrun)
+        return -1;
+    size_t i;
+    const json_t *u;
+    json_array_foreach(s->unrun, i, u)
+    {
+        snprintf(key, sizeof key, "unrun\n%s\n%s", s->target->name,
+                 json_string_value(json_object_get(u, "name")));
+        if (s_first_time(key))
+            kz_warn("target '%s': %s", s->target->name,
+                    json_string_value(json_object_get(u, "note")));
+    }
+    return 0;
 }
 
 /* Choose the tools of the config for S's target and the files each
@@ -753,7 +823,6 @@ static int s_tools_pick(s_scan_t *s)
         s_tool_t *t = &s->tools[s->ntools++];
         t->cfg = c;
         t->status = KZ_TOOL_OK;
-        t->whole = !s_argv_has_files(c);
         char which[1024] = "";
         if (!kz_tool_chosen(c, s->wt, which, sizeof which)) {
             t->skipped = true;
@@ -783,11 +852,15 @@ static int s_tools_pick(s_scan_t *s)
                         c->name, t->error);
         }
         free(prog);
+        if (s_tool_setup(s, t) != 0)
+            return -1;
+        t->whole = !s_argv_has_files(c) || t->setup.project_files;
         t->wanted = malloc((s->tree.count ? s->tree.count : 1) * sizeof *t->wanted);
         if (!t->wanted)
             return -1;
         for (size_t k = 0; k < s->tree.count; k++)
-            if (kz_tool_wants(c, s->tree.items[k].path)) {
+            if (kz_tool_wants(c, s->tree.items[k].path) &&
+                kz_tool_setup_wants(&t->setup, s->tree.items[k].path)) {
                 t->wanted[t->nwanted++] = k;
                 s->tree.items[k].scanned = true;
             }
@@ -920,14 +993,17 @@ static int s_job_cmp(const void *a, const void *b)
 
 /* --------------------------------------------------------------- threads */
 
-static void s_job_run(const char *root, s_job_t *job)
+static void s_job_run(const char *root, const char *compdb, s_job_t *job)
 {
     kz_tool_run_opts_t opts = {
         .root = root,
+        .compdb = compdb,
         .files = job->files,
         .nfiles = job->nfiles,
         .tick = NULL,
         .tick_arg = NULL,
+        .extra_args = (const char *const *)job->tool->setup.args,
+        .project_files = job->tool->setup.project_files,
     };
     job->rc = kz_tool_run(job->tool->cfg, &opts, &job->found, &job->res);
     job->ran = true;
@@ -943,7 +1019,7 @@ static void *s_worker(void *arg)
         pool->running++;
         pthread_mutex_unlock(&pool->lock);
         kz_debug("tool '%s' starts on %zu files", job->tool->cfg->name, job->nfiles);
-        s_job_run(pool->root, job);
+        s_job_run(pool->root, pool->compdb, job);
         kz_debug("tool '%s' on %zu files: %s after %" PRId64 " ms", job->tool->cfg->name,
                  job->nfiles, kz_tool_status_name(job->res.status), job->res.duration_us / 1000);
         pthread_mutex_lock(&pool->lock);
@@ -994,7 +1070,7 @@ static void s_jobs_run(s_scan_t *s)
         if (cond_ok)
             pthread_cond_destroy(&pool.cond);
         for (size_t i = 0; i < s->njobs && !kz_agent_stopping(s->agent); i++) {
-            s_job_run(s->wt, &s->jobs[i]);
+            s_job_run(s->wt, kz_compdb_dir(s->compdb), &s->jobs[i]);
             kz_agent_keepalive(s->agent);
         }
         free(pool.order);
@@ -1006,6 +1082,7 @@ static void s_jobs_run(s_scan_t *s)
     qsort(pool.order, s->njobs, sizeof *pool.order, s_job_cmp);
     pool.njobs = s->njobs;
     pool.root = s->wt;
+    pool.compdb = kz_compdb_dir(s->compdb);
     snprintf(pool.corr, sizeof pool.corr, "%s", s->scan_id);
 
     /* the workers block every signal: SIGTERM and friends reach this
@@ -1053,6 +1130,36 @@ static void s_jobs_run(s_scan_t *s)
     pthread_mutex_destroy(&pool.lock);
     free(pool.order);
     free(threads);
+}
+
+/* Make the compile database when a job's tool wants one ("{compdb}" in
+   its argv). Without one the tools run all the same (their "{compdb}"
+   arguments left out) and their entries say why. 0 / -1 (out of memory) */
+static int s_compdb_make(s_scan_t *s)
+{
+    bool wanted = false;
+    for (size_t i = 0; i < s->njobs && !wanted; i++)
+        wanted = kz_compdb_wanted(s->jobs[i].tool->cfg->argv, s->jobs[i].tool->cfg->argv_count);
+    if (!wanted)
+        return 0;
+    s->compdb = kz_compdb_for(s->cfg, s->wt, kz_agent_proc_tick, kz_agent_proc_cancel, s->agent);
+    if (!s->compdb)
+        return -1;
+    const char *why = kz_compdb_error(s->compdb);
+    if (kz_compdb_dir(s->compdb)) {
+        kz_info("compile database of '%s' made (%s) for the C tools", s->target->name,
+                kz_compdb_how(s->compdb));
+        return 0;
+    }
+    kz_warn("scan of '%s': no compile database: %s; the tools that want one run without it",
+            s->target->name, why);
+    for (size_t i = 0; i < s->ntools; i++) {
+        s_tool_t *t = &s->tools[i];
+        if (!t->skipped && !t->missing && t->nwork &&
+            kz_compdb_wanted(t->cfg->argv, t->cfg->argv_count))
+            s_errf(t->error, sizeof t->error, "no compile database: %s", why);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------ publishing */
@@ -1280,6 +1387,26 @@ static json_int_t s_json_count(const json_t *o, const char *key)
     return json_is_integer(v) && json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
 }
 
+/* Append to TOOLS (the record's tools[]) one entry per tool S's project
+   chose that no recipe runs: status "skipped", its note saying so (never
+   a clean tool with 0 findings). 0 / -1 (out of memory) */
+static int s_record_unrun(const s_scan_t *s, json_t *tools)
+{
+    size_t i;
+    const json_t *u;
+    json_array_foreach(s->unrun, i, u)
+    {
+        const char *name = json_string_value(json_object_get(u, "name"));
+        const char *note = json_string_value(json_object_get(u, "note"));
+        json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:s}", "name", name, "status",
+                              "skipped", "findings", 0, "duration_ms", 0, "files", 0, "rescanned",
+                              0, "error", note, "note", note);
+        if (!o || json_array_append_new(tools, o) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* The record of a completed scan of S: what its scan.completed says
    (scan_id, status, findings, files, duration_ms, commit, loc,
    rescanned, tools[], error) plus what decides whether it can answer a
@@ -1320,11 +1447,14 @@ static json_t *s_record_make(const s_scan_t *s, const char *status, int64_t dura
             s_utf8_fix(err);
             oom = json_object_set_new(o, "error", json_string(err)) != 0;
         }
+        if (!oom && !t->skipped && t->setup.differs[0])
+            oom = json_object_set_new(o, "note", json_string(t->setup.differs)) != 0;
         /* a missing tool makes the scan partial, and a partial scan is
            never recorded: a recorded tool either ran or was skipped */
         const char *h = t->skipped ? "skipped" : t->hash;
         oom = oom || json_object_set_new(hashes, t->cfg->name, json_string(h)) != 0;
     }
+    oom = oom || s_record_unrun(s, tools) != 0;
     oom = oom || json_object_set(rec, "tools", tools) != 0 ||
           json_object_set(rec, "hashes", hashes) != 0;
     if (!oom && s->error[0]) {
@@ -1378,6 +1508,7 @@ static int s_publish_record(s_scan_t *s, const json_t *rec, bool reused)
         const char *name = json_string_value(json_object_get(t, "name"));
         const char *st = json_string_value(json_object_get(t, "status"));
         const char *terr = json_string_value(json_object_get(t, "error"));
+        const char *tnote = json_string_value(json_object_get(t, "note"));
         json_int_t tf = s_json_count(t, "findings"), td = s_json_count(t, "duration_ms");
         json_int_t tn = s_json_count(t, "files"), tr = reused ? 0 : s_json_count(t, "rescanned");
         kz_val_t *v = arr && rc == 0 ? kz_array_push(msg, arr) : NULL;
@@ -1394,6 +1525,8 @@ static int s_publish_record(s_scan_t *s, const json_t *rec, bool reused)
         rc |= kz_map_put_int(msg, v, "rescanned", tr);
         if (terr)
             rc |= kz_map_put_str(msg, v, "error", terr);
+        if (tnote)
+            rc |= kz_map_put_str(msg, v, "note", tnote);
     }
     if (error && *error)
         rc |= kz_map_put_str(msg, b, "error", error);
@@ -1476,6 +1609,26 @@ static int s_scope_mark(s_scan_t *s)
             s_errf(s->error, sizeof s->error, "unable to tell vendored and generated files: %s",
                    err);
             return -1;
+        }
+    }
+    return 0;
+}
+
+/* The new findings of a tool whose installed version differs from the
+   project's pin are reported but not planned: each gets the reason
+   ("version differs from the project's pin (2.4.2 pinned, 2.2.2
+   installed)") unless its file is set aside already. The carried ones
+   have it from the cache (the tool hash covers the installed version and
+   the pin). 0 / -1 (out of memory) */
+static int s_pin_mark(s_scan_t *s)
+{
+    for (size_t i = 0; i < s->njobs; i++) {
+        s_job_t *j = &s->jobs[i];
+        const char *differs = j->tool->setup.differs;
+        for (size_t k = 0; j->ran && differs[0] && k < j->found.count; k++) {
+            kz_finding_t *f = &j->found.items[k];
+            if (!f->excluded && !(f->excluded = strdup(differs)))
+                return -1;
         }
     }
     return 0;
@@ -1768,6 +1921,7 @@ static void s_findings_clean(s_scan_t *s)
 
 static void s_scan_free(s_scan_t *s)
 {
+    kz_compdb_destroy(&s->compdb);
     s_jobs_free(s);
     s_tools_free(s);
     s_tree_free(&s->tree);
@@ -1775,6 +1929,9 @@ static void s_scan_free(s_scan_t *s)
     kz_scope_destroy(&s->scope);
     json_decref(s->old);
     s->old = NULL;
+    kz_project_destroy(&s->project);
+    json_decref(s->unrun);
+    s->unrun = NULL;
 }
 
 /* ------------------------------------------------------------- reuse */
@@ -1965,6 +2122,8 @@ static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_co
                target->path, s->commit, err);
         goto failed;
     }
+    if (s_project_load(s) != 0)
+        goto oom;
     char rel[600];
     snprintf(rel, sizeof rel, "code-health/%s.json", target->name);
     char dir[4096];
@@ -1997,10 +2156,14 @@ static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_co
         goto publish_failed;
     if (s_jobs_make(s) != 0)
         goto oom;
+    if (s_compdb_make(s) != 0)
+        goto oom;
     kz_debug("%zu tools, %zu jobs on %zu threads", s->ntools, s->njobs, s_parallelism(s->cfg));
     s_jobs_run(s);
     if (s_scope_mark(s) != 0)
         goto failed;
+    if (s_pin_mark(s) != 0)
+        goto oom;
 
     json_t *cache = s_merge(s);
     if (!cache)

@@ -30,7 +30,9 @@
         at this commit: plan X", "already failed at this commit
         (nothing_to_do): plan X" (at a newer commit the code changed, so
         it may be tried again; a plan that failed for the machinery - a
-        timeout, a lost reply - may be tried again at once). The planner
+        timeout, a lost reply - may be tried again at once). The plan a
+        plan was split from (split_from: a grouped plan retried file by
+        file) does not count here. The planner
         proposes none of these (kz_store_covered): this is the safety net
         for plans proposed at the same moment by another planner;
       - it overlaps a plan of the same batch ranked above it;
@@ -82,6 +84,7 @@ typedef struct {
     const char *fixer;
     const char *base_commit; /* "" when absent */
     const char *rationale;   /* NULL when absent */
+    const char *split_from;  /* the grouped plan it was split from, NULL when none */
     char language[64];
     const char **fps; /* sorted */
     size_t nfps;
@@ -295,6 +298,7 @@ static int s_parse_plan(const kz_config_t *cfg, const kz_target_config_t *target
     plan->fixer = kz_map_str(val, "fixer");
     plan->base_commit = kz_map_str(val, "base_commit") ? kz_map_str(val, "base_commit") : "";
     plan->rationale = kz_map_str(val, "rationale");
+    plan->split_from = kz_map_str(val, "split_from");
     plan->impact = kz_map_float(val, "impact", 0);
     plan->effort = kz_map_float(val, "effort", 1);
     plan->risk = kz_map_float(val, "risk", 0);
@@ -639,8 +643,11 @@ static int s_check_known(const s_prio_t *self, s_plan_t *plan, const char *targe
                                       c->status, shown));
         /* at the same commit a rejection stands, and so does a failure
            that trying again cannot mend; after a failure of the machinery
-           (a timeout, a lost reply) the plan may be tried again */
-        if (strcmp(c->base_commit, plan->base_commit) == 0 &&
+           (a timeout, a lost reply) the plan may be tried again. A plan
+           split from a grouped plan retries that plan's findings file by
+           file on purpose: its parent does not settle them */
+        bool parent = plan->split_from && strcmp(plan->split_from, c->plan_id) == 0;
+        if (!parent && strcmp(c->base_commit, plan->base_commit) == 0 &&
             (strcmp(c->status, "rejected") == 0 || kz_store_cause_settles(c->cause)))
             return s_drop(plan,
                           s_fmt("already %s at this commit%s%s%s: plan %s", c->status,

@@ -16,7 +16,8 @@
     the ones a fixer can change (its tool and rules take the finding and
     its `fixes` predicates hold, kz_fixable.h: codespell gets only single
     suggestions that are no identifier) by (fixer, file): one plan per
-    fixer and file (PROTOCOL.md 4.11):
+    fixer and file, or with policy.group one per fixer over up to
+    policy.max_files files (PROTOCOL.md 4.11):
 
       plan_id      a new ULID
       fixer        the fixer recipe's name
@@ -28,7 +29,8 @@
       risk         fixers[].risk
       rationale    "2 black findings (would-reformat) in pkg/a.py"
       scan_id, base_commit (the scan's commit), tool, rules, language
-      (kz_language_of of the file)
+      (kz_language_of of the first file), finding_details (the first 50
+      findings' file, line, rule and message, for the commit message)
 
     Publishes one plan.proposed per plan (envelope target = the scan's
     target, corr = scan_id), in file then fixer order, then ONE plan.batch
@@ -40,12 +42,21 @@
     impact are kept and what was cut is logged. Database unreachable, or
     the findings not all stored in time: the delivery is NACKed so it is
     tried again (here or at another planner).
+
+    A grouped plan that a validator rejects (plan.rejected, cause change)
+    or whose fixer fails on the files (plan.failed, cause fixer) is split:
+    its findings proposed again one plan per file at the same base, with
+    split_from = its id (groups planning.planner.rejected / .failed). A
+    plan of one file is never split.
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "kz_agent.h"
+#include "kz_commitmsg.h"
 #include "kz_finding.h"
 #include "kz_fixable.h"
 #include "kz_git.h"
@@ -53,16 +64,22 @@
 #include "kz_recipe.h"
 #include "kz_store.h"
 
-#define S_GROUP   "planning.planner"
-#define S_TOPIC   "scan.completed"
-#define S_WAIT_MS 60000 /* for the recorder to store a scan's findings */
-#define S_OWN_MS  30000 /* for the recorder to store our last plan.batch of a target */
+#define S_GROUP "planning.planner"
+#define S_TOPIC "scan.completed"
+/* the ends of grouped plans, to split them (one member each) */
+#define S_GROUP_REJECTED "planning.planner.rejected"
+#define S_GROUP_FAILED   "planning.planner.failed"
+#define S_WAIT_MS        60000 /* for the recorder to store a scan's findings */
+#define S_OWN_MS         30000 /* for the recorder to store our last plan.batch of a target */
 /* Caps that keep plan.batch well under bus.max_message_size and the
    codec's max_count / max_items (PROTOCOL.md 3) */
 #define S_MAX_PLANS           500
 #define S_MAX_PLAN_FINDINGS   1000
 #define S_MAX_RATIONALE_RULES 5
-#define S_ITEMS_BUDGET        (200000 / 2)
+/* finding_details: what the commit message lists of a plan's findings */
+#define S_MAX_PLAN_DETAILS KZ_COMMIT_LISTED_MAX
+#define S_DETAIL_MSG_BYTES (KZ_COMMIT_MESSAGE_CUT * 4 + 4)
+#define S_ITEMS_BUDGET     (200000 / 2)
 
 /* The last plan.batch this process published for a target: before the
    next scan of that target is planned, the recorder must hold it (and so
@@ -82,11 +99,15 @@ typedef struct {
     size_t nlast;
 } s_planner_t;
 
-/* One plan: the findings of one fixer in one file */
+/* One plan: the findings of one fixer in one file (policy.group: in up
+   to policy.max_files files) */
 typedef struct {
     const kz_fixer_config_t *fixer;
-    const char *file;
-    size_t *idx; /* indexes into the scan's findings, sorted by line */
+    const char *file;   /* the first of FILES */
+    const char **files; /* distinct, sorted */
+    size_t nfiles;
+    const char *split_from; /* the grouped plan this one retries file by file, or NULL */
+    size_t *idx;            /* indexes into the scan's findings, sorted by line */
     size_t count;
     const char **rules; /* distinct, sorted */
     size_t nrules;
@@ -137,18 +158,20 @@ static double s_severity_weight(const char *severity)
 typedef struct {
     const kz_findings_t *findings;
     const kz_fixer_config_t **fixers; /* per finding */
+    bool by_fixer;                    /* policy.group: fixer first, then file */
 } s_sort_ctx_t;
 
 static s_sort_ctx_t s_sort; /* qsort has no context argument in C11 */
 
-/* By file, then fixer name, then line, col, fingerprint */
+/* By file, then fixer name (policy.group: fixer name, then file), then
+   line, col, fingerprint */
 static int s_cmp_finding(const void *a, const void *b)
 {
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
     const kz_finding_t *f = &s_sort.findings->items[i], *g = &s_sort.findings->items[j];
-    int c = strcmp(f->file, g->file);
-    if (c == 0)
-        c = strcmp(s_sort.fixers[i]->name, s_sort.fixers[j]->name);
+    int by_file = strcmp(f->file, g->file);
+    int by_fixer = strcmp(s_sort.fixers[i]->name, s_sort.fixers[j]->name);
+    int c = s_sort.by_fixer ? (by_fixer ? by_fixer : by_file) : (by_file ? by_file : by_fixer);
     if (c == 0)
         c = (f->line > g->line) - (f->line < g->line);
     if (c == 0)
@@ -186,6 +209,7 @@ static void s_plans_free(s_plans_t *plans)
     for (size_t i = 0; i < plans->count; i++) {
         free(plans->items[i].idx);
         free(plans->items[i].rules);
+        free(plans->items[i].files);
     }
     free(plans->items);
     plans->items = NULL;
@@ -200,12 +224,16 @@ static int s_plan_finish(s_plan_t *plan, const kz_findings_t *findings)
         return kz_fail("out of memory");
     plan->impact = 0;
     size_t listed = plan->count < S_MAX_PLAN_FINDINGS ? plan->count : S_MAX_PLAN_FINDINGS;
-    size_t size = 320 + 2 * strlen(plan->file) + 2 * strlen(plan->fixer->name) +
-                  listed * (KZ_FINGERPRINT_LEN + 4);
+    size_t size = 360 + 2 * strlen(plan->fixer->name) + listed * (KZ_FINGERPRINT_LEN + 4);
+    for (size_t i = 0; i < plan->nfiles; i++)
+        size += 2 * strlen(plan->files[i]) + 4;
     for (size_t i = 0; i < plan->count; i++) {
         const kz_finding_t *f = &findings->items[plan->idx[i]];
         plan->rules[i] = f->rule;
         plan->impact += s_severity_weight(f->severity);
+        if (i < S_MAX_PLAN_DETAILS) /* its finding_details entry */
+            size +=
+                96 + KZ_FINGERPRINT_LEN + strlen(f->file) + strlen(f->rule) + S_DETAIL_MSG_BYTES;
     }
     qsort(plan->rules, plan->count, sizeof *plan->rules, s_cmp_str);
     size_t n = 0;
@@ -225,14 +253,18 @@ static int s_plan_finish(s_plan_t *plan, const kz_findings_t *findings)
     if (n > S_MAX_RATIONALE_RULES && used < sizeof rules)
         snprintf(rules + used, sizeof rules - used, " and %zu more", n - S_MAX_RATIONALE_RULES);
     const char *tool = plan->fixer->tool;
+    char where[64];
+    snprintf(where, sizeof where, "%zu files", plan->nfiles);
     used = (size_t)snprintf(plan->rationale, sizeof plan->rationale, "%zu %s finding%s (%s) in %s",
-                            plan->count, tool, plan->count == 1 ? "" : "s", rules, plan->file);
+                            plan->count, tool, plan->count == 1 ? "" : "s", rules,
+                            plan->nfiles == 1 ? plan->file : where);
     if (listed < plan->count && used < sizeof plan->rationale)
         snprintf(plan->rationale + used, sizeof plan->rationale - used,
                  "; the first %zu fingerprints are listed", listed);
     size += 2 * strlen(plan->rationale);
     plan->size = size;
-    plan->items = 2 * 16 + 1 + listed + n + 2;
+    size_t details = plan->count < S_MAX_PLAN_DETAILS ? plan->count : S_MAX_PLAN_DETAILS;
+    plan->items = 2 * 18 + 1 + listed + n + plan->nfiles + 2 + details * 11;
     kz_ulid(plan->plan_id);
     return 0;
 }
@@ -459,15 +491,39 @@ done:
     return rc;
 }
 
-/* Group the findings of FINDINGS a fixer can change into PLANS (one per
-   fixer and file), counting the others per reason in UNPLANNED (COVERED:
-   the findings earlier plans hold, for fixers[].defer_to). Findings
-   naming a path outside the target, or carrying a fingerprint we do not
-   accept, are skipped (logged). 0 / -1 (out of memory) */
-static int s_group(const kz_config_t *cfg, const kz_target_config_t *target, const char *commit,
-                   kz_findings_t *findings, const kz_findings_t *covered, s_plans_t *plans,
-                   size_t unplanned[KZ_UNPLANNED_COUNT])
+/* The findings ORDER[I..J) of one plan into PLAN: its fixer, its files
+   (distinct: ORDER is sorted so a file's findings are together) and
+   findings. 0 / -1 (out of memory) */
+static int s_plan_fill(s_plan_t *plan, const kz_findings_t *findings,
+                       const kz_fixer_config_t *fixer, const size_t *order, size_t i, size_t j)
 {
+    plan->fixer = fixer;
+    plan->count = j - i;
+    plan->idx = malloc(plan->count * sizeof *plan->idx);
+    plan->files = malloc(plan->count * sizeof *plan->files);
+    if (!plan->idx || !plan->files)
+        return kz_fail("out of memory");
+    memcpy(plan->idx, order + i, plan->count * sizeof *plan->idx);
+    for (size_t k = i; k < j; k++) {
+        const char *file = findings->items[order[k]].file;
+        if (plan->nfiles == 0 || strcmp(plan->files[plan->nfiles - 1], file) != 0)
+            plan->files[plan->nfiles++] = file;
+    }
+    plan->file = plan->files[0];
+    return s_plan_finish(plan, findings);
+}
+
+/* Group the findings of FINDINGS a fixer can change into PLANS: one per
+   fixer and file, or with GROUPED (policy.group) one per fixer over up to
+   MAX_FILES files; the others are counted per reason in UNPLANNED
+   (COVERED: the findings earlier plans hold, for fixers[].defer_to).
+   Findings naming a path outside the target, or carrying a fingerprint
+   we do not accept, are skipped (logged). 0 / -1 (out of memory) */
+static int s_group(const kz_config_t *cfg, const kz_target_config_t *target, const char *commit,
+                   kz_findings_t *findings, const kz_findings_t *covered, bool grouped,
+                   s_plans_t *plans, size_t unplanned[KZ_UNPLANNED_COUNT])
+{
+    size_t max_files = cfg->policy.max_files > 0 ? (size_t)cfg->policy.max_files : 1;
     int rc = -1;
     const kz_fixer_config_t **fixers = calloc(findings->count + 1, sizeof *fixers);
     size_t *order = malloc((findings->count + 1) * sizeof *order);
@@ -502,6 +558,7 @@ static int s_group(const kz_config_t *cfg, const kz_target_config_t *target, con
         kz_warn("skipped %zu unusable findings in all", bad);
     s_sort.findings = findings;
     s_sort.fixers = fixers;
+    s_sort.by_fixer = grouped;
     qsort(order, n, sizeof *order, s_cmp_finding);
 
     plans->items = calloc(n + 1, sizeof *plans->items);
@@ -510,22 +567,16 @@ static int s_group(const kz_config_t *cfg, const kz_target_config_t *target, con
         goto done;
     }
     for (size_t i = 0; i < n;) {
-        size_t j = i + 1;
-        const kz_finding_t *f = &findings->items[order[i]];
-        while (j < n && fixers[order[j]] == fixers[order[i]] &&
-               strcmp(findings->items[order[j]].file, f->file) == 0)
-            j++;
-        s_plan_t *plan = &plans->items[plans->count++];
-        plan->fixer = fixers[order[i]];
-        plan->file = f->file;
-        plan->count = j - i;
-        plan->idx = malloc(plan->count * sizeof *plan->idx);
-        if (!plan->idx) {
-            kz_fail("out of memory");
-            goto done;
+        size_t j = i + 1, nfiles = 1;
+        for (; j < n && fixers[order[j]] == fixers[order[i]]; j++) {
+            bool new_file =
+                strcmp(findings->items[order[j]].file, findings->items[order[j - 1]].file) != 0;
+            if (new_file && (!grouped || nfiles == max_files))
+                break;
+            nfiles += new_file;
         }
-        memcpy(plan->idx, order + i, plan->count * sizeof *plan->idx);
-        if (s_plan_finish(plan, findings) != 0)
+        if (s_plan_fill(&plans->items[plans->count++], findings, fixers[order[i]], order, i, j) !=
+            0)
             goto done;
         i = j;
     }
@@ -566,6 +617,7 @@ static void s_cap(s_plans_t *plans, size_t max_bytes, const char *scan_id)
         for (size_t i = keep; i < plans->count; i++) {
             free(plans->items[i].idx);
             free(plans->items[i].rules);
+            free(plans->items[i].files);
         }
         plans->count = keep;
     }
@@ -588,6 +640,33 @@ static int s_put_strs(kz_msg_t *msg, kz_val_t *map, const char *key, const char 
     return 0;
 }
 
+/* finding_details of PLAN: {fingerprint, file, line, rule, message} of
+   its first S_MAX_PLAN_DETAILS findings, the message on one line and cut
+   (the commit message lists them; PROTOCOL.md 4.11). 0 / -1 */
+static int s_put_details(kz_msg_t *msg, kz_val_t *map, const s_plan_t *plan,
+                         const kz_findings_t *findings)
+{
+    kz_val_t *arr = kz_map_put_array(msg, map, "finding_details");
+    if (!arr)
+        return -1;
+    for (size_t i = 0; i < plan->count && i < S_MAX_PLAN_DETAILS; i++) {
+        const kz_finding_t *f = &findings->items[plan->idx[i]];
+        char text[S_DETAIL_MSG_BYTES];
+        kz_commit_clean(text, sizeof text, f->message, KZ_COMMIT_MESSAGE_CUT);
+        kz_val_t *m = kz_array_push(msg, arr);
+        if (!m)
+            return -1;
+        kz_val_set_map(m);
+        if (kz_map_put_str(msg, m, "fingerprint", f->fingerprint) != 0 ||
+            kz_map_put_str(msg, m, "file", f->file) != 0 ||
+            kz_map_put_int(msg, m, "line", f->line) != 0 ||
+            kz_map_put_str(msg, m, "rule", f->rule) != 0 ||
+            kz_map_put_str(msg, m, "message", text) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Write PLAN's fields into MAP (PROTOCOL.md 4.11). Each nested array is
    filled before the next key is added (kz_msg.h: slots move). 0 / -1 */
 static int s_put_plan(kz_msg_t *msg, kz_val_t *map, const s_plan_t *plan,
@@ -595,7 +674,7 @@ static int s_put_plan(kz_msg_t *msg, kz_val_t *map, const s_plan_t *plan,
 {
     if (kz_map_put_str(msg, map, "plan_id", plan->plan_id) != 0 ||
         kz_map_put_str(msg, map, "fixer", plan->fixer->name) != 0 ||
-        s_put_strs(msg, map, "files", &plan->file, 1) != 0)
+        s_put_strs(msg, map, "files", plan->files, plan->nfiles) != 0)
         return -1;
     kz_val_t *fps = kz_map_put_array(msg, map, "findings");
     if (!fps)
@@ -606,14 +685,16 @@ static int s_put_plan(kz_msg_t *msg, kz_val_t *map, const s_plan_t *plan,
             return -1;
     }
     if (kz_map_put_float(msg, map, "impact", plan->impact) != 0 ||
-        kz_map_put_float(msg, map, "effort", plan->fixer->effort * 1.0) != 0 ||
+        kz_map_put_float(msg, map, "effort", plan->fixer->effort * (double)plan->nfiles) != 0 ||
         kz_map_put_float(msg, map, "risk", plan->fixer->risk) != 0 ||
         kz_map_put_str(msg, map, "rationale", plan->rationale) != 0 ||
         kz_map_put_str(msg, map, "scan_id", scan_id) != 0 ||
         (*commit && kz_map_put_str(msg, map, "base_commit", commit) != 0) ||
         kz_map_put_str(msg, map, "tool", plan->fixer->tool) != 0 ||
         s_put_strs(msg, map, "rules", plan->rules, plan->nrules) != 0 ||
-        kz_map_put_str(msg, map, "language", kz_language_of(plan->file)) != 0)
+        kz_map_put_str(msg, map, "language", kz_language_of(plan->file)) != 0 ||
+        (plan->split_from && kz_map_put_str(msg, map, "split_from", plan->split_from) != 0) ||
+        s_put_details(msg, map, plan, findings) != 0)
         return -1;
     return 0;
 }
@@ -864,7 +945,8 @@ static int s_plan_scan(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg
                               sizeof err) != 0) {
         kz_error("scan %s: %s; trying again later", scan_id, err);
         goto done;
-    } else if (s_group(self->cfg, tcfg, commit, &findings, &held, &plans, unplanned) != 0)
+    } else if (s_group(self->cfg, tcfg, commit, &findings, &held, self->cfg->policy.group, &plans,
+                       unplanned) != 0)
         goto done;
     size_t max_bytes = self->cfg->bus.max_message_size;
     if (max_bytes == 0 || max_bytes > kz_msg_limits_default().max_size)
@@ -894,10 +976,169 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------ splitting */
+
+static int s_cmp_fp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The strings of JSON array ARR, sorted (malloc'd array; the strings are
+   ARR's), *N of them; NULL when out of memory */
+static const char **s_json_strs(const json_t *arr, size_t *n)
+{
+    *n = 0;
+    const char **v = malloc((json_array_size(arr) + 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    size_t i;
+    const json_t *it;
+    json_array_foreach(arr, i, it)
+    {
+        if (json_is_string(it))
+            v[(*n)++] = json_string_value(it);
+    }
+    qsort(v, *n, sizeof *v, s_cmp_fp);
+    return v;
+}
+
+static bool s_has(const char **sorted, size_t n, const char *s)
+{
+    return n && bsearch(&s, sorted, n, sizeof *sorted, s_cmp_fp);
+}
+
+/* Keep in FINDINGS those of PLAN (JSON): its fingerprints, in its files,
+   fixed by FIXER. 0 / -1 (out of memory) */
+static int s_keep_plan_findings(const kz_config_t *cfg, const json_t *plan,
+                                const kz_fixer_config_t *fixer, kz_findings_t *findings)
+{
+    size_t nfps = 0, nfiles = 0;
+    const char **fps = s_json_strs(json_object_get(plan, "findings"), &nfps);
+    const char **files = s_json_strs(json_object_get(plan, "files"), &nfiles);
+    if (!fps || !files) {
+        free(fps);
+        free(files);
+        return kz_fail("out of memory");
+    }
+    size_t out = 0;
+    for (size_t i = 0; i < findings->count; i++) {
+        kz_finding_t *f = &findings->items[i];
+        if (s_has(fps, nfps, f->fingerprint) && s_has(files, nfiles, f->file) &&
+            kz_fixer_for(cfg, f->tool, f->rule) == fixer)
+            findings->items[out++] = *f;
+        else
+            kz_finding_clear(f);
+    }
+    findings->count = out;
+    free(fps);
+    free(files);
+    return 0;
+}
+
+/* Propose the findings of the grouped plan PLAN_ID (PLAN, as proposed)
+   again, one plan per file, at its base commit, each with split_from.
+   0 (done, or nothing to split), -1 (try again later) */
+static int s_split_plan(kz_agent_t *agent, s_planner_t *self, const char *plan_id,
+                        const char *target, const json_t *plan)
+{
+    const json_t *files = json_object_get(plan, "files");
+    if (!json_is_array(files) || json_array_size(files) < 2 || json_object_get(plan, "split_from"))
+        return 0; /* one file: nothing to split; a split plan is never split again */
+    const char *fixer_name = json_string_value(json_object_get(plan, "fixer"));
+    const char *scan_id = json_string_value(json_object_get(plan, "scan_id"));
+    const char *base = json_string_value(json_object_get(plan, "base_commit"));
+    const kz_fixer_config_t *fixer = fixer_name ? kz_config_fixer(self->cfg, fixer_name) : NULL;
+    const kz_target_config_t *tcfg = kz_config_target(self->cfg, target);
+    if (!fixer || !tcfg || !s_valid_token(scan_id, 128) || !base || !s_valid_token(base, 64)) {
+        kz_warn("plan %s cannot be split: its fixer, target, scan or base commit is not known "
+                "here",
+                plan_id);
+        return 0;
+    }
+    char err[512];
+    kz_findings_t findings;
+    kz_findings_init(&findings);
+    kz_findings_t none; /* no covered findings: the plan's own are re-planned */
+    kz_findings_init(&none);
+    s_plans_t plans = {NULL, 0};
+    size_t unplanned[KZ_UNPLANNED_COUNT] = {0};
+    int rc = -1;
+    if (kz_store_findings(self->store, scan_id, &findings, err, sizeof err) != 0) {
+        kz_error("plan %s: unable to load the findings of scan %s to split it: %s; trying again "
+                 "later",
+                 plan_id, scan_id, err);
+        goto done;
+    }
+    if (s_keep_plan_findings(self->cfg, plan, fixer, &findings) != 0 ||
+        s_group(self->cfg, tcfg, base, &findings, &none, false, &plans, unplanned) != 0)
+        goto done;
+    for (size_t i = 0; i < plans.count; i++)
+        plans.items[i].split_from = plan_id;
+    char batch_id[32] = "";
+    if (s_publish(agent, &plans, &findings, unplanned, target, scan_id, base, batch_id) != 0)
+        goto done;
+    s_last_t *last = s_last_of(self, target, true);
+    snprintf(last->event_id, sizeof last->event_id, "%s", batch_id);
+    kz_info("plan %s of %zu files ended without its fix: proposed again as %zu plans, one per "
+            "file, at %.12s",
+            plan_id, json_array_size(files), plans.count, base);
+    rc = 0;
+done:
+    s_plans_free(&plans);
+    kz_findings_free(&findings);
+    return rc;
+}
+
+/* plan.rejected by a validator (cause change) or plan.failed because the
+   fixer failed on the files (cause fixer): a grouped plan (several files)
+   is split, so one file that breaks does not sink the others. 0 / -1 */
+static int s_on_end(kz_agent_t *agent, s_planner_t *self, const kz_msg_t *msg)
+{
+    const kz_val_t *body = kz_msg_body_const(msg);
+    const char *plan_id = kz_map_str(body, "plan_id");
+    const char *cause = kz_map_str(body, "cause");
+    bool rejected = strcmp(kz_msg_type(msg), "plan.rejected") == 0;
+    if (!cause || strcmp(cause, rejected ? "change" : "fixer") != 0 || !s_valid_token(plan_id, 128))
+        return 0;
+    char *text = NULL, target[256], err[512];
+    /* the prioritizer must see the plan final, or its split plans would
+       be duplicates of an open plan */
+    if (kz_store_wait_event(self->store, kz_msg_id(msg), S_OWN_MS, kz_agent_wait_tick, agent, err,
+                            sizeof err) != 0) {
+        kz_error("plan %s: its end is not in the database yet: %s; trying again later", plan_id,
+                 err);
+        return -1;
+    }
+    int found = kz_store_plan(self->store, plan_id, &text, target, sizeof target, err, sizeof err);
+    if (found < 0) {
+        kz_error("plan %s: unable to read it: %s; trying again later", plan_id, err);
+        return -1;
+    }
+    if (found == 0) {
+        kz_warn("plan %s ended (%s) but is not in the database: not split", plan_id, cause);
+        return 0;
+    }
+    json_error_t jerr;
+    json_t *plan = json_loads(text, 0, &jerr);
+    free(text);
+    int rc = 0;
+    if (!json_is_object(plan))
+        kz_warn("plan %s: its stored plan is not a JSON object: not split", plan_id);
+    else
+        rc = s_split_plan(agent, self, plan_id, target, plan);
+    json_decref(plan);
+    return rc;
+}
+
 static int s_on_message(kz_agent_t *agent, kz_delivery_t *delivery, void *arg)
 {
     s_planner_t *self = arg;
-    if (delivery->kind != KZ_DELIVERY_GROUP || strcmp(kz_msg_type(delivery->msg), S_TOPIC) != 0)
+    if (delivery->kind != KZ_DELIVERY_GROUP)
+        return 0;
+    const char *type = kz_msg_type(delivery->msg);
+    if (strcmp(type, "plan.rejected") == 0 || strcmp(type, "plan.failed") == 0)
+        return s_on_end(agent, self, delivery->msg);
+    if (strcmp(type, S_TOPIC) != 0)
         return 0;
     return s_plan_scan(agent, self, delivery->msg);
 }
@@ -911,7 +1152,12 @@ static int s_setup(kz_agent_t *agent, void *arg)
         return kz_fail("out of memory");
     if (self->cfg->fixers_count == 0)
         kz_warn("no fixers in the configuration: every scan will give an empty plan.batch");
-    return kz_bus_join(kz_agent_bus(agent), S_GROUP, S_TOPIC);
+    kz_bus_t *bus = kz_agent_bus(agent);
+    return kz_bus_join(bus, S_GROUP, S_TOPIC) != 0 ||
+                   kz_bus_join(bus, S_GROUP_REJECTED, "plan.rejected") != 0 ||
+                   kz_bus_join(bus, S_GROUP_FAILED, "plan.failed") != 0
+               ? -1
+               : 0;
 }
 
 int main(int argc, char **argv)

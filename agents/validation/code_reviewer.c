@@ -47,9 +47,11 @@
 #include <unistd.h>
 
 #include "kz_agent.h"
+#include "kz_compdb.h"
 #include "kz_finding.h"
 #include "kz_git.h"
 #include "kz_log.h"
+#include "kz_project.h"
 #include "kz_recipe.h"
 #include "kz_state.h"
 
@@ -430,7 +432,8 @@ static int s_worktree(s_job_t *job, const char *name, const char *commit, char *
 
 /* The files to run the tool on in ROOT: the plan's files and the changed
    files that exist there and that the tool wants */
-static const char **s_tool_files(const s_job_t *job, const char *root, size_t *n)
+static const char **s_tool_files(const s_job_t *job, const char *root, const kz_tool_setup_t *setup,
+                                 size_t *n)
 {
     const char **v = calloc(job->nfiles + job->nchanged + 1, sizeof *v);
     if (!v)
@@ -443,7 +446,7 @@ static const char **s_tool_files(const s_job_t *job, const char *root, size_t *n
             bool dup = false;
             for (size_t k = 0; k < *n && !dup; k++)
                 dup = strcmp(v[k], f) == 0;
-            if (dup || !kz_tool_wants(job->tool, f))
+            if (dup || !kz_tool_wants(job->tool, f) || !kz_tool_setup_wants(setup, f))
                 continue;
             char path[PATH_MAX * 2];
             struct stat st;
@@ -456,13 +459,41 @@ static const char **s_tool_files(const s_job_t *job, const char *root, size_t *n
     return v;
 }
 
-/* Run the tool in ROOT on its files; keep only findings in those files */
+/* The compile database of ROOT into *DB when the tool wants one
+   ("{compdb}"; the same as code-health makes), else NULL. A tool without
+   one runs all the same, like in the scan. 0 / -1 (out of memory) */
+static int s_tool_compdb(s_job_t *job, const char *root, kz_compdb_t **db)
+{
+    *db = NULL;
+    if (!kz_compdb_wanted(job->tool->argv, job->tool->argv_count))
+        return 0;
+    *db = kz_compdb_for(kz_agent_config(job->agent), root, kz_agent_proc_tick, kz_agent_proc_cancel,
+                        job->agent);
+    if (!*db)
+        return -1;
+    if (!kz_compdb_dir(*db))
+        kz_warn("tool '%s' in '%s': no compile database: %s", job->tool->name, root,
+                kz_compdb_error(*db));
+    return 0;
+}
+
+/* Run the tool in ROOT on its files the way the project at ROOT runs it
+   (as code-health did: lib/kz_project.h); keep only findings in those
+   files */
 static int s_run_tool(s_job_t *job, const char *root, const char *which, kz_findings_t *out)
 {
-    size_t n = 0;
-    const char **files = s_tool_files(job, root, &n);
-    if (!files)
+    kz_tool_setup_t setup;
+    char note[2048];
+    if (kz_tool_setup_load(root, job->tool, &setup, note, sizeof note) != 0)
         return s_error(job, "out of memory");
+    if (note[0])
+        kz_warn("plan %s: tool '%s' at the %s: %s", job->plan_id, job->tool->name, which, note);
+    size_t n = 0;
+    const char **files = s_tool_files(job, root, &setup, &n);
+    if (!files) {
+        kz_tool_setup_clear(&setup);
+        return s_error(job, "out of memory");
+    }
     kz_findings_t all;
     kz_findings_init(&all);
     kz_tool_run_opts_t opts = {.root = root,
@@ -471,13 +502,23 @@ static int s_run_tool(s_job_t *job, const char *root, const char *which, kz_find
                                .tick = kz_agent_proc_tick,
                                .tick_arg = job->agent,
                                .cancel = kz_agent_proc_cancel,
-                               .cancel_arg = job->agent};
+                               .cancel_arg = job->agent,
+                               .extra_args = (const char *const *)setup.args,
+                               .project_files = setup.project_files};
     kz_tool_result_t res;
     int rc = 0;
     if (n == 0) {
         free(files);
+        kz_tool_setup_clear(&setup);
         return 0;
     }
+    kz_compdb_t *db = NULL;
+    if (s_tool_compdb(job, root, &db) != 0) {
+        free(files);
+        kz_tool_setup_clear(&setup);
+        return s_error(job, "out of memory");
+    }
+    opts.compdb = kz_compdb_dir(db);
     if (kz_tool_run(job->tool, &opts, &all, &res) != 0)
         rc = s_error(job, "out of memory running tool '%s'", job->tool->name);
     else if (res.status != KZ_TOOL_OK)
@@ -491,7 +532,9 @@ static int s_run_tool(s_job_t *job, const char *root, const char *which, kz_find
             rc = s_error(job, "out of memory");
     }
     kz_findings_free(&all);
+    kz_compdb_destroy(&db);
     free(files);
+    kz_tool_setup_clear(&setup);
     return rc;
 }
 

@@ -4,12 +4,13 @@
 # published by hand (plan.ready, plan.state, exec.result, validate.result,
 # plan.accepted, plan.rejected with `kaizen publish`), then the list and
 # its filters, --json (parsed), one plan with its transitions, execution,
-# validations and the diff of its branch, unknown ids and ambiguous
+# validations and the message and diff of its commit (a rejected plan's
+# too, kept as refs/kaizen/plans/<id>; --no-diff), unknown ids and ambiguous
 # prefixes (exit 3), approving a plan that is not awaiting approval and
 # rejecting one that is final (exit 4), and what approve and reject
 # publish (plan.approved / plan.rejected and feedback.decision, recorded).
-# Every text is exact: a plan never executed "never had a branch", a
-# rolled back one's branch "was deleted", a rejection names the state it
+# Every text is exact: a plan never executed "never had a branch", one
+# whose fixer changed nothing says "nothing to do", a rejection names the state it
 # happened in and prints each reason once, an unknown --state is exit 2.
 # The orchestrator runs without targets, so no router acts on the plans.
 source "$KZ_ROOT/tests/integration/lib.sh"
@@ -61,6 +62,14 @@ printf 'import sys\nimport os\n' >"$R/a.py"
 git -C "$R" -c user.name=t -c user.email=t@t commit -q -am "kaizen: isort on a.py (plan $P3)"
 COMMIT=$(git -C "$R" rev-parse HEAD)
 git -C "$R" checkout -q main
+# the rejected plan's commit, kept without a branch as the router keeps it
+git -C "$R" checkout -q --detach
+printf 'import os\nimport sys  # teh\n' >"$R/a.py"
+git -C "$R" -c user.name=t -c user.email=t@t commit -q -am "Fix 1 spelling mistake in a.py" \
+    -m "- a.py:2 teh: teh ==> the" -m "Kaizen-Plan: 01JCCC0000000000000000REJ4"
+REJ=$(git -C "$R" rev-parse HEAD)
+git -C "$R" update-ref refs/kaizen/plans/01JCCC0000000000000000REJ4 "$REJ"
+git -C "$R" checkout -q main
 
 plan() { # plan ID RANK RISK FIXER: a plan.ready body
     printf '{"plan_id":"%s","fixer":"%s","files":["a.py"],"findings":["fp%s"],"impact":2,"effort":1,"risk":%s,"rank":%s,"rationale":"test plan %s","scan_id":"SCAN1","base_commit":"%s","tool":"%s","rules":["R1"],"language":"python"}' \
@@ -79,7 +88,7 @@ pub validate.result "{\"plan_id\":\"$P3\",\"validator\":\"code-reviewer\",\"verd
 pub plan.accepted "{\"plan_id\":\"$P3\",\"commit\":\"$COMMIT\",\"branch\":\"kaizen/plan-$P3\",\"integrated\":\"kaizen/improvements\",\"integrated_commit\":\"$COMMIT\"}"
 pub plan.ready "$(plan $P4 3 0.1 codespell)"
 pub plan.state "{\"plan_id\":\"$P4\",\"state\":\"executing\"}"
-pub exec.result "{\"plan_id\":\"$P4\",\"status\":\"changed\",\"commit\":\"$COMMIT\",\"files\":[\"a.py\"],\"diffstat\":\"1 file changed\"}"
+pub exec.result "{\"plan_id\":\"$P4\",\"status\":\"changed\",\"commit\":\"$REJ\",\"files\":[\"a.py\"],\"diffstat\":\"1 file changed\"}"
 pub plan.state "{\"plan_id\":\"$P4\",\"state\":\"validating\"}"
 pub validate.result "{\"plan_id\":\"$P4\",\"validator\":\"test-runner\",\"verdict\":\"reject\",\"reasons\":[\"tests/test_x.py::test_greeting passed before and fails now\",\"tests/test_x.py::test_wrap passed before and fails now\"]}"
 pub validate.result "{\"plan_id\":\"$P4\",\"validator\":\"code-reviewer\",\"verdict\":\"reject\",\"reasons\":[\"1 new finding: W0611\"]}"
@@ -154,7 +163,9 @@ grep -q "1 file changed, 1 insertion(+), 1 deletion(-)" "$T/show.out" || fail "n
 grep -q "test-runner: pass" "$T/show.out" || fail "no test-runner verdict: $(cat "$T/show.out")"
 grep -q "code-reviewer: pass" "$T/show.out" || fail "no code-reviewer verdict"
 grep -q -- "- targeted findings gone" "$T/show.out" || fail "no validation reason"
-grep -q "^diff: git diff $BASE..kaizen/plan-$P3 in $R" "$T/show.out" || fail "no diff line: $(cat "$T/show.out")"
+grep -q "^diff: git diff $BASE..refs/heads/kaizen/plan-$P3 in $R" "$T/show.out" || fail "no diff line: $(cat "$T/show.out")"
+grep -q "^commit message:$" "$T/show.out" || fail "no commit message: $(cat "$T/show.out")"
+grep -qx "    kaizen: isort on a.py (plan $P3)" "$T/show.out" || fail "no commit message: $(cat "$T/show.out")"
 grep -q "^-import os" "$T/show.out" || fail "no diff: $(cat "$T/show.out")"
 grep -q "^+import os" "$T/show.out" || fail "no diff: $(cat "$T/show.out")"
 # a unique prefix, and --json
@@ -170,7 +181,8 @@ assert "+import os" in d["diff"], d["diff"]
 assert d["plan"]["fixer"] == "isort" and d["plan"]["rules"] == ["R1"], d["plan"]
 PY
 # the rejected plan: the state it was rejected in, each reason once, and
-# its branch deleted (rolled back)
+# its commit's message and diff from refs/kaizen/plans/<id> (its branch is
+# gone with the rollback)
 expect 0 show-rej "$K" -c "$T/cli.yaml" plans show "$P4"
 grep -Eq "^  [0-9-]+ [0-9:.]+  rejected +kaizen-publish@.* in validating$" "$T/show-rej.out" ||
     fail "no 'in validating' on the rejection: $(cat "$T/show-rej.out")"
@@ -181,8 +193,18 @@ for r in "test-runner: tests/test_x.py::test_greeting passed before and fails no
         fail "reason '$r' not printed exactly once: $(cat "$T/show-rej.out")"
 done
 grep -q "reason: " "$T/show-rej.out" && fail "the joined reason is printed beside its parts: $(cat "$T/show-rej.out")"
-grep -q "^diff: none (the branch kaizen/plan-$P4 was deleted from $R when the plan was rejected: the rollback)$" "$T/show-rej.out" ||
-    fail "no note on the deleted branch: $(cat "$T/show-rej.out")"
+grep -q "^diff: git diff $BASE..refs/kaizen/plans/$P4 in $R$" "$T/show-rej.out" ||
+    fail "no diff of the rejected plan: $(cat "$T/show-rej.out")"
+grep -qx -- "+import sys  # teh" "$T/show-rej.out" || fail "no diff of the rejected plan: $(cat "$T/show-rej.out")"
+[[ "$(sed -n '/^commit message:$/,/^$/p' "$T/show-rej.out")" == "$(printf 'commit message:\n    Fix 1 spelling mistake in a.py\n    \n    - a.py:2 teh: teh ==> the\n    \n    Kaizen-Plan: %s\n' "$P4")" ]] ||
+    fail "the rejected plan's commit message: $(cat "$T/show-rej.out")"
+git -C "$R" branch --list | grep -q "$P4" && fail "the rejected plan is a branch"
+# --no-diff: the message, no diff
+expect 0 show-rej-nodiff "$K" -c "$T/cli.yaml" plans show "$P4" --no-diff
+grep -q "^diff: not shown (--no-diff); git diff $BASE..refs/kaizen/plans/$P4 in $R$" "$T/show-rej-nodiff.out" ||
+    fail "--no-diff: $(cat "$T/show-rej-nodiff.out")"
+grep -q "^+import" "$T/show-rej-nodiff.out" && fail "--no-diff printed the diff: $(cat "$T/show-rej-nodiff.out")"
+grep -qx "    Fix 1 spelling mistake in a.py" "$T/show-rej-nodiff.out" || fail "--no-diff: no message"
 # a dropped plan never had a branch, nor did one whose fixer changed nothing
 expect 0 show-drop "$K" -c "$T/cli.yaml" plans show "$P5"
 grep -q "^diff: none (the plan never had a branch: it never reached execution; it is dropped)$" "$T/show-drop.out" ||
@@ -193,7 +215,7 @@ expect 0 show-drop-json "$K" -c "$T/cli.yaml" plans show "$P5" --json
 "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["had_branch"] is False and d["diff"] is None, d' \
     "$T/show-drop-json.out" || fail "dropped plan --json: $(cat "$T/show-drop-json.out")"
 expect 0 show-nop "$K" -c "$T/cli.yaml" plans show "$P6"
-grep -q "^diff: none (the plan never had a branch with a commit: its execution ended with status nothing)$" "$T/show-nop.out" ||
+grep -q "^diff: none (nothing to do: black changed none of a.py)$" "$T/show-nop.out" ||
     fail "plan whose fixer changed nothing: $(cat "$T/show-nop.out")"
 grep -Eq "rejected +kaizen-publish@.* in executing$" "$T/show-nop.out" || fail "no 'in executing': $(cat "$T/show-nop.out")"
 grep -q "status nothing" "$T/show-nop.out" || fail "no execution: $(cat "$T/show-nop.out")"

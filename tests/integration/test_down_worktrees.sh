@@ -7,7 +7,7 @@
 # user's checkout and the user's own worktree only, STATE/worktrees is
 # gone, and the user's checkout and worktree are untouched. A second up
 # scans again (the scan worktree is made anew) and a second down cleans
-# again.
+# again. The commits kaizen keeps under refs/kaizen/plans/ stay.
 source "$KZ_ROOT/tests/integration/lib.sh"
 K="$KZ_BIN/kaizen"
 for p in kaizen kaizen-orchestrator kaizen-broker kaizen-code-health; do
@@ -75,6 +75,7 @@ kaizen_wts | grep -q "^worktree $S/worktrees/py/scan$" || fail "no scan worktree
 git -C "$R" worktree add -q --detach "$S/worktrees/py/tests-01JX" "$HEAD"
 git -C "$R" worktree add -q -b kaizen/plan-01JX "$S/worktrees/py/plan-01JX" "$HEAD"
 git -C "$R" worktree lock "$S/worktrees/py/plan-01JX"
+git -C "$R" update-ref refs/kaizen/plans/01JY "$HEAD" # a rejected plan's commit, kept
 git -C "$R" worktree add -q --detach "$S/worktrees/py/review-01JX" "$HEAD"
 rm -rf "$S/worktrees/py/review-01JX"
 [[ $(git -C "$R" worktree list --porcelain | grep -c '^worktree ') -eq 6 ]] ||
@@ -94,6 +95,7 @@ printf 'worktree %s\nworktree %s\n' "$R" "$T/users-wt" | cmp -s - "$T/wts" ||
 [[ -f $T/users-wt/a.py && $(git -C "$T/users-wt" rev-parse --abbrev-ref HEAD) == feature ]] ||
     fail "the user's worktree changed"
 git -C "$R" rev-parse -q --verify refs/heads/kaizen/plan-01JX >/dev/null || fail "a branch was deleted"
+[[ $(git -C "$R" rev-parse -q --verify refs/kaizen/plans/01JY) == "$HEAD" ]] || fail "a kept plan commit was deleted"
 
 # again: up, a scan (its worktree made anew), down. A new commit: the
 # same one again would be answered from the stored scan, with no worktree

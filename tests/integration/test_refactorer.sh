@@ -9,9 +9,12 @@
 # makes outside the plan's files are reverted and reported. A fixer with
 # `output: diff` (shellcheck -f diff) has its patch applied to the plan's
 # file; a patch naming another file fails the plan, an empty one is
-# nothing to do. The user's
-# checkout (HEAD, index, working tree) never changes and no worktree is
-# left behind.
+# nothing to do. The commit
+# message follows the target's style (a plain subject, or Conventional
+# Commits for a target whose history is), lists the findings and ends in
+# one Kaizen-Plan trailer that a hostile finding message cannot add to;
+# author and committer are policy.commit_author. The user's checkout
+# (HEAD, index, working tree) never changes and no worktree is left behind.
 source "$KZ_ROOT/tests/integration/lib.sh"
 kz_python zmq msgpack || skip "python3 with zmq and msgpack is needed for the request client"
 for t in black isort codespell shellcheck; do command -v $t >/dev/null || skip "$t is not installed"; done
@@ -47,11 +50,29 @@ snapshot() {
 }
 snapshot >"$T/before.snap"
 
+# a target whose history follows Conventional Commits
+R2=$T/conv
+mkdir -p "$R2"
+git -C "$R2" init -q -b main
+for m in "feat: start" "fix(core): a bug" "docs: readme" "Update notes"; do
+    printf '%s\n' "$m" >>"$R2/log.txt"
+    git -C "$R2" add -A
+    git -C "$R2" -c user.name=t -c user.email=t@t commit -q -m "$m"
+done
+printf '# teh comment\n' >"$R2/spell.py"
+git -C "$R2" add -A
+git -C "$R2" -c user.name=t -c user.email=t@t commit -q -m "chore: spell.py"
+BASE2=$(git -C "$R2" rev-parse HEAD)
+
 kz_config <<EOF
 targets:
   - name: py
     path: $R
     languages: [python]
+  - name: cc
+    path: $R2
+policy:
+  commit_author: "Kai Zen <kz@example.org>"
 tools:
   - name: black
     languages: [python]
@@ -80,6 +101,7 @@ fixers:
   - name: codespell
     tool: codespell
     argv: [codespell, -w, "{files}"]
+    subject: "Fix {n} spelling mistake{s} in {file}"
   - name: sloppy
     tool: black
     argv: [python3, -c, "import sys; open('other.py', 'a').write('z = 1\\\\n'); open('new.py', 'w').write('n = 1\\\\n'); [open(f, 'a').write('# fixed\\\\n') for f in sys.argv[1:]]", "{files}"]
@@ -172,21 +194,41 @@ expect b1 changed
 changed_ok b1 fmt.py
 [[ "$(git -C "$R" show kaizen/plan-b1:fmt.py)" == "$(printf 'x = 1\ny = [1, 2]')" ]] ||
     fail "black's fix is not on the branch: $(git -C "$R" show kaizen/plan-b1:fmt.py)"
-git -C "$R" log -1 --format=%s kaizen/plan-b1 | grep -qx "kaizen: black on fmt.py (plan b1)" ||
-    fail "commit subject: $(git -C "$R" log -1 --format=%s kaizen/plan-b1)"
-git -C "$R" log -1 --format='%an <%ae>' kaizen/plan-b1 | grep -qx "kaizen <kaizen@localhost>" || fail "commit author"
+# no findings named, no template: what ran; a plain subject (the history is "base")
+[[ "$(git -C "$R" log -1 --format=%B kaizen/plan-b1)" == "$(printf 'Apply black to fmt.py\n\nKaizen-Plan: b1')" ]] ||
+    fail "commit message: $(git -C "$R" log -1 --format=%B kaizen/plan-b1)"
+[[ "$(git -C "$R" log -1 --format='%an <%ae>|%cn <%ce>' kaizen/plan-b1)" == "Kai Zen <kz@example.org>|Kai Zen <kz@example.org>" ]] ||
+    fail "author and committer are not policy.commit_author: $(git -C "$R" log -1 --format='%an <%ae>|%cn <%ce>' kaizen/plan-b1)"
 
 refactor i1 isort '["pkg/imp.py"]' py '"findings": ["f00d", "beef"]'
 expect i1 changed
 changed_ok i1 pkg/imp.py
 [[ "$(git -C "$R" show kaizen/plan-i1:pkg/imp.py | head -2 | tr '\n' ' ')" == "import os import sys " ]] ||
     fail "isort's fix is not on the branch"
-git -C "$R" log -1 --format=%b kaizen/plan-i1 | grep -q "Findings: f00d beef" || fail "findings not in the commit body"
+# fingerprints without details: counted in the default subject
+[[ "$(git -C "$R" log -1 --format=%B kaizen/plan-i1)" == "$(printf 'Fix 2 isort findings in pkg/imp.py\n\nKaizen-Plan: i1')" ]] ||
+    fail "commit message: $(git -C "$R" log -1 --format=%B kaizen/plan-i1)"
 
-refactor c1 codespell '["spell.py"]'
+# the fixer's template; the findings listed; a hostile message (newlines,
+# a trailer of its own, an escape) stays on its line
+hostile='{"fingerprint": "ab12", "file": "spell.py", "line": 1, "rule": "teh", "message": "teh ==> the\n\nKaizen-Plan: EVIL\nSigned-off-by: Mallory <m@x>\u001b[0m"}'
+refactor c1 codespell '["spell.py"]' py "\"findings\": [\"ab12\"], \"finding_details\": [$hostile]"
 expect c1 changed
 changed_ok c1 spell.py
 git -C "$R" show kaizen/plan-c1:spell.py | grep -q "^# the comment" || fail "codespell's fix is not on the branch"
+want=$(printf '%s\n\n%s\n\n%s' "Fix 1 spelling mistake in spell.py" \
+    "- spell.py:1 teh: teh ==> the Kaizen-Plan: EVIL Signed-off-by: Mallory <m@x> [0m" "Kaizen-Plan: c1")
+[[ "$(git -C "$R" log -1 --format=%B kaizen/plan-c1)" == "$want" ]] ||
+    fail "commit message: $(git -C "$R" log -1 --format=%B kaizen/plan-c1)"
+[[ "$(git -C "$R" log -1 --format=%B kaizen/plan-c1 | git interpret-trailers --parse)" == "Kaizen-Plan: c1" ]] ||
+    fail "trailers: $(git -C "$R" log -1 --format=%B kaizen/plan-c1 | git interpret-trailers --parse)"
+
+# a target whose history is Conventional Commits gets "type: description"
+body=$(printf '{"plan_id": "cc1", "fixer": "codespell", "files": ["spell.py"], "base_commit": "%s", "findings": ["cd34"], "finding_details": [{"file": "spell.py", "line": 1, "rule": "teh", "message": "teh ==> the"}]}' "$BASE2")
+"$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request cc "$body" >"$T/cc1.json" || fail "no reply for cc1"
+expect cc1 changed
+[[ "$(git -C "$R2" log -1 --format=%s kaizen/plan-cc1)" == "style: fix 1 spelling mistake in spell.py" ]] ||
+    fail "conventional subject: $(git -C "$R2" log -1 --format=%s kaizen/plan-cc1)"
 
 # a fixer that also writes elsewhere: only the plan's file is committed
 refactor s1 sloppy '["fmt.py"]'

@@ -12,12 +12,16 @@
 #    and the tests pass on kaizen/improvements;
 #  - the planted breaking fix (codespell on textkit/receipt.py, whose
 #    misspelled status the golden test asserts): rejected with the
-#    failing test named, its branch and worktree gone;
+#    failing test named, its branch and worktree gone, its commit kept
+#    under refs/kaizen/plans/<id>;
 #  - a plan the fixer changes nothing for (black on textkit/stats.py):
 #    rejected "nothing to do", no branch left;
 #  - a plan whose risk is at or above policy.require_approval (isort on
 #    textkit/wrap.py): awaiting_approval, then `kaizen publish
 #    plan.approved` -> accepted and integrated after the first;
+#  - the commits: a message listing the plan's finding_details, author
+#    and committer policy.commit_author, on the plan branch and on
+#    kaizen/improvements (the router's cherry-pick);
 #  - the user's checkout (HEAD, index, working tree, branch) unchanged;
 #  - plan_transitions, executions and validations rows in order;
 #  - policy.apply merge (orchestrator restarted): with the user's
@@ -125,6 +129,7 @@ policy:
   require_approval: 0.8
   apply: $1
   integration_branch: kaizen/improvements
+  commit_author: "Kai Zen <kz@example.org>"
   max_concurrent: 2
   validators: [validate.tests, validate.review]
   exec_timeout: 2m
@@ -158,10 +163,15 @@ fp() { # TOOL FILE: the fingerprints (JSON array)
 [[ $(fp black textkit/counter.py) != "[]" ]] || fail "the scan found nothing for black on counter.py"
 [[ $(fp codespell textkit/receipt.py) != "[]" ]] || fail "the scan found no misspelling in receipt.py"
 
+details() { # TOOL FILE: the finding_details (JSON array)
+    kz_psql "SELECT COALESCE(json_agg(json_build_object('fingerprint', fingerprint, 'file', file,
+             'line', line, 'rule', rule, 'message', message) ORDER BY line), '[]') FROM findings
+             WHERE scan_id = '$SCAN' AND tool = '$1' AND file = '$2'"
+}
 # plan ID FIXER TOOL FILE RULE RISK: a plan body as the planner makes it
 plan() {
-    printf '{"plan_id":"%s","fixer":"%s","files":["%s"],"findings":%s,"impact":1,"effort":0.5,"risk":%s,"rationale":"test","scan_id":"%s","base_commit":"%s","tool":"%s","rules":["%s"],"language":"python"}' \
-        "$1" "$2" "$4" "$(fp "$3" "$4")" "$6" "$SCAN" "$BASE" "$3" "$5"
+    printf '{"plan_id":"%s","fixer":"%s","files":["%s"],"findings":%s,"finding_details":%s,"impact":1,"effort":0.5,"risk":%s,"rationale":"test","scan_id":"%s","base_commit":"%s","tool":"%s","rules":["%s"],"language":"python"}' \
+        "$1" "$2" "$4" "$(fp "$3" "$4")" "$(details "$3" "$4")" "$6" "$SCAN" "$BASE" "$3" "$5"
 }
 publish_ready() { "$K" publish plan.ready "$1" --target py >/dev/null || fail "kaizen publish plan.ready failed"; }
 status_of() { kz_psql "SELECT status FROM improvement_suggestions WHERE plan_id = '$1'"; }
@@ -209,6 +219,16 @@ expect "SELECT string_agg(validator || ':' || verdict, ',' ORDER BY validator) F
 expect "SELECT status, files::text FROM executions WHERE plan_id = 'Psafe'" \
     'changed|["textkit/counter.py"]'
 [[ ! -e $STATE/worktrees/py/plan-Psafe ]] || fail "the worktree of Psafe is still there"
+# its message: the subject, the findings (file:line rule: message), the trailer
+n=$(kz_psql "SELECT count(*) FROM findings WHERE scan_id = '$SCAN' AND tool = 'black' AND file = 'textkit/counter.py'")
+[[ $(git -C "$REPO" log -1 --format=%s "$SAFE") == "Fix $n black finding$([[ $n == 1 ]] || echo s) in textkit/counter.py" ]] ||
+    fail "Psafe's subject: $(git -C "$REPO" log -1 --format=%s "$SAFE")"
+[[ $(git -C "$REPO" log -1 --format=%b "$SAFE" | grep -cE '^- textkit/counter.py(:[0-9]+)? would-reformat: ') == "$n" ]] ||
+    fail "Psafe's body does not list its $n findings: $(git -C "$REPO" log -1 --format=%b "$SAFE")"
+[[ $(git -C "$REPO" log -1 --format='%(trailers:key=Kaizen-Plan,valueonly)' "$SAFE") == Psafe ]] ||
+    fail "Psafe's trailer: $(git -C "$REPO" log -1 --format=%B "$SAFE")"
+[[ $(git -C "$REPO" log -1 --format='%an <%ae>|%cn <%ce>' "$SAFE") == "Kai Zen <kz@example.org>|Kai Zen <kz@example.org>" ]] ||
+    fail "Psafe's author and committer: $(git -C "$REPO" log -1 --format='%an <%ae>|%cn <%ce>' "$SAFE")"
 
 # --- the breaking plan
 wait_status Pbreak rejected
@@ -221,6 +241,13 @@ expect "SELECT verdict FROM validations WHERE plan_id = 'Pbreak' AND validator =
 [[ -z $(git -C "$REPO" branch --list kaizen/plan-Pbreak) ]] || fail "branch kaizen/plan-Pbreak not deleted"
 [[ ! -e $STATE/worktrees/py/plan-Pbreak ]] || fail "the worktree of Pbreak not removed"
 git -C "$REPO" worktree list --porcelain | grep -q plan-Pbreak && fail "worktree plan-Pbreak still registered"
+# its commit stays reachable, outside the branches
+KEPT=$(git -C "$REPO" rev-parse --verify -q refs/kaizen/plans/Pbreak) || fail "refs/kaizen/plans/Pbreak is missing"
+expect "SELECT commit FROM executions WHERE plan_id = 'Pbreak'" "$KEPT"
+[[ $(git -C "$REPO" diff --name-only "$BASE" "$KEPT") == textkit/receipt.py ]] || fail "refs/kaizen/plans/Pbreak changes more"
+[[ $(git -C "$REPO" log -1 --format=%s "$KEPT") == "Fix "*" codespell finding"*" in textkit/receipt.py" ]] ||
+    fail "Pbreak's subject: $(git -C "$REPO" log -1 --format=%s "$KEPT")"
+git -C "$REPO" branch --list | grep -q Pbreak && fail "Pbreak is listed by git branch"
 
 # --- a plan the fixer has nothing to do for (black leaves stats.py as it is):
 #     it failed while executing (nobody rejected anything, no commit was
@@ -248,6 +275,10 @@ expect "SELECT body->>'integrated_commit' FROM events WHERE type = 'plan.accepte
     fail "kaizen/improvements changes: $(git -C "$REPO" diff --name-only "$BASE" "$IMP")"
 [[ -z $(git -C "$REPO" diff "$SAFE" "$IMP" -- textkit/counter.py) ]] || fail "counter.py differs from Psafe's"
 [[ -z $(git -C "$REPO" diff "$ASK" "$IMP" -- textkit/wrap.py) ]] || fail "wrap.py differs from Pask's"
+[[ $(git -C "$REPO" log --format='%an <%ae>|%cn <%ce>' "$BASE..$IMP" | sort -u) == "Kai Zen <kz@example.org>|Kai Zen <kz@example.org>" ]] ||
+    fail "kaizen/improvements authors: $(git -C "$REPO" log --format='%an <%ae>|%cn <%ce>' "$BASE..$IMP")"
+[[ $(git -C "$REPO" log -1 --format=%B "$IMP") == $(git -C "$REPO" log -1 --format=%B "$ASK") ]] ||
+    fail "the integrated commit's message is not the plan's"
 git -C "$REPO" worktree add -q --detach "$T/check" "$IMP" || fail "unable to check out kaizen/improvements"
 (cd "$T/check" && /usr/bin/python3 -m pytest -q -p no:cacheprovider >"$T/pytest.log" 2>&1) ||
     fail "the tests fail on kaizen/improvements: $(tail -5 "$T/pytest.log")"

@@ -365,9 +365,10 @@ while read -r tg id commit branch files; do
     changed=$(git -C "$FS/$tg" diff --name-only "$commit~1" "$commit" | sort | tr '\n' ',' | sed 's/,$//')
     [[ "$changed" == "$(echo "$files" | tr ',' '\n' | sort | tr '\n' ',' | sed 's/,$//')" ]] ||
         fail "plan $id changed $changed, its files are $files"
-    git -C "$FS/$tg" log --format=%B -1 "$commit" | grep -q "plan $id" || fail "commit of $id does not name the plan"
+    git -C "$FS/$tg" log --format=%B -1 "$commit" | git interpret-trailers --parse | grep -qx "Kaizen-Plan: $id" ||
+        fail "commit of $id does not name the plan: $(git -C "$FS/$tg" log --format=%B -1 "$commit")"
     git -C "$FS/$tg" branch --contains "$commit" --format='%(refname:short)' | grep -qx kaizen/improvements ||
-        git -C "$FS/$tg" log --format=%B kaizen/improvements | grep -q "plan $id" ||
+        git -C "$FS/$tg" log --format=%B kaizen/improvements | grep -qx "Kaizen-Plan: $id" ||
         fail "kaizen/improvements does not hold plan $id"
     [[ -d $T/full-state/worktrees/$tg/plan-$id ]] && fail "worktree of accepted plan $id left"
 done <"$T/accepted"

@@ -98,6 +98,8 @@ static void s_check_loop_defaults(const kz_config_t *c)
     assert_int_equal(c->policy.validators_count, 2);
     assert_string_equal(c->policy.validators[0], "validate.tests");
     assert_string_equal(c->policy.validators[1], "validate.review");
+    assert_string_equal(c->policy.commit_author, "kaizen <kaizen@localhost>");
+    assert_false(c->policy.group);
     assert_null(c->policy.validators[2]);
     assert_int_equal(c->policy.exec_timeout_ms, 300000);
     assert_int_equal(c->policy.validate_timeout_ms, 900000);
@@ -541,11 +543,13 @@ static void test_loop_keys(void **state)
                 "    env: [PYTHONHASHSEED=0]\n"
                 "fixers:\n"
                 "  - {name: fix, tool: pylint, rules: ['unused-*'], argv: [fix], service: "
-                "exec.other, effort: 2.5, risk: 0.9, timeout: 1m, env: [A=1]}\n"
+                "exec.other, effort: 2.5, risk: 0.9, timeout: 1m, env: [A=1], "
+                "subject: 'Fix {n} thing{s} in {file}', commit_type: fix}\n"
                 "policy: {require_approval: 1.5, apply: merge, integration_branch: kz/imp, "
                 "max_open_plans: 0, max_plans_per_hour: 5, max_concurrent: 1, max_files: 3, "
                 "max_lines: 40, allowed_paths: ['src/*'], validators: [validate.tests], "
-                "exec_timeout: 1m, validate_timeout: 2m, retries: 0}\n"
+                "exec_timeout: 1m, validate_timeout: 2m, retries: 0, commit_author: 'Kai Bot "
+                "<bot@example.org>', group: true}\n"
                 "scan: {parallelism: 3, batch_size: 10, incremental: no}\n"
                 "targets:\n"
                 "  - {name: t, path: repo, test: [make, test], test_timeout: 30s, "
@@ -580,6 +584,8 @@ static void test_loop_keys(void **state)
     assert_true(fixer->risk > 0.89 && fixer->risk < 0.91);
     assert_int_equal(fixer->timeout_ms, 60000);
     assert_string_equal(fixer->env[0], "A=1");
+    assert_string_equal(fixer->subject, "Fix {n} thing{s} in {file}");
+    assert_string_equal(fixer->commit_type, "fix");
     assert_true(c->policy.require_approval > 1.49 && c->policy.require_approval < 1.51);
     assert_string_equal(c->policy.apply, "merge");
     assert_string_equal(c->policy.integration_branch, "kz/imp");
@@ -595,6 +601,14 @@ static void test_loop_keys(void **state)
     assert_int_equal(c->policy.exec_timeout_ms, 60000);
     assert_int_equal(c->policy.validate_timeout_ms, 120000);
     assert_int_equal(c->policy.retries, 0);
+    assert_string_equal(c->policy.commit_author, "Kai Bot <bot@example.org>");
+    assert_true(c->policy.group);
+    char name[64], email[64], why[256];
+    assert_int_equal(kz_config_ident(c->policy.commit_author, name, sizeof name, email,
+                                     sizeof email, why, sizeof why),
+                     0);
+    assert_string_equal(name, "Kai Bot");
+    assert_string_equal(email, "bot@example.org");
     assert_int_equal(c->scan.parallelism, 3);
     assert_int_equal(c->scan.batch_size, 10);
     assert_false(c->scan.incremental);
@@ -763,6 +777,25 @@ static void test_loop_errors(void **state)
                                                 "apply mode 'rebase' (expected branch, merge)");
     s_expect_error("policy: {integration_branch: ../x}\n",
                    "/etc/kz/t.yaml:1:30: policy.integration_branch: invalid branch name '../x'");
+    s_expect_error("policy: {commit_author: kaizen}\n",
+                   "/etc/kz/t.yaml:1:25: policy.commit_author: expected 'Name <email>', got "
+                   "'kaizen'");
+    s_expect_error("policy: {commit_author: '<a@b>'}\n",
+                   "/etc/kz/t.yaml:1:25: policy.commit_author: expected 'Name <email>' with a "
+                   "name and an email of printable characters (no spaces in the email), got "
+                   "'<a@b>'");
+    s_expect_error("policy: {commit_author: 'K <a b>'}\n",
+                   "/etc/kz/t.yaml:1:25: policy.commit_author: expected 'Name <email>' with a "
+                   "name and an email of printable characters (no spaces in the email), got "
+                   "'K <a b>'");
+    s_expect_error("tools: [{name: x, argv: [x], format: gcc}]\n"
+                   "fixers: [{name: f, tool: x, argv: [f], subject: 'Fix {what}'}]\n",
+                   "/etc/kz/t.yaml:2:49: fixers[0].subject: unknown placeholder in 'Fix {what}': "
+                   "use {n}, {s}, {file}, {tool} and {rule}");
+    s_expect_error("tools: [{name: x, argv: [x], format: gcc}]\n"
+                   "fixers: [{name: f, tool: x, argv: [f], commit_type: Style}]\n",
+                   "/etc/kz/t.yaml:2:53: fixers[0].commit_type: a commit type is 1 to 20 "
+                   "lowercase letters ('style', 'fix'), not 'Style'");
     s_expect_error("policy: {max_concurrent: 0}\n",
                    "/etc/kz/t.yaml:1:26: policy.max_concurrent: must not be zero, got '0'");
     s_expect_error("scan: {incremental: sometimes}\n",

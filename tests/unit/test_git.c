@@ -450,6 +450,56 @@ static void test_commit_all(void **state)
     s_same(fx->repo, &before);
 }
 
+/* policy.commit_author reaches author and committer; subjects, the
+   message, and a commit kept under refs/kaizen/ without a branch */
+static void test_identity_and_refs(void **state)
+{
+    s_fix_t *fx = *state;
+    char err[512] = "", oid[KZ_GIT_OID_MAX], wt[PATH_MAX + 16];
+    bool changed = false;
+    snprintf(wt, sizeof wt, "%s/wt", fx->dir);
+    assert_int_equal(kz_git_set_identity("Kai Zen Bot", "bot@example.org"), 0);
+    assert_int_equal(kz_git_worktree_add(fx->repo, wt, "kaizen/plan-3", fx->c1, err, sizeof err),
+                     0);
+    s_write(wt, "a.py", "import os\n\nx = 9\n");
+    assert_int_equal(
+        kz_git_commit_all(wt, "Fix a.py\n\nKaizen-Plan: 3", &changed, oid, err, sizeof err), 0);
+    assert_int_equal(kz_git_set_identity("", "x"), -1); /* refused: the default again */
+    const char *log[] = {"log", "-1", "--format=%an <%ae>|%cn <%ce>", oid, NULL};
+    char *out = s_git(fx->repo, log);
+    assert_non_null(strstr(out, "Kai Zen Bot <bot@example.org>|Kai Zen Bot <bot@example.org>"));
+    free(out);
+
+    char **subjects = NULL;
+    size_t n = 0;
+    assert_int_equal(kz_git_subjects(fx->repo, oid, 100, &subjects, &n, err, sizeof err), 0);
+    assert_true(n >= 2);
+    assert_string_equal(subjects[0], "Fix a.py");
+    kz_git_strv_free(subjects);
+    char *msg = NULL;
+    assert_int_equal(kz_git_message(fx->repo, oid, 0, &msg, err, sizeof err), 0);
+    assert_string_equal(msg, "Fix a.py\n\nKaizen-Plan: 3");
+    free(msg);
+
+    assert_int_equal(kz_git_worktree_remove(fx->repo, wt, err, sizeof err), 0);
+    assert_int_equal(kz_git_keep(fx->repo, "refs/kaizen/plans/3", "kaizen/plan-3", err, sizeof err),
+                     0);
+    assert_int_equal(kz_git_branch_delete(fx->repo, "kaizen/plan-3", err, sizeof err), 0);
+    assert_int_equal(kz_git_ref_exists(fx->repo, "refs/kaizen/plans/3", err, sizeof err), 1);
+    assert_int_equal(kz_git_ref_exists(fx->repo, "refs/kaizen/plans/4", err, sizeof err), 0);
+    char kept[KZ_GIT_OID_MAX];
+    assert_int_equal(kz_git_rev(fx->repo, "refs/kaizen/plans/3", kept, err, sizeof err), 0);
+    assert_string_equal(kept, oid);
+    const char *branches[] = {"branch", "--list", NULL};
+    out = s_git(fx->repo, branches);
+    assert_null(strstr(out, "plan-3"));
+    free(out);
+    /* only refs under refs/kaizen/, never an option */
+    assert_int_equal(kz_git_keep(fx->repo, "refs/heads/main", oid, err, sizeof err), -1);
+    assert_int_equal(kz_git_keep(fx->repo, "--all", oid, err, sizeof err), -1);
+    assert_int_equal(kz_git_keep(fx->repo, "refs/kaizen/a..b", oid, err, sizeof err), -1);
+}
+
 static void test_numstat_binary(void **state)
 {
     s_fix_t *fx = *state;
@@ -700,6 +750,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_worktree, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_worktrees_remove_under, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_commit_all, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_identity_and_refs, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_numstat_binary, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_cherry_pick, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_fast_forward, s_setup, s_teardown),

@@ -82,6 +82,14 @@ static const char s_yaml[] =
     "print('a.py:1:1: E1 ticked')\", \"{root}\"]\n"
     "    format: gcc\n"
     "    timeout: 120s\n"
+    "  - name: echo-files\n"
+    "    argv: [/usr/bin/python3, -c, \"import sys; [print(f + ':1:1: E1 x') for f in "
+    "sys.argv[1:]]\", \"{files}\"]\n"
+    "    format: gcc\n"
+    "  - name: echo-files-dashes\n"
+    "    argv: [/usr/bin/python3, -c, \"import sys; [print(f + ':1:1: E1 x') for f in "
+    "sys.argv[2:]]\", --, \"{files}\"]\n"
+    "    format: gcc\n"
     "  - name: junkjson\n"
     "    argv: [echo, \"{\", \"{files}\"]\n"
     "    format: sarif\n"
@@ -333,7 +341,8 @@ static void test_run_tick(void **state)
 {
     (void)state;
     const char *files[] = {"a.py", NULL};
-    kz_tool_run_opts_t opts = {s_root, files, 1, s_tick_touch, s_root, NULL, NULL};
+    kz_tool_run_opts_t opts = {s_root, files, 1,    s_tick_touch, s_root,
+                               NULL,   NULL,  NULL, false,        NULL};
     kz_findings_t out;
     kz_findings_init(&out);
     kz_tool_result_t res;
@@ -351,7 +360,7 @@ static void test_run_flake8(void **state)
 {
     (void)state;
     const char *files[] = {"a.py", "b.py", "sub/c.py", "../escape.py", "link-out/passwd", NULL};
-    kz_tool_run_opts_t opts = {s_root, files, 5, s_tick, NULL, NULL, NULL};
+    kz_tool_run_opts_t opts = {s_root, files, 5, s_tick, NULL, NULL, NULL, NULL, false, NULL};
     kz_findings_t out;
     kz_findings_init(&out);
     kz_tool_result_t res;
@@ -399,7 +408,7 @@ static void test_run_flake8(void **state)
 
     /* "{files}" and no files: not run */
     const char *nofiles[] = {NULL};
-    kz_tool_run_opts_t none = {s_root, nofiles, 0, NULL, NULL, NULL, NULL};
+    kz_tool_run_opts_t none = {s_root, nofiles, 0, NULL, NULL, NULL, NULL, NULL, false, NULL};
     assert_int_equal(kz_tool_run(s_tool("ghost"), &none, &again, &res), 0);
     assert_int_equal(res.status, KZ_TOOL_OK);
     assert_int_equal(again.count, 0);
@@ -410,7 +419,7 @@ static void test_run_failures(void **state)
 {
     (void)state;
     const char *files[] = {"a.py", NULL};
-    kz_tool_run_opts_t opts = {s_root, files, 1, s_tick, NULL, NULL, NULL};
+    kz_tool_run_opts_t opts = {s_root, files, 1, s_tick, NULL, NULL, NULL, NULL, false, NULL};
     kz_findings_t out;
     kz_findings_init(&out);
     kz_tool_result_t res;
@@ -466,9 +475,23 @@ static void test_run_failures(void **state)
     kz_findings_free(&out);
     assert_string_equal(kz_tool_status_name((kz_tool_status_t)99), "error");
 
+    /* a file named like an option goes only to a tool with "--" before {files} */
+    const char *dashed[] = {"a.py", "-x.py", NULL};
+    kz_tool_run_opts_t dopts = {s_root, dashed, 2, NULL, NULL, NULL, NULL, NULL, false, NULL};
+    assert_int_equal(kz_tool_run(s_tool("echo-files"), &dopts, &out, &res), 0);
+    assert_int_equal(res.status, KZ_TOOL_OK);
+    assert_int_equal(out.count, 1);
+    assert_string_equal(out.items[0].file, "a.py");
+    kz_findings_free(&out);
+    assert_int_equal(kz_tool_run(s_tool("echo-files-dashes"), &dopts, &out, &res), 0);
+    assert_int_equal(res.status, KZ_TOOL_OK);
+    assert_int_equal(out.count, 2);
+    assert_string_equal(out.items[1].file, "-x.py");
+    kz_findings_free(&out);
+
     /* one batch fails: the others still run, the status says the first failure */
     const char *three[] = {"a.py", "b.py", "sub/c.py", NULL};
-    kz_tool_run_opts_t topts = {s_root, three, 3, NULL, NULL, NULL, NULL};
+    kz_tool_run_opts_t topts = {s_root, three, 3, NULL, NULL, NULL, NULL, NULL, false, NULL};
     assert_int_equal(kz_tool_run(s_tool("partial"), &topts, &out, &res), 0);
     assert_int_equal(res.status, KZ_TOOL_ERROR);
     assert_string_equal(res.error, "exit 5: b.py:1:1: E1 x");
@@ -479,7 +502,8 @@ static void test_run_failures(void **state)
     kz_findings_free(&out);
 
     /* a root that is not there */
-    kz_tool_run_opts_t gone = {"/nonexistent-kz-root", files, 1, NULL, NULL, NULL, NULL};
+    kz_tool_run_opts_t gone = {
+        "/nonexistent-kz-root", files, 1, NULL, NULL, NULL, NULL, NULL, false, NULL};
     assert_int_equal(kz_tool_run(s_tool("flake8"), &gone, &out, &res), 0);
     assert_int_equal(res.status, KZ_TOOL_ERROR);
     assert_non_null(strstr(res.error, "cannot run in '/nonexistent-kz-root'"));
