@@ -176,10 +176,10 @@ typedef struct {
     int timeout_ms; /* default 5m */
     char **env;
     size_t env_count;
-    char *subject;     /* fixers[].subject: the commit subject's template ({n} {s} {file}
+    char *subject;      /* fixers[].subject: the commit subject's template ({n} {s} {file}
                           {tool} {rule}, kz_commitmsg.h), default "Fix {n} {tool}
                           finding{s} in {file}" */
-    char *commit_type; /* fixers[].commit_type: the Conventional Commits type used when
+    char *commit_type;  /* fixers[].commit_type: the Conventional Commits type used when
                           the target's history follows them, default "style" */
     const char *origin; /* as kz_tool_config_t.origin */
 } kz_fixer_config_t;
