@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test_init_run_once.sh - the entry `kaizen init` writes works as it is:
 # a Python src-layout project added with `kaizen init` to a config that
-# holds the bus, the state directory, the agents and the tool recipes of
-# examples/kaizen.yaml (and no target), then `kaizen run-once` with no
+# holds only the bus and the state directory (the loop's agents and the
+# built-in catalog by default), then `kaizen run-once` with no
 # edit scans it with the tools the project chose (black, codespell; the
 # others skipped as not chosen) and finds its tests usable at the base.
 # kz-timeout: 900
@@ -23,15 +23,17 @@ chmod 755 "$T"
 cd "$T" || fail "cd $T"
 
 mkdir -p "$T/proj/src/mypkg" "$T/proj/tests"
-printf '[project]\nname = "mypkg"\nversion = "0.1"\n\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n\n[tool.black]\nline-length = 100\n' >"$T/proj/pyproject.toml"
+printf '[project]\nname = "mypkg"\nversion = "0.1"\n\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n\n[tool.black]\nline-length = 100\n\n[tool.codespell]\n' >"$T/proj/pyproject.toml"
 printf 'def add(a, b):\n    return a + b\n' >"$T/proj/src/mypkg/__init__.py"
 printf 'from mypkg import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n' >"$T/proj/tests/test_add.py"
 git -C "$T/proj" init -q -b main
 git -C "$T/proj" add -A
 git -C "$T/proj" -c user.name=t -c user.email=t@example.com commit -qm initial || fail "commit"
 
-sed -n '/^agents:/,/^targets:/p;/^tools:/,/^policy:/p' "$KZ_ROOT/examples/kaizen.yaml" |
-    grep -Ev '^(targets|policy):' | kz_config
+# the bus and the state directory only: the loop's agents and the built-in
+# catalog are the defaults
+kz_config </dev/null
+kz_config_base "$T/kaizen.yaml" >"$T/bare.yaml" && mv "$T/bare.yaml" "$T/kaizen.yaml"
 unset KAIZEN_CONFIG
 kz_at_exit "\"$K\" -c \"$T/kaizen.yaml\" down --timeout 30s"
 timeout 300 "$K" -c "$T/kaizen.yaml" init --no-test "$T/proj" >"$T/init.out" 2>&1 ||
