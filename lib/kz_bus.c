@@ -43,7 +43,7 @@
 #define S_BUSY_BACKOFF_MS   1000    /* first wait after a "queue_full" refusal, doubled up to 8 s */
 /* a caller waits this long past its deadline for the broker's "expired"
    answer (the broker checks every tick) */
-#define S_EXPIRY_WAIT_MS 3000
+#define S_EXPIRY_WAIT_MS 1000
 
 typedef struct {
     bool used;

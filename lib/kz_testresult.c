@@ -750,15 +750,49 @@ static bool s_unittest_status(const char *s, size_t n, long ran, kz_test_summary
     return true;
 }
 
+/* A count under a label of its own line, "PASSED: 16" or "failed: 0"
+   (minimal C test harnesses print the pair): true with *N, *WHICH 0 for
+   passed, 1 for failed */
+static bool s_label_count(const char *s, size_t n, long *count, int *which)
+{
+    static const char *const labels[] = {"passed: ", "failed: "};
+    for (int w = 0; w < 2; w++) {
+        if (n <= 8 || strncasecmp(s, labels[w], 8) != 0)
+            continue;
+        size_t used;
+        long v = s_num(s + 8, n - 8, &used);
+        while (8 + used < n && isspace((unsigned char)s[8 + used]))
+            used++;
+        if (v < 0 || 8 + used != n)
+            return false;
+        *count = v;
+        *which = w;
+        return true;
+    }
+    return false;
+}
+
 bool kz_testresult_parse_summary(const char *text, size_t len, kz_test_summary_t *sum)
 {
     size_t pos = 0, n;
     const char *s;
     bool found = false;
     kz_test_summary_t got = {NULL, 0, 0, 0, 0};
+    long label_passed = -1; /* a "PASSED: N" line waiting for its "FAILED: N" */
     while (s_next_line(text, len, &pos, &s, &n)) {
-        long lp, lf, le = 0, ls = 0, ran;
+        long lp, lf, le = 0, ls = 0, ran, count;
         bool timing;
+        int which;
+        if (s_label_count(s, n, &count, &which)) {
+            if (which == 0)
+                label_passed = count;
+            else if (label_passed >= 0) {
+                found = true;
+                got = (kz_test_summary_t){"summary", label_passed, count, 0, 0};
+                label_passed = -1;
+            }
+            continue;
+        }
         if (s_unittest_ran(s, n, &ran)) {
             /* the status is the next line that is not empty */
             size_t next = pos, tn = 0;

@@ -819,6 +819,25 @@ static void test_problem_shapes(void **state)
 }
 
 /* More tests than KZ_TESTRESULT_MAX_CASES: the rest are only counted */
+/* "PASSED: N" then "FAILED: N" on lines of their own (a minimal C harness,
+   one block per test binary: the last block counts, like every summary) */
+static void test_label_counts(void **state)
+{
+    (void)state;
+    static const char out[] = "cc test/tests.c -o test/t1\n./test/t1\n\nPASSED: 16\nFAILED: 0\n"
+                              "./test/t2\n\nPASSED: 15\nFAILED: 1\n";
+    kz_test_summary_t sum;
+    assert_true(kz_testresult_parse_summary(out, strlen(out), &sum));
+    assert_string_equal(sum.source, "summary");
+    assert_int_equal(sum.passed, 15);
+    assert_int_equal(sum.failed, 1);
+    /* not a pair, not a count: no summary */
+    static const char *const none[] = {"PASSED: 16\n", "FAILED: 0\nPASSED: 3\n",
+                                       "passed: many\nfailed: 0\n", "PASSED: 3 of 4\nFAILED: 1\n"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
+        assert_false(kz_testresult_parse_summary(none[i], strlen(none[i]), &sum));
+}
+
 static void test_too_many_tests(void **state)
 {
     (void)state;
@@ -842,21 +861,14 @@ static void test_too_many_tests(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pytest_junit),
-        cmocka_unit_test(test_pytest_console),
-        cmocka_unit_test(test_pytest_live),
-        cmocka_unit_test(test_ctest),
-        cmocka_unit_test(test_c_sample),
-        cmocka_unit_test(test_tap_and_automake),
-        cmocka_unit_test(test_merge_and_clean),
-        cmocka_unit_test(test_junit_shapes),
-        cmocka_unit_test(test_junit_malformed),
-        cmocka_unit_test(test_junit_external_entities),
-        cmocka_unit_test(test_junit_entity_bomb),
-        cmocka_unit_test(test_huge_counts),
-        cmocka_unit_test(test_too_many_tests),
-        cmocka_unit_test(test_unittest),
-        cmocka_unit_test(test_pytest_cannot_start),
+        cmocka_unit_test(test_pytest_junit),      cmocka_unit_test(test_pytest_console),
+        cmocka_unit_test(test_pytest_live),       cmocka_unit_test(test_ctest),
+        cmocka_unit_test(test_c_sample),          cmocka_unit_test(test_tap_and_automake),
+        cmocka_unit_test(test_merge_and_clean),   cmocka_unit_test(test_junit_shapes),
+        cmocka_unit_test(test_junit_malformed),   cmocka_unit_test(test_junit_external_entities),
+        cmocka_unit_test(test_junit_entity_bomb), cmocka_unit_test(test_huge_counts),
+        cmocka_unit_test(test_too_many_tests),    cmocka_unit_test(test_label_counts),
+        cmocka_unit_test(test_unittest),          cmocka_unit_test(test_pytest_cannot_start),
         cmocka_unit_test(test_problem_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
