@@ -59,6 +59,7 @@
 #define S_EXIT_INTERRUPTED 130
 #define S_DEFAULT_TIMEOUT  (30 * 60 * 1000)
 #define S_LEARN_WAIT_MS    60000
+#define S_BASE_NUDGE_MS    30000 /* no tests.base this long after a scan: ask for it again */
 #define S_PROBE_WAIT_MS    15000
 #define S_PROBE_EVERY_MS   500
 #define S_RECV_MS          250
@@ -135,6 +136,7 @@ typedef struct {
     bool failed;        /* its scan failed: nothing more comes */
     bool reused;        /* its commit was scanned already: the stored scan answered */
     bool learn_gave_up; /* some learn.update never came */
+    bool base_asked;    /* the scan was asked for again for a missing tests.base */
     bool complete;
     json_t *tests; /* the test-runner's tests.base for the scanned commit, or NULL */
 } s_target_t;
@@ -1162,6 +1164,33 @@ static void s_check_target(s_ro_t *ro, s_target_t *t, int64_t now, json_t *pendi
 #undef S_PENDING
 }
 
+/* A target scanned S_BASE_NUDGE_MS ago with no tests.base yet: the
+   test-runner may have joined its queue group after that scan.completed
+   was routed (a scan that began while kaizen was coming up: code-health
+   starts before the validation layer), and an event routed to a group
+   with no member yet reaches nobody. Asked once for the target again:
+   code-health answers with the stored scan (same commit), whose
+   scan.completed the test-runner now gets. 0 / -1 (bus error) */
+static int s_ask_base_again(s_ro_t *ro, kz_bus_t *bus, s_target_t *t, int64_t now)
+{
+    if (t->base_asked || !t->scan || t->tests || t->failed || t->cfg->test_count == 0 ||
+        t->t_scanned < 0 || now - t->t_scanned < S_BASE_NUDGE_MS ||
+        !s_runs_agent(ro->cfg, "test-runner"))
+        return 0;
+    t->base_asked = true;
+    kz_msg_t *run = kz_msg_new("agent.run");
+    if (!run || kz_map_put_str(run, kz_msg_body(run), "agent", S_TRIGGER_AGENT) != 0 ||
+        kz_msg_set_target(run, t->cfg->name) != 0 || kz_bus_publish(bus, &run) != 0) {
+        kz_msg_destroy(&run);
+        return -1;
+    }
+    s_progress(ro,
+               "asked kaizen-%s for %s again: no tests.base %ds after its scan (the "
+               "test-runner may have joined after the scan was announced)",
+               S_TRIGGER_AGENT, t->cfg->name, S_BASE_NUDGE_MS / 1000);
+    return 0;
+}
+
 /* ------------------------------------------------------------ the report */
 
 static json_t *s_ms(int64_t from, int64_t to)
@@ -1987,6 +2016,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         for (size_t i = 0; i < ro.ntargets; i++) {
             s_check_target(&ro, &ro.targets[i], kz_now_us() / 1000, NULL);
             all = all && ro.targets[i].complete;
+            if (s_ask_base_again(&ro, bus, &ro.targets[i], kz_now_us() / 1000) != 0)
+                s_warn(&ro, "unable to publish agent.run for %s", ro.targets[i].cfg->name);
         }
         if (all)
             break;
