@@ -39,6 +39,7 @@
 #include "kz_git.h"
 #include "kz_log.h"
 #include "kz_proc.h"
+#include "kz_project.h"
 #include "kz_recipe.h"
 #include "kz_testsuite.h"
 
@@ -422,21 +423,6 @@ static void s_ini_tool(void *arg, const char *name, size_t len)
     s_note_chosen(a->s, word, n, a->file);
 }
 
-/* The value at KEY of the YAML mapping NODE, or NULL */
-static yaml_node_t *s_yaml_get(yaml_document_t *doc, yaml_node_t *node, const char *key)
-{
-    if (!node || node->type != YAML_MAPPING_NODE)
-        return NULL;
-    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-        if (k && k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(key) &&
-            memcmp(k->data.scalar.value, key, k->data.scalar.length) == 0)
-            return yaml_document_get_node(doc, p->value);
-    }
-    return NULL;
-}
-
 /* Load the YAML TEXT into DOC: 0, or -1 (not YAML) with DOC untouched */
 static int s_yaml_load(const char *text, yaml_document_t *doc)
 {
@@ -467,16 +453,16 @@ static void s_precommit(s_init_t *s)
         free(text);
         return;
     }
-    yaml_node_t *repos = s_yaml_get(&doc, yaml_document_get_root_node(&doc), "repos");
+    yaml_node_t *repos = kz_yaml_map_get(&doc, yaml_document_get_root_node(&doc), "repos");
     if (repos && repos->type == YAML_SEQUENCE_NODE)
         for (yaml_node_item_t *r = repos->data.sequence.items.start;
              r < repos->data.sequence.items.top; r++) {
-            yaml_node_t *hooks = s_yaml_get(&doc, yaml_document_get_node(&doc, *r), "hooks");
+            yaml_node_t *hooks = kz_yaml_map_get(&doc, yaml_document_get_node(&doc, *r), "hooks");
             if (!hooks || hooks->type != YAML_SEQUENCE_NODE)
                 continue;
             for (yaml_node_item_t *h = hooks->data.sequence.items.start;
                  h < hooks->data.sequence.items.top; h++) {
-                yaml_node_t *id = s_yaml_get(&doc, yaml_document_get_node(&doc, *h), "id");
+                yaml_node_t *id = kz_yaml_map_get(&doc, yaml_document_get_node(&doc, *h), "id");
                 if (id && id->type == YAML_SCALAR_NODE)
                     s_note_chosen(s, (const char *)id->data.scalar.value, id->data.scalar.length,
                                   ".pre-commit-config.yaml hook");
@@ -986,8 +972,8 @@ static bool s_installs(const char *cmd)
    step that cannot be translated (said), -1 out of memory */
 static int s_workflow_step(s_init_t *s, const char *file, yaml_document_t *doc, yaml_node_t *step)
 {
-    yaml_node_t *run = s_yaml_get(doc, step, "run");
-    yaml_node_t *name = s_yaml_get(doc, step, "name");
+    yaml_node_t *run = kz_yaml_map_get(doc, step, "run");
+    yaml_node_t *name = kz_yaml_map_get(doc, step, "name");
     if (!run || run->type != YAML_SCALAR_NODE)
         return 0;
     const char *cmd = (const char *)run->data.scalar.value;
@@ -1024,11 +1010,11 @@ static int s_workflow_file(s_init_t *s, const char *file)
         return 0;
     }
     int rc = 0;
-    yaml_node_t *jobs = s_yaml_get(&doc, yaml_document_get_root_node(&doc), "jobs");
+    yaml_node_t *jobs = kz_yaml_map_get(&doc, yaml_document_get_root_node(&doc), "jobs");
     for (yaml_node_pair_t *j =
              jobs && jobs->type == YAML_MAPPING_NODE ? jobs->data.mapping.pairs.start : NULL;
          j && j < jobs->data.mapping.pairs.top && (rc == 0 || rc == 2); j++) {
-        yaml_node_t *steps = s_yaml_get(&doc, yaml_document_get_node(&doc, j->value), "steps");
+        yaml_node_t *steps = kz_yaml_map_get(&doc, yaml_document_get_node(&doc, j->value), "steps");
         if (!steps || steps->type != YAML_SEQUENCE_NODE)
             continue;
         for (yaml_node_item_t *st = steps->data.sequence.items.start;

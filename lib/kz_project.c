@@ -194,7 +194,7 @@ const char *kz_project_ini(const kz_project_t *self, const char *file, const cha
 
 /* --------------------------------------------------------- pre-commit */
 
-static yaml_node_t *s_map_get(yaml_document_t *doc, yaml_node_t *map, const char *key)
+yaml_node_t *kz_yaml_map_get(yaml_document_t *doc, yaml_node_t *map, const char *key)
 {
     if (!map || map->type != YAML_MAPPING_NODE)
         return NULL;
@@ -244,17 +244,17 @@ static int s_hook_add(kz_project_t *self, yaml_document_t *doc, yaml_node_t *rep
     }
     bool oom = false;
     kz_hook_t h = {0};
-    h.id = s_scalar(s_map_get(doc, hook, "id"), &oom);
+    h.id = s_scalar(kz_yaml_map_get(doc, hook, "id"), &oom);
     if (!h.id) {
         if (!oom)
             s_problem(self, ".pre-commit-config.yaml: a hook without an id");
         return oom ? -1 : 0;
     }
-    h.repo = s_scalar(s_map_get(doc, repo, "repo"), &oom);
-    h.rev = s_scalar(s_map_get(doc, repo, "rev"), &oom);
-    h.files = s_scalar(s_map_get(doc, hook, "files"), &oom);
-    h.exclude = s_scalar(s_map_get(doc, hook, "exclude"), &oom);
-    yaml_node_t *args = s_map_get(doc, hook, "args");
+    h.repo = s_scalar(kz_yaml_map_get(doc, repo, "repo"), &oom);
+    h.rev = s_scalar(kz_yaml_map_get(doc, repo, "rev"), &oom);
+    h.files = s_scalar(kz_yaml_map_get(doc, hook, "files"), &oom);
+    h.exclude = s_scalar(kz_yaml_map_get(doc, hook, "exclude"), &oom);
+    yaml_node_t *args = kz_yaml_map_get(doc, hook, "args");
     size_t n = args && args->type == YAML_SEQUENCE_NODE
                    ? (size_t)(args->data.sequence.items.top - args->data.sequence.items.start)
                    : 0;
@@ -324,16 +324,16 @@ static int s_read_precommit(kz_project_t *self)
     }
     yaml_node_t *top = yaml_document_get_root_node(&doc);
     bool oom = false;
-    self->files = s_scalar(s_map_get(&doc, top, "files"), &oom);
-    self->exclude = s_scalar(s_map_get(&doc, top, "exclude"), &oom);
-    yaml_node_t *repos = s_map_get(&doc, top, "repos");
+    self->files = s_scalar(kz_yaml_map_get(&doc, top, "files"), &oom);
+    self->exclude = s_scalar(kz_yaml_map_get(&doc, top, "exclude"), &oom);
+    yaml_node_t *repos = kz_yaml_map_get(&doc, top, "repos");
     if (top && (!repos || repos->type != YAML_SEQUENCE_NODE))
         s_problem(self, "%s: no list of repos", name);
     for (yaml_node_item_t *r =
              repos && repos->type == YAML_SEQUENCE_NODE ? repos->data.sequence.items.start : NULL;
          r && r < repos->data.sequence.items.top && rc == 0 && !oom; r++) {
         yaml_node_t *repo = yaml_document_get_node(&doc, *r);
-        yaml_node_t *hooks = s_map_get(&doc, repo, "hooks");
+        yaml_node_t *hooks = kz_yaml_map_get(&doc, repo, "hooks");
         if (!hooks || hooks->type != YAML_SEQUENCE_NODE)
             continue;
         for (yaml_node_item_t *h = hooks->data.sequence.items.start;

@@ -23,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <yaml.h>
+
 #include "kz_config.h"
 
 typedef struct kz_project kz_project_t;
@@ -107,5 +109,9 @@ json_t *kz_project_unrun(const kz_project_t *self, const kz_config_t *cfg);
 
 /* The first version number ("2.2.2") in TEXT into OUT, "" when none */
 void kz_version_find(const char *text, char *out, size_t len);
+
+/* The value at KEY of the YAML mapping MAP of DOC (libyaml's document
+   API), or NULL (no such key, MAP not a mapping) */
+yaml_node_t *kz_yaml_map_get(yaml_document_t *doc, yaml_node_t *map, const char *key);
 
 #endif
