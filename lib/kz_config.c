@@ -712,8 +712,8 @@ static int s_check_one_of(const char *value, const char *const *allowed, const c
 
 static int s_check_format(const char *value, char *why, size_t len)
 {
-    static const char *const formats[] = {"gcc",   "sarif",      "pylint-json",
-                                          "files", "pydocstyle", NULL};
+    static const char *const formats[] = {"gcc",        "sarif",   "pylint-json", "files",
+                                          "pydocstyle", "rewrite", NULL};
     return s_check_one_of(value, formats, "output format", why, len);
 }
 

@@ -18,6 +18,7 @@
 
 #include "kz_log.h"
 #include "kz_proc.h"
+#include "kz_state.h"
 
 #define KZ_RUN_OUT_CAP   (64u << 20)  /* bytes of a tool's stdout kept */
 #define KZ_RUN_ERR_CAP   (8u << 20)   /* bytes of its stderr kept */
@@ -530,17 +531,135 @@ static bool s_python_module_missing(char *const *argv, const kz_proc_result_t *p
 
 /* Run one invocation on FILES[0..N) (none for a whole-tree tool; not in
    its argv for a tool run on the project's own list of files) */
+/* ------------------------------------------------- the "rewrite" format */
+
+#define S_REWRITE_MAX (16u << 20) /* bytes of one file a rewrite check copies */
+
+/* The whole of regular file PATH (at most S_REWRITE_MAX bytes) into *BUF,
+   *LEN. 0 / -1 (missing, not regular, too large, unreadable) */
+static int s_slurp(const char *path, char **buf, size_t *len)
+{
+    struct stat st;
+    *buf = NULL;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > S_REWRITE_MAX)
+        return -1;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    *buf = malloc((size_t)st.st_size + 1);
+    *len = *buf ? fread(*buf, 1, (size_t)st.st_size, f) : 0;
+    bool bad = !*buf || ferror(f);
+    fclose(f);
+    if (bad) {
+        free(*buf);
+        *buf = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Copy FILES (relative, NFILES) of ROOT into the scratch directory DIR,
+   keeping their paths. 0 / -1 with WHY */
+static int s_copy_files(const char *root, const char *dir, const char *const *files, size_t nfiles,
+                        char *why, size_t len)
+{
+    for (size_t i = 0; i < nfiles; i++) {
+        char from[PATH_MAX], to[PATH_MAX], parent[PATH_MAX];
+        char *data;
+        size_t n;
+        snprintf(from, sizeof from, "%s/%s", root, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        snprintf(parent, sizeof parent, "%s", to);
+        char *slash = strrchr(parent, '/');
+        if (slash)
+            *slash = '\0';
+        if (s_slurp(from, &data, &n) != 0) {
+            snprintf(why, len, "cannot read '%s'", files[i]);
+            return -1;
+        }
+        FILE *f = kz_mkdirs(parent, 0700, why, len) == 0 ? fopen(to, "wbx") : NULL;
+        bool ok = f && fwrite(data, 1, n, f) == n;
+        if (f && fclose(f) != 0)
+            ok = false;
+        free(data);
+        if (!ok) {
+            if (!why[0])
+                snprintf(why, len, "cannot copy '%s': %s", files[i], strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One finding per file of FILES whose copy under DIR the tool changed,
+   at its first changed line, into OUT. 0 / -1 (out of memory) */
+static int s_rewrite_findings(const kz_tool_config_t *tool, const char *root, const char *dir,
+                              const char *const *files, size_t nfiles, kz_findings_t *out)
+{
+    for (size_t i = 0; i < nfiles; i++) {
+        char a[PATH_MAX], b[PATH_MAX];
+        char *old = NULL, *new = NULL;
+        size_t nold = 0, nnew = 0;
+        snprintf(a, sizeof a, "%s/%s", root, files[i]);
+        snprintf(b, sizeof b, "%s/%s", dir, files[i]);
+        bool read = s_slurp(a, &old, &nold) == 0 && s_slurp(b, &new, &nnew) == 0;
+        if (read && (nold != nnew || memcmp(old, new, nold) != 0)) {
+            size_t k = 0;
+            int line = 1;
+            while (k < nold && k < nnew && old[k] == new[k])
+                line += old[k++] == '\n';
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s would rewrite this file (first change at line %d)",
+                     tool->name, line);
+            kz_finding_t f = {.tool = tool->name,
+                              .rule = tool->name,
+                              .file = (char *)files[i],
+                              .line = line,
+                              .message = msg};
+            if (kz_findings_add(out, &f) != 0) {
+                free(old);
+                free(new);
+                return -1;
+            }
+        }
+        free(old);
+        free(new);
+    }
+    return 0;
+}
+
 static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *opts,
                        const char *const *files, size_t nfiles, bool filtered, kz_findings_t *out,
                        kz_tool_result_t *res)
 {
+    /* "rewrite": a tool that only rewrites files (pyupgrade) runs on
+       copies in a scratch directory; each file it changed is a finding */
+    bool rewrite = strcmp(tool->format, "rewrite") == 0;
+    char scratch[PATH_MAX] = "";
+    if (rewrite) {
+        char why[512] = "";
+        if (!filtered ||
+            kz_tmpdir_new(NULL, "kaizen-rewrite", scratch, sizeof scratch, why, sizeof why) != 0 ||
+            s_copy_files(opts->root, scratch, files, nfiles, why, sizeof why) != 0) {
+            res->status = KZ_TOOL_ERROR;
+            snprintf(res->error, sizeof res->error, "rewrite check: %s",
+                     why[0] ? why : "the recipe names no {files}");
+            if (scratch[0])
+                kz_rmtree(scratch, NULL, 0);
+            return 0;
+        }
+    }
+    const char *cwd = rewrite ? scratch : opts->root;
     char **argv = kz_argv_build(tool->argv, opts->extra_args, opts->project_files, files, nfiles,
-                                opts->root, NULL, opts->compdb);
-    if (!argv)
+                                cwd, NULL, opts->compdb);
+    if (!argv) {
+        if (scratch[0])
+            kz_rmtree(scratch, NULL, 0);
         return -1;
+    }
     kz_proc_opts_t po = {0};
     po.argv = (const char *const *)argv;
-    po.cwd = opts->root;
+    po.cwd = cwd;
     po.env_add = (const char *const *)tool->env;
     po.timeout_ms = tool->timeout_ms > 0 ? tool->timeout_ms : 600000;
     po.out_cap = KZ_RUN_OUT_CAP;
@@ -609,6 +728,21 @@ static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *o
                  KZ_RUN_OUT_CAP);
         goto done;
     }
+    if (rewrite) {
+        kz_findings_t found;
+        kz_findings_init(&found);
+        if (s_rewrite_findings(tool, opts->root, scratch, files, nfiles, &found) != 0 ||
+            kz_findings_classify(&found, tool) != 0)
+            ret = -1;
+        else {
+            kz_findings_fingerprint(&found, opts->root);
+            res->stats.parsed += found.count;
+            if (kz_findings_move(out, &found) != 0)
+                ret = -1;
+        }
+        kz_findings_free(&found);
+        goto done;
+    }
     /* stdout then stderr: tools differ in where they write findings */
     size_t total = pr.out_len + 1 + pr.err_len;
     char *text = malloc(total + 1);
@@ -660,6 +794,8 @@ static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *o
 done:
     kz_proc_result_free(&pr);
     kz_strv_free(argv);
+    if (scratch[0])
+        kz_rmtree(scratch, NULL, 0);
     return ret;
 }
 

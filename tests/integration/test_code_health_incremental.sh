@@ -62,8 +62,8 @@ for line in text:
 out = []
 for name, lines in blocks:
     # bandit's exclude globs keep it off the tests (not every file), and the
-    # sample did not choose pydocstyle (skipped, never rescanned)
-    if name in ("bandit", "pydocstyle"):
+    # sample did not choose pydocstyle or pyupgrade (skipped, never rescanned)
+    if name in ("bandit", "pydocstyle", "pyupgrade"):
         continue
     if name == "flake8" and sys.argv[3]:
         env = [i for i, l in enumerate(lines) if re.match(r"\s*env:", l)]

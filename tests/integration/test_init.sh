@@ -231,7 +231,7 @@ grep -q "is not a kaizen config: .*bogus_key" "$T/other.err" || fail "other: $(c
 line() { grep -Eq "^  $1 +$2 +$3" "$T/doctor.out" || fail "doctor: no '$1 $2 $3': $(cat "$T/doctor.out" "$T/doctor.err")"; }
 line ok config "$T/kaizen.yaml: [0-9]+ agents?, 8 targets"
 line ok "target pyproj" "languages: python; tools: kzmissing, black, bandit, codespell; fixers: black, codespell; test: /usr/bin/python3"
-line skip "tools not chosen by pyproj" "kzunused, flake8, pylint, mypy, isort, pydocstyle \(no evidence"
+line skip "tools not chosen by pyproj" "kzunused, flake8, pylint, mypy, isort, pydocstyle, pyupgrade \(no evidence"
 line ok "tool black" "/usr/bin/python3 -m black"
 line ok "fixer black" "/usr/bin/python3 -m black"
 line MISSING "tool kzmissing" "program not found on PATH: kz-no-such-checker"

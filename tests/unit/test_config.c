@@ -724,7 +724,8 @@ static void test_loop_errors(void **state)
     /* a bad format, severity, category */
     s_expect_error("tools:\n  - {name: x, argv: [x], format: json}\n",
                    "/etc/kz/t.yaml:2:34: tools[0].format: unknown output format 'json' "
-                   "(expected gcc, sarif, pylint-json, files, pydocstyle)");
+                   "(expected gcc, sarif, pylint-json, files, pydocstyle, "
+                   "rewrite)");
     s_expect_error("tools:\n  - {name: x, argv: [x], format: gcc, severity: huge}\n",
                    "/etc/kz/t.yaml:2:49: tools[0].severity: unknown severity 'huge' (expected "
                    "info, low, medium, high, critical)");

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 #include "kz_config.h"
 #include "kz_finding.h"
+#include "kz_proc.h"
 #include "kz_recipe.h"
 
 static const char s_yaml[] =
@@ -509,12 +511,62 @@ static void test_run_failures(void **state)
     assert_non_null(strstr(res.error, "cannot run in '/nonexistent-kz-root'"));
 }
 
+/* Format "rewrite" (pyupgrade, from the catalog): the tool runs on copies
+   in a scratch directory; a file it changed is a finding at its first
+   changed line; the worktree is untouched and the copies are gone */
+static size_t s_scratch_dirs(void)
+{
+    glob_t g;
+    size_t n = glob("/tmp/kaizen-rewrite.*", 0, NULL, &g) == 0 ? g.gl_pathc : 0;
+    globfree(&g);
+    return n;
+}
+
+static void test_rewrite(void **state)
+{
+    (void)state;
+    char *prog = kz_proc_which("pyupgrade");
+    if (!prog)
+        skip();
+    free(prog);
+    s_write("up1.py", "import os\n\nx = set([1, 2])\n");
+    s_write("up2.py", "x = {1, 2}\n");
+    size_t before = s_scratch_dirs();
+    const char *files[] = {"up1.py", "up2.py", NULL};
+    kz_tool_run_opts_t opts = {s_root, files, 2, NULL, NULL, NULL, NULL, NULL, false, NULL};
+    kz_findings_t out;
+    kz_findings_init(&out);
+    kz_tool_result_t res;
+    assert_int_equal(kz_tool_run(s_tool("pyupgrade"), &opts, &out, &res), 0);
+    assert_int_equal(res.status, KZ_TOOL_OK);
+    assert_int_equal(out.count, 1);
+    assert_string_equal(out.items[0].file, "up1.py");
+    assert_string_equal(out.items[0].rule, "pyupgrade");
+    assert_int_equal(out.items[0].line, 3);
+    assert_non_null(strstr(out.items[0].message, "would rewrite"));
+    /* the worktree's file is as it was; no scratch directory is left */
+    char path[512], buf[64] = "";
+    snprintf(path, sizeof path, "%s/up1.py", s_root);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    assert_string_equal(buf, "import os\n\nx = set([1, 2])\n");
+    assert_int_equal(s_scratch_dirs(), before);
+    kz_findings_free(&out);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/up2.py", s_root);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_path_inside), cmocka_unit_test(test_predicates),
         cmocka_unit_test(test_argv_expand), cmocka_unit_test(test_run_flake8),
         cmocka_unit_test(test_run_tick),    cmocka_unit_test(test_run_failures),
+        cmocka_unit_test(test_rewrite),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
