@@ -89,6 +89,10 @@ kz_config() {
     export KAIZEN_CONFIG=$out
 }
 
+# kz_branch_gone REPO BRANCH...: none of the branches is left (a plan's
+# rollback follows its plan.failed / plan.rejected: wait with kz_wait_for)
+kz_branch_gone() { [[ -z $(git -C "$1" branch --list "${@:2}") ]]; }
+
 # kz_config_base FILE: a kz_config file without the defaults it added, for
 # a test that builds a longer config on top of it
 kz_config_base() {

@@ -238,7 +238,7 @@ reason=$(kz_psql "SELECT body->>'state' || ': ' || (body->>'reason') FROM events
 expect "SELECT jsonb_array_length(body->'reasons') > 0 FROM events
         WHERE type = 'plan.rejected' AND body->>'plan_id' = 'Pbreak'" "t"
 expect "SELECT verdict FROM validations WHERE plan_id = 'Pbreak' AND validator = 'test-runner'" "reject"
-[[ -z $(git -C "$REPO" branch --list kaizen/plan-Pbreak) ]] || fail "branch kaizen/plan-Pbreak not deleted"
+kz_wait_for 30 kz_branch_gone "$REPO" kaizen/plan-Pbreak || fail "branch kaizen/plan-Pbreak not deleted"
 [[ ! -e $STATE/worktrees/py/plan-Pbreak ]] || fail "the worktree of Pbreak not removed"
 git -C "$REPO" worktree list --porcelain | grep -q plan-Pbreak && fail "worktree plan-Pbreak still registered"
 # its commit stays reachable, outside the branches
@@ -257,7 +257,7 @@ expect "SELECT body->>'state' || ': ' || (body->>'reason' LIKE 'nothing to do: %
         WHERE type = 'plan.failed' AND body->>'plan_id' = 'Pnone'" "executing: true nothing_to_do"
 expect "SELECT body->>'cause' FROM events WHERE type = 'plan.rejected' AND body->>'plan_id' = 'Pbreak'" "change"
 expect "SELECT status FROM executions WHERE plan_id = 'Pnone'" "nothing"
-[[ -z $(git -C "$REPO" branch --list kaizen/plan-Pnone) ]] || fail "branch kaizen/plan-Pnone not deleted"
+kz_wait_for 30 kz_branch_gone "$REPO" kaizen/plan-Pnone || fail "branch kaizen/plan-Pnone not deleted"
 
 # --- the approval
 status_is Pask awaiting_approval || fail "Pask: $(status_of Pask) before the approval"

@@ -269,7 +269,8 @@ wait "$PID_orch2" 2>/dev/null
 start_orch orch3
 wait_status Plong failed
 expect_reason plan.failed Plong "executing: interrupted: the orchestrator restarted"
-[[ -z $(git -C "$REPO" branch --list 'kaizen/plan-Plong') ]] || fail "branch kaizen/plan-Plong not deleted"
+# the rollback follows the plan.failed (the router says it first)
+kz_wait_for 30 kz_branch_gone "$REPO" kaizen/plan-Plong || fail "branch kaizen/plan-Plong not deleted"
 [[ ! -e "$STATE/worktrees/repo/plan-Plong" ]] || fail "worktree of Plong not removed"
 expect_transitions Plong "ready,executing,failed"
 kz_wait_log orch3 "plan Pwait: awaiting_approval (recovered at start)" || fail "Pwait not reloaded"

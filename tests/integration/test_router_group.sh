@@ -136,5 +136,5 @@ IMP=$(git -C "$REPO" rev-parse kaizen/improvements) || fail "no kaizen/improveme
     fail "the integrated subject: $(git -C "$REPO" log -1 --format=%s "$IMP")"
 [[ $(git -C "$REPO" diff --name-only "$BASE" "refs/kaizen/plans/$PR") == "$R" ]] ||
     fail "the rejected receipt.py plan's commit is not kept"
-[[ -z $(git -C "$REPO" branch --list "kaizen/plan-$G" "kaizen/plan-$PR") ]] || fail "a rejected plan's branch is left"
+kz_wait_for 30 kz_branch_gone "$REPO" "kaizen/plan-$G" "kaizen/plan-$PR" || fail "a rejected plan's branch is left"
 echo "ok"

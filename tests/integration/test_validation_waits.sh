@@ -171,7 +171,7 @@ kz_wait_for 60 grep -q "stopped the tests of 'slow'" "$RUNNER" ||
     fail "the test-runner did not stop the suite: $(tail -20 "$RUNNER")"
 kz_wait_for 60 eval '! suite_running' || fail "the suite's processes are left: $(pgrep -af -- "$STATE/test-runner/slow")"
 [[ -e $STATE/test-runner/slow/$SLOWBASE.json ]] && fail "the interrupted base run was cached"
-[[ -z $(git -C "$T/slow" branch --list 'kaizen/plan-S1') ]] || fail "S1's branch is left"
+kz_wait_for 30 kz_branch_gone "$T/slow" kaizen/plan-S1 || fail "S1's branch is left"
 
 # --- 2. three plans at once behind one test-runner, each suite run (3 s)
 #     slower than request_ttl (2 s), watched by run-once
@@ -243,5 +243,5 @@ expect_b1=$(kz_psql "SELECT body->>'state' || ' ' || (body->>'cause') || ' ' || 
 ignored() { [[ $(kz_psql "SELECT body->>'outcome' || ' ' || (body->>'cause') FROM events WHERE type = 'learn.update' AND body->>'plan_id' = 'B1'") == "ignored suite" ]]; }
 kz_wait_for 60 ignored || fail "the learner did not record B1 as not counted: $(kz_psql "SELECT body FROM events WHERE type = 'learn.update' AND body->>'plan_id' = 'B1'")"
 [[ $(rate) == 0 ]] || fail "a learned pattern of the broken target moved: $(kz_psql "SELECT * FROM learned_patterns WHERE pattern LIKE '%|broken'")"
-[[ -z $(git -C "$T/broken" branch --list 'kaizen/*') ]] || fail "B1 left a branch"
+kz_wait_for 30 kz_branch_gone "$T/broken" 'kaizen/*' || fail "B1 left a branch"
 echo ok
