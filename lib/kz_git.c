@@ -925,6 +925,23 @@ int kz_git_branch_exists(const char *repo, const char *branch, char *errbuf, siz
     return -1;
 }
 
+int kz_git_is_ancestor(const char *repo, const char *ancestor, const char *rev, char *errbuf,
+                       size_t errlen)
+{
+    if (s_check_name("revision", ancestor, errbuf, errlen) != 0 ||
+        s_check_name("revision", rev, errbuf, errlen) != 0)
+        return -1;
+    const char *args[] = {"merge-base", "--is-ancestor", ancestor, rev, NULL};
+    int code = 0;
+    if (s_run(repo, args, 0, 0, &code, NULL, NULL, 0, errbuf, errlen) != 0)
+        return -1;
+    if (code == 0 || code == 1)
+        return code == 0;
+    s_err(errbuf, errlen, "git merge-base: exit %d in '%s' (is '%.64s' or '%.64s' unknown?)", code,
+          repo, ancestor, rev);
+    return -1;
+}
+
 int kz_git_branch_delete(const char *repo, const char *branch, char *errbuf, size_t errlen)
 {
     int exists = kz_git_branch_exists(repo, branch, errbuf, errlen);
@@ -1271,17 +1288,12 @@ int kz_git_fast_forward(const char *repo, const char *branch, const char *commit
         return -1;
     if (strcmp(old, target) == 0)
         return 0;
-    const char *anc[] = {"merge-base", "--is-ancestor", old, target, NULL};
-    int code = 0;
-    if (s_run(repo, anc, 0, 0, &code, NULL, NULL, 0, errbuf, errlen) != 0)
+    int anc = kz_git_is_ancestor(repo, old, target, errbuf, errlen);
+    if (anc < 0)
         return -1;
-    if (code == 1) {
+    if (anc == 0) {
         s_err(errbuf, errlen, "not a fast-forward: '%s' is not an ancestor of %.12s", branch,
               target);
-        return -1;
-    }
-    if (code != 0) {
-        s_err(errbuf, errlen, "git merge-base: exit %d in '%s'", code, repo);
         return -1;
     }
     if (s_branch_worktree(repo, branch, held, sizeof held, errbuf, errlen) != 0)

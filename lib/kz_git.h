@@ -87,6 +87,12 @@ int kz_git_worktree_remove(const char *repo, const char *path, char *errbuf, siz
    missing or not a git repository: 0, nothing done. 0 / -1 */
 int kz_git_worktrees_remove_under(const char *repo, const char *dir, int *removed, char *errbuf,
                                   size_t errlen);
+/* 1 when commit ANCESTOR is REV or one of its ancestors (`merge-base
+   --is-ancestor`; REV may be a ref such as "refs/heads/main"), 0 when
+   not, -1 with ERRBUF (an unknown revision, a name that starts with
+   '-') */
+int kz_git_is_ancestor(const char *repo, const char *ancestor, const char *rev, char *errbuf,
+                       size_t errlen);
 /* Delete BRANCH (forced). Missing branch: 0. 0 / -1 */
 int kz_git_branch_delete(const char *repo, const char *branch, char *errbuf, size_t errlen);
 /* 1 when BRANCH exists, 0 when not, -1 on error */

@@ -26,7 +26,8 @@
       impact       sum of severity weights: info 0.5, low 1, medium 2,
                    high 4, critical 8
       effort       fixers[].effort x files
-      risk         fixers[].risk
+      risk         fixers[].risk (kz_plan_risk: the router computes it
+                   again and never takes this one)
       rationale    "2 black findings (would-reformat) in pkg/a.py"
       scan_id, base_commit (the scan's commit), tool, rules, language
       (kz_language_of of the first file), finding_details (the first 50
@@ -61,6 +62,7 @@
 #include "kz_fixable.h"
 #include "kz_git.h"
 #include "kz_log.h"
+#include "kz_plan.h"
 #include "kz_recipe.h"
 #include "kz_store.h"
 
@@ -686,7 +688,7 @@ static int s_put_plan(kz_msg_t *msg, kz_val_t *map, const s_plan_t *plan,
     }
     if (kz_map_put_float(msg, map, "impact", plan->impact) != 0 ||
         kz_map_put_float(msg, map, "effort", plan->fixer->effort * (double)plan->nfiles) != 0 ||
-        kz_map_put_float(msg, map, "risk", plan->fixer->risk) != 0 ||
+        kz_map_put_float(msg, map, "risk", kz_plan_risk(plan->fixer)) != 0 ||
         kz_map_put_str(msg, map, "rationale", plan->rationale) != 0 ||
         kz_map_put_str(msg, map, "scan_id", scan_id) != 0 ||
         (*commit && kz_map_put_str(msg, map, "base_commit", commit) != 0) ||

@@ -2,7 +2,8 @@
     listing files, changes between commits, worktrees (stale ones too),
     commits, diff statistics, cherry-picks onto a branch without touching
     the user's checkout, conflicts, and fast-forwards of a checked-out
-    branch (clean, dirty, diverged).
+    branch (clean, dirty, diverged), ancestry, and where a plan's commits
+    must be (kz_plan).
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "kz_git.h"
+#include "kz_plan.h"
 
 typedef struct {
     char dir[PATH_MAX - 64]; /* the temporary directory */
@@ -741,6 +743,68 @@ static void test_tick_and_errors(void **state)
     assert_non_null(strstr(err, "git log: fatal: not a git repository"));
 }
 
+/* kz_git_is_ancestor, and kz_plan's checks of a plan's commits */
+static void test_plan_place(void **state)
+{
+    s_fix_t *fx = *state;
+    char err[512] = "", c2[KZ_GIT_OID_MAX], c3[KZ_GIT_OID_MAX], branch[64];
+    s_branch_commit(fx, "kaizen/plan-P1", fx->c1, "a.txt", "one\n", c2);
+    s_branch_commit(fx, "kaizen/plan-P4", c2, "a.txt", "two\n", c3);
+    assert_int_equal(kz_git_is_ancestor(fx->repo, fx->c1, c2, err, sizeof err), 1);
+    assert_int_equal(kz_git_is_ancestor(fx->repo, fx->c1, fx->c1, err, sizeof err), 1);
+    assert_int_equal(kz_git_is_ancestor(fx->repo, c2, "refs/heads/main", err, sizeof err), 0);
+    assert_int_equal(kz_git_is_ancestor(fx->repo, "--all", c2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "starts with '-'"));
+    assert_int_equal(kz_git_is_ancestor(fx->repo, "0123456789abcdef0123456789abcdef01234567", c2,
+                                        err, sizeof err),
+                     -1);
+
+    kz_target_config_t t;
+    memset(&t, 0, sizeof t);
+    char tname[] = "repo", other[] = "kaizen/plan-P1";
+    t.name = tname;
+    t.path = fx->repo;
+    t.branch = NULL; /* "main" */
+    assert_string_equal(kz_plan_target_branch(&t), "main");
+    assert_int_equal(kz_plan_branch("P1", branch, sizeof branch), 0);
+    assert_string_equal(branch, "kaizen/plan-P1");
+    assert_int_equal(kz_plan_branch("../x", branch, sizeof branch), -1);
+    assert_int_equal(kz_plan_branch("P1", branch, 8), -1);
+
+    assert_int_equal(kz_plan_check_base(&t, fx->c1, err, sizeof err), 0);
+    assert_int_equal(kz_plan_check_base(&t, c2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is not on branch 'main' of target 'repo'"));
+    assert_int_equal(kz_plan_check_commit(&t, "P1", c2, fx->c1, err, sizeof err), 0);
+    /* no branch for the plan; another plan's head; the base itself */
+    assert_int_equal(kz_plan_check_commit(&t, "P2", c2, fx->c1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no such branch"));
+    assert_int_equal(kz_plan_check_commit(&t, "P1", c3, fx->c1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is not the head of the plan's branch 'kaizen/plan-P1'"));
+    const char *args[] = {"branch", "kaizen/plan-P3", fx->c1, NULL};
+    assert_int_equal(kz_git(fx->repo, args, 0, NULL, err, sizeof err), 0);
+    assert_int_equal(kz_plan_check_commit(&t, "P3", fx->c1, fx->c1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is the base commit itself"));
+    /* a base off main; a base the commit does not descend from */
+    assert_int_equal(kz_plan_check_commit(&t, "P4", c3, c2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is not on branch 'main'"));
+    assert_int_equal(kz_plan_check_commit(&t, "P1", c2, c3, err, sizeof err), -1);
+    assert_non_null(strstr(err, "does not descend from the base commit"));
+    /* another branch of the target */
+    t.branch = other;
+    assert_int_equal(kz_plan_check_commit(&t, "P4", c3, c2, err, sizeof err), 0);
+
+    kz_fixer_config_t fixer;
+    memset(&fixer, 0, sizeof fixer);
+    fixer.risk = 0.3;
+    kz_policy_config_t policy;
+    memset(&policy, 0, sizeof policy);
+    policy.require_approval = 0.25;
+    assert_true(kz_plan_risk(&fixer) == 0.3);
+    assert_true(kz_plan_needs_approval(&policy, kz_plan_risk(&fixer)));
+    policy.require_approval = 0.8;
+    assert_false(kz_plan_needs_approval(&policy, kz_plan_risk(&fixer)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +820,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fast_forward, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_apply, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_tick_and_errors, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_plan_place, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
