@@ -1543,8 +1543,9 @@ static const s_field_t s_validate_request[] = {
     STR_OPT("tool", 1, L_NAME),      STRARR_OPT("findings", 0, L_WORD),
 };
 static const s_field_t s_validate_result[] = {
-    STR("plan_id", 1, L_ID),     STR("validator", 1, L_NAME), ENUM("verdict", s_verdicts),
-    STRARR_OPT("reasons", 0, 0), MAP_OPT("details"),          STR_OPT("cause", 1, L_WORD),
+    STR("plan_id", 1, L_ID),        STR("validator", 1, L_NAME), ENUM("verdict", s_verdicts),
+    STRARR_OPT("reasons", 0, 0),    MAP_OPT("details"),          STR_OPT("cause", 1, L_WORD),
+    STR_OPT("commit", 1, L_COMMIT),
 };
 static const s_field_t s_tests_base[] = {
     STR("commit", 1, L_COMMIT),

@@ -27,10 +27,13 @@
     got a new fingerprint because the fix changed its line: findings the
     fixer was not asked to fix may stay.
 
-    Replies validate.result {plan_id, validator "code-reviewer", verdict
-    pass | reject | error, reasons, details}. reject lists every violated
-    rule; error means the review could not be done (unknown target or
-    tool, a commit that does not resolve, a worktree or tool failure).
+    Replies validate.result {plan_id, commit (the request's), validator
+    "code-reviewer", verdict pass | reject | error, reasons, details}.
+    reject lists every violated rule; error means the review could not be
+    done (unknown target or tool, a commit that does not resolve, a
+    commit that is not a plan's - kz_plan_check_commit: the head of
+    kaizen/plan-<plan_id>, descending from base_commit, which is on the
+    target's branch -, a worktree or tool failure).
     details: files, added, removed, binary, findings_before,
     findings_after, targeted, targeted_gone, new_findings, remaining[] and
     new[] (fingerprints, at most 100 each), tool, note. Both worktrees are
@@ -51,6 +54,7 @@
 #include "kz_finding.h"
 #include "kz_git.h"
 #include "kz_log.h"
+#include "kz_plan.h"
 #include "kz_project.h"
 #include "kz_recipe.h"
 #include "kz_state.h"
@@ -227,6 +231,10 @@ static int s_validate(s_job_t *job, const kz_msg_t *req)
     if (kz_git_rev(job->target->path, base, job->base, err, sizeof err) != 0)
         return s_error(job, "base commit %.64s not found in target '%s': %s", base,
                        job->target->name, err);
+    /* only a plan's own commit, on its base on the target's branch */
+    if (kz_plan_check_commit(job->target, job->plan_id, job->commit, job->base, err, sizeof err) !=
+        0)
+        return s_error(job, "%s", err);
     if (s_strings(job, kz_map_get(body, "files"), "files", &job->files, &job->nfiles) != 0 ||
         s_strings(job, kz_map_get(body, "findings"), "findings", &job->targeted, &job->ntargeted) !=
             0)
@@ -688,6 +696,9 @@ static int s_reply(kz_agent_t *agent, kz_delivery_t *d, s_job_t *job)
     kz_val_t *b = kz_msg_body(reply);
     const char *verdict = s_verdict(job);
     int rc = kz_map_put_str(reply, b, "plan_id", job->plan_id);
+    const char *commit = kz_map_str(kz_msg_body_const(d->msg), "commit");
+    if (commit)
+        rc |= kz_map_put_str(reply, b, "commit", commit);
     rc |= kz_map_put_str(reply, b, "validator", S_VALIDATOR);
     rc |= kz_map_put_str(reply, b, "verdict", verdict);
     if (job->error[0]) {

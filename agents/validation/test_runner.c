@@ -30,7 +30,12 @@
     targets[].test_timeout ("timed out"). An unknown target, one without a
     test command, a commit that is not there, a worktree git refuses or a
     command that cannot start on the plan's commit: verdict "error" with
-    the reason.
+    the reason. So is a commit that is not a plan's (kz_plan_check_commit):
+    it must be the head of the plan's branch kaizen/plan-<plan_id>,
+    descend from base_commit and not be it, and base_commit must be on the
+    target's branch - a request for any other commit of the repository
+    runs nothing. The reply echoes the request's commit (the router checks
+    it).
 
     Worktrees are removed after every request, whatever happened. During a
     run the agent keeps its bus registrations alive (kz_proc's tick).
@@ -47,6 +52,7 @@
 #include "kz_agent.h"
 #include "kz_git.h"
 #include "kz_log.h"
+#include "kz_plan.h"
 #include "kz_proc.h"
 #include "kz_testresult.h"
 #include "kz_testsuite.h"
@@ -233,6 +239,7 @@ static int s_put_run(kz_msg_t *msg, kz_val_t *details, const char *key, const s_
 typedef struct {
     const char *plan_id;
     const char *target;
+    const char *commit; /* as the request gave it: the reply says which it judged */
     const char *verdict;
     s_reasons_t reasons;
     const char *cause; /* "suite" when the base cannot validate */
@@ -251,6 +258,7 @@ static int s_reply(kz_agent_t *agent, const kz_delivery_t *d, s_job_t *job)
     kz_val_t *b = kz_msg_body(reply);
     int rc = -1;
     if (kz_map_put_str(reply, b, "plan_id", job->plan_id) != 0 ||
+        (job->commit && kz_map_put_str(reply, b, "commit", job->commit) != 0) ||
         kz_map_put_str(reply, b, "validator", S_VALIDATOR) != 0 ||
         kz_map_put_str(reply, b, "verdict", job->verdict) != 0 ||
         (job->cause && kz_map_put_str(reply, b, "cause", job->cause) != 0))
@@ -347,6 +355,11 @@ static int s_validate(kz_agent_t *agent, const kz_val_t *body, s_job_t *job)
         return s_reason(&job->reasons, "commit %s: %s", commit, err);
     if (kz_git_rev(target->path, base_commit, job->base.commit, err, sizeof err) != 0)
         return s_reason(&job->reasons, "base commit %s: %s", base_commit, err);
+    /* only a plan's own commit, on its base on the target's branch: a
+       request for any other commit of the repository is not a plan */
+    if (kz_plan_check_commit(target, job->plan_id, job->now.commit, job->base.commit, err,
+                             sizeof err) != 0)
+        return s_reason(&job->reasons, "%s", err);
 
     kz_proc_opts_t po;
     s_proc_opts(agent, &po);
@@ -364,20 +377,6 @@ static int s_validate(kz_agent_t *agent, const kz_val_t *body, s_job_t *job)
     }
     char name[160];
     snprintf(name, sizeof name, "tests-%s", job->plan_id);
-    if (strcmp(job->now.commit, job->base.commit) == 0) {
-        /* nothing changed: the base's results are the commit's */
-        s_run_t *now = &job->now;
-        now->started = true;
-        now->exit_code = job->base.exit_code;
-        now->source = job->base.source;
-        now->have_counts = job->base.have_counts;
-        now->passed = job->base.passed, now->failed = job->base.failed;
-        now->errors = job->base.errors, now->skipped = job->base.skipped;
-        now->cached = job->base.cached;
-        job->ran = true;
-        job->verdict = "pass";
-        return 0;
-    }
     if (kz_testsuite_test_commit(cfg, target, name, &po, &job->now) != 0)
         return -1;
     job->ran = true;
@@ -405,6 +404,7 @@ static int s_on_request(kz_agent_t *agent, kz_delivery_t *delivery)
     kz_testsuite_run_init(&job.base);
     kz_testsuite_run_init(&job.now);
     job.plan_id = kz_map_str(body, "plan_id");
+    job.commit = kz_map_str(body, "commit");
     if (!kz_id_valid(job.plan_id)) {
         /* no validate.result: its plan_id would repeat what we refuse */
         kz_error("validate.request from '%s' with an invalid plan id", kz_msg_src(delivery->msg));

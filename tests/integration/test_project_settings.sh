@@ -227,8 +227,10 @@ kz_start reviewer "$KZ_BIN/kaizen-code-reviewer"
 kz_wait_log reviewer "started" || fail "reviewer did not start"
 kz_start refactorer "$KZ_BIN/kaizen-code-refactorer"
 kz_wait_log refactorer "started" || fail "refactorer did not start"
-review() { # ID COMMIT TOOL FILE: the verdict in $T/ID.json
+review() { # ID COMMIT TOOL FILE: the verdict in $T/ID.json (COMMIT made the head
+    # of the plan's branch first, as the refactorer would have)
     local body
+    git -C "$R" branch -f "kaizen/plan-$1" "$2" || fail "unable to make the branch of $1"
     body=$(printf '{"plan_id": "%s", "commit": "%s", "base_commit": "%s", "tool": "%s", "files": ["%s"]}' \
         "$1" "$2" "$BASE" "$3" "$4")
     "$PY" "$T/req.py" "$KZ_ROUTER" validate.review validate.request hooks "$body" >"$T/$1.json" ||

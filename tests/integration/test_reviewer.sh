@@ -59,10 +59,23 @@ for c in "$C_fix" "$C_keep" "$C_new" "$C_todo" "$C_big" "$C_bin" "$C_many" "$C_w
     [[ "$c" =~ ^[0-9a-f]{40}$ ]] || fail "making the test commits failed: '$c'"
 done
 
+# the reverse reviews (a fix's commit as the base, to learn the
+# fingerprint of what the fix removes) happen in a repository of their
+# own that shares R's objects: there, the fix is on main and a plan's
+# commit with the base's tree goes on top of it
+REV=$T/rev
+git init -q -b main "$REV"
+echo "$R/.git/objects" >"$REV/.git/objects/info/alternates"
+git -C "$REV" -c user.name=t -c user.email=t@t commit -q --allow-empty -m start
+git -C "$REV" checkout -q --detach
+
 kz_config <<EOF
 targets:
   - name: py
     path: $R
+    languages: [python]
+  - name: rev
+    path: $REV
     languages: [python]
 tools:
   - name: flake8
@@ -108,11 +121,30 @@ if reply.get("corr") != ulid:
     sys.exit("reply corr %r is not the request id %s" % (reply.get("corr"), ulid))
 print(json.dumps({"type": reply["type"], "target": reply.get("target"), "body": reply["body"]}))
 PY
-# review ID COMMIT BASE [EXTRA-JSON-FIELDS]: reply in $T/ID.json
+# review ID COMMIT BASE [EXTRA-JSON-FIELDS]: reply in $T/ID.json; COMMIT is
+# made the head of the plan's branch kaizen/plan-ID first, as the
+# refactorer would have (only a plan's commit is reviewed); review_raw
+# leaves the branches alone; RT names the target (default py)
 review() {
+    local repo=$R
+    [[ ${RT:-py} == rev ]] && repo=$REV
+    if git -C "$repo" rev-parse -q --verify "$2^{commit}" >/dev/null; then
+        git -C "$repo" branch -f "kaizen/plan-$1" "$2" || fail "unable to make the branch of $1"
+    fi
+    review_raw "$@"
+}
+# review_rev ID FIX EXTRA: review the change from FIX back to BASE (in REV)
+review_rev() {
+    git -C "$REV" branch -f main "$2" || fail "unable to move main of rev"
+    local back
+    back=$(git -C "$REV" -c user.name=t -c user.email=t@t commit-tree -p "$2" -m back "$BASE^{tree}") ||
+        fail "unable to make the reverse commit"
+    RT=rev review "$1" "$back" "$2" "$3"
+}
+review_raw() {
     local body
     body=$(printf '{"plan_id": "%s", "commit": "%s", "base_commit": "%s"%s}' "$1" "$2" "$3" "${4:+, $4}")
-    "$PY" "$T/req.py" "$KZ_ROUTER" validate.review validate.request py "$body" >"$T/$1.json" ||
+    "$PY" "$T/req.py" "$KZ_ROUTER" validate.review validate.request "${RT:-py}" "$body" >"$T/$1.json" ||
         fail "no reply for review $1"
     [[ $(jq -r .type "$T/$1.json") == validate.result ]] || fail "review $1: reply type: $(cat "$T/$1.json")"
     [[ $(jq -r .body.validator "$T/$1.json") == code-reviewer ]] || fail "review $1: validator: $(cat "$T/$1.json")"
@@ -136,7 +168,7 @@ kz_start refactorer "$KZ_BIN/kaizen-code-refactorer"
 kz_wait_log refactorer "started" || fail "refactorer did not start"
 
 # the fingerprint of flake8's F401 on "import os": the base seen from the fix
-review r0 "$BASE" "$C_fix" '"tool": "flake8", "files": ["a.py"]'
+review_rev r0 "$C_fix" '"tool": "flake8", "files": ["a.py"]'
 verdict r0 reject "new flake8 F401 at a.py:1"
 FP=$(field r0 '.body.details.new[0]')
 [[ "$FP" =~ ^[0-9a-f]{32}$ ]] || fail "no fingerprint in details.new: $(cat "$T/r0.json")"
@@ -163,7 +195,7 @@ nreasons r3 1
 # alone changes the line, so E231's fingerprint changes too; it was not
 # targeted and stays: not new. The fingerprint of W291 first, seen from
 # the fix.
-review w0 "$BASE" "$C_ws" '"tool": "flake8", "files": ["c.py"]'
+review_rev w0 "$C_ws" '"tool": "flake8", "files": ["c.py"]'
 verdict w0 reject "new flake8 W291 at c.py:1"
 nreasons w0 1
 WFP=$(field w0 '.body.details.new[0]')
@@ -191,13 +223,23 @@ review e2 0123456789abcdef0123456789abcdef01234567 "$BASE"
 verdict e2 error "commit 0123456789abcdef0123456789abcdef01234567 not found"
 review e3 "$C_fix" "$BASE" '"files": ["../etc/passwd"]'
 verdict e3 error "leaves the worktree"
+# only a plan's commit: the head of its branch, on a base on main
+review_raw e4 "$C_fix" "$BASE"
+verdict e4 error "is not the head of the plan's branch 'kaizen/plan-e4'"
+# the plan's branch holds another commit (r2's holds C_keep): reply in r2.json again
+review_raw r2 "$C_fix" "$BASE"
+verdict r2 error "is not the head of the plan's branch 'kaizen/plan-r2' (${C_keep:0:12})"
+review e6 "$BASE" "$BASE"
+verdict e6 error "is the base commit itself"
+review e7 "$C_fix" "$C_keep"
+verdict e7 error "does not descend from the base commit"
 
 # end to end: the refactorer's black fix passes the review with the black tool
 body=$(printf '{"plan_id": "p1", "fixer": "black", "files": ["fmt.py"], "base_commit": "%s"}' "$BASE")
 "$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request py "$body" >"$T/p1.json" || fail "no reply from the refactorer"
 [[ $(jq -r .body.status "$T/p1.json") == changed ]] || fail "refactor: $(cat "$T/p1.json")"
 P1=$(jq -r .body.commit "$T/p1.json")
-review b0 "$BASE" "$P1" '"tool": "black", "files": ["fmt.py"]'
+review_rev b0 "$P1" '"tool": "black", "files": ["fmt.py"]'
 verdict b0 reject "new black"
 BFP=$(field b0 '.body.details.new[0]')
 review b1 "$P1" "$BASE" "\"tool\": \"black\", \"files\": [\"fmt.py\"], \"findings\": [\"$BFP\"], \"fixer\": \"black\""

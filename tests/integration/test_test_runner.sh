@@ -9,7 +9,10 @@
 # test_timeout (reject "timed out", nothing left running), an unknown
 # target, a target without a test command and a missing commit answer
 # "error", a base whose output gives no test count answers "error" with
-# cause "suite", and no worktree is left behind. (Bases that cannot run:
+# cause "suite", a commit that is not a plan's (not the head of
+# kaizen/plan-<id>, the base itself, a base off main or one it does not
+# descend from) answers "error" without running anything, and no worktree
+# is left behind. (Bases that cannot run:
 # test_test_runner_base.sh.)
 source "$KZ_ROOT/tests/integration/lib.sh"
 K="$KZ_BIN/kaizen"
@@ -137,8 +140,36 @@ kz_start runner "$AGENT" -c "$KAIZEN_CONFIG" --log-level debug
 served() { [[ $("$K" call mmi.service '"validate.tests"' --timeout 2s 2>/dev/null) == 200 ]]; }
 kz_wait_for 30 served || fail "validate.tests is not served"
 
+# repo_of TARGET: its repository
+repo_of() {
+    case $1 in
+    py | py-short | notests) echo "$T/py" ;;
+    c) echo "$T/c" ;;
+    fake) echo "$T/fake" ;;
+    *) echo "" ;;
+    esac
+}
+# as_plan TARGET COMMIT BASE PLAN: make COMMIT a plan's commit, as the
+# refactorer would have: the head of branch kaizen/plan-PLAN; and, in the
+# fake repository (whose cases sit on branches of their own), BASE the
+# head of main
+as_plan() {
+    local repo
+    repo=$(repo_of "$1")
+    [[ -n $repo ]] || return 0
+    git -C "$repo" rev-parse -q --verify "$2^{commit}" >/dev/null || return 0
+    git -C "$repo" branch -f "kaizen/plan-$4" "$2" || fail "unable to make branch kaizen/plan-$4"
+    if [[ $1 == fake ]]; then
+        git -C "$repo" branch -f main "$3" || fail "unable to move main of fake to $3"
+    fi
+}
 # call NAME TARGET COMMIT BASE [PLAN]: the reply envelope in $T/NAME.json
+# (COMMIT made the head of the plan's branch first); call_raw: as it is
 call() {
+    as_plan "$2" "$3" "$4" "${5:-plan-$1}"
+    call_raw "$@"
+}
+call_raw() {
     local name=$1 target=$2 commit=$3 base=$4 plan=${5:-plan-$1}
     "$K" call validate.tests \
         "{\"plan_id\":\"$plan\",\"commit\":\"$commit\",\"base_commit\":\"$base\",\"target\":\"$target\"}" \
@@ -159,6 +190,7 @@ PY
 # the planted breaking fix: rejected, the failing test named
 call breaks py "$breaks_py" "$base_py"
 check breaks 'b["verdict"] == "reject" and b["plan_id"] == "plan-breaks"'
+check breaks "b['commit'] == '$breaks_py'"
 check breaks 'any("tests.test_receipt::test_receipt_line_matches_archive" in r and "fails" in r for r in b["reasons"])'
 check breaks 'len(b["reasons"]) == 1'
 check breaks 'b["details"]["newly_failing"] == ["tests.test_receipt::test_receipt_line_matches_archive"]'
@@ -244,9 +276,30 @@ rc=0
 ((rc == 1)) || fail "a bad plan id: exit $rc, want 1 (an error reply): $(cat "$T/badid.json")"
 grep -q "bad_request.*invalid plan id" "$T/badid.json" || fail "bad plan id not reported: $(cat "$T/badid.json")"
 
-# the same commit as its base: pass without a run
+# only a plan's commit is validated: the head of its branch kaizen/plan-<id>,
+# descending from its base, which is on the target's branch - anything
+# else is an error, and runs nothing
+runs_before=$(grep -c "running the tests of" "$T/runner.log")
 call same py "$base_py" "$base_py"
-check same 'b["verdict"] == "pass"'
+check same 'b["verdict"] == "error" and "is the base commit itself" in b["reasons"][0]'
+call_raw nobranch py "$safe_py" "$base_py" plan-nobranch
+check nobranch 'b["verdict"] == "error" and "not the head of the plan" in b["reasons"][0] and "kaizen/plan-plan-nobranch" in b["reasons"][0]'
+# another branch's commit under a plan's name
+call_raw otherhead py "$breaks_py" "$base_py" plan-safe
+check otherhead 'b["verdict"] == "error" and "is not the head of the plan" in b["reasons"][0] and "kaizen/plan-plan-safe" in b["reasons"][0]'
+# a plan whose base is not on main: the safe fix's commit as the base of a child
+git -C "$T/py" worktree add -q --detach "$T/wchild" "$safe_py" || fail "worktree for the child"
+printf '# child\n' >>"$T/wchild/README.md"
+git_c "$T/wchild" commit -qam child || fail "child commit"
+child_py=$(git -C "$T/wchild" rev-parse HEAD)
+git -C "$T/py" worktree remove --force "$T/wchild"
+call offmain py "$child_py" "$safe_py"
+check offmain 'b["verdict"] == "error" and "is not on branch " in b["reasons"][0] and "of target " in b["reasons"][0]'
+# a base the commit does not descend from
+call nodescent py "$breaks_py" "$safe_py"
+check nodescent 'b["verdict"] == "error" and "does not descend from the base commit" in b["reasons"][0]'
+[[ $(grep -c "running the tests of" "$T/runner.log") == "$runs_before" ]] ||
+    fail "a request for a commit that is not a plan's ran the tests"
 
 # nothing left behind: worktrees, reports, the user's checkout
 for repo in "$T/py" "$T/c" "$T/fake"; do

@@ -113,8 +113,15 @@ kz_start runner "$AGENT" -c "$KAIZEN_CONFIG"
 served() { [[ $("$K" call mmi.service '"validate.tests"' --timeout 2s 2>/dev/null) == 200 ]]; }
 kz_wait_for 60 served || fail "validate.tests is not served"
 
-# call NAME TARGET COMMIT BASE: the reply envelope in $T/NAME.json
+# call NAME TARGET COMMIT BASE: the reply envelope in $T/NAME.json; COMMIT
+# is made the head of the plan's branch kaizen/plan-plan-NAME first, as
+# the refactorer would have (only a plan's commit is validated)
 call() {
+    local repo=$T/$2
+    case $2 in src | src-fixed) repo=$T/srclayout ;; notests) repo=$T/onefail ;; esac
+    if [[ -d $repo ]] && git -C "$repo" rev-parse -q --verify "$3^{commit}" >/dev/null; then
+        git -C "$repo" branch -f "kaizen/plan-plan-$1" "$3" || fail "unable to make the branch of plan-$1"
+    fi
     "$K" call validate.tests \
         "{\"plan_id\":\"plan-$1\",\"commit\":\"$3\",\"base_commit\":\"$4\",\"target\":\"$2\"}" \
         --json --timeout 3m --retries 0 >"$T/$1.json" 2>"$T/$1.err" ||
