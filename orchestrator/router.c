@@ -66,6 +66,7 @@
 #include "kz_db.h"
 #include "kz_git.h"
 #include "kz_log.h"
+#include "kz_plan.h"
 #include "kz_recipe.h"
 #include "kz_state.h"
 
@@ -110,6 +111,7 @@ struct s_plan {
     char target[256];
     const kz_target_config_t *tcfg; /* NULL only for a recovered plan of an unknown target */
     const kz_fixer_config_t *fixer; /* likewise */
+    double risk;                    /* kz_plan_risk of the fixer: never the message's */
     kz_msg_t *msg;                  /* the plan (plan.ready); read-only while running */
     char interrupted[64];           /* recovered: the state it was interrupted in */
     s_phase_t phase;                /* the loop's thread only */
@@ -729,6 +731,19 @@ static bool s_take_vcall(s_work_t *w, s_vcall_t *v, s_verdict_t *vd)
         return false;
     }
     const char *bad = s_bad_reply(v->reply, "validate.result", w->p->id, why, sizeof why);
+    const char *corr = kz_msg_corr(v->reply);
+    const char *rcommit = kz_map_str(kz_msg_body_const(v->reply), "commit");
+    if (!bad && (!corr || strcmp(corr, v->req_id) != 0)) {
+        /* kz_bus_call drops a reply to another request or from another
+           service already; this says so again where the verdict is taken */
+        s_fmt(why, sizeof why, "answered another request (corr '%.64s', not %s)", corr ? corr : "",
+              v->req_id);
+        bad = why;
+    } else if (!bad && (!rcommit || strcmp(rcommit, w->commit) != 0)) {
+        s_fmt(why, sizeof why, "answered about commit '%.64s', not %.12s", rcommit ? rcommit : "?",
+              w->commit);
+        bad = why;
+    }
     if (bad) {
         s_fmt(line, sizeof line, "%s %s", v->service, bad);
         s_append(vd->failed, sizeof vd->failed, "; ", line);
@@ -1196,13 +1211,18 @@ static void s_work(s_work_t *w)
         s_fail(w, state, reason, "invalid");
         return;
     }
-    double risk = s_num(w->body, "risk", 0.0);
+    /* the base must be on the target's branch: a plan is a change of
+       that branch, not of any commit the repository happens to hold */
+    if (kz_plan_check_base(p->tcfg, w->base, err, sizeof err) != 0) {
+        s_fail(w, state, err, "invalid");
+        return;
+    }
     double limit = w->r->cfg->policy.require_approval;
-    if (!approved && risk >= limit) {
+    if (!approved && kz_plan_needs_approval(&w->r->cfg->policy, p->risk)) {
         s_fmt(reason, sizeof reason,
-              "risk %g is at or above policy.require_approval %g: waiting for a person "
-              "('kaizen approve %s' or 'kaizen reject %s')",
-              risk, limit, p->id, p->id);
+              "risk %g is at or above policy.require_approval %g (fixers[].risk of '%s'): "
+              "waiting for a person ('kaizen approve %s' or 'kaizen reject %s')",
+              p->risk, limit, p->fixer->name, p->id, p->id);
         s_state(w, "awaiting_approval", reason, NULL);
         /* a decision that came meanwhile is looked at by the loop */
         s_outcome(w, "awaiting");
@@ -1226,7 +1246,8 @@ static void *s_plan_main(void *arg)
     w.r = r;
     w.body = kz_msg_body_const(p->msg);
     w.corr = kz_msg_corr(p->msg);
-    s_fmt(w.branch, sizeof w.branch, "kaizen/plan-%s", p->id);
+    if (kz_plan_branch(p->id, w.branch, sizeof w.branch) != 0)
+        s_fmt(w.branch, sizeof w.branch, "kaizen/plan-%s", p->id); /* the id was checked */
     char err[512], rel[600];
     s_fmt(rel, sizeof rel, "worktrees/%s/plan-%s", p->target, p->id);
     if (p->tcfg) {
@@ -1281,6 +1302,13 @@ static int s_check(kz_router_t *self, const kz_msg_t *msg, s_plan_t *p, char *re
               fixer ? fixer : "");
         return -1;
     }
+    /* the risk is ours to compute: a plan.ready that says less is not
+       believed (it only shows in the log) */
+    p->risk = kz_plan_risk(p->fixer);
+    double said = s_num(b, "risk", p->risk);
+    if (said < p->risk)
+        kz_warn("plan %s: its message says risk %g, but fixers[].risk of '%s' is %g: taking %g",
+                p->id, said, p->fixer->name, p->risk, p->risk);
     const kz_val_t *files = kz_map_get(b, "files");
     if (!files || files->type != KZ_VAL_ARRAY || files->u.arr.count == 0) {
         s_fmt(reason, len, "the plan names no files");
@@ -1385,7 +1413,7 @@ static void s_take(kz_router_t *self, kz_msg_t **msg_p, bool approved, bool awai
     const kz_val_t *files = kz_map_get(kz_msg_body_const(msg), "files");
     kz_info("plan %s: %s (%s): target %s, fixer %s, %u file%s, risk %g", id, p->state, why_here,
             p->target, p->fixer->name, files->u.arr.count, files->u.arr.count == 1 ? "" : "s",
-            s_num(kz_msg_body_const(msg), "risk", 0.0));
+            p->risk);
     s_append_plan(self, p);
 }
 
@@ -1791,7 +1819,7 @@ static void s_reap(kz_router_t *self)
 static bool s_will_ask(const kz_router_t *self, const s_plan_t *p)
 {
     return !p->interrupted[0] && !p->approved &&
-           s_num(kz_msg_body_const(p->msg), "risk", 0.0) >= self->cfg->policy.require_approval;
+           kz_plan_needs_approval(&self->cfg->policy, p->risk);
 }
 
 /* Start queued plans while there is room (policy.max_concurrent plans

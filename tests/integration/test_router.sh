@@ -16,8 +16,8 @@
 #    under refs/kaizen/plans/<id>;
 #  - a plan the fixer changes nothing for (black on textkit/stats.py):
 #    rejected "nothing to do", no branch left;
-#  - a plan whose risk is at or above policy.require_approval (isort on
-#    textkit/wrap.py): awaiting_approval, then `kaizen publish
+#  - a plan whose risk (its fixer's fixers[].risk) is at or above
+#    policy.require_approval (isort on textkit/wrap.py): awaiting_approval, then `kaizen publish
 #    plan.approved` -> accepted and integrated after the first;
 #  - the commits: a message listing the plan's finding_details, author
 #    and committer policy.commit_author, on the plan branch and on
@@ -119,7 +119,7 @@ fixers:
   - name: isort
     tool: isort
     argv: [/usr/bin/python3, -m, isort, --quiet, --, "{files}"]
-    risk: 0.2
+    risk: 0.9
   - name: codespell
     tool: codespell
     rules: [misspelling]

@@ -11,7 +11,7 @@
 #  - the same plan.ready delivered twice (same envelope id, as a broker
 #    redelivery) while the plan executes, and again once it is final: it
 #    runs once;
-#  - risk at or above policy.require_approval: awaiting_approval; a
+#  - risk (fixers[].risk) at or above policy.require_approval: awaiting_approval; a
 #    person's plan.rejected ends it with nothing more published;
 #  - plan.batch and plan.ranked (no plan_id) on the recorder's staged path
 #    (a batch with an already stored message) store without a refusal;
@@ -69,6 +69,11 @@ fixers:
     argv: [/usr/bin/python3, -m, black, --quiet, --, "{files}"]
     service: exec.nobody
     risk: 0.1
+  - name: black-risky
+    tool: black
+    argv: [/usr/bin/python3, -m, black, --quiet, --, "{files}"]
+    service: exec.nobody
+    risk: 0.9
 policy:
   require_approval: 0.8
   max_concurrent: 2
@@ -228,7 +233,7 @@ expect_transitions Pnext "ready,executing,failed"
     fail "Pslow executed more than once"
 
 # --- approval: awaiting_approval, then a person rejects it
-ready "$(plan Prej black '["pkg/a.py"]' 0.9)" --target repo
+ready "$(plan Prej black-risky '["pkg/a.py"]' 0.9)" --target repo
 wait_status Prej awaiting_approval
 expect_reason plan.state Prej "awaiting_approval: risk 0.9 is at or above policy.require_approval 0.8"
 kz_status 'b["router"]["awaiting"] == 1' >/dev/null || fail "status: $(kz_status 'b["router"]')"
@@ -257,7 +262,7 @@ wait "$PID_orch" 2>/dev/null
 config 60s
 start_orch orch2
 ready "$(plan Plong black '["pkg/a.py"]')" --target repo
-ready "$(plan Pwait black '["pkg/b.py"]' 0.85)" --target repo
+ready "$(plan Pwait black-risky '["pkg/b.py"]' 0.9)" --target repo
 wait_status Plong executing
 wait_status Pwait awaiting_approval
 # what the refactorer would have left: the plan's branch and worktree
