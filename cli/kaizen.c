@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kz_git.h"
 #include "kz_log.h"
 
 /* The commands, in the order `kaizen --help` lists them */
@@ -274,6 +275,10 @@ int main(int argc, char **argv)
             rc = KZ_EXIT_FAILURE;
         } else {
             cli.config_path = cli.cfg->path; /* NULL when the defaults are used */
+            /* trusted foreign-owned targets known to git; the refused
+               ones are reported by the commands that use them */
+            char why[1024];
+            (void)kz_git_check_targets(cli.cfg, why, sizeof why);
             kz_log_set_level(cli.cfg->log.level);
             kz_log_set_json(cli.cfg->log.json);
         }
