@@ -249,9 +249,10 @@ int kz_state_init(const kz_config_t *cfg, char *errbuf, size_t errlen)
         }
         if (kz_mkdirs(path, dirs[i].mode, errbuf, errlen) != 0)
             return -1;
-        /* logs stays searchable while the embedded PostgreSQL (another
-           user) writes postgres.log there: kz_pgctl makes it 0711 */
-        s_tighten(path, strcmp(dirs[i].rel, "logs") == 0 ? 0711 : dirs[i].mode, note, sizeof note);
+        /* logs: the embedded PostgreSQL (another user) writing
+           postgres.log there gets it searchable again when it starts
+           (kz_pgctl) */
+        s_tighten(path, dirs[i].mode, note, sizeof note);
     }
     if (note[0])
         kz_info("made the state directory private (it was readable by other users): %s", note);
