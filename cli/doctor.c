@@ -209,8 +209,8 @@ static void s_state_dir(s_doctor_t *d)
             if (say)
                 *say = '\0';
             if (st.st_uid != geteuid())
-                snprintf(fix, sizeof fix, "chown -R %ld '%s' && chmod 0711 '%s'",
-                         (long)geteuid(), dir, dir);
+                snprintf(fix, sizeof fix, "chown -R %ld '%s' && chmod 0711 '%s'", (long)geteuid(),
+                         dir, dir);
             else
                 snprintf(fix, sizeof fix, "chmod 0711 '%s'", dir);
             s_line(d, "FAIL", "state directory", why, fix);
@@ -271,8 +271,8 @@ static void s_target_owners(s_doctor_t *d)
         if (kz_git_check_owner(target->path, target->trust_owner, why, sizeof why) == 0) {
             struct stat st;
             bool ours = stat(target->path, &st) != 0 || st.st_uid == geteuid();
-            s_line(d, "ok", what,
-                   ours ? target->path : "another user (trusted: trust_owner: true)", NULL);
+            s_line(d, "ok", what, ours ? target->path : "another user (trusted: trust_owner: true)",
+                   NULL);
             continue;
         }
         snprintf(fix, sizeof fix,
