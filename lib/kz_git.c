@@ -403,6 +403,23 @@ static int s_driver_args(const char *repo, const char *const *safe, size_t nsafe
     return 0;
 }
 
+/* Commands that never read or write a file's content through
+   attributes (refs, objects, configuration): no driver can run, so no
+   s_driver_args first */
+static bool s_no_drivers(const char *const *args)
+{
+    static const char *const plain[] = {"rev-parse", "config",   "for-each-ref", "merge-base",
+                                        "rev-list",  "cat-file", "update-ref",   "symbolic-ref",
+                                        "show-ref",  "ls-tree",  "branch",       NULL};
+    if (!args[0])
+        return true;
+    for (size_t i = 0; plain[i]; i++)
+        if (strcmp(args[0], plain[i]) == 0)
+            return true;
+    return strcmp(args[0], "worktree") == 0 && args[1] &&
+           (strcmp(args[1], "list") == 0 || strcmp(args[1], "prune") == 0);
+}
+
 static void s_free_args(char **safe, size_t nsafe, char *drivers)
 {
     for (size_t i = 0; i < nsafe; i++)
@@ -451,8 +468,8 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
         argv[n++] = safe[i];
     }
     char *drivers = NULL;
-    if (s_driver_args(repo, (const char *const *)safe, nsafe, &drivers, argv, &n,
-                      n + S_MAX_DRIVER_ARGS, errbuf, errlen) != 0) {
+    if (!s_no_drivers(args) && s_driver_args(repo, (const char *const *)safe, nsafe, &drivers, argv,
+                                             &n, n + S_MAX_DRIVER_ARGS, errbuf, errlen) != 0) {
         s_free_args(safe, nsafe, NULL);
         return -1;
     }
