@@ -20,6 +20,7 @@
 
 #include "kz_git.h"
 #include "kz_log.h"
+#include "kz_state.h"
 
 /* The commands, in the order `kaizen --help` lists them */
 static const kz_cli_cmd_t *const s_commands[] = {
@@ -206,6 +207,9 @@ int main(int argc, char **argv)
 {
     /* our own SIGINT/SIGTERM handling, not CZMQ's */
     zsys_handler_set(NULL);
+    /* private files, also for the commands that load no config (init,
+       keygen): kz_config_open does it for the others */
+    kz_state_umask();
 
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},

@@ -138,12 +138,15 @@ grep -q kz-private-7f3a "$WT_FILE" || fail "the worktree file holds the filter's
 [[ -s "$LOG" ]] || fail "the agent wrote no log to $LOG"
 [[ $(mode "$LOG") == 600 ]] || fail "log mode $(mode "$LOG"), expected 600"
 echo "spooled" >"$STATE/spool/probe" # a file in the spool directory
+"$K" keygen orchestrator --dir "$STATE/keys" >"$T/keygen.out" 2>&1 || fail "kaizen keygen: $(cat "$T/keygen.out")"
+[[ $(mode "$STATE/keys") == 700 ]] || fail "STATE/keys mode $(mode "$STATE/keys"), expected 700"
+[[ $(mode "$STATE/keys/orchestrator.key_secret") == 600 ]] || fail "secret key mode $(mode "$STATE/keys/orchestrator.key_secret")"
 
 # --- user nobody reads nothing of it
-for f in "$WT_FILE" "$LOG" "$STATE/spool/probe"; do
+for f in "$WT_FILE" "$LOG" "$STATE/spool/probe" "$STATE/keys/orchestrator.key_secret" "$STATE/keys/orchestrator.key"; do
     as_nobody cat "$f" >/dev/null 2>&1 && fail "user nobody read $f"
 done
-for d in "$STATE" "$STATE/logs" "$STATE/spool" "$STATE/run" "$STATE/worktrees" "$STATE/worktrees/priv"; do
+for d in "$STATE" "$STATE/logs" "$STATE/spool" "$STATE/run" "$STATE/keys" "$STATE/worktrees" "$STATE/worktrees/priv"; do
     as_nobody ls "$d" >/dev/null 2>&1 && fail "user nobody listed $d"
 done
 # sanity: nobody can run at all (the failures above are the modes)
