@@ -118,9 +118,14 @@ static const char *const s_git_prefix[] = {
     "-c", "gc.auto=0", "-c", "maintenance.auto=false",
     /* nothing a repository's config names runs: no transport (kaizen
        never fetches: submodules, ext::), no credential helper, no gpg
-       through log.showSignature, no attributes file of the user's */
+       (log.showSignature, merge.verifySignatures, and the programs
+       themselves), no attributes file of the user's */
     "-c", "protocol.allow=never", "-c", "submodule.recurse=false", "-c", "credential.helper=", "-c",
-    "log.showSignature=false", "-c", "core.attributesFile=/dev/null", NULL};
+    "log.showSignature=false", "-c", "merge.verifySignatures=false", "-c", "gpg.program=false",
+    "-c", "gpg.ssh.program=false", "-c", "gpg.x509.program=false", "-c",
+    "core.attributesFile=/dev/null", NULL};
+
+#define S_PREFIX_LEN (sizeof s_git_prefix / sizeof s_git_prefix[0])
 
 /* Foreign-owned repositories trusted with targets[].trust_owner: each
    is "safe.directory=PATH" on every git command line */
@@ -273,7 +278,7 @@ static int s_driver_args(const char *repo, const char *const *safe, size_t nsafe
                          const char **argv, size_t *n, size_t max, char *errbuf, size_t errlen)
 {
     *hold = NULL;
-    const char *cmd[KZ_GIT_MAX_ARGS + S_MAX_SAFE * 2 + 8];
+    const char *cmd[3 + S_PREFIX_LEN + S_MAX_SAFE * 2 + 5];
     size_t c = 0;
     cmd[c++] = "git";
     cmd[c++] = "-C";
@@ -437,7 +442,10 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
                       bool *out_trunc, char *errline, size_t errline_len, char *errbuf,
                       size_t errlen)
 {
-    const char *argv[KZ_GIT_MAX_ARGS + 32 + S_MAX_SAFE * 2 + S_MAX_DRIVER_ARGS];
+    /* git -C REPO, the prefix, safe.directory pairs, the driver
+       overrides, the identity, ARGS, NULL */
+    const char
+        *argv[3 + S_PREFIX_LEN + S_MAX_SAFE * 2 + S_MAX_DRIVER_ARGS + 4 + KZ_GIT_MAX_ARGS + 1];
     size_t n = 0;
     char label[64];
     s_label(args, label, sizeof label);
