@@ -197,13 +197,10 @@ static void s_first_line(const char *s, char *buf, size_t len)
 
 /* ------------------------------------------------------------ ownership */
 
-static void s_safe_add(const char *path)
+static void s_safe_add_one(const char *dir)
 {
     char buf[PATH_MAX + 32];
-    char real[PATH_MAX];
-    if (!realpath(path, real))
-        snprintf(real, sizeof real, "%s", path);
-    if (snprintf(buf, sizeof buf, "safe.directory=%s", real) >= (int)sizeof buf)
+    if (snprintf(buf, sizeof buf, "safe.directory=%s", dir) >= (int)sizeof buf)
         return;
     pthread_mutex_lock(&s_safe_lock);
     bool known = false;
@@ -215,6 +212,16 @@ static void s_safe_add(const char *path)
             s_safe[s_safe_count++] = copy;
     }
     pthread_mutex_unlock(&s_safe_lock);
+}
+
+/* PATH as configured and as resolved: git compares safe.directory with
+   the path it found the repository at */
+static void s_safe_add(const char *path)
+{
+    char real[PATH_MAX];
+    s_safe_add_one(path);
+    if (realpath(path, real) && strcmp(real, path) != 0)
+        s_safe_add_one(real);
 }
 
 int kz_git_check_owner(const char *path, bool trust, char *errbuf, size_t errlen)
