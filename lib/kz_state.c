@@ -214,12 +214,12 @@ int kz_state_check_dir(const char *dir, char *errbuf, size_t errlen)
     return 0;
 }
 
-/* DIR (of ours, existing) to MODE when it is more open; the directory's
-   name into NOTE when it changed */
+/* DIR (of ours, existing; a symlink as STATE: its target) to MODE when
+   it is more open; the directory's name into NOTE when it changed */
 static void s_tighten(const char *dir, mode_t mode, char *note, size_t notelen)
 {
     struct stat st;
-    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
         (st.st_mode & 07777 & ~mode) == 0)
         return;
     if (chmod(dir, st.st_mode & 07777 & mode) == 0) {
