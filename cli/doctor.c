@@ -51,9 +51,11 @@ static const char s_usage[] =
     "\n"
     "  the config; the Debian packages kaizen runs on; the kaizen programs\n"
     "  (kaizen-broker, kaizen-orchestrator, kaizen-NAME for each agent); the\n"
-    "  state directory; per target, what it needs: the tool recipes that apply\n"
-    "  to its languages and that the project chose (tools[].requires), their\n"
-    "  fixers and its test program (tools it does not run are only listed); for\n"
+    "  state directory (private: ours, writable by no one else); per target,\n"
+    "  who owns it (another user only with trust_owner: true), what it needs:\n"
+    "  the tool recipes that apply to its languages and that the project chose\n"
+    "  (tools[].requires), their fixers and its test program (tools it does not\n"
+    "  run are only listed); for\n"
     "  each target with a test command, whether its tests can run at the head\n"
     "  of its branch (from the test runner's base cache when it has that\n"
     "  commit, else by running them in a temporary worktree, removed after);\n"
@@ -202,8 +204,30 @@ static void s_state_dir(s_doctor_t *d)
     char fix[PATH_MAX + 128], detail[PATH_MAX + 128];
     struct stat st;
     if (stat(dir, &st) == 0) {
+        char why[PATH_MAX * 2 + 512];
+        if (kz_state_check_dir(dir, why, sizeof why) != 0) {
+            /* another owner, or writable by others: refused (kz_state.h) */
+            char *say = strstr(why, "; fix it with: ");
+            if (say)
+                *say = '\0';
+            if (st.st_uid != geteuid())
+                snprintf(fix, sizeof fix, "chown -R %ld '%s' && chmod 0711 '%s'", (long)geteuid(),
+                         dir, dir);
+            else
+                snprintf(fix, sizeof fix, "chmod 0711 '%s'", dir);
+            s_line(d, "FAIL", "state directory", why, fix);
+            return;
+        }
         if (S_ISDIR(st.st_mode) && access(dir, W_OK | X_OK) == 0) {
-            s_line(d, "ok", "state directory", dir, NULL);
+            if ((st.st_mode & 07777 & ~0711) != 0) {
+                snprintf(detail, sizeof detail,
+                         "%s (mode %04o: readable by other users; the next 'kaizen up' makes it "
+                         "0711)",
+                         dir, (unsigned)(st.st_mode & 07777));
+                s_line(d, "ok", "state directory", detail, NULL);
+            } else {
+                s_line(d, "ok", "state directory", dir, NULL);
+            }
             return;
         }
         snprintf(detail, sizeof detail, "%s is not a writable directory", dir);
@@ -234,6 +258,30 @@ static void s_state_dir(s_doctor_t *d)
         snprintf(fix, sizeof fix, "mkdir -p '%s' && chown %ld '%s' (as root)", dir, (long)geteuid(),
                  dir);
         s_line(d, "FAIL", "state directory", detail, fix);
+    }
+}
+
+/* Each target's repository belongs to us, or its entry trusts its owner */
+static void s_target_owners(s_doctor_t *d)
+{
+    for (size_t t = 0; t < d->cfg->targets_count; t++) {
+        const kz_target_config_t *target = &d->cfg->targets[t];
+        char what[300], why[PATH_MAX * 2 + 512], fix[PATH_MAX + 256];
+        snprintf(what, sizeof what, "owner of %s", target->name);
+        if (!target->path)
+            continue;
+        if (kz_git_check_owner(target->path, target->trust_owner, why, sizeof why) == 0) {
+            struct stat st;
+            bool ours = stat(target->path, &st) != 0 || st.st_uid == geteuid();
+            s_line(d, "ok", what, ours ? target->path : "another user (trusted: trust_owner: true)",
+                   NULL);
+            continue;
+        }
+        snprintf(fix, sizeof fix,
+                 "set trust_owner: true in the entry of target %s if you trust that user, or "
+                 "chown -R %ld '%s'",
+                 target->name, (long)geteuid(), target->path);
+        s_line(d, "FAIL", what, why, fix);
     }
 }
 
@@ -703,6 +751,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     s_packages(&d);
     s_programs(&d);
     s_state_dir(&d);
+    s_target_owners(&d);
     s_target_tools(&d);
     s_tests(&d);
     s_database(&d);

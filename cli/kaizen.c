@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kz_git.h"
 #include "kz_log.h"
+#include "kz_state.h"
 
 /* The commands, in the order `kaizen --help` lists them */
 static const kz_cli_cmd_t *const s_commands[] = {
@@ -205,6 +207,9 @@ int main(int argc, char **argv)
 {
     /* our own SIGINT/SIGTERM handling, not CZMQ's */
     zsys_handler_set(NULL);
+    /* private files, also for the commands that load no config (init,
+       keygen): kz_config_open does it for the others */
+    kz_state_umask();
 
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -274,6 +279,10 @@ int main(int argc, char **argv)
             rc = KZ_EXIT_FAILURE;
         } else {
             cli.config_path = cli.cfg->path; /* NULL when the defaults are used */
+            /* trusted foreign-owned targets known to git; the refused
+               ones are reported by the commands that use them */
+            char why[1024];
+            (void)kz_git_check_targets(cli.cfg, why, sizeof why);
             kz_log_set_level(cli.cfg->log.level);
             kz_log_set_json(cli.cfg->log.json);
         }

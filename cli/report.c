@@ -1204,7 +1204,7 @@ static int s_write_html(const char *path, const json_t *doc)
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return kz_cli_error("report", "path too long: '%s'", path);
-    FILE *out = fopen(tmp, "we");
+    FILE *out = kz_file_fopen(tmp, "w", 0600);
     if (!out)
         return kz_cli_error("report", "unable to write '%s': %s", tmp, strerror(errno));
     s_html(out, doc);

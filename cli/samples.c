@@ -406,5 +406,8 @@ int kz_cli_prepare_targets(const kz_config_t *cfg, const char *cmd)
                                 t->name, t->path, t->init_from, c.err);
         fprintf(stderr, "created sample target %s at %s from %s\n", t->name, t->path, t->init_from);
     }
+    char why[2048];
+    if (kz_git_check_targets(cfg, why, sizeof why) != 0)
+        return kz_cli_error(cmd, "%s", why);
     return KZ_EXIT_OK;
 }

@@ -305,7 +305,7 @@ static pid_t s_spawn(const char *exe, char *const argv[], const char *log, bool 
         if (daemon ? setsid() < 0 : setpgid(0, 0) != 0)
             e = errno;
         int devnull = open("/dev/null", O_RDWR);
-        int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int logfd = kz_file_open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (!e && (devnull < 0 || logfd < 0))
             e = errno;
         if (!e && (dup2(devnull, STDIN_FILENO) < 0 || dup2(devnull, STDOUT_FILENO) < 0 ||

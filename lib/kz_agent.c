@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kz_git.h"
 #include "kz_log.h"
 
 #ifndef KZ_VERSION
@@ -575,6 +576,11 @@ int kz_agent_main(int argc, char **argv, const kz_agent_def_t *def)
         kz_config_destroy(&cfg);
         return 1;
     }
+
+    /* targets owned by other users: refused unless trusted (the error
+       repeats when a command works on one), trusted ones known to git */
+    if (kz_git_check_targets(cfg, err, sizeof err) != 0)
+        fprintf(stderr, "kaizen-%s: %s\n", def->name, err);
 
     kz_agent_t agent;
     memset(&agent, 0, sizeof agent);

@@ -236,8 +236,15 @@ static int s_rewrite(kz_compdb_t *self, const char *in, const char *out, const c
         s_fail(self, "out of memory");
     else if (json_array_size(keep) == 0)
         rc = s_fail(self, "compile_commands.json has no usable entry (%zu dropped)", dropped);
-    else if (json_dump_file(keep, out, JSON_INDENT(1)) != 0)
-        rc = s_fail(self, "unable to write '%s'", out);
+    else {
+        /* never through a symlink in its place (kz_state.h) */
+        FILE *f = kz_file_fopen(out, "w", 0600);
+        int bad = !f || json_dumpf(keep, f, JSON_INDENT(1)) != 0;
+        if (f && fclose(f) != 0)
+            bad = 1;
+        if (bad)
+            rc = s_fail(self, "unable to write '%s': %s", out, strerror(errno));
+    }
     if (rc == 0 && dropped)
         kz_warn("compile database of '%s': %zu entries dropped (malformed, outside the tree or "
                 "loading compiler plugins)",

@@ -28,6 +28,7 @@
 #include <yaml.h>
 
 #include "kz_fixable.h"
+#include "kz_state.h"
 
 #define S_MAX_DEPTH   64         /* nesting of YAML collections */
 #define S_MAX_NODES   200000     /* nodes in one document */
@@ -693,6 +694,9 @@ static const s_field_t s_target_fields[] = {
     S_PATHF(kz_target_config_t, init_from),
     {"env", S_T_STRLIST, S_OFF(kz_target_config_t, env), NULL, 0, 0, false, s_check_env, NULL, 0,
      S_OFF(kz_target_config_t, env_count), NULL},
+    /* private state (docs/security.md) */
+    {"trust_owner", S_T_BOOL, S_OFF(kz_target_config_t, trust_owner), "false", 0, 0, false, NULL,
+     NULL, 0, 0, NULL},
     S_FIELD_END};
 
 static int s_check_one_of(const char *value, const char *const *allowed, const char *what,
@@ -1866,6 +1870,9 @@ const char *kz_config_default_path(void)
 
 kz_config_t *kz_config_open(const char *path, char *errbuf, size_t errlen)
 {
+    /* every kaizen program opens its config first: from here on what it
+       creates is private (docs/security.md) */
+    kz_state_umask();
     if (!path)
         path = kz_config_default_path();
     if (path)

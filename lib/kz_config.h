@@ -248,6 +248,9 @@ typedef struct {
                    run of the test command (NULL-terminated, may be NULL; a later entry
                    of the same NAME wins), e.g. "PYTHONPATH=src" */
     size_t env_count;
+    bool trust_owner; /* targets[].trust_owner, default false: a repository (or its .git)
+                         owned by another user than kaizen's is refused unless true (like
+                         git's safe.directory); kz_git_check_owner */
 } kz_target_config_t;
 
 typedef struct {
@@ -309,7 +312,8 @@ void kz_config_destroy(kz_config_t **self_p);
 
 /* The configuration every kaizen program uses: PATH when given, else
    kz_config_default_path(), else the defaults. NULL with ERRBUF (the
-   loader's "FILE:LINE:COL: KEY: what is wrong") on failure. */
+   loader's "FILE:LINE:COL: KEY: what is wrong") on failure. Sets the
+   process's umask to 077 first (kz_state_umask): the state is private. */
 kz_config_t *kz_config_open(const char *path, char *errbuf, size_t errlen);
 
 /* The config file to use when none is given: $KAIZEN_CONFIG, else

@@ -6,7 +6,14 @@
     identity (GIT_DIR, GIT_WORK_TREE, GIT_INDEX_FILE, GIT_AUTHOR_* ...):
     an agent started from inside a git hook must still work on the repo
     it names. Hooks, the fsmonitor daemon, external diff drivers and
-    signing are switched off: they are commands kaizen never runs.
+    signing are switched off: they are commands kaizen never runs. So are
+    the programs a repository's own .git/config can name and its
+    .gitattributes select (a repository owned by someone else, trusted
+    with trust_owner, is still not trusted to run code as us): every
+    filter.NAME.{clean,smudge,process} and merge.NAME.driver set in the
+    config is overridden on the command line (s_driver_args), transports
+    (protocol.allow=never), submodule recursion, credential helpers and
+    log.showSignature are off.
     Pathspecs are literal (GIT_LITERAL_PATHSPECS=1): a file named
     ":(glob)*" is that file, never pathspec magic.
 
@@ -22,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -107,7 +115,26 @@ static const char *const s_git_prefix[] = {
     "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "commit.gpgsign=false",
     "-c", "tag.gpgsign=false", "-c", "advice.detachedHead=false", "-c", "color.ui=false",
     /* no background gc / maintenance left running after a command */
-    "-c", "gc.auto=0", "-c", "maintenance.auto=false", NULL};
+    "-c", "gc.auto=0", "-c", "maintenance.auto=false",
+    /* nothing a repository's config names runs: no transport (kaizen
+       never fetches: submodules, ext::), no credential helper, no gpg
+       (log.showSignature, merge.verifySignatures, and the programs
+       themselves), no attributes file of the user's */
+    "-c", "protocol.allow=never", "-c", "submodule.recurse=false", "-c", "credential.helper=", "-c",
+    "log.showSignature=false", "-c", "merge.verifySignatures=false", "-c", "gpg.program=false",
+    "-c", "gpg.ssh.program=false", "-c", "gpg.x509.program=false", "-c",
+    "core.attributesFile=/dev/null", NULL};
+
+#define S_PREFIX_LEN (sizeof s_git_prefix / sizeof s_git_prefix[0])
+
+/* Foreign-owned repositories trusted with targets[].trust_owner: each
+   is "safe.directory=PATH" on every git command line */
+#define S_MAX_SAFE 64
+static pthread_mutex_t s_safe_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *s_safe[S_MAX_SAFE];
+static size_t s_safe_count;
+/* room for the driver overrides of one command (s_driver_args) */
+#define S_MAX_DRIVER_ARGS 256
 
 /* The identity of every commit (author and committer): "-c user.name=..."
    and "-c user.email=..." (kz_git_set_identity) */
@@ -168,6 +195,250 @@ static void s_first_line(const char *s, char *buf, size_t len)
     }
 }
 
+/* ------------------------------------------------------------ ownership */
+
+static void s_safe_add_one(const char *dir)
+{
+    char buf[PATH_MAX + 32];
+    if (snprintf(buf, sizeof buf, "safe.directory=%s", dir) >= (int)sizeof buf)
+        return;
+    pthread_mutex_lock(&s_safe_lock);
+    bool known = false;
+    for (size_t i = 0; i < s_safe_count && !known; i++)
+        known = strcmp(s_safe[i], buf) == 0;
+    if (!known && s_safe_count < S_MAX_SAFE) {
+        char *copy = strdup(buf);
+        if (copy)
+            s_safe[s_safe_count++] = copy;
+    }
+    pthread_mutex_unlock(&s_safe_lock);
+}
+
+/* PATH as configured and as resolved: git compares safe.directory with
+   the path it found the repository at */
+static void s_safe_add(const char *path)
+{
+    char real[PATH_MAX];
+    s_safe_add_one(path);
+    if (realpath(path, real) && strcmp(real, path) != 0)
+        s_safe_add_one(real);
+}
+
+int kz_git_check_owner(const char *path, bool trust, char *errbuf, size_t errlen)
+{
+    char dotgit[PATH_MAX];
+    if (snprintf(dotgit, sizeof dotgit, "%s/.git", path) >= (int)sizeof dotgit) {
+        s_err(errbuf, errlen, "path too long: '%s'", path);
+        return -1;
+    }
+    const char *paths[] = {path, dotgit};
+    uid_t me = geteuid();
+    bool foreign = false;
+    for (size_t i = 0; i < 2; i++) {
+        struct stat st;
+        if (lstat(paths[i], &st) != 0)
+            continue; /* not there (yet): nothing to refuse */
+        if (st.st_uid == me)
+            continue;
+        foreign = true;
+        if (!trust) {
+            s_err(errbuf, errlen,
+                  "refusing the repository '%s': '%s' is owned by uid %ld, not by uid %ld that "
+                  "kaizen runs as (its owner could make kaizen run code through the "
+                  "repository's config); if you trust that user, set trust_owner: true in "
+                  "the target's entry",
+                  path, paths[i], (long)st.st_uid, (long)me);
+            return -1;
+        }
+    }
+    if (foreign)
+        s_safe_add(path);
+    return 0;
+}
+
+int kz_git_check_targets(const kz_config_t *cfg, char *errbuf, size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; i < cfg->targets_count; i++) {
+        const kz_target_config_t *t = &cfg->targets[i];
+        char why[1024];
+        if (!t->path || kz_git_check_owner(t->path, t->trust_owner, why, sizeof why) == 0)
+            continue;
+        if (rc == 0)
+            s_err(errbuf, errlen, "target %s: %s", t->name, why);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ drivers */
+
+/* The "-c" pairs that empty every filter and merge driver the
+   configuration of REPO names (the repository's own .git/config above
+   all: its attributes choose them, and running them is running the
+   owner's code): filter.NAME.{clean,smudge,process} empty and
+   required=false (no filter), merge.NAME.driver "false" (a conflict).
+   Strings into *HOLD (malloc'd; free it), pointers appended to ARGV at
+   *N (room for MAX). 0 / -1 with ERRBUF (a driver name that cannot be
+   overridden on a command line is refused) */
+static int s_driver_args(const char *repo, const char *const *safe, size_t nsafe, char **hold,
+                         const char **argv, size_t *n, size_t max, char *errbuf, size_t errlen)
+{
+    *hold = NULL;
+    const char *cmd[3 + S_PREFIX_LEN + S_MAX_SAFE * 2 + 5];
+    size_t c = 0;
+    cmd[c++] = "git";
+    cmd[c++] = "-C";
+    cmd[c++] = repo;
+    for (size_t i = 0; s_git_prefix[i]; i++)
+        cmd[c++] = s_git_prefix[i];
+    for (size_t i = 0; i < nsafe; i++) {
+        cmd[c++] = "-c";
+        cmd[c++] = safe[i];
+    }
+    cmd[c++] = "config";
+    cmd[c++] = "-z";
+    cmd[c++] = "--get-regexp";
+    cmd[c++] = "^(filter|merge)\\.";
+    cmd[c] = NULL;
+    const char **env = s_env_base();
+    if (!env) {
+        s_err(errbuf, errlen, "git config: out of memory");
+        return -1;
+    }
+    kz_proc_opts_t opts = {0};
+    opts.argv = cmd;
+    opts.env = env;
+    opts.env_add = s_env_add;
+    opts.timeout_ms = KZ_GIT_DEFAULT_TIMEOUT_MS;
+    opts.out_cap = 1024 * 1024;
+    opts.err_cap = 64 * 1024;
+    kz_proc_result_t res;
+    char perr[256];
+    int rc = kz_proc_run(&opts, &res, perr, sizeof perr);
+    free(env);
+    if (rc != 0) {
+        s_err(errbuf, errlen, "git config: %s", perr);
+        kz_proc_result_free(&res);
+        return -1;
+    }
+    /* 1: no such key; anything else but 0 is for the command itself to
+       report (a missing repository, dubious ownership) */
+    if (res.exit_code != 0 || !res.out || res.out_len == 0 || res.out_truncated) {
+        bool trunc = res.out_truncated;
+        kz_proc_result_free(&res);
+        if (trunc) {
+            s_err(errbuf, errlen, "git config: too many filter and merge settings in '%s'", repo);
+            return -1;
+        }
+        return 0;
+    }
+    /* each entry "KEY\nVALUE\0" (or "KEY\0"); one "-c KEY=VALUE" string
+       per override, all in one buffer */
+    size_t cap = res.out_len * 8 + 256, start = *n;
+    char *buf = malloc(cap);
+    if (!buf) {
+        kz_proc_result_free(&res);
+        s_err(errbuf, errlen, "git config: out of memory");
+        return -1;
+    }
+    size_t used = 0;
+    rc = 0;
+    for (size_t at = 0; at < res.out_len && rc == 0;) {
+        const char *key = res.out + at;
+        size_t klen = strnlen(key, res.out_len - at);
+        at += klen + 1;
+        const char *nl = memchr(key, '\n', klen);
+        size_t keylen = nl ? (size_t)(nl - key) : klen;
+        /* SECTION.NAME.VAR: NAME may hold dots; VAR is after the last */
+        const char *first = memchr(key, '.', keylen);
+        const char *last = NULL;
+        for (const char *p = key + keylen; p > key; p--)
+            if (p[-1] == '.') {
+                last = p - 1;
+                break;
+            }
+        if (!first || !last || last == first)
+            continue; /* filter.X or merge.X: no driver */
+        bool filter = strncmp(key, "filter.", 7) == 0;
+        const char *var = last + 1;
+        size_t varlen = keylen - (size_t)(var - key);
+        bool wanted = filter ? (varlen == 5 && strncmp(var, "clean", 5) == 0) ||
+                                   (varlen == 6 && strncmp(var, "smudge", 6) == 0) ||
+                                   (varlen == 7 && strncmp(var, "process", 7) == 0)
+                             : varlen == 6 && strncmp(var, "driver", 6) == 0;
+        if (!wanted)
+            continue;
+        int namelen = (int)(last - first - 1);
+        const char *name = first + 1;
+        if (memchr(name, '=', (size_t)namelen) || memchr(name, '\n', (size_t)namelen)) {
+            s_err(errbuf, errlen,
+                  "refusing to run git in '%s': its config names a %s driver '%.*s' that "
+                  "cannot be switched off",
+                  repo, filter ? "filter" : "merge", namelen, name);
+            rc = -1;
+            break;
+        }
+        static const char *const fvars[] = {"clean=", "smudge=", "process=", "required=false"};
+        static const char *const mvars[] = {"driver=false"};
+        const char *const *vars = filter ? fvars : mvars;
+        size_t nvars = filter ? 4 : 1;
+        for (size_t v = 0; v < nvars; v++) {
+            if (*n + 2 > max) {
+                s_err(errbuf, errlen, "git: too many filter and merge drivers in '%s'", repo);
+                rc = -1;
+                break;
+            }
+            int w = snprintf(buf + used, cap - used, "%s.%.*s.%s", filter ? "filter" : "merge",
+                             namelen, name, vars[v]);
+            if (w < 0 || (size_t)w >= cap - used) {
+                s_err(errbuf, errlen, "git: too many filter and merge drivers in '%s'", repo);
+                rc = -1;
+                break;
+            }
+            bool dup = false;
+            for (size_t k = start; k < *n && !dup; k++)
+                dup = strcmp(argv[k], buf + used) == 0;
+            if (dup)
+                continue;
+            argv[(*n)++] = "-c";
+            argv[(*n)++] = buf + used;
+            used += (size_t)w + 1;
+        }
+    }
+    kz_proc_result_free(&res);
+    if (rc != 0) {
+        free(buf);
+        return -1;
+    }
+    *hold = buf;
+    return 0;
+}
+
+/* Commands that never read or write a file's content through
+   attributes (refs, objects, configuration): no driver can run, so no
+   s_driver_args first */
+static bool s_no_drivers(const char *const *args)
+{
+    static const char *const plain[] = {"rev-parse", "config",   "for-each-ref", "merge-base",
+                                        "rev-list",  "cat-file", "update-ref",   "symbolic-ref",
+                                        "show-ref",  "ls-tree",  "branch",       NULL};
+    if (!args[0])
+        return true;
+    for (size_t i = 0; plain[i]; i++)
+        if (strcmp(args[0], plain[i]) == 0)
+            return true;
+    return strcmp(args[0], "worktree") == 0 && args[1] &&
+           (strcmp(args[1], "list") == 0 || strcmp(args[1], "prune") == 0);
+}
+
+static void s_free_args(char **safe, size_t nsafe, char *drivers)
+{
+    for (size_t i = 0; i < nsafe; i++)
+        free(safe[i]);
+    free(drivers);
+}
+
 /* Run git. Returns 0 when git ran to an exit (its code in *CODE, stdout
    in *OUT when OUT is non-NULL, stderr's first line in ERRLINE), -1
    when it could not run, timed out or was killed (ERRBUF says so).
@@ -178,7 +449,10 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
                       bool *out_trunc, char *errline, size_t errline_len, char *errbuf,
                       size_t errlen)
 {
-    const char *argv[KZ_GIT_MAX_ARGS + 32];
+    /* git -C REPO, the prefix, safe.directory pairs, the driver
+       overrides, the identity, ARGS, NULL */
+    const char
+        *argv[3 + S_PREFIX_LEN + S_MAX_SAFE * 2 + S_MAX_DRIVER_ARGS + 4 + KZ_GIT_MAX_ARGS + 1];
     size_t n = 0;
     char label[64];
     s_label(args, label, sizeof label);
@@ -190,11 +464,30 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
         s_err(errbuf, errlen, "%s: no repository given", label);
         return -1;
     }
+    /* the trusted foreign-owned repositories, copied: another thread
+       may add one meanwhile */
+    char *safe[S_MAX_SAFE];
+    size_t nsafe = 0;
+    pthread_mutex_lock(&s_safe_lock);
+    for (size_t i = 0; i < s_safe_count; i++)
+        if ((safe[nsafe] = strdup(s_safe[i])))
+            nsafe++;
+    pthread_mutex_unlock(&s_safe_lock);
     argv[n++] = "git";
     argv[n++] = "-C";
     argv[n++] = repo;
     for (size_t i = 0; s_git_prefix[i]; i++)
         argv[n++] = s_git_prefix[i];
+    for (size_t i = 0; i < nsafe; i++) {
+        argv[n++] = "-c";
+        argv[n++] = safe[i];
+    }
+    char *drivers = NULL;
+    if (!s_no_drivers(args) && s_driver_args(repo, (const char *const *)safe, nsafe, &drivers, argv,
+                                             &n, n + S_MAX_DRIVER_ARGS, errbuf, errlen) != 0) {
+        s_free_args(safe, nsafe, NULL);
+        return -1;
+    }
     argv[n++] = "-c";
     argv[n++] = s_user_name;
     argv[n++] = "-c";
@@ -202,6 +495,7 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
     for (size_t i = 0; args[i]; i++) {
         if (i >= KZ_GIT_MAX_ARGS) {
             s_err(errbuf, errlen, "%s: too many arguments", label);
+            s_free_args(safe, nsafe, drivers);
             return -1;
         }
         argv[n++] = args[i];
@@ -211,6 +505,7 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
     const char **env = s_env_base();
     if (!env) {
         s_err(errbuf, errlen, "%s: out of memory", label);
+        s_free_args(safe, nsafe, drivers);
         return -1;
     }
     kz_proc_opts_t opts = {0};
@@ -230,6 +525,7 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
     char perr[256];
     int rc = kz_proc_run(&opts, &res, perr, sizeof perr);
     free(env);
+    s_free_args(safe, nsafe, drivers);
     if (rc != 0) {
         s_err(errbuf, errlen, "%s: %s", label, perr);
         kz_proc_result_free(&res);
@@ -247,8 +543,14 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
         return -1;
     }
     *code = res.exit_code;
-    if (errline && errline_len)
+    if (errline && errline_len) {
         s_first_line(res.err, errline, errline_len);
+        if (strstr(errline, "dubious ownership"))
+            snprintf(errline, errline_len,
+                     "refusing the repository '%s': it is owned by another user than kaizen's "
+                     "(set trust_owner: true in its target's entry if you trust that user)",
+                     repo);
+    }
     if (out_len)
         *out_len = res.out_len;
     if (out_trunc)
@@ -689,7 +991,7 @@ static int s_rm_rf(const char *repo, const char *path, char *errbuf, size_t errl
     return kz_rmtree(path, errbuf, errlen);
 }
 
-/* mkdir -p of PATH's parent */
+/* mkdir -p of PATH's parent (0711) */
 static int s_mkdir_parent(const char *path, char *errbuf, size_t errlen)
 {
     char buf[PATH_MAX];
@@ -701,21 +1003,9 @@ static int s_mkdir_parent(const char *path, char *errbuf, size_t errlen)
     if (!slash || slash == buf)
         return 0;
     *slash = '\0';
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
-            s_err(errbuf, errlen, "unable to create '%s': %s", buf, strerror(errno));
-            return -1;
-        }
-        *p = '/';
-    }
-    if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
-        s_err(errbuf, errlen, "unable to create '%s': %s", buf, strerror(errno));
-        return -1;
-    }
-    return 0;
+    /* searchable, not listable: STATE/worktrees/<target> is traversed by
+       the sandbox's user to reach its worktree (kz_state.h) */
+    return kz_mkdirs(buf, 0711, errbuf, errlen);
 }
 
 /* --------------------------------------------------------------- worktrees */

@@ -3,6 +3,8 @@
     Every call runs `git -C REPO ...` through kz_proc (no shell) with
     LC_ALL=C, GIT_TERMINAL_PROMPT=0, hooks disabled (core.hooksPath=
     /dev/null: a target's hooks are commands kaizen never runs), no
+    program a repository's own config names (filter and merge drivers
+    are emptied, no transport, no submodules, no signature checks), no
     pager, and kaizen's own identity (kz_git_set_identity) as the author
     and committer of commits. Errors come back
     in ERRBUF as "git worktree add: fatal: ..." (the first line of git's
@@ -18,6 +20,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kz_config.h"
+
 #define KZ_GIT_OID_MAX 65 /* sha1 (40) or sha256 (64) hex + NUL */
 
 /* Tick called while git runs (kz_agent_proc_tick and the agent), for
@@ -29,6 +33,20 @@ void kz_git_set_tick(void (*tick)(void *arg), void *arg);
    "kaizen <kaizen@localhost>". Call it before starting threads. 0, or
    -1 (too long or empty: the default is kept). */
 int kz_git_set_identity(const char *name, const char *email);
+
+/* A repository owned by another user is refused (git's own
+   safe.directory check, and this one with a clear message): PATH (the
+   repository's top directory) and PATH/.git must belong to the effective
+   user, unless TRUST (targets[].trust_owner). A trusted foreign-owned
+   PATH is added, for the rest of the process, to the directories every
+   git call names with -c safe.directory. 0 (also when PATH does not
+   exist yet) / -1 with ERRBUF saying who owns what and the fix */
+int kz_git_check_owner(const char *path, bool trust, char *errbuf, size_t errlen);
+
+/* kz_git_check_owner on every target of CFG (each with its trust_owner):
+   the trusted ones are registered; 0, or -1 with ERRBUF naming the first
+   target refused ("target NAME: ...") - the others are still checked */
+int kz_git_check_targets(const kz_config_t *cfg, char *errbuf, size_t errlen);
 
 /* Run `git -C REPO ARGS...` (ARGS NULL-terminated). 0 when git exited 0,
    with its stdout in *OUT (malloc'd, NUL-terminated; OUT may be NULL);

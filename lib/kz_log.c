@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kz_state.h"
+
 #define KZ_LOG_AGENT_MAX 256
 #define KZ_LOG_CORR_MAX  128
 
@@ -311,7 +313,8 @@ void kz_log_vwrite(kz_log_level_t level, const char *fmt, va_list ap)
 /* Open PATH for appending and make it fd 2. 0 / -1 with errno */
 static int s_open_as_stderr(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    /* never through a symlink planted in the log's place; ours alone */
+    int fd = kz_file_open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (fd < 0)
         return -1;
     fflush(stderr);

@@ -337,6 +337,20 @@ static int s_own_dir(const kz_pg_t *pg, const char *dir, mode_t mode, char *errb
     return 0;
 }
 
+/* DIR (ours) also searchable by other users (0711 at most), so that the
+   cluster's user reaches the files it writes there. 0 / -1 */
+static int s_searchable(const char *dir, char *errbuf, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return s_fail(errbuf, errlen, "unable to examine '%s': %s", dir, strerror(errno));
+    if ((st.st_mode & 0111) == 0111 || st.st_uid != geteuid())
+        return 0;
+    if (chmod(dir, (st.st_mode & 07777) | 0111) != 0)
+        return s_fail(errbuf, errlen, "unable to set the mode of '%s': %s", dir, strerror(errno));
+    return 0;
+}
+
 /* The cluster's user can search every directory on the way to PATH
    (mode bits: owner, else group, else other, as the kernel decides) */
 static int s_check_reach(const kz_pg_t *pg, const char *path, char *errbuf, size_t errlen)
@@ -767,8 +781,9 @@ int kz_pg_start(kz_pg_t *pg, int timeout_ms, bool *started, char *errbuf, size_t
     snprintf(logs_dir, sizeof logs_dir, "%s/logs", pg->state_dir);
 
     /* the directories, owned by the cluster's user, reachable by it */
-    if (kz_mkdirs(pg->state_dir, 0755, errbuf, errlen) != 0 ||
-        kz_mkdirs(logs_dir, 0755, errbuf, errlen) != 0 ||
+    if (kz_mkdirs(pg->state_dir, 0711, errbuf, errlen) != 0 ||
+        kz_mkdirs(logs_dir, 0700, errbuf, errlen) != 0 ||
+        (pg->drop_privileges && s_searchable(logs_dir, errbuf, errlen) != 0) ||
         s_own_dir(pg, db_dir, 0700, errbuf, errlen) != 0 ||
         s_own_dir(pg, pg->sock_dir, 0700, errbuf, errlen) != 0)
         return -1;

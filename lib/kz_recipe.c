@@ -577,7 +577,7 @@ static int s_copy_files(const char *root, const char *dir, const char *const *fi
             snprintf(why, len, "cannot read '%s'", files[i]);
             return -1;
         }
-        FILE *f = kz_mkdirs(parent, 0700, why, len) == 0 ? fopen(to, "wbx") : NULL;
+        FILE *f = kz_mkdirs(parent, 0700, why, len) == 0 ? kz_file_fopen(to, "x", 0600) : NULL;
         bool ok = f && fwrite(data, 1, n, f) == n;
         if (f && fclose(f) != 0)
             ok = false;

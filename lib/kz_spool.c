@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "kz_log.h"
+#include "kz_state.h"
 
 #define S_FILE_MAGIC  "KZSPOOL1"
 #define S_FILE_HDR    8
@@ -261,7 +262,7 @@ static int s_pos_write(kz_spool_t *self, char *errbuf, size_t errlen)
     uint8_t raw[S_POS_LEN];
     s_put64(raw, self->pos);
     s_put32(raw + 8, s_crc32c(raw, 8));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = kz_file_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) {
         snprintf(errbuf, errlen, "unable to write '%s': %s", tmp, strerror(errno));
         return -1;
@@ -378,7 +379,7 @@ kz_spool_t *kz_spool_open(const char *path, uint64_t max_bytes, char *errbuf, si
     else
         strcpy(self->dir, ".");
 
-    self->fd = open(path, O_RDWR | O_CLOEXEC);
+    self->fd = kz_file_open(path, O_RDWR, 0600);
     if (self->fd < 0) {
         if (errno != ENOENT) {
             snprintf(errbuf, errlen, "unable to open spool '%s': %s", path, strerror(errno));
@@ -423,7 +424,7 @@ void kz_spool_close(kz_spool_t **self_p)
 /* Create the file with its header, durably. 0 / -1 with ERRBUF */
 static int s_create(kz_spool_t *self, char *errbuf, size_t errlen)
 {
-    self->fd = open(self->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    self->fd = kz_file_open(self->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (self->fd < 0) {
         snprintf(errbuf, errlen, "unable to create spool '%s': %s", self->path, strerror(errno));
         return -1;

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kz_log.h"
+
 int kz_state_path(const kz_config_t *cfg, const char *rel, char *buf, size_t len)
 {
     int n = snprintf(buf, len, "%s/%s", cfg->state_dir, rel);
@@ -24,6 +26,15 @@ int kz_state_log_path(const kz_config_t *cfg, const char *name, char *buf, size_
 {
     int n = snprintf(buf, len, "%s/logs/%s.log", cfg->state_dir, name);
     return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* mkdir PATH with exactly MODE when it is missing (the umask does not
+   narrow it). 0 / -1 with errno */
+static int s_mkdir_mode(const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) != 0)
+        return errno == EEXIST ? 0 : -1;
+    return chmod(path, mode);
 }
 
 int kz_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen)
@@ -37,13 +48,13 @@ int kz_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        if (s_mkdir_mode(path, 0711) != 0) {
             snprintf(errbuf, errlen, "unable to create directory '%s': %s", path, strerror(errno));
             return -1;
         }
         *p = '/';
     }
-    if (mkdir(path, mode) != 0 && errno != EEXIST) {
+    if (s_mkdir_mode(path, mode) != 0) {
         snprintf(errbuf, errlen, "unable to create directory '%s': %s", path, strerror(errno));
         return -1;
     }
@@ -119,14 +130,117 @@ int kz_tmpdir_new(const char *under, const char *prefix, char *buf, size_t len, 
     return 0;
 }
 
+void kz_state_umask(void)
+{
+    umask(077);
+}
+
+int kz_file_open(const char *path, int flags, mode_t mode)
+{
+    int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -1;
+    /* a file of ours left more open by an older version */
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+        (st.st_mode & 0777 & ~mode) != 0)
+        (void)fchmod(fd, st.st_mode & 0777 & mode);
+    return fd;
+}
+
+FILE *kz_file_fopen(const char *path, const char *how, mode_t mode)
+{
+    int flags;
+    const char *fmode;
+    if (strcmp(how, "w") == 0) {
+        flags = O_WRONLY | O_CREAT | O_TRUNC;
+        fmode = "w";
+    } else if (strcmp(how, "a") == 0) {
+        flags = O_WRONLY | O_CREAT | O_APPEND;
+        fmode = "a";
+    } else if (strcmp(how, "x") == 0) {
+        flags = O_WRONLY | O_CREAT | O_EXCL;
+        fmode = "w";
+    } else {
+        errno = EINVAL;
+        return NULL;
+    }
+    int fd = kz_file_open(path, flags, mode);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, fmode);
+    if (!f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
+int kz_state_check_dir(const char *dir, char *errbuf, size_t errlen)
+{
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(errbuf, errlen, "unable to examine the state directory '%s': %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    if (S_ISLNK(st.st_mode) && stat(dir, &st) != 0) {
+        snprintf(errbuf, errlen, "the state directory '%s' is a dangling symlink", dir);
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(errbuf, errlen, "the state directory '%s' is not a directory", dir);
+        return -1;
+    }
+    uid_t me = geteuid();
+    if (st.st_uid != me) {
+        snprintf(errbuf, errlen,
+                 "refusing the state directory '%s': it is owned by uid %ld, not by uid %ld "
+                 "that kaizen runs as, so that user could read or change kaizen's state; "
+                 "fix it with: chown -R %ld %s (or use another state_dir)",
+                 dir, (long)st.st_uid, (long)me, (long)me, dir);
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(errbuf, errlen,
+                 "refusing the state directory '%s': its mode %04o lets other users write "
+                 "in it; fix it with: chmod 0711 %s",
+                 dir, (unsigned)(st.st_mode & 07777), dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* DIR (of ours, existing; a symlink as STATE: its target) to MODE when
+   it is more open; the directory's name into NOTE when it changed */
+static void s_tighten(const char *dir, mode_t mode, char *note, size_t notelen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 07777 & ~mode) == 0)
+        return;
+    if (chmod(dir, st.st_mode & 07777 & mode) == 0) {
+        size_t used = strlen(note);
+        snprintf(note + used, notelen - used, "%s%s %04o->%04o", used ? ", " : "", dir,
+                 (unsigned)(st.st_mode & 07777), (unsigned)(st.st_mode & 07777 & mode));
+    }
+}
+
 int kz_state_init(const kz_config_t *cfg, char *errbuf, size_t errlen)
 {
     static const struct {
         const char *rel;
         mode_t mode;
-    } dirs[] = {{"run", 0755}, {"logs", 0755}, {"spool", 0700}};
-    if (kz_mkdirs(cfg->state_dir, 0755, errbuf, errlen) != 0)
+    } dirs[] = {{"run", 0700}, {"logs", 0700}, {"spool", 0700}, {"worktrees", 0711}};
+    kz_state_umask();
+    if (kz_state_check_dir(cfg->state_dir, errbuf, errlen) != 0 ||
+        kz_mkdirs(cfg->state_dir, 0711, errbuf, errlen) != 0)
         return -1;
+    char note[1024] = "";
+    s_tighten(cfg->state_dir, 0711, note, sizeof note);
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         char path[PATH_MAX];
         if (kz_state_path(cfg, dirs[i].rel, path, sizeof path) != 0) {
@@ -135,7 +249,13 @@ int kz_state_init(const kz_config_t *cfg, char *errbuf, size_t errlen)
         }
         if (kz_mkdirs(path, dirs[i].mode, errbuf, errlen) != 0)
             return -1;
+        /* logs: the embedded PostgreSQL (another user) writing
+           postgres.log there gets it searchable again when it starts
+           (kz_pgctl) */
+        s_tighten(path, dirs[i].mode, note, sizeof note);
     }
+    if (note[0])
+        kz_info("made the state directory private (it was readable by other users): %s", note);
     return 0;
 }
 
@@ -146,7 +266,7 @@ int kz_pidfile_write(const char *path, pid_t pid)
         errno = ENAMETOOLONG;
         return -1;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = kz_file_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0)
         return -1;
     char text[32];
@@ -211,7 +331,7 @@ int kz_state_lock(const kz_config_t *cfg, int timeout_ms, char *errbuf, size_t e
         snprintf(errbuf, errlen, "state directory path too long: %s", cfg->state_dir);
         return -1;
     }
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = kz_file_open(path, O_RDWR | O_CREAT, 0600);
     if (fd < 0) {
         snprintf(errbuf, errlen, "unable to open '%s': %s", path, strerror(errno));
         return -1;

@@ -1,5 +1,16 @@
 /*  kz_state.h - the state directory: pid files, logs, the up/down lock
 
+    The state is private (docs/security.md, "Private state"): every kaizen
+    program runs under umask 077 (kz_state_umask, from kz_config_open);
+    STATE is owned by the user kaizen runs as and writable by nobody else
+    (kz_state_check refuses anything else); STATE, STATE/worktrees and
+    STATE/worktrees/<target> are 0711 (the embedded PostgreSQL's user and
+    the sandbox's user traverse them, without listing them), every other
+    directory is 0700 (STATE/logs 0711 while the embedded PostgreSQL runs
+    as another user: pg_ctl opens logs/postgres.log); files are 0600
+    (0640 where another user reads them), opened with O_NOFOLLOW
+    (kz_file_open): a symlink planted in their place is never followed.
+
     STATE (config state_dir) holds:
       run/orchestrator.pid   the orchestrator kaizen up started (it leads
                              its own session: pgid = pid, and the broker
@@ -17,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "kz_config.h"
@@ -24,10 +36,32 @@
 /* STATE/REL into BUF. 0, or -1 when it does not fit */
 int kz_state_path(const kz_config_t *cfg, const char *rel, char *buf, size_t len);
 
-/* Create STATE and STATE/{run,logs,spool} (mode 0755 for STATE so an
-   unprivileged database user can reach STATE/db; 0700 for spool). 0 / -1
-   with ERRBUF */
+/* umask 077: what a kaizen program creates is its user's alone unless it
+   says otherwise (kz_config_open calls it, so every program does) */
+void kz_state_umask(void);
+
+/* Create STATE (0711) and STATE/{run,logs,spool} (0700) and
+   STATE/worktrees (0711), after kz_state_check. A STATE of ours that is
+   more open than 0711 (0755 from older versions) is tightened to 0711,
+   and so are its subdirectories to their modes, saying so once in the
+   log. 0 / -1 with ERRBUF */
 int kz_state_init(const kz_config_t *cfg, char *errbuf, size_t errlen);
+
+/* The state directory DIR, when it exists, is a directory (not a
+   symlink) owned by the effective user and not writable by group or
+   other. 0 (also when DIR does not exist yet) / -1 with ERRBUF saying
+   what is wrong and the chown / chmod that fixes it */
+int kz_state_check_dir(const char *dir, char *errbuf, size_t errlen);
+
+/* open(PATH, FLAGS | O_NOFOLLOW | O_CLOEXEC, MODE) for a file kaizen
+   writes (FLAGS holds O_WRONLY / O_RDWR and O_CREAT, O_APPEND, O_TRUNC,
+   O_EXCL as needed): a symlink in PATH's place fails with ELOOP. An
+   existing file of ours more open than MODE is narrowed to MODE. fd / -1
+   with errno */
+int kz_file_open(const char *path, int flags, mode_t mode);
+/* kz_file_open as a stdio stream: HOW "w" (truncate), "a" (append) or
+   "x" (new file only). NULL with errno */
+FILE *kz_file_fopen(const char *path, const char *how, mode_t mode);
 
 /* The log file of process NAME ("broker", "orchestrator",
    "code-health.0"): STATE/logs/NAME.log */
@@ -41,7 +75,9 @@ pid_t kz_pidfile_read(const char *path);
    (a pid file left by a crash may name a pid reused by something else) */
 bool kz_pid_is_kaizen(pid_t pid);
 
-/* mkdir -p DIR: parents 0755, DIR itself MODE. 0 / -1 with ERRBUF */
+/* mkdir -p DIR: missing parents 0711 (searchable: the embedded
+   PostgreSQL reaches STATE/db), DIR itself MODE when this call
+   creates it (chmod: whatever the umask). 0 / -1 with ERRBUF */
 int kz_mkdirs(const char *dir, mode_t mode, char *errbuf, size_t errlen);
 /* rm -rf PATH: symlinks are removed, never followed; a missing PATH is
    fine. 0 / -1 with ERRBUF */

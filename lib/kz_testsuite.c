@@ -318,7 +318,7 @@ static int s_write_hook(const char *work, char *err, size_t errlen)
     }
     if (kz_mkdirs(dir, 0755, err, errlen) != 0)
         return -1;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    int fd = kz_file_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         s_set(err, errlen, "unable to write '%s': %s", path, strerror(errno));
         return -1;
@@ -906,7 +906,11 @@ static int s_cache_save(const char *path, const kz_target_config_t *target,
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
         goto done;
-    if (json_dump_file(doc, tmp, JSON_COMPACT | JSON_SORT_KEYS) != 0 || rename(tmp, path) != 0) {
+    FILE *f = kz_file_fopen(tmp, "w", 0600);
+    int bad = !f || json_dumpf(doc, f, JSON_COMPACT | JSON_SORT_KEYS) != 0;
+    if (f && fclose(f) != 0)
+        bad = 1;
+    if (bad || rename(tmp, path) != 0) {
         kz_error("unable to write the base cache '%s': %s", path, strerror(errno));
         unlink(tmp);
         goto done;
@@ -1006,12 +1010,12 @@ int kz_testsuite_base(const kz_config_t *cfg, const kz_target_config_t *target,
         s_set(run->error, sizeof run->error, "state path too long for target '%s'", target->name);
         return 0;
     }
-    if (kz_mkdirs(dir, 0755, err, sizeof err) != 0) {
+    if (kz_mkdirs(dir, 0700, err, sizeof err) != 0) {
         s_set(run->error, sizeof run->error, "%s", err);
         kz_error("%s", run->error);
         return 0;
     }
-    int fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    int fd = kz_file_open(lockp, O_RDWR | O_CREAT, 0600);
     if (fd < 0) {
         s_set(run->error, sizeof run->error, "unable to open '%s': %s", lockp, strerror(errno));
         kz_error("%s", run->error);

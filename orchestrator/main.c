@@ -32,6 +32,7 @@
 #include "kz_agent.h"
 #include "kz_bus.h"
 #include "kz_config.h"
+#include "kz_git.h"
 #include "kz_log.h"
 #include "kz_state.h"
 #include "recorder.h"
@@ -561,6 +562,8 @@ int main(int argc, char **argv)
         kz_error("%s", err);
         goto done;
     }
+    if (kz_git_check_targets(self->cfg, err, sizeof err) != 0)
+        kz_error("%s", err); /* git refuses it too: that target's work fails */
     char bin_dir[PATH_MAX], log_dir[PATH_MAX], spool[PATH_MAX];
     s_bin_dir(bin_dir, sizeof bin_dir);
     if (kz_state_path(self->cfg, "logs", log_dir, sizeof log_dir) != 0 ||

@@ -678,7 +678,7 @@ static int s_integrate(s_work_t *w, char *into, size_t into_len, char oid[KZ_GIT
         s_fmt(err, errlen, "state directory path too long");
         goto done;
     }
-    (void)kz_mkdirs(tmp, 0755, err, errlen); /* a failure shows in the cherry-pick's error */
+    (void)kz_mkdirs(tmp, 0711, err, errlen); /* a failure shows in the cherry-pick's error */
     if (kz_git_cherry_pick_onto(w->repo, ib, w->base, w->commit, tmp, oid, err, errlen) != 0)
         goto done;
     s_fmt(into, into_len, "%s", ib);

@@ -46,6 +46,7 @@
 
 #include "kz_agent.h"
 #include "kz_log.h"
+#include "kz_state.h"
 
 #define S_MAX_AGENTS    10000   /* tracked entries at most */
 #define S_FORGET_MS     3600000 /* drop stopped/gone/failed entries after this */
@@ -858,7 +859,7 @@ static int s_slot_spawn(kz_supervisor_t *self, s_slot_t *slot)
     if (in_fd < 0)
         goto resources;
     what = "open its log file";
-    log_fd = s_high_fd(open(slot->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+    log_fd = s_high_fd(kz_file_open(slot->log_path, O_WRONLY | O_APPEND | O_CREAT, 0600));
     if (log_fd < 0)
         goto resources;
     what = "create a pipe";

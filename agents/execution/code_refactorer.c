@@ -331,18 +331,15 @@ static int s_lock(s_job_t *job)
     if (snprintf(job->lock_path, sizeof job->lock_path, "%s.lock", job->wt) >=
         (int)sizeof job->lock_path)
         return s_fail_job(job, "worktree path for plan %s is too long", job->plan_id);
-    /* the parent directories */
-    char dir[PATH_MAX];
+    /* the parent directories: STATE/worktrees/<target> is 0711 (kz_state.h) */
+    char dir[PATH_MAX], why[512];
     snprintf(dir, sizeof dir, "%s", job->wt);
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-            return s_fail_job(job, "unable to create '%s': %s", dir, strerror(errno));
-        *p = '/';
-    }
-    int fd = open(job->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir)
+        *slash = '\0';
+    if (kz_mkdirs(dir, 0711, why, sizeof why) != 0)
+        return s_fail_job(job, "%s", why);
+    int fd = kz_file_open(job->lock_path, O_RDWR | O_CREAT, 0600);
     if (fd < 0)
         return s_fail_job(job, "unable to open '%s': %s", job->lock_path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {

@@ -573,7 +573,11 @@ static int s_cache_save(const char *path, json_t *root)
 {
     char tmp[4200];
     s_errf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    if (json_dump_file(root, tmp, JSON_COMPACT) != 0) {
+    FILE *f = kz_file_fopen(tmp, "w", 0600);
+    int bad = !f || json_dumpf(root, f, JSON_COMPACT) != 0;
+    if (f && fclose(f) != 0)
+        bad = 1;
+    if (bad) {
         unlink(tmp);
         return kz_fail("unable to write the scan cache '%s'", tmp);
     }
@@ -1556,7 +1560,7 @@ static int s_worktree(s_scan_t *s)
     char *slash = strrchr(parent, '/');
     if (slash)
         *slash = '\0';
-    if (kz_mkdirs(parent, 0755, err, sizeof err) != 0) {
+    if (kz_mkdirs(parent, 0711, err, sizeof err) != 0) {
         s_errf(s->error, sizeof s->error, "%s", err);
         return -1;
     }
@@ -2129,7 +2133,7 @@ static int s_scan_target(kz_agent_t *agent, s_health_t *self, const kz_target_co
     char dir[4096];
     if (kz_state_path(s->cfg, "code-health", dir, sizeof dir) != 0 ||
         kz_state_path(s->cfg, rel, s->cache_path, sizeof s->cache_path) != 0 ||
-        kz_mkdirs(dir, 0755, err, sizeof err) != 0) {
+        kz_mkdirs(dir, 0700, err, sizeof err) != 0) {
         s_errf(s->error, sizeof s->error, "scan cache directory: %s", err);
         goto failed;
     }

@@ -614,6 +614,82 @@ static void test_cherry_pick(void **state)
     closedir(d);
 }
 
+/* Filter and merge drivers named by the repository's own .git/config (and
+   chosen by its committed .gitattributes) never run in kaizen's git:
+   worktree add (smudge), commit (clean), cherry-pick (merge driver) */
+static void test_repo_drivers(void **state)
+{
+    s_fix_t *fx = *state;
+    char err[512] = "", mark[PATH_MAX + 16], cmd[PATH_MAX + 64], oid[KZ_GIT_OID_MAX];
+    char x[KZ_GIT_OID_MAX], z[KZ_GIT_OID_MAX], head[KZ_GIT_OID_MAX];
+    snprintf(mark, sizeof mark, "%s/driver-ran", fx->dir);
+    snprintf(cmd, sizeof cmd, "sh -c 'touch %s; cat'", mark);
+    s_write(fx->repo, ".gitattributes", "* filter=evil merge=evil\n");
+    s_commit(fx->repo, "attributes", oid);
+    GIT(fx->repo, "config", "filter.evil.smudge", cmd);
+    GIT(fx->repo, "config", "filter.evil.clean", cmd);
+    GIT(fx->repo, "config", "filter.evil.process", cmd);
+    GIT(fx->repo, "config", "filter.evil.required", "true");
+    GIT(fx->repo, "config", "merge.evil.driver", cmd);
+    unlink(mark);
+
+    char wt[PATH_MAX + 64];
+    snprintf(wt, sizeof wt, "%s/wt-drivers", fx->dir);
+    assert_int_equal(kz_git_worktree_add(fx->repo, wt, NULL, oid, err, sizeof err), 0);
+    assert_string_equal(s_read(wt, "a.py"), "import os\nx = 1\ny = 2\n");
+    assert_int_equal(kz_git_worktree_remove(fx->repo, wt, err, sizeof err), 0);
+    s_branch_commit(fx, "kaizen/plan-x", oid, "a.py", "import os\nx = 100\ny = 2\n", x);
+    s_branch_commit(fx, "kaizen/plan-z", oid, "a.py", "import os\nx = 200\ny = 2\n", z);
+    assert_int_equal(kz_git_cherry_pick_onto(fx->repo, "kaizen/improvements", oid, x, fx->dir, head,
+                                             err, sizeof err),
+                     0);
+    /* the merge driver would have "resolved" it: a conflict instead */
+    assert_int_equal(kz_git_cherry_pick_onto(fx->repo, "kaizen/improvements", oid, z, fx->dir, head,
+                                             err, sizeof err),
+                     -1);
+    struct stat st;
+    assert_int_not_equal(stat(mark, &st), 0);
+
+    /* a driver name that cannot be overridden on a command line: refused */
+    GIT(fx->repo, "config", "filter.a=b.smudge", cmd);
+    const char *log[] = {"log", "-1", "--format=%H", NULL};
+    char *out = NULL;
+    assert_int_equal(kz_git(fx->repo, log, 0, &out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "cannot be switched off"));
+    free(out);
+    assert_int_not_equal(stat(mark, &st), 0);
+}
+
+/* A repository owned by another user: refused unless trusted */
+static void test_check_owner(void **state)
+{
+    s_fix_t *fx = *state;
+    char err[1024] = "";
+    assert_int_equal(kz_git_check_owner(fx->repo, false, err, sizeof err), 0);
+    char missing[PATH_MAX + 16];
+    snprintf(missing, sizeof missing, "%s/not-yet", fx->dir);
+    assert_int_equal(kz_git_check_owner(missing, false, err, sizeof err), 0);
+    if (geteuid() != 0)
+        skip(); /* chown needs root */
+    char dotgit[PATH_MAX + 16];
+    snprintf(dotgit, sizeof dotgit, "%s/.git", fx->repo);
+    assert_int_equal(chown(dotgit, 65534, (gid_t)-1), 0);
+    assert_int_equal(kz_git_check_owner(fx->repo, false, err, sizeof err), -1);
+    assert_non_null(strstr(err, "trust_owner: true"));
+    assert_non_null(strstr(err, "uid 65534"));
+    const char *rev[] = {"rev-parse", "HEAD", NULL};
+    char *out = NULL;
+    assert_int_equal(kz_git(fx->repo, rev, 0, &out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "trust_owner"));
+    free(out);
+    /* trusted: accepted, and git is told (safe.directory) */
+    assert_int_equal(kz_git_check_owner(fx->repo, true, err, sizeof err), 0);
+    out = s_git(fx->repo, rev);
+    assert_int_equal(strncmp(out, fx->c1, strlen(fx->c1)), 0);
+    free(out);
+    assert_int_equal(chown(dotgit, 0, (gid_t)-1), 0);
+}
+
 static void test_fast_forward(void **state)
 {
     s_fix_t *fx = *state;
@@ -817,6 +893,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_identity_and_refs, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_numstat_binary, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_cherry_pick, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_repo_drivers, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_check_owner, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_fast_forward, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_apply, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_tick_and_errors, s_setup, s_teardown),

@@ -344,6 +344,57 @@ static void test_file_takes_stderr(void **state)
     assert_true(before.st_ino == after.st_ino && before.st_dev == after.st_dev);
 }
 
+/* A log is 0600 whatever the umask (an older 0644 one is narrowed), and
+   a symlink planted in its place is never followed */
+static void test_file_private_no_symlink(void **state)
+{
+    (void)state;
+    s_logfile_t lf = {"", "", -1};
+    s_logfile_begin(&lf);
+    mode_t old = umask(022);
+    assert_int_equal(kz_log_open_file(lf.path, 1024 * 1024, 3), 0);
+    kz_info("private");
+    struct stat st;
+    assert_int_equal(stat(lf.path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    s_logfile_end(&lf);
+
+    s_logfile_begin(&lf);
+    FILE *f = fopen(lf.path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(chmod(lf.path, 0644), 0);
+    assert_int_equal(kz_log_open_file(lf.path, 1024 * 1024, 3), 0);
+    assert_int_equal(stat(lf.path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    s_logfile_end(&lf);
+
+    s_logfile_begin(&lf);
+    char outside[160];
+    snprintf(outside, sizeof outside, "%s/outside", lf.dir);
+    f = fopen(outside, "w");
+    assert_non_null(f);
+    fputs("untouched\n", f);
+    fclose(f);
+    assert_int_equal(chmod(outside, 0644), 0);
+    assert_int_equal(symlink(outside, lf.path), 0);
+    struct stat before, after;
+    assert_int_equal(fstat(STDERR_FILENO, &before), 0);
+    errno = 0;
+    assert_int_equal(kz_log_open_file(lf.path, 1024, 1), -1);
+    assert_int_equal(errno, ELOOP);
+    assert_int_equal(fstat(STDERR_FILENO, &after), 0);
+    assert_true(before.st_ino == after.st_ino && before.st_dev == after.st_dev);
+    char *text = s_slurp(outside);
+    assert_string_equal(text, "untouched\n");
+    free(text);
+    assert_int_equal(stat(outside, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    unlink(outside);
+    umask(old);
+    s_logfile_end(&lf);
+}
+
 static void test_file_rotation(void **state)
 {
     (void)state;
@@ -525,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_fail_and_errno),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_file_takes_stderr),
+        cmocka_unit_test(test_file_private_no_symlink),
         cmocka_unit_test(test_file_rotation),
         cmocka_unit_test(test_file_rotates_at_open),
         cmocka_unit_test(test_file_keep_zero_truncates),
