@@ -19,7 +19,9 @@
 /* True when REL is a safe relative path inside ROOT: not empty, not
    absolute, no ".." component, no NUL, and - when it exists - its real
    path (symlinks resolved) is inside ROOT's real path. Else false with
-   WHY ("'../x' leaves the worktree"). */
+   WHY ("'../x' leaves the worktree"). A name starting with '-' is
+   accepted (it is a legal file name and is checked like any other):
+   kz_argv_file makes it "./NAME" wherever it becomes an argument. */
 bool kz_path_inside(const char *root, const char *rel, char *why, size_t len);
 
 /* True when TOOL applies to a target with LANGUAGES (NULL-terminated;
