@@ -20,9 +20,10 @@
 #     (no "./" prefix): a tool the catalog gains fails here until it is
 #     covered; cppcheck finds the null dereference in the --output-file
 #     file, clang-tidy and flawfinder theirs in the --addon file;
-#   - the black plan on -x.py and the clang-format plan on -x.c were
-#     executed, validated and accepted; their commits change only that
-#     file, into exactly what black / clang-format make of a copy.
+#   - every catalog fixer with a planted finding (black, isort, autoflake,
+#     pyupgrade, codespell, clang-format) ran on a file named like an
+#     option; each commit changes exactly its plan's file, black's and
+#     clang-format's into exactly what they make of a copy.
 source "$KZ_ROOT/tests/integration/lib.sh"
 K="$KZ_BIN/kaizen"
 for p in kaizen kaizen-orchestrator kaizen-broker kaizen-code-health kaizen-code-quality \
@@ -93,6 +94,8 @@ cat >"$S/$OUTPY" <<'EOF'
 """A module."""
 
 import os
+
+VALUE = 1
 EOF
 # a finding for every C tool: a null dereference (cppcheck, clang-tidy),
 # strcpy (flawfinder), formatting (clang-format)
@@ -160,8 +163,9 @@ grep -q nullPointer "$T/outside/out.txt.c" || fail "proof: cppcheck wrote no rep
 rm -rf "$T/proof" "$T/evil-ran" "$T/outside"/*
 
 # ------------------------------------------------------------- the run
-# the built-in catalog; plans below risk 0.15 (black, clang-format) run,
-# the others wait for approval; the "tests" only need to pass
+# the built-in catalog; every plan runs without approval (each fixer of
+# the catalog with a planted finding runs on a '-' file); the "tests"
+# only need to pass
 kz_config <<EOF
 log:
   level: debug
@@ -175,7 +179,7 @@ agents:
   - {name: code-reviewer, interval: 0}
   - {name: pattern-learner, interval: 0}
 policy:
-  require_approval: 0.15
+  require_approval: 1.1
 targets:
   - name: hostile
     path: $T/targets/hostile
@@ -251,26 +255,44 @@ bad += [("./ prefix kept", x) for x in found if x[2].startswith("./")]
 assert not bad, "\n".join(map(repr, bad))
 PY
 
-# the plans that ran: black on -x.py, clang-format on -x.c, accepted
-"$PY" - "$T/run.out" <<'PY' || fail "plans: $(cat "$T/run.out")"
+# the plans: every fixer of the catalog with a planted finding ran on a
+# file named like an option; each commit changes exactly the plan's file;
+# plans of one file after the first may conflict when integrated
+"$PY" - "$T/run.out" >"$T/commits" <<'PY' || fail "plans: $(cat "$T/run.out")"
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["result"] == "completed", (d["result"], d["pending"])
-acc = sorted((p["fixer"], p["files"]) for p in d["plans"] if p.get("outcome") == "accepted")
-assert acc == [("black", ["-x.py"]), ("clang-format", ["-x.c"])], d["plans"]
+ran, bad = set(), []
+for p in d["plans"]:
+    ex = p.get("execution") or {}
+    if ex.get("status") != "changed" or not p["files"][0].startswith("-"):
+        bad.append(p)
+        continue
+    ok = p.get("outcome") == "accepted" or (p.get("outcome") == "failed" and
+                                            p.get("cause") == "conflict")
+    if not ok:
+        bad.append(p)
+    ran.add(p["fixer"])
+    print(p["fixer"], ex["commit"], "\t".join(p["files"]), sep="\t")
+want = {"black", "isort", "autoflake", "pyupgrade", "codespell", "clang-format"}
+assert want <= ran and not bad, (sorted(ran), bad)
 PY
-git -C "$TG" diff --name-only main kaizen/improvements >"$T/changed" || fail "no integration branch"
-[[ "$(LC_ALL=C sort "$T/changed" | tr '\n' ' ')" == "-x.c -x.py " ]] ||
-    fail "the plans changed: $(cat "$T/changed")"
-# exactly what the fixers make of a copy (named so that no option can be)
+while IFS=$'\t' read -r fixer commit files; do
+    got=$(git -C "$TG" diff --name-only "$commit~1" "$commit") || fail "no commit $commit"
+    [[ "$got" == "$files" ]] || fail "$fixer changed '$got', not '$files'"
+done <"$T/commits"
+# black's and clang-format's: exactly what they make of a copy (named so
+# that no option can be)
 mkdir -p "$T/expect"
 cp "$S/pyproject.toml" "$S/.clang-format" "$T/expect/"
 cp -- "$S/-x.py" "$T/expect/x.py"
 cp -- "$S/-x.c" "$T/expect/x.c"
 (cd "$T/expect" && /usr/bin/python3 -I -m black -q -- x.py && clang-format -i -- x.c) ||
     fail "black or clang-format on the copies"
-git -C "$TG" show "kaizen/improvements:-x.py" >"$T/got.py" || fail "no -x.py on the branch"
-git -C "$TG" show "kaizen/improvements:-x.c" >"$T/got.c" || fail "no -x.c on the branch"
+black=$(awk -F'\t' '$1 == "black" {print $2}' "$T/commits")
+cf=$(awk -F'\t' '$1 == "clang-format" {print $2}' "$T/commits")
+git -C "$TG" show "$black:-x.py" >"$T/got.py" || fail "no -x.py in black's commit"
+git -C "$TG" show "$cf:-x.c" >"$T/got.c" || fail "no -x.c in clang-format's commit"
 cmp -s "$T/got.py" "$T/expect/x.py" || fail "black's fix: $(diff -u "$T/expect/x.py" "$T/got.py")"
 cmp -s "$T/got.c" "$T/expect/x.c" || fail "clang-format's fix: $(diff -u "$T/expect/x.c" "$T/got.c")"
 [[ ! -e $T/evil-ran ]] || fail "evil.py ran during the plans"
