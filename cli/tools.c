@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kz_proc.h"
+#include "kz_recipe.h"
 #include "kz_state.h"
 
 #define S_IMPORT_MS 30000
@@ -71,8 +72,9 @@ const char *kz_cli_program_name(char *const *argv, size_t argc)
 {
     if (argc == 0 || !argv || !argv[0])
         return "";
-    if (argc >= 3 && strcmp(argv[1], "-m") == 0)
-        return argv[2];
+    const char *module = kz_argv_python_module(argv, argc);
+    if (module)
+        return module;
     const char *slash = strrchr(argv[0], '/');
     return slash ? slash + 1 : argv[0];
 }
@@ -88,15 +90,18 @@ bool kz_cli_program_ready(char *const *argv, size_t argc, char *detail, size_t l
         snprintf(detail, len, "program not found on PATH: %s", argv[0]);
         return false;
     }
-    if (argc < 3 || strcmp(argv[1], "-m") != 0) {
+    const char *module = kz_argv_python_module(argv, argc);
+    if (!module) {
         snprintf(detail, len, "%s", path);
         free(path);
         return true;
     }
     /* "python3 -m MOD": the interpreter is there, the module may not be;
-       the name goes in as an argument, never into the code */
-    const char *args[] = {path, "-c", "import importlib, sys; importlib.import_module(sys.argv[1])",
-                          argv[2], NULL};
+       the name goes in as an argument, never into the code; -I: the
+       working directory (a target's) shadows no module */
+    const char *args[] = {path,   "-I",
+                          "-c",   "import importlib, sys; importlib.import_module(sys.argv[1])",
+                          module, NULL};
     kz_proc_opts_t opts = {
         .argv = args, .timeout_ms = S_IMPORT_MS, .out_cap = 4096, .err_cap = 4096};
     kz_proc_result_t res;
@@ -104,9 +109,9 @@ bool kz_cli_program_ready(char *const *argv, size_t argc, char *detail, size_t l
     bool ok = kz_proc_run(&opts, &res, err, sizeof err) == 0 && res.exit_code == 0;
     kz_proc_result_free(&res);
     if (ok)
-        snprintf(detail, len, "%s -m %s", path, argv[2]);
+        snprintf(detail, len, "%s -m %s", path, module);
     else
-        snprintf(detail, len, "%s has no module '%s'", path, argv[2]);
+        snprintf(detail, len, "%s has no module '%s'", path, module);
     free(path);
     return ok;
 }

@@ -1089,10 +1089,16 @@ static void s_gcc_line(s_parser_t *p, const char *s, size_t n)
     size_t flen = fend;
     /* source lines echoed under a diagnostic are indented; a path is not
        quoted and holds no ": " ("In file included from x.c:3:", "make:
-       *** [Makefile:12: all]"); cppcheck names "nofile" for whole-run
-       messages */
-    if (isspace((unsigned char)file[0]) || memchr(file, '"', flen) || memchr(file, '`', flen) ||
-        memmem(file, flen, ": ", 2) || (flen == 6 && memcmp(file, "nofile", 6) == 0)) {
+       *** [Makefile:12: all]") - unless it is exactly one of the files
+       the tool was given (a tracked '--addon={"script":"x.py"}.c');
+       cppcheck names "nofile" for whole-run messages */
+    bool odd = memchr(file, '"', flen) || memchr(file, '`', flen) || memmem(file, flen, ": ", 2);
+    if (odd && p->files) {
+        char given[KZ_PARSE_MAX_PATH];
+        odd = !(s_relpath(p->ctx->root, p->rootreal, file, flen, given, sizeof given) == 0 &&
+                s_given(p, given) >= 0);
+    }
+    if (isspace((unsigned char)file[0]) || odd || (flen == 6 && memcmp(file, "nofile", 6) == 0)) {
         p->stats->skipped++;
         return;
     }

@@ -1664,6 +1664,40 @@ static int s_patch_check(const char *patch, size_t len, const char *const *files
     return 0;
 }
 
+/* PATCH (LEN bytes) with "./" dropped from the start of the paths of its
+   "--- " and "+++ " lines into a new buffer (*OUT, *OUTLEN): a fixer given
+   ./-x.sh (kz_argv_file) names "a/./-x.sh", which git apply calls an
+   invalid path. 0 / -1 (out of memory) */
+static int s_patch_dedot(const char *patch, size_t len, char **out, size_t *outlen)
+{
+    char *buf = malloc(len + 1);
+    if (!buf)
+        return -1;
+    size_t i = 0, o = 0;
+    while (i < len) {
+        const char *line = patch + i;
+        const char *nl = memchr(line, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - line) + 1 : len - i;
+        i += n;
+        size_t k = 0;
+        if (n >= 4 && (memcmp(line, "--- ", 4) == 0 || memcmp(line, "+++ ", 4) == 0)) {
+            k = 4;
+            if (n >= k + 2 && (line[k] == 'a' || line[k] == 'b') && line[k + 1] == '/')
+                k += 2;
+            memcpy(buf + o, line, k);
+            o += k;
+            while (n >= k + 2 && line[k] == '.' && line[k + 1] == '/')
+                k += 2;
+        }
+        memcpy(buf + o, line + k, n - k);
+        o += n - k;
+    }
+    buf[o] = '\0';
+    *out = buf;
+    *outlen = o;
+    return 0;
+}
+
 int kz_git_apply(const char *wt, const char *patch, size_t len, const char *const *files,
                  size_t nfiles, char *errbuf, size_t errlen)
 {
@@ -1675,6 +1709,12 @@ int kz_git_apply(const char *wt, const char *patch, size_t len, const char *cons
     }
     if (s_patch_check(patch, len, files, nfiles, errbuf, errlen) != 0)
         return -1;
+    char *clean = NULL;
+    size_t clean_len = 0;
+    if (s_patch_dedot(patch, len, &clean, &clean_len) != 0) {
+        s_err(errbuf, errlen, "git apply: out of memory");
+        return -1;
+    }
     const char *args[S_APPLY_INCLUDES + 8];
     char *inc[S_APPLY_INCLUDES] = {NULL};
     size_t n = 0, ninc = nfiles <= S_APPLY_INCLUDES ? nfiles : 0;
@@ -1694,8 +1734,8 @@ int kz_git_apply(const char *wt, const char *patch, size_t len, const char *cons
     args[n] = NULL;
     int code = 0;
     char line[512];
-    if (s_run_full(wt, args, 0, 0, patch, len, &code, NULL, NULL, NULL, line, sizeof line, errbuf,
-                   errlen) != 0)
+    if (s_run_full(wt, args, 0, 0, clean, clean_len, &code, NULL, NULL, NULL, line, sizeof line,
+                   errbuf, errlen) != 0)
         goto done;
     if (code != 0) {
         s_err(errbuf, errlen, "git apply: %s", line[0] ? line : "failed");
@@ -1705,5 +1745,6 @@ int kz_git_apply(const char *wt, const char *patch, size_t len, const char *cons
 done:
     for (size_t i = 0; i < ninc; i++)
         free(inc[i]);
+    free(clean);
     return rc;
 }

@@ -769,8 +769,8 @@ static bool s_runs(const kz_tool_config_t *tool, const char *program)
     const char *base = strrchr(tool->argv[0], '/');
     if (strcmp(base ? base + 1 : tool->argv[0], program) == 0)
         return true;
-    return tool->argv_count > 2 && strcmp(tool->argv[1], "-m") == 0 &&
-           strcmp(tool->argv[2], program) == 0;
+    const char *module = kz_argv_python_module(tool->argv, tool->argv_count);
+    return module && strcmp(module, program) == 0;
 }
 
 int kz_project_setup(const kz_project_t *self, const kz_tool_config_t *tool, kz_tool_setup_t *setup)

@@ -6,6 +6,7 @@
 */
 #include "kz_recipe.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <limits.h>
@@ -344,6 +345,38 @@ static char *s_subst(const char *arg, const char *root, const char *junit, const
     return out;
 }
 
+char *kz_argv_file(const char *file)
+{
+    if (!file)
+        file = "";
+    if (file[0] != '-')
+        return strdup(file);
+    size_t n = strlen(file);
+    char *out = malloc(n + 3);
+    if (out) {
+        memcpy(out, "./", 2);
+        memcpy(out + 2, file, n + 1);
+    }
+    return out;
+}
+
+const char *kz_argv_python_module(char *const *argv, size_t argc)
+{
+    if (!argv || !argv[0])
+        return NULL;
+    for (size_t i = 1; (argc == 0 || i + 1 < argc) && argv[i] && argv[i + 1]; i++) {
+        if (strcmp(argv[i], "-m") == 0)
+            return argv[i + 1];
+        const char *a = argv[i];
+        if (a[0] != '-' || !a[1])
+            return NULL;
+        for (const char *c = a + 1; *c; c++)
+            if (!isalpha((unsigned char)*c))
+                return NULL;
+    }
+    return NULL;
+}
+
 char **kz_argv_expand(char *const *argv, const char *const *files, size_t nfiles, const char *root,
                       const char *junit)
 {
@@ -365,7 +398,7 @@ char **kz_argv_expand_compdb(char *const *argv, const char *const *files, size_t
     for (size_t i = 0; i < n; i++) {
         if (strcmp(argv[i], "{files}") == 0) {
             for (size_t f = 0; f < nfiles; f++) {
-                out[o] = strdup(files && files[f] ? files[f] : "");
+                out[o] = kz_argv_file(files ? files[f] : NULL);
                 if (!out[o++])
                     goto fail;
             }
@@ -477,20 +510,6 @@ static bool s_has_files_arg(const kz_tool_config_t *tool)
     return false;
 }
 
-/* True when TOOL's argv puts "--" before "{files}": a file named "-x"
-   is then no option. Programs without "--" (cppcheck, clang-tidy: its
-   "--" starts the compiler's arguments) are not handed such files. */
-static bool s_files_after_dashes(const kz_tool_config_t *tool)
-{
-    for (size_t i = 0; i < tool->argv_count && tool->argv[i]; i++) {
-        if (strcmp(tool->argv[i], "--") == 0)
-            return true;
-        if (strcmp(tool->argv[i], "{files}") == 0)
-            return false;
-    }
-    return false;
-}
-
 /* The first non-empty line of TEXT, at most 300 bytes */
 static void s_first_line(const char *text, size_t len, char *out, size_t outlen)
 {
@@ -517,11 +536,11 @@ static void s_first_line(const char *text, size_t len, char *out, size_t outlen)
    otherwise pass for "ran, no findings") */
 static bool s_python_module_missing(char *const *argv, const kz_proc_result_t *pr)
 {
-    if (!argv[0] || !argv[1] || !argv[2] || strcmp(argv[1], "-m") != 0 || pr->exit_code == 0 ||
-        !pr->err)
+    const char *module = kz_argv_python_module(argv, 0);
+    if (!module || pr->exit_code == 0 || !pr->err)
         return false;
     char needle[300];
-    snprintf(needle, sizeof needle, "No module named %s", argv[2]);
+    snprintf(needle, sizeof needle, "No module named %s", module);
     const char *hit = strstr(pr->err, needle);
     if (!hit)
         return false;
@@ -709,7 +728,7 @@ static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *o
         snprintf(res->error, sizeof res->error,
                  "not installed: tool '%s' needs the python module '%s', which '%s' cannot "
                  "import (`kaizen doctor` lists the tools and how to install them)",
-                 tool->name, argv[2], argv[0]);
+                 tool->name, kz_argv_python_module(argv, 0), argv[0]);
         goto done;
     }
     if (!kz_tool_exit_ok(tool, pr.exit_code)) {
@@ -834,14 +853,10 @@ int kz_tool_run(const kz_tool_config_t *tool, const kz_tool_run_opts_t *opts, kz
     if (!ok)
         return -1;
     size_t nok = 0;
-    bool dashes = s_files_after_dashes(tool);
     for (size_t i = 0; i < n; i++) {
         char why[512];
-        if (!dashes && opts->files[i][0] == '-')
-            kz_warn("tool '%s': file '%s' skipped: its name would be an option (no '--' before "
-                    "{files} in the recipe)",
-                    tool->name, opts->files[i]);
-        else if (kz_path_inside(opts->root, opts->files[i], why, sizeof why))
+        /* a name starting with '-' is checked too: it goes in as "./NAME" */
+        if (kz_path_inside(opts->root, opts->files[i], why, sizeof why))
             ok[nok++] = opts->files[i];
         else
             kz_warn("tool '%s': file skipped: %s", tool->name, why);

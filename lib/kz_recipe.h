@@ -19,7 +19,9 @@
 /* True when REL is a safe relative path inside ROOT: not empty, not
    absolute, no ".." component, no NUL, and - when it exists - its real
    path (symlinks resolved) is inside ROOT's real path. Else false with
-   WHY ("'../x' leaves the worktree"). */
+   WHY ("'../x' leaves the worktree"). A name starting with '-' is
+   accepted (it is a legal file name and is checked like any other):
+   kz_argv_file makes it "./NAME" wherever it becomes an argument. */
 bool kz_path_inside(const char *root, const char *rel, char *why, size_t len);
 
 /* True when TOOL applies to a target with LANGUAGES (NULL-terminated;
@@ -48,8 +50,22 @@ const kz_fixer_config_t *kz_fixer_for(const kz_config_t *cfg, const char *tool, 
 /* True when exit code CODE means "ran" for TOOL (exit_ok; default 0 and 1) */
 bool kz_tool_exit_ok(const kz_tool_config_t *tool, int code);
 
+/* FILE (a path relative to the directory a command runs in) as one
+   argument of that command: "./FILE" when FILE starts with '-', so that
+   no file name is ever taken for an option ("--addon=x.c",
+   "--output-file=/y.c" are legal names), else FILE as it is. Every file
+   name a recipe puts in an argv goes through this. A malloc'd string,
+   NULL on out of memory. */
+char *kz_argv_file(const char *file);
+
+/* The python module ARGV runs when it is "PYTHON [-FLAGS...] -m MODULE
+   ...", each flag a single dash and letters ("-I", "-P", "-B"), among the
+   first ARGC elements (argc 0: up to its NULL); else NULL */
+const char *kz_argv_python_module(char *const *argv, size_t argc);
+
 /* Expand ARGV (NULL-terminated) into a new NULL-terminated malloc'd
-   vector: the element "{files}" becomes FILES (NFILES of them), "{root}"
+   vector: the element "{files}" becomes FILES (NFILES of them, each
+   through kz_argv_file), "{root}"
    becomes ROOT, "{junit}" becomes JUNIT (when non-NULL); other elements
    are copied. Free with kz_strv_free. NULL on out of memory. */
 char **kz_argv_expand(char *const *argv, const char *const *files, size_t nfiles, const char *root,

@@ -427,6 +427,66 @@ static void test_gcc(void **state)
     kz_findings_free(&list);
 }
 
+/* Files named like options went in as ./NAME: what the tools print back
+   ("./-x.c", or the name alone, quotes and all) is the file's own name */
+static void test_dashed_names(void **state)
+{
+    (void)state;
+    const char *given[] = {"-x.c", "--addon={\"script\":\"evil.py\"}.c",
+                           "--output-file=/tmp/o/out.txt.c", "-x.py", NULL};
+    kz_parse_ctx_t ctx = {"t", "/r/root", given, 0};
+    kz_parse_stats_t st;
+    kz_findings_t list;
+    kz_findings_init(&list);
+    static const char gcc[] = "./-x.c:1:31: warning: Null pointer dereference: p [nullPointer]\n"
+                              "-x.c:2:3: warning: again [nullPointer]\n"
+                              "./--addon={\"script\":\"evil.py\"}.c:4:5: warning: w [bugprone-x]\n"
+                              "--output-file=/tmp/o/out.txt.c:6:7: error: e [nullPointer]\n"
+                              "./\"other\".c:1:1: warning: not given [x]\n";
+    assert_int_equal(kz_parse_output("gcc", gcc, strlen(gcc), &ctx, &list, &st, NULL, 0), 0);
+    assert_int_equal(list.count, 4);
+    assert_string_equal(list.items[0].file, "-x.c");
+    assert_string_equal(list.items[1].file, "-x.c");
+    assert_string_equal(list.items[2].file, "--addon={\"script\":\"evil.py\"}.c");
+    assert_int_equal(list.items[2].line, 4);
+    assert_string_equal(list.items[2].rule, "bugprone-x");
+    assert_string_equal(list.items[3].file, "--output-file=/tmp/o/out.txt.c");
+    assert_int_equal(st.skipped, 1); /* a quoted path that is no given file */
+    kz_findings_free(&list);
+    /* with no list of files, a quoted path is still no path */
+    kz_parse_ctx_t all = {"t", "/r/root", NULL, 0};
+    assert_int_equal(kz_parse_output("gcc", gcc, strlen(gcc), &all, &list, &st, NULL, 0), 0);
+    assert_int_equal(list.count, 3);
+    kz_findings_free(&list);
+    /* the files format (black, isort, clang-format) */
+    static const char files[] = "would reformat ./-x.py\n"
+                                "./-x.c:1:1: warning: code should be clang-formatted\n";
+    assert_int_equal(kz_parse_output("files", files, strlen(files), &ctx, &list, &st, NULL, 0), 0);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[0].file, "-x.c");
+    assert_string_equal(list.items[1].file, "-x.py");
+    kz_findings_free(&list);
+    /* pylint's JSON and SARIF */
+    static const char pylint[] = "[{\"type\": \"warning\", \"path\": \"./-x.py\", \"line\": 2, "
+                                 "\"column\": 0, \"symbol\": \"unused-import\", "
+                                 "\"message-id\": \"W0611\", \"message\": \"m\"}]";
+    assert_int_equal(
+        kz_parse_output("pylint-json", pylint, strlen(pylint), &ctx, &list, &st, NULL, 0), 0);
+    assert_int_equal(list.count, 1);
+    assert_string_equal(list.items[0].file, "-x.py");
+    kz_findings_free(&list);
+    static const char sarif[] =
+        "{\"version\": \"2.1.0\", \"runs\": [{\"tool\": {\"driver\": {\"name\": \"f\"}}, "
+        "\"results\": [{\"ruleId\": \"FF1\", \"level\": \"error\", \"message\": {\"text\": "
+        "\"m\"}, \"locations\": [{\"physicalLocation\": {\"artifactLocation\": {\"uri\": "
+        "\"./-x.c\"}, \"region\": {\"startLine\": 3}}}]}]}]}";
+    assert_int_equal(kz_parse_output("sarif", sarif, strlen(sarif), &ctx, &list, &st, NULL, 0), 0);
+    assert_int_equal(list.count, 1);
+    assert_string_equal(list.items[0].file, "-x.c");
+    assert_int_equal(list.items[0].line, 3);
+    kz_findings_free(&list);
+}
+
 static void test_sarif(void **state)
 {
     (void)state;
@@ -1005,23 +1065,15 @@ static void test_msg_roundtrip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_flake8),
-        cmocka_unit_test(test_pylint),
-        cmocka_unit_test(test_mypy),
-        cmocka_unit_test(test_codespell),
-        cmocka_unit_test(test_cppcheck),
-        cmocka_unit_test(test_clang_tidy),
-        cmocka_unit_test(test_shellcheck),
-        cmocka_unit_test(test_gcc),
-        cmocka_unit_test(test_sarif),
-        cmocka_unit_test(test_files_format),
-        cmocka_unit_test(test_paths),
-        cmocka_unit_test(test_garbage),
-        cmocka_unit_test(test_fingerprint),
-        cmocka_unit_test(test_classify),
-        cmocka_unit_test(test_list_ops),
-        cmocka_unit_test(test_msg_roundtrip),
-        cmocka_unit_test(test_pydocstyle_filter),
+        cmocka_unit_test(test_flake8),        cmocka_unit_test(test_pylint),
+        cmocka_unit_test(test_mypy),          cmocka_unit_test(test_codespell),
+        cmocka_unit_test(test_cppcheck),      cmocka_unit_test(test_clang_tidy),
+        cmocka_unit_test(test_shellcheck),    cmocka_unit_test(test_gcc),
+        cmocka_unit_test(test_sarif),         cmocka_unit_test(test_dashed_names),
+        cmocka_unit_test(test_files_format),  cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_garbage),       cmocka_unit_test(test_fingerprint),
+        cmocka_unit_test(test_classify),      cmocka_unit_test(test_list_ops),
+        cmocka_unit_test(test_msg_roundtrip), cmocka_unit_test(test_pydocstyle_filter),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

@@ -748,6 +748,26 @@ static void test_apply(void **state)
     assert_int_equal(kz_git_apply(fx->repo, "", 0, files, 1, err, sizeof err), 0);
     assert_int_equal(kz_git_apply(fx->repo, good, strlen(good), files, 1, err, sizeof err), 0);
     assert_string_equal(s_read(fx->repo, "a.py"), "import os\nx = 10\ny = 2\n");
+    /* a fixer given ./a.py (a name starting with '-' goes in so) names
+       "a/./a.py", which git alone calls an invalid path */
+    static const char dotted[] = "--- a/./a.py\n"
+                                 "+++ b/./a.py\n"
+                                 "@@ -1,3 +1,3 @@\n"
+                                 " import os\n"
+                                 "-x = 10\n"
+                                 "+x = 11\n"
+                                 " y = 2\n";
+    assert_int_equal(kz_git_apply(fx->repo, dotted, strlen(dotted), files, 1, err, sizeof err), 0);
+    assert_string_equal(s_read(fx->repo, "a.py"), "import os\nx = 11\ny = 2\n");
+    static const char back[] = "--- ./a.py\n"
+                               "+++ ././a.py\n"
+                               "@@ -1,3 +1,3 @@\n"
+                               " import os\n"
+                               "-x = 11\n"
+                               "+x = 10\n"
+                               " y = 2\n";
+    assert_int_equal(kz_git_apply(fx->repo, back, strlen(back), files, 1, err, sizeof err), 0);
+    assert_string_equal(s_read(fx->repo, "a.py"), "import os\nx = 10\ny = 2\n");
 
     /* the same patch again does not apply: git's reason */
     assert_int_equal(kz_git_apply(fx->repo, good, strlen(good), files, 1, err, sizeof err), -1);

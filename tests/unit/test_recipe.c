@@ -317,6 +317,79 @@ static void test_argv_expand(void **state)
     assert_null(kz_argv_expand(NULL, NULL, 0, "/", NULL));
 }
 
+/* A file name is never an option: one starting with '-' goes in as ./NAME,
+   wherever "{files}" is expanded (kz_argv_expand, kz_argv_build) */
+static void test_argv_file(void **state)
+{
+    (void)state;
+    const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"a.py", "a.py"},
+        {"-x.py", "./-x.py"},
+        {"--addon={\"script\":\"evil.py\"}.c", "./--addon={\"script\":\"evil.py\"}.c"},
+        {"--output-file=/tmp/out.txt.c", "./--output-file=/tmp/out.txt.c"},
+        {"-", "./-"},
+        {"--", "./--"},
+        {"sub/-x.py", "sub/-x.py"}, /* the argument starts with "sub" */
+        {"./-x.py", "./-x.py"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = kz_argv_file(cases[i].in);
+        assert_non_null(got);
+        assert_string_equal(got, cases[i].out);
+        free(got);
+    }
+    char *got = kz_argv_file(NULL);
+    assert_string_equal(got, "");
+    free(got);
+
+    char *argv[] = {(char *)"cppcheck", (char *)"-q", (char *)"{files}", NULL};
+    const char *files[] = {"a.c", "-x.c", "--addon=e.py.c", "--", NULL};
+    char **v = kz_argv_expand(argv, files, 4, "/w", NULL);
+    const char *want[] = {"cppcheck", "-q", "a.c", "./-x.c", "./--addon=e.py.c", "./--", NULL};
+    for (int i = 0; want[i]; i++)
+        assert_string_equal(v[i], want[i]);
+    assert_null(v[6]);
+    kz_strv_free(v);
+    /* kz_argv_build: the project's arguments go before "--", the files after */
+    char *fx[] = {(char *)"black", (char *)"--", (char *)"{files}", NULL};
+    const char *extra[] = {"--line-length=100", NULL};
+    v = kz_argv_build(fx, extra, false, files + 1, 1, "/w", NULL, NULL);
+    const char *want2[] = {"black", "--line-length=100", "--", "./-x.c", NULL};
+    for (int i = 0; want2[i]; i++)
+        assert_string_equal(v[i], want2[i]);
+    assert_null(v[4]);
+    kz_strv_free(v);
+}
+
+/* "python3 [-FLAGS] -m MODULE": the module, with interpreter flags between */
+static void test_argv_python_module(void **state)
+{
+    (void)state;
+    char *a[] = {(char *)"/usr/bin/python3", (char *)"-I", (char *)"-m", (char *)"black",
+                 (char *)"--check",          NULL};
+    assert_string_equal(kz_argv_python_module(a, 0), "black");
+    assert_string_equal(kz_argv_python_module(a, 4), "black");
+    assert_null(kz_argv_python_module(a, 3)); /* the module is past ARGC */
+    char *b[] = {(char *)"python3", (char *)"-m", (char *)"mypy", NULL};
+    assert_string_equal(kz_argv_python_module(b, 3), "mypy");
+    char *c[] = {(char *)"python3", (char *)"-B",     (char *)"-P",
+                 (char *)"-m",      (char *)"pylint", NULL};
+    assert_string_equal(kz_argv_python_module(c, 0), "pylint");
+    char *d[] = {(char *)"python3", (char *)"-c", (char *)"import x",
+                 (char *)"-m",      (char *)"y",  NULL};
+    assert_null(kz_argv_python_module(d, 0)); /* -c: code, not a module */
+    char *e[] = {(char *)"black", (char *)"-m", (char *)"x", NULL};
+    assert_string_equal(kz_argv_python_module(e, 0), "x"); /* argv[0] is not looked at */
+    char *f[] = {(char *)"python3", (char *)"--check", (char *)"-m", (char *)"x", NULL};
+    assert_null(kz_argv_python_module(f, 0));
+    char *g[] = {(char *)"python3", (char *)"-m", NULL};
+    assert_null(kz_argv_python_module(g, 0));
+    assert_null(kz_argv_python_module(NULL, 0));
+}
+
 static int s_ticks;
 static void s_tick(void *arg)
 {
@@ -477,13 +550,16 @@ static void test_run_failures(void **state)
     kz_findings_free(&out);
     assert_string_equal(kz_tool_status_name((kz_tool_status_t)99), "error");
 
-    /* a file named like an option goes only to a tool with "--" before {files} */
+    /* a file named like an option goes in as ./NAME, with or without "--"
+       before {files}, and its findings come back under its own name */
     const char *dashed[] = {"a.py", "-x.py", NULL};
     kz_tool_run_opts_t dopts = {s_root, dashed, 2, NULL, NULL, NULL, NULL, NULL, false, NULL};
     assert_int_equal(kz_tool_run(s_tool("echo-files"), &dopts, &out, &res), 0);
     assert_int_equal(res.status, KZ_TOOL_OK);
-    assert_int_equal(out.count, 1);
+    assert_int_equal(out.count, 2);
     assert_string_equal(out.items[0].file, "a.py");
+    assert_string_equal(out.items[1].file, "-x.py");
+    assert_string_equal(out.items[1].rule, "E1");
     kz_findings_free(&out);
     assert_int_equal(kz_tool_run(s_tool("echo-files-dashes"), &dopts, &out, &res), 0);
     assert_int_equal(res.status, KZ_TOOL_OK);
@@ -563,9 +639,14 @@ static void test_rewrite(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_path_inside), cmocka_unit_test(test_predicates),
-        cmocka_unit_test(test_argv_expand), cmocka_unit_test(test_run_flake8),
-        cmocka_unit_test(test_run_tick),    cmocka_unit_test(test_run_failures),
+        cmocka_unit_test(test_path_inside),
+        cmocka_unit_test(test_predicates),
+        cmocka_unit_test(test_argv_expand),
+        cmocka_unit_test(test_argv_file),
+        cmocka_unit_test(test_argv_python_module),
+        cmocka_unit_test(test_run_flake8),
+        cmocka_unit_test(test_run_tick),
+        cmocka_unit_test(test_run_failures),
         cmocka_unit_test(test_rewrite),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
