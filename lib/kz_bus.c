@@ -1677,6 +1677,10 @@ kz_bus_t *kz_bus_new(const kz_bus_config_t *cfg, const char *agent_id, char *err
     self->cfg.curve.broker_public = s_strdup(cfg->curve.broker_public);
     self->cfg.curve.client_cert = s_strdup(cfg->curve.client_cert);
     self->cfg.curve.allow_dir = s_strdup(cfg->curve.allow_dir);
+    /* the role certificates are only read before kz_bus_new (kz_config_bus_role) */
+    self->cfg.curve.orchestrator_cert = NULL;
+    self->cfg.curve.agent_cert = NULL;
+    self->cfg.curve.operator_cert = NULL;
     if (self->cfg.heartbeat_ms <= 0)
         self->cfg.heartbeat_ms = 1000;
     if (self->cfg.heartbeat_liveness <= 0)

@@ -576,6 +576,9 @@ static const s_field_t s_curve_fields[] = {{"enabled", S_T_BOOL, S_OFF(kz_curve_
                                            S_PATHF(kz_curve_config_t, broker_public),
                                            S_PATHF(kz_curve_config_t, client_cert),
                                            S_PATHF(kz_curve_config_t, allow_dir),
+                                           S_PATHF(kz_curve_config_t, orchestrator_cert),
+                                           S_PATHF(kz_curve_config_t, agent_cert),
+                                           S_PATHF(kz_curve_config_t, operator_cert),
                                            S_FIELD_END};
 
 #define S_NUM(key, type, st, m, d, lo, hi)                                \
@@ -601,6 +604,47 @@ static const s_field_t s_bus_fields[] = {
     S_SECT("curve", kz_bus_config_t, curve, s_curve_fields),
     S_FIELD_END};
 
+static int s_check_bool_text(const char *value, char *why, size_t len)
+{
+    if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0)
+        return 0;
+    snprintf(why, len, "expected true or false, got '%.*s'", S_SHOW, value);
+    return -1;
+}
+
+/* broker.rules patterns: NAME, PREFIX* or *, optionally after '!' */
+static int s_check_rule(const char *value, char *why, size_t len)
+{
+    const char *p = value[0] == '!' ? value + 1 : value;
+    size_t n = strlen(p);
+    const char *star = strchr(p, '*');
+    if (n > 0 && n <= 255 && (!star || star == p + n - 1))
+        return 0;
+    snprintf(why, len,
+             "invalid pattern '%.*s': a name, a prefix ending in '*' or '*', optionally after '!'",
+             S_SHOW, value);
+    return -1;
+}
+
+#define S_RULELIST(key, m)                                                                     \
+    {                                                                                          \
+        key, S_T_STRLIST, S_OFF(kz_role_rules_t, m), NULL, 0, 0, false, s_check_rule, NULL, 0, \
+            S_OFF(kz_role_rules_t, m##_count), NULL                                            \
+    }
+
+static const s_field_t s_role_rules_fields[] = {
+    S_RULELIST("publish", publish),
+    S_RULELIST("offer", offer),
+    S_RULELIST("join", join),
+    {"tap", S_T_STR, S_OFF(kz_role_rules_t, tap), NULL, 0, 0, false, s_check_bool_text, NULL, 0, 0,
+     NULL},
+    S_FIELD_END};
+
+static const s_field_t s_rules_fields[] = {
+    S_SECT("agent", kz_bus_rules_t, agent, s_role_rules_fields),
+    S_SECT("operator", kz_bus_rules_t, operator, s_role_rules_fields),
+    S_SECT("orchestrator", kz_bus_rules_t, orchestrator, s_role_rules_fields), S_FIELD_END};
+
 static const s_field_t s_broker_fields[] = {
     S_NUM("group_queue_limit", S_T_INT, kz_broker_config_t, group_queue_limit, "100000", 1,
           INT_MAX),
@@ -610,6 +654,7 @@ static const s_field_t s_broker_fields[] = {
           INT_MAX),
     S_NUM("request_ttl", S_T_DURATION, kz_broker_config_t, request_ttl_ms, "60s", 1, S_DUR_MAX),
     S_NUM("stats_interval", S_T_DURATION, kz_broker_config_t, stats_interval_ms, "0", 0, S_DUR_MAX),
+    S_SECT("rules", kz_broker_config_t, rules, s_rules_fields),
     S_FIELD_END};
 
 static const s_field_t s_log_fields[] = {
@@ -1733,6 +1778,23 @@ const kz_fixer_config_t *kz_config_fixer(const kz_config_t *self, const char *na
         if (strcmp(self->fixers[i].name, name) == 0)
             return &self->fixers[i];
     return NULL;
+}
+
+int kz_config_bus_role(kz_config_t *self, const char *role)
+{
+    kz_curve_config_t *c = &self->bus.curve;
+    const char *cert = strcmp(role, KZ_ROLE_ORCHESTRATOR) == 0 ? c->orchestrator_cert
+                       : strcmp(role, KZ_ROLE_AGENT) == 0      ? c->agent_cert
+                       : strcmp(role, KZ_ROLE_OPERATOR) == 0   ? c->operator_cert
+                                                               : NULL;
+    if (!cert || !*cert)
+        return 0;
+    char *copy = strdup(cert);
+    if (!copy)
+        return -1;
+    free(c->client_cert);
+    c->client_cert = copy;
+    return 0;
 }
 
 kz_config_t *kz_config_default(void)

@@ -30,7 +30,28 @@ typedef struct {
     char *broker_public; /* clients: the broker's public certificate file */
     char *client_cert;   /* clients: their own secret certificate file */
     char *allow_dir;     /* broker: directory of allowed client public certificates */
+    /* each process's own certificate by its role (default: client_cert);
+       kz_config_bus_role() makes the right one client_cert */
+    char *orchestrator_cert; /* the orchestrator (and a --node orchestrator) */
+    char *agent_cert;        /* agents */
+    char *operator_cert;     /* the kaizen CLI */
 } kz_curve_config_t;
+
+/* What one role may do on the bus (broker.rules.ROLE); a NULL list or tap
+   means the built-in default (proto/PROTOCOL.md 1.5) */
+typedef struct {
+    char **publish; /* event type patterns: "plan.approved", "scan.*", "!plan.state", "*" */
+    size_t publish_count;
+    char **offer; /* service patterns */
+    size_t offer_count;
+    char **join; /* queue group patterns */
+    size_t join_count;
+    char *tap; /* "true" | "false" */
+} kz_role_rules_t;
+
+typedef struct {
+    kz_role_rules_t agent, operator, orchestrator;
+} kz_bus_rules_t;
 
 typedef struct {
     kz_endpoints_t connect;  /* bus.endpoints */
@@ -52,6 +73,7 @@ typedef struct {
     int service_queue_limit; /* broker.service_queue_limit, default 10000 waiting requests per service */
     int request_ttl_ms;    /* broker.request_ttl, default 60s: a queued request older is dropped */
     int stats_interval_ms; /* broker.stats_interval, default 0 = never log stats */
+    kz_bus_rules_t rules;  /* broker.rules: enforced for CURVE identities */
 } kz_broker_config_t;
 
 typedef struct {
@@ -296,6 +318,15 @@ const kz_fixer_config_t *kz_config_fixer(const kz_config_t *self, const char *na
 /* A configuration holding every default (the loop's agents, the
    catalog's recipes, no targets) */
 kz_config_t *kz_config_default(void);
+
+/* Bus roles: "orchestrator", "agent", "operator" (proto/PROTOCOL.md 1.5) */
+#define KZ_ROLE_ORCHESTRATOR "orchestrator"
+#define KZ_ROLE_AGENT        "agent"
+#define KZ_ROLE_OPERATOR     "operator"
+
+/* Make the certificate of ROLE (bus.curve.ROLE_cert, when set) this
+   process's bus.curve.client_cert. 0, or -1 when out of memory. */
+int kz_config_bus_role(kz_config_t *self, const char *role);
 
 /* Load PATH. NULL on failure with ERRBUF = "PATH:LINE:COL: KEY: what is
    wrong" (KEY is the dotted path, e.g. "bus.heartbeat"). */
