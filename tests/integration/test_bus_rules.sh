@@ -173,5 +173,13 @@ kz_wait_for 30 refused agent-x tap 1 || fail "the agent's tap subscription was n
 grep -q "^agent-x  *agent " "$T/stats.txt" || fail "kaizen stats: no refusals of agent-x: $(cat "$T/stats.txt")"
 grep -q "rogue" "$T/stats.json" "$T/stats.txt" && fail "the rogue key shows in the stats"
 grep -q "refused join 'kaizen.recorder' from 'agent-x'" "$BLOG" || fail "the refused join was not logged"
+# kaizen doctor checks that each role's key is admitted with that role
+"$K" doctor >"$T/doctor.out" 2>&1
+for r in orchestrator agent operator; do
+    grep -q "ok  *bus role $r " "$T/doctor.out" || fail "doctor: role $r: $(grep 'bus role' "$T/doctor.out")"
+done
+"$K" -c "$T/agent.yaml" doctor >"$T/doctor-agent.out" 2>&1 && fail "doctor passed with the agent's key as the operator's"
+grep -q "FAIL  *bus role operator .*agent-x.key has role agent" "$T/doctor-agent.out" ||
+    fail "doctor: no failed operator role: $(grep 'bus role' "$T/doctor-agent.out")"
 kill -0 "$PID_orch" || fail "the orchestrator died"
 echo ok
