@@ -34,6 +34,7 @@
 #include <zmq.h>
 
 #include "kz_agent.h"
+#include "kz_bus.h"
 #include "kz_log.h"
 #include "kz_msg.h"
 #include "kz_wire.h"
@@ -2435,6 +2436,10 @@ static zsock_t *s_bind(kz_broker_t *self, int type, const char *what, const char
         snprintf(errbuf, errlen, "bus.endpoints.%s is not set", what);
         return NULL;
     }
+    char key[32];
+    snprintf(key, sizeof key, "bus.endpoints.%s", what);
+    if (kz_bus_ipc_check(endpoint, key, errbuf, errlen) != 0)
+        return NULL;
     if (s_ipc_in_use(endpoint) == -1) {
         snprintf(errbuf, errlen,
                  "unable to bind '%s': Address already in use (is another kaizen-broker running?)",
@@ -2530,6 +2535,25 @@ static int s_curve_setup(kz_broker_t *self, const kz_curve_config_t *curve, char
     return 0;
 }
 
+/* The default endpoints live in STATE/bus: make (or check) it private
+   before binding there. On ipc:// without CURVE this directory is the
+   bus's only authentication (proto/PROTOCOL.md 1.5). */
+static int s_bus_dir(const kz_config_t *cfg, const char *const eps[4], char *errbuf, size_t errlen)
+{
+    char dir[PATH_MAX];
+    if (!cfg->state_dir ||
+        snprintf(dir, sizeof dir, "%s/%s", cfg->state_dir, KZ_BUS_DIR) >= (int)sizeof dir)
+        return 0;
+    size_t len = strlen(dir);
+    for (int i = 0; i < 4; i++) {
+        const char *ep = eps[i];
+        if (ep && strncmp(ep, "ipc://", 6) == 0 && strncmp(ep + 6, dir, len) == 0 &&
+            ep[6 + len] == '/')
+            return kz_bus_dir_ensure(dir, errbuf, errlen);
+    }
+    return 0;
+}
+
 static char *s_pick(const char *bind, const char *connect)
 {
     const char *ep = bind && *bind ? bind : connect;
@@ -2577,6 +2601,9 @@ kz_broker_t *kz_broker_new(const kz_config_t *cfg, char *errbuf, size_t errlen)
     self->ep_router = s_pick(cfg->bus.bind.router, cfg->bus.connect.router);
     self->ep_tap = s_pick(cfg->bus.bind.tap, cfg->bus.connect.tap);
 
+    if (s_bus_dir(cfg, (const char *[]){self->ep_pub, self->ep_sub, self->ep_router, self->ep_tap},
+                  errbuf, errlen) == -1)
+        goto fail;
     if (cfg->bus.curve.enabled && s_curve_setup(self, &cfg->bus.curve, errbuf, errlen) == -1)
         goto fail;
     if (cfg->bus.curve.enabled) {

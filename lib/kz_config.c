@@ -556,10 +556,9 @@ static int s_check_name(const char *value, char *why, size_t len)
     }
 
 static const s_field_t s_connect_fields[] = {
-    S_ENDPOINT(kz_endpoints_t, pub, "tcp://127.0.0.1:7510"),
-    S_ENDPOINT(kz_endpoints_t, sub, "tcp://127.0.0.1:7511"),
-    S_ENDPOINT(kz_endpoints_t, router, "tcp://127.0.0.1:7512"),
-    S_ENDPOINT(kz_endpoints_t, tap, "tcp://127.0.0.1:7513"), S_FIELD_END};
+    /* unset: ipc:// sockets in STATE/bus (s_bus_defaults) */
+    S_ENDPOINT(kz_endpoints_t, pub, NULL), S_ENDPOINT(kz_endpoints_t, sub, NULL),
+    S_ENDPOINT(kz_endpoints_t, router, NULL), S_ENDPOINT(kz_endpoints_t, tap, NULL), S_FIELD_END};
 
 static const s_field_t s_bind_fields[] = {
     S_ENDPOINT(kz_endpoints_t, pub, NULL), S_ENDPOINT(kz_endpoints_t, sub, NULL),
@@ -1780,6 +1779,24 @@ const kz_fixer_config_t *kz_config_fixer(const kz_config_t *self, const char *na
     return NULL;
 }
 
+/* bus.endpoints left unset: ipc://STATE/bus/NAME.sock, in the directory
+   the broker keeps private (kz_bus_dir_ensure) */
+static int s_bus_defaults(kz_config_t *self)
+{
+    kz_endpoints_t *e = &self->bus.connect;
+    char **eps[4] = {&e->pub, &e->sub, &e->router, &e->tap};
+    static const char *const names[4] = {"pub", "sub", "router", "tap"};
+    for (int i = 0; i < 4; i++) {
+        if (*eps[i])
+            continue;
+        if (asprintf(eps[i], "ipc://%s/" KZ_BUS_DIR "/%s.sock", self->state_dir, names[i]) < 0) {
+            *eps[i] = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int kz_config_bus_role(kz_config_t *self, const char *role)
 {
     kz_curve_config_t *c = &self->bus.curve;
@@ -1804,7 +1821,7 @@ kz_config_t *kz_config_default(void)
         return NULL;
     char errbuf[256];
     s_ctx_t ctx = {.name = "<defaults>", .text = "", .errbuf = errbuf, .errlen = sizeof errbuf};
-    if (s_defaults(s_root_fields, self) < 0 || s_state_dir(self) < 0 ||
+    if (s_defaults(s_root_fields, self) < 0 || s_state_dir(self) < 0 || s_bus_defaults(self) < 0 ||
         s_complete(&ctx, NULL, self) < 0 || s_finish(&ctx, NULL, self) < 0) {
         kz_config_destroy(&self);
         return NULL;
@@ -1855,7 +1872,7 @@ kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, cha
         if (s_walk_map(&ctx, root, s_root_fields, self, "") < 0)
             goto fail;
     }
-    if (s_state_dir(self) < 0) {
+    if (s_state_dir(self) < 0 || s_bus_defaults(self) < 0) {
         s_err_at(&ctx, 1, 1, "state_dir", "out of memory");
         goto fail;
     }

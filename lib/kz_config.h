@@ -15,13 +15,17 @@
 
 #include "kz_log.h"
 
+/* The directory under state_dir of the default ipc:// endpoints */
+#define KZ_BUS_DIR "bus"
+
 /* Bus endpoints: clients connect to these; the broker binds to bind_* (or
-   these when bind_* is unset). */
+   these when bind_* is unset). The defaults are ipc:// sockets in
+   STATE/bus, a directory the broker keeps 0700. */
 typedef struct {
-    char *pub;    /* events in: broker XSUB; default tcp://127.0.0.1:7510 */
-    char *sub;    /* events out: broker XPUB; default tcp://127.0.0.1:7511 */
-    char *router; /* services and queue groups: broker ROUTER; default tcp://127.0.0.1:7512 */
-    char *tap;    /* tap: broker PUB; default tcp://127.0.0.1:7513 */
+    char *pub;    /* events in: broker XSUB; default ipc://STATE/bus/pub.sock */
+    char *sub;    /* events out: broker XPUB; default ipc://STATE/bus/sub.sock */
+    char *router; /* services and queue groups: broker ROUTER; default ipc://STATE/bus/router.sock */
+    char *tap;    /* tap: broker PUB; default ipc://STATE/bus/tap.sock */
 } kz_endpoints_t;
 
 typedef struct {

@@ -36,10 +36,16 @@ static void s_check_defaults(const kz_config_t *c)
     assert_int_equal(c->agent_heartbeat_ms, 5000);
     assert_int_equal(c->log.level, KZ_LOG_INFO);
     assert_false(c->log.json);
-    assert_string_equal(c->bus.connect.pub, "tcp://127.0.0.1:7510");
-    assert_string_equal(c->bus.connect.sub, "tcp://127.0.0.1:7511");
-    assert_string_equal(c->bus.connect.router, "tcp://127.0.0.1:7512");
-    assert_string_equal(c->bus.connect.tap, "tcp://127.0.0.1:7513");
+    /* ipc:// sockets in the private STATE/bus */
+    char want[PATH_MAX + 32];
+    snprintf(want, sizeof want, "ipc://%s/bus/pub.sock", c->state_dir);
+    assert_string_equal(c->bus.connect.pub, want);
+    snprintf(want, sizeof want, "ipc://%s/bus/sub.sock", c->state_dir);
+    assert_string_equal(c->bus.connect.sub, want);
+    snprintf(want, sizeof want, "ipc://%s/bus/router.sock", c->state_dir);
+    assert_string_equal(c->bus.connect.router, want);
+    snprintf(want, sizeof want, "ipc://%s/bus/tap.sock", c->state_dir);
+    assert_string_equal(c->bus.connect.tap, want);
     assert_null(c->bus.bind.pub);
     assert_null(c->bus.bind.sub);
     assert_null(c->bus.bind.router);
@@ -297,7 +303,9 @@ static void test_values(void **state)
     assert_int_equal(c->agent_heartbeat_ms, 120000);
     assert_string_equal(c->bus.connect.pub, "ipc:///tmp/p");
     assert_string_equal(c->bus.connect.sub, "inproc://s");
-    assert_string_equal(c->bus.connect.router, "tcp://127.0.0.1:7512");
+    char want[PATH_MAX + 32];
+    snprintf(want, sizeof want, "ipc://%s/bus/router.sock", c->state_dir);
+    assert_string_equal(c->bus.connect.router, want);
     assert_string_equal(c->bus.bind.pub, "tcp://*:7510");
     assert_null(c->bus.bind.sub);
     assert_int_equal(c->bus.heartbeat_ms, 1500);
