@@ -199,8 +199,8 @@ typedef struct {
     char name[256];
     s_role_t role;
     uint64_t refused[S_ACT_COUNT];
-    int64_t logged;         /* last refusal logged (rate limit: 1/s) */
-    uint64_t logged_total;  /* refusals counted when it was logged */
+    int64_t logged;        /* last refusal logged (rate limit: 1/s) */
+    uint64_t logged_total; /* refusals counted when it was logged */
 } s_ident_t;
 
 /* Fixed buffer for msgpack tap headers: no allocation on the hot path */
@@ -616,16 +616,16 @@ static int s_rules_set(s_rules_t *r, s_act_t act, const char *const *list, size_
 /* The rules of each role: broker.rules.ROLE where set, else built in */
 static int s_rules_init(kz_broker_t *self, const kz_bus_rules_t *cfg)
 {
-    const kz_role_rules_t *conf[S_ROLE_COUNT] = {&cfg->agent, &cfg->operator, &cfg->orchestrator};
+    const kz_role_rules_t *conf[S_ROLE_COUNT] = {&cfg->agent, &cfg->operator, & cfg->orchestrator };
     for (int r = 0; r < S_ROLE_COUNT; r++) {
         char *const *lists[S_ACT_TAP] = {conf[r]->publish, conf[r]->offer, conf[r]->join};
         size_t counts[S_ACT_TAP] = {conf[r]->publish_count, conf[r]->offer_count,
                                     conf[r]->join_count};
         for (int a = 0; a < S_ACT_TAP; a++) {
-            int rc = lists[a] ? s_rules_set(&self->rules[r], (s_act_t)a,
-                                            (const char *const *)lists[a], counts[a])
-                              : s_rules_set(&self->rules[r], (s_act_t)a, s_def_rules[r][a],
-                                            SIZE_MAX);
+            int rc = lists[a]
+                         ? s_rules_set(&self->rules[r], (s_act_t)a, (const char *const *)lists[a],
+                                       counts[a])
+                         : s_rules_set(&self->rules[r], (s_act_t)a, s_def_rules[r][a], SIZE_MAX);
             if (rc == -1)
                 return -1;
         }
@@ -718,8 +718,7 @@ static s_ident_t *s_ident_of(kz_broker_t *self, zmq_msg_t *msg)
    CURVE) yes. A refusal is counted for the identity and logged at most
    once a second per identity, e.g. "refused publish 'plan.approved'
    from 'agent-x' (role agent): only operator, orchestrator may". */
-static bool s_allowed(kz_broker_t *self, zmq_msg_t *msg, s_act_t act, const char *name,
-                      size_t len)
+static bool s_allowed(kz_broker_t *self, zmq_msg_t *msg, s_act_t act, const char *name, size_t len)
 {
     if (!self->rules_on)
         return true;
@@ -1501,8 +1500,8 @@ static void s_handle_pub(kz_broker_t *self)
             s_drop(self, S_DROP_EVENT, NULL);
             continue;
         }
-        if (self->rules_on && !s_allowed(self, &topic, S_ACT_PUBLISH, zmq_msg_data(&topic),
-                                         zmq_msg_size(&topic))) {
+        if (self->rules_on &&
+            !s_allowed(self, &topic, S_ACT_PUBLISH, zmq_msg_data(&topic), zmq_msg_size(&topic))) {
             zmq_msg_close(&topic);
             zmq_msg_close(&body);
             continue;
@@ -2636,6 +2635,15 @@ kz_broker_t *kz_broker_new(const kz_config_t *cfg, char *errbuf, size_t errlen)
     }
     kz_info("broker ready pub=%s sub=%s router=%s tap=%s%s", self->ep_pub, self->ep_sub,
             self->ep_router, self->ep_tap, self->cert ? " curve=on" : "");
+    const char *eps[4] = {self->ep_pub, self->ep_sub, self->ep_router, self->ep_tap};
+    for (int i = 0; i < 4 && !self->cert; i++)
+        if (strncmp(eps[i], "tcp://", 6) == 0) {
+            kz_warn("'%s' is TCP without CURVE: every peer that reaches it may publish, approve "
+                    "plans, serve validators and read the tap (enable bus.curve, or use the "
+                    "default ipc:// endpoints; proto/PROTOCOL.md 1.5)",
+                    eps[i]);
+            break;
+        }
     return self;
 fail:
     kz_broker_destroy(&self);

@@ -695,8 +695,8 @@ static void s_curve_roles(s_doctor_t *d, const kz_curve_config_t *c)
         snprintf(what, sizeof what, "bus.curve.%s_cert", roles[i]);
         /* without role certificates every process uses client_cert (the
            CLI made its operator_cert its client_cert: kz_config_bus_role) */
-        bool none = !(certs[0] && *certs[0]) && !(certs[1] && *certs[1]) &&
-                    !(certs[2] && *certs[2]);
+        bool none =
+            !(certs[0] && *certs[0]) && !(certs[1] && *certs[1]) && !(certs[2] && *certs[2]);
         const char *path = certs[i] && *certs[i] ? certs[i] : none ? c->client_cert : NULL;
         if (certs[i] && *certs[i])
             s_key_file(d, what, certs[i]);
@@ -713,8 +713,9 @@ static void s_curve_roles(s_doctor_t *d, const kz_curve_config_t *c)
                      roles[i], c->allow_dir, roles[i]);
             s_line(d, "FAIL", what, detail, fix);
         } else if (strcmp(role[0] ? role : KZ_ROLE_AGENT, roles[i]) != 0) {
-            snprintf(detail, sizeof detail, "%s/%s has role %s: the broker refuses what only %s may",
-                     c->allow_dir, name, role[0] ? role : "none (agent)", roles[i]);
+            snprintf(detail, sizeof detail,
+                     "%s/%s has role %s: the broker refuses what only %s may", c->allow_dir, name,
+                     role[0] ? role : "none (agent)", roles[i]);
             snprintf(fix, sizeof fix, "kaizen keygen NAME --role %s (proto/PROTOCOL.md 1.5)",
                      roles[i]);
             s_line(d, "FAIL", what, detail, fix);
@@ -725,9 +726,8 @@ static void s_curve_roles(s_doctor_t *d, const kz_curve_config_t *c)
     next:
         zcert_destroy(&cert);
     }
-    zcert_t *broker = c->broker_cert && access(c->broker_cert, R_OK) == 0
-                          ? zcert_load(c->broker_cert)
-                          : NULL;
+    zcert_t *broker =
+        c->broker_cert && access(c->broker_cert, R_OK) == 0 ? zcert_load(c->broker_cert) : NULL;
     if (broker && c->allow_dir &&
         s_allowed_cert(c->allow_dir, zcert_public_txt(broker), name, sizeof name, role,
                        sizeof role) == 0) {
@@ -752,6 +752,30 @@ static void s_curve(s_doctor_t *d)
 {
     const kz_curve_config_t *c = &d->cfg->bus.curve;
     if (!c->enabled) {
+        /* without CURVE the bus has no identities: TCP admits anyone that
+           reaches the port with every role, ipc:// only who may enter
+           its directory */
+        const kz_bus_config_t *b = &d->cfg->bus;
+        const char *eps[8] = {b->connect.pub, b->connect.sub, b->connect.router, b->connect.tap,
+                              b->bind.pub,    b->bind.sub,    b->bind.router,    b->bind.tap};
+        const char *tcp = NULL;
+        for (int i = 0; i < 8 && !tcp; i++)
+            if (eps[i] && strncmp(eps[i], "tcp://", 6) == 0)
+                tcp = eps[i];
+        if (tcp) {
+            char detail[512];
+            snprintf(detail, sizeof detail,
+                     "%s without CURVE: any peer that reaches it may approve plans and serve "
+                     "validators",
+                     tcp);
+            s_line(d, "FAIL", "bus security", detail,
+                   "enable bus.curve with a key per role (docs/cli.md, 'kaizen keygen'), or "
+                   "leave bus.endpoints unset for the private ipc:// default");
+        } else
+            s_line(d, "ok", "bus security",
+                   "ipc:// without CURVE: only users who may enter the sockets' directories "
+                   "(STATE/bus: kaizen's own)",
+                   NULL);
         s_line(d, "skip", "CURVE keys", "bus.curve.enabled is false", NULL);
         return;
     }

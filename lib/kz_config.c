@@ -631,13 +631,12 @@ static int s_check_rule(const char *value, char *why, size_t len)
             S_OFF(kz_role_rules_t, m##_count), NULL                                            \
     }
 
-static const s_field_t s_role_rules_fields[] = {
-    S_RULELIST("publish", publish),
-    S_RULELIST("offer", offer),
-    S_RULELIST("join", join),
-    {"tap", S_T_STR, S_OFF(kz_role_rules_t, tap), NULL, 0, 0, false, s_check_bool_text, NULL, 0, 0,
-     NULL},
-    S_FIELD_END};
+static const s_field_t s_role_rules_fields[] = {S_RULELIST("publish", publish),
+                                                S_RULELIST("offer", offer),
+                                                S_RULELIST("join", join),
+                                                {"tap", S_T_STR, S_OFF(kz_role_rules_t, tap), NULL,
+                                                 0, 0, false, s_check_bool_text, NULL, 0, 0, NULL},
+                                                S_FIELD_END};
 
 static const s_field_t s_rules_fields[] = {
     S_SECT("agent", kz_bus_rules_t, agent, s_role_rules_fields),

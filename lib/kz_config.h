@@ -22,10 +22,11 @@
    these when bind_* is unset). The defaults are ipc:// sockets in
    STATE/bus, a directory the broker keeps 0700. */
 typedef struct {
-    char *pub;    /* events in: broker XSUB; default ipc://STATE/bus/pub.sock */
-    char *sub;    /* events out: broker XPUB; default ipc://STATE/bus/sub.sock */
-    char *router; /* services and queue groups: broker ROUTER; default ipc://STATE/bus/router.sock */
-    char *tap;    /* tap: broker PUB; default ipc://STATE/bus/tap.sock */
+    char *pub; /* events in: broker XSUB; default ipc://STATE/bus/pub.sock */
+    char *sub; /* events out: broker XPUB; default ipc://STATE/bus/sub.sock */
+    char
+        *router; /* services and queue groups: broker ROUTER; default ipc://STATE/bus/router.sock */
+    char *tap;   /* tap: broker PUB; default ipc://STATE/bus/tap.sock */
 } kz_endpoints_t;
 
 typedef struct {

@@ -920,8 +920,7 @@ static void test_bus_rules(void **state)
     kz_config_destroy(&c);
 
     static const char *const bad[][2] = {
-        {"broker:\n  rules:\n    agent:\n      publish: ['a*b']\n",
-         "broker.rules.agent.publish"},
+        {"broker:\n  rules:\n    agent:\n      publish: ['a*b']\n", "broker.rules.agent.publish"},
         {"broker:\n  rules:\n    agent:\n      join: ['!']\n", "invalid pattern '!'"},
         {"broker:\n  rules:\n    agent:\n      tap: maybe\n", "expected true or false"},
         {"broker:\n  rules:\n    root:\n      tap: true\n", "broker.rules.root"},
@@ -1052,10 +1051,10 @@ int main(void)
         cmocka_unit_test(test_values),        cmocka_unit_test(test_errors_syntax),
         cmocka_unit_test(test_errors_keys),   cmocka_unit_test(test_errors_types),
         cmocka_unit_test(test_errors_values), cmocka_unit_test(test_durations_sizes),
-        cmocka_unit_test(test_paths),
-        cmocka_unit_test(test_bus_rules),         cmocka_unit_test(test_env),
-        cmocka_unit_test(test_load_errors),   cmocka_unit_test(test_loop_keys),
-        cmocka_unit_test(test_loop_errors),   cmocka_unit_test(test_catalog),
+        cmocka_unit_test(test_paths),         cmocka_unit_test(test_bus_rules),
+        cmocka_unit_test(test_env),           cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_loop_keys),     cmocka_unit_test(test_loop_errors),
+        cmocka_unit_test(test_catalog),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
