@@ -72,4 +72,12 @@ printf 'state_dir: %s\nagents: []\n' "$LONG" >"$T/long.yaml"
 grep -q "bytes, longer than the 107 a Unix socket path may have" "$T/long.out" || fail "long path: $(cat "$T/long.out")"
 "$K" -c "$T/long.yaml" publish test.event '{"seq":3}' >"$T/long-pub.out" 2>&1 && fail "kaizen publish accepted a too long socket path"
 grep -q "longer than the 107" "$T/long-pub.out" || fail "long path, publish: $(cat "$T/long-pub.out")"
+# kaizen doctor: the private ipc default is fine; TCP without CURVE fails
+"$K" doctor >"$T/doctor-ipc.out" 2>&1
+grep -q "ok  *bus security  *ipc:// without CURVE" "$T/doctor-ipc.out" ||
+    fail "doctor, ipc: $(grep 'bus security' "$T/doctor-ipc.out")"
+printf 'state_dir: %s\nagents: []\nbus:\n  endpoints: {pub: "tcp://127.0.0.1:%s"}\n' "$T/state" "$(kz_port)" >"$T/tcp.yaml"
+"$K" -c "$T/tcp.yaml" doctor >"$T/doctor-tcp.out" 2>&1 && fail "doctor passed with TCP without CURVE"
+grep -q "FAIL  *bus security  *tcp://127.0.0.1:[0-9]* without CURVE" "$T/doctor-tcp.out" ||
+    fail "doctor, tcp: $(grep 'bus security' "$T/doctor-tcp.out")"
 echo ok
