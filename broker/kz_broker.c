@@ -37,6 +37,7 @@
 #include "kz_bus.h"
 #include "kz_log.h"
 #include "kz_msg.h"
+#include "kz_state.h"
 #include "kz_wire.h"
 
 #define S_BATCH        256  /* messages drained per readable socket per poll */
@@ -2548,7 +2549,8 @@ static int s_bus_dir(const kz_config_t *cfg, const char *const eps[4], char *err
         const char *ep = eps[i];
         if (ep && strncmp(ep, "ipc://", 6) == 0 && strncmp(ep + 6, dir, len) == 0 &&
             ep[6 + len] == '/')
-            return kz_bus_dir_ensure(dir, errbuf, errlen);
+            return kz_state_init(cfg, errbuf, errlen) == 0 ? kz_bus_dir_ensure(dir, errbuf, errlen)
+                                                           : -1;
     }
     return 0;
 }

@@ -252,14 +252,6 @@ int kz_bus_dir_ensure(const char *dir, char *errbuf, size_t errlen)
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
         return s_err(errbuf, errlen, "bus directory '%s': path too long", dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0700) == -1 && errno != EEXIST)
-            return s_err(errbuf, errlen, "unable to create '%s': %s", path, strerror(errno));
-        *p = '/';
-    }
     if (mkdir(path, 0700) == -1 && errno != EEXIST)
         return s_err(errbuf, errlen, "unable to create the bus directory '%s': %s", path,
                      strerror(errno));

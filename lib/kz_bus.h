@@ -200,7 +200,7 @@ int kz_bus_curve_client(void *zsock, const kz_bus_config_t *cfg, char *errbuf, s
 int kz_bus_ipc_check(const char *endpoint, const char *key, char *errbuf, size_t errlen);
 
 /* Make DIR (the default endpoints' STATE/bus) private: created with mode
-   0700 (and its missing parents 0700); an existing one must be a
+   0700 (its parent must exist); an existing one must be a
    directory owned by this user, inaccessible to group and other, else -1
    with ERRBUF saying what is wrong and how to fix it. */
 int kz_bus_dir_ensure(const char *dir, char *errbuf, size_t errlen);
