@@ -34,8 +34,10 @@
 #include <zmq.h>
 
 #include "kz_agent.h"
+#include "kz_bus.h"
 #include "kz_log.h"
 #include "kz_msg.h"
+#include "kz_state.h"
 #include "kz_wire.h"
 
 #define S_BATCH        256  /* messages drained per readable socket per poll */
@@ -181,6 +183,27 @@ typedef struct {
     bool gone; /* a send found no route: removed by s_reap */
 } s_worker_t;
 
+/* Bus roles and what they may do (proto/PROTOCOL.md 1.5) */
+typedef enum { S_ROLE_AGENT = 0, S_ROLE_OPERATOR, S_ROLE_ORCHESTRATOR, S_ROLE_COUNT } s_role_t;
+typedef enum { S_ACT_PUBLISH = 0, S_ACT_OFFER, S_ACT_JOIN, S_ACT_TAP, S_ACT_COUNT } s_act_t;
+
+/* One role's patterns per action (tap: a bool); first match wins, a
+   leading '!' refuses, a trailing '*' matches a prefix */
+typedef struct {
+    char **pats[S_ACT_TAP];
+    size_t npats[S_ACT_TAP];
+    bool tap;
+} s_rules_t;
+
+/* A CURVE client key from allow_dir */
+typedef struct {
+    char name[256];
+    s_role_t role;
+    uint64_t refused[S_ACT_COUNT];
+    int64_t logged;        /* last refusal logged (rate limit: 1/s) */
+    uint64_t logged_total; /* refusals counted when it was logged */
+} s_ident_t;
+
 /* Fixed buffer for msgpack tap headers: no allocation on the hot path */
 typedef struct {
     char data[2048];
@@ -204,6 +227,14 @@ struct kz_broker_t {
     void *pub_h, *sub_h, *router_h, *tap_h;
     zactor_t *auth;
     zcert_t *cert;
+    /* CURVE identities and what their roles may do (see "rules" below);
+       rules_on is false without CURVE: then every peer holds every role */
+    bool rules_on;
+    char *allow_dir;
+    zhashx_t *idents; /* Z85 public key -> s_ident_t */
+    int64_t idents_loaded;
+    s_rules_t rules[S_ROLE_COUNT];
+    uint64_t refused;
     char *ep_pub, *ep_sub, *ep_router, *ep_tap;
 
     int heartbeat_ms, liveness;
@@ -501,6 +532,228 @@ static void s_drop(kz_broker_t *self, s_drop_t reason, const char *peer)
     s_drop_detail(self, reason, peer, NULL);
 }
 
+/* ---------------------------------------------------------------- rules */
+
+static const char *const s_role_names[S_ROLE_COUNT] = {"agent", "operator", "orchestrator"};
+static const char *const s_act_names[S_ACT_COUNT] = {"publish", "offer", "join", "tap"};
+
+/* The built-in rules. Plan decisions and the router's republished
+   replies come only from the orchestrator, approvals only from an
+   operator (or the orchestrator), services only from agents (and the
+   orchestrator's kaizen.*), the recorder's and the router's groups
+   (kaizen.*) only the orchestrator joins, the tap only operators and the
+   orchestrator read. */
+#define S_DECISIONS                                                                      \
+    "!plan.accepted", "!plan.failed", "!plan.state", "!exec.result", "!validate.result", \
+        "!agent.exited", "!agent.failed"
+static const char *const s_def_agent_publish[] = {
+    S_DECISIONS, "!plan.approved", "!plan.rejected", "!feedback.decision", "*", NULL};
+static const char *const s_def_agent_offer[] = {"!kaizen.*", "*", NULL};
+static const char *const s_def_agent_join[] = {"!kaizen.*", "*", NULL};
+static const char *const s_def_operator_publish[] = {S_DECISIONS, "*", NULL};
+static const char *const s_def_none[] = {NULL};
+static const char *const s_def_orch_publish[] = {"*", NULL};
+static const char *const s_def_orch_offer[] = {"!exec.*", "!validate.*", "*", NULL};
+static const char *const s_def_orch_join[] = {"*", NULL};
+
+static const char *const *const s_def_rules[S_ROLE_COUNT][S_ACT_TAP] = {
+    {s_def_agent_publish, s_def_agent_offer, s_def_agent_join},
+    {s_def_operator_publish, s_def_none, s_def_none},
+    {s_def_orch_publish, s_def_orch_offer, s_def_orch_join},
+};
+static const bool s_def_tap[S_ROLE_COUNT] = {false, true, true};
+
+static bool s_pattern_match(const char *pat, const char *name, size_t len)
+{
+    size_t plen = strlen(pat);
+    if (plen > 0 && pat[plen - 1] == '*')
+        return len >= plen - 1 && memcmp(pat, name, plen - 1) == 0;
+    return plen == len && memcmp(pat, name, len) == 0;
+}
+
+/* May ROLE do ACT on NAME (LEN bytes, not NUL-terminated)? */
+static bool s_rule_allows(const s_rules_t *r, s_act_t act, const char *name, size_t len)
+{
+    if (act == S_ACT_TAP)
+        return r->tap;
+    for (size_t i = 0; i < r->npats[act]; i++) {
+        const char *pat = r->pats[act][i];
+        bool deny = pat[0] == '!';
+        if (s_pattern_match(deny ? pat + 1 : pat, name, len))
+            return !deny;
+    }
+    return false;
+}
+
+static void s_rules_free(kz_broker_t *self)
+{
+    for (int r = 0; r < S_ROLE_COUNT; r++)
+        for (int a = 0; a < S_ACT_TAP; a++) {
+            for (size_t i = 0; i < self->rules[r].npats[a]; i++)
+                free(self->rules[r].pats[a][i]);
+            free(self->rules[r].pats[a]);
+            self->rules[r].pats[a] = NULL;
+            self->rules[r].npats[a] = 0;
+        }
+}
+
+/* Copy LIST (COUNT items, or NULL-terminated when COUNT is SIZE_MAX) */
+static int s_rules_set(s_rules_t *r, s_act_t act, const char *const *list, size_t count)
+{
+    if (count == SIZE_MAX)
+        for (count = 0; list[count]; count++)
+            ;
+    r->pats[act] = calloc(count + 1, sizeof(char *));
+    if (!r->pats[act])
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        if (!(r->pats[act][i] = strdup(list[i])))
+            return -1;
+        r->npats[act] = i + 1;
+    }
+    return 0;
+}
+
+/* The rules of each role: broker.rules.ROLE where set, else built in */
+static int s_rules_init(kz_broker_t *self, const kz_bus_rules_t *cfg)
+{
+    const kz_role_rules_t *conf[S_ROLE_COUNT] = {&cfg->agent, &cfg->operator, & cfg->orchestrator };
+    for (int r = 0; r < S_ROLE_COUNT; r++) {
+        char *const *lists[S_ACT_TAP] = {conf[r]->publish, conf[r]->offer, conf[r]->join};
+        size_t counts[S_ACT_TAP] = {conf[r]->publish_count, conf[r]->offer_count,
+                                    conf[r]->join_count};
+        for (int a = 0; a < S_ACT_TAP; a++) {
+            int rc = lists[a]
+                         ? s_rules_set(&self->rules[r], (s_act_t)a, (const char *const *)lists[a],
+                                       counts[a])
+                         : s_rules_set(&self->rules[r], (s_act_t)a, s_def_rules[r][a], SIZE_MAX);
+            if (rc == -1)
+                return -1;
+        }
+        self->rules[r].tap = conf[r]->tap ? strcmp(conf[r]->tap, "true") == 0 : s_def_tap[r];
+    }
+    return 0;
+}
+
+static int s_role_parse(const char *text, s_role_t *role)
+{
+    for (int r = 0; r < S_ROLE_COUNT; r++)
+        if (strcmp(text, s_role_names[r]) == 0) {
+            *role = (s_role_t)r;
+            return 0;
+        }
+    return -1;
+}
+
+/* (Re)read the public certificates of allow_dir: their key, name
+   (metadata "name", else the file name) and role (metadata "role", else
+   agent). Counters of known keys are kept. */
+static void s_idents_load(kz_broker_t *self)
+{
+    self->idents_loaded = self->now ? self->now : 1;
+    DIR *dir = opendir(self->allow_dir);
+    if (!dir) {
+        kz_warn("unable to read bus.curve.allow_dir '%s': %s", self->allow_dir, strerror(errno));
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        size_t len = strlen(e->d_name);
+        if (e->d_name[0] == '.' || (len > 7 && strcmp(e->d_name + len - 7, "_secret") == 0))
+            continue;
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", self->allow_dir, e->d_name) >= (int)sizeof path)
+            continue;
+        zcert_t *cert = zcert_load(path);
+        if (!cert)
+            continue;
+        const char *role_text = zcert_meta(cert, "role");
+        const char *name = zcert_meta(cert, "name");
+        s_role_t role = S_ROLE_AGENT;
+        if (role_text && s_role_parse(role_text, &role) == -1)
+            kz_warn("certificate '%s' has unknown role '%s': it gets role agent", path, role_text);
+        s_ident_t *id = zhashx_lookup(self->idents, zcert_public_txt(cert));
+        if (!id && (id = calloc(1, sizeof *id)) &&
+            zhashx_insert(self->idents, zcert_public_txt(cert), id) == -1) {
+            free(id);
+            id = NULL;
+        }
+        if (id) {
+            snprintf(id->name, sizeof id->name, "%s", name && *name ? name : e->d_name);
+            id->role = role;
+        }
+        zcert_destroy(&cert);
+    }
+    closedir(dir);
+}
+
+/* The identity MSG came from (its CURVE User-Id, the client's public key
+   that zauth admitted); NULL when rules are off. A key not (yet) known is
+   looked up again in allow_dir at most once a second, else it is named by
+   its key and gets the least role, agent. */
+static s_ident_t *s_ident_of(kz_broker_t *self, zmq_msg_t *msg)
+{
+    const char *key = zmq_msg_gets(msg, "User-Id");
+    if (!key || !*key)
+        return NULL;
+    s_ident_t *id = zhashx_lookup(self->idents, key);
+    if (id)
+        return id;
+    if (self->now - self->idents_loaded >= 1000) {
+        s_idents_load(self);
+        if ((id = zhashx_lookup(self->idents, key)))
+            return id;
+    }
+    if (!(id = calloc(1, sizeof *id)))
+        return NULL;
+    snprintf(id->name, sizeof id->name, "key %.8s", key);
+    id->role = S_ROLE_AGENT;
+    if (zhashx_insert(self->idents, key, id) == -1) {
+        free(id);
+        return NULL;
+    }
+    return id;
+}
+
+/* May the sender of MSG do ACT on NAME (LEN bytes)? Without rules (no
+   CURVE) yes. A refusal is counted for the identity and logged at most
+   once a second per identity, e.g. "refused publish 'plan.approved'
+   from 'agent-x' (role agent): only operator, orchestrator may". */
+static bool s_allowed(kz_broker_t *self, zmq_msg_t *msg, s_act_t act, const char *name, size_t len)
+{
+    if (!self->rules_on)
+        return true;
+    s_ident_t *id = s_ident_of(self, msg);
+    if (!id) {
+        /* CURVE is on, so every connection has a User-Id: without one
+           (out of memory) nothing is allowed */
+        self->refused++;
+        return false;
+    }
+    if (s_rule_allows(&self->rules[id->role], act, name, len))
+        return true;
+    id->refused[act]++;
+    self->refused++;
+    uint64_t total = 0;
+    for (int a = 0; a < S_ACT_COUNT; a++)
+        total += id->refused[a];
+    if (id->logged == 0 || self->now - id->logged >= 1000) {
+        char who[128] = "";
+        size_t off = 0;
+        for (int r = 0; r < S_ROLE_COUNT; r++)
+            if (s_rule_allows(&self->rules[r], act, name, len))
+                off += (size_t)snprintf(who + off, sizeof who - off, "%s%s", off ? ", " : "",
+                                        s_role_names[r]);
+        kz_warn("refused %s '%.*s' from '%s' (role %s): %s%s may (%" PRIu64
+                " refused from it since last report, %" PRIu64 " in total)",
+                s_act_names[act], (int)len, name, id->name, s_role_names[id->role],
+                off ? "only " : "no role", off ? who : "", total - id->logged_total, total);
+        id->logged = self->now ? self->now : 1;
+        id->logged_total = total;
+    }
+    return false;
+}
+
 /* ------------------------------------------------------------------ tap */
 
 static int s_fixbuf_write(void *data, const char *buf, size_t len)
@@ -569,6 +822,37 @@ static void s_tap(kz_broker_t *self, const char *path, const void *name, size_t 
         s_send_copy(self->tap_h, &payload[i], i + 1 < npayload);
 }
 
+/* With rules the tap XPUB is ZMQ_XPUB_MANUAL: a subscription takes
+   effect only when we repeat it, which we do for the roles that may read
+   the tap. Every subscribe and unsubscribe passes here; the
+   unsubscriptions zmq makes for a closed connection carry no User-Id and
+   only ever undo subscriptions we made. */
+static void s_tap_manual(kz_broker_t *self, zmq_msg_t *msg, const unsigned char *d, size_t size)
+{
+    bool sub = d[0] == 1;
+    if (d[0] > 1)
+        return;
+    const char *key = zmq_msg_gets(msg, "User-Id");
+    if (!key || !*key) {
+        if (!sub && self->tap_subs > 0)
+            self->tap_subs--;
+        return;
+    }
+    if (sub) {
+        if (!s_allowed(self, msg, S_ACT_TAP, (const char *)d + 1, size - 1))
+            return;
+        zmq_setsockopt(self->tap_h, ZMQ_SUBSCRIBE, d + 1, size - 1);
+        self->tap_subs++;
+        return;
+    }
+    s_ident_t *id = s_ident_of(self, msg);
+    if (!id || !self->rules[id->role].tap)
+        return; /* never subscribed */
+    zmq_setsockopt(self->tap_h, ZMQ_UNSUBSCRIBE, d + 1, size - 1);
+    if (self->tap_subs > 0)
+        self->tap_subs--;
+}
+
 static void s_handle_tap(kz_broker_t *self)
 {
     for (int n = 0; n < S_BATCH; n++) {
@@ -582,7 +866,10 @@ static void s_handle_tap(kz_broker_t *self)
            when its last subscriber goes: a counter tells whether anyone
            listens */
         const unsigned char *d = zmq_msg_data(&msg);
-        if (zmq_msg_size(&msg) >= 1 && !zmq_msg_more(&msg)) {
+        size_t size = zmq_msg_size(&msg);
+        if (size >= 1 && !zmq_msg_more(&msg) && self->rules_on)
+            s_tap_manual(self, &msg, d, size);
+        else if (size >= 1 && !zmq_msg_more(&msg)) {
             if (d[0] == 1)
                 self->tap_subs++;
             else if (d[0] == 0 && self->tap_subs > 0)
@@ -887,6 +1174,13 @@ static void s_group_join(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *identity, c
         }
         if (v < credit)
             credit = (size_t)v;
+    }
+    if (self->rules_on && !s_allowed(self, &args[0], S_ACT_JOIN, gname, strlen(gname))) {
+        /* known from now on, so its heartbeats do not provoke DISCONNECT
+           (and a JOIN again) */
+        if (!p)
+            s_gpeer_new(self, identity, hex);
+        return;
     }
     s_group_t *g = s_group_lookup(self, gname);
     if (!g) {
@@ -1207,6 +1501,12 @@ static void s_handle_pub(kz_broker_t *self)
             s_drop(self, S_DROP_EVENT, NULL);
             continue;
         }
+        if (self->rules_on &&
+            !s_allowed(self, &topic, S_ACT_PUBLISH, zmq_msg_data(&topic), zmq_msg_size(&topic))) {
+            zmq_msg_close(&topic);
+            zmq_msg_close(&body);
+            continue;
+        }
         size_t size = zmq_msg_size(&body);
         self->events_in++;
         self->event_bytes += size;
@@ -1405,6 +1705,10 @@ static void s_worker_ready(kz_broker_t *self, zmq_msg_t *identity, const char *h
                           &err);
         return;
     }
+    /* a refused worker is not told (it would READY again at once): its
+       heartbeats find no worker and get the usual DISCONNECT */
+    if (self->rules_on && !s_allowed(self, &args[0], S_ACT_OFFER, name, strlen(name)))
+        return;
     s_service_t *svc = s_service_require(self, name);
     if (!svc) {
         /* tell the worker rather than leave it waiting for requests */
@@ -1623,7 +1927,7 @@ static void s_pack_kv(msgpack_packer *pk, const char *key, uint64_t value)
 /* The mmi.stats reply: see kz_broker.h / proto/PROTOCOL.md for the shape */
 static void s_pack_stats(kz_broker_t *self, msgpack_packer *pk)
 {
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 6);
     s_pack_kv(pk, "uptime_ms", (uint64_t)(self->now - self->started));
 
     s_pack_key(pk, "topics");
@@ -1674,6 +1978,25 @@ static void s_pack_stats(kz_broker_t *self, msgpack_packer *pk)
     for (int i = 0; i < S_DROP_COUNT; i++)
         if (self->drops[i] > 0)
             s_pack_kv(pk, s_drop_names[i], self->drops[i]);
+
+    /* refused: {identity: {role, publish, offer, join, tap}} */
+    size_t nrefused = 0;
+    if (self->idents)
+        for (s_ident_t *id = zhashx_first(self->idents); id; id = zhashx_next(self->idents))
+            nrefused += id->refused[0] + id->refused[1] + id->refused[2] + id->refused[3] > 0;
+    s_pack_key(pk, "refused");
+    msgpack_pack_map(pk, nrefused);
+    if (self->idents)
+        for (s_ident_t *id = zhashx_first(self->idents); id; id = zhashx_next(self->idents)) {
+            if (id->refused[0] + id->refused[1] + id->refused[2] + id->refused[3] == 0)
+                continue;
+            s_pack_str(pk, id->name);
+            msgpack_pack_map(pk, 1 + S_ACT_COUNT);
+            s_pack_key(pk, "role");
+            s_pack_str(pk, s_role_names[id->role]);
+            for (int a = 0; a < S_ACT_COUNT; a++)
+                s_pack_kv(pk, s_act_names[a], id->refused[a]);
+        }
 }
 
 /* Answer an mmi.* request ourselves (MMI, ZeroMQ RFC 8) */
@@ -2113,6 +2436,10 @@ static zsock_t *s_bind(kz_broker_t *self, int type, const char *what, const char
         snprintf(errbuf, errlen, "bus.endpoints.%s is not set", what);
         return NULL;
     }
+    char key[32];
+    snprintf(key, sizeof key, "bus.endpoints.%s", what);
+    if (kz_bus_ipc_check(endpoint, key, errbuf, errlen) != 0)
+        return NULL;
     if (s_ipc_in_use(endpoint) == -1) {
         snprintf(errbuf, errlen,
                  "unable to bind '%s': Address already in use (is another kaizen-broker running?)",
@@ -2140,6 +2467,10 @@ static zsock_t *s_bind(kz_broker_t *self, int type, const char *what, const char
     zmq_setsockopt(h, ZMQ_TCP_KEEPALIVE_IDLE, &ka_idle, sizeof(ka_idle));
     zmq_setsockopt(h, ZMQ_TCP_KEEPALIVE_INTVL, &ka_intvl, sizeof(ka_intvl));
     zmq_setsockopt(h, ZMQ_TCP_KEEPALIVE_CNT, &ka_cnt, sizeof(ka_cnt));
+    if (type == ZMQ_XPUB && self->rules_on && strcmp(what, "tap") == 0) {
+        int one = 1;
+        zmq_setsockopt(h, ZMQ_XPUB_MANUAL, &one, sizeof(one));
+    }
     if (type == ZMQ_ROUTER) {
         /* sends to a gone peer fail (EHOSTUNREACH) instead of vanishing,
            and a full pipe says EAGAIN: see s_route */
@@ -2204,6 +2535,26 @@ static int s_curve_setup(kz_broker_t *self, const kz_curve_config_t *curve, char
     return 0;
 }
 
+/* The default endpoints live in STATE/bus: make (or check) it private
+   before binding there. On ipc:// without CURVE this directory is the
+   bus's only authentication (proto/PROTOCOL.md 1.5). */
+static int s_bus_dir(const kz_config_t *cfg, const char *const eps[4], char *errbuf, size_t errlen)
+{
+    char dir[PATH_MAX];
+    if (!cfg->state_dir ||
+        snprintf(dir, sizeof dir, "%s/%s", cfg->state_dir, KZ_BUS_DIR) >= (int)sizeof dir)
+        return 0;
+    size_t len = strlen(dir);
+    for (int i = 0; i < 4; i++) {
+        const char *ep = eps[i];
+        if (ep && strncmp(ep, "ipc://", 6) == 0 && strncmp(ep + 6, dir, len) == 0 &&
+            ep[6 + len] == '/')
+            return kz_state_init(cfg, errbuf, errlen) == 0 ? kz_bus_dir_ensure(dir, errbuf, errlen)
+                                                           : -1;
+    }
+    return 0;
+}
+
 static char *s_pick(const char *bind, const char *connect)
 {
     const char *ep = bind && *bind ? bind : connect;
@@ -2251,8 +2602,23 @@ kz_broker_t *kz_broker_new(const kz_config_t *cfg, char *errbuf, size_t errlen)
     self->ep_router = s_pick(cfg->bus.bind.router, cfg->bus.connect.router);
     self->ep_tap = s_pick(cfg->bus.bind.tap, cfg->bus.connect.tap);
 
+    if (s_bus_dir(cfg, (const char *[]){self->ep_pub, self->ep_sub, self->ep_router, self->ep_tap},
+                  errbuf, errlen) == -1)
+        goto fail;
     if (cfg->bus.curve.enabled && s_curve_setup(self, &cfg->bus.curve, errbuf, errlen) == -1)
         goto fail;
+    if (cfg->bus.curve.enabled) {
+        /* with CURVE every peer has an identity, and the rules apply */
+        self->rules_on = true;
+        self->allow_dir = strdup(cfg->bus.curve.allow_dir);
+        self->idents = zhashx_new();
+        if (!self->allow_dir || !self->idents || s_rules_init(self, &cfg->broker.rules) == -1) {
+            snprintf(errbuf, errlen, "out of memory");
+            goto fail;
+        }
+        zhashx_set_destructor(self->idents, s_free_ptr);
+        s_idents_load(self);
+    }
     if (!(self->pub = s_bind(self, ZMQ_XSUB, "pub", self->ep_pub, cfg, errbuf, errlen)) ||
         !(self->sub = s_bind(self, ZMQ_XPUB, "sub", self->ep_sub, cfg, errbuf, errlen)) ||
         !(self->router =
@@ -2271,6 +2637,15 @@ kz_broker_t *kz_broker_new(const kz_config_t *cfg, char *errbuf, size_t errlen)
     }
     kz_info("broker ready pub=%s sub=%s router=%s tap=%s%s", self->ep_pub, self->ep_sub,
             self->ep_router, self->ep_tap, self->cert ? " curve=on" : "");
+    const char *eps[4] = {self->ep_pub, self->ep_sub, self->ep_router, self->ep_tap};
+    for (int i = 0; i < 4 && !self->cert; i++)
+        if (strncmp(eps[i], "tcp://", 6) == 0) {
+            kz_warn("'%s' is TCP without CURVE: every peer that reaches it may publish, approve "
+                    "plans, serve validators and read the tap (enable bus.curve, or use the "
+                    "default ipc:// endpoints; proto/PROTOCOL.md 1.5)",
+                    eps[i]);
+            break;
+        }
     return self;
 fail:
     kz_broker_destroy(&self);
@@ -2402,6 +2777,9 @@ void kz_broker_destroy(kz_broker_t **self_p)
             unlink(eps[i] + 6);
     zactor_destroy(&self->auth);
     zcert_destroy(&self->cert);
+    zhashx_destroy(&self->idents);
+    s_rules_free(self);
+    free(self->allow_dir);
     free(self->ep_pub);
     free(self->ep_sub);
     free(self->ep_router);

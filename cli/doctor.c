@@ -18,6 +18,8 @@
 */
 #include "cli.h"
 
+#include <czmq.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -699,10 +701,129 @@ static void s_key_file(s_doctor_t *d, const char *key, const char *path)
     s_line(d, e == ENOENT ? "MISSING" : "FAIL", what, detail, fix);
 }
 
+/* The public certificate in allow_dir whose key is KEY: its file name,
+   role metadata ("" when none) into NAME/ROLE; -1 when none is */
+static int s_allowed_cert(const char *allow_dir, const char *key, char *name, size_t nlen,
+                          char *role, size_t rlen)
+{
+    DIR *dir = allow_dir ? opendir(allow_dir) : NULL;
+    if (!dir)
+        return -1;
+    int rc = -1;
+    struct dirent *e;
+    while (rc == -1 && (e = readdir(dir))) {
+        size_t len = strlen(e->d_name);
+        if (e->d_name[0] == '.' || (len > 7 && strcmp(e->d_name + len - 7, "_secret") == 0))
+            continue;
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", allow_dir, e->d_name) >= (int)sizeof path)
+            continue;
+        zcert_t *cert = zcert_load(path);
+        if (cert && strcmp(zcert_public_txt(cert), key) == 0) {
+            const char *r = zcert_meta(cert, "role");
+            snprintf(name, nlen, "%s", e->d_name);
+            snprintf(role, rlen, "%s", r ? r : "");
+            rc = 0;
+        }
+        zcert_destroy(&cert);
+    }
+    closedir(dir);
+    return rc;
+}
+
+/* Each role's certificate: readable, and (when this host has allow_dir,
+   i.e. runs the broker) admitted with that role; the broker's own key
+   must not be a client's */
+static void s_curve_roles(s_doctor_t *d, const kz_curve_config_t *c)
+{
+    static const char *const roles[] = {KZ_ROLE_ORCHESTRATOR, KZ_ROLE_AGENT, KZ_ROLE_OPERATOR};
+    const char *certs[] = {c->orchestrator_cert, c->agent_cert, c->operator_cert};
+    char what[64], detail[PATH_MAX + 256], fix[PATH_MAX + 256], name[256], role[64];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(what, sizeof what, "bus.curve.%s_cert", roles[i]);
+        /* without role certificates every process uses client_cert (the
+           CLI made its operator_cert its client_cert: kz_config_bus_role) */
+        bool none =
+            !(certs[0] && *certs[0]) && !(certs[1] && *certs[1]) && !(certs[2] && *certs[2]);
+        const char *path = certs[i] && *certs[i] ? certs[i] : none ? c->client_cert : NULL;
+        if (certs[i] && *certs[i])
+            s_key_file(d, what, certs[i]);
+        zcert_t *cert = path && access(path, R_OK) == 0 ? zcert_load(path) : NULL;
+        if (!cert || !c->allow_dir)
+            goto next;
+        snprintf(what, sizeof what, "bus role %s", roles[i]);
+        if (s_allowed_cert(c->allow_dir, zcert_public_txt(cert), name, sizeof name, role,
+                           sizeof role) == -1) {
+            snprintf(detail, sizeof detail, "the key of %s is not in %s", path, c->allow_dir);
+            snprintf(fix, sizeof fix,
+                     "kaizen keygen NAME --role %s, copy NAME.key into %s and name "
+                     "NAME.key_secret in bus.curve.%s_cert",
+                     roles[i], c->allow_dir, roles[i]);
+            s_line(d, "FAIL", what, detail, fix);
+        } else if (strcmp(role[0] ? role : KZ_ROLE_AGENT, roles[i]) != 0) {
+            snprintf(detail, sizeof detail,
+                     "%s/%s has role %s: the broker refuses what only %s may", c->allow_dir, name,
+                     role[0] ? role : "none (agent)", roles[i]);
+            snprintf(fix, sizeof fix, "kaizen keygen NAME --role %s (proto/PROTOCOL.md 1.5)",
+                     roles[i]);
+            s_line(d, "FAIL", what, detail, fix);
+        } else {
+            snprintf(detail, sizeof detail, "%s in allow_dir as %s", path, name);
+            s_line(d, "ok", what, detail, NULL);
+        }
+    next:
+        zcert_destroy(&cert);
+    }
+    zcert_t *broker =
+        c->broker_cert && access(c->broker_cert, R_OK) == 0 ? zcert_load(c->broker_cert) : NULL;
+    if (broker && c->allow_dir &&
+        s_allowed_cert(c->allow_dir, zcert_public_txt(broker), name, sizeof name, role,
+                       sizeof role) == 0) {
+        snprintf(detail, sizeof detail, "the broker's own key is in allow_dir as %s", name);
+        snprintf(fix, sizeof fix, "rm '%s/%s' (clients name it in bus.curve.broker_public)",
+                 c->allow_dir, name);
+        s_line(d, "FAIL", "bus.curve.allow_dir", detail, fix);
+    }
+    zcert_destroy(&broker);
+    const kz_bus_rules_t *r = &d->cfg->broker.rules;
+    const kz_role_rules_t *rr[] = {&r->orchestrator, &r->agent, &r->operator};
+    bool custom = false;
+    for (size_t i = 0; i < 3; i++)
+        custom |= rr[i]->publish || rr[i]->offer || rr[i]->join || rr[i]->tap;
+    s_line(d, "ok", "bus rules",
+           custom ? "broker.rules set: built-in rules with the config's lists"
+                  : "built-in (proto/PROTOCOL.md 1.5)",
+           NULL);
+}
+
 static void s_curve(s_doctor_t *d)
 {
     const kz_curve_config_t *c = &d->cfg->bus.curve;
     if (!c->enabled) {
+        /* without CURVE the bus has no identities: TCP admits anyone that
+           reaches the port with every role, ipc:// only who may enter
+           its directory */
+        const kz_bus_config_t *b = &d->cfg->bus;
+        const char *eps[8] = {b->connect.pub, b->connect.sub, b->connect.router, b->connect.tap,
+                              b->bind.pub,    b->bind.sub,    b->bind.router,    b->bind.tap};
+        const char *tcp = NULL;
+        for (int i = 0; i < 8 && !tcp; i++)
+            if (eps[i] && strncmp(eps[i], "tcp://", 6) == 0)
+                tcp = eps[i];
+        if (tcp) {
+            char detail[512];
+            snprintf(detail, sizeof detail,
+                     "%s without CURVE: any peer that reaches it may approve plans and serve "
+                     "validators",
+                     tcp);
+            s_line(d, "FAIL", "bus security", detail,
+                   "enable bus.curve with a key per role (docs/cli.md, 'kaizen keygen'), or "
+                   "leave bus.endpoints unset for the private ipc:// default");
+        } else
+            s_line(d, "ok", "bus security",
+                   "ipc:// without CURVE: only users who may enter the sockets' directories "
+                   "(STATE/bus: kaizen's own)",
+                   NULL);
         s_line(d, "skip", "CURVE keys", "bus.curve.enabled is false", NULL);
         return;
     }
@@ -723,6 +844,7 @@ static void s_curve(s_doctor_t *d)
             s_line(d, "MISSING", "key bus.curve.allow_dir", detail, fix);
         }
     }
+    s_curve_roles(d, c);
 }
 
 static int s_run(kz_cli_t *cli, int argc, char **argv)

@@ -274,6 +274,10 @@ int main(int argc, char **argv)
     if (rc == 0 && cmd->needs_config) {
         char err[512] = "";
         cli.cfg = kz_config_open(g.config, err, sizeof err);
+        if (cli.cfg && kz_config_bus_role(cli.cfg, KZ_ROLE_OPERATOR) != 0) {
+            snprintf(err, sizeof err, "out of memory");
+            kz_config_destroy(&cli.cfg);
+        }
         if (!cli.cfg) {
             fprintf(stderr, "kaizen: %s\n", err);
             rc = KZ_EXIT_FAILURE;

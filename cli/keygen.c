@@ -16,22 +16,27 @@
 #include <unistd.h>
 
 static const char s_usage[] =
-    "usage: kaizen keygen NAME [--dir DIR] [--force]\n"
+    "usage: kaizen keygen NAME [--role ROLE] [--dir DIR] [--force]\n"
     "\n"
     "Write a CURVE key pair for the bus: DIR/NAME.key (public certificate)\n"
     "and DIR/NAME.key_secret (secret certificate, mode 0600), and print the\n"
     "public key.\n"
     "\n"
     "  NAME           letters, digits, '.', '_' and '-' (e.g. broker, host-a)\n"
+    "  --role ROLE    the bus role written into the certificate: orchestrator,\n"
+    "                 agent or operator (the broker's rules, broker.rules; a\n"
+    "                 client certificate without a role is an agent)\n"
     "  --dir DIR      where to write the files (default: the current directory;\n"
     "                 created when missing)\n"
     "  --force        overwrite an existing key pair of that name\n"
     "  -h, --help     this help\n"
     "\n"
-    "A client uses its NAME.key_secret as bus.curve.client_cert; the broker\n"
-    "admits it once NAME.key is copied into the broker's bus.curve.allow_dir.\n"
-    "The broker uses its secret file as bus.curve.broker_cert and clients name\n"
-    "its public file in bus.curve.broker_public.\n"
+    "A client uses its NAME.key_secret as bus.curve.client_cert (or the\n"
+    "ROLE_cert of its role: orchestrator_cert, agent_cert, operator_cert);\n"
+    "the broker admits it once the client's public NAME.key is copied into\n"
+    "the broker's bus.curve.allow_dir. The broker's own key pair is not a\n"
+    "client's: its secret file is bus.curve.broker_cert, and clients name its\n"
+    "public file in bus.curve.broker_public (never put it in allow_dir).\n"
     "\n"
     "exit codes: 0 written, 1 could not write (or exists without --force), 2 usage\n";
 
@@ -57,6 +62,7 @@ static bool s_exists(const char *path)
 
 static const struct option s_opts[] = {
     {"dir", required_argument, NULL, 'd'},
+    {"role", required_argument, NULL, 'r'},
     {"force", no_argument, NULL, 'f'},
     {NULL, 0, NULL, 0},
 };
@@ -65,7 +71,7 @@ static const struct option *const s_opt_tables[] = {s_opts, NULL};
 static int s_run(kz_cli_t *cli, int argc, char **argv)
 {
     (void)cli;
-    const char *dir = ".";
+    const char *dir = ".", *role = NULL;
     bool force = false;
     opterr = 0;
     int c;
@@ -76,6 +82,9 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             break;
         case 'f':
             force = true;
+            break;
+        case 'r':
+            role = optarg;
             break;
         default:
             return kz_cli_bad_option("keygen", c, argv);
@@ -91,6 +100,9 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
                             name);
     if (!*dir)
         return kz_cli_usage("keygen", "empty --dir");
+    if (role && strcmp(role, KZ_ROLE_ORCHESTRATOR) != 0 && strcmp(role, KZ_ROLE_AGENT) != 0 &&
+        strcmp(role, KZ_ROLE_OPERATOR) != 0)
+        return kz_cli_usage("keygen", "unknown role '%s' (orchestrator, agent or operator)", role);
 
     char pub[4096], sec[4096];
     int n = snprintf(pub, sizeof pub, "%s/%s.key", dir, name);
@@ -126,6 +138,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     gmtime_r(&now, &tm);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
     zcert_set_meta(cert, "name", "%s", name);
+    if (role)
+        zcert_set_meta(cert, "role", "%s", role);
     zcert_set_meta(cert, "created", "%s", created);
     zcert_set_meta(cert, "created-by", "kaizen keygen %s", KZ_VERSION);
 
@@ -150,9 +164,13 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     printf("public key: %s\n", zcert_public_txt(cert));
     printf("public certificate: %s\n", pub);
     printf("secret certificate: %s (mode 0600, keep it private)\n", sec);
-    printf("to allow this client, copy %s into the broker's bus.curve.allow_dir\n", pub);
-    printf("a client uses %s as bus.curve.client_cert; a broker uses it as\n"
-           "bus.curve.broker_cert and its clients use %s as bus.curve.broker_public\n",
+    if (role)
+        printf("role: %s\n", role);
+    printf("for a client: copy %s into the broker's bus.curve.allow_dir and use\n"
+           "%s as its bus.curve.%s_cert (or bus.curve.client_cert)\n",
+           pub, sec, role ? role : "ROLE");
+    printf("for the broker: use %s as bus.curve.broker_cert and %s as the\n"
+           "clients' bus.curve.broker_public (not in allow_dir)\n",
            sec, pub);
 done:
     zcert_destroy(&cert);

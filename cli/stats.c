@@ -21,8 +21,8 @@ static const char s_usage[] =
     "usage: kaizen [-c FILE] stats [--json] [--timeout DURATION]\n"
     "\n"
     "Ask the broker (service mmi.stats on bus.endpoints.router) for its\n"
-    "counters and print them as tables: topics, services, queue groups and\n"
-    "drops.\n"
+    "counters and print them as tables: topics, services, queue groups,\n"
+    "drops and what the bus rules refused, per CURVE identity.\n"
     "\n"
     "  --json               print the broker's reply as one JSON object\n"
     "  --timeout DURATION   how long to wait for the broker (default 3s, one\n"
@@ -146,6 +146,24 @@ static void s_print(const kz_val_t *stats, const char *endpoint)
         printf("%-30s  %12lld\n", drops[i]->key.u.str.ptr, count);
     }
     free(drops);
+
+    /* what the broker's rules refused, per CURVE identity (a broker
+       without CURVE has no identities and refuses nothing) */
+    const kz_kv_t **refused = s_sorted(kz_map_get(stats, "refused"), &n);
+    static const char *const acts[] = {"publish", "offer", "join", "tap"};
+    printf("\n%-24s  %-12s  %8s  %8s  %8s  %8s\n", "REFUSED IDENTITY", "ROLE", "PUBLISH", "OFFER",
+           "JOIN", "TAP");
+    if (n == 0)
+        printf("(none)\n");
+    for (uint32_t i = 0; i < n; i++) {
+        const kz_val_t *row = &refused[i]->val;
+        const char *role = kz_map_str(row, "role");
+        printf("%-24s  %-12s", refused[i]->key.u.str.ptr, role ? role : "-");
+        for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++)
+            printf("  %8lld", (long long)kz_map_int(row, acts[a], 0));
+        printf("\n");
+    }
+    free(refused);
 }
 
 static const struct option s_opts[] = {

@@ -565,8 +565,9 @@ int kz_agent_main(int argc, char **argv, const kz_agent_def_t *def)
 
     char err[512];
     kz_config_t *cfg = kz_config_open(fl.config, err, sizeof err);
-    if (!cfg) {
-        fprintf(stderr, "%s\n", err);
+    if (!cfg || kz_config_bus_role(cfg, KZ_ROLE_AGENT) != 0) {
+        fprintf(stderr, "%s\n", cfg ? "out of memory" : err);
+        kz_config_destroy(&cfg);
         return 1;
     }
     /* from here on everything the process writes to stderr goes to the file */

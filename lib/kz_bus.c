@@ -20,9 +20,11 @@
 #include <czmq.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kz_log.h"
@@ -221,6 +223,53 @@ int kz_bus_curve_client(void *zsock, const kz_bus_config_t *cfg, char *errbuf, s
     }
     zcert_destroy(&client);
     zcert_destroy(&broker);
+    return 0;
+}
+
+/* ----------------------------------------------------------- ipc paths */
+
+int kz_bus_ipc_check(const char *endpoint, const char *key, char *errbuf, size_t errlen)
+{
+    if (!endpoint || strncmp(endpoint, "ipc://", 6) != 0 || endpoint[6] == '@')
+        return 0;
+    const char *path = endpoint + 6;
+    if (strlen(path) > KZ_IPC_PATH_MAX)
+        return s_err(errbuf, errlen,
+                     "%s: the socket path '%s' is %zu bytes, longer than the %d a Unix socket "
+                     "path may have: set %s to a shorter ipc:// path (or use a shorter state_dir)",
+                     key, path, strlen(path), KZ_IPC_PATH_MAX, key);
+    struct stat st;
+    if (stat(path, &st) == -1 && errno == EACCES)
+        return s_err(errbuf, errlen,
+                     "%s: unable to reach '%s': Permission denied (the bus directory is private "
+                     "to the user kaizen runs as)",
+                     key, path);
+    return 0;
+}
+
+int kz_bus_dir_ensure(const char *dir, char *errbuf, size_t errlen)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return s_err(errbuf, errlen, "bus directory '%s': path too long", dir);
+    if (mkdir(path, 0700) == -1 && errno != EEXIST)
+        return s_err(errbuf, errlen, "unable to create the bus directory '%s': %s", path,
+                     strerror(errno));
+    struct stat st;
+    if (lstat(path, &st) == -1)
+        return s_err(errbuf, errlen, "bus directory '%s': %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return s_err(errbuf, errlen, "bus directory '%s' is not a directory", path);
+    if (st.st_uid != geteuid())
+        return s_err(errbuf, errlen,
+                     "bus directory '%s' is owned by uid %ld, not by uid %ld that kaizen runs "
+                     "as: refusing it (remove it, or run kaizen as its owner)",
+                     path, (long)st.st_uid, (long)geteuid());
+    if (st.st_mode & 077)
+        return s_err(errbuf, errlen,
+                     "bus directory '%s' has mode %04o: group and other must have no access, "
+                     "or any local user could talk on the bus (chmod 700 '%s')",
+                     path, (unsigned)(st.st_mode & 07777), path);
     return 0;
 }
 
@@ -1662,6 +1711,8 @@ kz_bus_t *kz_bus_new(const kz_bus_config_t *cfg, const char *agent_id, char *err
                   eps[i] ? eps[i] : "");
             return NULL;
         }
+        if (kz_bus_ipc_check(eps[i], names[i], errbuf, errlen) != 0)
+            return NULL;
     }
     if (kz_bus_curve_client(NULL, cfg, errbuf, errlen) != 0)
         return NULL;
@@ -1677,6 +1728,10 @@ kz_bus_t *kz_bus_new(const kz_bus_config_t *cfg, const char *agent_id, char *err
     self->cfg.curve.broker_public = s_strdup(cfg->curve.broker_public);
     self->cfg.curve.client_cert = s_strdup(cfg->curve.client_cert);
     self->cfg.curve.allow_dir = s_strdup(cfg->curve.allow_dir);
+    /* the role certificates are only read before kz_bus_new (kz_config_bus_role) */
+    self->cfg.curve.orchestrator_cert = NULL;
+    self->cfg.curve.agent_cert = NULL;
+    self->cfg.curve.operator_cert = NULL;
     if (self->cfg.heartbeat_ms <= 0)
         self->cfg.heartbeat_ms = 1000;
     if (self->cfg.heartbeat_liveness <= 0)

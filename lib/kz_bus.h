@@ -190,4 +190,19 @@ uint64_t kz_bus_reconnects(const kz_bus_t *self);
    out of this header). 0 / -1 with ERRBUF. */
 int kz_bus_curve_client(void *zsock, const kz_bus_config_t *cfg, char *errbuf, size_t errlen);
 
+/* The longest path of an ipc:// endpoint (sun_path less its NUL) */
+#define KZ_IPC_PATH_MAX 107
+
+/* Check an ipc:// endpoint before connecting or binding: its path fits
+   KZ_IPC_PATH_MAX and, when it exists, this user may reach it (a private
+   bus directory of another user answers "Permission denied" here, not
+   an endless reconnect). 0 for other transports; -1 with ERRBUF. */
+int kz_bus_ipc_check(const char *endpoint, const char *key, char *errbuf, size_t errlen);
+
+/* Make DIR (the default endpoints' STATE/bus) private: created with mode
+   0700 (its parent must exist); an existing one must be a
+   directory owned by this user, inaccessible to group and other, else -1
+   with ERRBUF saying what is wrong and how to fix it. */
+int kz_bus_dir_ensure(const char *dir, char *errbuf, size_t errlen);
+
 #endif

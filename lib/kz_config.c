@@ -557,10 +557,9 @@ static int s_check_name(const char *value, char *why, size_t len)
     }
 
 static const s_field_t s_connect_fields[] = {
-    S_ENDPOINT(kz_endpoints_t, pub, "tcp://127.0.0.1:7510"),
-    S_ENDPOINT(kz_endpoints_t, sub, "tcp://127.0.0.1:7511"),
-    S_ENDPOINT(kz_endpoints_t, router, "tcp://127.0.0.1:7512"),
-    S_ENDPOINT(kz_endpoints_t, tap, "tcp://127.0.0.1:7513"), S_FIELD_END};
+    /* unset: ipc:// sockets in STATE/bus (s_bus_defaults) */
+    S_ENDPOINT(kz_endpoints_t, pub, NULL), S_ENDPOINT(kz_endpoints_t, sub, NULL),
+    S_ENDPOINT(kz_endpoints_t, router, NULL), S_ENDPOINT(kz_endpoints_t, tap, NULL), S_FIELD_END};
 
 static const s_field_t s_bind_fields[] = {
     S_ENDPOINT(kz_endpoints_t, pub, NULL), S_ENDPOINT(kz_endpoints_t, sub, NULL),
@@ -577,6 +576,9 @@ static const s_field_t s_curve_fields[] = {{"enabled", S_T_BOOL, S_OFF(kz_curve_
                                            S_PATHF(kz_curve_config_t, broker_public),
                                            S_PATHF(kz_curve_config_t, client_cert),
                                            S_PATHF(kz_curve_config_t, allow_dir),
+                                           S_PATHF(kz_curve_config_t, orchestrator_cert),
+                                           S_PATHF(kz_curve_config_t, agent_cert),
+                                           S_PATHF(kz_curve_config_t, operator_cert),
                                            S_FIELD_END};
 
 #define S_NUM(key, type, st, m, d, lo, hi)                                \
@@ -602,6 +604,46 @@ static const s_field_t s_bus_fields[] = {
     S_SECT("curve", kz_bus_config_t, curve, s_curve_fields),
     S_FIELD_END};
 
+static int s_check_bool_text(const char *value, char *why, size_t len)
+{
+    if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0)
+        return 0;
+    snprintf(why, len, "expected true or false, got '%.*s'", S_SHOW, value);
+    return -1;
+}
+
+/* broker.rules patterns: NAME, PREFIX* or *, optionally after '!' */
+static int s_check_rule(const char *value, char *why, size_t len)
+{
+    const char *p = value[0] == '!' ? value + 1 : value;
+    size_t n = strlen(p);
+    const char *star = strchr(p, '*');
+    if (n > 0 && n <= 255 && (!star || star == p + n - 1))
+        return 0;
+    snprintf(why, len,
+             "invalid pattern '%.*s': a name, a prefix ending in '*' or '*', optionally after '!'",
+             S_SHOW, value);
+    return -1;
+}
+
+#define S_RULELIST(key, m)                                                                     \
+    {                                                                                          \
+        key, S_T_STRLIST, S_OFF(kz_role_rules_t, m), NULL, 0, 0, false, s_check_rule, NULL, 0, \
+            S_OFF(kz_role_rules_t, m##_count), NULL                                            \
+    }
+
+static const s_field_t s_role_rules_fields[] = {S_RULELIST("publish", publish),
+                                                S_RULELIST("offer", offer),
+                                                S_RULELIST("join", join),
+                                                {"tap", S_T_STR, S_OFF(kz_role_rules_t, tap), NULL,
+                                                 0, 0, false, s_check_bool_text, NULL, 0, 0, NULL},
+                                                S_FIELD_END};
+
+static const s_field_t s_rules_fields[] = {
+    S_SECT("agent", kz_bus_rules_t, agent, s_role_rules_fields),
+    S_SECT("operator", kz_bus_rules_t, operator, s_role_rules_fields),
+    S_SECT("orchestrator", kz_bus_rules_t, orchestrator, s_role_rules_fields), S_FIELD_END};
+
 static const s_field_t s_broker_fields[] = {
     S_NUM("group_queue_limit", S_T_INT, kz_broker_config_t, group_queue_limit, "100000", 1,
           INT_MAX),
@@ -611,6 +653,7 @@ static const s_field_t s_broker_fields[] = {
           INT_MAX),
     S_NUM("request_ttl", S_T_DURATION, kz_broker_config_t, request_ttl_ms, "60s", 1, S_DUR_MAX),
     S_NUM("stats_interval", S_T_DURATION, kz_broker_config_t, stats_interval_ms, "0", 0, S_DUR_MAX),
+    S_SECT("rules", kz_broker_config_t, rules, s_rules_fields),
     S_FIELD_END};
 
 static const s_field_t s_log_fields[] = {
@@ -1739,6 +1782,41 @@ const kz_fixer_config_t *kz_config_fixer(const kz_config_t *self, const char *na
     return NULL;
 }
 
+/* bus.endpoints left unset: ipc://STATE/bus/NAME.sock, in the directory
+   the broker keeps private (kz_bus_dir_ensure) */
+static int s_bus_defaults(kz_config_t *self)
+{
+    kz_endpoints_t *e = &self->bus.connect;
+    char **eps[4] = {&e->pub, &e->sub, &e->router, &e->tap};
+    static const char *const names[4] = {"pub", "sub", "router", "tap"};
+    for (int i = 0; i < 4; i++) {
+        if (*eps[i])
+            continue;
+        if (asprintf(eps[i], "ipc://%s/" KZ_BUS_DIR "/%s.sock", self->state_dir, names[i]) < 0) {
+            *eps[i] = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int kz_config_bus_role(kz_config_t *self, const char *role)
+{
+    kz_curve_config_t *c = &self->bus.curve;
+    const char *cert = strcmp(role, KZ_ROLE_ORCHESTRATOR) == 0 ? c->orchestrator_cert
+                       : strcmp(role, KZ_ROLE_AGENT) == 0      ? c->agent_cert
+                       : strcmp(role, KZ_ROLE_OPERATOR) == 0   ? c->operator_cert
+                                                               : NULL;
+    if (!cert || !*cert)
+        return 0;
+    char *copy = strdup(cert);
+    if (!copy)
+        return -1;
+    free(c->client_cert);
+    c->client_cert = copy;
+    return 0;
+}
+
 kz_config_t *kz_config_default(void)
 {
     kz_config_t *self = calloc(1, sizeof *self);
@@ -1746,7 +1824,7 @@ kz_config_t *kz_config_default(void)
         return NULL;
     char errbuf[256];
     s_ctx_t ctx = {.name = "<defaults>", .text = "", .errbuf = errbuf, .errlen = sizeof errbuf};
-    if (s_defaults(s_root_fields, self) < 0 || s_state_dir(self) < 0 ||
+    if (s_defaults(s_root_fields, self) < 0 || s_state_dir(self) < 0 || s_bus_defaults(self) < 0 ||
         s_complete(&ctx, NULL, self) < 0 || s_finish(&ctx, NULL, self) < 0) {
         kz_config_destroy(&self);
         return NULL;
@@ -1797,7 +1875,7 @@ kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, cha
         if (s_walk_map(&ctx, root, s_root_fields, self, "") < 0)
             goto fail;
     }
-    if (s_state_dir(self) < 0) {
+    if (s_state_dir(self) < 0 || s_bus_defaults(self) < 0) {
         s_err_at(&ctx, 1, 1, "state_dir", "out of memory");
         goto fail;
     }

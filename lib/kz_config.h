@@ -15,13 +15,18 @@
 
 #include "kz_log.h"
 
+/* The directory under state_dir of the default ipc:// endpoints */
+#define KZ_BUS_DIR "bus"
+
 /* Bus endpoints: clients connect to these; the broker binds to bind_* (or
-   these when bind_* is unset). */
+   these when bind_* is unset). The defaults are ipc:// sockets in
+   STATE/bus, a directory the broker keeps 0700. */
 typedef struct {
-    char *pub;    /* events in: broker XSUB; default tcp://127.0.0.1:7510 */
-    char *sub;    /* events out: broker XPUB; default tcp://127.0.0.1:7511 */
-    char *router; /* services and queue groups: broker ROUTER; default tcp://127.0.0.1:7512 */
-    char *tap;    /* tap: broker PUB; default tcp://127.0.0.1:7513 */
+    char *pub; /* events in: broker XSUB; default ipc://STATE/bus/pub.sock */
+    char *sub; /* events out: broker XPUB; default ipc://STATE/bus/sub.sock */
+    char
+        *router; /* services and queue groups: broker ROUTER; default ipc://STATE/bus/router.sock */
+    char *tap;   /* tap: broker PUB; default ipc://STATE/bus/tap.sock */
 } kz_endpoints_t;
 
 typedef struct {
@@ -30,7 +35,28 @@ typedef struct {
     char *broker_public; /* clients: the broker's public certificate file */
     char *client_cert;   /* clients: their own secret certificate file */
     char *allow_dir;     /* broker: directory of allowed client public certificates */
+    /* each process's own certificate by its role (default: client_cert);
+       kz_config_bus_role() makes the right one client_cert */
+    char *orchestrator_cert; /* the orchestrator (and a --node orchestrator) */
+    char *agent_cert;        /* agents */
+    char *operator_cert;     /* the kaizen CLI */
 } kz_curve_config_t;
+
+/* What one role may do on the bus (broker.rules.ROLE); a NULL list or tap
+   means the built-in default (proto/PROTOCOL.md 1.5) */
+typedef struct {
+    char **publish; /* event type patterns: "plan.approved", "scan.*", "!plan.state", "*" */
+    size_t publish_count;
+    char **offer; /* service patterns */
+    size_t offer_count;
+    char **join; /* queue group patterns */
+    size_t join_count;
+    char *tap; /* "true" | "false" */
+} kz_role_rules_t;
+
+typedef struct {
+    kz_role_rules_t agent, operator, orchestrator;
+} kz_bus_rules_t;
 
 typedef struct {
     kz_endpoints_t connect;  /* bus.endpoints */
@@ -52,6 +78,7 @@ typedef struct {
     int service_queue_limit; /* broker.service_queue_limit, default 10000 waiting requests per service */
     int request_ttl_ms;    /* broker.request_ttl, default 60s: a queued request older is dropped */
     int stats_interval_ms; /* broker.stats_interval, default 0 = never log stats */
+    kz_bus_rules_t rules;  /* broker.rules: enforced for CURVE identities */
 } kz_broker_config_t;
 
 typedef struct {
@@ -299,6 +326,15 @@ const kz_fixer_config_t *kz_config_fixer(const kz_config_t *self, const char *na
 /* A configuration holding every default (the loop's agents, the
    catalog's recipes, no targets) */
 kz_config_t *kz_config_default(void);
+
+/* Bus roles: "orchestrator", "agent", "operator" (proto/PROTOCOL.md 1.5) */
+#define KZ_ROLE_ORCHESTRATOR "orchestrator"
+#define KZ_ROLE_AGENT        "agent"
+#define KZ_ROLE_OPERATOR     "operator"
+
+/* Make the certificate of ROLE (bus.curve.ROLE_cert, when set) this
+   process's bus.curve.client_cert. 0, or -1 when out of memory. */
+int kz_config_bus_role(kz_config_t *self, const char *role);
 
 /* Load PATH. NULL on failure with ERRBUF = "PATH:LINE:COL: KEY: what is
    wrong" (KEY is the dotted path, e.g. "bus.heartbeat"). */

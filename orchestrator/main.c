@@ -526,8 +526,9 @@ int main(int argc, char **argv)
     s_orch_t *self = &orch;
     self->config_path = fl.config ? fl.config : kz_config_default_path();
     self->cfg = kz_config_open(fl.config, err, sizeof err);
-    if (!self->cfg) {
-        fprintf(stderr, "%s\n", err);
+    if (!self->cfg || kz_config_bus_role(self->cfg, KZ_ROLE_ORCHESTRATOR) != 0) {
+        fprintf(stderr, "%s\n", self->cfg ? "out of memory" : err);
+        kz_config_destroy(&self->cfg);
         return 1;
     }
     self->node = fl.node;

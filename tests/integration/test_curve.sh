@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_curve.sh - CURVE on the bus: keys from `kaizen keygen`, a broker that
-# admits only client-a's public key (ZAP allow_dir). client-a publishes,
-# subscribes, calls a service, monitors and asks for stats; client-b (a
-# valid key pair, not allowed) and a client without CURVE get nothing.
+# admits only client-a's (role operator) and worker-a's (role agent) public
+# keys (ZAP allow_dir). client-a publishes, subscribes, calls worker-a's
+# service, monitors and asks for stats; client-b (a valid key pair, not
+# allowed) and a client without CURVE get nothing.
 source "$KZ_ROOT/tests/integration/lib.sh"
 K="$KZ_BIN/kaizen"
 [[ -x $K && -x $KZ_BIN/kaizen-broker && -x $KZ_TOOLS/kz_pub && -x $KZ_TOOLS/kz_sub ]] ||
@@ -29,8 +30,15 @@ chmod 644 "$KEYS/client-b.key_secret"
 cmp -s "$KEYS/client-b.key" "$T/b-before.key" && fail "keygen --force did not write a new key"
 [[ $(stat -c %a "$KEYS/client-b.key_secret") == 600 ]] || fail "keygen --force: secret not 0600"
 "$K" keygen 'bad/name' --dir "$KEYS" 2>/dev/null; [[ $? -eq 2 ]] || fail "keygen bad/name: want exit 2"
+# roles: client-a is an operator (reads the tap), worker-a an agent (offers)
+"$K" keygen client-a --role operator --dir "$KEYS" --force >"$T/keygen-a.out" || fail "keygen --role exited $?"
+grep -q '^role: operator' "$T/keygen-a.out" || fail "keygen --role: role not printed"
+grep -q 'role = "operator"' "$KEYS/client-a.key" || fail "keygen --role: no role in the certificate"
+"$K" keygen worker-a --role agent --dir "$KEYS" >/dev/null || fail "keygen worker-a exited $?"
+"$K" keygen x --role root --dir "$KEYS" 2>"$T/keygen-role.err"; [[ $? -eq 2 ]] || fail "keygen --role root: want exit 2"
+grep -q "unknown role 'root'" "$T/keygen-role.err" || fail "keygen --role root: $(cat "$T/keygen-role.err")"
 mkdir -p "$T/allow"
-cp "$KEYS/client-a.key" "$T/allow/"
+cp "$KEYS/client-a.key" "$KEYS/worker-a.key" "$T/allow/"
 
 # --- configs: one broker, three clients on the same endpoints ---------------
 kz_config "$T/broker.yaml" <<Y
@@ -55,6 +63,7 @@ client_cfg() { # client_cfg FILE [CERT]
     } >"$1"
 }
 client_cfg "$T/a.yaml" "$KEYS/client-a.key_secret"
+client_cfg "$T/wa.yaml" "$KEYS/worker-a.key_secret"
 client_cfg "$T/b.yaml" "$KEYS/client-b.key_secret"
 client_cfg "$T/none.yaml"
 
@@ -66,7 +75,7 @@ for c in a b none; do
     kz_start "sub-$c" "$KZ_TOOLS/kz_sub" -c "$T/$c.yaml" --json
     kz_start "mon-$c" "$K" -c "$T/$c.yaml" monitor --json
 done
-kz_start serve-a "$KZ_TOOLS/kz_serve" demo.echo -c "$T/a.yaml"
+kz_start serve-a "$KZ_TOOLS/kz_serve" demo.echo -c "$T/wa.yaml"
 
 # client-a: warm up until its subscriber and monitor see its events
 deadline=$((SECONDS + 60))

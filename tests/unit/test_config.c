@@ -36,10 +36,16 @@ static void s_check_defaults(const kz_config_t *c)
     assert_int_equal(c->agent_heartbeat_ms, 5000);
     assert_int_equal(c->log.level, KZ_LOG_INFO);
     assert_false(c->log.json);
-    assert_string_equal(c->bus.connect.pub, "tcp://127.0.0.1:7510");
-    assert_string_equal(c->bus.connect.sub, "tcp://127.0.0.1:7511");
-    assert_string_equal(c->bus.connect.router, "tcp://127.0.0.1:7512");
-    assert_string_equal(c->bus.connect.tap, "tcp://127.0.0.1:7513");
+    /* ipc:// sockets in the private STATE/bus */
+    char want[PATH_MAX + 32];
+    snprintf(want, sizeof want, "ipc://%s/bus/pub.sock", c->state_dir);
+    assert_string_equal(c->bus.connect.pub, want);
+    snprintf(want, sizeof want, "ipc://%s/bus/sub.sock", c->state_dir);
+    assert_string_equal(c->bus.connect.sub, want);
+    snprintf(want, sizeof want, "ipc://%s/bus/router.sock", c->state_dir);
+    assert_string_equal(c->bus.connect.router, want);
+    snprintf(want, sizeof want, "ipc://%s/bus/tap.sock", c->state_dir);
+    assert_string_equal(c->bus.connect.tap, want);
     assert_null(c->bus.bind.pub);
     assert_null(c->bus.bind.sub);
     assert_null(c->bus.bind.router);
@@ -297,7 +303,9 @@ static void test_values(void **state)
     assert_int_equal(c->agent_heartbeat_ms, 120000);
     assert_string_equal(c->bus.connect.pub, "ipc:///tmp/p");
     assert_string_equal(c->bus.connect.sub, "inproc://s");
-    assert_string_equal(c->bus.connect.router, "tcp://127.0.0.1:7512");
+    char want[PATH_MAX + 32];
+    snprintf(want, sizeof want, "ipc://%s/bus/router.sock", c->state_dir);
+    assert_string_equal(c->bus.connect.router, want);
     assert_string_equal(c->bus.bind.pub, "tcp://*:7510");
     assert_null(c->bus.bind.sub);
     assert_int_equal(c->bus.heartbeat_ms, 1500);
@@ -880,6 +888,51 @@ static void test_durations_sizes(void **state)
             fail_msg("size '%s' accepted", *p);
 }
 
+static void test_bus_rules(void **state)
+{
+    (void)state;
+    char err[512];
+    const char *text = "bus:\n  curve:\n    client_cert: /k/any.secret\n"
+                       "    agent_cert: /k/agent.secret\n    operator_cert: /k/op.secret\n"
+                       "broker:\n  rules:\n    agent:\n      publish: ['!plan.*', '*']\n"
+                       "      offer: []\n      tap: true\n";
+    kz_config_t *c = kz_config_parse("/k/kaizen.yaml", text, strlen(text), err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    const kz_role_rules_t *a = &c->broker.rules.agent;
+    assert_int_equal(a->publish_count, 2);
+    assert_string_equal(a->publish[0], "!plan.*");
+    assert_string_equal(a->publish[1], "*");
+    assert_non_null(a->offer); /* given, empty: nothing */
+    assert_int_equal(a->offer_count, 0);
+    assert_null(a->join); /* not given: the built-in list */
+    assert_string_equal(a->tap, "true");
+    assert_null(c->broker.rules.operator.publish);
+    assert_null(c->broker.rules.orchestrator.tap);
+    /* each process takes its role's certificate, else client_cert */
+    assert_int_equal(kz_config_bus_role(c, KZ_ROLE_AGENT), 0);
+    assert_string_equal(c->bus.curve.client_cert, "/k/agent.secret");
+    kz_config_destroy(&c);
+    c = kz_config_parse("/k/kaizen.yaml", text, strlen(text), err, sizeof err);
+    assert_non_null(c);
+    assert_int_equal(kz_config_bus_role(c, KZ_ROLE_ORCHESTRATOR), 0);
+    assert_string_equal(c->bus.curve.client_cert, "/k/any.secret");
+    kz_config_destroy(&c);
+
+    static const char *const bad[][2] = {
+        {"broker:\n  rules:\n    agent:\n      publish: ['a*b']\n", "broker.rules.agent.publish"},
+        {"broker:\n  rules:\n    agent:\n      join: ['!']\n", "invalid pattern '!'"},
+        {"broker:\n  rules:\n    agent:\n      tap: maybe\n", "expected true or false"},
+        {"broker:\n  rules:\n    root:\n      tap: true\n", "broker.rules.root"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        c = kz_config_parse("t.yaml", bad[i][0], strlen(bad[i][0]), err, sizeof err);
+        assert_null(c);
+        if (!strstr(err, bad[i][1]))
+            fail_msg("case %zu: '%s' not in '%s'", i, bad[i][1], err);
+    }
+}
+
 static void test_paths(void **state)
 {
     (void)state;
@@ -998,9 +1051,10 @@ int main(void)
         cmocka_unit_test(test_values),        cmocka_unit_test(test_errors_syntax),
         cmocka_unit_test(test_errors_keys),   cmocka_unit_test(test_errors_types),
         cmocka_unit_test(test_errors_values), cmocka_unit_test(test_durations_sizes),
-        cmocka_unit_test(test_paths),         cmocka_unit_test(test_env),
-        cmocka_unit_test(test_load_errors),   cmocka_unit_test(test_loop_keys),
-        cmocka_unit_test(test_loop_errors),   cmocka_unit_test(test_catalog),
+        cmocka_unit_test(test_paths),         cmocka_unit_test(test_bus_rules),
+        cmocka_unit_test(test_env),           cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_loop_keys),     cmocka_unit_test(test_loop_errors),
+        cmocka_unit_test(test_catalog),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
