@@ -295,8 +295,13 @@ static json_t *s_pyproject(const s_init_t *s)
                                "    doc = tomllib.load(f)\n"
                                "print(json.dumps(doc, default=str))\n";
     const char *argv[] = {S_PYTHON, "-I", "-c", code, path, NULL};
-    kz_proc_opts_t opts = {
-        .argv = argv, .timeout_ms = S_TOML_MS, .out_cap = 4u << 20, .err_cap = 4096};
+    /* the target's pyproject.toml is hostile input: read in the sandbox */
+    kz_proc_opts_t opts = {.argv = argv,
+                           .cwd = s->root,
+                           .sandbox = KZ_SANDBOX_READ,
+                           .timeout_ms = S_TOML_MS,
+                           .out_cap = 4u << 20,
+                           .err_cap = 4096};
     kz_proc_result_t res;
     json_t *doc = NULL;
     if (kz_proc_run(&opts, &res, err, sizeof err) != 0) {

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "kz_log.h"
+#include "kz_sandbox.h"
 
 /* Bus endpoints: clients connect to these; the broker binds to bind_* (or
    these when bind_* is unset). */
@@ -248,6 +249,8 @@ typedef struct {
                    run of the test command (NULL-terminated, may be NULL; a later entry
                    of the same NAME wins), e.g. "PYTHONPATH=src" */
     size_t env_count;
+    bool test_network; /* targets[].test_network, default false: the test command keeps the
+                          host's network inside the sandbox (kz_sandbox.h) */
 } kz_target_config_t;
 
 typedef struct {
@@ -270,6 +273,7 @@ typedef struct {
     size_t fixers_count;
     kz_policy_config_t policy;
     kz_scan_config_t scan;
+    kz_sandbox_config_t sandbox; /* sandbox: how tools, fixers and tests run (kz_sandbox.h) */
     bool catalog; /* catalog, default true: the built-in recipes (catalog/NAME.yaml) are merged
                      under tools[] and fixers[]; false: only the config's own */
 } kz_config_t;

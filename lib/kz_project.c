@@ -122,6 +122,7 @@ static int s_read_settings(kz_project_t *self)
     kz_proc_opts_t po = {0};
     po.argv = argv;
     po.cwd = self->root;
+    po.sandbox = KZ_SANDBOX_READ; /* the target's settings files are hostile input */
     po.timeout_ms = S_TIMEOUT_MS;
     po.out_cap = S_OUT_CAP;
     po.err_cap = 64u << 10;
