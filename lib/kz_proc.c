@@ -319,7 +319,7 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
     char **envp = NULL;
     char *path = NULL;
     kz_sandbox_exec_t sbx;
-    bool sandboxed = false;
+    bool sandboxed = false, bwrapped = false;
     const char *cwd = opts ? opts->cwd : NULL;
     char *const *argv = NULL;
     s_capture_t out = {0}, err = {0};
@@ -352,8 +352,10 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
         argv = sbx.argv;
         envp = s_build_env((const char *const *)sbx.env, NULL);
         /* bubblewrap changes directory inside; outside it starts at / */
-        if (strcmp(sbx.argv[0], "bwrap") == 0)
+        if (strcmp(sbx.argv[0], "bwrap") == 0) {
+            bwrapped = true;
             cwd = "/";
+        }
     } else {
         path = kz_proc_which(prog);
         if (!path) {
@@ -553,6 +555,11 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
 
     if (status_lost) {
         res->exit_code = -1;
+    } else if (WIFEXITED(status) && bwrapped && WEXITSTATUS(status) > 128 &&
+               WEXITSTATUS(status) < 128 + NSIG) {
+        /* bubblewrap exits 128 + N when the command was killed by signal N */
+        res->exit_code = -1;
+        res->term_signal = WEXITSTATUS(status) - 128;
     } else if (WIFEXITED(status)) {
         res->exit_code = WEXITSTATUS(status);
     } else if (WIFSIGNALED(status)) {
