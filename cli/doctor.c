@@ -67,8 +67,8 @@ static const char s_usage[] =
 
 /* The libraries the kaizen programs are linked with, by Debian 12 package */
 static const char *const s_runtime_packages[] = {
-    "libzmq5", "libczmq4",    "libmsgpackc2", "libyaml-0-2",
-    "libpq5",  "libjansson4", "libxml2",      "libpcre2-8-0", "bubblewrap",
+    "libzmq5",     "libczmq4", "libmsgpackc2", "libyaml-0-2", "libpq5",
+    "libjansson4", "libxml2",  "libpcre2-8-0", "bubblewrap",
 };
 
 typedef struct {

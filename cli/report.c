@@ -645,8 +645,9 @@ static json_t *s_gather(const kz_config_t *cfg, const char *since_text, long lon
     /* how the tools, fixers and tests run (docs/sandbox.md) */
     char sandbox[512];
     kz_sandbox_describe(sandbox, sizeof sandbox);
-    json_object_set_new(doc, "sandbox",
-                        json_pack("{s:b, s:s}", "enabled", kz_sandbox_enabled(), "detail", sandbox));
+    json_object_set_new(
+        doc, "sandbox",
+        json_pack("{s:b, s:s}", "enabled", kz_sandbox_enabled(), "detail", sandbox));
     return doc;
 fail:
     snprintf(errbuf, errlen, "%s", q.err);

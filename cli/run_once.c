@@ -1360,8 +1360,9 @@ static json_t *s_doc(s_ro_t *ro, const char *result, int exit_code, int64_t star
     /* how the tools, fixers and tests ran (docs/sandbox.md) */
     char sandbox[512];
     kz_sandbox_describe(sandbox, sizeof sandbox);
-    json_object_set_new(doc, "sandbox",
-                        json_pack("{s:b, s:s}", "enabled", kz_sandbox_enabled(), "detail", sandbox));
+    json_object_set_new(
+        doc, "sandbox",
+        json_pack("{s:b, s:s}", "enabled", kz_sandbox_enabled(), "detail", sandbox));
     return doc;
 }
 

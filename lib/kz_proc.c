@@ -361,7 +361,7 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
         if (!path) {
             s_errf(errbuf, errlen, "unable to run '%s': %s", prog,
                    strchr(prog, '/') && access(prog, F_OK) == 0 ? strerror(EACCES)
-                                                               : strerror(ENOENT));
+                                                                : strerror(ENOENT));
             goto done;
         }
         argv = (char *const *)opts->argv;

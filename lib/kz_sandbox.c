@@ -24,8 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_MAX_ARGS  4096
-#define S_PROBE_MS  30000
+#define S_MAX_ARGS 4096
+#define S_PROBE_MS 30000
 
 /* The process's settings (kz_sandbox_configure), under s_lock */
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -169,8 +169,9 @@ bool kz_sandbox_runner(uid_t *uid, gid_t *gid)
 void kz_sandbox_describe(char *buf, size_t len)
 {
     if (!kz_sandbox_enabled()) {
-        snprintf(buf, len, "off (sandbox.enabled: false): tools, fixers and tests run as %s "
-                           "without bubblewrap",
+        snprintf(buf, len,
+                 "off (sandbox.enabled: false): tools, fixers and tests run as %s "
+                 "without bubblewrap",
                  geteuid() == 0 ? "root" : "kaizen's user");
         return;
     }
@@ -397,8 +398,8 @@ static int s_prepare(const kz_sandbox_spec_t *spec, kz_sandbox_exec_t *x, char *
 
     char *found = s_which(prog, spec->cwd);
     if (!found) {
-        s_errf(errbuf, errlen, "unable to run '%s': %s (looked for in the sandbox's PATH %s)",
-               prog, strerror(ENOENT), KZ_SANDBOX_PATH);
+        s_errf(errbuf, errlen, "unable to run '%s': %s (looked for in the sandbox's PATH %s)", prog,
+               strerror(ENOENT), KZ_SANDBOX_PATH);
         goto done;
     }
 
@@ -463,8 +464,8 @@ static int s_prepare(const kz_sandbox_spec_t *spec, kz_sandbox_exec_t *x, char *
     s_push(&argv, "--die-with-parent");
     s_push(&argv, "--new-session");
     s_push3(&argv, "--ro-bind", "/usr", "/usr");
-    static const char *const sysdirs[] = {"/bin",  "/sbin",   "/lib",
-                                          "/lib32", "/lib64", "/libx32", NULL};
+    static const char *const sysdirs[] = {"/bin",   "/sbin",   "/lib", "/lib32",
+                                          "/lib64", "/libx32", NULL};
     for (size_t i = 0; sysdirs[i]; i++)
         s_system_dir(&argv, sysdirs[i]);
     s_push3(&argv, "--ro-bind", "/etc", "/etc");
@@ -546,8 +547,8 @@ int kz_sandbox_enter(const kz_sandbox_exec_t *x)
     if (setgroups(1, groups) != 0 || setgid(x->gid) != 0 || setuid(x->uid) != 0)
         return -1;
     /* it stuck: no way back to root */
-    if (getuid() != x->uid || geteuid() != x->uid || getgid() != x->gid ||
-        getegid() != x->gid || setuid(0) == 0) {
+    if (getuid() != x->uid || geteuid() != x->uid || getgid() != x->gid || getegid() != x->gid ||
+        setuid(0) == 0) {
         errno = EPERM;
         return -1;
     }
@@ -561,8 +562,7 @@ int kz_sandbox_enter(const kz_sandbox_exec_t *x)
 
 /* ---------------------------------------------------------------- probe */
 
-static int s_probe_run(const char *const *argv, kz_proc_result_t *res, char *errbuf,
-                       size_t errlen)
+static int s_probe_run(const char *const *argv, kz_proc_result_t *res, char *errbuf, size_t errlen)
 {
     kz_proc_opts_t po = {0};
     po.argv = argv;
@@ -692,8 +692,8 @@ int kz_sandbox_share_dir(const char *dir, char *errbuf, size_t errlen)
         if (!s_under(path, state))
             break;
         struct stat st;
-        if (stat(path, &st) == 0 && st.st_uid == geteuid() &&
-            (st.st_mode & 0011) != 0011 && chmod(path, (st.st_mode & 07777) | 0011) != 0) {
+        if (stat(path, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0011) != 0011 &&
+            chmod(path, (st.st_mode & 07777) | 0011) != 0) {
             s_errf(errbuf, errlen, "unable to open '%s' to the sandbox user: %s", path,
                    strerror(errno));
             return -1;
@@ -727,8 +727,7 @@ int kz_sandbox_give_tree(const char *dir, char *errbuf, size_t errlen)
     int saved = errno;
     pthread_mutex_unlock(&s_give_lock);
     if (rc != 0) {
-        s_errf(errbuf, errlen, "unable to give '%s' to the sandbox user: %s", dir,
-               strerror(saved));
+        s_errf(errbuf, errlen, "unable to give '%s' to the sandbox user: %s", dir, strerror(saved));
         return -1;
     }
     return 0;

@@ -48,9 +48,9 @@
 
 /* The config's sandbox: section (kz_config.h) */
 typedef struct {
-    bool enabled;        /* sandbox.enabled, default true */
-    char *user;          /* sandbox.user, default kaizen-runner (used when kaizen runs as root) */
-    char **bind_ro;      /* sandbox.bind_ro: more paths visible read-only (NULL-terminated) */
+    bool enabled;   /* sandbox.enabled, default true */
+    char *user;     /* sandbox.user, default kaizen-runner (used when kaizen runs as root) */
+    char **bind_ro; /* sandbox.bind_ro: more paths visible read-only (NULL-terminated) */
     size_t bind_ro_count;
     char **bind_rw; /* sandbox.bind_rw: paths visible writable (a cache shared between runs) */
     size_t bind_rw_count;
@@ -70,12 +70,12 @@ typedef enum {
 /* One sandboxed run, as kz_proc_run describes it */
 typedef struct {
     kz_sandbox_mode_t mode;
-    const char *cwd;                /* bound read-only or writable (MODE); NULL = /tmp */
-    const char *const *ro;          /* more paths bound read-only (NULL-terminated, may be NULL) */
-    const char *const *rw;          /* more paths bound writable (NULL-terminated, may be NULL) */
-    bool network;                   /* share the host's network (a target's tests that need it) */
-    const char *const *env_add;     /* "K=V" set on top of the allow-list */
-    const char *const *argv;        /* the command; argv[0] looked up in KZ_SANDBOX_PATH */
+    const char *cwd;            /* bound read-only or writable (MODE); NULL = /tmp */
+    const char *const *ro;      /* more paths bound read-only (NULL-terminated, may be NULL) */
+    const char *const *rw;      /* more paths bound writable (NULL-terminated, may be NULL) */
+    bool network;               /* share the host's network (a target's tests that need it) */
+    const char *const *env_add; /* "K=V" set on top of the allow-list */
+    const char *const *argv;    /* the command; argv[0] looked up in KZ_SANDBOX_PATH */
 } kz_sandbox_spec_t;
 
 #define KZ_SANDBOX_NLIMITS 4

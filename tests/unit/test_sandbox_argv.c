@@ -280,8 +280,8 @@ static void test_off(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_argv_read),  cmocka_unit_test(test_argv_write_network),
-        cmocka_unit_test(test_refusals),   cmocka_unit_test(test_runs),
+        cmocka_unit_test(test_argv_read), cmocka_unit_test(test_argv_write_network),
+        cmocka_unit_test(test_refusals),  cmocka_unit_test(test_runs),
         cmocka_unit_test(test_off),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
