@@ -307,6 +307,11 @@ done
 kill "$PID_runner" "$PID_health" 2>/dev/null
 wait "$PID_runner" "$PID_health" 2>/dev/null
 
+# doctor probes the sandbox, as its user
+"$K" doctor >"$T/doctor-on.out" 2>&1
+grep -Eq '^  ok +sandbox +on \(bubblewrap, user kaizen-runner\)' "$T/doctor-on.out" ||
+    fail "doctor: $(grep sandbox "$T/doctor-on.out")"
+
 # ------------------------------------------- control: the sandbox off
 # the exploits are real: without the sandbox they run, as root
 config false
@@ -322,4 +327,14 @@ kz_wait_for 240 has scan.completed $((scans + 1)) || fail "no scan.completed (sa
 [[ -e $T/mark-flake8-plugin ]] ||
     fail "control: flake8's local plugin did not run without the sandbox (the test proves nothing)"
 [[ -e $T/outside-probe ]] || fail "control: the probe could not write outside without the sandbox"
+# every summary says the sandbox is off
+"$K" doctor >"$T/doctor-off.out" 2>&1
+grep -Eq '^  off +sandbox +off \(sandbox.enabled: false\)' "$T/doctor-off.out" ||
+    fail "doctor: $(grep sandbox "$T/doctor-off.out")"
+"$K" db migrate >"$T/migrate.log" 2>&1 || fail "kaizen db migrate: $(cat "$T/migrate.log")"
+"$K" report --json >"$T/report.json" 2>"$T/report.err" || fail "report: $(cat "$T/report.err")"
+"$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["sandbox"]["enabled"] is False, d.get("sandbox")' "$T/report.json" ||
+    fail "report: $(head -c 300 "$T/report.json")"
+"$K" report >"$T/report.txt" 2>&1 || fail "report: $(cat "$T/report.txt")"
+grep -q "^WARNING: the sandbox is off" "$T/report.txt" || fail "report text: $(head -8 "$T/report.txt")"
 echo "PASS"
