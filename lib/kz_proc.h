@@ -6,6 +6,8 @@
     An optional tick callback runs periodically while the caller waits,
     so a bus client can keep its registrations alive during a long tool
     run (opts.tick = kz_agent_proc_tick; opts.tick_arg = agent).
+    With opts.sandbox set, the run goes through the sandbox (kz_sandbox.h):
+    every run of a target's code or of a tool on a target's files does.
 */
 #ifndef KZ_PROC_H_INCLUDED
 #define KZ_PROC_H_INCLUDED

@@ -420,7 +420,7 @@ static int s_prepare(const kz_sandbox_spec_t *spec, kz_sandbox_exec_t *x, char *
         }
         x->switch_user = true;
     }
-    s_limit(x, RLIMIT_CPU, (rlim_t)(cfg.cpu_time_ms + 999) / 1000, 5);
+    s_limit(x, RLIMIT_CPU, ((rlim_t)cfg.cpu_time_ms + 999) / 1000, 5);
     s_limit(x, RLIMIT_AS, (rlim_t)cfg.memory_mb << 20, 0);
     s_limit(x, RLIMIT_NPROC, (rlim_t)cfg.processes, 0);
     s_limit(x, RLIMIT_FSIZE, (rlim_t)cfg.file_size_mb << 20, 0);
