@@ -102,42 +102,6 @@ static bool s_file_here(const char *root, const char *rel)
 
 /* ------------------------------------------------------- TOML and INI */
 
-/* Copy the settings files ARGV[FIRST..] of ROOT into a new directory
-   (DIR) the sandbox's user owns: it may not reach ROOT itself (a target
-   under /root). 0 / -1 with WHY */
-static int s_copy_settings(const char *root, const char *const *argv, size_t first, char *dir,
-                           size_t len, char *why, size_t wlen)
-{
-    if (kz_tmpdir_new(NULL, "kaizen-settings", dir, len, why, wlen) != 0)
-        return -1;
-    for (size_t i = first; argv[i]; i++) {
-        char from[PATH_MAX * 2], to[PATH_MAX * 2];
-        snprintf(from, sizeof from, "%s/%s", root, argv[i]);
-        snprintf(to, sizeof to, "%s/%s", dir, argv[i]);
-        FILE *in = fopen(from, "rb");
-        FILE *out = in ? fopen(to, "wb") : NULL;
-        size_t total = 0, got;
-        char buf[65536];
-        bool ok = in && out;
-        while (ok && (got = fread(buf, 1, sizeof buf, in)) > 0) {
-            total += got;
-            ok = total <= S_OUT_CAP && fwrite(buf, 1, got, out) == got;
-        }
-        ok = ok && !ferror(in);
-        if (out && fclose(out) != 0)
-            ok = false;
-        if (in)
-            fclose(in);
-        if (!ok) {
-            snprintf(why, wlen, "unable to copy '%s' for reading", argv[i]);
-            return -1;
-        }
-    }
-    return kz_sandbox_share_dir(dir, why, wlen) == 0 && kz_sandbox_give_tree(dir, why, wlen) == 0
-               ? 0
-               : -1;
-}
-
 /* Run the python reader on the settings files present. 0 / -1 (OOM) */
 static int s_read_settings(kz_project_t *self)
 {
@@ -161,7 +125,8 @@ static int s_read_settings(kz_project_t *self)
        target itself) */
     char copy[PATH_MAX] = "", err[512];
     if (kz_sandbox_runner(NULL, NULL) &&
-        s_copy_settings(self->root, argv, first, copy, sizeof copy, err, sizeof err) != 0) {
+        kz_sandbox_copy_files(self->root, argv + first, S_OUT_CAP, copy, sizeof copy, err,
+                              sizeof err) != 0) {
         s_problem(self, "settings files not read: %s", err);
         if (copy[0])
             (void)kz_rmtree(copy, NULL, 0);

@@ -8,8 +8,10 @@
 */
 #include "kz_sandbox.h"
 #include "kz_proc.h"
+#include "kz_state.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
 #include <limits.h>
@@ -730,5 +732,48 @@ int kz_sandbox_give_tree(const char *dir, char *errbuf, size_t errlen)
         s_errf(errbuf, errlen, "unable to give '%s' to the sandbox user: %s", dir, strerror(saved));
         return -1;
     }
+    return 0;
+}
+
+int kz_sandbox_copy_files(const char *root, const char *const *rels, size_t max, char *dir,
+                          size_t len, char *errbuf, size_t errlen)
+{
+    dir[0] = '\0';
+    if (kz_tmpdir_new(NULL, "kaizen-copy", dir, len, errbuf, errlen) != 0) {
+        dir[0] = '\0';
+        return -1;
+    }
+    for (size_t i = 0; rels && rels[i]; i++) {
+        char from[PATH_MAX * 2], to[PATH_MAX * 2];
+        if (strchr(rels[i], '/') || strcmp(rels[i], "..") == 0) {
+            s_errf(errbuf, errlen, "unable to copy '%s': not a file name", rels[i]);
+            return -1;
+        }
+        snprintf(from, sizeof from, "%s/%s", root, rels[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, rels[i]);
+        int in = open(from, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        int out = in >= 0 ? open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+        bool ok = in >= 0 && out >= 0;
+        size_t total = 0;
+        char buf[65536];
+        ssize_t got = 0;
+        while (ok && (got = read(in, buf, sizeof buf)) > 0) {
+            total += (size_t)got;
+            ok = total <= max && write(out, buf, (size_t)got) == got;
+        }
+        if (ok && got < 0)
+            ok = false;
+        if (out >= 0 && close(out) != 0)
+            ok = false;
+        if (in >= 0)
+            close(in);
+        if (!ok) {
+            s_errf(errbuf, errlen, "unable to copy '%s' for the sandbox", rels[i]);
+            return -1;
+        }
+    }
+    if (kz_sandbox_share_dir(dir, errbuf, errlen) != 0 ||
+        kz_sandbox_give_tree(dir, errbuf, errlen) != 0)
+        return -1;
     return 0;
 }

@@ -133,4 +133,12 @@ int kz_sandbox_share_dir(const char *dir, char *errbuf, size_t errlen);
    (symlinks are not followed). Nothing when runs do not switch users. */
 int kz_sandbox_give_tree(const char *dir, char *errbuf, size_t errlen);
 
+/* Copy the files RELS (NULL-terminated paths relative to ROOT, at most
+   MAX bytes each) into a new temporary directory DIR the sandbox's user
+   owns: a target's settings files, read in the sandbox by a user that
+   may not reach ROOT itself. DIR is set as soon as it exists (the caller
+   removes it, kz_rmtree). 0 / -1 with ERRBUF */
+int kz_sandbox_copy_files(const char *root, const char *const *rels, size_t max, char *dir,
+                          size_t len, char *errbuf, size_t errlen);
+
 #endif
