@@ -71,8 +71,8 @@ static const char s_usage[] =
 
 /* The libraries the kaizen programs are linked with, by Debian 12 package */
 static const char *const s_runtime_packages[] = {
-    "libzmq5", "libczmq4",    "libmsgpackc2", "libyaml-0-2",
-    "libpq5",  "libjansson4", "libxml2",      "libpcre2-8-0",
+    "libzmq5",     "libczmq4", "libmsgpackc2", "libyaml-0-2", "libpq5",
+    "libjansson4", "libxml2",  "libpcre2-8-0", "bubblewrap",
 };
 
 typedef struct {
@@ -285,6 +285,25 @@ static void s_target_owners(s_doctor_t *d)
                  target->name, (long)geteuid(), target->path);
         s_line(d, "FAIL", what, why, fix);
     }
+}
+
+/* The sandbox the tools, fixers and tests run in: a probe inside it, as
+   its user (docs/sandbox.md) */
+static void s_sandbox(s_doctor_t *d)
+{
+    char detail[512], err[1024];
+    kz_sandbox_describe(detail, sizeof detail);
+    if (!kz_sandbox_enabled()) {
+        s_line(d, "off", "sandbox", detail, NULL);
+        return;
+    }
+    if (kz_sandbox_check(true, err, sizeof err) != 0) {
+        s_line(d, "FAIL", "sandbox", err,
+               "apt-get install bubblewrap (or run scripts/install-deps, which also creates "
+               "kaizen-runner), or set sandbox.enabled: false in the config");
+        return;
+    }
+    s_line(d, "ok", "sandbox", detail, NULL);
 }
 
 static bool s_language_used(const kz_config_t *cfg, const char *language)
@@ -874,6 +893,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     s_programs(&d);
     s_state_dir(&d);
     s_target_owners(&d);
+    s_sandbox(&d);
     s_target_tools(&d);
     s_tests(&d);
     s_database(&d);

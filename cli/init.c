@@ -41,6 +41,7 @@
 #include "kz_proc.h"
 #include "kz_project.h"
 #include "kz_recipe.h"
+#include "kz_state.h"
 #include "kz_testsuite.h"
 
 #define S_CMD          "init"
@@ -289,17 +290,36 @@ static json_t *s_pyproject(const s_init_t *s)
     if (!s_tracked(s, "pyproject.toml") ||
         !kz_path_inside(s->root, "pyproject.toml", why, sizeof why))
         return NULL;
-    snprintf(path, sizeof path, "%s/pyproject.toml", s->root);
+    /* the target's pyproject.toml is hostile input: read in the sandbox,
+       from a copy when its user switches (it may not reach the target) */
+    char copy[PATH_MAX] = "";
+    const char *files[] = {"pyproject.toml", NULL};
+    if (kz_sandbox_runner(NULL, NULL) &&
+        kz_sandbox_copy_files(s->root, files, 4u << 20, copy, sizeof copy, err, sizeof err) != 0) {
+        printf("  note:             pyproject.toml not read: %s\n", err);
+        if (copy[0])
+            (void)kz_rmtree(copy, NULL, 0);
+        return NULL;
+    }
+    const char *dir = copy[0] ? copy : s->root;
+    snprintf(path, sizeof path, "%s/pyproject.toml", dir);
     static const char code[] = "import json, sys, tomllib\n"
                                "with open(sys.argv[1], 'rb') as f:\n"
                                "    doc = tomllib.load(f)\n"
                                "print(json.dumps(doc, default=str))\n";
     const char *argv[] = {S_PYTHON, "-I", "-c", code, path, NULL};
-    kz_proc_opts_t opts = {
-        .argv = argv, .timeout_ms = S_TOML_MS, .out_cap = 4u << 20, .err_cap = 4096};
+    kz_proc_opts_t opts = {.argv = argv,
+                           .cwd = dir,
+                           .sandbox = KZ_SANDBOX_READ,
+                           .timeout_ms = S_TOML_MS,
+                           .out_cap = 4u << 20,
+                           .err_cap = 4096};
     kz_proc_result_t res;
     json_t *doc = NULL;
-    if (kz_proc_run(&opts, &res, err, sizeof err) != 0) {
+    int prc = kz_proc_run(&opts, &res, err, sizeof err);
+    if (copy[0])
+        (void)kz_rmtree(copy, NULL, 0);
+    if (prc != 0) {
         printf("  note:             pyproject.toml not read: %s\n", err);
     } else if (res.exit_code != 0 || res.out_truncated) {
         char last[256];

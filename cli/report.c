@@ -642,6 +642,12 @@ static json_t *s_gather(const kz_config_t *cfg, const char *since_text, long lon
     PQfinish(q.db);
     s_spool(cfg, doc);
     s_live(cfg, doc);
+    /* how the tools, fixers and tests run (docs/sandbox.md) */
+    char sandbox[512];
+    kz_sandbox_describe(sandbox, sizeof sandbox);
+    json_object_set_new(
+        doc, "sandbox",
+        json_pack("{s:b, s:s}", "enabled", kz_sandbox_enabled(), "detail", sandbox));
     return doc;
 fail:
     snprintf(errbuf, errlen, "%s", q.err);
@@ -802,6 +808,9 @@ static void s_text(const json_t *doc)
     const char *window = s_str(doc, "window");
     /* the seed's report */
     printf("%s\n%s\n%s\n\n", S_RULE, S_TITLE, S_RULE);
+    const json_t *sandbox = json_object_get(doc, "sandbox");
+    if (json_is_false(json_object_get(sandbox, "enabled")))
+        printf("WARNING: the sandbox is %s\n\n", s_str(sandbox, "detail"));
     printf("Recent Activity (Last %s):\n", window);
     size_t i;
     json_t *row;

@@ -1357,6 +1357,12 @@ static json_t *s_doc(s_ro_t *ro, const char *result, int exit_code, int64_t star
     json_object_set(doc, "learned", ro->learned);
     json_object_set(doc, "pending", pending);
     json_object_set(doc, "warnings", ro->warnings);
+    /* how the tools, fixers and tests ran (docs/sandbox.md) */
+    char sandbox[512];
+    kz_sandbox_describe(sandbox, sizeof sandbox);
+    json_object_set_new(
+        doc, "sandbox",
+        json_pack("{s:b, s:s}", "enabled", kz_sandbox_enabled(), "detail", sandbox));
     return doc;
 }
 
@@ -1534,6 +1540,9 @@ static void s_text(const json_t *doc)
     else
         printf("kaizen run-once: %s after %s; what was done so far:\n",
                strcmp(result, "timed_out") == 0 ? "TIMED OUT" : "interrupted", took);
+    const json_t *sandbox = json_object_get(doc, "sandbox");
+    if (json_is_false(json_object_get(sandbox, "enabled")))
+        printf("WARNING: the sandbox is %s\n", s_jstr(sandbox, "detail"));
 
     size_t i;
     json_t *t;

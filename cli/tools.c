@@ -7,10 +7,12 @@
 */
 #include "cli.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "kz_proc.h"
 #include "kz_recipe.h"
@@ -102,8 +104,13 @@ bool kz_cli_program_ready(char *const *argv, size_t argc, char *detail, size_t l
     const char *args[] = {path,   "-I",
                           "-c",   "import importlib, sys; importlib.import_module(sys.argv[1])",
                           module, NULL};
-    kz_proc_opts_t opts = {
-        .argv = args, .timeout_ms = S_IMPORT_MS, .out_cap = 4096, .err_cap = 4096};
+    /* in the sandbox, where the tool will run: a module only kaizen's own
+       environment finds is not there */
+    kz_proc_opts_t opts = {.argv = args,
+                           .sandbox = KZ_SANDBOX_READ,
+                           .timeout_ms = S_IMPORT_MS,
+                           .out_cap = 4096,
+                           .err_cap = 4096};
     kz_proc_result_t res;
     char err[256];
     bool ok = kz_proc_run(&opts, &res, err, sizeof err) == 0 && res.exit_code == 0;
@@ -122,6 +129,12 @@ int kz_cli_tests_in_tmp(const kz_target_config_t *target, const char *prefix,
     char tmp[PATH_MAX], wt[PATH_MAX], work[PATH_MAX], err[512];
     if (kz_tmpdir_new(NULL, prefix, tmp, sizeof tmp, err, sizeof err) != 0) {
         snprintf(run->error, sizeof run->error, "%s", err);
+        return 0;
+    }
+    /* the sandbox's user goes through it to the worktree */
+    if (kz_sandbox_runner(NULL, NULL) && chmod(tmp, 0711) != 0) {
+        snprintf(run->error, sizeof run->error, "unable to open %.300s: %s", tmp, strerror(errno));
+        (void)kz_rmtree(tmp, err, sizeof err);
         return 0;
     }
     snprintf(wt, sizeof wt, "%.*s/worktree", PATH_MAX - 16, tmp);

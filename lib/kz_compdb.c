@@ -82,11 +82,23 @@ static void s_error_line(const char *text, char *out, size_t len)
 /* Run ARGV in CWD. 0 when it exited 0 (or - OK_ANY_EXIT - exited at all),
    -1 with the error set to WHAT and why */
 static int s_run(kz_compdb_t *self, const kz_compdb_opts_t *opts, const char *what,
-                 const char *const *argv, const char *cwd, bool ok_any_exit)
+                 const char *const *argv, const char *cwd, bool ok_any_exit, bool sandboxed)
 {
+    char err[512], line[320];
     kz_proc_opts_t po = {0};
     po.argv = argv;
     po.cwd = cwd;
+    /* the build is the project's code: in the sandbox, reading the
+       worktree and writing the scratch directory only */
+    const char *ro[] = {opts->root, NULL};
+    const char *rw[] = {self->scratch, NULL};
+    if (sandboxed) {
+        if (kz_sandbox_give_tree(self->scratch, err, sizeof err) != 0)
+            return s_fail(self, "%s failed: %s", what, err);
+        po.sandbox = KZ_SANDBOX_WRITE;
+        po.sandbox_ro = ro;
+        po.sandbox_rw = rw;
+    }
     po.timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : KZ_COMPDB_TIMEOUT_MS;
     po.out_cap = 256u << 10;
     po.err_cap = 256u << 10;
@@ -95,7 +107,6 @@ static int s_run(kz_compdb_t *self, const kz_compdb_opts_t *opts, const char *wh
     po.cancel = opts->cancel;
     po.cancel_arg = opts->cancel_arg;
     kz_proc_result_t pr;
-    char err[512], line[320];
     int rc = kz_proc_run(&po, &pr, err, sizeof err);
     if (rc != 0)
         s_fail(self, "%s failed: %s", what, err);
@@ -274,7 +285,7 @@ static int s_from_cmake(kz_compdb_t *self, const kz_compdb_opts_t *opts)
     self->how = "cmake";
     const char *argv[] = {
         "cmake", "-S", opts->root, "-B", build, "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON", NULL};
-    if (s_run(self, opts, "cmake configure", argv, self->scratch, false) != 0)
+    if (s_run(self, opts, "cmake configure", argv, self->scratch, false, true) != 0)
         return -1;
     snprintf(self->dir, sizeof self->dir, "%s", build);
     /* rewritten in place: the plugin rule holds for a generated one too */
@@ -291,11 +302,11 @@ static int s_from_make(kz_compdb_t *self, const kz_compdb_opts_t *opts)
     snprintf(out, sizeof out, "%s/compile_commands.json", self->scratch);
     self->how = "make";
     const char *cp[] = {"cp", "-a", "--", src, copy, NULL};
-    if (s_run(self, opts, "copying the tree for make", cp, self->scratch, false) != 0)
+    if (s_run(self, opts, "copying the tree for make", cp, self->scratch, false, false) != 0)
         return -1;
     /* -k: files that fail to build still have their commands recorded */
     const char *argv[] = {"bear", "--output", out, "--", "make", "-C", copy, "-k", "-j2", NULL};
-    if (s_run(self, opts, "make under bear", argv, copy, true) != 0)
+    if (s_run(self, opts, "make under bear", argv, copy, true, true) != 0)
         return -1;
     snprintf(self->dir, sizeof self->dir, "%s", self->scratch);
     return s_rewrite(self, out, out, opts->root, copy);
@@ -326,16 +337,25 @@ kz_compdb_t *kz_compdb_new(const kz_compdb_opts_t *opts)
         s_fail(self, "%s", err);
         return self;
     }
+    /* the project's build runs in the sandbox as its user, writing only
+       the scratch directory */
+    if (kz_sandbox_share_dir(self->scratch, err, sizeof err) != 0) {
+        s_fail(self, "%s", err);
+        return self;
+    }
     static bool warned;
-    if (!committed && geteuid() == 0 && !warned) {
+    if (!committed && !kz_sandbox_enabled() && geteuid() == 0 && !warned) {
         warned = true;
-        kz_warn("making a compile database runs the project's own build code (%s) as root: "
-                "run kaizen as an unprivileged user (docs/code-health.md)",
+        kz_warn("making a compile database runs the project's own build code (%s) as root "
+                "outside the sandbox (sandbox.enabled: false; docs/sandbox.md)",
                 cmake ? "cmake configure" : "make");
     }
     int rc = committed ? s_from_committed(self, opts)
              : cmake   ? s_from_cmake(self, opts)
                        : s_from_make(self, opts);
+    /* the tools that read it run as the sandbox's user too */
+    if (rc == 0 && kz_sandbox_give_tree(self->scratch, err, sizeof err) != 0)
+        rc = s_fail(self, "%s", err);
     if (rc != 0)
         self->how = "none";
     else

@@ -740,6 +740,8 @@ static const s_field_t s_target_fields[] = {
     /* private state (docs/security.md) */
     {"trust_owner", S_T_BOOL, S_OFF(kz_target_config_t, trust_owner), "false", 0, 0, false, NULL,
      NULL, 0, 0, NULL},
+    {"test_network", S_T_BOOL, S_OFF(kz_target_config_t, test_network), "false", 0, 0, false, NULL,
+     NULL, 0, 0, NULL},
     S_FIELD_END};
 
 static int s_check_one_of(const char *value, const char *const *allowed, const char *what,
@@ -977,6 +979,28 @@ static const s_field_t s_scan_fields[] = {
      0, 0, NULL},
     S_FIELD_END};
 
+/* sandbox: (kz_sandbox.h) */
+static int s_check_abs_path(const char *value, char *why, size_t len)
+{
+    if (value[0] != '/') {
+        snprintf(why, len, "'%.*s' is not an absolute path", S_SHOW, value);
+        return -1;
+    }
+    return 0;
+}
+
+static const s_field_t s_sandbox_fields[] = {
+    {"enabled", S_T_BOOL, S_OFF(kz_sandbox_config_t, enabled), "true", 0, 0, false, NULL, NULL, 0,
+     0, NULL},
+    S_STRF(kz_sandbox_config_t, user, "user", KZ_SANDBOX_USER, s_check_name),
+    S_LISTF(kz_sandbox_config_t, bind_ro, "bind_ro", s_check_abs_path),
+    S_LISTF(kz_sandbox_config_t, bind_rw, "bind_rw", s_check_abs_path),
+    S_NUM("cpu_time", S_T_DURATION, kz_sandbox_config_t, cpu_time_ms, "1h", 0, S_DUR_MAX),
+    S_NUM("memory_mb", S_T_INT, kz_sandbox_config_t, memory_mb, "16384", 0, 1 << 30),
+    S_NUM("processes", S_T_INT, kz_sandbox_config_t, processes, "4096", 0, 1 << 30),
+    S_NUM("file_size_mb", S_T_INT, kz_sandbox_config_t, file_size_mb, "4096", 0, 1 << 30),
+    S_FIELD_END};
+
 static const s_field_t s_root_fields[] = {
     S_PATHF(kz_config_t, state_dir),
     S_NUM("agent_heartbeat", S_T_DURATION, kz_config_t, agent_heartbeat_ms, "5s", 1, S_DUR_MAX),
@@ -995,6 +1019,7 @@ static const s_field_t s_root_fields[] = {
      s_fixer_fields, sizeof(kz_fixer_config_t), S_OFF(kz_config_t, fixers_count), "fixer"},
     S_SECT("policy", kz_config_t, policy, s_policy_fields),
     S_SECT("scan", kz_config_t, scan, s_scan_fields),
+    S_SECT("sandbox", kz_config_t, sandbox, s_sandbox_fields),
     {"catalog", S_T_BOOL, S_OFF(kz_config_t, catalog), "true", 0, 0, false, NULL, NULL, 0, 0, NULL},
     S_FIELD_END};
 
@@ -1953,10 +1978,16 @@ kz_config_t *kz_config_open(const char *path, char *errbuf, size_t errlen)
     kz_state_umask();
     if (!path)
         path = kz_config_default_path();
-    if (path)
-        return kz_config_load(path, errbuf, errlen);
-    kz_config_t *cfg = kz_config_default();
-    if (!cfg && errbuf && errlen)
-        snprintf(errbuf, errlen, "out of memory building the default configuration");
+    kz_config_t *cfg;
+    if (path) {
+        cfg = kz_config_load(path, errbuf, errlen);
+    } else {
+        cfg = kz_config_default();
+        if (!cfg && errbuf && errlen)
+            snprintf(errbuf, errlen, "out of memory building the default configuration");
+    }
+    /* the program's runs of tools, fixers and tests use its sandbox: */
+    if (cfg && kz_sandbox_configure(&cfg->sandbox, cfg->state_dir, errbuf, errlen) != 0)
+        kz_config_destroy(&cfg);
     return cfg;
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "kz_log.h"
+#include "kz_sandbox.h"
 
 /* The directory under state_dir of the default ipc:// endpoints */
 #define KZ_BUS_DIR "bus"
@@ -278,6 +279,8 @@ typedef struct {
     bool trust_owner; /* targets[].trust_owner, default false: a repository (or its .git)
                          owned by another user than kaizen's is refused unless true (like
                          git's safe.directory); kz_git_check_owner */
+    bool test_network; /* targets[].test_network, default false: the test command keeps the
+                          host's network inside the sandbox (kz_sandbox.h) */
 } kz_target_config_t;
 
 typedef struct {
@@ -300,6 +303,7 @@ typedef struct {
     size_t fixers_count;
     kz_policy_config_t policy;
     kz_scan_config_t scan;
+    kz_sandbox_config_t sandbox; /* sandbox: how tools, fixers and tests run (kz_sandbox.h) */
     bool catalog; /* catalog, default true: the built-in recipes (catalog/NAME.yaml) are merged
                      under tools[] and fixers[]; false: only the config's own */
 } kz_config_t;

@@ -521,6 +521,10 @@ static int s_run_full(const char *repo, const char *const *args, int timeout_ms,
     opts.stdin_len = in_len;
     opts.tick = s_tick;
     opts.tick_arg = s_tick_arg;
+    /* what git writes into a worktree stays readable and writable by the
+       sandbox's group (kz_sandbox_share_dir) and nobody else */
+    opts.set_umask = true;
+    opts.umask = 007;
     kz_proc_result_t res;
     char perr[256];
     int rc = kz_proc_run(&opts, &res, perr, sizeof perr);
@@ -1088,6 +1092,16 @@ static int s_worktree_remove(const char *repo, const char *path, char *errbuf, s
     return 0;
 }
 
+/* PATH as an empty directory the sandbox's user can work in */
+static int s_mkdir_shared(const char *path, char *errbuf, size_t errlen)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        s_err(errbuf, errlen, "unable to create '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    return kz_sandbox_share_dir(path, errbuf, errlen);
+}
+
 int kz_git_worktree_add(const char *repo, const char *path, const char *branch, const char *commit,
                         char *errbuf, size_t errlen)
 {
@@ -1097,8 +1111,10 @@ int kz_git_worktree_add(const char *repo, const char *path, const char *branch, 
         return -1;
     int lock = s_wt_lock(repo);
     int rc = -1;
+    /* the directory is made first and shared with the sandbox's user
+       (group, setgid, 2770: what git checks out inherits the group) */
     if (s_worktree_remove(repo, path, errbuf, errlen) == 0 &&
-        s_mkdir_parent(path, errbuf, errlen) == 0) {
+        s_mkdir_parent(path, errbuf, errlen) == 0 && s_mkdir_shared(path, errbuf, errlen) == 0) {
         const char *with_branch[] = {"worktree", "add", "--quiet", "-B",
                                      branch,     path,  commit,    NULL};
         const char *detached[] = {"worktree", "add", "--quiet", "--detach", path, commit, NULL};

@@ -49,7 +49,7 @@ typedef struct {
     int err;   /* errno */
 } s_child_error_t;
 
-enum { S_STAGE_CHDIR = 1, S_STAGE_EXEC, S_STAGE_SETUP };
+enum { S_STAGE_CHDIR = 1, S_STAGE_EXEC, S_STAGE_SETUP, S_STAGE_SANDBOX };
 
 typedef struct {
     char *data;
@@ -181,7 +181,8 @@ static _Atomic pid_t s_parent; /* written by every thread that runs a child: the
 
 /* In the child, after fork: only async-signal-safe calls from here on */
 static void s_child(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                    int in_fd, int out_fd, int err_fd, int report_fd)
+                    const kz_proc_opts_t *opts, const kz_sandbox_exec_t *sandbox, int in_fd,
+                    int out_fd, int err_fd, int report_fd)
 {
     s_child_error_t report = {S_STAGE_SETUP, 0};
     sigset_t none;
@@ -213,6 +214,12 @@ static void s_child(const char *path, char *const argv[], char *const envp[], co
     }
     if (cwd && chdir(cwd) < 0) {
         report.stage = S_STAGE_CHDIR;
+        goto fail;
+    }
+    if (opts->set_umask)
+        umask(opts->umask);
+    if (sandbox && kz_sandbox_enter(sandbox) != 0) {
+        report.stage = S_STAGE_SANDBOX;
         goto fail;
     }
     report.stage = S_STAGE_EXEC;
@@ -311,6 +318,10 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
     int report[2] = {-1, -1};
     char **envp = NULL;
     char *path = NULL;
+    kz_sandbox_exec_t sbx;
+    bool sandboxed = false, bwrapped = false;
+    const char *cwd = opts ? opts->cwd : NULL;
+    char *const *argv = NULL;
     s_capture_t out = {0}, err = {0};
     int rc = -1;
     pid_t pid = -1;
@@ -326,14 +337,37 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
         goto done;
     }
     prog = opts->argv[0];
-    path = kz_proc_which(prog);
-    if (!path) {
-        s_errf(errbuf, errlen, "unable to run '%s': %s", prog,
-               strchr(prog, '/') && access(prog, F_OK) == 0 ? strerror(EACCES) : strerror(ENOENT));
-        goto done;
+    if (opts->sandbox != KZ_SANDBOX_NONE) {
+        kz_sandbox_spec_t spec = {.mode = opts->sandbox,
+                                  .cwd = opts->cwd,
+                                  .ro = opts->sandbox_ro,
+                                  .rw = opts->sandbox_rw,
+                                  .network = opts->sandbox_network,
+                                  .env_add = opts->env_add,
+                                  .argv = opts->argv};
+        if (kz_sandbox_prepare(&spec, &sbx, errbuf, errlen) != 0)
+            goto done;
+        sandboxed = true;
+        path = strdup(sbx.path);
+        argv = sbx.argv;
+        envp = s_build_env((const char *const *)sbx.env, NULL);
+        /* bubblewrap changes directory inside; outside it starts at / */
+        if (strcmp(sbx.argv[0], "bwrap") == 0) {
+            bwrapped = true;
+            cwd = "/";
+        }
+    } else {
+        path = kz_proc_which(prog);
+        if (!path) {
+            s_errf(errbuf, errlen, "unable to run '%s': %s", prog,
+                   strchr(prog, '/') && access(prog, F_OK) == 0 ? strerror(EACCES)
+                                                                : strerror(ENOENT));
+            goto done;
+        }
+        argv = (char *const *)opts->argv;
+        envp = s_build_env(opts->env ? opts->env : (const char *const *)environ, opts->env_add);
     }
-    envp = s_build_env(opts->env ? opts->env : (const char *const *)environ, opts->env_add);
-    if (!envp || s_capture_init(&out, opts->out_cap) < 0 ||
+    if (!path || !envp || s_capture_init(&out, opts->out_cap) < 0 ||
         s_capture_init(&err, opts->err_cap) < 0) {
         s_errf(errbuf, errlen, "unable to run '%s': out of memory", prog);
         goto done;
@@ -364,7 +398,7 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
     s_parent = getpid();
     pid = fork();
     if (pid == 0)
-        s_child(path, (char *const *)opts->argv, envp, opts->cwd, in_pipe[0], out_pipe[1],
+        s_child(path, argv, envp, cwd, opts, sandboxed ? &sbx : NULL, in_pipe[0], out_pipe[1],
                 err_pipe[1], report[1]);
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
@@ -391,7 +425,11 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
             ;
         if (child_err.stage == S_STAGE_CHDIR)
             s_errf(errbuf, errlen, "unable to run '%s': cannot change directory to '%s': %s", prog,
-                   opts->cwd, strerror(child_err.err));
+                   cwd, strerror(child_err.err));
+        else if (child_err.stage == S_STAGE_SANDBOX)
+            s_errf(errbuf, errlen,
+                   "unable to run '%s': sandbox: cannot set its limits or switch to its user: %s",
+                   prog, strerror(child_err.err));
         else
             s_errf(errbuf, errlen, "unable to run '%s': %s", prog, strerror(child_err.err));
         goto done;
@@ -517,6 +555,11 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
 
     if (status_lost) {
         res->exit_code = -1;
+    } else if (WIFEXITED(status) && bwrapped && WEXITSTATUS(status) > 128 &&
+               WEXITSTATUS(status) < 128 + NSIG) {
+        /* bubblewrap exits 128 + N when the command was killed by signal N */
+        res->exit_code = -1;
+        res->term_signal = WEXITSTATUS(status) - 128;
     } else if (WIFEXITED(status)) {
         res->exit_code = WEXITSTATUS(status);
     } else if (WIFSIGNALED(status)) {
@@ -546,5 +589,7 @@ done:
     s_close(&report[1]);
     free(envp);
     free(path);
+    if (sandboxed)
+        kz_sandbox_exec_free(&sbx);
     return rc;
 }

@@ -6,6 +6,8 @@
     An optional tick callback runs periodically while the caller waits,
     so a bus client can keep its registrations alive during a long tool
     run (opts.tick = kz_agent_proc_tick; opts.tick_arg = agent).
+    With opts.sandbox set, the run goes through the sandbox (kz_sandbox.h):
+    every run of a target's code or of a tool on a target's files does.
 */
 #ifndef KZ_PROC_H_INCLUDED
 #define KZ_PROC_H_INCLUDED
@@ -13,6 +15,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include "kz_sandbox.h"
 
 typedef struct {
     const char *const *argv;    /* argv[0] is looked up in PATH; NULL-terminated */
@@ -36,6 +41,18 @@ typedef struct {
        (SIGTERM, SIGKILL after the grace) with res.cancelled set. */
     bool (*cancel)(void *arg);
     void *cancel_arg;
+    /* Run ARGV in the sandbox (kz_sandbox.h) when not KZ_SANDBOX_NONE:
+       every run of a target's code or of a tool on a target's files does.
+       ENV is then ignored: the child gets the sandbox's allow-list plus
+       ENV_ADD; argv[0] is looked up in the sandbox's PATH; CWD is bound
+       read-only (KZ_SANDBOX_READ) or writable (KZ_SANDBOX_WRITE). */
+    kz_sandbox_mode_t sandbox;
+    const char *const *sandbox_ro; /* more paths bound read-only (NULL-terminated) */
+    const char *const *sandbox_rw; /* more paths bound writable (NULL-terminated) */
+    bool sandbox_network;          /* the run keeps the host's network */
+    /* The child's umask when SET_UMASK (kaizen's git in shared worktrees) */
+    bool set_umask;
+    mode_t umask;
 } kz_proc_opts_t;
 
 typedef struct {

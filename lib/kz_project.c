@@ -21,6 +21,7 @@
 
 #include "kz_proc.h"
 #include "kz_recipe.h"
+#include "kz_state.h"
 
 #define S_PYTHON        "/usr/bin/python3"
 #define S_SETTINGS_MAX  (4u << 20)  /* bytes of a settings file read */
@@ -119,15 +120,30 @@ static int s_read_settings(kz_project_t *self)
     argv[n] = NULL;
     if (n == first)
         return 0;
+    /* the target's settings files are hostile input: read in the
+       sandbox, from copies when its user switches (it may not reach the
+       target itself) */
+    char copy[PATH_MAX] = "", err[512];
+    if (kz_sandbox_runner(NULL, NULL) &&
+        kz_sandbox_copy_files(self->root, argv + first, S_OUT_CAP, copy, sizeof copy, err,
+                              sizeof err) != 0) {
+        s_problem(self, "settings files not read: %s", err);
+        if (copy[0])
+            (void)kz_rmtree(copy, NULL, 0);
+        return 0;
+    }
     kz_proc_opts_t po = {0};
     po.argv = argv;
-    po.cwd = self->root;
+    po.cwd = copy[0] ? copy : self->root;
+    po.sandbox = KZ_SANDBOX_READ;
     po.timeout_ms = S_TIMEOUT_MS;
     po.out_cap = S_OUT_CAP;
     po.err_cap = 64u << 10;
     kz_proc_result_t pr;
-    char err[512];
-    if (kz_proc_run(&po, &pr, err, sizeof err) != 0) {
+    int prc = kz_proc_run(&po, &pr, err, sizeof err);
+    if (copy[0])
+        (void)kz_rmtree(copy, NULL, 0);
+    if (prc != 0) {
         s_problem(self, "settings files not read: %s", err);
         kz_proc_result_free(&pr);
         return 0;

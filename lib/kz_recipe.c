@@ -659,7 +659,9 @@ static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *o
         char why[512] = "";
         if (!filtered ||
             kz_tmpdir_new(NULL, "kaizen-rewrite", scratch, sizeof scratch, why, sizeof why) != 0 ||
-            s_copy_files(opts->root, scratch, files, nfiles, why, sizeof why) != 0) {
+            s_copy_files(opts->root, scratch, files, nfiles, why, sizeof why) != 0 ||
+            kz_sandbox_share_dir(scratch, why, sizeof why) != 0 ||
+            kz_sandbox_give_tree(scratch, why, sizeof why) != 0) {
             res->status = KZ_TOOL_ERROR;
             snprintf(res->error, sizeof res->error, "rewrite check: %s",
                      why[0] ? why : "the recipe names no {files}");
@@ -680,6 +682,12 @@ static int s_run_batch(const kz_tool_config_t *tool, const kz_tool_run_opts_t *o
     po.argv = (const char *const *)argv;
     po.cwd = cwd;
     po.env_add = (const char *const *)tool->env;
+    /* a checker reads the target (its files and its config, which can
+       name code to run) in the sandbox, where it can write nothing; a
+       rewrite check writes only its scratch copies */
+    po.sandbox = rewrite ? KZ_SANDBOX_WRITE : KZ_SANDBOX_READ;
+    const char *ro[] = {opts->compdb, NULL};
+    po.sandbox_ro = ro;
     po.timeout_ms = tool->timeout_ms > 0 ? tool->timeout_ms : 600000;
     po.out_cap = KZ_RUN_OUT_CAP;
     po.err_cap = KZ_RUN_ERR_CAP;

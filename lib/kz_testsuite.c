@@ -346,11 +346,17 @@ static char **s_env(const kz_target_config_t *target, const char *dir, const cha
                     bool python)
 {
     size_t n = target->env_count;
-    char **env = calloc(n + 4, sizeof *env);
+    char **env = calloc(n + 5, sizeof *env);
     if (!env)
         return NULL;
     size_t k = 0;
-    const char *user_path = python ? getenv("PYTHONPATH") : NULL;
+    /* tests run the target's code by design: `python3 -m pytest` may
+       import the project from the working directory, which the sandbox's
+       PYTHONSAFEPATH=1 (there for tools) would stop; kaizen's own
+       PYTHONPATH is not passed on, only the target's */
+    if (!(env[k++] = strdup("PYTHONSAFEPATH=")))
+        goto oom;
+    const char *user_path = NULL;
     for (size_t i = 0; i < n; i++) {
         if (python && strncmp(target->env[i], "PYTHONPATH=", 11) == 0) {
             user_path = target->env[i] + 11; /* the last one wins, as in kz_proc */
@@ -452,6 +458,13 @@ int kz_testsuite_exec(const kz_target_config_t *target, const char *dir, const c
         (void)kz_rmtree(work, err, sizeof err);
         return 0;
     }
+    /* the tests run in the sandbox as its user, who writes the report there */
+    if (kz_sandbox_share_dir(work, err, sizeof err) != 0 ||
+        kz_sandbox_give_tree(work, err, sizeof err) != 0) {
+        s_set(run->error, sizeof run->error, "%s", err);
+        (void)kz_rmtree(work, err, sizeof err);
+        return 0;
+    }
     int ret = -1;
     char **argv = kz_argv_expand(target->test, NULL, 0, dir, junit);
     char **env = s_env(target, dir, work, python);
@@ -468,6 +481,13 @@ int kz_testsuite_exec(const kz_target_config_t *target, const char *dir, const c
     po.cwd = dir;
     po.env = NULL;
     po.env_add = (const char *const *)env;
+    /* the target's tests are its code: they run in the sandbox, writing
+       their worktree and WORK only, with the network only when the
+       target's config allows it */
+    po.sandbox = KZ_SANDBOX_WRITE;
+    const char *rw[] = {work, NULL};
+    po.sandbox_rw = rw;
+    po.sandbox_network = target->test_network;
     po.stdin_data = NULL;
     po.stdin_len = 0;
     po.timeout_ms = run->timeout_ms;

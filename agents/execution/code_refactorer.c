@@ -474,6 +474,10 @@ static int s_run_fixer(s_job_t *job, int *exit_code, char *line, size_t linelen)
     po.argv = (const char *const *)argv;
     po.cwd = job->wt;
     po.env_add = (const char *const *)fx->env;
+    /* the fixer writes the plan's worktree, and nothing else, in the sandbox */
+    po.sandbox = KZ_SANDBOX_WRITE;
+    const char *ro[] = {kz_compdb_dir(db), NULL};
+    po.sandbox_ro = ro;
     po.timeout_ms = fx->timeout_ms > 0 ? fx->timeout_ms : 300000;
     po.out_cap = s_output_diff(fx) ? S_MAX_PATCH : 256 * 1024;
     po.err_cap = 256 * 1024;

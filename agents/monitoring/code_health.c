@@ -1566,7 +1566,12 @@ static int s_worktree(s_scan_t *s)
     }
     char git[4200];
     snprintf(git, sizeof git, "%s/.git", s->wt);
-    if (access(git, F_OK) == 0) {
+    /* a worktree made before the sandbox shared it with its user is made again */
+    gid_t runner_gid;
+    struct stat wst;
+    bool shared = !kz_sandbox_runner(NULL, &runner_gid) ||
+                  (stat(s->wt, &wst) == 0 && wst.st_gid == runner_gid && (wst.st_mode & S_ISGID));
+    if (shared && access(git, F_OK) == 0) {
         const char *args[] = {"checkout", "-q", "--detach", "--force", s->commit, NULL};
         char head[KZ_GIT_OID_MAX];
         if (kz_git(s->wt, args, S_GIT_TIMEOUT_MS, NULL, err, sizeof err) == 0 &&

@@ -27,6 +27,9 @@ set -u
 KZ_BIN=${KZ_BIN:-$KZ_ROOT/bin}
 KZ_TOOLS=${KZ_TOOLS:-$KZ_ROOT/build/default/tests/tools}
 T=$(mktemp -d "${TMPDIR:-/tmp}/kz-it.XXXXXX")
+# searchable (not listable) by others: as root, the sandbox's user
+# (kaizen-runner) must reach the worktrees under $T's state directory
+chmod 0711 "$T"
 _kz_pids=()
 _kz_exit_cmds=()
 

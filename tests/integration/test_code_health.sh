@@ -42,6 +42,9 @@ chmod +x "$T/crashy" "$T/garbage" "$T/sleepy"
 
 kz_config <<EOF
 agent_heartbeat: 300ms
+# the broken tools live in \$T, which the sandbox does not show otherwise
+sandbox:
+  bind_ro: [$T/crashy, $T/garbage, $T/sleepy]
 agents:
   - name: code-health
     interval: 0

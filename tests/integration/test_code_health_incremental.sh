@@ -36,6 +36,7 @@ exec "\$@"
 EOF
 chmod +x "$T/wrap"
 touch "$T/calls.log"
+chmod 0666 "$T/calls.log" # the wrapper runs in the sandbox, as its user
 
 # the recipes of the built-in catalog with argv [WRAP, NAME, real argv...]
 tools() { # EXTRA-FLAKE8-LINE
@@ -77,6 +78,9 @@ PY
 }
 base_config() {
     cat <<EOF
+sandbox: # the wrapper and its log live in \$T, which the sandbox hides
+  bind_ro: [$T/wrap]
+  bind_rw: [$T/calls.log]
 targets:
   - name: py
     path: $R

@@ -50,22 +50,26 @@ git -C "$B" init -q -b main && git -C "$B" add -A
 git -C "$B" -c user.name=t -c user.email=t@example.com commit -qm initial || fail "git commit sh"
 
 # the wrapper: "NAME ARGS..." logs one line to calls.log, then runs ARGS;
-# while $T/hold exists it waits first (a tool slow on purpose), saying so
-# in $T/held
+# while $T/ctl/hold exists it waits first (a tool slow on purpose), saying so
+# in $T/ctl/held
 cat >"$T/wrap" <<EOF
 #!/bin/sh
 name=\$1; shift
-printf '%s %s\n' "\$name" "\$*" >>"$T/calls.log"
-if [ -e "$T/hold" ]; then
-    touch "$T/held"
-    while [ -e "$T/hold" ]; do sleep 0.1; done
+printf '%s %s\n' "\$name" "\$*" >>"$T/ctl/calls.log"
+if [ -e "$T/ctl/hold" ]; then
+    touch "$T/ctl/held"
+    while [ -e "$T/ctl/hold" ]; do sleep 0.1; done
 fi
 exec "\$@"
 EOF
 chmod +x "$T/wrap"
 printf '#!/bin/sh\necho "crashy: internal error: cannot read its configuration" >&2\nexit 3\n' >"$T/crashy"
 chmod +x "$T/crashy"
-touch "$T/calls.log"
+# the wrapper runs in the sandbox, as its user: its files are in a
+# directory it may write (sandbox.bind_rw)
+mkdir -m 0777 "$T/ctl"
+touch "$T/ctl/calls.log"
+chmod 0666 "$T/ctl/calls.log"
 
 kz_config "$T/orch.yaml" <<'EOF'
 supervisor:
@@ -103,6 +107,9 @@ body() {
     kz_config_base "$T/orch.yaml"
     cat <<EOF
 catalog: false
+sandbox: # the wrapper, its log and crashy live in \$T, which the sandbox hides
+  bind_ro: [$T/wrap, $T/crashy]
+  bind_rw: [$T/ctl]
 agents:
   - name: code-health
     interval: 0
@@ -196,19 +203,19 @@ snapped() { [[ $(kz_psql "SELECT count(*) FROM code_quality_snapshots WHERE scan
 kz_wait_for 60 snapped "$S1" || fail "no snapshot of $S1"
 plans1=$(kz_psql "SELECT count(*) FROM improvement_suggestions")
 ((plans1 == 2)) || fail "scan 1: $plans1 plans, expected 2 (a.py, b.py)"
-grep -q "^codespell " "$T/calls.log" && grep -q "^flake8 " "$T/calls.log" || fail "scan 1: the tools did not run"
+grep -q "^codespell " "$T/ctl/calls.log" && grep -q "^flake8 " "$T/ctl/calls.log" || fail "scan 1: the tools did not run"
 rows1=$(rows)
 completed_at=$(kz_psql "SELECT completed_at FROM scans WHERE scan_id = '$S1'")
 
 # ------------------------ 2. nothing changed: answered from scan 1, no churn
-: >"$T/calls.log"
+: >"$T/ctl/calls.log"
 run py
 kz_wait_for 120 has_scan 2 || fail "no second scan.completed"
 expect_eq "scan 2 reused" "$(field 2 py reused)" "True"
 expect_eq "scan 2 scan_id" "$(field 2 py scan_id)" "$S1"
 expect_eq "scan 2 rescanned" "$(field 2 py rescanned)" "0"
 expect_eq "scan 2 findings" "$(field 2 py findings)" "$(field 1 py findings)"
-[[ ! -s "$T/calls.log" ]] || fail "scan 2 ran tools: $(cat "$T/calls.log")"
+[[ ! -s "$T/ctl/calls.log" ]] || fail "scan 2 ran tools: $(cat "$T/ctl/calls.log")"
 for type in scan.started finding.batch metric.batch; do
     expect_eq "$type messages after scan 2" "$(q count $type)" 1
 done
@@ -230,20 +237,20 @@ scan $S1 (reused) ok"
 # --------- 3. a new commit; a second request while its scan runs
 printf '\n# definately\n' >>"$R/pkg/b.py"
 commit "more"
-: >"$T/calls.log"
-touch "$T/hold"
+: >"$T/ctl/calls.log"
+touch "$T/ctl/hold"
 run py
-kz_wait_for 60 test -e "$T/held" || fail "scan 3 did not start its tools"
+kz_wait_for 60 test -e "$T/ctl/held" || fail "scan 3 did not start its tools"
 runs() { [[ $(q count agent.run) -ge $1 ]]; }
 n=$(q count agent.run)
 run py
 kz_wait_for 30 runs $((n + 1)) || fail "the second request was not published"
-rm -f "$T/hold"
+rm -f "$T/ctl/hold"
 kz_wait_for 120 has_scan 4 || fail "no answer to the request made during scan 3"
 S3=$(field 3 py scan_id)
 [[ $S3 != "$S1" && $(field 3 py reused) == None ]] || fail "scan 3 is not a new scan"
 expect_eq "scan 4 answers with scan 3" "$(field 4 py scan_id)|$(field 4 py reused)" "$S3|True"
-expect_eq "tools run for scans 3 and 4" "$(cut -d' ' -f1 "$T/calls.log" | sort | tr '\n' ' ')" "codespell flake8 "
+expect_eq "tools run for scans 3 and 4" "$(cut -d' ' -f1 "$T/ctl/calls.log" | sort | tr '\n' ' ')" "codespell flake8 "
 expect_eq "scan.started messages" "$(q count scan.started)" 2
 # b.py's plan of scan 1 covers its old misspelling: the new plan of scan 3
 # for b.py lists only the new one; scan 4 (reused) adds no plan
@@ -254,35 +261,35 @@ expect_eq "plans of scan 3" "$(kz_psql "SELECT string_agg((implementation_plan->
 expect_eq "plans in all" "$(kz_psql "SELECT count(*) FROM improvement_suggestions")" 3
 
 # ----------------------- 4. a changed recipe: a real scan; then reused again
-: >"$T/calls.log"
+: >"$T/ctl/calls.log"
 "$KZ_BIN/kaizen-code-health" -c "$T/changed.yaml" --once >"$T/once1.log" 2>&1 ||
     fail "kaizen-code-health --once: $(tail -n 5 "$T/once1.log")"
 kz_wait_for 60 has_scan 5 || fail "no scan.completed after the recipe changed"
 S5=$(field 5 py scan_id)
 [[ $S5 != "$S3" && $(field 5 py reused) == None ]] || fail "a changed recipe was answered from the stored scan"
-expect_eq "tools run after the recipe changed" "$(cut -d' ' -f1 "$T/calls.log" | sort -u | tr '\n' ' ')" "crashy flake8 "
-: >"$T/calls.log"
+expect_eq "tools run after the recipe changed" "$(cut -d' ' -f1 "$T/ctl/calls.log" | sort -u | tr '\n' ' ')" "crashy flake8 "
+: >"$T/ctl/calls.log"
 "$KZ_BIN/kaizen-code-health" -c "$T/changed.yaml" --once >"$T/once2.log" 2>&1 ||
     fail "kaizen-code-health --once: $(tail -n 5 "$T/once2.log")"
 kz_wait_for 60 has_scan 6 || fail "no scan.completed for the same recipe again"
 expect_eq "scan 6 answers with scan 5" "$(field 6 py scan_id)|$(field 6 py reused)" "$S5|True"
-grep -q "^flake8\|^codespell" "$T/calls.log" && fail "scan 6 ran tools: $(cat "$T/calls.log")"
+grep -q "^flake8\|^codespell" "$T/ctl/calls.log" && fail "scan 6 ran tools: $(cat "$T/ctl/calls.log")"
 
 # ---------------------- 5. the tools' program changed: a real scan
 touch -d "1 hour ago" "$T/wrap"
-: >"$T/calls.log"
+: >"$T/ctl/calls.log"
 run py
 kz_wait_for 120 has_scan 7 || fail "no scan.completed after the program changed"
 [[ $(field 7 py reused) == None && $(field 7 py scan_id) != "$S5" ]] ||
     fail "a changed program was answered from the stored scan"
-expect_eq "tools run after the program changed" "$(cut -d' ' -f1 "$T/calls.log" | sort -u | tr '\n' ' ')" "codespell flake8 "
+expect_eq "tools run after the program changed" "$(cut -d' ' -f1 "$T/ctl/calls.log" | sort -u | tr '\n' ' ')" "codespell flake8 "
 
 # ------------- 6. the database does not hold the last scan as ok: no answer
 S7=$(field 7 py scan_id)
 kz_wait_for 30 kz_psql_is "SELECT status FROM scans WHERE scan_id = '$S7'" ok ||
     fail "scan 7 not recorded as ok"
 kz_psql "UPDATE scans SET status = 'partial' WHERE scan_id = '$S7'" >/dev/null
-: >"$T/calls.log"
+: >"$T/ctl/calls.log"
 run py
 kz_wait_for 120 has_scan 8 || fail "no scan.completed for scan 8"
 [[ $(field 8 py reused) == None && $(field 8 py scan_id) != "$S7" ]] ||
@@ -292,7 +299,7 @@ kz_wait_log health "its last scan $S7 cannot answer (the database has it as 'par
 
 # ------------------------------ 7. a partial scan is never reused
 # (sh was scanned by the two --once runs of step 4 already)
-: >"$T/calls.log"
+: >"$T/ctl/calls.log"
 nsh=$("$PY" -c "import json,sys; print(sum(1 for l in open(sys.argv[1]) if l.startswith('scan.completed ') and json.loads(l.partition(' ')[2]).get('target') == 'sh'))" "$T/all.out")
 run sh
 kz_wait_for 120 has_scan $((nsh + 1)) sh || fail "no scan.completed of sh"
@@ -301,7 +308,7 @@ run sh
 kz_wait_for 120 has_scan $((nsh + 2)) sh || fail "no second scan.completed of sh"
 [[ $(field $((nsh + 2)) sh reused) == None && $(field $((nsh + 2)) sh scan_id) != "$(field $((nsh + 1)) sh scan_id)" ]] ||
     fail "the partial scan answered again"
-expect_eq "crashy runs" "$(grep -c '^crashy ' "$T/calls.log")" 2
+expect_eq "crashy runs" "$(grep -c '^crashy ' "$T/ctl/calls.log")" 2
 SH2=$(field $((nsh + 2)) sh scan_id)
 kz_wait_for 60 snapped "$SH2" || fail "no snapshot of $SH2"
 expect_eq "the partial snapshot" \

@@ -40,6 +40,8 @@ HEAD=$(git -C "$R" rev-parse HEAD)
 printf '#!/bin/sh\nfor f; do echo "$f:1:1: W1 something"; done\n' >"$T/lint"
 chmod +x "$T/lint"
 kz_config <<EOF
+sandbox: # the linter lives in \$T, which the sandbox hides
+  bind_ro: [$T/lint]
 agents:
   - name: code-health
     interval: 0

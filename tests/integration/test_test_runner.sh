@@ -109,6 +109,8 @@ git -C "$T/fake" checkout -q main 2>/dev/null || true
 
 kz_config <<EOF
   call_timeout: 3m
+sandbox: # the fake test command lives in \$T, which the sandbox hides
+  bind_ro: [$T/fake-tests]
 targets:
   - name: py
     path: $T/py

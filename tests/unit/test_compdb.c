@@ -54,7 +54,9 @@ static int s_setup(void **state)
     if (kz_tmpdir_new(NULL, "kz-compdb-test", s_tmp, sizeof s_tmp, err, sizeof err) != 0)
         return -1;
     snprintf(s_under, sizeof s_under, "%s/scratch", s_tmp);
-    return kz_mkdirs(s_under, 0700, err, sizeof err);
+    /* the builds run in the sandbox, as its user, which goes through here */
+    chmod(s_tmp, 0755);
+    return kz_mkdirs(s_under, 0711, err, sizeof err);
 }
 
 static int s_teardown(void **state)

@@ -38,7 +38,9 @@ static int s_setup(void **state)
 {
     (void)state;
     snprintf(s_root, sizeof s_root, "/tmp/kz-test-project-XXXXXX");
-    return mkdtemp(s_root) ? 0 : -1;
+    if (!mkdtemp(s_root))
+        return -1;
+    return chmod(s_root, 0755); /* settings are read in the sandbox, as its user */
 }
 
 static int s_teardown(void **state)

@@ -133,6 +133,7 @@ static int s_setup(void **state)
     snprintf(s_root, sizeof s_root, "/tmp/kz-recipe-XXXXXX");
     if (!mkdtemp(s_root))
         return -1;
+    chmod(s_root, 0755); /* the tools run in the sandbox, as its user */
     char path[512];
     snprintf(path, sizeof path, "%s/sub", s_root);
     mkdir(path, 0755);

@@ -38,6 +38,20 @@ static int s_setup(void **state)
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(s_tmp))
         return -1;
+    /* the tests run in the sandbox, as its user, which goes through here
+       and sees the fake test command */
+    chmod(s_tmp, 0711);
+    kz_sandbox_config_t sb;
+    kz_sandbox_config_defaults(&sb);
+    char fake[PATH_MAX], other[PATH_MAX], state_dir[PATH_MAX];
+    snprintf(fake, sizeof fake, "%s/fake-tests", s_tmp);
+    snprintf(other, sizeof other, "%s/py-other", s_tmp);
+    snprintf(state_dir, sizeof state_dir, "%s/state", s_tmp);
+    char *ro[] = {fake, NULL}, *rw[] = {other, NULL};
+    sb.bind_ro = ro;
+    sb.bind_rw = rw;
+    if (kz_sandbox_configure(&sb, state_dir, NULL, 0) != 0)
+        return -1;
     kz_log_set_level(KZ_LOG_WARN);
     return 0;
 }
@@ -312,7 +326,7 @@ static void test_python_hook(void **state)
     snprintf(wt, sizeof wt, "%s/py-wt", s_tmp);
     snprintf(work, sizeof work, "%s/py-work", s_tmp);
     snprintf(other, sizeof other, "%s/py-other", s_tmp);
-    snprintf(marker, sizeof marker, "%s/py-marker", s_tmp);
+    snprintf(marker, sizeof marker, "%s/py-other/py-marker", s_tmp);
     snprintf(path, sizeof path, "%s/src/msgpack/__init__.py", wt);
     s_write(path, "KAIZEN = 'worktree'\n");
     /* the "test": imports msgpack, says which one, passes either way */
@@ -324,6 +338,7 @@ static void test_python_hook(void **state)
     snprintf(path, sizeof path, "%s/sitecustomize.py", other);
     snprintf(text, sizeof text, "open(%s%s%s, 'w').write('ran')\n", "'", marker, "'");
     s_write(path, text);
+    assert_int_equal(chmod(other, 0777), 0); /* the sandbox's user writes the marker */
 
     char yaml[4 * PATH_MAX];
     snprintf(yaml, sizeof yaml,
