@@ -200,8 +200,8 @@ typedef struct {
     char name[256];
     s_role_t role;
     uint64_t refused[S_ACT_COUNT];
-    int64_t logged;        /* last refusal logged (rate limit: 1/s) */
-    uint64_t logged_total; /* refusals counted when it was logged */
+    int64_t logged[S_ACT_COUNT];        /* last refusal of each act logged (1/s each) */
+    uint64_t logged_total[S_ACT_COUNT]; /* refusals of it counted when it was logged */
 } s_ident_t;
 
 /* Fixed buffer for msgpack tap headers: no allocation on the hot path */
@@ -717,7 +717,7 @@ static s_ident_t *s_ident_of(kz_broker_t *self, zmq_msg_t *msg)
 
 /* May the sender of MSG do ACT on NAME (LEN bytes)? Without rules (no
    CURVE) yes. A refusal is counted for the identity and logged at most
-   once a second per identity, e.g. "refused publish 'plan.approved'
+   once a second per identity and act (publish, offer, join, tap), e.g. "refused publish 'plan.approved'
    from 'agent-x' (role agent): only operator, orchestrator may". */
 static bool s_allowed(kz_broker_t *self, zmq_msg_t *msg, s_act_t act, const char *name, size_t len)
 {
@@ -734,10 +734,8 @@ static bool s_allowed(kz_broker_t *self, zmq_msg_t *msg, s_act_t act, const char
         return true;
     id->refused[act]++;
     self->refused++;
-    uint64_t total = 0;
-    for (int a = 0; a < S_ACT_COUNT; a++)
-        total += id->refused[a];
-    if (id->logged == 0 || self->now - id->logged >= 1000) {
+    uint64_t total = id->refused[act];
+    if (id->logged[act] == 0 || self->now - id->logged[act] >= 1000) {
         char who[128] = "";
         size_t off = 0;
         for (int r = 0; r < S_ROLE_COUNT; r++)
@@ -745,11 +743,11 @@ static bool s_allowed(kz_broker_t *self, zmq_msg_t *msg, s_act_t act, const char
                 off += (size_t)snprintf(who + off, sizeof who - off, "%s%s", off ? ", " : "",
                                         s_role_names[r]);
         kz_warn("refused %s '%.*s' from '%s' (role %s): %s%s may (%" PRIu64
-                " refused from it since last report, %" PRIu64 " in total)",
+                " such refused from it since last report, %" PRIu64 " in total)",
                 s_act_names[act], (int)len, name, id->name, s_role_names[id->role],
-                off ? "only " : "no role", off ? who : "", total - id->logged_total, total);
-        id->logged = self->now ? self->now : 1;
-        id->logged_total = total;
+                off ? "only " : "no role", off ? who : "", total - id->logged_total[act], total);
+        id->logged[act] = self->now ? self->now : 1;
+        id->logged_total[act] = total;
     }
     return false;
 }

@@ -53,6 +53,9 @@ chmod 0755 "$T/quiet"
 
 kz_config <<EOF
 agent_heartbeat: 300ms
+# the tool lives in \$T, which the sandbox does not show otherwise
+sandbox:
+  bind_ro: [$T/quiet]
 agents:
   - name: code-health
     interval: 0

@@ -289,6 +289,8 @@ done
 
 # ------------------------------------------------------------- the tests
 kz_start runner env "${secrets[@]}" "$KZ_BIN/kaizen-test-runner" -c "$KAIZEN_CONFIG" --log-level debug
+# the validators judge only the head of a plan's own branch
+git -C "$E" branch kaizen/plan-plan-sandbox "$head" || fail "git branch"
 served() { [[ $("$K" call mmi.service '"validate.tests"' --timeout 2s 2>/dev/null) == 200 ]]; }
 kz_wait_for 30 served || fail "validate.tests is not served"
 "$K" call validate.tests \

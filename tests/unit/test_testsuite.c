@@ -68,11 +68,21 @@ static void s_write(const char *path, const char *text)
     char dir[PATH_MAX], err[256];
     snprintf(dir, sizeof dir, "%s", path);
     *strrchr(dir, '/') = '\0';
+    /* each directory 0755, as git makes a worktree's (kz_mkdirs makes
+       the parents it creates on the way only searchable: 0711) */
+    for (char *p = dir + strlen(s_tmp) + 1; (p = strchr(p, '/')) != NULL; p++) {
+        *p = '\0';
+        assert_int_equal(kz_mkdirs(dir, 0755, err, sizeof err), 0);
+        *p = '/';
+    }
     assert_int_equal(kz_mkdirs(dir, 0755, err, sizeof err), 0);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
+    /* readable by the sandbox's user, as kaizen's worktrees are (group
+       kaizen-runner): whatever the umask */
+    assert_int_equal(chmod(path, 0644), 0);
 }
 
 static bool s_exists(const char *path)
@@ -327,6 +337,11 @@ static void test_python_hook(void **state)
     snprintf(work, sizeof work, "%s/py-work", s_tmp);
     snprintf(other, sizeof other, "%s/py-other", s_tmp);
     snprintf(marker, sizeof marker, "%s/py-other/py-marker", s_tmp);
+    /* the worktree listable by the sandbox's user (kz_mkdirs makes the
+       parents it creates on the way only searchable: 0711) */
+    char err[256];
+    assert_int_equal(kz_mkdirs(wt, 0755, err, sizeof err), 0);
+    assert_int_equal(kz_mkdirs(other, 0777, err, sizeof err), 0);
     snprintf(path, sizeof path, "%s/src/msgpack/__init__.py", wt);
     s_write(path, "KAIZEN = 'worktree'\n");
     /* the "test": imports msgpack, says which one, passes either way */
