@@ -8,6 +8,7 @@
 */
 #include "kz_sandbox.h"
 #include "kz_proc.h"
+#include "kz_log.h"
 #include "kz_state.h"
 
 #include <errno.h>
@@ -352,6 +353,12 @@ void kz_sandbox_exec_free(kz_sandbox_exec_t *x)
     free(x->path);
     s_strv_free(x->argv);
     s_strv_free(x->env);
+    if (x->home) {
+        char err[256];
+        if (kz_rmtree(x->home, err, sizeof err) != 0)
+            kz_warn("sandbox: %s", err);
+        free(x->home);
+    }
     memset(x, 0, sizeof *x);
 }
 
@@ -428,6 +435,33 @@ static int s_prepare(const kz_sandbox_spec_t *spec, kz_sandbox_exec_t *x, char *
     s_limit(x, RLIMIT_FSIZE, (rlim_t)cfg.file_size_mb << 20, 0);
 
     if (!cfg.enabled) {
+        /* no private /tmp of bubblewrap's: a fresh private HOME and TMPDIR
+           per run instead, so no tool of a target writes its caches where
+           the next run (or another user, in a shared /tmp) finds them */
+        const char *tmp = getenv("TMPDIR");
+        char home[PATH_MAX];
+        if (snprintf(home, sizeof home, "%s/kaizen-run.XXXXXX",
+                     tmp && *tmp == '/' ? tmp : "/tmp") >= (int)sizeof home ||
+            !mkdtemp(home)) {
+            s_errf(errbuf, errlen, "unable to run '%s': cannot make its private HOME: %s", prog,
+                   strerror(errno));
+            free(found);
+            goto done;
+        }
+        if (!(x->home = strdup(home))) {
+            rmdir(home);
+            free(found);
+            goto oom;
+        }
+        char kv[PATH_MAX + 16];
+        snprintf(kv, sizeof kv, "HOME=%s", home);
+        s_setenv(&env, kv);
+        snprintf(kv, sizeof kv, "TMPDIR=%s", home);
+        s_setenv(&env, kv);
+        if (env.failed) {
+            free(found);
+            goto oom;
+        }
         x->path = found;
         for (size_t i = 0; spec->argv[i]; i++)
             s_push(&argv, spec->argv[i]);

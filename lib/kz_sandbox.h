@@ -92,6 +92,8 @@ typedef struct {
     int resources[KZ_SANDBOX_NLIMITS];
     struct rlimit limits[KZ_SANDBOX_NLIMITS];
     size_t nlimits;
+    char *home; /* sandbox off: the run's private HOME and TMPDIR (0700, made by
+                   kz_sandbox_prepare, removed by kz_sandbox_exec_free); NULL otherwise */
 } kz_sandbox_exec_t;
 
 /* Take CFG (copied) as this process's sandbox settings; STATE_DIR is the

@@ -265,10 +265,24 @@ static void test_off(void **state)
     assert_false(x.switch_user);
     assert_null(strstr(x.path, "bwrap"));
     assert_false(s_has(x.argv, "--unshare-all"));
-    assert_true(s_has(x.env, "HOME=/tmp"));
+    /* a private HOME and TMPDIR of its own (no bubblewrap /tmp to hide a
+       shared one), removed with the run */
+    assert_non_null(x.home);
+    char kv[PATH_MAX + 16];
+    snprintf(kv, sizeof kv, "HOME=%s", x.home);
+    assert_true(s_has(x.env, kv));
+    snprintf(kv, sizeof kv, "TMPDIR=%s", x.home);
+    assert_true(s_has(x.env, kv));
+    assert_false(s_has(x.env, "HOME=/tmp"));
+    struct stat st;
+    assert_int_equal(stat(x.home, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    char home[PATH_MAX];
+    snprintf(home, sizeof home, "%s", x.home);
     for (size_t i = 0; x.env[i]; i++)
         assert_null(strstr(x.env[i], "secret"));
     kz_sandbox_exec_free(&x);
+    assert_int_equal(stat(home, &st), -1);
     char desc[256];
     kz_sandbox_describe(desc, sizeof desc);
     assert_true(strncmp(desc, "off", 3) == 0);
