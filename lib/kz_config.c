@@ -1833,7 +1833,9 @@ static int s_key_default(char **at, const char *state_dir, const char *name)
 /* TCP requires CURVE: bus.curve.enabled unset with a tcp:// endpoint
    switches it on with the automatic keys of STATE/keys for every path
    the config leaves unset (a role certificate only when client_cert is
-   unset too: a client_cert the config names wins); bus.curve.enabled:
+   unset too: a client_cert the config names wins; client_cert itself is
+   the agent's, the least role, for a program that takes none);
+   bus.curve.enabled:
    false with a tcp:// endpoint is refused. ENABLED is the node of
    bus.curve.enabled, NULL when absent. */
 static int s_bus_curve(s_ctx_t *ctx, const s_node_t *enabled, kz_config_t *self)
@@ -1863,7 +1865,7 @@ static int s_bus_curve(s_ctx_t *ctx, const s_node_t *enabled, kz_config_t *self)
         rc |= s_key_default(&c->orchestrator_cert, st, "orchestrator.key_secret") |
               s_key_default(&c->agent_cert, st, "agent.key_secret") |
               s_key_default(&c->operator_cert, st, "operator.key_secret") |
-              s_key_default(&c->client_cert, st, "operator.key_secret");
+              s_key_default(&c->client_cert, st, "agent.key_secret");
     if (rc)
         return s_err_at(ctx, 1, 1, "bus.curve", "out of memory");
     return 0;
