@@ -1837,7 +1837,7 @@ static int s_key_default(char **at, const char *state_dir, const char *name)
    the agent's, the least role, for a program that takes none);
    bus.curve.enabled:
    false with a tcp:// endpoint is refused. ENABLED is the node of
-   bus.curve.enabled, NULL when absent. */
+   bus.curve.enabled, NULL when absent or empty. */
 static int s_bus_curve(s_ctx_t *ctx, const s_node_t *enabled, kz_config_t *self)
 {
     const char *key = NULL;
@@ -1952,7 +1952,8 @@ kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, cha
     }
     const s_node_t *bus = root ? s_find_value(root, "bus") : NULL;
     const s_node_t *curve = bus ? s_find_value(bus, "curve") : NULL;
-    if (s_bus_curve(&ctx, curve ? s_find_value(curve, "enabled") : NULL, self) < 0)
+    const s_node_t *enabled = curve ? s_find_value(curve, "enabled") : NULL;
+    if (s_bus_curve(&ctx, enabled && !s_is_null(enabled) ? enabled : NULL, self) < 0)
         goto fail;
     if (s_complete(&ctx, root, self) < 0 || s_finish(&ctx, root, self) < 0)
         goto fail;
