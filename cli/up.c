@@ -773,8 +773,9 @@ static int s_up(kz_cli_t *cli, const char *cmd, FILE *out, bool foreground, bool
     if (kz_keys_ensure(u.cfg, &made, err, sizeof err) != 0)
         return kz_cli_error(cmd, "%s", err);
     if (made)
-        fprintf(out, "made the bus's CURVE keys in %s/" KZ_KEYS_DIR
-                     " (a tcp:// endpoint requires CURVE)\n",
+        fprintf(out,
+                "made the bus's CURVE keys in %s/" KZ_KEYS_DIR
+                " (a tcp:// endpoint requires CURVE)\n",
                 u.cfg->state_dir);
     if (kz_state_path(u.cfg, "run/orchestrator.pid", u.pidfile, sizeof u.pidfile) != 0 ||
         kz_state_log_path(u.cfg, "orchestrator", u.log, sizeof u.log) != 0)

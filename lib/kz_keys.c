@@ -155,11 +155,11 @@ int kz_keys_ensure(const kz_config_t *cfg, bool *made, char *errbuf, size_t errl
         rc = -1;
     }
     if (rc == 0)
-        rc = kz_keys_write(tmp, "broker", NULL, "kaizen (automatic keys)", NULL, NULL,
-                           why, sizeof why);
+        rc = kz_keys_write(tmp, "broker", NULL, "kaizen (automatic keys)", NULL, NULL, why,
+                           sizeof why);
     for (size_t i = 0; rc == 0 && i < 3; i++)
-        rc = kz_keys_write(tmp, roles[i], roles[i], "kaizen (automatic keys)", allow,
-                           NULL, why, sizeof why);
+        rc = kz_keys_write(tmp, roles[i], roles[i], "kaizen (automatic keys)", allow, NULL, why,
+                           sizeof why);
     if (rc == 0 && rename(tmp, dir) != 0) {
         /* another process made them first: theirs stand */
         if (errno != EEXIST && errno != ENOTEMPTY) {

@@ -66,8 +66,7 @@ static void *s_socket(int type, const char *endpoint)
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
     const char *curve = getenv("KZ_GARBAGE_CURVE");
     if (curve && *curve) {
-        static const int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_PUBLICKEY,
-                                    ZMQ_CURVE_SECRETKEY};
+        static const int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_PUBLICKEY, ZMQ_CURVE_SECRETKEY};
         for (int i = 0; i < 3; i++, curve += 41) {
             char key[41];
             if (strlen(curve) < 40 || curve[40] != (i < 2 ? ',' : '\0') ||
