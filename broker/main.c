@@ -15,6 +15,7 @@
 
 #include "kz_broker.h"
 #include "kz_config.h"
+#include "kz_keys.h"
 #include "kz_log.h"
 
 static kz_broker_t *volatile s_broker;
@@ -133,6 +134,15 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* TCP requires CURVE: the automatic keys, on first use */
+    bool made = false;
+    if (kz_keys_ensure(cfg, &made, err, sizeof err) != 0) {
+        kz_error("%s", err);
+        kz_config_destroy(&cfg);
+        return 1;
+    }
+    if (made)
+        kz_info("made the bus's CURVE keys in %s/" KZ_KEYS_DIR, cfg->state_dir);
     s_broker = kz_broker_new(cfg, err, sizeof(err));
     kz_config_destroy(&cfg);
     if (!s_broker) {

@@ -846,6 +846,10 @@ static void s_curve(s_doctor_t *d)
         s_line(d, "skip", "CURVE keys", "bus.curve.enabled is false", NULL);
         return;
     }
+    s_line(d, "ok", "bus security",
+           c->automatic ? "tcp:// with CURVE, the automatic keys of state_dir/" KZ_KEYS_DIR
+                        : "CURVE: every peer has an identity, the broker's rules apply",
+           NULL);
     s_key_file(d, "bus.curve.client_cert", c->client_cert);
     s_key_file(d, "bus.curve.broker_public", c->broker_public);
     s_key_file(d, "bus.curve.broker_cert", c->broker_cert);

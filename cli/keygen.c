@@ -3,16 +3,18 @@
     Writes DIR/NAME.key (public certificate, safe to share) and
     DIR/NAME.key_secret (secret certificate, mode 0600) with CZMQ zcert,
     in the format the broker's ZAP handler (bus.curve.allow_dir) and
-    kz_bus_curve_client read.
+    kz_bus_curve_client read (kz_keys_write, which also makes the
+    automatic keys of STATE/keys).
 */
 #include "cli.h"
+
+#include "kz_keys.h"
 
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char s_usage[] =
@@ -121,7 +123,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     if (!force && (s_exists(pub) || s_exists(sec)))
         return kz_cli_error("keygen", "'%s' already exists (use --force to overwrite)",
                             s_exists(pub) ? pub : sec);
-    /* new files, so the private umask of zcert_save_secret applies */
+    /* kz_keys_write makes new files only */
     if (force) {
         if (unlink(pub) != 0 && errno != ENOENT)
             return kz_cli_error("keygen", "unable to remove '%s': %s", pub, strerror(errno));
@@ -129,39 +131,11 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             return kz_cli_error("keygen", "unable to remove '%s': %s", sec, strerror(errno));
     }
 
-    zcert_t *cert = zcert_new();
-    if (!cert)
-        return kz_cli_error("keygen", "unable to create a key pair");
-    char created[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    zcert_set_meta(cert, "name", "%s", name);
-    if (role)
-        zcert_set_meta(cert, "role", "%s", role);
-    zcert_set_meta(cert, "created", "%s", created);
-    zcert_set_meta(cert, "created-by", "kaizen keygen %s", KZ_VERSION);
-
-    int rc = KZ_EXIT_OK;
-    mode_t old = umask(077);
-    int saved = zcert_save(cert, pub);
-    umask(old);
-    if (saved != 0) {
-        rc = kz_cli_error("keygen", "unable to write '%s' or '%s'", pub, sec);
-        unlink(pub);
-        unlink(sec);
-        goto done;
-    }
-    /* the public half is meant to be shared; the secret stays 0600 even
-       if the umask or the filesystem said otherwise */
-    if (chmod(sec, 0600) != 0 || chmod(pub, 0644) != 0) {
-        rc = kz_cli_error("keygen", "unable to set the mode of '%s': %s", sec, strerror(errno));
-        unlink(pub);
-        unlink(sec);
-        goto done;
-    }
-    printf("public key: %s\n", zcert_public_txt(cert));
+    char key[41], err[PATH_MAX + 256];
+    if (kz_keys_write(dir, name, role, "kaizen keygen " KZ_VERSION, NULL, key, err, sizeof err) !=
+        0)
+        return kz_cli_error("keygen", "%s", err);
+    printf("public key: %s\n", key);
     printf("public certificate: %s\n", pub);
     printf("secret certificate: %s (mode 0600, keep it private)\n", sec);
     if (role)
@@ -172,9 +146,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     printf("for the broker: use %s as bus.curve.broker_cert and %s as the\n"
            "clients' bus.curve.broker_public (not in allow_dir)\n",
            sec, pub);
-done:
-    zcert_destroy(&cert);
-    return rc;
+    return KZ_EXIT_OK;
 }
 
 const kz_cli_cmd_t kz_cmd_keygen = {

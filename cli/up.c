@@ -42,6 +42,7 @@
 
 #include "kz_agent.h"
 #include "kz_db.h"
+#include "kz_keys.h"
 #include "kz_pgctl.h"
 #include "kz_state.h"
 
@@ -767,6 +768,15 @@ static int s_up(kz_cli_t *cli, const char *cmd, FILE *out, bool foreground, bool
     char err[1024] = "";
     if (kz_state_init(u.cfg, err, sizeof err) != 0)
         return kz_cli_error(cmd, "%s", err);
+    /* TCP requires CURVE: the automatic keys, on first use */
+    bool made = false;
+    if (kz_keys_ensure(u.cfg, &made, err, sizeof err) != 0)
+        return kz_cli_error(cmd, "%s", err);
+    if (made)
+        fprintf(out,
+                "made the bus's CURVE keys in %s/" KZ_KEYS_DIR
+                " (a tcp:// endpoint requires CURVE)\n",
+                u.cfg->state_dir);
     if (kz_state_path(u.cfg, "run/orchestrator.pid", u.pidfile, sizeof u.pidfile) != 0 ||
         kz_state_log_path(u.cfg, "orchestrator", u.log, sizeof u.log) != 0)
         return kz_cli_error(cmd, "state directory path too long: %s", u.cfg->state_dir);

@@ -199,6 +199,12 @@ int kz_bus_curve_client(void *zsock, const kz_bus_config_t *cfg, char *errbuf, s
         return s_err(errbuf, errlen, "bus.curve.client_cert: required when curve is enabled");
     if (!bpath || !*bpath)
         return s_err(errbuf, errlen, "bus.curve.broker_public: required when curve is enabled");
+    if (cfg->curve.automatic && (access(cpath, F_OK) != 0 || access(bpath, F_OK) != 0))
+        return s_err(errbuf, errlen,
+                     "no bus keys: '%s' is missing. A tcp:// endpoint requires CURVE and its "
+                     "keys are made on first use: run 'kaizen up' (or start kaizen-broker) "
+                     "with this config first",
+                     access(cpath, F_OK) != 0 ? cpath : bpath);
     if (access(cpath, R_OK) != 0)
         return s_err(errbuf, errlen, "unable to read client certificate '%s': %s", cpath,
                      strerror(errno));

@@ -1825,6 +1825,77 @@ static int s_bus_defaults(kz_config_t *self)
     return 0;
 }
 
+/* The first tcp:// endpoint of SELF's bus (connect or bind), its key
+   into KEY; NULL when none */
+static const char *s_bus_tcp(const kz_config_t *self, const char **key)
+{
+    const kz_bus_config_t *b = &self->bus;
+    const char *eps[8] = {b->connect.pub, b->connect.sub, b->connect.router, b->connect.tap,
+                          b->bind.pub,    b->bind.sub,    b->bind.router,    b->bind.tap};
+    static const char *const keys[8] = {
+        "bus.endpoints.pub", "bus.endpoints.sub", "bus.endpoints.router", "bus.endpoints.tap",
+        "bus.bind.pub",      "bus.bind.sub",      "bus.bind.router",      "bus.bind.tap"};
+    for (int i = 0; i < 8; i++)
+        if (eps[i] && strncmp(eps[i], "tcp://", 6) == 0) {
+            *key = keys[i];
+            return eps[i];
+        }
+    return NULL;
+}
+
+/* STATE/keys/NAME into *AT unless the config set it; -1 out of memory */
+static int s_key_default(char **at, const char *state_dir, const char *name)
+{
+    if (*at)
+        return 0;
+    if (asprintf(at, "%s/" KZ_KEYS_DIR "/%s", state_dir, name) < 0) {
+        *at = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* TCP requires CURVE: bus.curve.enabled unset with a tcp:// endpoint
+   switches it on with the automatic keys of STATE/keys for every path
+   the config leaves unset (a role certificate only when client_cert is
+   unset too: a client_cert the config names wins; client_cert itself is
+   the agent's, the least role, for a program that takes none);
+   bus.curve.enabled:
+   false with a tcp:// endpoint is refused. ENABLED is the node of
+   bus.curve.enabled, NULL when absent or empty. */
+static int s_bus_curve(s_ctx_t *ctx, const s_node_t *enabled, kz_config_t *self)
+{
+    const char *key = NULL;
+    const char *tcp = s_bus_tcp(self, &key);
+    kz_curve_config_t *c = &self->bus.curve;
+    if (!tcp)
+        return 0;
+    if (enabled) {
+        if (c->enabled)
+            return 0;
+        return s_err(ctx, enabled, "bus.curve.enabled",
+                     "false with a tcp:// endpoint (%s: %.*s): TCP requires CURVE; remove "
+                     "bus.curve.enabled for keys made under state_dir/" KZ_KEYS_DIR
+                     " on first use, or leave bus.endpoints unset for the private ipc:// "
+                     "default (proto/PROTOCOL.md 1.5)",
+                     key, S_SHOW, tcp);
+    }
+    c->enabled = true;
+    c->automatic = true;
+    const char *st = self->state_dir;
+    int rc = s_key_default(&c->broker_cert, st, "broker.key_secret") |
+             s_key_default(&c->broker_public, st, "broker.key") |
+             s_key_default(&c->allow_dir, st, "allow");
+    if (!c->client_cert)
+        rc |= s_key_default(&c->orchestrator_cert, st, "orchestrator.key_secret") |
+              s_key_default(&c->agent_cert, st, "agent.key_secret") |
+              s_key_default(&c->operator_cert, st, "operator.key_secret") |
+              s_key_default(&c->client_cert, st, "agent.key_secret");
+    if (rc)
+        return s_err_at(ctx, 1, 1, "bus.curve", "out of memory");
+    return 0;
+}
+
 int kz_config_bus_role(kz_config_t *self, const char *role)
 {
     kz_curve_config_t *c = &self->bus.curve;
@@ -1904,6 +1975,11 @@ kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, cha
         s_err_at(&ctx, 1, 1, "state_dir", "out of memory");
         goto fail;
     }
+    const s_node_t *bus = root ? s_find_value(root, "bus") : NULL;
+    const s_node_t *curve = bus ? s_find_value(bus, "curve") : NULL;
+    const s_node_t *enabled = curve ? s_find_value(curve, "enabled") : NULL;
+    if (s_bus_curve(&ctx, enabled && !s_is_null(enabled) ? enabled : NULL, self) < 0)
+        goto fail;
     if (s_complete(&ctx, root, self) < 0 || s_finish(&ctx, root, self) < 0)
         goto fail;
     s_node_free(root);

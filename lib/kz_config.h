@@ -18,6 +18,9 @@
 
 /* The directory under state_dir of the default ipc:// endpoints */
 #define KZ_BUS_DIR "bus"
+/* The directory under state_dir of the automatic CURVE keys (a tcp://
+   endpoint without bus.curve.enabled; kz_keys.h) */
+#define KZ_KEYS_DIR "keys"
 
 /* Bus endpoints: clients connect to these; the broker binds to bind_* (or
    these when bind_* is unset). The defaults are ipc:// sockets in
@@ -31,7 +34,10 @@ typedef struct {
 } kz_endpoints_t;
 
 typedef struct {
-    bool enabled;        /* default false */
+    bool enabled;        /* default false; true when automatic */
+    bool automatic;      /* bus.curve.enabled unset and a tcp:// endpoint: CURVE switched
+                            on with the keys under STATE/keys (kz_keys_ensure) for every
+                            path below the config leaves unset */
     char *broker_cert;   /* broker: its secret certificate file (zcert) */
     char *broker_public; /* clients: the broker's public certificate file */
     char *client_cert;   /* clients: their own secret certificate file */

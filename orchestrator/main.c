@@ -33,6 +33,7 @@
 #include "kz_bus.h"
 #include "kz_config.h"
 #include "kz_git.h"
+#include "kz_keys.h"
 #include "kz_log.h"
 #include "kz_state.h"
 #include "recorder.h"
@@ -563,6 +564,15 @@ int main(int argc, char **argv)
         kz_error("%s", err);
         goto done;
     }
+    /* TCP requires CURVE: the automatic keys, on first use (not on a
+       --node host: its keys are the main host's, copied) */
+    bool made = false;
+    if (!self->node && kz_keys_ensure(self->cfg, &made, err, sizeof err) != 0) {
+        kz_error("%s", err);
+        goto done;
+    }
+    if (made)
+        kz_info("made the bus's CURVE keys in %s/" KZ_KEYS_DIR, self->cfg->state_dir);
     if (kz_git_check_targets(self->cfg, err, sizeof err) != 0)
         kz_error("%s", err); /* git refuses it too: that target's work fails */
     char bin_dir[PATH_MAX], log_dir[PATH_MAX], spool[PATH_MAX];

@@ -4,7 +4,9 @@
 #   $T            a private temporary directory, removed at exit
 #   kz_port       a free TCP port on 127.0.0.1
 #   kz_config     writes $T/kaizen.yaml with fresh ipc:// endpoints (or
-#                 tcp with KZ_TRANSPORT=tcp) plus any extra YAML on stdin;
+#                 tcp with KZ_TRANSPORT=tcp: CURVE then comes on with the
+#                 automatic keys of $T/state/keys, which the broker makes)
+#                 plus any extra YAML on stdin;
 #                 "agents: []" when it names none, "catalog: false" when it
 #                 lists tools or fixers and says nothing of the catalog
 #   kz_start NAME CMD...   starts CMD in the background, logs to $T/NAME.log,
@@ -19,6 +21,12 @@
 #   kz_psql SQL   runs SQL on that cluster (unaligned, tuples only)
 #   kz_status EXPR   evaluates the python EXPR over the body "b" of the
 #                 kaizen.status reply (needs PY, $K = the kaizen binary)
+#   kz_curve_keys ROLE [KEYS]   "SERVER,PUBLIC,SECRET" for mdp_client and
+#                 mdp_worker's --curve, from the broker's and ROLE's
+#                 certificates in KEYS (default $T/state/keys, the
+#                 automatic ones; ROLE.key_secret or a path to one)
+#   kz_mdp_curve ROLE   "--curve ..." of ROLE's automatic keys when the
+#                 last kz_config was tcp, nothing on ipc (unquoted use)
 #   kz_kill_leftovers   SIGKILLs every process whose command line names $T/
 #   kz_db_start   starts the embedded PostgreSQL cluster of $KAIZEN_CONFIG
 #                 (kaizen db start: STATE/db; as root it runs as user
@@ -63,7 +71,9 @@ PY
 
 kz_config() {
     local out=${1:-$T/kaizen.yaml}
+    KZ_TCP=0
     if [[ "${KZ_TRANSPORT:-ipc}" == tcp ]]; then
+        KZ_TCP=1
         local p1 p2 p3 p4
         p1=$(kz_port); p2=$(kz_port); p3=$(kz_port); p4=$(kz_port)
         KZ_PUB=tcp://127.0.0.1:$p1 KZ_SUB=tcp://127.0.0.1:$p2
@@ -90,6 +100,17 @@ kz_config() {
         echo 'catalog: false  # kz_config: default' >>"$out"
     fi
     export KAIZEN_CONFIG=$out
+}
+
+_kz_cert_key() { sed -n "s/^ *$2 = \"\(.*\)\"\$/\1/p" "$1"; }
+kz_curve_keys() {
+    local keys=${2:-$T/state/keys} cert=$1
+    [[ $cert == */* ]] || cert=$keys/$1.key_secret
+    echo "$(_kz_cert_key "$keys/broker.key" public-key),$(_kz_cert_key "$cert" public-key),$(_kz_cert_key "$cert" secret-key)"
+}
+kz_mdp_curve() {
+    [[ $KZ_TCP == 1 ]] && echo "--curve $(kz_curve_keys "$1")"
+    return 0
 }
 
 # kz_branch_gone REPO BRANCH...: none of the branches is left (a plan's

@@ -21,7 +21,11 @@ R=$KZ_ROUTER
 
 # mmi.service SERVICE == 200 (has_worker_at: on ENDPOINT)
 has_worker() { [[ "$("$CLIENT" "$R" mmi.service "$1" --timeout 5000)" == 200 ]]; }
-has_worker_at() { [[ "$("$CLIENT" "$1" mmi.service "$2" --timeout 5000)" == 200 ]]; }
+has_worker_at() {
+    local c=()
+    [[ $1 == tcp://* ]] && c=(--curve "$(kz_curve_keys operator)")
+    [[ "$("$CLIENT" "$1" mmi.service "$2" --timeout 5000 "${c[@]}")" == 200 ]]
+}
 
 # stats EXPR: evaluate EXPR over the decoded mmi.stats map "d"
 stats() { kz_stats "$1" "$R"; }
@@ -105,16 +109,19 @@ EOF
 HB_ROUTER=$KZ_ROUTER
 kz_start hbbroker "$KZ_BIN/kaizen-broker" -c "$T/hb.yaml"
 kz_wait_log hbbroker "broker ready" 30 || fail "heartbeat broker did not become ready"
-kz_start long "$WORKER" "$HB_ROUTER" long --name long --delay-ms 6000 --heartbeat 250
+# (tcp: CURVE with the automatic keys the broker made; the stock tools
+# take them as raw keys)
+kz_start long "$WORKER" "$HB_ROUTER" long --name long --delay-ms 6000 --heartbeat 250 \
+    $(kz_mdp_curve agent)
 kz_wait_for 30 has_worker_at "$HB_ROUTER" long || fail "long worker never registered"
-out=$("$CLIENT" "$HB_ROUTER" long job-1 --timeout 60000 --retries 0) ||
+out=$("$CLIENT" "$HB_ROUTER" long job-1 --timeout 60000 --retries 0 $(kz_mdp_curve operator)) ||
     fail "long request got no reply: $out"
 [[ "$out" == "long:job-1" ]] || fail "long request replied '$out', expected 'long:job-1'"
 n=$(grep -c "got job-1" "$T/long.log")
 [[ $n -eq 1 ]] || fail "the long request was executed $n times, expected once"
 grep -q "requeueing\|expired" "$T/hbbroker.log" && fail "broker requeued or expired a busy worker"
 grep -q "DISCONNECT" "$T/long.log" && fail "broker sent the busy worker DISCONNECT"
-[[ "$("$CLIENT" "$HB_ROUTER" long job-2 --timeout 60000 --retries 0)" == "long:job-2" ]] ||
+[[ "$("$CLIENT" "$HB_ROUTER" long job-2 --timeout 60000 --retries 0 $(kz_mdp_curve operator))" == "long:job-2" ]] ||
     fail "the long worker does not serve a second request"
 kill -TERM "$PID_hbbroker"
 wait "$PID_hbbroker"

@@ -188,7 +188,8 @@ scenario() {
     local deadline=$((SECONDS + 60)) f ok
     while :; do
         "$KZ_TOOLS/kz_pub" warmup -c "$T/$tr.yaml" >/dev/null 2>&1
-        "$KZ_TOOLS/mdp_client" "$KZ_ROUTER" mmi.service warmup --timeout 2000 --retries 1 >/dev/null 2>&1
+        "$KZ_TOOLS/mdp_client" "$KZ_ROUTER" mmi.service warmup --timeout 2000 --retries 1 \
+            $(kz_mdp_curve operator) >/dev/null 2>&1
         ok=1
         for f in all text filt paths; do grep -q warmup "$T/$tr-$f.log" || ok=0; done
         [[ $ok == 1 ]] && break
@@ -312,7 +313,8 @@ pub.close(linger=-1)
 ctx.term()
 PY
 FAKE="ipc://$T/fake-tap.sock"
-"$K" monitor --json --endpoint "$FAKE" \
+# (the ipc config: with the tcp one the monitor would speak CURVE)
+"$K" -c "$T/ipc.yaml" monitor --json --endpoint "$FAKE" \
     >"$T/fake.out" 2>"$T/fake.err" &
 fakepid=$!
 _kz_pids+=("$fakepid")

@@ -107,7 +107,16 @@ kill -TERM "$PID_pub_a2"
 kz_wait_for 30 mh_exited "$PID_member_b" || fail "group member did not finish after 3 deliveries"
 
 # --- service: kaizen worker in B, kaizen client in A and in B
-kz_start serve_b "${in_b[@]}" "$KZ_TOOLS/kz_serve" mh.echo -c "$CFG"
+# (TCP requires CURVE: the broker made the automatic keys in A's state;
+# host B's worker uses copies named in its own config, as a user copies
+# them to another machine: the config's paths win over the automatic ones)
+mkdir -m 700 "$T/hostb-keys"
+cp "$T/state/keys/broker.key" "$T/state/keys/agent.key_secret" "$T/hostb-keys/"
+CFG_B=$T/multihost-b.yaml
+{ sed "s|^state_dir: .*|state_dir: $T/state-b|" "$CFG"
+  printf '  curve:\n    broker_public: %s\n    client_cert: %s\n' \
+      "$T/hostb-keys/broker.key" "$T/hostb-keys/agent.key_secret"; } >"$CFG_B"
+kz_start serve_b "${in_b[@]}" "$KZ_TOOLS/kz_serve" mh.echo -c "$CFG_B"
 "${in_a[@]}" "$KZ_TOOLS/kz_call" mh.echo -c "$CFG" -f text=from-a --timeout-ms 20000 --retries 2 \
     >"$T/call_a.out" 2>"$T/call_a.log" || fail "service call from $NS_A to the worker in $NS_B failed"
 grep -q '"text":"from-a"' "$T/call_a.out" || fail "unexpected reply in $NS_A: $(cat "$T/call_a.out")"
@@ -117,8 +126,11 @@ grep -q '"text":"from-b"' "$T/call_b.out" || fail "unexpected reply in $NS_B: $(
 kz_wait_log serve_b "^got " 60 || fail "worker in $NS_B did not log the request"
 
 # --- stock Majordomo peers (RFC 7 only): worker in B, client in A
-kz_start mdpw_b "${in_b[@]}" "$KZ_TOOLS/mdp_worker" "tcp://$ADDR_A:7512" mh.stock --name wb
+# (with raw CURVE keys: the agent's for the worker, the operator's for the client)
+kz_start mdpw_b "${in_b[@]}" "$KZ_TOOLS/mdp_worker" "tcp://$ADDR_A:7512" mh.stock --name wb \
+    --curve "$(kz_curve_keys agent)"
 "${in_a[@]}" "$KZ_TOOLS/mdp_client" "tcp://$ADDR_A:7512" mh.stock hello --timeout 20000 --retries 2 \
+    --curve "$(kz_curve_keys operator)" \
     >"$T/mdp_a.out" 2>"$T/mdp_a.log" || fail "stock Majordomo call from $NS_A to $NS_B failed"
 grep -qx 'wb:hello' "$T/mdp_a.out" || fail "unexpected stock reply: $(cat "$T/mdp_a.out")"
 

@@ -19,6 +19,9 @@
         broker refused it (no reply within 3 s), 1 when it was served.
 
     Raw libzmq and POSIX sockets only, seeded so runs are reproducible.
+    With $KZ_GARBAGE_CURVE = "SERVER,PUBLIC,SECRET" (Z85 keys: the
+    broker's public key and a client key pair) the ZeroMQ sockets speak
+    CURVE (a tcp:// broker requires it); the raw bytes stay raw.
 */
 #include <netdb.h>
 #include <stdarg.h>
@@ -61,6 +64,20 @@ static void *s_socket(int type, const char *endpoint)
     if (!sock)
         return NULL;
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+    const char *curve = getenv("KZ_GARBAGE_CURVE");
+    if (curve && *curve) {
+        static const int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_PUBLICKEY, ZMQ_CURVE_SECRETKEY};
+        for (int i = 0; i < 3; i++, curve += 41) {
+            char key[41];
+            if (strlen(curve) < 40 || curve[40] != (i < 2 ? ',' : '\0') ||
+                (memcpy(key, curve, 40), key[40] = '\0',
+                 zmq_setsockopt(sock, opts[i], key, sizeof key) == -1)) {
+                fprintf(stderr, "kz_garbage: KZ_GARBAGE_CURVE: expected SERVER,PUBLIC,SECRET\n");
+                zmq_close(sock);
+                return NULL;
+            }
+        }
+    }
     if (zmq_connect(sock, endpoint) == -1) {
         fprintf(stderr, "kz_garbage: unable to connect to '%s': %s\n", endpoint,
                 zmq_strerror(zmq_errno()));

@@ -6,11 +6,15 @@
     serves clients that know nothing but the RFC.
 
     mdp_client ENDPOINT SERVICE BODY [--timeout MS] [--retries N] [--count N]
+               [--curve SERVER,PUBLIC,SECRET]
 
     Sends BODY to SERVICE COUNT times, one request at a time, and prints
     each reply's body frames one per line. --retries N resends up to N
     times after a timeout (default 0). Exit 0 when every request got a
-    reply, 2 when one did not, 1 on a usage or socket error.
+    reply, 2 when one did not, 1 on a usage or socket error. --curve
+    connects with CURVE: the broker's public key and the client's key
+    pair in Z85 (tests/integration/lib.sh kz_curve_keys reads them from
+    certificate files).
 */
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +24,35 @@
 
 #define MDPC_CLIENT "MDPC01"
 
+#define S_PROG "mdp_client"
+
+/* --curve SERVER,PUBLIC,SECRET: the broker's public key and this
+   client's key pair, Z85 (40 characters each), as raw ZMQ_CURVE_*
+   options. 0 / -1 */
+static const char *s_curve;
+static int s_curve_apply(void *sock)
+{
+    if (!s_curve)
+        return 0;
+    static const int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_PUBLICKEY, ZMQ_CURVE_SECRETKEY};
+    const char *p = s_curve;
+    for (int i = 0; i < 3; i++) {
+        char key[41];
+        if (strlen(p) < 40 || (p[40] != (i < 2 ? ',' : '\0'))) {
+            fprintf(stderr, "%s: --curve expects SERVER,PUBLIC,SECRET (Z85 keys)\n", S_PROG);
+            return -1;
+        }
+        memcpy(key, p, 40);
+        key[40] = '\0';
+        if (zmq_setsockopt(sock, opts[i], key, sizeof key) == -1) {
+            fprintf(stderr, "%s: --curve: %s\n", S_PROG, zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        p += 41;
+    }
+    return 0;
+}
+
 static void *s_connect(void *ctx, const char *endpoint)
 {
     void *sock = zmq_socket(ctx, ZMQ_REQ);
@@ -27,6 +60,10 @@ static void *s_connect(void *ctx, const char *endpoint)
     if (!sock)
         return NULL;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero));
+    if (s_curve_apply(sock) != 0) {
+        zmq_close(sock);
+        return NULL;
+    }
     if (zmq_connect(sock, endpoint) == -1) {
         fprintf(stderr, "mdp_client: unable to connect to '%s': %s\n", endpoint,
                 zmq_strerror(zmq_errno()));
@@ -89,6 +126,10 @@ int main(int argc, char **argv)
     long timeout = 2500, retries = 0, count = 1;
     for (int i = 1; i < argc; i++) {
         long *opt = NULL;
+        if (strcmp(argv[i], "--curve") == 0 && i + 1 < argc) {
+            s_curve = argv[++i];
+            continue;
+        }
         if (strcmp(argv[i], "--timeout") == 0)
             opt = &timeout;
         else if (strcmp(argv[i], "--retries") == 0)
@@ -111,7 +152,7 @@ int main(int argc, char **argv)
     }
     if (npos != 3) {
         fprintf(stderr, "usage: mdp_client ENDPOINT SERVICE BODY [--timeout MS] [--retries N] "
-                        "[--count N]\n");
+                        "[--count N] [--curve SERVER,PUBLIC,SECRET]\n");
         return 1;
     }
     const char *endpoint = pos[0], *service = pos[1], *body = pos[2];

@@ -7,11 +7,12 @@
     while it sleeps in --delay-ms it sends no heartbeats.
 
     mdp_worker ENDPOINT SERVICE [--name NAME] [--delay-ms N] [--max N]
-               [--heartbeat MS]
+               [--heartbeat MS] [--curve SERVER,PUBLIC,SECRET]
 
     For each request prints "got BODY" (flushed), waits --delay-ms, and
     replies with each body frame prefixed "NAME:". Exits 0 after --max
-    requests (default: never).
+    requests (default: never). --curve connects with CURVE, as
+    mdp_client's.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,35 @@ static void s_send_cmd(void *sock, const char *cmd, const char *service)
         zmq_send(sock, service, strlen(service), 0);
 }
 
+#define S_PROG "mdp_worker"
+
+/* --curve SERVER,PUBLIC,SECRET: the broker's public key and this
+   client's key pair, Z85 (40 characters each), as raw ZMQ_CURVE_*
+   options. 0 / -1 */
+static const char *s_curve;
+static int s_curve_apply(void *sock)
+{
+    if (!s_curve)
+        return 0;
+    static const int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_PUBLICKEY, ZMQ_CURVE_SECRETKEY};
+    const char *p = s_curve;
+    for (int i = 0; i < 3; i++) {
+        char key[41];
+        if (strlen(p) < 40 || (p[40] != (i < 2 ? ',' : '\0'))) {
+            fprintf(stderr, "%s: --curve expects SERVER,PUBLIC,SECRET (Z85 keys)\n", S_PROG);
+            return -1;
+        }
+        memcpy(key, p, 40);
+        key[40] = '\0';
+        if (zmq_setsockopt(sock, opts[i], key, sizeof key) == -1) {
+            fprintf(stderr, "%s: --curve: %s\n", S_PROG, zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        p += 41;
+    }
+    return 0;
+}
+
 static void *s_connect(void *ctx, const char *endpoint, const char *service)
 {
     void *sock = zmq_socket(ctx, ZMQ_DEALER);
@@ -58,6 +88,10 @@ static void *s_connect(void *ctx, const char *endpoint, const char *service)
     if (!sock)
         return NULL;
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+    if (s_curve_apply(sock) != 0) {
+        zmq_close(sock);
+        return NULL;
+    }
     if (zmq_connect(sock, endpoint) == -1) {
         fprintf(stderr, "mdp_worker: unable to connect to '%s': %s\n", endpoint,
                 zmq_strerror(zmq_errno()));
@@ -85,6 +119,10 @@ int main(int argc, char **argv)
             name = argv[++i];
             continue;
         }
+        if (strcmp(argv[i], "--curve") == 0 && i + 1 < argc) {
+            s_curve = argv[++i];
+            continue;
+        }
         if (strcmp(argv[i], "--delay-ms") == 0)
             opt = &delay;
         else if (strcmp(argv[i], "--max") == 0)
@@ -107,7 +145,7 @@ int main(int argc, char **argv)
     }
     if (npos != 2 || heartbeat <= 0) {
         fprintf(stderr, "usage: mdp_worker ENDPOINT SERVICE [--name NAME] [--delay-ms N] "
-                        "[--max N] [--heartbeat MS]\n");
+                        "[--max N] [--heartbeat MS] [--curve SERVER,PUBLIC,SECRET]\n");
         return 1;
     }
     const char *endpoint = pos[0], *service = pos[1];

@@ -888,6 +888,71 @@ static void test_durations_sizes(void **state)
             fail_msg("size '%s' accepted", *p);
 }
 
+/* TCP requires CURVE: unset bus.curve.enabled with a tcp:// endpoint
+   switches it on with the keys of STATE/keys; explicit paths win;
+   enabled: false with tcp is refused; ipc stays without CURVE */
+static void test_bus_tcp_curve(void **state)
+{
+    (void)state;
+    char err[1024];
+    const char *text = "state_dir: /s\nbus:\n  endpoints: {router: 'tcp://127.0.0.1:7512'}\n";
+    kz_config_t *c = s_parse(text, err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    const kz_curve_config_t *k = &c->bus.curve;
+    assert_true(k->enabled);
+    assert_true(k->automatic);
+    assert_string_equal(k->broker_cert, "/s/keys/broker.key_secret");
+    assert_string_equal(k->broker_public, "/s/keys/broker.key");
+    assert_string_equal(k->allow_dir, "/s/keys/allow");
+    assert_string_equal(k->client_cert, "/s/keys/agent.key_secret");
+    assert_string_equal(k->orchestrator_cert, "/s/keys/orchestrator.key_secret");
+    assert_string_equal(k->operator_cert, "/s/keys/operator.key_secret");
+    assert_int_equal(kz_config_bus_role(c, KZ_ROLE_OPERATOR), 0);
+    assert_string_equal(c->bus.curve.client_cert, "/s/keys/operator.key_secret");
+    kz_config_destroy(&c);
+
+    /* a bind address counts too; the config's own paths win, and its
+       client_cert stands for every role */
+    text = "state_dir: /s\nbus:\n  bind: {pub: 'tcp://*:7510'}\n  curve:\n"
+           "    enabled:\n    client_cert: /k/node.secret\n    broker_public: /k/b.key\n";
+    c = s_parse(text, err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    k = &c->bus.curve;
+    assert_true(k->enabled && k->automatic);
+    assert_string_equal(k->broker_public, "/k/b.key");
+    assert_string_equal(k->client_cert, "/k/node.secret");
+    assert_null(k->orchestrator_cert);
+    assert_int_equal(kz_config_bus_role(c, KZ_ROLE_ORCHESTRATOR), 0);
+    assert_string_equal(c->bus.curve.client_cert, "/k/node.secret");
+    kz_config_destroy(&c);
+
+    /* enabled: true is the user's own setup: nothing automatic */
+    text = "bus:\n  endpoints: {pub: 'tcp://127.0.0.1:1'}\n  curve: {enabled: true}\n";
+    c = s_parse(text, err, sizeof err);
+    assert_non_null(c);
+    assert_true(c->bus.curve.enabled);
+    assert_false(c->bus.curve.automatic);
+    assert_null(c->bus.curve.broker_cert);
+    kz_config_destroy(&c);
+
+    /* ipc (the default) and enabled: false: no CURVE */
+    text = "bus:\n  curve: {enabled: false}\n";
+    c = s_parse(text, err, sizeof err);
+    assert_non_null(c);
+    assert_false(c->bus.curve.enabled);
+    assert_false(c->bus.curve.automatic);
+    assert_null(c->bus.curve.broker_cert);
+    kz_config_destroy(&c);
+
+    s_expect_error("bus:\n  endpoints:\n    tap: tcp://10.0.0.1:7513\n  curve:\n    enabled: no\n",
+                   "/etc/kz/t.yaml:5:14: bus.curve.enabled: false with a tcp:// endpoint "
+                   "(bus.endpoints.tap: tcp://10.0.0.1:7513): TCP requires CURVE; remove "
+                   "bus.curve.enabled for keys made under state_dir/keys on first use, or leave "
+                   "bus.endpoints unset for the private ipc:// default (proto/PROTOCOL.md 1.5)");
+}
+
 static void test_bus_rules(void **state)
 {
     (void)state;
@@ -1054,7 +1119,7 @@ int main(void)
         cmocka_unit_test(test_paths),         cmocka_unit_test(test_bus_rules),
         cmocka_unit_test(test_env),           cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_loop_keys),     cmocka_unit_test(test_loop_errors),
-        cmocka_unit_test(test_catalog),
+        cmocka_unit_test(test_catalog),       cmocka_unit_test(test_bus_tcp_curve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
