@@ -282,7 +282,7 @@ typedef struct {
                    run of the test command (NULL-terminated, may be NULL; a later entry
                    of the same NAME wins), e.g. "PYTHONPATH=src" */
     size_t env_count;
-    bool trust_owner; /* targets[].trust_owner, default false: a repository (or its .git)
+    bool trust_owner;  /* targets[].trust_owner, default false: a repository (or its .git)
                          owned by another user than kaizen's is refused unless true (like
                          git's safe.directory); kz_git_check_owner */
     bool test_network; /* targets[].test_network, default false: the test command keeps the
