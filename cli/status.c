@@ -286,6 +286,11 @@ static void s_print_footer(const kz_config_t *cfg, const kz_val_t *body, const k
         const char *state_dir = kz_map_str(o, "state_dir");
         if (state_dir)
             printf("              state in %s\n", state_dir);
+        const char *sandbox = kz_map_str(o, "sandbox");
+        if (sandbox && !kz_map_bool(o, "sandbox_enabled", true))
+            printf("sandbox       WARNING: %s\n", sandbox);
+        else if (sandbox)
+            printf("sandbox       %s\n", sandbox);
     }
     const kz_val_t *d = kz_map_get(body, "database");
     if (d && d->type == KZ_VAL_MAP) {

@@ -183,6 +183,11 @@ static kz_msg_t *s_status_reply(s_orch_t *self)
     rc |= kz_map_put_bool(msg, o, "node", self->node);
     rc |= kz_map_put_str(msg, o, "version", KZ_VERSION);
     rc |= kz_map_put_str(msg, o, "state_dir", self->cfg->state_dir);
+    /* how this host's agents run a target's code (docs/sandbox.md) */
+    char sandbox[512];
+    kz_sandbox_describe(sandbox, sizeof sandbox);
+    rc |= kz_map_put_bool(msg, o, "sandbox_enabled", kz_sandbox_enabled());
+    rc |= kz_map_put_str(msg, o, "sandbox", sandbox);
     if (self->config_path)
         rc |= kz_map_put_str(msg, o, "config", self->config_path);
     rc |= kz_map_put_int(msg, o, "restarts", (int64_t)kz_supervisor_restarts(self->sup));

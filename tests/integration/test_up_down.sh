@@ -85,6 +85,7 @@ head -1 "$T/status.out" | grep -Eq '^NAME +LAYER +INST +HOST +PID +STATE +UPTIME
     fail "status does not list 2 demo agents: $(cat "$T/status.out")"
 grep -q '^database  *up ' "$T/status.out" || fail "status: no database line: $(cat "$T/status.out")"
 grep -q '^spool ' "$T/status.out" || fail "status: no spool line"
+grep -q '^sandbox  *on (bubblewrap, user ' "$T/status.out" || fail "status: no sandbox line: $(cat "$T/status.out")"
 grep -q '^broker ' "$T/status.out" || fail "status: no broker line"
 expect 0 status-json "$K" status --json
 /usr/bin/python3 - "$T/status-json.out" <<'PY' || fail "status --json: $(cat "$T/status-json.out")"
