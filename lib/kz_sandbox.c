@@ -621,8 +621,8 @@ static void s_first_line(const char *text, char *out, size_t len)
    a parent it cannot search fails every tool, fixer and test ("Can't find
    source path"). STATE itself and what kaizen makes in it are opened to
    the user by kaizen. 0 / -1 with ERRBUF */
-static int s_check_reach(const char *state, const char *user, uid_t uid, gid_t gid,
-                         char *errbuf, size_t errlen)
+static int s_check_reach(const char *state, const char *what, const char *shown, const char *user,
+                         uid_t uid, gid_t gid, char *errbuf, size_t errlen)
 {
     gid_t groups[256];
     int ngroups = 256;
@@ -665,11 +665,10 @@ static int s_check_reach(const char *state, const char *user, uid_t uid, gid_t g
         }
         if (!(st.st_mode & need)) {
             s_errf(errbuf, errlen,
-                   "sandbox: its user '%s' cannot reach the worktrees in the state directory "
-                   "'%s': directory '%s' is not searchable by it (mode %04o), so every tool, "
-                   "fixer and test would fail; fix it with: chmod %s+x %s (or keep the state "
-                   "directory under a searchable path)",
-                   user, state, dir, (unsigned)(st.st_mode & 07777), who, dir);
+                   "sandbox: its user '%s' cannot reach %s '%s': directory '%s' is not "
+                   "searchable by it (mode %04o), so the tools, fixers and tests that run there "
+                   "would fail; fix it with: chmod %s+x %s (or use a searchable path)",
+                   user, what, shown, dir, (unsigned)(st.st_mode & 07777), who, dir);
             return -1;
         }
     }
@@ -724,7 +723,18 @@ static int s_probe(char *errbuf, size_t errlen)
     if (kz_sandbox_runner(&ruid, &rgid)) {
         char name[256];
         s_user_name(name, sizeof name);
-        if (s_check_reach(state, name, ruid, rgid, errbuf, errlen) != 0)
+        if (s_check_reach(state, "the worktrees in the state directory", state, name, ruid, rgid,
+                          errbuf, errlen) != 0)
+            return -1;
+        /* the scratch copies (settings readers, rewrite tools, compile
+           databases) are made in TMPDIR: it must be searchable too */
+        const char *tmp = getenv("TMPDIR");
+        if (!tmp || !*tmp)
+            tmp = "/tmp";
+        char inside[PATH_MAX];
+        snprintf(inside, sizeof inside, "%s/kaizen-copy", tmp);
+        if (s_check_reach(inside, "its scratch copies in the temporary directory (TMPDIR)", tmp,
+                          name, ruid, rgid, errbuf, errlen) != 0)
             return -1;
     }
     const char *look[] = {"test", "!", "-e", state, NULL};

@@ -22,7 +22,7 @@ sed -i "s|^state_dir: .*|state_dir: $T/closed/state|" "$KAIZEN_CONFIG"
 
 "$K" doctor >"$T/doctor-closed.out" 2>&1
 line=$(grep -E '^  [A-Za-z]+ +sandbox ' "$T/doctor-closed.out")
-[[ $line =~ ^\ \ FAIL\ +sandbox\ .*"user 'kaizen-runner' cannot reach".*"directory '$T/closed' is not searchable by it (mode 0700)".*"chmod o+x $T/closed" ]] ||
+[[ $line =~ ^\ \ FAIL\ +sandbox\ .*"user 'kaizen-runner' cannot reach the worktrees".*"directory '$T/closed' is not searchable by it (mode 0700)".*"chmod o+x $T/closed" ]] ||
     fail "doctor, closed parent: $line"
 grep -q "apt-get install bubblewrap" "$T/doctor-closed.out" &&
     fail "doctor, closed parent: the fix is not about installing bubblewrap: $(cat "$T/doctor-closed.out")"
@@ -40,4 +40,12 @@ chmod 0711 "$T/closed"
 "$K" doctor >"$T/doctor-open.out" 2>&1
 grep -Eq '^  ok +sandbox +on \(bubblewrap, user kaizen-runner\)' "$T/doctor-open.out" ||
     fail "doctor, searchable parent: $(grep -E ' sandbox ' "$T/doctor-open.out")"
+
+# a TMPDIR the runner cannot search: the scratch copies (the settings
+# readers', rewrite tools', compile databases') are made there
+mkdir -m 0700 "$T/tmp-closed"
+TMPDIR=$T/tmp-closed "$K" doctor >"$T/doctor-tmp.out" 2>&1
+line=$(grep -E '^  [A-Za-z]+ +sandbox ' "$T/doctor-tmp.out")
+[[ $line =~ ^\ \ FAIL\ +sandbox\ .*"(TMPDIR) '$T/tmp-closed'".*"chmod o+x $T/tmp-closed" ]] ||
+    fail "doctor, closed TMPDIR: $line"
 echo "PASS"
