@@ -298,9 +298,13 @@ static void s_sandbox(s_doctor_t *d)
         return;
     }
     if (kz_sandbox_check(true, err, sizeof err) != 0) {
+        /* a reason that names its own fix (a state directory the sandbox's
+           user cannot reach) is not about installing bubblewrap */
         s_line(d, "FAIL", "sandbox", err,
-               "apt-get install bubblewrap (or run scripts/install-deps, which also creates "
-               "kaizen-runner), or set sandbox.enabled: false in the config");
+               strstr(err, "fix it with:")
+                   ? NULL
+                   : "apt-get install bubblewrap (or run scripts/install-deps, which also "
+                     "creates kaizen-runner), or set sandbox.enabled: false in the config");
         return;
     }
     s_line(d, "ok", "sandbox", detail, NULL);

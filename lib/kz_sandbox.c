@@ -615,6 +615,66 @@ static void s_first_line(const char *text, char *out, size_t len)
     snprintf(out, len, "%.*s", (int)(n > 300 ? 300 : n), text ? text : "");
 }
 
+/* The sandbox's user UID (group GID, named USER) can search every existing
+   directory above STATE (mode bits: owner, else group, else other, as the
+   kernel decides): bubblewrap binds a worktree under STATE by its path, and
+   a parent it cannot search fails every tool, fixer and test ("Can't find
+   source path"). STATE itself and what kaizen makes in it are opened to
+   the user by kaizen. 0 / -1 with ERRBUF */
+static int s_check_reach(const char *state, const char *what, const char *shown, const char *user,
+                         uid_t uid, gid_t gid, char *errbuf, size_t errlen)
+{
+    gid_t groups[256];
+    int ngroups = 256;
+    if (getgrouplist(user, gid, groups, &ngroups) < 0)
+        ngroups = 0;
+    char real[PATH_MAX];
+    if (!realpath(state, real)) {
+        /* not there yet: check what exists of its parents */
+        snprintf(real, sizeof real, "%s", state);
+    }
+    size_t n = strlen(real);
+    while (n > 1 && real[n - 1] == '/')
+        real[--n] = '\0';
+    const char *last = strrchr(real, '/');
+    size_t end = last ? (size_t)(last - real) : 0;
+    /* "/", then each prefix ending before a '/', up to STATE's parent */
+    for (size_t i = 0; i <= end; i++) {
+        if (i > 0 && real[i] != '/')
+            continue;
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%.*s", (int)(i == 0 ? 1 : i), real);
+        struct stat st;
+        if (stat(dir, &st) != 0) {
+            if (errno == ENOENT)
+                return 0; /* kaizen makes the rest, searchable */
+            s_errf(errbuf, errlen, "sandbox: unable to examine '%s': %s", dir, strerror(errno));
+            return -1;
+        }
+        mode_t need;
+        const char *who;
+        if (st.st_uid == uid) {
+            need = S_IXUSR;
+            who = "u";
+        } else {
+            bool member = st.st_gid == gid;
+            for (int g = 0; g < ngroups && !member; g++)
+                member = groups[g] == st.st_gid;
+            need = member ? S_IXGRP : S_IXOTH;
+            who = member ? "g" : "o";
+        }
+        if (!(st.st_mode & need)) {
+            s_errf(errbuf, errlen,
+                   "sandbox: its user '%s' cannot reach %s '%s': directory '%s' is not "
+                   "searchable by it (mode %04o), so the tools, fixers and tests that run there "
+                   "would fail; fix it with: chmod %s+x %s (or use a searchable path)",
+                   user, what, shown, dir, (unsigned)(st.st_mode & 07777), who, dir);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Run the probes; 0 / -1 with ERRBUF */
 static int s_probe(char *errbuf, size_t errlen)
 {
@@ -658,6 +718,25 @@ static int s_probe(char *errbuf, size_t errlen)
     pthread_mutex_unlock(&s_lock);
     if (!state[0])
         return 0;
+    uid_t ruid;
+    gid_t rgid;
+    if (kz_sandbox_runner(&ruid, &rgid)) {
+        char name[256];
+        s_user_name(name, sizeof name);
+        if (s_check_reach(state, "the worktrees in the state directory", state, name, ruid, rgid,
+                          errbuf, errlen) != 0)
+            return -1;
+        /* the scratch copies (settings readers, rewrite tools, compile
+           databases) are made in TMPDIR: it must be searchable too */
+        const char *tmp = getenv("TMPDIR");
+        if (!tmp || !*tmp)
+            tmp = "/tmp";
+        char inside[PATH_MAX];
+        snprintf(inside, sizeof inside, "%s/kaizen-copy", tmp);
+        if (s_check_reach(inside, "its scratch copies in the temporary directory (TMPDIR)", tmp,
+                          name, ruid, rgid, errbuf, errlen) != 0)
+            return -1;
+    }
     const char *look[] = {"test", "!", "-e", state, NULL};
     s_probing = true;
     rc = s_probe_run(look, &res, err, sizeof err);
