@@ -567,6 +567,16 @@ int kz_proc_run(const kz_proc_opts_t *opts, kz_proc_result_t *res, char *errbuf,
         res->term_signal = WTERMSIG(status);
     }
     rc = 0;
+    /* bubblewrap exits 1 when it cannot set the sandbox up (a bind source
+       it cannot reach, a namespace it may not make), which many tools'
+       exit_ok takes for "findings": say it could not run instead */
+    if (bwrapped && res->exit_code == 1 && err.data && err.len > 7 &&
+        strncmp(err.data, "bwrap: ", 7) == 0) {
+        size_t n = strcspn(err.data, "\n");
+        snprintf(errbuf, errlen, "unable to run '%s': the sandbox could not start it: %.*s",
+                 opts->argv[0], (int)(n > 400 ? 400 : n), err.data);
+        rc = -1;
+    }
 done:
     res->duration_us = s_now_us() - start;
     res->out = out.data;

@@ -244,6 +244,16 @@ static void test_runs(void **state)
     assert_int_equal(kz_proc_run(&po, &res, err, sizeof err), 0);
     assert_int_equal(res.exit_code, 1);
     kz_proc_result_free(&res);
+
+    /* bubblewrap that cannot set the sandbox up exits 1, which a tool's
+       exit_ok would take for "findings": it is a failure to run instead */
+    const char *gone[] = {"/nonexistent/kaizen-test", NULL};
+    po.argv = id;
+    po.sandbox_ro = gone;
+    assert_int_equal(kz_proc_run(&po, &res, err, sizeof err), -1);
+    assert_non_null(strstr(err, "the sandbox could not start it: bwrap: "));
+    kz_proc_result_free(&res);
+    po.sandbox_ro = NULL;
     unsetenv("KAIZEN_DATABASE_URL");
     assert_int_equal(kz_sandbox_check(true, err, sizeof err), 0);
 }
