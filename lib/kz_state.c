@@ -250,9 +250,11 @@ int kz_state_init(const kz_config_t *cfg, char *errbuf, size_t errlen)
         if (kz_mkdirs(path, dirs[i].mode, errbuf, errlen) != 0)
             return -1;
         /* logs: the embedded PostgreSQL (another user) writing
-           postgres.log there gets it searchable again when it starts
-           (kz_pgctl) */
-        s_tighten(path, dirs[i].mode, note, sizeof note);
+           postgres.log there gets it searchable when it starts
+           (kz_pgctl); a program starting while it runs leaves it so
+           (search only: 0711), or the server could not reopen its log */
+        s_tighten(path, strcmp(dirs[i].rel, "logs") == 0 ? 0711 : dirs[i].mode, note,
+                  sizeof note);
     }
     if (note[0])
         kz_info("made the state directory private (it was readable by other users): %s", note);
