@@ -253,8 +253,7 @@ int kz_state_init(const kz_config_t *cfg, char *errbuf, size_t errlen)
            postgres.log there gets it searchable when it starts
            (kz_pgctl); a program starting while it runs leaves it so
            (search only: 0711), or the server could not reopen its log */
-        s_tighten(path, strcmp(dirs[i].rel, "logs") == 0 ? 0711 : dirs[i].mode, note,
-                  sizeof note);
+        s_tighten(path, strcmp(dirs[i].rel, "logs") == 0 ? 0711 : dirs[i].mode, note, sizeof note);
     }
     if (note[0])
         kz_info("made the state directory private (it was readable by other users): %s", note);
