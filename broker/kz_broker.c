@@ -202,6 +202,9 @@ typedef struct {
     uint64_t refused[S_ACT_COUNT];
     int64_t logged[S_ACT_COUNT];        /* last refusal of each act logged (1/s each) */
     uint64_t logged_total[S_ACT_COUNT]; /* refusals of it counted when it was logged */
+    uint32_t logged_name[S_ACT_COUNT];  /* hash of the name last logged for each act */
+    int64_t lines_since;                /* a second of log lines for this identity ... */
+    int lines;                          /* ... and how many it had (at most 20) */
 } s_ident_t;
 
 /* Fixed buffer for msgpack tap headers: no allocation on the hot path */
@@ -735,7 +738,20 @@ static bool s_allowed(kz_broker_t *self, zmq_msg_t *msg, s_act_t act, const char
     id->refused[act]++;
     self->refused++;
     uint64_t total = id->refused[act];
-    if (id->logged[act] == 0 || self->now - id->logged[act] >= 1000) {
+    /* a name not refused just before is always worth a line (two groups
+       joined at once are two lines); the same one again at most once a
+       second; and never more than 20 lines a second per identity */
+    uint32_t hash = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        hash = (hash ^ (unsigned char)name[i]) * 16777619u;
+    if (self->now - id->lines_since >= 1000) {
+        id->lines_since = self->now;
+        id->lines = 0;
+    }
+    if (id->lines < 20 && (id->logged[act] == 0 || hash != id->logged_name[act] ||
+                           self->now - id->logged[act] >= 1000)) {
+        id->lines++;
+        id->logged_name[act] = hash;
         char who[128] = "";
         size_t off = 0;
         for (int r = 0; r < S_ROLE_COUNT; r++)
