@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "kz_log.h"
+#include "kz_reqmem.h"
 #include "kz_wire.h"
 
 #define S_MAX_MEMBERS       32
@@ -46,6 +47,8 @@
 /* a caller waits this long past its deadline for the broker's "expired"
    answer (the broker checks every tick) */
 #define S_EXPIRY_WAIT_MS 1000
+#define S_HELD           16 /* re-asks a worker holds until the request they re-ask is answered */
+#define S_REASKS         8  /* re-asks of one call after lost connections, at most */
 
 typedef struct {
     bool used;
@@ -100,6 +103,19 @@ struct kz_bus {
     uint8_t *call_reply;      /* first body frame of the latest matching reply */
     size_t call_reply_len;
     bool call_replied;
+    /* the client socket's connection to the broker dropped while a call
+       was outstanding (socket monitor): the call re-asks (s_call_reask) */
+    zsock_t *client_mon;
+    void *client_mon_h;
+    bool call_lost;
+    unsigned mon_seq;
+    kz_bus_call_info_t call_info; /* of the latest kz_bus_call */
+
+    /* a worker's memory of its requests and replies, and the re-asks
+       waiting for the answer to the request they re-ask (s_request_take) */
+    kz_reqmem_t *reqmem;
+    kz_delivery_t *held[S_HELD];
+    size_t held_n;
 
     kz_delivery_t **pending; /* ring of deliveries not yet returned */
     size_t pending_head;
@@ -1059,6 +1075,8 @@ int kz_bus_offer(kz_bus_t *self, const char *service)
             return -1;
         self->cancel_sub = true;
     }
+    if (!self->reqmem && !(self->reqmem = kz_reqmem_new()))
+        return kz_fail("out of memory");
     memset(slot, 0, sizeof *slot);
     memcpy(slot->service, service, slen + 1);
     slot->used = true;
@@ -1158,6 +1176,82 @@ static void s_worker_input(kz_bus_t *self, int idx, s_frames_t *fr)
         kz_debug("ignoring worker command %u for '%s'", cmd, w->service);
 }
 
+/* ------------------------------------------------ re-asks, worker side */
+
+/* The id request D re-asks (body "retry_of"), NULL when it is none */
+static const char *s_retry_of(const kz_delivery_t *d)
+{
+    const char *r = d->msg ? kz_map_str(kz_msg_body_const(d->msg), "retry_of") : NULL;
+    return r && *r ? r : NULL;
+}
+
+/* Answer request D with REPLY, the encoded reply we kept (its corr is
+   the id of the request that ran) */
+static void s_reply_kept(kz_bus_t *self, const kz_delivery_t *d, const uint8_t *reply, size_t len)
+{
+    s_worker_t *w = &self->workers[d->socket_index];
+    const char *retry_of = s_retry_of(d);
+    if (!w->used || !streq(w->service, d->topic) || w->generation != d->generation) {
+        kz_warn("kept reply for request %s to '%s' not sent: the broker restarted meanwhile",
+                kz_msg_id(d->msg), d->topic);
+        return;
+    }
+    kz_info("request %s to '%s'%s%s was answered already: sending the kept reply",
+            kz_msg_id(d->msg), d->topic, retry_of ? " re-asks " : "", retry_of ? retry_of : "");
+    s_worker_send(w, KZ_MDPW_REPLY, d->reply_to, d->reply_to_len, reply, len);
+}
+
+/* Request D leaves the pending queue for the application. 1 when it is
+   taken care of here: answered from the reply memory (a re-ask, or one
+   the broker handed us again), or held until the request it re-asks,
+   which the application still works on, is answered (no second
+   concurrent run). 0: the application runs it. */
+static int s_request_take(kz_bus_t *self, kz_delivery_t *d)
+{
+    if (!self->reqmem || !d->msg)
+        return 0;
+    const char *id = kz_msg_id(d->msg), *retry_of = s_retry_of(d);
+    const uint8_t *reply = NULL;
+    size_t len = 0;
+    kz_reqmem_state_t st = kz_reqmem_lookup(self->reqmem, id, retry_of, &reply, &len);
+    if (st == KZ_REQMEM_DONE) {
+        s_reply_kept(self, d, reply, len);
+        kz_bus_delivery_destroy(&d);
+        return 1;
+    }
+    if (st == KZ_REQMEM_RUNNING && self->held_n < S_HELD) {
+        kz_info("request %s to '%s' re-asks %s, which still runs: it gets its reply", id, d->topic,
+                retry_of ? retry_of : id);
+        self->held[self->held_n++] = d;
+        return 1;
+    }
+    kz_reqmem_start(self->reqmem, id, retry_of);
+    return 0;
+}
+
+/* REQUEST was answered with BUF (LEN bytes): keep the reply, and answer
+   the held re-asks it answers */
+static void s_request_done(kz_bus_t *self, const kz_delivery_t *request, const uint8_t *buf,
+                           size_t len)
+{
+    if (!self->reqmem || !request->msg ||
+        kz_reqmem_done(self->reqmem, kz_msg_id(request->msg), buf, len) != 0)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < self->held_n; i++) {
+        kz_delivery_t *h = self->held[i];
+        const uint8_t *r = NULL;
+        size_t rlen = 0;
+        if (kz_reqmem_lookup(self->reqmem, kz_msg_id(h->msg), s_retry_of(h), &r, &rlen) ==
+            KZ_REQMEM_DONE) {
+            s_reply_kept(self, h, r, rlen);
+            kz_bus_delivery_destroy(&h);
+        } else
+            self->held[k++] = h;
+    }
+    self->held_n = k;
+}
+
 int kz_bus_reply(kz_bus_t *self, const kz_delivery_t *request, kz_msg_t **reply_p)
 {
     kz_msg_t *reply = *reply_p;
@@ -1194,9 +1288,14 @@ int kz_bus_reply(kz_bus_t *self, const kz_delivery_t *request, kz_msg_t **reply_
         kz_fail("unable to encode reply '%s': %s", kz_msg_type(reply), err.text);
         goto done;
     }
+    /* kept for a re-ask, whether or not this send reaches the client */
+    s_request_done(self, request, buf, len);
     if (w->generation != request->generation) {
-        /* the broker forgot this request (restart); its client retries */
-        kz_warn("dropping reply for '%s': the broker restarted meanwhile", w->service);
+        /* the broker forgot this request (restart); its client re-asks,
+           and the re-ask is answered from what we just kept */
+        kz_warn("reply for '%s' not sent: the broker restarted meanwhile; kept for the "
+                "client's re-ask",
+                w->service);
         rc = 0;
         goto done;
     }
@@ -1284,7 +1383,9 @@ static int s_maintain(kz_bus_t *self)
     return next < 0 ? 0 : (int)next;
 }
 
-enum { S_SRC_SUB, S_SRC_MEMBER, S_SRC_WORKER, S_SRC_PUB, S_SRC_CLIENT };
+static void s_client_mon_input(kz_bus_t *self, s_frames_t *fr);
+
+enum { S_SRC_SUB, S_SRC_MEMBER, S_SRC_WORKER, S_SRC_PUB, S_SRC_CLIENT, S_SRC_CLIENT_MON };
 
 /* Poll every socket for up to WAIT_MS and handle what arrived: deliveries
    go to the pending queue, replies to the call in progress. While the
@@ -1293,9 +1394,9 @@ enum { S_SRC_SUB, S_SRC_MEMBER, S_SRC_WORKER, S_SRC_PUB, S_SRC_CLIENT };
    0, or -1 when interrupted by a signal. */
 static int s_pump(kz_bus_t *self, int wait_ms)
 {
-    zmq_pollitem_t items[S_MAX_MEMBERS + S_MAX_WORKERS + 3];
-    int src[S_MAX_MEMBERS + S_MAX_WORKERS + 3];
-    int idx[S_MAX_MEMBERS + S_MAX_WORKERS + 3];
+    zmq_pollitem_t items[S_MAX_MEMBERS + S_MAX_WORKERS + 4];
+    int src[S_MAX_MEMBERS + S_MAX_WORKERS + 4];
+    int idx[S_MAX_MEMBERS + S_MAX_WORKERS + 4];
     int n = 0;
     bool full = self->pending_count >= S_PENDING_MAX;
     int64_t now = s_now();
@@ -1335,6 +1436,11 @@ static int s_pump(kz_bus_t *self, int wait_ms)
         src[n] = S_SRC_CLIENT;
         idx[n++] = 0;
     }
+    if (self->client_mon && self->call_service) {
+        items[n] = (zmq_pollitem_t){self->client_mon_h, 0, ZMQ_POLLIN, 0};
+        src[n] = S_SRC_CLIENT_MON;
+        idx[n++] = 0;
+    }
     if (n == 0) {
         if (wait_ms != 0) {
             /* nothing to wait on: sleep, but still wake on signals */
@@ -1361,8 +1467,9 @@ static int s_pump(kz_bus_t *self, int wait_ms)
             /* a reconnect inside the handlers may have replaced the socket */
             void *h = src[j] == S_SRC_SUB      ? self->sub_h
                       : src[j] == S_SRC_MEMBER ? self->members[idx[j]].handle
-                      : src[j] == S_SRC_WORKER ? self->workers[idx[j]].handle
-                                               : self->client_h;
+                      : src[j] == S_SRC_WORKER     ? self->workers[idx[j]].handle
+                      : src[j] == S_SRC_CLIENT_MON ? self->client_mon_h
+                                                   : self->client_h;
             if (!h || h != items[j].socket)
                 break;
             s_frames_t fr;
@@ -1377,6 +1484,9 @@ static int s_pump(kz_bus_t *self, int wait_ms)
                 break;
             case S_SRC_WORKER:
                 s_worker_input(self, idx[j], &fr);
+                break;
+            case S_SRC_CLIENT_MON:
+                s_client_mon_input(self, &fr);
                 break;
             default:
                 s_client_input(self, &fr);
@@ -1403,6 +1513,8 @@ int kz_bus_recv(kz_bus_t *self, kz_delivery_t **delivery_p, int timeout_ms)
     bool first = true;
     for (;;) {
         kz_delivery_t *d = s_pending_pop(self);
+        if (d && d->kind == KZ_DELIVERY_REQUEST && s_request_take(self, d) == 1)
+            continue;
         if (d) {
             *delivery_p = d;
             return 1;
@@ -1467,8 +1579,60 @@ int kz_bus_keepalive(kz_bus_t *self)
    a late reply to an earlier attempt cannot be taken for this one's) and
    wait until DEADLINE (s_now time) for a reply that ACCEPT takes (NULL:
    any). 0 with the reply bytes in self->call_reply, 1 when no reply came
-   in time, -1 with ERRBUF (interrupted, a socket error). */
+   in time, 2 when the connection to the broker dropped meanwhile (the
+   request and its reply are lost with the broker's memory), -1 with
+   ERRBUF (interrupted, a socket error). */
 typedef bool(s_accept_fn)(kz_bus_t *self, void *arg);
+
+/* Close the client socket and its monitor */
+static void s_client_close(kz_bus_t *self)
+{
+    if (self->client_mon) {
+        zmq_socket_monitor(self->client_h, NULL, 0);
+        zsock_destroy(&self->client_mon);
+        self->client_mon_h = NULL;
+    }
+    s_close(&self->client, 0);
+    self->client_h = NULL;
+    self->call_lost = false;
+}
+
+/* A new client socket, watched by a socket monitor for the loss of its
+   connection: a broker that restarts forgets the requests it held and
+   the replies it would route, so a call outstanding then is re-asked at
+   once (kz_bus_call) instead of waiting out its timeout. Without the
+   monitor (it failed) the call still works, noticing only by timeout. */
+static int s_client_open(kz_bus_t *self, char *errbuf, size_t errlen)
+{
+    s_client_close(self);
+    self->client = s_socket(self, ZMQ_DEALER, self->cfg.connect.router, errbuf, errlen);
+    if (!self->client)
+        return -1;
+    self->client_h = zsock_resolve(self->client);
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://kz-bus-client-%p-%u", (void *)self, ++self->mon_seq);
+    if (zmq_socket_monitor(self->client_h, ep, ZMQ_EVENT_DISCONNECTED) != 0)
+        return 0;
+    self->client_mon = zsock_new(ZMQ_PAIR);
+    if (!self->client_mon || zsock_connect(self->client_mon, "%s", ep) != 0) {
+        zmq_socket_monitor(self->client_h, NULL, 0);
+        zsock_destroy(&self->client_mon);
+        return 0;
+    }
+    self->client_mon_h = zsock_resolve(self->client_mon);
+    return 0;
+}
+
+/* A monitor event of the client socket: [u16 event, u32 value][endpoint] */
+static void s_client_mon_input(kz_bus_t *self, s_frames_t *fr)
+{
+    if (fr->n < 1 || s_fsize(fr, 0) < 2)
+        return;
+    uint16_t ev;
+    memcpy(&ev, s_fdata(fr, 0), sizeof ev);
+    if (ev == ZMQ_EVENT_DISCONNECTED && self->call_service)
+        self->call_lost = true;
+}
 
 static int s_call_once(kz_bus_t *self, const char *service, const void *body, size_t len,
                        int64_t deadline, bool fresh, s_accept_fn *accept, void *arg, char *errbuf,
@@ -1477,13 +1641,8 @@ static int s_call_once(kz_bus_t *self, const char *service, const void *body, si
     size_t slen = strlen(service);
     if (slen == 0 || slen > KZ_TOPIC_MAX)
         return s_err(errbuf, errlen, "invalid service name '%s'", service);
-    if (!self->client || fresh) {
-        s_close(&self->client, 0);
-        self->client = s_socket(self, ZMQ_DEALER, self->cfg.connect.router, errbuf, errlen);
-        if (!self->client)
-            return -1;
-        self->client_h = zsock_resolve(self->client);
-    }
+    if ((!self->client || fresh) && s_client_open(self, errbuf, errlen) != 0)
+        return -1;
     const void *data[4] = {"", KZ_MDPC, service, body};
     size_t lens[4] = {0, strlen(KZ_MDPC), slen, len};
     if (s_sendv(self->client_h, data, lens, 4) != 0)
@@ -1505,6 +1664,11 @@ static int s_call_once(kz_bus_t *self, const char *service, const void *body, si
             self->call_service = NULL;
             return 0;
         }
+        if (self->call_lost) {
+            self->call_lost = false;
+            self->call_service = NULL;
+            return 2;
+        }
     }
     self->call_service = NULL;
     return 1;
@@ -1525,7 +1689,9 @@ static int s_pause(kz_bus_t *self, int64_t ms)
 }
 
 typedef struct {
-    const char *id;
+    char ids[S_REASKS + 1][KZ_REQMEM_ID_MAX + 1]; /* the request's, then its re-asks' */
+    int nids;
+    int answered; /* 1-based index in ids of the one the reply answers */
     kz_msg_t *reply;
 } s_call_ctx_t;
 
@@ -1539,11 +1705,16 @@ static bool s_accept_envelope(kz_bus_t *self, void *arg)
         return false;
     }
     const char *corr = kz_msg_corr(msg);
-    if (!corr || !streq(corr, ctx->id)) {
-        kz_debug("dropping stale reply (corr %s, expected %s)", corr ? corr : "-", ctx->id);
+    int which = 0;
+    for (int i = 0; corr && i < ctx->nids && !which; i++)
+        if (streq(corr, ctx->ids[i]))
+            which = i + 1;
+    if (!which) {
+        kz_debug("dropping stale reply (corr %s, expected %s)", corr ? corr : "-", ctx->ids[0]);
         kz_msg_destroy(&msg);
         return false;
     }
+    ctx->answered = which;
     kz_msg_destroy(&ctx->reply);
     ctx->reply = msg;
     return true;
@@ -1554,6 +1725,33 @@ static bool s_is_queue_full(const kz_msg_t *reply)
 {
     const char *code = kz_map_str(kz_msg_body_const(reply), "code");
     return streq(kz_msg_type(reply), "error") && code && streq(code, "queue_full");
+}
+
+/* The connection to the broker dropped while REQ was outstanding: the
+   broker that held it (or its reply) is gone. Give REQ a new id, mark it
+   as a re-ask of the first one (body "retry_of") and remember the new id
+   among those a reply may answer. The worker that ran the first answers
+   from its memory, one still running it answers when done, any other
+   runs it (PROTOCOL.md 1.3 "Re-asking"). 0 / -1 with ERRBUF. */
+static int s_call_reask(kz_bus_t *self, const char *service, kz_msg_t *req, s_call_ctx_t *ctx,
+                        char *errbuf, size_t errlen)
+{
+    (void)self;
+    if (ctx->nids > S_REASKS)
+        return s_err(errbuf, errlen,
+                     "call to '%s' lost its broker connection %d times; giving up on request %s",
+                     service, ctx->nids, ctx->ids[0]);
+    char next[32];
+    kz_ulid(next);
+    if ((ctx->nids == 1 && kz_map_put_str(req, kz_msg_body(req), "retry_of", ctx->ids[0]) != 0) ||
+        kz_msg_set_id(req, next) != 0)
+        return s_err(errbuf, errlen, "out of memory");
+    snprintf(ctx->ids[ctx->nids], sizeof ctx->ids[0], "%s", next);
+    ctx->nids++;
+    kz_warn("the connection to the broker dropped while '%s' (request %s) was outstanding "
+            "(a broker restart?): asking again as %s",
+            service, ctx->ids[0], next);
+    return 0;
 }
 
 int kz_bus_cancel(kz_bus_t *self, const char *service, const char *request_id, const char *reason)
@@ -1581,9 +1779,12 @@ kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p,
     if (timeout_ms < 0)
         timeout_ms = self->cfg.call_timeout_ms;
     int attempts = 1 + (retries < 0 ? self->cfg.call_retries : retries);
-    char id[128];
-    snprintf(id, sizeof id, "%s", kz_msg_id(req));
-    s_call_ctx_t ctx = {id, NULL};
+    s_call_ctx_t ctx;
+    memset(&ctx, 0, sizeof ctx);
+    snprintf(ctx.ids[0], sizeof ctx.ids[0], "%s", kz_msg_id(req));
+    ctx.nids = 1;
+    const char *id = ctx.ids[0];
+    memset(&self->call_info, 0, sizeof self->call_info);
     const char *src = kz_msg_src(req);
     if ((!src || !*src) && kz_msg_set_src(req, self->agent_id) != 0) {
         s_err(errbuf, errlen, "out of memory");
@@ -1613,6 +1814,13 @@ kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p,
                 goto done; /* interrupted: the caller cancels when it wants to */
             if (rc == 1)
                 break;
+            if (rc == 2) {
+                /* the broker's connection dropped: ask again at once,
+                   through the new connection (held until it is up) */
+                if (s_call_reask(self, service, req, &ctx, errbuf, errlen) != 0)
+                    goto done;
+                continue;
+            }
             if (!s_is_queue_full(ctx.reply) || until - s_now() <= backoff)
                 goto done; /* the reply, or the refusal when no time is left to wait it out */
             kz_info("'%s' is busy (the broker's queue is full): sending again in %" PRId64 " ms",
@@ -1629,8 +1837,7 @@ kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p,
     }
     /* the request may still be queued on the dead socket: drop it, and tell
        the broker and the worker that nobody waits for it any more */
-    s_close(&self->client, 0);
-    self->client_h = NULL;
+    s_client_close(self);
     s_err(errbuf, errlen, "no reply from '%s' after %d attempt%s", service, attempts,
           attempts == 1 ? "" : "s");
     {
@@ -1642,7 +1849,14 @@ done:
     free(self->call_reply);
     self->call_reply = NULL;
     kz_msg_destroy(&req);
+    self->call_info.asks = ctx.nids;
+    self->call_info.answered = ctx.reply ? ctx.answered : 0;
     return ctx.reply;
+}
+
+const kz_bus_call_info_t *kz_bus_call_info(const kz_bus_t *self)
+{
+    return &self->call_info;
 }
 
 int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_t len,
@@ -1658,8 +1872,7 @@ int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_
                          NULL, NULL, errbuf, errlen);
     if (rc == 1)
         s_err(errbuf, errlen, "no reply from '%s' after 1 attempt", service);
-    s_close(&self->client, 0);
-    self->client_h = NULL;
+    s_client_close(self);
     if (rc != 0) {
         free(self->call_reply);
         self->call_reply = NULL;
@@ -1781,13 +1994,16 @@ void kz_bus_destroy(kz_bus_t **self_p)
             w->used = false;
         }
     }
-    s_close(&self->client, 0);
+    s_client_close(self);
     s_close(&self->sub, 0);
     /* queued events get S_PUB_LINGER ms to reach the broker */
     s_close(&self->pub, S_PUB_LINGER);
     kz_delivery_t *d;
     while ((d = s_pending_pop(self)))
         kz_bus_delivery_destroy(&d);
+    for (size_t i = 0; i < self->held_n; i++)
+        kz_bus_delivery_destroy(&self->held[i]);
+    kz_reqmem_destroy(&self->reqmem);
     free(self->pending);
     free(self->call_reply);
     s_cfg_free(&self->cfg);

@@ -29,6 +29,21 @@
 
 typedef struct kz_bus kz_bus_t;
 
+/* What the latest kz_bus_call went through. When the client socket's
+   connection to the broker drops while a call is outstanding (a broker
+   restart: the request, or its reply, is gone with it), the call does
+   not wait out its timeout: it re-asks at once, through the new
+   connection, under a new id with body field "retry_of" = the first
+   request's id (PROTOCOL.md 1.3 "Re-asking"), and takes a reply to any
+   of the ids. ASKS counts the ids sent (1: no re-ask); ANSWERED is the
+   1-based ask whose id the reply's corr is (0: no reply): a re-ask
+   answered from the worker's memory of the first run has ASKS 2,
+   ANSWERED 1; a re-ask that ran again has ASKS 2, ANSWERED 2. */
+typedef struct {
+    int asks;
+    int answered;
+} kz_bus_call_info_t;
+
 typedef enum {
     KZ_DELIVERY_EVENT,  /* from a subscription: at-most-once, no ack */
     KZ_DELIVERY_GROUP,  /* from a queue group: kz_bus_ack when handled, else kz_bus_nack */
@@ -79,7 +94,12 @@ int kz_bus_join(kz_bus_t *self, const char *group, const char *prefix);
 /* Leave GROUP: unacknowledged deliveries go to other members now */
 int kz_bus_leave(kz_bus_t *self, const char *group);
 
-/* Serve SERVICE as a Majordomo worker. 0 / -1 */
+/* Serve SERVICE as a Majordomo worker. 0 / -1. The bus remembers the
+   requests it hands out and the replies sent (kz_reqmem.h): a re-ask
+   ("retry_of") or a second delivery of a request already answered is
+   answered from that memory without reaching the application, and one of
+   a request the application still works on waits until it is answered
+   (PROTOCOL.md 1.3 "Re-asking"). */
 int kz_bus_offer(kz_bus_t *self, const char *service);
 
 /* Wait up to TIMEOUT_MS (-1 = forever) for the next event, group delivery
@@ -160,6 +180,9 @@ int kz_bus_keepalive(kz_bus_t *self);
    signal: the caller decides whether to cancel). */
 kz_msg_t *kz_bus_call(kz_bus_t *self, const char *service, kz_msg_t **request_p, int timeout_ms,
                       int retries, char *errbuf, size_t errlen);
+
+/* What the latest kz_bus_call went through (see kz_bus_call_info_t) */
+const kz_bus_call_info_t *kz_bus_call_info(const kz_bus_t *self);
 
 /* Call a service that answers raw frames (mmi.service, mmi.stats, stock
    workers): BODY is sent as one frame, one attempt of up to TIMEOUT_MS
