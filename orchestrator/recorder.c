@@ -367,14 +367,22 @@ static const struct {
     /* the executor's and the validators' replies, republished by the
        router */
     {"kz_executions", S_T_EXEC,
-     "INSERT INTO executions (plan_id, event_id, src, status, commit, files, diffstat, error, at)"
-     " SELECT body->>'plan_id', id, src, body->>'status', body->>'commit', body->'files', "
-     "body->>'diffstat', body->>'error', ts FROM kz_new WHERE type = 'exec.result' AND "
+     "INSERT INTO executions (plan_id, event_id, src, status, commit, files, diffstat, error, "
+     "attempt, replayed, at) SELECT body->>'plan_id', id, src, body->>'status', body->>'commit', "
+     "body->'files', body->>'diffstat', body->>'error', CASE WHEN jsonb_typeof(body->'attempt') = "
+     "'number' THEN (body->>'attempt')::integer ELSE 1 END, CASE WHEN jsonb_typeof(body->"
+     "'replayed') = 'boolean' THEN (body->>'replayed')::boolean ELSE false END, ts FROM kz_new "
+     "WHERE "
+     "type = 'exec.result' AND "
      "body->>'plan_id' IS NOT NULL AND body->>'status' IS NOT NULL ORDER BY seq"},
     {"kz_validations", S_T_VALIDATE,
-     "INSERT INTO validations (plan_id, event_id, src, validator, verdict, reasons, details, at) "
-     "SELECT body->>'plan_id', id, src, body->>'validator', body->>'verdict', body->'reasons', "
-     "body->'details', ts FROM kz_new WHERE type = 'validate.result' AND body->>'plan_id' IS NOT "
+     "INSERT INTO validations (plan_id, event_id, src, validator, verdict, reasons, details, "
+     "attempt, replayed, at) SELECT body->>'plan_id', id, src, body->>'validator', "
+     "body->>'verdict', body->'reasons', body->'details', CASE WHEN jsonb_typeof(body->'attempt') "
+     "= 'number' THEN (body->>'attempt')::integer ELSE 1 END, CASE WHEN jsonb_typeof(body->"
+     "'replayed') = 'boolean' THEN (body->>'replayed')::boolean ELSE false END, ts FROM kz_new "
+     "WHERE "
+     "type = 'validate.result' AND body->>'plan_id' IS NOT "
      "NULL AND body->>'validator' IS NOT NULL AND body->>'verdict' IS NOT NULL ORDER BY seq"},
     /* partial: the summary says so, or its scan's status does (an older
        code-quality) */

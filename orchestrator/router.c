@@ -95,6 +95,7 @@ typedef struct {
     kz_msg_t *request;
     char req_id[65]; /* the request's envelope id (request.started, request.cancel) */
     kz_msg_t *reply; /* or NULL with error */
+    kz_bus_call_info_t info; /* re-asks after a lost broker connection */
     char error[512];
     pthread_t thread;
     bool started;
@@ -560,18 +561,26 @@ static void s_reject(s_work_t *w, const char *state, const char *reason, char **
 }
 
 /* Republish a service's reply REPLY (exec.result, validate.result) as an
-   event, so the recorder keeps it; REPLY stays the caller's */
-static void s_republish(s_work_t *w, const kz_msg_t *reply)
+   event, so the recorder keeps it; REPLY stays the caller's. INFO (NULL:
+   asked once) says how the call went: after re-asks (a broker restart,
+   PROTOCOL.md 1.3) the copy's body says which ask it answers
+   ("attempt") and whether it is the kept answer to an earlier ask, with
+   no second run ("replayed"), so executions and validations show it. */
+static void s_republish(s_work_t *w, const kz_msg_t *reply, const kz_bus_call_info_t *info)
 {
     kz_msg_t *copy = kz_msg_new(kz_msg_type(reply));
     if (copy) {
         const char *corr = kz_msg_corr(reply);
         const char *target = kz_msg_target(reply);
+        kz_val_t *b = kz_msg_body(copy);
         if (kz_msg_set_id(copy, kz_msg_id(reply)) != 0 ||
             kz_msg_set_src(copy, kz_msg_src(reply)) != 0 ||
             (corr && kz_msg_set_corr(copy, corr) != 0) ||
             kz_msg_set_target(copy, target && *target ? target : w->p->target) != 0 ||
-            kz_val_copy(copy, kz_msg_body(copy), kz_msg_body_const(reply)) != 0)
+            kz_val_copy(copy, b, kz_msg_body_const(reply)) != 0 ||
+            (info && info->asks > 1 &&
+             (kz_map_put_int(copy, b, "attempt", info->asks) != 0 ||
+              kz_map_put_bool(copy, b, "replayed", info->answered < info->asks) != 0)))
             kz_msg_destroy(&copy);
         else
             kz_msg_set_ts(copy, kz_msg_ts(reply));
@@ -626,6 +635,7 @@ static void *s_vcall_main(void *arg)
         const kz_policy_config_t *pol = &r->cfg->policy;
         v->reply = kz_bus_call(bus, v->service, &v->request, pol->validate_timeout_ms, pol->retries,
                                err, sizeof err);
+        v->info = *kz_bus_call_info(bus);
         if (!v->reply)
             s_fmt(v->error, sizeof v->error, "%s", err);
         kz_bus_destroy(&bus);
@@ -754,7 +764,7 @@ static bool s_take_vcall(s_work_t *w, s_vcall_t *v, s_verdict_t *vd)
                             : "error");
         return false;
     }
-    s_republish(w, v->reply);
+    s_republish(w, v->reply, &v->info);
     const kz_val_t *b = kz_msg_body_const(v->reply);
     const char *verdict = kz_map_str(b, "verdict");
     const char *who = kz_map_str(b, "validator");
@@ -958,7 +968,7 @@ static void s_validate(s_work_t *w, char **files, size_t nfiles)
     for (size_t i = 0; i < n; i++)
         if (!calls[i].seen && calls[i].reply &&
             strcmp(kz_msg_type(calls[i].reply), "validate.result") == 0)
-            s_republish(w, calls[i].reply);
+            s_republish(w, calls[i].reply, &calls[i].info);
     for (size_t i = 0; i < n; i++) {
         kz_msg_destroy(&calls[i].request);
         kz_msg_destroy(&calls[i].reply);
@@ -1015,6 +1025,31 @@ static void s_keep(s_work_t *w)
                 w->p->id, w->commit, ref, err);
 }
 
+/* The exec.request to SERVICE was re-asked (INFO): one exec.result
+   {status "lost", attempt K} per ask whose reply was lost with a broker
+   restart, so executions lists every attempt; the reply's row says
+   whether the executor ran again or answered from its memory
+   ("replayed", s_republish) */
+static void s_lost_asks(s_work_t *w, const char *service, const kz_bus_call_info_t *info)
+{
+    for (int k = 1; k < info->asks; k++) {
+        char error[256];
+        s_fmt(error, sizeof error,
+              "no reply to attempt %d: the connection to the broker dropped (a broker restart); "
+              "%s was asked again as attempt %d",
+              k, service, k + 1);
+        kz_msg_t *msg = s_plan_msg("exec.result", w->p->id, w->p->target, NULL);
+        if (msg) {
+            kz_val_t *b = kz_msg_body(msg);
+            if (kz_map_put_str(msg, b, "status", "lost") != 0 ||
+                kz_map_put_str(msg, b, "error", error) != 0 ||
+                kz_map_put_int(msg, b, "attempt", k) != 0)
+                kz_msg_destroy(&msg);
+        }
+        s_emit(w, &msg, "exec.result");
+    }
+}
+
 /* Execution: the fixer's service, then validation */
 static void s_execute(s_work_t *w)
 {
@@ -1056,6 +1091,8 @@ static void s_execute(s_work_t *w)
     char err[1024], why[512];
     kz_msg_t *reply = kz_bus_call(w->bus, service, &req, cfg->policy.exec_timeout_ms,
                                   cfg->policy.retries, err, sizeof err);
+    const kz_bus_call_info_t info = *kz_bus_call_info(w->bus);
+    s_lost_asks(w, service, &info);
     pthread_mutex_lock(&w->r->lock);
     w->p->exec_id[0] = '\0';
     pthread_mutex_unlock(&w->r->lock);
@@ -1078,7 +1115,7 @@ static void s_execute(s_work_t *w)
         s_fail(w, "executing", reason, cause);
         return;
     }
-    s_republish(w, reply);
+    s_republish(w, reply, &info);
     const kz_val_t *b = kz_msg_body_const(reply);
     const char *status = kz_map_str(b, "status");
     const char *error = kz_map_str(b, "error");

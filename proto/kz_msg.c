@@ -1382,7 +1382,7 @@ static const char *const s_categories[] = {"style",  "bug",          "type",    
                                            "docs",   "architecture", "complexity",  NULL};
 static const char *const s_scan_status[] = {"ok", "partial", "failed", NULL};
 static const char *const s_tool_status[] = {"ok", "error", "timeout", "missing", "skipped", NULL};
-static const char *const s_exec_status[] = {"changed", "nothing", "failed", NULL};
+static const char *const s_exec_status[] = {"changed", "nothing", "failed", "lost", NULL};
 static const char *const s_verdicts[] = {"pass", "reject", "error", NULL};
 static const char *const s_decisions[] = {"approve", "reject", NULL};
 
@@ -1534,7 +1534,7 @@ static const s_field_t s_exec_request[] = {
 static const s_field_t s_exec_result[] = {
     STR("plan_id", 1, L_ID),        ENUM("status", s_exec_status), STR_OPT("commit", 1, L_COMMIT),
     STRARR_OPT("files", 0, L_PATH), STR_OPT("diffstat", 0, 0),     STR_OPT("error", 0, 0),
-    STR_OPT("cause", 1, L_WORD),
+    STR_OPT("cause", 1, L_WORD),    INT_OPT("attempt", 1),         BOOL_OPT("replayed"),
 };
 static const s_field_t s_validate_request[] = {
     STR("plan_id", 1, L_ID),         STR("commit", 1, L_COMMIT),
@@ -1545,7 +1545,7 @@ static const s_field_t s_validate_request[] = {
 static const s_field_t s_validate_result[] = {
     STR("plan_id", 1, L_ID),        STR("validator", 1, L_NAME), ENUM("verdict", s_verdicts),
     STRARR_OPT("reasons", 0, 0),    MAP_OPT("details"),          STR_OPT("cause", 1, L_WORD),
-    STR_OPT("commit", 1, L_COMMIT),
+    STR_OPT("commit", 1, L_COMMIT), INT_OPT("attempt", 1),       BOOL_OPT("replayed"),
 };
 static const s_field_t s_tests_base[] = {
     STR("commit", 1, L_COMMIT),

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# test_broker_restart_call: kill -9 of the broker while an executor works
+# on a plan (issue 12, "no silent waits after a crash"). A real broker,
+# orchestrator (router, recorder, supervisor of kaizen-code-refactorer and
+# kaizen-code-reviewer), PostgreSQL and git repository; the fixer is a
+# script that sleeps before it edits, so the kill lands while it works.
+#  - the broker is killed (SIGKILL) once the executor took the request
+#    (request.started recorded) and started again at once;
+#  - the router notices the dropped connection and re-asks the executor
+#    (retry_of) instead of waiting out policy.exec_timeout (300 s here):
+#    the plan is accepted well before (90 s);
+#  - the executor answers the re-ask from its memory of the first run:
+#    the fixer ran once, and the plan's commit is one commit on the base
+#    whose tree is what one run of the fixer gives;
+#  - executions: attempt 1 "lost", attempt 2 "changed" replayed (the
+#    kept answer, no second run); validations: one row, attempt 1.
+# shellcheck disable=SC2154,SC2119 # PID_* are set by kz_start (lib.sh)
+source "$(dirname "$0")/lib.sh"
+
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ||
+    skip "no PostgreSQL server programs (apt-get install -y postgresql)"
+command -v psql >/dev/null || skip "no psql (apt-get install -y postgresql-client)"
+command -v git >/dev/null || skip "no git"
+for a in code-refactorer code-reviewer; do
+    [[ -x $KZ_BIN/kaizen-$a ]] || skip "kaizen-$a is not built"
+done
+kz_python json || skip "no python3"
+
+K=$KZ_BIN/kaizen
+REPO=$T/repo
+STATE=$T/state
+
+mkdir -p "$REPO"
+printf 'one\ntwo\n' >"$REPO/a.txt"
+git -C "$REPO" init -q -b main
+git -C "$REPO" -c user.name=t -c user.email=t@t add -A
+git -C "$REPO" -c user.name=t -c user.email=t@t commit -q -m init
+BASE=$(git -C "$REPO" rev-parse HEAD)
+
+# the fixer: slow on purpose (the broker dies while it sleeps), then one
+# deterministic edit; the linter is never run (the plan names no tool)
+cat >"$T/slowfix" <<'EOF'
+#!/bin/sh
+sleep 12
+for f; do printf 'fixed\n' >>"$f"; done
+EOF
+printf '#!/bin/sh\nexit 0\n' >"$T/lint"
+chmod +x "$T/slowfix" "$T/lint"
+
+kz_config <<EOF
+sandbox: # the scripts live in \$T, which the sandbox hides
+  bind_ro: [$T/slowfix, $T/lint]
+supervisor:
+  broker: false
+  stop_timeout: 5s
+database:
+  flush_interval: 50ms
+agents:
+  - name: code-refactorer
+    interval: 0
+  - name: code-reviewer
+    interval: 0
+targets:
+  - name: t
+    path: $REPO
+    branch: main
+tools:
+  - name: lint
+    files: ["*.txt"]
+    argv: [$T/lint, "{files}"]
+    format: gcc
+fixers:
+  - name: slowfix
+    tool: lint
+    argv: [$T/slowfix, "{files}"]
+    risk: 0.1
+policy:
+  max_concurrent: 2
+  validators: [validate.review]
+  exec_timeout: 300s
+  validate_timeout: 300s
+  retries: 0
+EOF
+kz_at_exit kz_kill_leftovers
+kz_db_start
+
+kz_start broker "$KZ_BIN/kaizen-broker"
+kz_wait_log broker "broker ready" || fail "broker did not start"
+kz_start orch "$KZ_BIN/kaizen-orchestrator"
+kz_wait_log orch "recording to the database" 60 || fail "the orchestrator does not record"
+kz_wait_for 30 kz_status 'b["router"]["recovered"]' || fail "no router in the status"
+for a in code-refactorer code-reviewer; do
+    kz_wait_for 60 kz_status "any(x['name'] == '$a' and x.get('state') == 'idle' for x in b['agents'])" ||
+        fail "$a is not up: $(kz_status 'b["agents"]')"
+done
+
+"$K" publish plan.ready \
+    "{\"plan_id\":\"Pslow\",\"fixer\":\"slowfix\",\"files\":[\"a.txt\"],\"findings\":[\"fp1\"],\"impact\":1,\"effort\":1,\"risk\":0.1,\"base_commit\":\"$BASE\"}" \
+    --target t >/dev/null || fail "kaizen publish plan.ready failed"
+
+started() {
+    [[ $(kz_psql "SELECT count(*) FROM events WHERE type = 'request.started'
+                  AND body->>'plan_id' = 'Pslow'") -ge 1 ]]
+}
+kz_wait_for 60 started || fail "the executor never took the plan's request"
+kz_psql "SELECT count(*) FROM executions WHERE plan_id = 'Pslow'" | grep -qx 0 ||
+    fail "the plan was executed before the broker was killed: the fixer is not slow enough"
+
+# --- kill -9 the broker while the fixer sleeps, and start it again
+kill -KILL "$PID_broker"
+wait "$PID_broker" 2>/dev/null
+killed_at=$SECONDS
+kz_start broker2 "$KZ_BIN/kaizen-broker"
+kz_wait_log broker2 "broker ready" || fail "the broker did not start again"
+
+status_of() { kz_psql "SELECT status FROM improvement_suggestions WHERE plan_id = 'Pslow'"; }
+final() { [[ $(status_of) == accepted || $(status_of) == rejected || $(status_of) == failed ]]; }
+kz_wait_for 90 final ||
+    fail "plan Pslow not final 90 s after the broker restart (status $(status_of)): the lost reply waits out exec_timeout"
+[[ $(status_of) == accepted ]] ||
+    fail "plan Pslow: $(status_of): $(kz_psql "SELECT string_agg(body->>'reason', ' | ') FROM events WHERE type IN ('plan.failed','plan.rejected') AND body->>'plan_id' = 'Pslow'")"
+echo "accepted $((SECONDS - killed_at)) s after the broker was killed"
+
+# --- one run: the fixer's edit once, one commit on the base
+COMMIT=$(git -C "$REPO" rev-parse refs/kaizen/plans/Pslow) || fail "no refs/kaizen/plans/Pslow"
+[[ $(git -C "$REPO" rev-parse "$COMMIT^") == "$BASE" ]] || fail "the plan's commit is not one commit on the base"
+git clone -q "$REPO" "$T/one"
+printf 'fixed\n' >>"$T/one/a.txt"
+git -C "$T/one" add -A
+[[ $(git -C "$REPO" rev-parse "$COMMIT^{tree}") == $(git -C "$T/one" write-tree) ]] ||
+    fail "the plan's tree is not what one run of the fixer gives: $(git -C "$REPO" show "$COMMIT:a.txt")"
+grep -q "answered already: sending the kept reply" "$STATE"/logs/code-refactorer*.log ||
+    fail "the executor did not answer the re-ask from its memory"
+n=$(grep -c "slowfix committed" "$STATE"/logs/code-refactorer*.log | awk -F: '{s += $NF} END {print s}')
+[[ $n == 1 ]] || fail "the fixer committed $n times, want once"
+grep -q "the connection to the broker dropped while 'exec.refactor'" "$T/orch.log" ||
+    fail "the router did not log its re-ask"
+
+# --- the attempts, truthfully
+expect() { # SQL WANT
+    local got
+    got=$(kz_psql "$1")
+    [[ $got == "$2" ]] || fail "$1
+  got:  $got
+  want: $2"
+}
+expect "SELECT string_agg(attempt || ':' || status || ':' || replayed, ',' ORDER BY attempt, id)
+        FROM executions WHERE plan_id = 'Pslow'" "1:lost:false,2:changed:true"
+expect "SELECT commit FROM executions WHERE plan_id = 'Pslow' AND status = 'changed'" "$COMMIT"
+expect "SELECT error LIKE 'no reply to attempt 1: the connection to the broker dropped%'
+        FROM executions WHERE plan_id = 'Pslow' AND attempt = 1" "t"
+expect "SELECT string_agg(attempt || ':' || verdict || ':' || replayed, ',')
+        FROM validations WHERE plan_id = 'Pslow'" "1:pass:false"
+echo "ok"
