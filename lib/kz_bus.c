@@ -1465,8 +1465,8 @@ static int s_pump(kz_bus_t *self, int wait_ms)
         }
         for (int b = 0; b < S_READ_BATCH; b++) {
             /* a reconnect inside the handlers may have replaced the socket */
-            void *h = src[j] == S_SRC_SUB      ? self->sub_h
-                      : src[j] == S_SRC_MEMBER ? self->members[idx[j]].handle
+            void *h = src[j] == S_SRC_SUB          ? self->sub_h
+                      : src[j] == S_SRC_MEMBER     ? self->members[idx[j]].handle
                       : src[j] == S_SRC_WORKER     ? self->workers[idx[j]].handle
                       : src[j] == S_SRC_CLIENT_MON ? self->client_mon_h
                                                    : self->client_h;

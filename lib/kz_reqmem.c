@@ -50,7 +50,8 @@ static bool s_id_ok(const char *id)
 
 static bool s_match(const s_entry_t *e, const char *key)
 {
-    return s_id_ok(key) && (strcmp(e->id, key) == 0 || (e->retry_of[0] && strcmp(e->retry_of, key) == 0));
+    return s_id_ok(key) &&
+           (strcmp(e->id, key) == 0 || (e->retry_of[0] && strcmp(e->retry_of, key) == 0));
 }
 
 static s_entry_t *s_find(const kz_reqmem_t *self, const char *id, const char *retry_of)

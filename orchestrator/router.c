@@ -93,8 +93,8 @@ typedef struct {
     s_plan_t *plan;
     const char *service;
     kz_msg_t *request;
-    char req_id[65]; /* the request's envelope id (request.started, request.cancel) */
-    kz_msg_t *reply; /* or NULL with error */
+    char req_id[65];         /* the request's envelope id (request.started, request.cancel) */
+    kz_msg_t *reply;         /* or NULL with error */
     kz_bus_call_info_t info; /* re-asks after a lost broker connection */
     char error[512];
     pthread_t thread;

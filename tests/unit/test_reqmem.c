@@ -136,8 +136,8 @@ static void test_byte_bound(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_states),      cmocka_unit_test(test_reask_ran),
-        cmocka_unit_test(test_bad_ids),     cmocka_unit_test(test_entry_bound),
+        cmocka_unit_test(test_states),     cmocka_unit_test(test_reask_ran),
+        cmocka_unit_test(test_bad_ids),    cmocka_unit_test(test_entry_bound),
         cmocka_unit_test(test_byte_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
