@@ -123,15 +123,16 @@ struct s_plan {
     bool pub_lock_ready;
     /* under the router's lock */
     bool approved;
-    bool stop;                 /* interrupt: the orchestrator is stopping */
-    bool done;                 /* the worker ended; the loop joins it */
-    bool abandoned;            /* under pub_lock too: the loop gave up on the worker */
-    char state[32];            /* the plan's current state */
-    char base[KZ_GIT_OID_MAX]; /* its base commit, once the worker resolved it */
-    char outcome[16];          /* accepted rejected failed awaiting, "" = dropped */
-    char early_error[512];     /* the worker could not even start: the loop fails the plan */
+    bool stop;             /* interrupt: the orchestrator is stopping */
+    bool done;             /* the worker ended; the loop joins it */
+    bool abandoned;        /* under pub_lock too: the loop gave up on the worker */
+    char state[32];        /* the plan's current state */
+    char outcome[16];      /* accepted rejected failed awaiting, "" = dropped */
+    char early_error[512]; /* the worker could not even start: the loop fails the plan */
     s_vcall_t *vcalls;
     size_t nvcalls;
+    /* its base commit once the worker resolved it (kaizen.plan answers it) */
+    char base[KZ_GIT_OID_MAX];
     int64_t state_ms;        /* when it entered its current state (mono) */
     char exec_service[256];  /* the executor call in progress: its service, */
     char exec_id[65];        /* request id, */
