@@ -9,11 +9,15 @@
          and the repository: the plan id ([A-Za-z0-9_-], at most 128), the
          target (configured, a git repository), the fixer (in the LOCAL
          config: the command comes from here, never from the bus), the
-         branch (under "kaizen/", not the integration branch), the base
-         commit (resolves), and every file (a safe relative path, tracked
-         at the base commit, not a symbolic link leaving the tree);
+         branch (kaizen/plan-<plan_id>, derived from the id: a request
+         naming another is refused), the base commit (resolves), and every
+         file (a safe relative path, tracked at the base commit, not a
+         symbolic link leaving the tree); then, before anything is
+         written, that the router executes this plan as requested: the
+         orchestrator's kaizen.plan answers its state (executing), target,
+         fixer, base commit, branch and call id (s_check_record);
       2. makes the worktree STATE/worktrees/<target>/plan-<plan_id> on the
-         branch (default kaizen/plan-<plan_id>) at the base commit;
+         branch kaizen/plan-<plan_id> at the base commit;
       3. runs the fixer's argv ("{files}" = the plan's files) there with
          its timeout and environment, through kz_proc (no shell); a fixer
          with `output: diff` prints a patch instead of changing the files
