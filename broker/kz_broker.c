@@ -185,7 +185,14 @@ typedef struct {
 
 /* Bus roles and what they may do (proto/PROTOCOL.md 1.5) */
 typedef enum { S_ROLE_AGENT = 0, S_ROLE_OPERATOR, S_ROLE_ORCHESTRATOR, S_ROLE_COUNT } s_role_t;
-typedef enum { S_ACT_PUBLISH = 0, S_ACT_OFFER, S_ACT_JOIN, S_ACT_TAP, S_ACT_COUNT } s_act_t;
+typedef enum {
+    S_ACT_PUBLISH = 0,
+    S_ACT_OFFER,
+    S_ACT_JOIN,
+    S_ACT_CALL,
+    S_ACT_TAP,
+    S_ACT_COUNT
+} s_act_t;
 
 /* One role's patterns per action (tap: a bool); first match wins, a
    leading '!' refuses, a trailing '*' matches a prefix */
@@ -538,14 +545,15 @@ static void s_drop(kz_broker_t *self, s_drop_t reason, const char *peer)
 /* ---------------------------------------------------------------- rules */
 
 static const char *const s_role_names[S_ROLE_COUNT] = {"agent", "operator", "orchestrator"};
-static const char *const s_act_names[S_ACT_COUNT] = {"publish", "offer", "join", "tap"};
+static const char *const s_act_names[S_ACT_COUNT] = {"publish", "offer", "join", "call", "tap"};
 
 /* The built-in rules. Plan decisions and the router's republished
    replies come only from the orchestrator, approvals only from an
    operator (or the orchestrator), services only from agents (and the
    orchestrator's kaizen.*), the recorder's and the router's groups
-   (kaizen.*) only the orchestrator joins, the tap only operators and the
-   orchestrator read. */
+   (kaizen.*) only the orchestrator joins, the executors and validators
+   (exec.*, validate.*) only the orchestrator's router calls, the tap
+   only operators and the orchestrator read. */
 #define S_DECISIONS                                                                      \
     "!plan.accepted", "!plan.failed", "!plan.state", "!exec.result", "!validate.result", \
         "!agent.exited", "!agent.failed"
@@ -558,11 +566,13 @@ static const char *const s_def_none[] = {NULL};
 static const char *const s_def_orch_publish[] = {"*", NULL};
 static const char *const s_def_orch_offer[] = {"!exec.*", "!validate.*", "*", NULL};
 static const char *const s_def_orch_join[] = {"*", NULL};
+static const char *const s_def_call[] = {"!exec.*", "!validate.*", "*", NULL};
+static const char *const s_def_orch_call[] = {"*", NULL};
 
 static const char *const *const s_def_rules[S_ROLE_COUNT][S_ACT_TAP] = {
-    {s_def_agent_publish, s_def_agent_offer, s_def_agent_join},
-    {s_def_operator_publish, s_def_none, s_def_none},
-    {s_def_orch_publish, s_def_orch_offer, s_def_orch_join},
+    {s_def_agent_publish, s_def_agent_offer, s_def_agent_join, s_def_call},
+    {s_def_operator_publish, s_def_none, s_def_none, s_def_call},
+    {s_def_orch_publish, s_def_orch_offer, s_def_orch_join, s_def_orch_call},
 };
 static const bool s_def_tap[S_ROLE_COUNT] = {false, true, true};
 
@@ -622,9 +632,10 @@ static int s_rules_init(kz_broker_t *self, const kz_bus_rules_t *cfg)
 {
     const kz_role_rules_t *conf[S_ROLE_COUNT] = {&cfg->agent, &cfg->operator, & cfg->orchestrator };
     for (int r = 0; r < S_ROLE_COUNT; r++) {
-        char *const *lists[S_ACT_TAP] = {conf[r]->publish, conf[r]->offer, conf[r]->join};
+        char *const *lists[S_ACT_TAP] = {conf[r]->publish, conf[r]->offer, conf[r]->join,
+                                         conf[r]->call};
         size_t counts[S_ACT_TAP] = {conf[r]->publish_count, conf[r]->offer_count,
-                                    conf[r]->join_count};
+                                    conf[r]->join_count, conf[r]->call_count};
         for (int a = 0; a < S_ACT_TAP; a++) {
             int rc = lists[a]
                          ? s_rules_set(&self->rules[r], (s_act_t)a, (const char *const *)lists[a],
@@ -766,6 +777,30 @@ static bool s_allowed(kz_broker_t *self, zmq_msg_t *msg, s_act_t act, const char
         id->logged_total[act] = total;
     }
     return false;
+}
+
+static bool s_refused_any(const s_ident_t *id)
+{
+    for (int a = 0; a < S_ACT_COUNT; a++)
+        if (id->refused[a] > 0)
+            return true;
+    return false;
+}
+
+/* "'op' (role operator): only orchestrator may", for the error reply to a
+   refused call (the log line says it too) */
+static void s_refusal_text(kz_broker_t *self, zmq_msg_t *msg, s_act_t act, const char *name,
+                           char *buf, size_t len)
+{
+    const s_ident_t *id = s_ident_of(self, msg);
+    char who[128] = "";
+    size_t off = 0;
+    for (int r = 0; r < S_ROLE_COUNT; r++)
+        if (s_rule_allows(&self->rules[r], act, name, strlen(name)))
+            off += (size_t)snprintf(who + off, sizeof who - off, "%s%s", off ? ", " : "",
+                                    s_role_names[r]);
+    snprintf(buf, len, "'%.100s' (role %s): %s%s may", id ? id->name : "?",
+             id ? s_role_names[id->role] : "?", off ? "only " : "no role", off ? who : "");
 }
 
 /* ------------------------------------------------------------------ tap */
@@ -1993,16 +2028,16 @@ static void s_pack_stats(kz_broker_t *self, msgpack_packer *pk)
         if (self->drops[i] > 0)
             s_pack_kv(pk, s_drop_names[i], self->drops[i]);
 
-    /* refused: {identity: {role, publish, offer, join, tap}} */
+    /* refused: {identity: {role, publish, offer, join, call, tap}} */
     size_t nrefused = 0;
     if (self->idents)
         for (s_ident_t *id = zhashx_first(self->idents); id; id = zhashx_next(self->idents))
-            nrefused += id->refused[0] + id->refused[1] + id->refused[2] + id->refused[3] > 0;
+            nrefused += s_refused_any(id);
     s_pack_key(pk, "refused");
     msgpack_pack_map(pk, nrefused);
     if (self->idents)
         for (s_ident_t *id = zhashx_first(self->idents); id; id = zhashx_next(self->idents)) {
-            if (id->refused[0] + id->refused[1] + id->refused[2] + id->refused[3] == 0)
+            if (!s_refused_any(id))
                 continue;
             s_pack_str(pk, id->name);
             msgpack_pack_map(pk, 1 + S_ACT_COUNT);
@@ -2067,6 +2102,21 @@ static void s_handle_client(kz_broker_t *self, zmq_msg_t *f, size_t n, size_t h,
     size_t nbody = n - h - 2, bytes = 0;
     for (size_t i = 0; i < nbody; i++)
         bytes += zmq_msg_size(&body[i]);
+    /* may the sender call it at all? (rules, PROTOCOL.md 1.5): a kaizen
+       client hears why at once, a stock one gets nothing */
+    /* (the User-Id is on the frames the peer sent, not on the routing id) */
+    if (self->rules_on && !s_allowed(self, &f[h + 1], S_ACT_CALL, name, strlen(name))) {
+        kz_msg_peek_t rp;
+        if (n == h + 3 && kz_msg_peek(zmq_msg_data(&f[h + 2]), zmq_msg_size(&f[h + 2]), &rp) == 0) {
+            char why[300];
+            s_refusal_text(self, &f[h + 1], S_ACT_CALL, name, why, sizeof why);
+            s_reply_error(self, &f[0], delim, name, rp.id, 0, "refused",
+                          "the broker's rules refuse a call to '%s' from %s (broker.rules, "
+                          "PROTOCOL.md 1.5)",
+                          name, why);
+        }
+        return;
+    }
     uint64_t seq = ++self->next_seq;
     bool mmi = strncmp(name, "mmi.", 4) == 0;
     s_service_t *svc = mmi ? NULL : s_service_require(self, name);

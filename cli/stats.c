@@ -150,9 +150,9 @@ static void s_print(const kz_val_t *stats, const char *endpoint)
     /* what the broker's rules refused, per CURVE identity (a broker
        without CURVE has no identities and refuses nothing) */
     const kz_kv_t **refused = s_sorted(kz_map_get(stats, "refused"), &n);
-    static const char *const acts[] = {"publish", "offer", "join", "tap"};
-    printf("\n%-24s  %-12s  %8s  %8s  %8s  %8s\n", "REFUSED IDENTITY", "ROLE", "PUBLISH", "OFFER",
-           "JOIN", "TAP");
+    static const char *const acts[] = {"publish", "offer", "join", "call", "tap"};
+    printf("\n%-24s  %-12s  %8s  %8s  %8s  %8s  %8s\n", "REFUSED IDENTITY", "ROLE", "PUBLISH",
+           "OFFER", "JOIN", "CALL", "TAP");
     if (n == 0)
         printf("(none)\n");
     for (uint32_t i = 0; i < n; i++) {

@@ -635,6 +635,7 @@ static int s_check_rule(const char *value, char *why, size_t len)
 static const s_field_t s_role_rules_fields[] = {S_RULELIST("publish", publish),
                                                 S_RULELIST("offer", offer),
                                                 S_RULELIST("join", join),
+                                                S_RULELIST("call", call),
                                                 {"tap", S_T_STR, S_OFF(kz_role_rules_t, tap), NULL,
                                                  0, 0, false, s_check_bool_text, NULL, 0, 0, NULL},
                                                 S_FIELD_END};

@@ -58,6 +58,8 @@ typedef struct {
     size_t offer_count;
     char **join; /* queue group patterns */
     size_t join_count;
+    char **call; /* service patterns it may send requests to */
+    size_t call_count;
     char *tap; /* "true" | "false" */
 } kz_role_rules_t;
 

@@ -45,6 +45,7 @@
 #endif
 
 #define S_STATUS_SERVICE "kaizen.status"
+#define S_PLAN_SERVICE   "kaizen.plan"
 
 typedef struct {
     kz_config_t *cfg;
@@ -122,6 +123,7 @@ static void s_say_hello(s_orch_t *self)
         if (!self->node) {
             kz_val_t *s = kz_map_put_array(msg, b, "services");
             rc |= !s || kz_val_set_str(msg, kz_array_push(msg, s), S_STATUS_SERVICE);
+            rc |= !s || kz_val_set_str(msg, kz_array_push(msg, s), S_PLAN_SERVICE);
             kz_val_t *g = kz_map_put_array(msg, b, "groups");
             rc |= !g || kz_val_set_str(msg, kz_array_push(msg, g), KZ_RECORDER_GROUP);
             if (self->router)
@@ -219,6 +221,30 @@ static void s_reply_error(s_orch_t *self, const kz_delivery_t *d, const char *co
         kz_warn("unable to answer a request for '%s'", d->topic);
 }
 
+/* kaizen.plan: what the router's record says of one plan (plan.query ->
+   plan.info, PROTOCOL.md 4.13a). The executors ask before they touch a
+   repository and refuse a plan the router is not executing. */
+static void s_plan_request(s_orch_t *self, const kz_delivery_t *d)
+{
+    const char *plan_id = kz_map_str(kz_msg_body_const(d->msg), "plan_id");
+    if (strcmp(kz_msg_type(d->msg), "plan.query") != 0 || !plan_id || !kz_id_valid(plan_id)) {
+        s_reply_error(self, d, "bad_request", "kaizen.plan takes a plan.query {plan_id}");
+        return;
+    }
+    if (!self->router) {
+        s_reply_error(self, d, "unavailable", "this orchestrator routes no plans (no targets)");
+        return;
+    }
+    kz_msg_t *reply = kz_msg_new("plan.info");
+    if (!reply || kz_router_plan_info(self->router, plan_id, reply, kz_msg_body(reply)) != 0) {
+        kz_msg_destroy(&reply);
+        s_reply_error(self, d, "internal", "unable to build the plan's record");
+        return;
+    }
+    if (kz_bus_reply(self->bus, d, &reply) != 0)
+        kz_warn("unable to send the kaizen.plan reply");
+}
+
 /* ------------------------------------------------------------- the loop */
 
 static void s_dispatch(s_orch_t *self, kz_delivery_t **d_p)
@@ -250,8 +276,10 @@ static void s_dispatch(s_orch_t *self, kz_delivery_t **d_p)
             kz_router_on_started(self->router, d->msg);
         break;
     case KZ_DELIVERY_REQUEST:
-        if (strcmp(d->topic, S_STATUS_SERVICE) == 0 &&
-            strcmp(kz_msg_type(d->msg), "status.request") == 0) {
+        if (strcmp(d->topic, S_PLAN_SERVICE) == 0)
+            s_plan_request(self, d);
+        else if (strcmp(d->topic, S_STATUS_SERVICE) == 0 &&
+                 strcmp(kz_msg_type(d->msg), "status.request") == 0) {
             kz_msg_t *reply = s_status_reply(self);
             if (!reply)
                 s_reply_error(self, d, "internal", "unable to build the status");
@@ -622,9 +650,10 @@ int main(int argc, char **argv)
         }
         s_wait_previous_recorder(self);
         if (kz_bus_join(self->bus, KZ_RECORDER_GROUP, "") != 0 ||
-            kz_bus_offer(self->bus, S_STATUS_SERVICE) != 0) {
-            kz_error("unable to join '%s' or offer '%s' on the bus", KZ_RECORDER_GROUP,
-                     S_STATUS_SERVICE);
+            kz_bus_offer(self->bus, S_STATUS_SERVICE) != 0 ||
+            kz_bus_offer(self->bus, S_PLAN_SERVICE) != 0) {
+            kz_error("unable to join '%s' or offer '%s' and '%s' on the bus", KZ_RECORDER_GROUP,
+                     S_STATUS_SERVICE, S_PLAN_SERVICE);
             goto done;
         }
         /* without targets there is nothing a plan could change: plans stay

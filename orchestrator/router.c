@@ -132,6 +132,8 @@ struct s_plan {
     char early_error[512]; /* the worker could not even start: the loop fails the plan */
     s_vcall_t *vcalls;
     size_t nvcalls;
+    /* its base commit once the worker resolved it (kaizen.plan answers it) */
+    char base[KZ_GIT_OID_MAX];
     int64_t state_ms;        /* when it entered its current state (mono) */
     char exec_service[256];  /* the executor call in progress: its service, */
     char exec_id[65];        /* request id, */
@@ -1254,6 +1256,9 @@ static void s_work(s_work_t *w)
         s_fail(w, state, err, "invalid");
         return;
     }
+    pthread_mutex_lock(&w->r->lock);
+    s_fmt(p->base, sizeof p->base, "%s", w->base);
+    pthread_mutex_unlock(&w->r->lock);
     double limit = w->r->cfg->policy.require_approval;
     if (!approved && kz_plan_needs_approval(&w->r->cfg->policy, p->risk)) {
         s_fmt(reason, sizeof reason,
@@ -1972,6 +1977,34 @@ static int s_status_call(kz_msg_t *msg, kz_val_t *calls, const char *service, in
     int rc = kz_map_put_str(msg, c, "service", service);
     rc |= kz_map_put_str(msg, c, "state", state);
     rc |= kz_map_put_int(msg, c, "for_ms", now - since);
+    return rc;
+}
+
+int kz_router_plan_info(kz_router_t *self, const char *plan_id, kz_msg_t *msg, kz_val_t *map)
+{
+    int rc = kz_map_put_str(msg, map, "plan_id", plan_id);
+    s_plan_t *p = s_find(self, plan_id);
+    if (!p)
+        return rc |
+               kz_map_put_str(msg, map, "state", s_is_final(self, plan_id) ? "final" : "unknown");
+    char branch[S_ID_MAX + 32];
+    if (kz_plan_branch(p->id, branch, sizeof branch) != 0)
+        s_fmt(branch, sizeof branch, "kaizen/plan-%s", p->id); /* the id was checked */
+    pthread_mutex_lock(&self->lock);
+    const char *state = p->phase == S_QUEUED     ? "ready"
+                        : p->phase == S_AWAITING ? "awaiting_approval"
+                        : p->state[0]            ? p->state
+                                                 : "ready";
+    rc |= kz_map_put_str(msg, map, "state", state);
+    rc |= kz_map_put_str(msg, map, "target", p->target);
+    if (p->fixer)
+        rc |= kz_map_put_str(msg, map, "fixer", p->fixer->name);
+    if (p->base[0])
+        rc |= kz_map_put_str(msg, map, "base_commit", p->base);
+    rc |= kz_map_put_str(msg, map, "branch", branch);
+    if (p->exec_id[0])
+        rc |= kz_map_put_str(msg, map, "request_id", p->exec_id);
+    pthread_mutex_unlock(&self->lock);
     return rc;
 }
 

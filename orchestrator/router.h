@@ -52,6 +52,17 @@ void kz_router_on_started(kz_router_t *self, const kz_msg_t *msg);
    state queued | running | done, for_ms}]}. 0 / -1 */
 int kz_router_status(kz_router_t *self, kz_msg_t *msg, kz_val_t *map);
 
+/* What the router's table says of plan PLAN_ID, as the fields of MAP
+   (the body of a plan.info reply, PROTOCOL.md 4.13a): plan_id, state
+   ("ready", "awaiting_approval", "executing", "executed", "validating",
+   "final" for a plan that ended since the start, "unknown" for one the
+   router does not hold), and for a plan it holds its target, fixer,
+   base_commit (once resolved), branch (kaizen/plan-<id>) and, while its
+   executor call is in progress, request_id (that call's envelope id).
+   The executors ask it (service kaizen.plan) before they touch a
+   repository. 0 / -1 (out of memory) */
+int kz_router_plan_info(kz_router_t *self, const char *plan_id, kz_msg_t *msg, kz_val_t *map);
+
 /* Stop: leave the group (later deliveries go back to the broker), give
    running plans STOP_TIMEOUT_MS to finish while PUMP(ARG, ms) works the
    bus, then interrupt them: each fails with "interrupted: orchestrator

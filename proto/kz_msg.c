@@ -1527,6 +1527,20 @@ static const s_field_t s_plan_rejected[] = {
     STR("plan_id", 1, L_ID),     STR_OPT("by", 0, L_NAME),    STR_OPT("reason", 0, 0),
     STRARR_OPT("reasons", 0, 0), STR_OPT("state", 1, L_WORD), STR_OPT("cause", 1, L_WORD),
 };
+/* plan.query (to kaizen.plan): what the router's record says of a plan */
+static const s_field_t s_plan_query[] = {
+    STR("plan_id", 1, L_ID),
+};
+/* plan.info: its reply; state "unknown" when the router has no such plan */
+static const s_field_t s_plan_info[] = {
+    STR("plan_id", 1, L_ID),
+    STR("state", 1, L_WORD),
+    STR_OPT("target", 1, L_NAME),
+    STR_OPT("fixer", 1, L_NAME),
+    STR_OPT("base_commit", 1, L_COMMIT),
+    STR_OPT("branch", 1, L_NAME),
+    STR_OPT("request_id", 1, 64),
+};
 static const s_field_t s_exec_request[] = {
     STR("plan_id", 1, L_ID),         STR("fixer", 1, L_NAME),      STRARR("files", 0, L_PATH),
     STR("base_commit", 1, L_COMMIT), STR_OPT("branch", 1, L_NAME),
@@ -1631,7 +1645,9 @@ static const s_schema_t s_schemas[] = {
     SCHEMA("plan.approved", s_plan_decision),
     SCHEMA("plan.batch", s_plan_batch),
     SCHEMA("plan.failed", s_plan_failed),
+    SCHEMA("plan.info", s_plan_info),
     SCHEMA("plan.proposed", s_plan),
+    SCHEMA("plan.query", s_plan_query),
     SCHEMA("plan.ranked", s_plan_ranked),
     SCHEMA("plan.ready", s_plan),
     SCHEMA("plan.rejected", s_plan_rejected),

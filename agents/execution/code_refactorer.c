@@ -9,11 +9,15 @@
          and the repository: the plan id ([A-Za-z0-9_-], at most 128), the
          target (configured, a git repository), the fixer (in the LOCAL
          config: the command comes from here, never from the bus), the
-         branch (under "kaizen/", not the integration branch), the base
-         commit (resolves), and every file (a safe relative path, tracked
-         at the base commit, not a symbolic link leaving the tree);
+         branch (kaizen/plan-<plan_id>, derived from the id: a request
+         naming another is refused), the base commit (resolves), and every
+         file (a safe relative path, tracked at the base commit, not a
+         symbolic link leaving the tree); then, before anything is
+         written, that the router executes this plan as requested: the
+         orchestrator's kaizen.plan answers its state (executing), target,
+         fixer, base commit, branch and call id (s_check_record);
       2. makes the worktree STATE/worktrees/<target>/plan-<plan_id> on the
-         branch (default kaizen/plan-<plan_id>) at the base commit;
+         branch kaizen/plan-<plan_id> at the base commit;
       3. runs the fixer's argv ("{files}" = the plan's files) there with
          its timeout and environment, through kz_proc (no shell); a fixer
          with `output: diff` prints a patch instead of changing the files
@@ -54,6 +58,7 @@
 #include "kz_compdb.h"
 #include "kz_git.h"
 #include "kz_log.h"
+#include "kz_plan.h"
 #include "kz_proc.h"
 #include "kz_project.h"
 #include "kz_recipe.h"
@@ -66,6 +71,8 @@
 #define S_MAX_PATCH    (4 * 1024 * 1024) /* bytes of a fixer's patch (output: diff) */
 #define S_MAX_DETAIL   4096              /* bytes of one finding detail's string we keep */
 #define S_HISTORY      100               /* subjects read to tell the target's style */
+#define S_PLAN_SERVICE "kaizen.plan"     /* the router's record of a plan (the orchestrator's) */
+#define S_PLAN_TIMEOUT 10000             /* ms for its answer, per attempt */
 
 typedef enum { S_CHANGED, S_NOTHING, S_FAILED } s_status_t;
 
@@ -275,13 +282,19 @@ static int s_validate(s_job_t *job, const kz_msg_t *req)
     if (!job->fixer->argv || !job->fixer->argv[0])
         return s_fail_job(job, "fixer '%s' has no argv", fixer);
 
+    /* the branch is the plan's, derived from its id: a request naming
+       another one (an accepted plan's, say) is refused */
     const char *branch = kz_map_str(body, "branch");
-    char dflt[200];
-    if (!branch || !*branch) {
-        snprintf(dflt, sizeof dflt, "kaizen/plan-%s", job->plan_id);
-        branch = dflt;
+    char own[256];
+    if (kz_plan_branch(job->plan_id, own, sizeof own) != 0)
+        return s_fail_job(job, "plan id '%s' makes no branch name", job->plan_id);
+    if (branch && *branch && strcmp(branch, own) != 0) {
+        job->cause = "refused";
+        return s_fail_job(job,
+                          "branch '%.255s' is refused: plan %s works on its own branch '%s' only",
+                          branch, job->plan_id, own);
     }
-    if (s_check_branch(job, branch) != 0)
+    if (s_check_branch(job, own) != 0)
         return -1;
 
     const char *base = kz_map_str(body, "base_commit");
@@ -317,6 +330,83 @@ static int s_validate(s_job_t *job, const kz_msg_t *req)
                             job->base, job->target->name);
     }
     kz_git_strv_free(tracked);
+    return rc;
+}
+
+/* A field of the router's record (plan.info) that must equal WANT */
+static int s_record_is(s_job_t *job, const kz_val_t *info, const char *key, const char *want)
+{
+    const char *got = kz_map_str(info, key);
+    if (got && strcmp(got, want) == 0)
+        return 0;
+    job->cause = "refused";
+    return s_fail_job(
+        job, "refused: the request's %s '%.255s' is not the router's for plan %s ('%.255s')", key,
+        want, job->plan_id, got ? got : "none");
+}
+
+/* Step 1b, before anything is written: the plan must be one the router
+   executes right now, as the request says. Asks the orchestrator
+   (kaizen.plan, PROTOCOL.md 4.13a): its state must be "executing", and
+   its target, fixer, base commit, branch (and the id of the executor
+   call in progress) those of this request. A request for a plan that
+   ended (an accepted plan's branch) or that the router does not hold is
+   refused; when the orchestrator cannot be asked nothing is done either
+   (cause "unavailable": the request may be sent again). */
+static int s_check_record(s_job_t *job, const kz_msg_t *req)
+{
+    kz_msg_t *q = kz_msg_new("plan.query");
+    if (!q || kz_map_put_str(q, kz_msg_body(q), "plan_id", job->plan_id) != 0) {
+        kz_msg_destroy(&q);
+        return s_fail_job(job, "out of memory");
+    }
+    char err[512];
+    kz_msg_t *info = kz_bus_call(kz_agent_bus(job->agent), S_PLAN_SERVICE, &q, S_PLAN_TIMEOUT, 1,
+                                 err, sizeof err);
+    if (!info) {
+        job->cause = "unavailable";
+        return s_fail_job(job,
+                          "unable to ask the orchestrator about plan %s (%s): %s; nothing was "
+                          "done, the request may be sent again",
+                          job->plan_id, S_PLAN_SERVICE, err);
+    }
+    const kz_val_t *b = kz_msg_body_const(info);
+    int rc = 0;
+    if (strcmp(kz_msg_type(info), "plan.info") != 0) {
+        const char *msg = kz_map_str(b, "message");
+        job->cause = "unavailable";
+        rc = s_fail_job(job,
+                        "unable to ask the orchestrator about plan %s (%s): %s; nothing was "
+                        "done, the request may be sent again",
+                        job->plan_id, S_PLAN_SERVICE, msg ? msg : kz_msg_type(info));
+    } else {
+        const char *state = kz_map_str(b, "state");
+        const char *pid = kz_map_str(b, "plan_id");
+        const char *rid = kz_map_str(b, "request_id");
+        if (!pid || strcmp(pid, job->plan_id) != 0) {
+            job->cause = "unavailable";
+            rc = s_fail_job(job, "the orchestrator answered about another plan than %s",
+                            job->plan_id);
+        } else if (!state || strcmp(state, "executing") != 0) {
+            job->cause = "refused";
+            rc = s_fail_job(job,
+                            "refused: plan %s is not being executed by the router (its state "
+                            "there is '%s'); an executor acts only on a plan the router runs",
+                            job->plan_id, state ? state : "none");
+        } else if (s_record_is(job, b, "target", job->target->name) != 0 ||
+                   s_record_is(job, b, "fixer", job->fixer->name) != 0 ||
+                   s_record_is(job, b, "base_commit", job->base) != 0 ||
+                   s_record_is(job, b, "branch", job->branch) != 0) {
+            rc = -1;
+        } else if (rid && strcmp(rid, kz_msg_id(req)) != 0) {
+            job->cause = "refused";
+            rc = s_fail_job(job,
+                            "refused: request %s is not the router's call for plan %s (that is "
+                            "%s)",
+                            kz_msg_id(req), job->plan_id, rid);
+        }
+    }
+    kz_msg_destroy(&info);
     return rc;
 }
 
@@ -804,7 +894,8 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
     if (!kz_id_valid(plan_id))
         s_fail_job(&job, "plan id '%s' is not an id ([A-Za-z0-9_-], at most %d)", plan_id,
                    S_MAX_ID);
-    else if (s_validate(&job, d->msg) == 0 && s_lock(&job) == 0) {
+    else if (s_validate(&job, d->msg) == 0 && s_check_record(&job, d->msg) == 0 &&
+             s_lock(&job) == 0) {
         st = s_execute(&job);
         s_cleanup(&job, st == S_CHANGED);
         s_unlock(&job);

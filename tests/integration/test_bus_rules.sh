@@ -11,6 +11,9 @@
 #    an agent's key reads nothing from the tap: all counted as refused;
 #  - the operator's monitor sees the traffic, the agent's offer of
 #    validate.tests is served;
+#  - `kaizen call exec.refactor` (operator) and a call of validate.tests by an
+#    agent are refused by the broker with an error reply naming the rule; the
+#    orchestrator's key calls validate.tests, the operator kaizen.plan;
 #  - a key that is not in allow_dir gets nothing through at all.
 # shellcheck disable=SC2154 # PID_* are set by kz_start (lib.sh)
 source "$(dirname "$0")/lib.sh"
@@ -88,6 +91,7 @@ actor() { # FILE CERT
 actor "$T/agent.yaml" "$KEYS/agent-x.key_secret"
 actor "$T/op.yaml" "$KEYS/op.key_secret"
 actor "$T/rogue.yaml" "$KEYS/rogue.key_secret"
+actor "$T/orch.yaml" "$KEYS/orch.key_secret"
 grep -q "operator_cert: $KEYS/agent-x.key_secret" "$T/agent.yaml" || fail "actor config: $(cat "$T/agent.yaml")"
 
 kz_at_exit kz_kill_leftovers
@@ -148,10 +152,36 @@ kz_wait_for 30 refused agent-x join 2 || fail "the agent's joins were not refuse
 kz_start fake-tests "$KZ_TOOLS/kz_serve" validate.tests -c "$T/op.yaml"
 kz_wait_for 30 refused op offer 1 || fail "the operator's offer was not refused: $(cat "$T/stats.json")"
 kz_start real-tests "$KZ_TOOLS/kz_serve" validate.tests -c "$T/agent.yaml"
-"$KZ_TOOLS/kz_call" validate.tests -c "$T/op.yaml" -f who=op --timeout-ms 10000 --retries 2 >"$T/call.out" ||
-    fail "the call to validate.tests failed: $(cat "$T/call.out")"
+"$KZ_TOOLS/kz_call" validate.tests -c "$T/orch.yaml" -f who=orch --timeout-ms 10000 --retries 2 >"$T/call.out" ||
+    fail "the orchestrator's call to validate.tests failed: $(cat "$T/call.out")"
 grep -q "^got " "$T/real-tests.log" || fail "the agent's validate.tests did not serve the call"
 grep -q "^got " "$T/fake-tests.log" && fail "the operator's validate.tests got a request"
+
+# (b2) executors and validators are called only by the orchestrator's
+# router (issue #12): the operator's `kaizen call` and an agent's call are
+# refused by the broker with an error reply that says so, and nothing
+# reaches the worker
+served=$(grep -c "^got " "$T/real-tests.log")
+"$K" call exec.refactor "{\"plan_id\":\"Pask\",\"fixer\":\"black\",\"files\":[\"a.py\"],\"base_commit\":\"$BASE\"}" \
+    --target py --retries 0 --timeout 10s >"$T/call-exec.out" 2>&1 && fail "kaizen call exec.refactor succeeded: $(cat "$T/call-exec.out")"
+grep -qF "the broker's rules refuse a call to 'exec.refactor' from 'op' (role operator): only orchestrator may" "$T/call-exec.out" ||
+    fail "kaizen call exec.refactor: no refusal: $(cat "$T/call-exec.out")"
+"$K" call validate.tests '{"plan_id":"Pask","commit":"'"$BASE"'","base_commit":"'"$BASE"'"}' \
+    --target py --retries 0 --timeout 10s >"$T/call-val.out" 2>&1 && fail "kaizen call validate.tests succeeded"
+grep -qF "refuse a call to 'validate.tests' from 'op' (role operator)" "$T/call-val.out" ||
+    fail "kaizen call validate.tests: no refusal: $(cat "$T/call-val.out")"
+"$K" -c "$T/agent.yaml" call validate.tests '{"plan_id":"Pask","commit":"'"$BASE"'","base_commit":"'"$BASE"'"}' \
+    --target py --retries 0 --timeout 10s >"$T/call-agent.out" 2>&1 && fail "an agent's call to validate.tests succeeded"
+grep -qF "refuse a call to 'validate.tests' from 'agent-x' (role agent)" "$T/call-agent.out" ||
+    fail "an agent's call to validate.tests: no refusal: $(cat "$T/call-agent.out")"
+[[ $(grep -c "^got " "$T/real-tests.log") == "$served" ]] || fail "a refused call reached validate.tests"
+kz_wait_for 30 refused op call 2 || fail "the operator's calls are not counted as refused: $(cat "$T/stats.json")"
+grep -qF "refused call 'exec.refactor' from 'op' (role operator): only orchestrator may" "$BLOG" ||
+    fail "the refused call was not logged"
+# the operator still calls what it may: the orchestrator's services
+"$K" call kaizen.plan '{"plan_id":"Pask"}' --type plan.query --json >"$T/plan.out" ||
+    fail "kaizen call kaizen.plan failed: $(cat "$T/plan.out")"
+grep -q '"type":"plan.info".*"plan_id":"Pask"' "$T/plan.out" || fail "kaizen.plan: $(cat "$T/plan.out")"
 # the joins took nothing from the orchestrator's groups
 "$K" publish plan.rejected '{"plan_id":"Pnone","by":"alice","reason":"test"}' >/dev/null || fail "publish failed"
 kz_wait_for 30 kz_psql_is "SELECT count(*) FROM events WHERE type = 'plan.rejected'" 1 ||

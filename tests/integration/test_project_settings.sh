@@ -247,6 +247,10 @@ review r2 "$C_words" codespell src/words.py
 
 # the codespell fixer fixes recieve and keeps teh, which the project ignores
 body=$(printf '{"plan_id": "p1", "fixer": "codespell", "files": ["src/words.py"], "base_commit": "%s"}' "$BASE")
+# the router's record says it executes p1 so (kaizen.plan, plan_record.py)
+printf '{"p1": {"state": "executing", "target": "hooks", "fixer": "codespell", "base_commit": "%s", "branch": "kaizen/plan-p1"}}' "$BASE" >"$T/records.json"
+kz_start record "$PY" "$KZ_ROOT/tests/integration/plan_record.py" "$KZ_ROUTER" "$T/records.json"
+kz_wait_log record "ready" || fail "the plan record service did not start"
 "$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request hooks "$body" >"$T/p1.json" ||
     fail "no reply from the refactorer"
 [[ $(jq -r .body.status "$T/p1.json") == changed ]] || fail "refactor: $(cat "$T/p1.json")"

@@ -150,9 +150,19 @@ if reply.get("corr") != ulid:
     sys.exit("reply corr %r is not the request id %s" % (reply.get("corr"), ulid))
 print(json.dumps({"type": reply["type"], "target": reply.get("target"), "body": reply["body"]}))
 PY
+# the router's record of the plans (kaizen.plan, served by plan_record.py):
+# record ID STATE TARGET FIXER BASE [BRANCH]
+echo '{}' >"$T/records.json"
+record() {
+    jq --arg id "$1" --arg st "$2" --arg t "$3" --arg f "$4" --arg b "$5" --arg br "${6:-kaizen/plan-$1}" \
+        '.[$id] = {state: $st, target: $t, fixer: $f, base_commit: $b, branch: $br}' \
+        "$T/records.json" >"$T/records.tmp" && mv "$T/records.tmp" "$T/records.json"
+}
 # refactor ID FIXER FILES-JSON [TARGET] [EXTRA-JSON-FIELDS]: reply in $T/ID.json
+# (the router executes plan ID as requested: its record says so)
 refactor() {
     local body
+    record "$1" executing "${4-py}" "$2" "$BASE"
     body=$(printf '{"plan_id": "%s", "fixer": "%s", "files": %s, "base_commit": "%s"%s}' \
         "$1" "$2" "$3" "$BASE" "${5:+, $5}")
     "$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request "${4-py}" "$body" >"$T/$1.json" ||
@@ -185,6 +195,8 @@ changed_ok() { # ID FILE...
 
 kz_start broker "$KZ_BIN/kaizen-broker" -c "$KAIZEN_CONFIG"
 kz_wait_log broker "broker ready" || fail "broker did not start"
+kz_start record "$PY" "$KZ_ROOT/tests/integration/plan_record.py" "$KZ_ROUTER" "$T/records.json"
+kz_wait_log record "ready" || fail "the plan record service did not start"
 kz_start refactorer "$KZ_BIN/kaizen-code-refactorer" --log-level debug
 kz_wait_log refactorer "started" || fail "refactorer did not start"
 
@@ -224,6 +236,7 @@ want=$(printf '%s\n\n%s\n\n%s' "Fix 1 spelling mistake in spell.py" \
     fail "trailers: $(git -C "$R" log -1 --format=%B kaizen/plan-c1 | git interpret-trailers --parse)"
 
 # a target whose history is Conventional Commits gets "type: description"
+record cc1 executing cc codespell "$BASE2"
 body=$(printf '{"plan_id": "cc1", "fixer": "codespell", "files": ["spell.py"], "base_commit": "%s", "findings": ["cd34"], "finding_details": [{"file": "spell.py", "line": 1, "rule": "teh", "message": "teh ==> the"}]}' "$BASE2")
 "$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request cc "$body" >"$T/cc1.json" || fail "no reply for cc1"
 expect cc1 changed
@@ -285,7 +298,39 @@ refactor u4 black '["fmt.py"]' py '"branch": "main"'
 expect u4 failed "branch 'main' is refused"
 [[ $(git -C "$R" rev-parse main) == "$BASE" ]] || fail "main moved"
 refactor u5 black '["fmt.py"]' py '"branch": "kaizen/improvements"'
-expect u5 failed "integration branch"
+expect u5 failed "branch 'kaizen/improvements' is refused: plan u5 works on its own branch 'kaizen/plan-u5' only"
+[[ $(field u5 .body.cause) == refused ]] || fail "u5: cause is not refused: $(cat "$T/u5.json")"
+
+# --------------------------------- only the plan the router executes (#12)
+# another plan's branch (b1's, which holds a commit) is refused, untouched
+b1_head=$(git -C "$R" rev-parse kaizen/plan-b1)
+refactor x1 black '["clean.py"]' py '"branch": "kaizen/plan-b1"'
+expect x1 failed "branch 'kaizen/plan-b1' is refused: plan x1 works on its own branch 'kaizen/plan-x1' only"
+[[ $(git -C "$R" rev-parse kaizen/plan-b1) == "$b1_head" ]] || fail "x1 moved branch kaizen/plan-b1"
+no_branch x1
+# a plan the router is not executing: validating, ended, unknown
+for st in validating final; do
+    record "x-$st" "$st" py black "$BASE"
+    body=$(printf '{"plan_id": "x-%s", "fixer": "black", "files": ["fmt.py"], "base_commit": "%s"}' "$st" "$BASE")
+    "$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request py "$body" >"$T/x-$st.json" || fail "no reply for x-$st"
+    expect "x-$st" failed "refused: plan x-$st is not being executed by the router (its state there is '$st')"
+    [[ $(field "x-$st" .body.cause) == refused ]] || fail "x-$st: cause: $(cat "$T/x-$st.json")"
+    no_branch "x-$st"
+done
+body=$(printf '{"plan_id": "x-unknown", "fixer": "black", "files": ["fmt.py"], "base_commit": "%s"}' "$BASE")
+"$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request py "$body" >"$T/x-unknown.json" || fail "no reply for x-unknown"
+expect x-unknown failed "its state there is 'unknown'"
+# executing, but not as requested: another fixer, base or target
+record x-f executing py isort "$BASE"
+"$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request py \
+    "$(printf '{"plan_id": "x-f", "fixer": "black", "files": ["fmt.py"], "base_commit": "%s"}' "$BASE")" >"$T/x-f.json"
+expect x-f failed "refused: the request's fixer 'black' is not the router's for plan x-f ('isort')"
+record x-b executing py black "$BASE2"
+"$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request py \
+    "$(printf '{"plan_id": "x-b", "fixer": "black", "files": ["fmt.py"], "base_commit": "%s"}' "$BASE")" >"$T/x-b.json"
+expect x-b failed "refused: the request's base_commit '$BASE' is not the router's for plan x-b"
+no_branch x-f
+no_branch x-b
 body='{"plan_id": "u6", "fixer": "black", "files": ["fmt.py"], "base_commit": "0123456789abcdef0123456789abcdef01234567"}'
 "$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request py "$body" >"$T/u6.json" || fail "no reply for u6"
 expect u6 failed "base commit 0123456789abcdef0123456789abcdef01234567 not found"

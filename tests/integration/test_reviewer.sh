@@ -236,6 +236,10 @@ verdict e7 error "does not descend from the base commit"
 
 # end to end: the refactorer's black fix passes the review with the black tool
 body=$(printf '{"plan_id": "p1", "fixer": "black", "files": ["fmt.py"], "base_commit": "%s"}' "$BASE")
+# the router's record says it executes p1 so (kaizen.plan, plan_record.py)
+printf '{"p1": {"state": "executing", "target": "py", "fixer": "black", "base_commit": "%s", "branch": "kaizen/plan-p1"}}' "$BASE" >"$T/records.json"
+kz_start record "$PY" "$KZ_ROOT/tests/integration/plan_record.py" "$KZ_ROUTER" "$T/records.json"
+kz_wait_log record "ready" || fail "the plan record service did not start"
 "$PY" "$T/req.py" "$KZ_ROUTER" exec.refactor exec.request py "$body" >"$T/p1.json" || fail "no reply from the refactorer"
 [[ $(jq -r .body.status "$T/p1.json") == changed ]] || fail "refactor: $(cat "$T/p1.json")"
 P1=$(jq -r .body.commit "$T/p1.json")

@@ -208,6 +208,15 @@ static kz_msg_t *s_build(const char *type)
         kz_map_put_str(msg, b, "reason", "risk 0.1 below require_approval 0.8");
         kz_val_t *d = kz_map_put_map(msg, b, "details");
         kz_map_put_str(msg, d, "service", "exec.refactor");
+    } else if (!strcmp(type, "plan.query")) {
+        kz_map_put_str(msg, b, "plan_id", "plan-01");
+    } else if (!strcmp(type, "plan.info")) {
+        kz_map_put_str(msg, b, "plan_id", "plan-01");
+        kz_map_put_str(msg, b, "state", "executing");
+        kz_map_put_str(msg, b, "target", "py");
+        kz_map_put_str(msg, b, "fixer", "black");
+        kz_map_put_str(msg, b, "base_commit", "0123456789abcdef0123456789abcdef01234567");
+        kz_map_put_str(msg, b, "branch", "kaizen/plan-plan-01");
     } else if (!strcmp(type, "plan.approved") || !strcmp(type, "plan.rejected")) {
         kz_map_put_str(msg, b, "plan_id", "plan-01");
         kz_map_put_str(msg, b, "by", "alice");
@@ -320,6 +329,7 @@ static const char *const s_types[] = {
     "learn.update",  "feedback.decision", "status.request",  "status.reply",    "error",
     "test.event",    "demo.echo",         "agent.exited",    "agent.failed",    "plan.batch",
     "plan.ranked",   "plan.state",        "request.cancel",  "request.started", "tests.base",
+    "plan.query",    "plan.info",
 };
 #define N_TYPES (sizeof(s_types) / sizeof(s_types[0]))
 
