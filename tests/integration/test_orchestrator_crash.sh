@@ -22,7 +22,10 @@
 #    get their rows and reach their final state (awaiting_approval,
 #    failed), and Plong is failed "interrupted: the orchestrator
 #    restarted";
-#  - `kaizen down` stops the adopted broker too: nothing is left.
+#  - `kaizen up` with the router endpoint moved (the broker does not answer
+#    there) refuses to start and leaves the broker and agents running;
+#  - the adopted broker killed: the orchestrator starts its own (a restart);
+#  - `kaizen down` then stops everything: nothing is left.
 # On the code before this test, `kaizen up` killed the broker ("stopping
 # N leftover processes"): the events and plans published meanwhile were
 # lost, and run-once waited out its timeout.
@@ -173,6 +176,18 @@ n_before=$(grep -c '"name":"agent.heartbeat"' "$T/mon.log")
 kz_wait_for 30 sh -c "[ \$(grep -c '\"name\":\"agent.heartbeat\"' '$T/mon.log') -ge $((n_before + 4)) ]" ||
     fail "the demo agents published nothing while the orchestrator was down"
 
+# --- up with the router endpoint moved: the broker does not answer there;
+# it may hold events, so it is not killed and nothing starts
+sed "s|router: $KZ_ROUTER|router: ipc://$T/moved.sock|" "$T/kaizen.yaml" >"$T/moved.yaml"
+expect 1 up-moved "$K" -c "$T/moved.yaml" up
+grep -q "the broker of the previous run (pid $BROKER) does not answer" "$T/up-moved.err" ||
+    fail "up with moved endpoints: $(cat "$T/up-moved.err")"
+grep -q "left running and nothing was started" "$T/up-moved.err" || fail "up-moved: $(cat "$T/up-moved.err")"
+kill -0 "$BROKER" || fail "up with moved endpoints killed the broker"
+[[ $(pgrep -f -- "kaizen-demo .*$S/logs" | wc -l) -eq 2 ]] || fail "up with moved endpoints stopped the agents"
+[[ -e $S/run/orchestrator.pid ]] && pgrep -f -- "kaizen-orchestrator .*$S/logs" >/dev/null &&
+    fail "up with moved endpoints started an orchestrator"
+
 # --- kaizen up again: the broker is adopted with its queue
 expect 0 up2 "$K" up
 grep -q "adopting the broker of the previous run (pid $BROKER)" "$T/up2.err" ||
@@ -215,9 +230,17 @@ missing() {
 kz_wait_for 90 missing ||
     fail "$(wc -l <"$T/missing.ids") of $(wc -l <"$T/want.ids") events seen on the bus are not in events (e.g. $(head -3 "$T/missing.ids" | tr '\n' ' '))"
 
-# --- down stops the adopted broker too
+# --- the adopted broker dies: the orchestrator starts its own
+kill -9 "$BROKER"
+new_broker() { read -r b3 how < <(broker_pid) && [[ $b3 != "$BROKER" && $how == own ]]; }
+kz_wait_for 60 new_broker || fail "no new broker after the adopted one died: $(cat "$T/st.json")"
+"$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); b=[a for a in d["agents"] if a["name"]=="broker"][0]; sys.exit(0 if b["restarts"]==1 and "adopted" in b.get("last_exit","") else 1)' "$T/st.json" ||
+    fail "the adopted broker's death is not a restart: $(cat "$T/st.json")"
+BROKER=$b3
+
+# --- down stops everything
 expect 0 down "$K" down --timeout 60s
-kz_wait_for 30 sh -c "! kill -0 $BROKER 2>/dev/null" || fail "the adopted broker outlived kaizen down"
+kz_wait_for 30 ended "$BROKER" || fail "the broker outlived kaizen down"
 leftovers() { pgrep -af -- "$S" | grep -v -e pgrep -e "$0" || true; }
 no_leftovers() { [[ -z $(leftovers) ]]; }
 kz_wait_for 60 no_leftovers || fail "processes left: $(leftovers)"
