@@ -175,10 +175,15 @@ int kz_cli_bin_dir(char *buf, size_t len);
 /* cli/down.c: kill the processes a previous `kaizen up` under CFG's
    state directory left behind: kaizen programs in process group PGID
    (the orchestrator's pid from run/orchestrator.pid; 0 = none) or
-   logging to STATE/logs (--log-file), never this process. SIGTERM, then
-   SIGKILL after GRACE_MS. Returns how many there were, or -1 when some
-   outlived SIGKILL (named on stderr) */
-int kz_cli_kill_leftovers(const kz_config_t *cfg, pid_t pgid, int grace_ms);
+   logging to STATE/logs (--log-file), never this process nor SPARE (a
+   broker `kaizen up` adopts; 0 = none). SIGTERM, then SIGKILL after
+   GRACE_MS. Returns how many there were, or -1 when some outlived
+   SIGKILL (named on stderr) */
+int kz_cli_kill_leftovers(const kz_config_t *cfg, pid_t pgid, pid_t spare, int grace_ms);
+
+/* cli/down.c: the pid of a running kaizen-broker of CFG's run (logging
+   under STATE/logs), or 0: the broker a crashed orchestrator left */
+pid_t kz_cli_find_broker(const kz_config_t *cfg);
 
 /* cli/down.c: true when PID is a live kaizen process of CFG's run: a
    kaizen executable whose --log-file lies under STATE/logs (a pid file

@@ -146,9 +146,23 @@ bool kz_cli_pid_is_ours(const kz_config_t *cfg, pid_t pid)
            kz_state_path(cfg, "logs", log_dir, sizeof log_dir) == 0 && s_logs_under(pid, log_dir);
 }
 
+/* True when PID's executable is kaizen-broker (its command name) */
+static bool s_is_broker(pid_t pid)
+{
+    char path[64], comm[64] = "";
+    snprintf(path, sizeof path, "/proc/%ld/comm", (long)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool ok = fgets(comm, sizeof comm, f) != NULL;
+    fclose(f);
+    comm[strcspn(comm, "\n")] = '\0';
+    return ok && strcmp(comm, "kaizen-broker") == 0;
+}
+
 /* The leftovers now: running kaizen programs in group PGID or logging
-   under LOG_DIR. Count into PIDS (at most MAX). */
-static size_t s_scan(pid_t pgid, const char *log_dir, pid_t *pids, size_t max)
+   under LOG_DIR, but not SPARE. Count into PIDS (at most MAX). */
+static size_t s_scan(pid_t pgid, pid_t spare, const char *log_dir, pid_t *pids, size_t max)
 {
     DIR *dir = opendir("/proc");
     if (!dir)
@@ -159,7 +173,7 @@ static size_t s_scan(pid_t pgid, const char *log_dir, pid_t *pids, size_t max)
     while ((e = readdir(dir)) != NULL && count < max) {
         char *end = NULL;
         long v = strtol(e->d_name, &end, 10);
-        if (!end || *end || v <= 0 || v > INT_MAX || (pid_t)v == self)
+        if (!end || *end || v <= 0 || v > INT_MAX || (pid_t)v == self || (pid_t)v == spare)
             continue;
         pid_t pid = (pid_t)v;
         char state;
@@ -190,13 +204,26 @@ static size_t s_wait_all(const pid_t *pids, size_t n, int ms)
     }
 }
 
-int kz_cli_kill_leftovers(const kz_config_t *cfg, pid_t pgid, int grace_ms)
+pid_t kz_cli_find_broker(const kz_config_t *cfg)
 {
     char log_dir[PATH_MAX];
     if (kz_state_path(cfg, "logs", log_dir, sizeof log_dir) != 0)
         return 0;
     pid_t pids[S_MAX_LEFTOVERS];
-    size_t n = s_scan(pgid, log_dir, pids, S_MAX_LEFTOVERS);
+    size_t n = s_scan(0, 0, log_dir, pids, S_MAX_LEFTOVERS);
+    for (size_t i = 0; i < n; i++)
+        if (s_is_broker(pids[i]))
+            return pids[i];
+    return 0;
+}
+
+int kz_cli_kill_leftovers(const kz_config_t *cfg, pid_t pgid, pid_t spare, int grace_ms)
+{
+    char log_dir[PATH_MAX];
+    if (kz_state_path(cfg, "logs", log_dir, sizeof log_dir) != 0)
+        return 0;
+    pid_t pids[S_MAX_LEFTOVERS];
+    size_t n = s_scan(pgid, spare, log_dir, pids, S_MAX_LEFTOVERS);
     if (n == 0)
         return 0;
     fprintf(stderr, "stopping %zu leftover process%s of kaizen in %s:", n, n == 1 ? "" : "es",
@@ -218,7 +245,7 @@ int kz_cli_kill_leftovers(const kz_config_t *cfg, pid_t pgid, int grace_ms)
         }
     }
     /* processes started meanwhile by a dying supervisor: one more round */
-    size_t again = s_scan(pgid, log_dir, pids, S_MAX_LEFTOVERS);
+    size_t again = s_scan(pgid, spare, log_dir, pids, S_MAX_LEFTOVERS);
     for (size_t i = 0; i < again; i++)
         kill(pids[i], SIGKILL);
     if (again > 0 && s_wait_all(pids, again, S_KILL_WAIT_MS) > 0)
@@ -404,7 +431,7 @@ int kz_cli_stop(const kz_config_t *cfg, int timeout_ms, bool *was_running)
     }
     /* what is left of its group, or of a run whose orchestrator crashed */
     int grace = cfg->supervisor.stop_timeout_ms < 5000 ? cfg->supervisor.stop_timeout_ms : 5000;
-    int left = kz_cli_kill_leftovers(cfg, pid, grace);
+    int left = kz_cli_kill_leftovers(cfg, pid, 0, grace);
     if (left < 0)
         rc = KZ_EXIT_FAILURE;
     if (left != 0)

@@ -56,6 +56,7 @@
 #include "kz_state.h"
 
 #define S_EXIT_TIMEOUT     3
+#define S_EXIT_GONE        4 /* the orchestrator died or stopped under us */
 #define S_EXIT_INTERRUPTED 130
 #define S_DEFAULT_TIMEOUT  (30 * 60 * 1000)
 #define S_LEARN_WAIT_MS    60000
@@ -69,6 +70,8 @@
 #define S_MAX_PLANS        100000
 #define S_TRIGGER_AGENT    "code-health"
 #define S_PROGRESS_MS      30000 /* at most this long without a progress line */
+#define S_ORCH_QUIET_MS    20000 /* no word from the orchestrator this long: ask kaizen.status */
+#define S_ORCH_CHECK_MS    1000  /* look at the orchestrator's process this often */
 
 static const char s_usage[] =
     "usage: kaizen [-c FILE] run-once [--target NAME] [--json] [--timeout DURATION]\n"
@@ -155,6 +158,15 @@ typedef struct {
     int progress_ms;     /* at most this long without a line while waiting */
     int64_t last_line;   /* monotonic ms of the last progress line */
     json_t *workers;     /* agent id -> the service its last request.started named */
+    /* the orchestrator, watched: its bus id and pid (from kaizen.status),
+       whether that pid is a process of this host, when it was last heard
+       of (monotonic ms), and why it is gone ("" while it is not) */
+    char orch_id[320];
+    long orch_pid;
+    bool orch_local;
+    int64_t orch_seen;
+    int64_t orch_checked;
+    char orch_gone[512];
 } s_ro_t;
 
 /* A progress line on stderr: "[  12.3s] WHAT" */
@@ -989,8 +1001,11 @@ static void s_on_tests(s_ro_t *ro, const kz_msg_t *msg, const json_t *b)
 /* One delivery. Times are the message's own (the sender's clock, ms since
    the epoch), so what waited in our queue while kaizen came up keeps
    its real time */
+static void s_orch_heard(s_ro_t *ro, const kz_msg_t *msg);
+
 static void s_handle(s_ro_t *ro, const kz_msg_t *msg)
 {
+    s_orch_heard(ro, msg);
     int64_t now = kz_msg_ts(msg) > 0 ? kz_msg_ts(msg) / 1000 : kz_now_us() / 1000;
     const char *type = kz_msg_type(msg);
     json_t *b = s_body(msg);
@@ -1539,7 +1554,10 @@ static void s_text(const json_t *doc)
         printf("kaizen run-once: the cycle ran in %s, but not on every target (see below)\n", took);
     else
         printf("kaizen run-once: %s after %s; what was done so far:\n",
-               strcmp(result, "timed_out") == 0 ? "TIMED OUT" : "interrupted", took);
+               strcmp(result, "timed_out") == 0           ? "TIMED OUT"
+               : strcmp(result, "orchestrator_gone") == 0 ? "THE ORCHESTRATOR IS GONE"
+                                                          : "interrupted",
+               took);
     const json_t *sandbox = json_object_get(doc, "sandbox");
     if (json_is_false(json_object_get(sandbox, "enabled")))
         printf("WARNING: the sandbox is %s\n", s_jstr(sandbox, "detail"));
@@ -1751,8 +1769,20 @@ static void s_text(const json_t *doc)
 static int s_subscribe(s_ro_t *ro, kz_bus_t *bus)
 {
     static const char *const topics[] = {
-        "agent.run",   "scan.",           "finding.", "analysis.",       "plan.",
-        "exec.result", "validate.result", "learn.",   "request.started", "tests.base",
+        "agent.run",
+        "scan.",
+        "finding.",
+        "analysis.",
+        "plan.",
+        "exec.result",
+        "validate.result",
+        "learn.",
+        "request.started",
+        "tests.base",
+        /* the orchestrator's, to notice it is gone */
+        "agent.heartbeat",
+        "agent.bye",
+        "agent.hello",
     };
     for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
         if (kz_bus_subscribe(bus, topics[i]) != 0) {
@@ -1858,6 +1888,116 @@ static void s_check_agents(s_ro_t *ro)
             found = strcmp(ro->cfg->agents[k].name, loop[i][0]) == 0;
         if (!found)
             s_warn(ro, "no agent %s in the config (agents:): %s", loop[i][0], loop[i][1]);
+    }
+}
+
+/* ------------------------------------------------------ the orchestrator */
+
+/* True while PID runs on this host as a kaizen program (a zombie has
+   stopped running) */
+static bool s_pid_runs(long pid)
+{
+    if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+        return false;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+        return false;
+    return kz_pid_is_kaizen((pid_t)pid);
+}
+
+/* Ask kaizen.status who the orchestrator is. 0 answered, -1 not */
+static int s_orch_ask(s_ro_t *ro)
+{
+    char err[1024] = "";
+    kz_msg_t *reply = kz_cli_status_call(ro->cfg, S_STATUS_MS, err, sizeof err);
+    if (!reply)
+        return -1;
+    const kz_val_t *o = kz_map_get(kz_msg_body_const(reply), "orchestrator");
+    const char *id = kz_map_str(o, "id");
+    const char *host = kz_map_str(o, "host");
+    long pid = (long)kz_map_int(o, "pid", 0);
+    char me[256] = "";
+    gethostname(me, sizeof me - 1);
+    if (ro->orch_pid > 0 && pid > 0 && pid != ro->orch_pid)
+        s_warn(ro, "the orchestrator was restarted (pid %ld, now pid %ld)", ro->orch_pid, pid);
+    snprintf(ro->orch_id, sizeof ro->orch_id, "%s", id ? id : "");
+    ro->orch_pid = pid;
+    ro->orch_local = host && strcmp(host, me) == 0 && s_pid_runs(pid);
+    ro->orch_seen = s_mono_ms();
+    kz_msg_destroy(&reply);
+    return 0;
+}
+
+/* A message on the bus: the orchestrator's heartbeat (or any word of
+   it) says it lives; its agent.bye says it stopped */
+static void s_orch_heard(s_ro_t *ro, const kz_msg_t *msg)
+{
+    const char *src = kz_msg_src(msg);
+    if (!ro->orch_id[0] || !src || strcmp(src, ro->orch_id) != 0)
+        return;
+    ro->orch_seen = s_mono_ms();
+    if (strcmp(kz_msg_type(msg), "agent.bye") == 0 && !ro->orch_gone[0]) {
+        const char *reason = kz_map_str(kz_msg_body_const(msg), "reason");
+        snprintf(ro->orch_gone, sizeof ro->orch_gone, "stopped (agent.bye: %s)",
+                 reason ? reason : "no reason given");
+    }
+}
+
+/* Is the orchestrator gone? Its process is looked at every second (when
+   it runs here); after S_ORCH_QUIET_MS (or 4 heartbeats, the longer)
+   without a word from it, kaizen.status is asked once. true with
+   ro->orch_gone saying why */
+static bool s_orch_check(s_ro_t *ro, int64_t now)
+{
+    if (ro->orch_gone[0])
+        return true;
+    if (ro->orch_pid <= 0 && !ro->orch_id[0])
+        return false; /* never known: nothing to watch */
+    if (now - ro->orch_checked < S_ORCH_CHECK_MS)
+        return false;
+    ro->orch_checked = now;
+    if (ro->orch_local && !s_pid_runs(ro->orch_pid)) {
+        snprintf(ro->orch_gone, sizeof ro->orch_gone, "died (its process is gone)");
+        return true;
+    }
+    int64_t quiet = (int64_t)ro->cfg->agent_heartbeat_ms * 4;
+    if (quiet < S_ORCH_QUIET_MS)
+        quiet = S_ORCH_QUIET_MS;
+    if (now - ro->orch_seen < quiet)
+        return false;
+    if (s_orch_ask(ro) == 0)
+        return false;
+    char bound[32];
+    kz_cli_human_ms(s_mono_ms() - ro->orch_seen, bound, sizeof bound);
+    snprintf(ro->orch_gone, sizeof ro->orch_gone,
+             "stopped answering (no heartbeat for %s, no kaizen.status reply)", bound);
+    return true;
+}
+
+/* The plans that were not final, as "ID STATE" into BUF */
+static void s_unfinished(const s_ro_t *ro, char *buf, size_t len)
+{
+    size_t at = 0;
+    const char *id;
+    json_t *p;
+    buf[0] = '\0';
+    json_object_foreach(ro->plans, id, p)
+    {
+        if (json_is_true(json_object_get(p, "final")))
+            continue;
+        int n = snprintf(buf + at, len - at, "%s%s %s", at ? ", " : "", id,
+                         s_or(s_jstr(p, "state"), "seen"));
+        if (n < 0 || (size_t)n >= len - at)
+            break;
+        at += (size_t)n;
     }
 }
 
@@ -2000,6 +2140,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     if (rc != KZ_EXIT_OK)
         goto done;
     ro.started_kaizen = started;
+    if (s_orch_ask(&ro) != 0) /* up answered it: the pid file says who it is */
+        ro.orch_seen = s_mono_ms();
     ro.t0 = s_mono_ms();
     ro.last_line = ro.t0;
     int64_t start_ms = started ? ro.t0 - t_start : 0;
@@ -2038,6 +2180,11 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         if (now >= deadline) {
             result = "timed_out";
             rc = S_EXIT_TIMEOUT;
+            break;
+        }
+        if (s_orch_check(&ro, now)) {
+            result = "orchestrator_gone";
+            rc = S_EXIT_GONE;
             break;
         }
         if (now - ro.last_line >= ro.progress_ms) {
@@ -2121,6 +2268,18 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
                          at ? list : "(nothing?)");
         else
             kz_cli_error("run-once", "interrupted; still waiting for: %s", at ? list : "-");
+    } else if (rc == S_EXIT_GONE) {
+        char plans[4096];
+        s_unfinished(&ro, plans, sizeof plans);
+        char who[64] = "";
+        if (ro.orch_pid > 0)
+            snprintf(who, sizeof who, " (pid %ld)", ro.orch_pid);
+        kz_cli_error("run-once",
+                     "the orchestrator%s %s: %s%s; run `kaizen up` to recover (it keeps the broker "
+                     "and what it queued; a plan interrupted while executing is failed and "
+                     "rolled back)",
+                     who, ro.orch_gone,
+                     plans[0] ? "plans left unfinished: " : "no plan was under way", plans);
     } else if (rc == KZ_EXIT_FAILURE && strcmp(result, "failed") == 0) {
         for (size_t i = 0; i < ro.ntargets; i++)
             if (ro.targets[i].failed)

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "kz_agent.h"
 #include "kz_bus.h"
 #include "kz_msg.h"
+#include "kz_state.h"
 
 #define S_SERVICE            "kaizen.status"
 #define S_DEFAULT_TIMEOUT_MS 3000
@@ -372,9 +374,31 @@ static int s_show(const kz_config_t *cfg, int timeout_ms, bool json)
     char err[1024] = "";
     kz_msg_t *reply = kz_cli_status_call(cfg, timeout_ms, err, sizeof err);
     if (!reply) {
-        if (strncmp(err, "no answer", 9) == 0)
-            return kz_cli_error("status", "kaizen is not running (%s)", err);
-        return kz_cli_error("status", "%s", err);
+        /* a crash leaves the pid file behind, and often the broker (which
+           then answers that nobody serves kaizen.status) */
+        char pidfile[PATH_MAX];
+        pid_t pid = 0;
+        if (kz_state_path(cfg, "run/orchestrator.pid", pidfile, sizeof pidfile) == 0)
+            pid = kz_pidfile_read(pidfile);
+        if (pid > 0 && !kz_cli_pid_is_ours(cfg, pid)) {
+            pid_t broker = kz_cli_find_broker(cfg);
+            if (broker > 0)
+                return kz_cli_error("status",
+                                    "the orchestrator (pid %ld) is gone: it died without "
+                                    "stopping; its broker (pid %ld) still runs and keeps what is "
+                                    "published meanwhile: run 'kaizen up' to recover (%s)",
+                                    (long)pid, (long)broker, err);
+            return kz_cli_error("status",
+                                "the orchestrator (pid %ld) is gone: it died without stopping; "
+                                "run 'kaizen up' to start again, or 'kaizen down' to clean up (%s)",
+                                (long)pid, err);
+        }
+        if (strncmp(err, "no answer", 9) != 0)
+            return kz_cli_error("status", "%s", err);
+        if (pid > 0)
+            return kz_cli_error("status", "the orchestrator (pid %ld) runs but did not answer (%s)",
+                                (long)pid, err);
+        return kz_cli_error("status", "kaizen is not running (%s)", err);
     }
     const kz_val_t *body = kz_msg_body_const(reply);
     int rc = KZ_EXIT_OK;

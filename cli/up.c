@@ -45,6 +45,7 @@
 #include "kz_keys.h"
 #include "kz_pgctl.h"
 #include "kz_state.h"
+#include "kz_wire.h"
 
 #define S_LOCK_WAIT_MS   60000
 #define S_PG_START_MS    120000
@@ -53,6 +54,7 @@
 #define S_BASE_WAIT_MS   30000
 #define S_LOG_TAIL_LINES 20
 #define S_APP            "kaizen-cli"
+#define S_ADOPT_PROBE_MS 10000 /* a broker left running gets this long to answer */
 
 static const char s_usage[] =
     "usage: kaizen [-c FILE] up [--foreground]\n"
@@ -231,6 +233,149 @@ static int s_check_endpoints(const kz_config_t *cfg, char *errbuf, size_t errlen
             return -1;
     }
     return 0;
+}
+
+/* ---------------------------------------------- a broker left running */
+
+/* The endpoints the broker binds on which nothing listens, named into
+   BUF ("" when every one is taken, or cannot be told: a port 0) */
+static void s_endpoints_unused(const kz_config_t *cfg, char *buf, size_t len)
+{
+    const char *names[] = {"pub", "sub", "router", "tap"};
+    const char *binds[] = {cfg->bus.bind.pub, cfg->bus.bind.sub, cfg->bus.bind.router,
+                           cfg->bus.bind.tap};
+    const char *conns[] = {cfg->bus.connect.pub, cfg->bus.connect.sub, cfg->bus.connect.router,
+                           cfg->bus.connect.tap};
+    size_t at = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < 4; i++) {
+        const char *ep = binds[i] ? binds[i] : conns[i];
+        if (!ep)
+            continue;
+        char key[64], err[PATH_MAX + 256];
+        snprintf(key, sizeof key, "bus.%s.%s", binds[i] ? "bind" : "endpoints", names[i]);
+        int taken = 1;
+        if (strncmp(ep, "tcp://", 6) == 0)
+            taken = s_check_tcp(key, ep + 6, err, sizeof err) != 0;
+        else if (strncmp(ep, "ipc://", 6) == 0)
+            taken = s_check_ipc(key, ep + 6, err, sizeof err) != 0;
+        if (taken)
+            continue;
+        int n = snprintf(buf + at, len - at, "%s%s (%s)", at ? ", " : "", key, ep);
+        if (n < 0 || (size_t)n >= len - at)
+            break;
+        at += (size_t)n;
+    }
+}
+
+/* What the broker holds in its queue groups */
+typedef struct {
+    uint64_t queued;   /* waiting for a member, all groups */
+    uint64_t inflight; /* delivered, not acknowledged yet */
+    uint64_t recorder; /* of those queued: the recorder's */
+} s_held_t;
+
+/* mmi.stats from the broker on bus.endpoints.router, asked again and
+   again for up to MS. 0 answered (*HELD filled), -1 no (usable) answer */
+static int s_broker_held(const kz_config_t *cfg, int ms, s_held_t *held)
+{
+    char host[256] = "localhost", id[320], err[512] = "";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    snprintf(id, sizeof id, "kaizen-up@%s#%ld", host, (long)getpid());
+    kz_bus_config_t bc = cfg->bus;
+    bc.call_retries = 0;
+    kz_bus_t *bus = kz_bus_new(&bc, id, err, sizeof err);
+    if (!bus)
+        return -1;
+    memset(held, 0, sizeof *held);
+    int64_t deadline = s_mono_ms() + ms;
+    uint8_t *reply = NULL;
+    size_t len = 0;
+    int rc = -1;
+    while (rc != 0 && !s_forwarded && s_mono_ms() < deadline)
+        rc = kz_bus_call_raw(bus, KZ_MMI_STATS, "", 0, S_STATUS_MS, &reply, &len, err, sizeof err);
+    kz_bus_destroy(&bus);
+    if (rc != 0)
+        return -1;
+    kz_msg_limits_t limits = kz_msg_limits_default();
+    if (limits.max_size < len)
+        limits.max_size = len;
+    limits.max_count = 1000000;
+    limits.max_items = 10000000;
+    kz_msg_err_t derr = {0, ""};
+    kz_msg_t *value = kz_msg_decode_value(reply, len, &limits, &derr);
+    free(reply);
+    const kz_val_t *groups = value ? kz_map_get(kz_msg_body_const(value), "groups") : NULL;
+    if (!groups || groups->type != KZ_VAL_MAP) {
+        kz_msg_destroy(&value);
+        return -1;
+    }
+    for (uint32_t i = 0; i < groups->u.map.count; i++) {
+        const kz_kv_t *g = &groups->u.map.items[i];
+        int64_t queued = kz_map_int(&g->val, "queued", 0);
+        int64_t inflight = kz_map_int(&g->val, "inflight", 0);
+        held->queued += queued > 0 ? (uint64_t)queued : 0;
+        held->inflight += inflight > 0 ? (uint64_t)inflight : 0;
+        if (strcmp(g->key.u.str.ptr, "kaizen.recorder") == 0)
+            held->recorder += queued > 0 ? (uint64_t)queued : 0;
+    }
+    kz_msg_destroy(&value);
+    return 0;
+}
+
+/* A kaizen-broker of this state directory that outlived its orchestrator
+   (kill -9) holds what was published since: never killed here. When it
+   answers on the configured endpoints it is adopted (*ADOPT: the new
+   orchestrator supervises it); when the config no longer runs a broker
+   it is left running (*SPARE only). Otherwise nothing starts:
+   KZ_EXIT_FAILURE after saying why and what to do. */
+static int s_keep_broker(const kz_config_t *cfg, const char *cmd, pid_t *spare, pid_t *adopt)
+{
+    *spare = *adopt = 0;
+    pid_t broker = kz_cli_find_broker(cfg);
+    if (broker <= 0)
+        return KZ_EXIT_OK;
+    *spare = broker;
+    if (!cfg->supervisor.broker) {
+        fprintf(stderr,
+                "the broker of the previous run (pid %ld) still runs: left running "
+                "(supervisor.broker is false: kaizen does not supervise it)\n",
+                (long)broker);
+        return KZ_EXIT_OK;
+    }
+    fprintf(stderr,
+            "the broker of the previous run (pid %ld) still runs: asking it what it holds\n",
+            (long)broker);
+    s_held_t held;
+    char why[1024] = "";
+    if (s_broker_held(cfg, S_ADOPT_PROBE_MS, &held) != 0) {
+        char bound[32];
+        kz_cli_human_ms(S_ADOPT_PROBE_MS, bound, sizeof bound);
+        snprintf(why, sizeof why,
+                 "does not answer mmi.stats on bus.endpoints.router (%s) within %s",
+                 cfg->bus.connect.router ? cfg->bus.connect.router : "?", bound);
+    } else {
+        char unused[768];
+        s_endpoints_unused(cfg, unused, sizeof unused);
+        if (unused[0])
+            snprintf(why, sizeof why, "does not listen on %s (the endpoints changed?)", unused);
+    }
+    if (why[0])
+        return kz_cli_error(cmd,
+                            "the broker of the previous run (pid %ld) %s. It may hold events "
+                            "nobody has stored yet, so it is left running and nothing was "
+                            "started: put back the bus endpoints it was started with and run "
+                            "'kaizen %s' again to keep them, or stop it with 'kaizen down' (what "
+                            "it holds is lost)",
+                            (long)broker, why, cmd);
+    fprintf(stderr,
+            "adopting the broker of the previous run (pid %ld): it holds %llu queued message%s "
+            "(%llu for the recorder) and %llu unacknowledged, kept for the new orchestrator\n",
+            (long)broker, (unsigned long long)held.queued, held.queued == 1 ? "" : "s",
+            (unsigned long long)held.recorder, (unsigned long long)held.inflight);
+    *adopt = broker;
+    return KZ_EXIT_OK;
 }
 
 /* ------------------------------------------------------------ the database */
@@ -631,18 +776,25 @@ static int s_start(s_up_t *u, int *lock_p)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
-    /* 2. what a run that did not stop left behind */
+    /* 2. what a run that did not stop left behind: its broker, with what
+       it queued while no orchestrator ran, is kept; the rest is stopped
+       (the agents' unacknowledged deliveries go back to their groups) */
+    pid_t spare = 0, adopt = 0;
+    int kept = s_keep_broker(cfg, u->cmd, &spare, &adopt);
+    if (kept != KZ_EXIT_OK)
+        return kept;
     if (old > 0)
         unlink(u->pidfile);
     int grace = cfg->supervisor.stop_timeout_ms < 5000 ? cfg->supervisor.stop_timeout_ms : 5000;
     /* a live kaizen program at that pid that is not ours (pid reuse)
        leads someone else's run: its group is not ours to clean */
     pid_t pgid = old > 0 && kz_pid_is_kaizen(old) ? 0 : old;
-    if (kz_cli_kill_leftovers(cfg, pgid, grace) < 0)
+    if (kz_cli_kill_leftovers(cfg, pgid, spare, grace) < 0)
         return kz_cli_error(u->cmd, "processes of a previous run could not be stopped");
 
-    /* 3. the bus endpoints, before anything starts */
-    if (cfg->supervisor.broker && s_check_endpoints(cfg, err, sizeof err) != 0)
+    /* 3. the bus endpoints, before anything starts (the adopted broker's
+       are taken by it) */
+    if (cfg->supervisor.broker && !spare && s_check_endpoints(cfg, err, sizeof err) != 0)
         return kz_cli_error(u->cmd, "%s; nothing was started", err);
 
     /* 4. the programs */
@@ -670,12 +822,18 @@ static int s_start(s_up_t *u, int *lock_p)
     if (u->cli->config_path && !realpath(u->cli->config_path, u->config))
         return kz_cli_error(u->cmd, "unable to resolve '%s': %s", u->cli->config_path,
                             strerror(errno));
-    char *argv[8];
+    char *argv[10];
+    char adopt_pid[32];
     int argc = 0;
     argv[argc++] = exe;
     if (u->config[0]) {
         argv[argc++] = (char *)"-c";
         argv[argc++] = u->config;
+    }
+    if (adopt > 0) {
+        snprintf(adopt_pid, sizeof adopt_pid, "%ld", (long)adopt);
+        argv[argc++] = (char *)"--adopt-broker";
+        argv[argc++] = adopt_pid;
     }
     argv[argc++] = (char *)"--log-file";
     argv[argc++] = u->log;

@@ -450,6 +450,9 @@ static void s_usage(FILE *out)
         "  --node                supervise only the agents configured for this host:\n"
         "                        no broker, no recorder, no status service\n"
         "  --host NAME           this host's name in agents[].host (default: hostname)\n"
+        "  --adopt-broker PID    supervise the running kaizen-broker PID (left by an\n"
+        "                        orchestrator that died; 'kaizen up' passes it) instead of\n"
+        "                        starting one: what it queued meanwhile is kept\n"
         "  --log-file PATH       log to PATH (rotated per log.max_size and log.keep)\n"
         "  --log-level LEVEL     debug, info, warn or error\n"
         "  --log-format FORMAT   text or json\n"
@@ -460,6 +463,7 @@ typedef struct {
     const char *config;
     const char *host;
     const char *log_file;
+    pid_t adopt_broker; /* --adopt-broker PID, 0 none */
     bool node;
     bool have_level, have_format, json;
     kz_log_level_t level;
@@ -468,11 +472,12 @@ typedef struct {
 /* 0 parsed, 1 help shown, 2 usage error */
 static int s_parse_flags(int argc, char **argv, s_flags_t *fl)
 {
-    enum { O_NODE = 256, O_HOST, O_LOGFILE, O_LEVEL, O_FORMAT };
+    enum { O_NODE = 256, O_HOST, O_LOGFILE, O_LEVEL, O_FORMAT, O_ADOPT };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"node", no_argument, NULL, O_NODE},
         {"host", required_argument, NULL, O_HOST},
+        {"adopt-broker", required_argument, NULL, O_ADOPT},
         {"log-file", required_argument, NULL, O_LOGFILE},
         {"log-level", required_argument, NULL, O_LEVEL},
         {"log-format", required_argument, NULL, O_FORMAT},
@@ -496,6 +501,17 @@ static int s_parse_flags(int argc, char **argv, s_flags_t *fl)
         case O_LOGFILE:
             fl->log_file = optarg;
             break;
+        case O_ADOPT: {
+            char *end = NULL;
+            errno = 0;
+            long pid = strtol(optarg, &end, 10);
+            if (errno || !end || *end || pid <= 0 || pid > INT_MAX) {
+                fprintf(stderr, "kaizen-orchestrator: invalid --adopt-broker '%s'\n", optarg);
+                return 2;
+            }
+            fl->adopt_broker = (pid_t)pid;
+            break;
+        }
         case O_LEVEL:
             if (kz_log_level_parse(optarg, &fl->level) != 0) {
                 fprintf(stderr, "kaizen-orchestrator: invalid --log-level '%s'\n", optarg);
@@ -633,6 +649,11 @@ int main(int argc, char **argv)
         goto done;
     }
     self->next_hb = s_mono_ms() + self->cfg->agent_heartbeat_ms;
+    /* a broker that outlived the previous orchestrator: kept, with what
+       it queued; when it is gone already, a new one is started */
+    if (fl.adopt_broker > 0 && !self->node && self->cfg->supervisor.broker &&
+        kz_supervisor_adopt_broker(self->sup, fl.adopt_broker, err, sizeof err) != 0)
+        kz_warn("%s: starting a broker", err);
     if (!self->node && self->cfg->supervisor.broker &&
         kz_supervisor_start_broker(self->sup, s_pump, self, err, sizeof err) != 0) {
         kz_error("%s", err);

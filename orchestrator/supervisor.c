@@ -48,14 +48,15 @@
 #include "kz_log.h"
 #include "kz_state.h"
 
-#define S_MAX_AGENTS    10000   /* tracked entries at most */
-#define S_FORGET_MS     3600000 /* drop stopped/gone/failed entries after this */
-#define S_RATE_SECS     10      /* messages_per_s is over this many seconds */
-#define S_SLICE_MS      50      /* waiting in steps of this while stopping */
-#define S_PROBE_MS      500     /* one mmi.service probe of the broker */
-#define S_BROKER_WAIT   10000   /* broker start wait when start_timeout is 0 */
-#define S_LAYER_POLL_MS 100     /* tick at least this often while layers start */
-#define S_OTHER_LAYER   "other" /* kz_agent_layer_rank beyond orchestration */
+#define S_MAX_AGENTS      10000   /* tracked entries at most */
+#define S_FORGET_MS       3600000 /* drop stopped/gone/failed entries after this */
+#define S_RATE_SECS       10      /* messages_per_s is over this many seconds */
+#define S_SLICE_MS        50      /* waiting in steps of this while stopping */
+#define S_PROBE_MS        500     /* one mmi.service probe of the broker */
+#define S_BROKER_WAIT     10000   /* broker start wait when start_timeout is 0 */
+#define S_LAYER_POLL_MS   100     /* tick at least this often while layers start */
+#define S_OTHER_LAYER     "other" /* kz_agent_layer_rank beyond orchestration */
+#define S_ADOPTED_KILL_MS 5000    /* an adopted process killed: wait this long for it to go */
 
 typedef enum {
     S_PENDING,  /* its layer has not been started yet */
@@ -109,7 +110,9 @@ struct s_slot {
     int rank;
     size_t order; /* in the config, for a stable sort */
     bool is_broker;
-    char **argv; /* argv[0] is the executable's path */
+    bool adopted;                  /* pid is a broker of a previous run, not our child */
+    unsigned long long start_tick; /* adopted: its start time (/proc/PID/stat), against reuse */
+    char **argv;                   /* argv[0] is the executable's path */
     char *log_path;
     s_slot_state_t state;
     pid_t pid;          /* > 0 while a process runs (RUNNING, STOPPING) */
@@ -253,6 +256,47 @@ static void s_last_line(const char *path, char *buf, size_t len)
         keep = len - 1;
     memcpy(buf, start, keep);
     buf[keep] = '\0';
+}
+
+/* State letter and start time (clock ticks since boot) of PID from
+   /proc/PID/stat; -1 when it is gone */
+static int s_proc_stat(pid_t pid, char *state, unsigned long long *start_tick)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* "pid (comm) S ppid ... starttime(22nd)": comm may hold spaces */
+    const char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ')
+        return -1;
+    p += 2;
+    *state = *p;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return -1;
+        p++;
+    }
+    *start_tick = strtoull(p, NULL, 10);
+    return 0;
+}
+
+/* An adopted process cannot be waited for: it runs while /proc shows it
+   (not a zombie) with the start time it had when it was adopted */
+static bool s_adopted_alive(const s_slot_t *slot)
+{
+    char state = '?';
+    unsigned long long tick = 0;
+    if (slot->pid <= 0 || s_proc_stat(slot->pid, &state, &tick) != 0)
+        return false;
+    return state != 'Z' && state != 'X' && tick == slot->start_tick;
 }
 
 /* "name@host#pid" -> HOST (into BUF) and *PID; -1 when SRC is not so */
@@ -991,16 +1035,20 @@ static void s_slot_decide(kz_supervisor_t *self, s_slot_t *slot, pid_t pid)
     s_say_exited(self, slot, pid, delay);
 }
 
-/* SLOT's process exited with STATUS (-1: lost, reaped elsewhere) */
+/* SLOT's process exited with STATUS (-1: lost, reaped elsewhere; -2: an
+   adopted process, not ours to wait for, is gone) */
 static void s_slot_exited(kz_supervisor_t *self, s_slot_t *slot, int status)
 {
     pid_t pid = slot->pid;
-    if (status == -1)
+    if (status == -2)
+        snprintf(slot->last_exit, sizeof slot->last_exit, "gone (adopted: exit status unknown)");
+    else if (status == -1)
         snprintf(slot->last_exit, sizeof slot->last_exit, "exit status lost");
     else
         s_status_text(status, slot->last_exit, sizeof slot->last_exit);
     slot->prev_pid = pid;
     slot->pid = 0;
+    slot->adopted = false; /* a restart is a child of ours */
     s_slot_decide(self, slot, pid);
     /* the entry of the process dies with it; the slot keeps the rest */
     if (slot->agent) {
@@ -1016,6 +1064,12 @@ static bool s_slot_reap(kz_supervisor_t *self, s_slot_t *slot)
 {
     if (slot->pid <= 0)
         return false;
+    if (slot->adopted) {
+        if (s_adopted_alive(slot))
+            return false;
+        s_slot_exited(self, slot, -2);
+        return true;
+    }
     int status = 0;
     pid_t r;
     do
@@ -1035,6 +1089,15 @@ static void s_slot_kill(kz_supervisor_t *self, s_slot_t *slot, const char *why)
     if (why)
         kz_warn("'%s' (pid %ld) %s, killing it", slot->label, (long)slot->pid, why);
     kill(slot->pid, SIGKILL);
+    if (slot->adopted) {
+        /* not our child: its parent (init) reaps it; wait until it is gone */
+        int64_t deadline = s_mono_ms() + S_ADOPTED_KILL_MS;
+        while (s_adopted_alive(slot) && s_mono_ms() < deadline)
+            s_sleep_ms(S_SLICE_MS);
+        slot->state = S_STOPPING;
+        s_slot_exited(self, slot, -2);
+        return;
+    }
     int status = 0;
     pid_t r;
     do
@@ -1247,27 +1310,72 @@ void kz_supervisor_destroy(kz_supervisor_t **self_p)
     *self_p = NULL;
 }
 
-int kz_supervisor_start_broker(kz_supervisor_t *self, kz_supervisor_pump_fn *pump, void *arg,
-                               char *errbuf, size_t errlen)
+/* The broker's slot, made on first use. NULL when out of memory */
+static s_slot_t *s_broker_slot(kz_supervisor_t *self)
 {
-    if (self->node)
-        return 0;
     if (!self->broker) {
         kz_supervisor_opts_t opts = {.host = self->host,
                                      .bin_dir = self->bin_dir,
                                      .config_path = self->config_path,
                                      .log_dir = self->log_dir};
         self->broker = s_slot_new(&opts, "broker", 0, "broker", NULL, 0);
-        if (!self->broker) {
-            s_errf(errbuf, errlen, "supervisor: out of memory");
-            return -1;
-        }
+        if (!self->broker)
+            return NULL;
         self->broker->is_broker = true;
     }
-    s_slot_t *b = self->broker;
-    if (b->pid > 0)
+    return self->broker;
+}
+
+int kz_supervisor_adopt_broker(kz_supervisor_t *self, pid_t pid, char *errbuf, size_t errlen)
+{
+    if (self->node || pid <= 0) {
+        s_errf(errbuf, errlen, "no broker to adopt (pid %ld)", (long)pid);
+        return -1;
+    }
+    s_slot_t *b = s_broker_slot(self);
+    if (!b) {
+        s_errf(errbuf, errlen, "supervisor: out of memory");
+        return -1;
+    }
+    if (b->pid > 0) {
+        s_errf(errbuf, errlen, "a broker runs already (pid %ld)", (long)b->pid);
+        return -1;
+    }
+    char state = '?';
+    unsigned long long tick = 0;
+    if (s_proc_stat(pid, &state, &tick) != 0 || state == 'Z' || state == 'X') {
+        s_errf(errbuf, errlen, "the broker to adopt (pid %ld) is gone", (long)pid);
+        return -1;
+    }
+    b->pid = pid;
+    b->adopted = true;
+    b->start_tick = tick;
+    b->state = S_RUNNING;
+    b->started = s_mono_ms();
+    kz_info("adopting the broker of the previous run (pid %ld): it keeps what it queued",
+            (long)pid);
+    return 0;
+}
+
+int kz_supervisor_start_broker(kz_supervisor_t *self, kz_supervisor_pump_fn *pump, void *arg,
+                               char *errbuf, size_t errlen)
+{
+    if (self->node)
         return 0;
-    if (s_slot_spawn(self, b) != 0) {
+    s_slot_t *b = s_broker_slot(self);
+    if (!b) {
+        s_errf(errbuf, errlen, "supervisor: out of memory");
+        return -1;
+    }
+    if (b->adopted && !s_adopted_alive(b)) {
+        kz_warn("the adopted broker (pid %ld) is gone: starting one", (long)b->pid);
+        b->pid = 0;
+        b->adopted = false;
+        b->state = S_PENDING;
+    }
+    if (b->pid > 0 && !b->adopted)
+        return 0;
+    if (!b->adopted && s_slot_spawn(self, b) != 0) {
         s_errf(errbuf, errlen, "unable to start the broker: %s",
                b->failed_reason ? b->failed_reason : b->last_exit);
         return -1;
@@ -1291,8 +1399,12 @@ int kz_supervisor_start_broker(kz_supervisor_t *self, kz_supervisor_pump_fn *pum
         /* reaped here, not by s_slot_reap: an exit now is no crash to
            restart but a start that failed */
         int status = 0;
-        pid_t r = waitpid(b->pid, &status, WNOHANG);
-        if (r > 0 || (r < 0 && errno != EINTR)) {
+        pid_t r = 0;
+        if (b->adopted)
+            r = s_adopted_alive(b) ? 0 : -1;
+        else
+            r = waitpid(b->pid, &status, WNOHANG);
+        if (r > 0 || (r < 0 && (b->adopted || errno != EINTR))) {
             if (r > 0)
                 s_status_text(status, b->last_exit, sizeof b->last_exit);
             else
@@ -1301,8 +1413,9 @@ int kz_supervisor_start_broker(kz_supervisor_t *self, kz_supervisor_pump_fn *pum
             b->pid = 0;
             char line[512];
             s_last_line(b->log_path, line, sizeof line);
-            s_errf(errbuf, errlen, "the broker exited at once (%s)%s%s", b->last_exit,
-                   *line ? ": " : "", line);
+            s_errf(errbuf, errlen, "the %sbroker exited at once (%s)%s%s",
+                   b->adopted ? "adopted " : "", b->last_exit, *line ? ": " : "", line);
+            b->adopted = false;
             b->state = S_FAILED;
             s_set(&b->failed_reason, errbuf);
             kz_bus_destroy(&probe);
@@ -1313,14 +1426,15 @@ int kz_supervisor_start_broker(kz_supervisor_t *self, kz_supervisor_pump_fn *pum
         if (s_mono_ms() >= deadline) {
             char line[512];
             s_last_line(b->log_path, line, sizeof line);
-            s_errf(errbuf, errlen, "the broker did not answer within %d ms (%s)%s%s", wait_ms, err,
-                   *line ? "; its log ends: " : "", line);
+            s_errf(errbuf, errlen, "the %sbroker did not answer within %d ms (%s)%s%s",
+                   b->adopted ? "adopted " : "", wait_ms, err, *line ? "; its log ends: " : "",
+                   line);
             goto fail;
         }
         s_wait(pump, arg, S_SLICE_MS);
     }
     kz_bus_destroy(&probe);
-    kz_info("broker up (pid %ld)", (long)b->pid);
+    kz_info("broker up (pid %ld%s)", (long)b->pid, b->adopted ? ", adopted" : "");
     return 0;
 fail:
     kz_bus_destroy(&probe);
@@ -1479,6 +1593,8 @@ static int s_put_slot(kz_supervisor_t *self, kz_msg_t *msg, kz_val_t *arr, const
         rc |= kz_map_put_int(msg, m, "pid", (int64_t)s->pid);
     rc |= kz_map_put_str(msg, m, "state", s_slot_state_name(self, s, now));
     rc |= kz_map_put_bool(msg, m, "supervised", true);
+    if (s->adopted && s->pid > 0) /* a broker of the previous run, watched by its pid */
+        rc |= kz_map_put_bool(msg, m, "adopted", true);
     if (s->pid > 0)
         rc |= kz_map_put_int(msg, m, "uptime_ms", now - s->started);
     rc |= kz_map_put_int(msg, m, "restarts", (int64_t)s->restarts);

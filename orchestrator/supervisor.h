@@ -74,6 +74,17 @@ void kz_supervisor_destroy(kz_supervisor_t **self_p);
 int kz_supervisor_start_broker(kz_supervisor_t *self, kz_supervisor_pump_fn *pump, void *arg,
                                char *errbuf, size_t errlen);
 
+/* Adopt PID, a kaizen-broker a previous orchestrator of this state
+   directory started and that outlived it (kill -9), instead of starting
+   one: `kaizen up` found it answering on the configured endpoints and
+   kept it, so nothing it queued while no orchestrator ran is lost. Call
+   before kz_supervisor_start_broker, which then only waits until it
+   answers. It is no child of ours: it is watched by its pid and its
+   start time in /proc (not waitpid), stopped like our own (SIGTERM,
+   then SIGKILL), and when it dies the next broker is started as ours,
+   after the usual back-off. 0, or -1 with ERRBUF (it is gone) */
+int kz_supervisor_adopt_broker(kz_supervisor_t *self, pid_t pid, char *errbuf, size_t errlen);
+
 /* Begin starting the agents in layer order; the layers after the first
    are started from kz_supervisor_tick as the earlier ones come up. BUS
    is used to publish agent.exited / agent.failed. */
@@ -108,7 +119,8 @@ void kz_supervisor_stop_broker(kz_supervisor_t *self, kz_supervisor_pump_fn *pum
      "backoff" "failed"), supervised (bool), uptime_ms, restarts,
      last_heartbeat_ms_ago, cycles, last_cycle_ms, last_result,
      messages_per_s (messages it published, last 10 s), last_exit
-     ("exit 1", "killed by signal 9"), failed_reason
+     ("exit 1", "killed by signal 9"), failed_reason, adopted (the
+     broker only: true when it is a previous run's, adopted)
    Absent facts are left out. 0 / -1 */
 int kz_supervisor_status(kz_supervisor_t *self, kz_msg_t *msg, kz_val_t *arr);
 
