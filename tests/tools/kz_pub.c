@@ -224,6 +224,8 @@ int main(int argc, char **argv)
     kz_config_t *cfg = kz_config_open(config, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "%s\n", err);
+        if (ids.file)
+            fclose(ids.file);
         return 1;
     }
     kz_bus_t *bus = kz_tool_bus("kz_pub", cfg);
