@@ -176,16 +176,16 @@ def ulid_time(mid):
         return None
 
 
-def by_kill(ids, kills_times):
-    """ids grouped by the last kill before their creation: {label: count}"""
-    out = collections.Counter()
+def by_kill(ids, types, kills_times):
+    """ids grouped by the last kill before their creation: {label: Counter of types}"""
+    out = collections.defaultdict(collections.Counter)
     for mid in ids:
         t = ulid_time(mid)
         label = "before any kill"
         for at, label_k in kills_times:
             if t is not None and at <= t:
                 label = label_k
-        out[label] += 1
+        out[label][types.get(mid, "?")] += 1
     return out
 
 
@@ -236,10 +236,12 @@ def cmd_check(a):
     if lost:
         bad("%d of %d events seen on the tap are not in events: %s" % (
             len(lost), len(tap), ", ".join("%s %d" % kv for kv in lost_by_type.most_common())))
-        counts = by_kill(lost, kills_times)
+        counts = by_kill(lost, types, kills_times)
         for label in ["before any kill"] + [k for _, k in kills_times]:
             if counts.get(label):
-                notes.append("lost %d events created %s" % (counts[label], label))
+                notes.append("lost %d events created %s: %s" % (
+                    sum(counts[label].values()), label,
+                    ", ".join("%s %d" % kv for kv in counts[label].most_common())))
     # the events table's key is its id (PRIMARY KEY): a second row of an id
     # cannot exist; its derived rows must not be doubled either
     dup_checks = {
@@ -340,6 +342,21 @@ def cmd_check(a):
     if scans_running != "0":
         notes.append("%s scans still 'running' in scans (their scan.completed never stored)" % scans_running)
 
+    # --- the workload's run-once results (a timed-out one waited on something that never came)
+    runs = collections.Counter()
+    pending = []
+    for name in sorted(os.listdir(a.dir)):
+        if name.startswith("run-once-") and name.endswith(".json"):
+            try:
+                d = json.load(open(os.path.join(a.dir, name)))
+                runs[d.get("result", "?")] += 1
+                if d.get("result") != "completed" and d.get("pending"):
+                    pending.append("%s: %s" % (name[:-5], "; ".join(d["pending"])[:300]))
+            except (ValueError, OSError):
+                runs["stopped at the end (no summary)"] += 1
+    for p in pending:
+        notes.append("run-once did not complete, %s" % p)
+
     # --- summary
     print("chaos summary (seed %s, %s minutes)" % (a.seed, a.minutes))
     print("  kills: %s%s" % (", ".join("%s %d" % (k, kills[k]) for k in KINDS),
@@ -352,6 +369,7 @@ def cmd_check(a):
         len(plans), ", ".join("%s %d" % kv for kv in sorted(by_state.items())), 100 * final_share, interrupted))
     print("  executions: %d rows for %d plans; %d exec starts seen; %d commits on %s" % (
         sum(execs.values()), len(execs), sum(len(s) for s in started.values()), integrated_total, ib))
+    print("  run-once: %s" % (", ".join("%s %d" % kv for kv in sorted(runs.items())) or "none"))
     print("  tap capture restarted %d times" % tap_restarts)
     for n in notes:
         print("  note: " + n)
