@@ -5,6 +5,8 @@
 #   make SANITIZE=address,undefined check
 #                             the same with sanitizers (objects in build/san)
 #   make bench                benchmarks (bench/run)
+#   make chaos [CHAOS_MINUTES=5] [CHAOS_SEED=1] [CHAOS_SETTLE=300]
+#                             the chaos suite (tests/chaos/run, docs/chaos.md)
 #   make fuzz [FUZZ_TIME=60]  every libFuzzer target for FUZZ_TIME seconds
 #   make lint                 clang-format --dry-run and cppcheck
 #   make install PREFIX=/usr/local
@@ -63,7 +65,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all check tests bench fuzz fuzz-build lint install clean
+.PHONY: all check tests bench chaos fuzz fuzz-build lint install clean
 # keep objects of tests, tools and benchmarks between runs
 .SECONDARY:
 .DEFAULT_GOAL := all
@@ -131,6 +133,14 @@ check: tests
 
 bench: $(PROGS) $(BENCH_BIN) $(TOOL_BIN)
 	KZ_BIN=$(BIN) KZ_BUILD=$(B) bench/run
+
+# kill -9 under load, then the invariants (docs/chaos.md); CI: 5 minutes, seed 1
+CHAOS_MINUTES ?= 5
+CHAOS_SEED ?= 1
+CHAOS_SETTLE ?= 300
+chaos: $(PROGS) $(TOOL_BIN)
+	KZ_BIN=$(BIN) KZ_BUILD=$(B) tests/chaos/run --minutes $(CHAOS_MINUTES) --seed $(CHAOS_SEED) \
+	  --settle $(CHAOS_SETTLE)
 
 # libFuzzer targets: clang, each linked with the runtime sources it fuzzes
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Ilib -Iproto $(PKG_CFLAGS) \

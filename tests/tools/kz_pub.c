@@ -2,12 +2,23 @@
 
     kz_pub TOPIC [-c FILE] [--count N] [--start N] [--size BYTES]
            [--rate PER_SECOND] [--type TYPE] [-f KEY=VALUE]... [-i KEY=INT]...
+           [--ids FILE] [--keep-going]
 
     Publishes COUNT (default 1; 0 = until SIGTERM/SIGINT) events on TOPIC.
     With the default type test.event each body is {seq: START + i, pad}
     where pad fills the encoded envelope up to --size bytes; other types
     get the -f (string) and -i (integer) fields as their body. Prints
     "sent N" at the end. Exit 0, 1 on a bus error, 2 on a usage error.
+
+    --ids FILE     append "ID SEQ" of every event handed over to the bus,
+                   one a line, after a first line "# handed-over: HOW"
+                   (HOW = publish: kz_bus_publish returned; the chaos
+                   suite, tests/chaos, compares these with the events
+                   table). Written in batches (s_handover).
+    --keep-going   a publish that fails (the broker is away long enough to
+                   fill the socket) is tried again every 100 ms with the
+                   same message instead of ending the run (tests/chaos:
+                   the broker is killed under it)
 */
 #include <errno.h>
 #include <getopt.h>
@@ -34,8 +45,54 @@ static void s_on_signal(int sig)
 static int s_usage(void)
 {
     fprintf(stderr, "usage: kz_pub TOPIC [-c FILE] [--count N] [--start N] [--size BYTES] "
-                    "[--rate N] [--type TYPE] [-f KEY=VALUE]... [-i KEY=INT]...\n");
+                    "[--rate N] [--type TYPE] [-f KEY=VALUE]... [-i KEY=INT]... "
+                    "[--ids FILE] [--keep-going]\n");
     return 2;
+}
+
+/* The ids published since the last hand-over */
+typedef struct {
+    FILE *file;
+    char (*ids)[32];
+    long long *seqs;
+    size_t n, cap;
+} s_ids_t;
+
+/* Hand the events published since the last call over and write their
+   ids. Today an event counts as handed over once kz_bus_publish_raw
+   returned; when lib/kz_bus.h gains kz_bus_flush (issue 12), call it
+   first here - `if (kz_bus_flush(bus, ...) != 0) return -1;` - and say
+   "flush" in the file's first line (main). 0 / -1 */
+static int s_handover(kz_bus_t *bus, s_ids_t *ids)
+{
+    (void)bus;
+    if (!ids->file)
+        return 0;
+    for (size_t i = 0; i < ids->n; i++)
+        fprintf(ids->file, "%s %lld\n", ids->ids[i], ids->seqs[i]);
+    ids->n = 0;
+    return fflush(ids->file) == 0 ? 0 : -1;
+}
+
+static int s_ids_add(s_ids_t *ids, const char *id, long long seq)
+{
+    if (!ids->file)
+        return 0;
+    if (ids->n == ids->cap) {
+        size_t cap = ids->cap ? ids->cap * 2 : 256;
+        char(*nid)[32] = realloc(ids->ids, cap * sizeof *nid);
+        if (!nid)
+            return -1;
+        ids->ids = nid;
+        long long *nseq = realloc(ids->seqs, cap * sizeof *nseq);
+        if (!nseq)
+            return -1;
+        ids->seqs = nseq;
+        ids->cap = cap;
+    }
+    snprintf(ids->ids[ids->n], sizeof ids->ids[ids->n], "%s", id);
+    ids->seqs[ids->n++] = seq;
+    return 0;
 }
 
 static bool s_number(const char *text, long long *out)
@@ -84,8 +141,10 @@ static kz_msg_t *s_build(const char *type, long long seq, long pad_len, char **f
     return msg;
 }
 
-static int s_encode(kz_msg_t **msg_p, uint8_t **buf, size_t *len)
+static int s_encode(kz_msg_t **msg_p, uint8_t **buf, size_t *len, char *id, size_t idlen)
 {
+    if (id)
+        snprintf(id, idlen, "%s", kz_msg_id(*msg_p));
     kz_msg_err_t err;
     int rc = kz_msg_encode(*msg_p, buf, len, &err);
     if (rc != 0)
@@ -99,8 +158,11 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"count", required_argument, NULL, 'n'}, {"start", required_argument, NULL, 's'},
         {"size", required_argument, NULL, 'z'},  {"rate", required_argument, NULL, 'r'},
-        {"type", required_argument, NULL, 't'},  {NULL, 0, NULL, 0},
+        {"type", required_argument, NULL, 't'},  {"ids", required_argument, NULL, 'I'},
+        {"keep-going", no_argument, NULL, 'k'},  {NULL, 0, NULL, 0},
     };
+    const char *ids_path = NULL;
+    bool keep_going = false;
     const char *config = NULL, *type = "test.event";
     long long count = 1, start = 0, size = 0, rate = 0;
     char *fields[S_MAX_FIELDS];
@@ -115,6 +177,12 @@ int main(int argc, char **argv)
             break;
         case 't':
             type = optarg;
+            break;
+        case 'I':
+            ids_path = optarg;
+            break;
+        case 'k':
+            keep_going = true;
             break;
         case 'n':
         case 's':
@@ -142,10 +210,22 @@ int main(int argc, char **argv)
 
     kz_tool_signals(s_on_signal);
 
+    s_ids_t ids = {0};
+    if (ids_path) {
+        ids.file = fopen(ids_path, "a");
+        if (!ids.file) {
+            fprintf(stderr, "kz_pub: %s: %s\n", ids_path, strerror(errno));
+            return 1;
+        }
+        fprintf(ids.file, "# handed-over: publish\n");
+    }
+
     char err[512];
     kz_config_t *cfg = kz_config_open(config, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "%s\n", err);
+        if (ids.file)
+            fclose(ids.file);
         return 1;
     }
     kz_bus_t *bus = kz_tool_bus("kz_pub", cfg);
@@ -163,7 +243,7 @@ int main(int argc, char **argv)
         kz_msg_t *probe = s_build(type, start, 0, fields, nfields, kz_bus_agent_id(bus));
         uint8_t *buf = NULL;
         size_t len = 0;
-        if (!probe || s_encode(&probe, &buf, &len) != 0)
+        if (!probe || s_encode(&probe, &buf, &len, NULL, 0) != 0)
             goto done;
         free(buf);
         pad_len = size > (long long)len ? (long)(size - (long long)len) : 0;
@@ -178,9 +258,15 @@ int main(int argc, char **argv)
         kz_msg_t *msg = s_build(type, start + i, pad_len, fields, nfields, kz_bus_agent_id(bus));
         uint8_t *buf = NULL;
         size_t len = 0;
-        if (!msg || s_encode(&msg, &buf, &len) != 0)
+        char id[32];
+        if (!msg || s_encode(&msg, &buf, &len, id, sizeof id) != 0)
             goto done;
         int prc = kz_bus_publish_raw(bus, topic, buf, len);
+        while (prc != 0 && keep_going && !s_stop) {
+            struct timespec pause = {0, 100000000L};
+            nanosleep(&pause, NULL);
+            prc = kz_bus_publish_raw(bus, topic, buf, len);
+        }
         free(buf);
         if (prc != 0) {
             if (s_stop)
@@ -188,6 +274,11 @@ int main(int argc, char **argv)
             goto done;
         }
         sent++;
+        if (s_ids_add(&ids, id, start + i) != 0 ||
+            ((sent % 64) == 0 && s_handover(bus, &ids) != 0)) {
+            fprintf(stderr, "kz_pub: unable to record the ids in %s\n", ids_path);
+            goto done;
+        }
         if (rate > 0) {
             long long due_ns = (i + 1) * 1000000000LL / rate;
             struct timespec due = {t0.tv_sec + (time_t)(due_ns / 1000000000LL),
@@ -201,6 +292,12 @@ int main(int argc, char **argv)
     }
     rc = 0;
 done:
+    if (s_handover(bus, &ids) != 0)
+        rc = 1;
+    if (ids.file)
+        fclose(ids.file);
+    free(ids.ids);
+    free(ids.seqs);
     printf("sent %lld\n", sent);
     fflush(stdout);
     kz_bus_destroy(&bus);
