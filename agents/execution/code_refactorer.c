@@ -345,6 +345,15 @@ static int s_record_is(s_job_t *job, const kz_val_t *info, const char *key, cons
         want, job->plan_id, got ? got : "none");
 }
 
+/* True when REQ re-asks the call RID after a broker restart (kz_bus_call
+   sends the re-ask under a new id with body "retry_of" = the first id,
+   PROTOCOL.md 1.3): the router's record holds the first id */
+static bool s_reasks(const kz_msg_t *req, const char *rid)
+{
+    const char *first = kz_map_str(kz_msg_body_const(req), "retry_of");
+    return first && strcmp(first, rid) == 0;
+}
+
 /* Step 1b, before anything is written: the plan must be one the router
    executes right now, as the request says. Asks the orchestrator
    (kaizen.plan, PROTOCOL.md 4.13a): its state must be "executing", and
@@ -398,7 +407,8 @@ static int s_check_record(s_job_t *job, const kz_msg_t *req)
                    s_record_is(job, b, "base_commit", job->base) != 0 ||
                    s_record_is(job, b, "branch", job->branch) != 0) {
             rc = -1;
-        } else if (rid && strcmp(rid, kz_msg_id(req)) != 0) {
+        } else if (rid && strcmp(rid, kz_msg_id(req)) != 0 &&
+                   !s_reasks(req, rid)) {
             job->cause = "refused";
             rc = s_fail_job(job,
                             "refused: request %s is not the router's call for plan %s (that is "
