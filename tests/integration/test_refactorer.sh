@@ -13,8 +13,13 @@
 # message follows the target's style (a plain subject, or Conventional
 # Commits for a target whose history is), lists the findings and ends in
 # one Kaizen-Plan trailer that a hostile finding message cannot add to;
-# author and committer are policy.commit_author. The user's checkout
+# author and committer are policy.commit_author. Only a plan the router
+# executes as requested (its record, kaizen.plan, served here by
+# plan_record.py) is run: another plan's branch, a plan validating, ended
+# or unknown, another fixer or base are refused, and nothing is done when
+# the record cannot be read. The user's checkout
 # (HEAD, index, working tree) never changes and no worktree is left behind.
+# shellcheck disable=SC2154 # PID_* are set by kz_start (lib.sh)
 source "$KZ_ROOT/tests/integration/lib.sh"
 kz_python zmq msgpack || skip "python3 with zmq and msgpack is needed for the request client"
 for t in black isort codespell shellcheck; do command -v $t >/dev/null || skip "$t is not installed"; done
@@ -349,6 +354,14 @@ no_branch k1
 refactor b1 black '["fmt.py"]'
 expect b1 changed
 changed_ok b1 fmt.py
+
+# the router's record cannot be read (no kaizen.plan): nothing is done
+kill "$PID_record"
+wait "$PID_record" 2>/dev/null
+refactor x-gone black '["fmt.py"]'
+expect x-gone failed "unable to ask the orchestrator about plan x-gone (kaizen.plan)"
+[[ $(field x-gone .body.cause) == unavailable ]] || fail "x-gone: cause: $(cat "$T/x-gone.json")"
+no_branch x-gone
 
 # ----------------------------------------------------- nothing left over
 [[ $(git -C "$R" worktree list --porcelain | grep -c '^worktree ') -eq 1 ]] ||

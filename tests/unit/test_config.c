@@ -960,7 +960,8 @@ static void test_bus_rules(void **state)
     const char *text = "bus:\n  curve:\n    client_cert: /k/any.secret\n"
                        "    agent_cert: /k/agent.secret\n    operator_cert: /k/op.secret\n"
                        "broker:\n  rules:\n    agent:\n      publish: ['!plan.*', '*']\n"
-                       "      offer: []\n      tap: true\n";
+                       "      offer: []\n      tap: true\n"
+                       "    operator:\n      call: ['!exec.*', 'kaizen.*']\n";
     kz_config_t *c = kz_config_parse("/k/kaizen.yaml", text, strlen(text), err, sizeof err);
     if (!c)
         fail_msg("%s", err);
@@ -973,6 +974,10 @@ static void test_bus_rules(void **state)
     assert_null(a->join); /* not given: the built-in list */
     assert_string_equal(a->tap, "true");
     assert_null(c->broker.rules.operator.publish);
+    assert_null(a->call); /* not given: the built-in list */
+    assert_int_equal(c->broker.rules.operator.call_count, 2);
+    assert_string_equal(c->broker.rules.operator.call[0], "!exec.*");
+    assert_string_equal(c->broker.rules.operator.call[1], "kaizen.*");
     assert_null(c->broker.rules.orchestrator.tap);
     /* each process takes its role's certificate, else client_cert */
     assert_int_equal(kz_config_bus_role(c, KZ_ROLE_AGENT), 0);
@@ -988,6 +993,7 @@ static void test_bus_rules(void **state)
         {"broker:\n  rules:\n    agent:\n      publish: ['a*b']\n", "broker.rules.agent.publish"},
         {"broker:\n  rules:\n    agent:\n      join: ['!']\n", "invalid pattern '!'"},
         {"broker:\n  rules:\n    agent:\n      tap: maybe\n", "expected true or false"},
+        {"broker:\n  rules:\n    operator:\n      call: ['e*x']\n", "broker.rules.operator.call"},
         {"broker:\n  rules:\n    root:\n      tap: true\n", "broker.rules.root"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
