@@ -150,6 +150,8 @@ static int s_live_buses;
 
 static bool s_czmq_ready;
 
+static const char *s_retry_of(const kz_delivery_t *d);
+
 static int64_t s_now(void)
 {
     return zclock_mono();
@@ -962,8 +964,11 @@ bool kz_bus_request_cancelled(kz_bus_t *self, const kz_delivery_t *request, char
         return false;
     s_sub_drain(self);
     const char *id = kz_msg_id(request->msg), *src = kz_msg_src(request->msg);
+    /* a re-ask (PROTOCOL.md 1.3) is cancelled by its first id too */
+    const char *first = s_retry_of(request);
     for (size_t i = 0; i < S_CANCELS; i++) {
-        if (!streq(self->cancels[i].id, id) || !streq(self->cancels[i].src, src))
+        if (!(streq(self->cancels[i].id, id) || (first && streq(self->cancels[i].id, first))) ||
+            !streq(self->cancels[i].src, src))
             continue;
         if (why)
             snprintf(why, len, "cancelled by its client%s%s",
@@ -1623,6 +1628,16 @@ static int s_client_open(kz_bus_t *self, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* Forget the monitor events from before this send: a connection that
+   dropped between calls lost nothing of this one */
+static void s_client_mon_drain(kz_bus_t *self)
+{
+    s_frames_t fr;
+    while (self->client_mon_h && s_recv_frames(self->client_mon_h, &fr) == 1)
+        s_frames_close(&fr);
+    self->call_lost = false;
+}
+
 /* A monitor event of the client socket: [u16 event, u32 value][endpoint] */
 static void s_client_mon_input(kz_bus_t *self, s_frames_t *fr)
 {
@@ -1643,6 +1658,7 @@ static int s_call_once(kz_bus_t *self, const char *service, const void *body, si
         return s_err(errbuf, errlen, "invalid service name '%s'", service);
     if ((!self->client || fresh) && s_client_open(self, errbuf, errlen) != 0)
         return -1;
+    s_client_mon_drain(self);
     const void *data[4] = {"", KZ_MDPC, service, body};
     size_t lens[4] = {0, strlen(KZ_MDPC), slen, len};
     if (s_sendv(self->client_h, data, lens, 4) != 0)
@@ -1872,6 +1888,11 @@ int kz_bus_call_raw(kz_bus_t *self, const char *service, const void *body, size_
                          NULL, NULL, errbuf, errlen);
     if (rc == 1)
         s_err(errbuf, errlen, "no reply from '%s' after 1 attempt", service);
+    else if (rc == 2) /* raw replies carry no id: a re-ask could not be told apart */
+        s_err(errbuf, errlen,
+              "the connection to the broker dropped while '%s' was outstanding (a broker "
+              "restart?): no reply",
+              service);
     s_client_close(self);
     if (rc != 0) {
         free(self->call_reply);
