@@ -369,6 +369,12 @@ static int s_keep_broker(const kz_config_t *cfg, const char *cmd, pid_t *spare, 
         if (unused[0])
             snprintf(why, sizeof why, "does not listen on %s (the endpoints changed?)", unused);
     }
+    if (why[0] && kz_cli_find_broker(cfg) != broker) {
+        /* it died meanwhile: nothing left to keep */
+        fprintf(stderr, "the broker of the previous run (pid %ld) is gone\n", (long)broker);
+        *spare = 0;
+        return KZ_EXIT_OK;
+    }
     if (why[0])
         return kz_cli_error(cmd,
                             "the broker of the previous run (pid %ld) %s. It may hold events "
