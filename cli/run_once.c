@@ -31,10 +31,16 @@
     read from the bus is trusted: ids are checked, targets must be in the
     config, the rest is only printed (control characters masked).
 
+    The orchestrator is watched meanwhile (s_orch_check): its process (when
+    it runs here), its heartbeats and, after S_ORCH_QUIET_MS without one,
+    kaizen.status. When it is gone run-once says so, with the plans left
+    unfinished, instead of waiting out --timeout.
+
     The data is gathered into one JSON document (jansson), printed with
     --json or rendered as text. Exit codes: 0 the cycle completed on every
     target (whatever became of the plans), 1 a runtime error or a target
-    whose scan failed, 2 usage, 3 timed out, 130 interrupted.
+    whose scan failed, 2 usage, 3 timed out, 4 the orchestrator is gone,
+    130 interrupted.
 */
 #include "cli.h"
 
@@ -102,7 +108,9 @@ static const char s_usage[] =
     "exit codes: 0 the cycle completed on every target (also when plans were\n"
     "rejected or failed), 1 kaizen could not be started or reached, a target's\n"
     "scan failed, or a bad config, 2 usage, 3 timed out (what was pending is\n"
-    "named), 130 interrupted (Ctrl-C)\n";
+    "named), 4 the orchestrator died or stopped meanwhile (no heartbeat, no\n"
+    "kaizen.status reply, or its process is gone: run 'kaizen up'), 130\n"
+    "interrupted (Ctrl-C)\n";
 
 static volatile sig_atomic_t s_stop;
 

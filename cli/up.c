@@ -5,7 +5,10 @@
     run/orchestrator.pid names a live kaizen process, say so and stop
     (idempotent). Else clean up after
     a previous run that did not stop (stale pid files, leftover
-    processes), check that the bus endpoints are free - a port or socket
+    processes) - but never its broker, which holds what was published
+    since the crash: it is adopted (the new orchestrator gets
+    --adopt-broker) when it answers on the configured endpoints, else
+    left running and nothing starts (s_keep_broker) - check that the bus endpoints are free - a port or socket
     taken by another program is refused before anything starts - start
     the embedded PostgreSQL cluster (or check the DSN), apply the schema
     migrations, then start kaizen-orchestrator (found beside this
@@ -69,6 +72,10 @@ static const char s_usage[] =
     "\n"
     "Running it again while kaizen runs says so and exits 0. A bus port or\n"
     "socket used by another program is refused before anything starts.\n"
+    "After a crash of the orchestrator, its broker - holding what was\n"
+    "published meanwhile - is adopted, never killed; one that cannot be\n"
+    "adopted (it does not answer on the configured endpoints) is left\n"
+    "running and nothing starts.\n"
     "\n"
     "  --foreground         keep the orchestrator attached: Ctrl-C (or SIGTERM)\n"
     "                       stops everything, the database included; the logs\n"
@@ -76,7 +83,8 @@ static const char s_usage[] =
     "  -h, --help           this help\n"
     "\n"
     "exit codes: 0 running (or already running), 1 it could not start (a bad\n"
-    "config, a taken port, the database, the orchestrator exited; the reason\n"
+    "config, a taken port, a broker left running that cannot be adopted, the\n"
+    "database, the orchestrator exited; the reason\n"
     "and the last lines of its log are printed), 2 usage\n";
 
 /* The orchestrator while up --foreground waits for it */
@@ -360,6 +368,12 @@ static int s_keep_broker(const kz_config_t *cfg, const char *cmd, pid_t *spare, 
         s_endpoints_unused(cfg, unused, sizeof unused);
         if (unused[0])
             snprintf(why, sizeof why, "does not listen on %s (the endpoints changed?)", unused);
+    }
+    if (why[0] && kz_cli_find_broker(cfg) != broker) {
+        /* it died meanwhile: nothing left to keep */
+        fprintf(stderr, "the broker of the previous run (pid %ld) is gone\n", (long)broker);
+        *spare = 0;
+        return KZ_EXIT_OK;
     }
     if (why[0])
         return kz_cli_error(cmd,

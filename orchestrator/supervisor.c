@@ -1404,7 +1404,16 @@ int kz_supervisor_start_broker(kz_supervisor_t *self, kz_supervisor_pump_fn *pum
             r = s_adopted_alive(b) ? 0 : -1;
         else
             r = waitpid(b->pid, &status, WNOHANG);
-        if (r > 0 || (r < 0 && (b->adopted || errno != EINTR))) {
+        if (r < 0 && b->adopted) {
+            /* it died between `kaizen up`'s look and ours: start our own */
+            kz_warn("the adopted broker (pid %ld) is gone: starting one", (long)b->pid);
+            kz_bus_destroy(&probe);
+            b->pid = 0;
+            b->adopted = false;
+            b->state = S_PENDING;
+            return kz_supervisor_start_broker(self, pump, arg, errbuf, errlen);
+        }
+        if (r > 0 || (r < 0 && errno != EINTR)) {
             if (r > 0)
                 s_status_text(status, b->last_exit, sizeof b->last_exit);
             else
@@ -1413,9 +1422,8 @@ int kz_supervisor_start_broker(kz_supervisor_t *self, kz_supervisor_pump_fn *pum
             b->pid = 0;
             char line[512];
             s_last_line(b->log_path, line, sizeof line);
-            s_errf(errbuf, errlen, "the %sbroker exited at once (%s)%s%s",
-                   b->adopted ? "adopted " : "", b->last_exit, *line ? ": " : "", line);
-            b->adopted = false;
+            s_errf(errbuf, errlen, "the broker exited at once (%s)%s%s", b->last_exit,
+                   *line ? ": " : "", line);
             b->state = S_FAILED;
             s_set(&b->failed_reason, errbuf);
             kz_bus_destroy(&probe);

@@ -133,8 +133,9 @@ kz_wait_log ro "asked kaizen-code-health for a scan" 120 || fail "run-once did n
 
 ready "$(plan Plong black)"
 wait_status Plong executing
-kz_wait_for 30 grep -q "Plong" "$T/ro.log" ||
-    kz_wait_for 30 sh -c "grep -q '\"plan_id\":\"Plong\"' '$T/mon.log'" || fail "Plong is not on the bus"
+# (run-once got it too: the same events, from the same broker)
+executing_on_bus() { grep '"name":"plan.state"' "$T/mon.log" | grep '"plan_id":"Plong"' | grep -q '"state":"executing"'; }
+kz_wait_for 30 executing_on_bus || fail "no plan.state executing of Plong on the bus"
 
 # --- kill -9 of the orchestrator alone
 ended() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
