@@ -139,7 +139,10 @@ def cmd_settle(a):
 
 
 def read_tap(path):
-    events, types, requests, started = set(), {}, collections.defaultdict(set), collections.defaultdict(set)
+    # started: the request.started events (each a worker taking the
+    # request: a retried call has the same request id, a new event id);
+    # requests: the exec.* request frames the broker routed (attempts)
+    events, types, requests, started = set(), {}, collections.Counter(), collections.defaultdict(set)
     plans_seen = collections.defaultdict(set)
     restarts = 0
     for line in open(path, errors="replace"):
@@ -156,9 +159,9 @@ def read_tap(path):
             if name in ("plan.proposed", "plan.ready") and plan != "-":
                 plans_seen[plan].add(name)
             if name == "request.started" and extra.startswith("exec.") and plan != "-":
-                started[plan].add(extra)
+                started[plan].add(mid)
         elif kind == "R" and name.startswith("exec.") and plan != "-":
-            requests[plan].add(mid)
+            requests[plan] += 1
     return events, types, requests, started, plans_seen, max(restarts - 1, 0)
 
 
@@ -177,16 +180,21 @@ def ulid_time(mid):
 
 
 def by_kill(ids, types, kills_times):
-    """ids grouped by the last kill before their creation: {label: Counter of types}"""
+    """ids grouped by the kills around their creation: {label: Counter of
+    types}. An event created between two kills was lost by one of them
+    (usually the next: it waited in a queue the kill took away)"""
     out = collections.defaultdict(collections.Counter)
     for mid in ids:
         t = ulid_time(mid)
-        label = "before any kill"
-        for at, label_k in kills_times:
-            if t is not None and at <= t:
-                label = label_k
-        out[label][types.get(mid, "?")] += 1
+        i = sum(1 for at, _ in kills_times if t is not None and at <= t)
+        out[s_window(kills_times, i)][types.get(mid, "?")] += 1
     return out
+
+
+def s_window(kills_times, i):
+    after = kills_times[i - 1][1] if i > 0 else "the start"
+    before = kills_times[i][1] if i < len(kills_times) else "the end"
+    return "between %s and %s" % (after, before)
 
 
 def read_published(path):
@@ -224,20 +232,19 @@ def cmd_check(a):
     stored = {r[0] for r in psql(state, "SELECT id FROM events")}
     lost = tap - stored
     lost_by_type = collections.Counter(types[i] for i in lost)
-    kills_times, t0 = [], None
+    kills_times = []
     if os.path.exists(os.path.join(a.dir, "kills.times")):
         for line in open(os.path.join(a.dir, "kills.times")):
             f = line.split()
             if len(f) >= 4:
                 at = float(f[0])
-                t0 = t0 if t0 is not None else at
-                kills_times.append((at, "after the kill of %s (pid %s) at %s" % (
+                kills_times.append((at, "the kill of %s (pid %s) at %s" % (
                     f[3], f[2], time.strftime("%H:%M:%S", time.gmtime(at)))))
     if lost:
         bad("%d of %d events seen on the tap are not in events: %s" % (
             len(lost), len(tap), ", ".join("%s %d" % kv for kv in lost_by_type.most_common())))
         counts = by_kill(lost, types, kills_times)
-        for label in ["before any kill"] + [k for _, k in kills_times]:
+        for label in [s_window(kills_times, i) for i in range(len(kills_times) + 1)]:
             if counts.get(label):
                 notes.append("lost %d events created %s: %s" % (
                     sum(counts[label].values()), label,
@@ -301,7 +308,7 @@ def cmd_check(a):
     unrecorded = []
     for pid, s in started.items():
         if len(s) > execs.get(pid, 0):
-            unrecorded.append((pid, len(s), execs.get(pid, 0), len(requests.get(pid, ()))))
+            unrecorded.append((pid, len(s), execs.get(pid, 0), requests.get(pid, 0)))
     if unrecorded:
         bad("%d plans executed more often than executions records (plan, started, rows, requests sent): %s" % (
             len(unrecorded), unrecorded[:10]))
