@@ -137,8 +137,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             KZ_CURVE_REFUSED)
             rc = kz_cli_error("publish", "%s", why);
         else
-            rc = kz_cli_error("publish", "no broker at '%s' (is kaizen-broker running?)",
-                              endpoint);
+            rc = kz_cli_error("publish", "no broker at '%s' (is kaizen-broker running?)", endpoint);
         goto done;
     }
     /* MSG stays the template: each one sent is a copy with its own, newer

@@ -217,8 +217,8 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     if (rc != 0) {
         /* silence is also what a CURVE refusal looks like: tell them apart */
         char why[1024] = "";
-        if (kz_curve_probe(&bus_cfg, bus_cfg.connect.router, false, S_PROBE_MS, why,
-                           sizeof why) == KZ_CURVE_REFUSED)
+        if (kz_curve_probe(&bus_cfg, bus_cfg.connect.router, false, S_PROBE_MS, why, sizeof why) ==
+            KZ_CURVE_REFUSED)
             return kz_cli_error("stats", "%s", why);
         return kz_cli_error(
             "stats", "no answer from the broker at '%s' (is kaizen-broker running?)", endpoint);

@@ -83,12 +83,15 @@ static void s_mark(s_ctx_t *ctx, const s_node_t *node, const char *path)
         ctx->marks = marks;
         ctx->marks_cap = cap;
     }
-    char *key = strdup(path);
-    if (!key) {
+    kz_config_mark_t *mark = &ctx->marks[ctx->marks_count];
+    mark->key = strdup(path);
+    if (!mark->key) {
         ctx->marks_oom = true;
         return;
     }
-    ctx->marks[ctx->marks_count++] = (kz_config_mark_t){key, node->line, node->col};
+    mark->line = node->line;
+    mark->col = node->col;
+    ctx->marks_count++;
 }
 
 static void s_marks_free(kz_config_mark_t *marks, size_t count)

@@ -42,9 +42,8 @@ static void s_problem(s_check_t *c, const char *key, const char *fmt, ...)
     int l, col;
     (void)kz_config_mark(c->cfg, key, &l, &col);
     char **lines = realloc(c->out->lines, (c->out->count + 1) * sizeof *lines);
-    if (!lines ||
-        asprintf(&line, "%s:%d:%d: %s: %s", c->cfg->path ? c->cfg->path : "<defaults>", l, col,
-                 key, msg) < 0) {
+    if (!lines || asprintf(&line, "%s:%d:%d: %s: %s", c->cfg->path ? c->cfg->path : "<defaults>", l,
+                           col, key, msg) < 0) {
         if (lines)
             c->out->lines = lines;
         c->oom = true;
@@ -83,15 +82,13 @@ static void s_test_program(s_check_t *c, size_t i, const kz_target_config_t *t, 
     snprintf(key, sizeof key, "targets[%zu].test[0]", i);
     if (!strchr(prog, '/')) {
         if (!s_installed(prog))
-            s_problem(c, key,
-                      "test program '%s' of target %s is not installed (not found on PATH)",
+            s_problem(c, key, "test program '%s' of target %s is not installed (not found on PATH)",
                       prog, t->name);
         return;
     }
     if (prog[0] == '/') {
         if (access(prog, X_OK) != 0)
-            s_problem(c, key, "test program '%s' of target %s: %s", prog, t->name,
-                      strerror(errno));
+            s_problem(c, key, "test program '%s' of target %s: %s", prog, t->name, strerror(errno));
         return;
     }
     /* relative: the tests run in a worktree of the branch */
@@ -130,8 +127,7 @@ static void s_languages(s_check_t *c, size_t i, const kz_target_config_t *t)
             recipes++;
             found = s_installed(tool->argv[0]);
             if (at < sizeof names) {
-                int n = snprintf(names + at, sizeof names - at, "%s%s", at ? ", " : "",
-                                 tool->name);
+                int n = snprintf(names + at, sizeof names - at, "%s%s", at ? ", " : "", tool->name);
                 at += n > 0 ? (size_t)n : 0;
             }
         }
@@ -143,8 +139,8 @@ static void s_languages(s_check_t *c, size_t i, const kz_target_config_t *t)
             s_problem(c, key, "no tool recipe checks language '%s' (tools[].languages)",
                       t->languages[l]);
         else
-            s_problem(c, key, "no tool for language '%s' is installed (tried: %s)",
-                      t->languages[l], names);
+            s_problem(c, key, "no tool for language '%s' is installed (tried: %s)", t->languages[l],
+                      names);
     }
 }
 
@@ -212,9 +208,10 @@ static void s_endpoint(s_check_t *c, const char *key, const char *endpoint)
         struct sockaddr_un sa;
         const char *path = endpoint + 6;
         if (path[0] != '@' && strlen(path) >= sizeof sa.sun_path)
-            s_problem(c, key, "'%s': the socket path is longer than %zu bytes (a unix socket's "
-                      "limit): use a shorter state_dir or endpoint", endpoint,
-                      sizeof sa.sun_path - 1);
+            s_problem(c, key,
+                      "'%s': the socket path is longer than %zu bytes (a unix socket's "
+                      "limit): use a shorter state_dir or endpoint",
+                      endpoint, sizeof sa.sun_path - 1);
     }
 }
 

@@ -40,8 +40,7 @@ int kz_curve_probe(const kz_bus_config_t *cfg, const char *endpoint, bool pub, i
     }
     int rc = -1;
     char inproc[96];
-    snprintf(inproc, sizeof inproc, "inproc://kz-curve-probe-%ld-%p", (long)getpid(),
-             (void *)sock);
+    snprintf(inproc, sizeof inproc, "inproc://kz-curve-probe-%ld-%p", (long)getpid(), (void *)sock);
     zsock_set_linger(sock, 0);
     if (kz_bus_curve_client(sock, cfg, why, wlen) != 0)
         goto done;
