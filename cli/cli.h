@@ -167,6 +167,12 @@ int kz_cli_up(kz_cli_t *cli, const char *cmd, FILE *out, bool *started);
    at the path then) */
 int kz_cli_prepare_targets(const kz_config_t *cfg, const char *cmd);
 
+/* The config's semantics on this host (lib/kz_config_check.h), before
+   anything starts: every problem on stderr as "kaizen CMD: FILE:LINE:COL:
+   KEY: what is wrong", then how many. KZ_EXIT_OK, or KZ_EXIT_FAILURE when
+   there is one */
+int kz_cli_config_check(const kz_config_t *cfg, const char *cmd);
+
 /* cli/up.c: the directory of the running kaizen executable, where
    kaizen-broker, kaizen-orchestrator and the agents kaizen-NAME are
    installed (readlink /proc/self/exe). 0 / -1 */

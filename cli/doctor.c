@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "kz_bus.h"
+#include "kz_config_check.h"
 #include "kz_db.h"
 #include "kz_git.h"
 #include "kz_log.h"
@@ -103,6 +104,25 @@ static void s_want_package(s_doctor_t *d, const char *pkg)
             return;
     if (d->fix_count < S_MAX_FIXPKG)
         d->fix_packages[d->fix_count++] = pkg;
+}
+
+/* The config's semantics (lib/kz_config_check.h), as `kaizen up` checks
+   them: one FAIL line per problem, "FILE:LINE:COL: KEY: what is wrong" */
+static void s_config_check(s_doctor_t *d)
+{
+    kz_config_problems_t problems;
+    char err[256];
+    if (kz_config_check(d->cfg, NULL, &problems, err, sizeof err) != 0) {
+        s_line(d, "FAIL", "config semantics", err, "run kaizen doctor again with more memory free");
+        return;
+    }
+    if (problems.count == 0)
+        s_line(d, "ok", "config semantics",
+               "targets, their branches, test programs and languages' tools; endpoints", NULL);
+    for (size_t i = 0; i < problems.count; i++)
+        s_line(d, "FAIL", "config semantics", problems.lines[i],
+               "correct the config at that position ('kaizen up' refuses to start until then)");
+    kz_config_problems_clear(&problems);
 }
 
 /* ------------------------------------------------------------- packages */
@@ -897,6 +917,7 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
              d.cfg->agents_count == 1 ? "" : "s", d.cfg->targets_count,
              d.cfg->targets_count == 1 ? "" : "s");
     s_line(&d, "ok", "config", detail, NULL);
+    s_config_check(&d);
     s_packages(&d);
     s_programs(&d);
     s_state_dir(&d);

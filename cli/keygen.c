@@ -140,12 +140,21 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     printf("secret certificate: %s (mode 0600, keep it private)\n", sec);
     if (role)
         printf("role: %s\n", role);
-    printf("for a client: copy %s into the broker's bus.curve.allow_dir and use\n"
-           "%s as its bus.curve.%s_cert (or bus.curve.client_cert)\n",
-           pub, sec, role ? role : "ROLE");
-    printf("for the broker: use %s as bus.curve.broker_cert and %s as the\n"
-           "clients' bus.curve.broker_public (not in allow_dir)\n",
-           sec, pub);
+    /* the broker's pair is not a client's: its public key goes to the
+       clients (bus.curve.broker_public), never into allow_dir */
+    bool broker = !role && strcmp(name, "broker") == 0;
+    if (broker)
+        printf("for the broker: use %s as its bus.curve.broker_cert, and give every\n"
+               "client %s as its bus.curve.broker_public (the server key it checks);\n"
+               "do not copy it into allow_dir, which holds the clients' public keys\n",
+               sec, pub);
+    else
+        printf("for a client: copy %s into the broker's bus.curve.allow_dir and use\n"
+               "%s as its bus.curve.%s_cert (or bus.curve.client_cert)\n",
+               pub, sec, role ? role : "ROLE");
+    if (!broker && !role)
+        printf("(for the broker's own pair, run 'kaizen keygen broker': its public key is\n"
+               "the clients' bus.curve.broker_public, never in allow_dir)\n");
     return KZ_EXIT_OK;
 }
 

@@ -14,9 +14,11 @@
 #include <unistd.h>
 
 #include "kz_bus.h"
+#include "kz_curve_probe.h"
 #include "kz_msg.h"
 
 #define S_DEFAULT_TIMEOUT_MS 3000
+#define S_PROBE_MS           2000 /* a CURVE handshake, after silence */
 #define S_MAX_COUNT          1000000
 
 static const char s_usage[] =
@@ -129,7 +131,13 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_error("publish", "%s", err);
     }
     if (kz_bus_wait_publisher(bus, timeout_ms) != 0) {
-        rc = kz_cli_error("publish", "no broker at '%s' (is kaizen-broker running?)", endpoint);
+        /* silence is also what a CURVE refusal looks like: tell them apart */
+        char why[1024] = "";
+        if (kz_curve_probe(bus_cfg, bus_cfg->connect.pub, true, S_PROBE_MS, why, sizeof why) ==
+            KZ_CURVE_REFUSED)
+            rc = kz_cli_error("publish", "%s", why);
+        else
+            rc = kz_cli_error("publish", "no broker at '%s' (is kaizen-broker running?)", endpoint);
         goto done;
     }
     /* MSG stays the template: each one sent is a copy with its own, newer

@@ -2090,6 +2090,9 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
         return kz_cli_usage("run-once", "no target '%s' in %s (targets: %s)", only,
                             cfg->path ? cfg->path : "the config", names);
     }
+    /* what the config names exists, before anything starts */
+    if (kz_cli_config_check(cfg, "run-once") != KZ_EXIT_OK)
+        return KZ_EXIT_FAILURE;
 
     s_ro_t ro;
     memset(&ro, 0, sizeof ro);

@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include "kz_bus.h"
+#include "kz_curve_probe.h"
 #include "kz_msg.h"
 #include "kz_wire.h"
 
 #define S_DEFAULT_TIMEOUT_MS 3000
+#define S_PROBE_MS           2000 /* a CURVE handshake, after silence */
 
 static const char s_usage[] =
     "usage: kaizen [-c FILE] stats [--json] [--timeout DURATION]\n"
@@ -212,9 +214,15 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     int rc =
         kz_bus_call_raw(bus, KZ_MMI_STATS, "", 0, timeout_ms, &reply, &reply_len, err, sizeof err);
     kz_bus_destroy(&bus);
-    if (rc != 0)
+    if (rc != 0) {
+        /* silence is also what a CURVE refusal looks like: tell them apart */
+        char why[1024] = "";
+        if (kz_curve_probe(&bus_cfg, bus_cfg.connect.router, false, S_PROBE_MS, why, sizeof why) ==
+            KZ_CURVE_REFUSED)
+            return kz_cli_error("stats", "%s", why);
         return kz_cli_error(
             "stats", "no answer from the broker at '%s' (is kaizen-broker running?)", endpoint);
+    }
 
     kz_msg_limits_t limits = kz_msg_limits_default();
     if (limits.max_size < reply_len)

@@ -1001,6 +1001,9 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     }
     if (optind < argc)
         return kz_cli_usage("up", "unexpected argument '%s'", argv[optind]);
+    /* what the config names exists, before anything starts */
+    if (kz_cli_config_check(cli->cfg, "up") != KZ_EXIT_OK)
+        return KZ_EXIT_FAILURE;
     return s_up(cli, "up", stdout, foreground, NULL);
 }
 

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kz_config_check.h"
+
 int kz_cli_usage(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
@@ -29,6 +31,22 @@ int kz_cli_error(const char *cmd, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    return KZ_EXIT_FAILURE;
+}
+
+int kz_cli_config_check(const kz_config_t *cfg, const char *cmd)
+{
+    kz_config_problems_t problems;
+    char err[256];
+    if (kz_config_check(cfg, NULL, &problems, err, sizeof err) != 0)
+        return kz_cli_error(cmd, "%s", err);
+    if (problems.count == 0)
+        return KZ_EXIT_OK;
+    for (size_t i = 0; i < problems.count; i++)
+        kz_cli_error(cmd, "%s", problems.lines[i]);
+    kz_cli_error(cmd, "%zu problem%s in the config: nothing started", problems.count,
+                 problems.count == 1 ? "" : "s");
+    kz_config_problems_clear(&problems);
     return KZ_EXIT_FAILURE;
 }
 

@@ -64,7 +64,42 @@ typedef struct {
     char *errbuf;
     size_t errlen;
     size_t nodes;
+    kz_config_mark_t *marks; /* where each key was written (kz_config_mark) */
+    size_t marks_count, marks_cap;
+    bool marks_oom;
 } s_ctx_t;
+
+/* Remember that PATH's value is at NODE; a failure only loses the mark
+   (reported as out of memory when the load ends) */
+static void s_mark(s_ctx_t *ctx, const s_node_t *node, const char *path)
+{
+    if (ctx->marks_count == ctx->marks_cap) {
+        size_t cap = ctx->marks_cap ? ctx->marks_cap * 2 : 64;
+        kz_config_mark_t *marks = realloc(ctx->marks, cap * sizeof *marks);
+        if (!marks) {
+            ctx->marks_oom = true;
+            return;
+        }
+        ctx->marks = marks;
+        ctx->marks_cap = cap;
+    }
+    kz_config_mark_t *mark = &ctx->marks[ctx->marks_count];
+    mark->key = strdup(path);
+    if (!mark->key) {
+        ctx->marks_oom = true;
+        return;
+    }
+    mark->line = node->line;
+    mark->col = node->col;
+    ctx->marks_count++;
+}
+
+static void s_marks_free(kz_config_mark_t *marks, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(marks[i].key);
+    free(marks);
+}
 
 /* Child key path into OUT; long paths are cut, they only appear in messages */
 static void s_path(char *out, size_t len, const char *fmt, ...)
@@ -1358,6 +1393,7 @@ static int s_walk_strlist(s_ctx_t *ctx, const s_field_t *f, const s_node_t *node
         if (!list[i])
             return s_oom(ctx, item, ipath);
         *count = i + 1;
+        s_mark(ctx, item, ipath);
     }
     return 0;
 }
@@ -1403,6 +1439,7 @@ static int s_walk_list(s_ctx_t *ctx, const s_field_t *f, const s_node_t *node, v
         char ipath[S_MAX_PATH];
         s_path(ipath, sizeof ipath, "%s[%zu]", path, i);
         *count = i + 1;
+        s_mark(ctx, item, ipath);
         if (s_defaults(f->sub, elem) < 0)
             return s_oom(ctx, item, ipath);
         if (s_check_node(ctx, item, ipath) < 0)
@@ -1437,6 +1474,7 @@ static int s_walk_value(s_ctx_t *ctx, const s_field_t *f, const s_node_t *node, 
     char why[512];
     if (s_check_node(ctx, node, path) < 0)
         return -1;
+    s_mark(ctx, node, path);
     if (s_is_null(node)) {
         if (f->required)
             return s_err(ctx, node, path, "missing required value");
@@ -1682,6 +1720,7 @@ static int s_catalog_merge(s_ctx_t *ctx, kz_config_t *self)
         } else if (ctx->errbuf && ctx->errlen && !ctx->errbuf[0])
             s_err_at(&cctx, 1, 1, "", "not a mapping of tools and fixers");
         s_node_free(root);
+        s_marks_free(cctx.marks, cctx.marks_count); /* the catalog's own positions */
         s_free_fields(s_catalog_fields, &cat);
         if (rc < 0)
             return -1;
@@ -1935,9 +1974,35 @@ void kz_config_destroy(kz_config_t **self_p)
         return;
     kz_config_t *self = *self_p;
     s_free_fields(s_root_fields, self);
+    s_marks_free(self->marks, self->marks_count);
     free(self->path);
     free(self);
     *self_p = NULL;
+}
+
+int kz_config_mark(const kz_config_t *self, const char *key, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    if (!self || !key)
+        return -1;
+    char want[S_MAX_PATH];
+    snprintf(want, sizeof want, "%s", key);
+    for (;;) {
+        for (size_t i = 0; i < self->marks_count; i++)
+            if (strcmp(self->marks[i].key, want) == 0) {
+                *line = self->marks[i].line;
+                *col = self->marks[i].col;
+                return 0;
+            }
+        /* the parent: "a.b[2].c" -> "a.b[2]" -> "a.b" -> "a" */
+        char *dot = strrchr(want, '.');
+        char *bracket = strrchr(want, '[');
+        char *cut = dot > bracket ? dot : bracket;
+        if (!cut || cut == want)
+            return -1;
+        *cut = '\0';
+    }
 }
 
 kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, char *errbuf,
@@ -1983,10 +2048,17 @@ kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, cha
         goto fail;
     if (s_complete(&ctx, root, self) < 0 || s_finish(&ctx, root, self) < 0)
         goto fail;
+    if (ctx.marks_oom) {
+        s_err_at(&ctx, 1, 1, "", "out of memory");
+        goto fail;
+    }
+    self->marks = ctx.marks;
+    self->marks_count = ctx.marks_count;
     s_node_free(root);
     free(ctx.base_dir);
     return self;
 fail:
+    s_marks_free(ctx.marks, ctx.marks_count);
     s_node_free(root);
     free(ctx.base_dir);
     kz_config_destroy(&self);

@@ -291,6 +291,12 @@ typedef struct {
                           host's network inside the sandbox (kz_sandbox.h) */
 } kz_target_config_t;
 
+/* Where a key's value was written (kz_config_mark) */
+typedef struct {
+    char *key;     /* dotted path: "targets[0].path", "targets[0].languages[1]" */
+    int line, col; /* 1-based */
+} kz_config_mark_t;
+
 typedef struct {
     char *path;             /* the file it was loaded from, or NULL */
     char *state_dir;        /* state_dir, default ~/.local/state/kaizen, /var/lib/kaizen for
@@ -314,6 +320,8 @@ typedef struct {
     kz_sandbox_config_t sandbox; /* sandbox: how tools, fixers and tests run (kz_sandbox.h) */
     bool catalog; /* catalog, default true: the built-in recipes (catalog/NAME.yaml) are merged
                      under tools[] and fixers[]; false: only the config's own */
+    kz_config_mark_t *marks; /* the position of every key the file sets (kz_config_mark) */
+    size_t marks_count;
 } kz_config_t;
 
 /* One file of the built-in recipe catalog, compiled in by
@@ -357,6 +365,12 @@ kz_config_t *kz_config_parse(const char *name, const char *text, size_t len, cha
                              size_t errlen);
 
 void kz_config_destroy(kz_config_t **self_p);
+
+/* Where KEY ("targets[0].path") was written in the file: its value's LINE
+   and COL (1-based). A key the file does not set is looked up by its
+   parents in turn ("targets[0]"), so a default is placed at the entry that
+   took it. 0, or -1 when not even a parent is in the file (LINE, COL 1) */
+int kz_config_mark(const kz_config_t *self, const char *key, int *line, int *col);
 
 /* The configuration every kaizen program uses: PATH when given, else
    kz_config_default_path(), else the defaults. NULL with ERRBUF (the

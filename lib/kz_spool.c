@@ -444,6 +444,21 @@ static int s_create(kz_spool_t *self, char *errbuf, size_t errlen)
     return 0;
 }
 
+size_t kz_spool_fits(const kz_spool_t *self, const size_t *lens, size_t count)
+{
+    if (self->max_bytes == 0)
+        return count;
+    uint64_t used = self->fd >= 0 ? self->size : S_FILE_HDR;
+    size_t n = 0;
+    for (; n < count; n++) {
+        uint64_t rec = S_REC_HDR + (uint64_t)lens[n];
+        if (used + rec > self->max_bytes)
+            break;
+        used += rec;
+    }
+    return n;
+}
+
 int kz_spool_append(kz_spool_t *self, const void *const *data, const size_t *lens, size_t count,
                     char *errbuf, size_t errlen)
 {

@@ -48,6 +48,11 @@ void kz_spool_close(kz_spool_t **self_p);
 int kz_spool_append(kz_spool_t *self, const void *const *data, const size_t *lens, size_t count,
                     char *errbuf, size_t errlen);
 
+/* How many of the COUNT payloads of LENS, from the first, an append would
+   take now without passing the cap (all of them when there is no cap) -
+   a batch larger than the room goes in in pieces that fit */
+size_t kz_spool_fits(const kz_spool_t *self, const size_t *lens, size_t count);
+
 /* True when records wait for replay */
 int kz_spool_pending(const kz_spool_t *self);
 

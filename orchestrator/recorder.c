@@ -32,9 +32,11 @@
     other error (a message the database refuses) makes the batch be
     stored one message per transaction, once, so the bad message is found,
     logged with its SQLSTATE and id, counted and skipped, and the others
-    stored. When neither the database nor the spool can take a batch
-    (spool full, disk full) it comes back and is held unacknowledged, the
-    batch behind it too (order); the broker's group_inflight bounds how
+    stored. The spool takes a batch as far as it has room (the messages
+    that fit, in order, are acknowledged: a batch larger than spool_max
+    still fills the spool); what neither the database nor the spool can
+    take (spool full, disk full) comes back and is held unacknowledged,
+    the batch behind it too (order); the broker's group_inflight bounds how
     much is held, and it is offered again a second later.
 
     Batch size: a batch is handed over when it reaches min(batch_size,
@@ -459,7 +461,8 @@ typedef struct {
     const kz_msg_t **msgs;
     size_t n;
     s_job_state_t state;
-    int rc; /* 0 durable (acknowledge), -1 nowhere (hold) */
+    int rc;         /* 0 durable (acknowledge), -1 not all of it (hold the rest) */
+    size_t durable; /* with rc -1: how many, from the first, are durable (acknowledge) */
 } s_job_t;
 
 /* Result of one transaction */
@@ -1133,16 +1136,20 @@ static void s_set_full(kz_recorder_t *self, bool full, const char *why)
 }
 
 /* BATCH into the spool (encoded envelopes, one fdatasync). 0, or -1 when
-   the spool cannot take it (full, disk full): the batch is not durable */
-static int s_spool_store(kz_recorder_t *self, const s_batch_t *batch)
+   the spool cannot take all of it (full, disk full): *DURABLE says how
+   many, from the first, it took - a batch larger than the spool's room
+   goes in as far as it fits, the rest is held */
+static int s_spool_store(kz_recorder_t *self, const s_batch_t *batch, size_t *durable)
 {
     const void **data = calloc(batch->count ? batch->count : 1, sizeof *data);
     size_t *lens = calloc(batch->count ? batch->count : 1, sizeof *lens);
+    size_t *from = calloc(batch->count ? batch->count : 1, sizeof *from);
     size_t n = 0;
     uint64_t skipped = 0;
     int rc = -1;
     char err[1024] = "out of memory";
-    if (!data || !lens)
+    *durable = 0;
+    if (!data || !lens || !from)
         goto done;
     for (size_t i = 0; i < batch->count; i++) {
         kz_msg_err_t merr = {0, ""};
@@ -1158,35 +1165,59 @@ static int s_spool_store(kz_recorder_t *self, const s_batch_t *batch)
         }
         data[n] = buf;
         lens[n] = len;
+        from[n] = i;
         n++;
     }
-    rc = kz_spool_append(self->spool, data, lens, n, err, sizeof err);
+    /* the records that fit in the room left (all of them, usually) */
+    size_t fit = kz_spool_fits(self->spool, lens, n);
+    rc = fit ? kz_spool_append(self->spool, data, lens, fit, err, sizeof err) : 0;
+    if (rc == 0 && fit < n) {
+        kz_spool_stats_t stats;
+        kz_spool_stats(self->spool, &stats);
+        snprintf(err, sizeof err,
+                 "spool full: '%s' holds %llu bytes and database.spool_max (%llu) leaves no "
+                 "room for %zu more message%s",
+                 kz_spool_path(self->spool), (unsigned long long)stats.bytes,
+                 (unsigned long long)self->cfg->database.spool_max, n - fit,
+                 n - fit == 1 ? "" : "s");
+        *durable = from[fit]; /* the skipped ones before it are dropped, as before */
+        rc = -1;
+    } else if (rc == 0) {
+        *durable = batch->count;
+    }
 done:
     for (size_t i = 0; data && i < n; i++)
         free((void *)data[i]);
     free(data);
     free(lens);
-    if (rc == 0)
+    free(from);
+    if (rc == 0 || *durable > 0)
         s_count(self, 0, 0, 0, skipped);
     s_set_full(self, rc != 0, err);
     s_publish_spool(self);
     return rc;
 }
 
-/* A job from the main thread: 0 durable (acknowledge), -1 hold it */
-static int s_job(kz_recorder_t *self, const s_batch_t *batch)
+/* A job from the main thread: 0 durable (acknowledge), -1 hold what is
+   not (*DURABLE: how many, from the first, are) */
+static int s_job(kz_recorder_t *self, const s_batch_t *batch, size_t *durable)
 {
     s_batch_t rest = *batch;
+    size_t done = 0;
+    *durable = 0;
     if (self->db && !kz_spool_pending(self->spool)) {
-        size_t done;
         if (s_db_store(self, batch, &done) == 0) {
             s_set_full(self, false, NULL);
+            *durable = batch->count;
             return 0;
         }
         rest.msgs += done;
         rest.count -= done;
     }
-    return s_spool_store(self, &rest);
+    size_t spooled = 0;
+    int rc = s_spool_store(self, &rest, &spooled);
+    *durable = done + spooled;
+    return rc;
 }
 
 /* ------------------------------------------------------------- replay */
@@ -1283,9 +1314,11 @@ static void *s_worker(void *arg)
             bool hold = self->holding;
             s_batch_t batch = {job->msgs, job->n};
             pthread_mutex_unlock(&self->lock);
-            int rc = hold ? -1 : s_job(self, &batch);
+            size_t durable = 0;
+            int rc = hold ? -1 : s_job(self, &batch, &durable);
             pthread_mutex_lock(&self->lock);
             job->rc = rc;
+            job->durable = rc == 0 ? job->n : durable;
             job->state = S_JOB_DONE;
             if (rc != 0)
                 self->holding = true;
@@ -1398,31 +1431,34 @@ static void s_collect(kz_recorder_t *self)
         s_job_t *job = &self->jobs[self->job_head];
         pthread_mutex_lock(&self->lock);
         s_job_state_t state = job->state;
-        int rc = job->rc;
+        size_t durable = job->durable;
         pthread_mutex_unlock(&self->lock);
         if (state != S_JOB_DONE)
             break;
-        if (rc == 0) {
-            for (size_t i = 0; i < job->n; i++) {
-                if (kz_bus_ack(self->bus, job->dels[i]) != 0)
-                    kz_warn("unable to acknowledge message %s", kz_msg_id(job->dels[i]->msg));
-                kz_bus_delivery_destroy(&job->dels[i]);
-            }
-        } else {
-            /* nobody could take it: back into held, ahead of what came later */
+        /* what is durable is acknowledged (all of it, or the first pieces
+           of a batch the spool had room for only in part) */
+        if (durable > job->n)
+            durable = job->n;
+        for (size_t i = 0; i < durable; i++) {
+            if (kz_bus_ack(self->bus, job->dels[i]) != 0)
+                kz_warn("unable to acknowledge message %s", kz_msg_id(job->dels[i]->msg));
+            kz_bus_delivery_destroy(&job->dels[i]);
+        }
+        if (durable < job->n) {
+            /* nobody could take the rest: back into held, ahead of what came later */
             int64_t now = s_mono_ms();
             if (!self->restoring) {
                 self->restoring = true;
                 self->restore_at = 0;
             }
-            size_t at = self->restore_at, n = job->n;
+            size_t at = self->restore_at, n = job->n - durable;
             memmove(self->held + at + n, self->held + at, (self->nheld - at) * sizeof *self->held);
             memmove(self->held_at + at + n, self->held_at + at,
                     (self->nheld - at) * sizeof *self->held_at);
             for (size_t i = 0; i < n; i++) {
-                self->held[at + i] = job->dels[i];
+                self->held[at + i] = job->dels[durable + i];
                 self->held_at[at + i] = now;
-                job->dels[i] = NULL;
+                job->dels[durable + i] = NULL;
             }
             self->nheld += n;
             self->restore_at += n;

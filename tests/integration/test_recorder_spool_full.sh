@@ -8,8 +8,8 @@
 # is back the spool is replayed, the held messages and the queue follow,
 # and all 3,000 rows arrive once each, in order. broker.group_inflight
 # 1000: batches of 500 messages (about 160 KiB), so one fits the spool and
-# the next does not (a batch is spooled whole or not at all), and the
-# broker holds what is beyond the 1000 in flight.
+# the next only in part (test_recorder_spool_split.sh), and the broker
+# holds what is beyond the 1000 in flight.
 # shellcheck disable=SC2154,SC2119 # PID_* are set by kz_start (lib.sh)
 source "$(dirname "$0")/lib.sh"
 

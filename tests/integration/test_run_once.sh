@@ -112,12 +112,17 @@ grep -q "kaizen keeps running" "$T/t-text.out" && fail "it did not start kaizen,
 [[ -e $T/samples/py/link-outside || -L $T/samples/py/link-outside ]] && fail "a link pointing outside was copied"
 grep -q "skipped 'link-outside': a symbolic link to '../../outside'" "$T/t-text.err" || fail "$(cat "$T/t-text.err")"
 compgen -G "$T/samples/*.kaizen-new-*" >/dev/null && fail "temporary copies left: $(ls "$T/samples")"
-# an existing path is left alone, even when it is no repository
+# an existing path is left alone, even when it is no repository: the
+# config check refuses it, at its position, before anything starts
 mkdir -p "$T/samples-x/notgit"
 sed "s|$T/samples/c|$T/samples-x/notgit|" "$CLI" >"$T/cli-x.yaml"
-expect 3 t-json "$K" -c "$T/cli-x.yaml" run-once --timeout 2s --json --target c
+expect 1 t-x "$K" -c "$T/cli-x.yaml" run-once --timeout 2s --json --target c
 [[ -d $T/samples-x/notgit/.git ]] && fail "an existing directory was made a repository"
-grep -q "created sample" "$T/t-json.err" && fail "an existing path was re-created: $(cat "$T/t-json.err")"
+grep -q "created sample" "$T/t-x.err" && fail "an existing path was re-created: $(cat "$T/t-x.err")"
+grep -q "cli-x.yaml:[0-9]*:[0-9]*: targets\[1\]\.path: target c: '$T/samples-x/notgit' is not a git repository" "$T/t-x.err" ||
+    fail "the path that is no repository was not refused: $(cat "$T/t-x.err")"
+expect 3 t-json "$K" -c "$CLI" run-once --timeout 2s --json --target c
+grep -q "created sample" "$T/t-json.err" && fail "an existing sample was re-created: $(cat "$T/t-json.err")"
 jcheck "$T/t-json.out" '
 assert d["result"] == "timed_out" and d["exit_code"] == 3, d
 assert d["started_kaizen"] is False

@@ -1115,6 +1115,53 @@ static void test_load_errors(void **state)
     assert_non_null(strstr(err, "nesting too deep"));
 }
 
+/* kz_config_mark: where each key's value was written, a parent's for a
+   key left to its default */
+static void test_marks(void **state)
+{
+    (void)state;
+    char err[256];
+    kz_config_t *c = s_parse("bus:\n"
+                             "  endpoints: {pub: ipc:///tmp/p}\n"
+                             "targets:\n"
+                             "  - name: web\n"
+                             "    path: /srv/web\n"
+                             "    languages: [python, c]\n"
+                             "    test: [pytest, -q]\n"
+                             "  - {name: lib, path: /srv/lib}\n",
+                             err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    int line, col;
+    assert_int_equal(kz_config_mark(c, "targets[0].path", &line, &col), 0);
+    assert_int_equal(line, 5);
+    assert_int_equal(col, 11);
+    assert_int_equal(kz_config_mark(c, "targets[0].languages[1]", &line, &col), 0);
+    assert_int_equal(line, 6);
+    assert_int_equal(col, 25);
+    assert_int_equal(kz_config_mark(c, "targets[0].test[0]", &line, &col), 0);
+    assert_int_equal(line, 7);
+    assert_int_equal(col, 12);
+    assert_int_equal(kz_config_mark(c, "targets[1].path", &line, &col), 0);
+    assert_int_equal(line, 8);
+    assert_int_equal(col, 23);
+    assert_int_equal(kz_config_mark(c, "bus.endpoints.pub", &line, &col), 0);
+    assert_int_equal(line, 2);
+    assert_int_equal(col, 20);
+    /* left to its default: the entry that took it */
+    assert_int_equal(kz_config_mark(c, "targets[1].branch", &line, &col), 0);
+    assert_int_equal(line, 8);
+    assert_int_equal(col, 5);
+    assert_int_equal(kz_config_mark(c, "bus.endpoints.sub", &line, &col), 0);
+    assert_int_equal(line, 2);
+    assert_int_equal(col, 14);
+    /* not in the file at all */
+    assert_int_equal(kz_config_mark(c, "policy.apply", &line, &col), -1);
+    assert_int_equal(line, 1);
+    assert_int_equal(col, 1);
+    kz_config_destroy(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1126,6 +1173,7 @@ int main(void)
         cmocka_unit_test(test_env),           cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_loop_keys),     cmocka_unit_test(test_loop_errors),
         cmocka_unit_test(test_catalog),       cmocka_unit_test(test_bus_tcp_curve),
+        cmocka_unit_test(test_marks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

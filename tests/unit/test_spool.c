@@ -390,7 +390,14 @@ static void test_cap(void **state)
     const char *texts[] = {rec, rec, rec};
     uint64_t cap = S_HDR + 2 * (S_REC_HDR + 100) + 50;
     kz_spool_t *spool = s_open(cap);
+    /* what fits: two of three records, then none of one more */
+    size_t lens[] = {100, 100, 100};
+    assert_int_equal(kz_spool_fits(spool, lens, 3), 2);
     s_append_ok(spool, texts, 2);
+    assert_int_equal(kz_spool_fits(spool, lens, 1), 0);
+    assert_int_equal(kz_spool_fits(spool, lens, 0), 0);
+    size_t small[] = {30};
+    assert_int_equal(kz_spool_fits(spool, small, 1), 1);
     off_t before = s_size(s_path);
     char err[512] = "";
     assert_int_equal(s_append(spool, texts, 1, err, sizeof err), -1);
