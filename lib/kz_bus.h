@@ -63,6 +63,21 @@ const char *kz_bus_agent_id(const kz_bus_t *self);
    (*msg_p = NULL). Blocks up to the heartbeat interval when the socket is
    full, then fails. 0 / -1 (encode error or full). */
 int kz_bus_publish(kz_bus_t *self, kz_msg_t **msg_p);
+/* Hand over what this bus published: returns 0 once the broker has
+   confirmed that every event published before the call is in its
+   fsynced durable log, or matched no durable group (an event is handed
+   over once kz_bus_publish and the next kz_bus_flush have returned).
+   Until confirmed, published events stay in an outbox (at most 65536;
+   the oldest beyond that is forgotten, warned) and are sent again when
+   the broker reconnects or restarts - so a subscriber MAY see one twice.
+   -1 (logged by the caller) when TIMEOUT_MS passed without confirmation
+   (the events stay in the outbox; the next flush tries again) or when
+   the broker could not log some event (its durable log is full).
+   docs/durability.md. */
+int kz_bus_flush(kz_bus_t *self, int timeout_ms);
+/* Events published and not yet confirmed by a flush */
+size_t kz_bus_unconfirmed(const kz_bus_t *self);
+
 /* Publish already encoded bytes on TOPIC (bench and tools) */
 int kz_bus_publish_raw(kz_bus_t *self, const char *topic, const void *data, size_t len);
 /* Wait up to TIMEOUT_MS for the broker to accept our publications. 0 / -1 */

@@ -104,6 +104,12 @@ static uint32_t s_crc32c(const void *data, size_t len)
     return crc ^ 0xFFFFFFFFu;
 }
 
+uint32_t kz_spool_crc32c(const void *data, size_t len)
+{
+    s_crc_init();
+    return s_crc32c(data, len);
+}
+
 /* ------------------------------------------------------------ helpers */
 
 static void s_put32(uint8_t *p, uint32_t v)
