@@ -51,6 +51,7 @@
 #define S_MARKER_EVERY    1024  /* events between the sync markers publish sends itself */
 #define S_MARKERS         16    /* markers awaiting confirmation that are remembered */
 #define S_MARKER_RETRY_MS 250   /* a flush sends its marker again after this */
+#define S_FLUSH_SHORT_MS  200   /* kz_bus_flush_step's timeout while the broker is away */
 
 typedef struct {
     bool used;
@@ -120,6 +121,8 @@ struct kz_bus {
     uint8_t instance[8];
     uint64_t outbox_dropped, outbox_resent;
     int64_t outbox_warned;
+    bool flush_failing; /* the last kz_bus_flush_step was not confirmed */
+    int64_t flush_warned;
 
     zsock_t *sub;
     void *sub_h;
@@ -775,29 +778,62 @@ int kz_bus_flush(kz_bus_t *self, int timeout_ms)
         s_sync_input(self);
         if (self->sync_failed) {
             self->sync_failed = false;
-            return kz_fail("the broker could not log every event for its durable groups "
-                           "(durable log full or failing: see its log); %zu events kept",
-                           self->ob_len);
+            return -2;
         }
         if (self->confirmed_seq >= target)
             return 0;
         int64_t now = s_now();
         if (now >= deadline)
-            return kz_fail("no confirmation from the broker at '%s' within %d ms: %zu events "
-                           "kept, sent again after a reconnect and confirmed by a later flush",
-                           self->cfg.connect.pub, timeout_ms, self->ob_len);
+            return -1;
         kz_bus_keepalive(self);
         zmq_pollitem_t items[2] = {{self->pub_h, 0, ZMQ_POLLIN, 0},
                                    {self->sync_h, 0, ZMQ_POLLIN, 0}};
         int64_t wait = deadline - now < 50 ? deadline - now : 50;
         if (zmq_poll(items, 2, (long)wait) < 0 && zmq_errno() == EINTR)
-            return kz_fail("flush interrupted");
+            return -1;
         s_pub_input(self);
         if (s_now() - marker_at >= S_MARKER_RETRY_MS || self->nmarkers == 0) {
             s_marker_send(self);
             marker_at = s_now();
         }
     }
+}
+
+const char *kz_bus_flush_error(const kz_bus_t *self, int rc, int timeout_ms, char *buf,
+                               size_t len)
+{
+    if (rc == -2)
+        snprintf(buf, len,
+                 "the broker could not log every event for its durable groups (its durable log "
+                 "is full or failing: see the broker's log); %zu events kept",
+                 self->ob_len);
+    else
+        snprintf(buf, len,
+                 "no confirmation of our events from the broker at '%s' within %d ms; %zu events "
+                 "kept, sent again when it is back",
+                 self->cfg.connect.pub, timeout_ms, self->ob_len);
+    return buf;
+}
+
+int kz_bus_flush_step(kz_bus_t *self, int timeout_ms)
+{
+    if (self->ob_len == 0)
+        return 0;
+    int timeout = self->flush_failing ? S_FLUSH_SHORT_MS : timeout_ms;
+    int rc = kz_bus_flush(self, timeout);
+    if (rc == 0) {
+        if (self->flush_failing)
+            kz_info("the broker confirms our events again");
+        self->flush_failing = false;
+        return 0;
+    }
+    self->flush_failing = true;
+    if (s_now() - self->flush_warned >= 10000) {
+        char why[512];
+        self->flush_warned = s_now();
+        kz_warn("%s; going on", kz_bus_flush_error(self, rc, timeout, why, sizeof why));
+    }
+    return rc;
 }
 
 size_t kz_bus_unconfirmed(const kz_bus_t *self)

@@ -25,6 +25,8 @@ database:
   flush_interval: 100ms
 EOF2
 kz_at_exit kz_kill_leftovers
+# a frozen orchestrator would not die of SIGTERM at exit
+kz_at_exit 'kill -CONT "$PID_orch" 2>/dev/null'
 kz_db_start
 
 confirmed() { grep -c '^confirmed ' "$T/pub.log" 2>/dev/null || echo 0; }
@@ -38,10 +40,16 @@ kz_wait_log orch "recording to the database" 60 || fail "the orchestrator does n
 kz_start pub "$KZ_TOOLS/kz_flush_pub" -c "$KAIZEN_CONFIG" --rate 500 --every 50 --timeout 2000
 kz_wait_for 60 confirmed_at_least 1000 || fail "no confirmations: $(confirmed)"
 
-# kill -9 twice, each in the middle of the stream; the second time the
-# broker stays down for a while (publishes go to the outbox meanwhile)
-for round in 1 2; do
+# kill -9 three times, each in the middle of the stream:
+#   1. restarted at once;
+#   2. down for a while (publishes go to the outbox; flushes fail);
+#   3. the orchestrator is frozen (SIGSTOP) across the restart and thawed
+#      only after 500 more events were confirmed: the new broker routes
+#      them while the recorder has not joined again - what lost 317 of
+#      3,672 events in issue 12. The declared group queues them.
+for round in 1 2 3; do
     before=$(confirmed)
+    ((round == 3)) && kill -STOP "$PID_orch"
     kill -KILL "$PID_broker"
     wait "$PID_broker" 2>/dev/null
     if ((round == 2)); then
@@ -50,6 +58,11 @@ for round in 1 2; do
     fi
     kz_start broker "$KZ_BIN/kaizen-broker"
     kz_wait_log broker "broker ready" || fail "broker did not start again"
+    if ((round == 3)); then
+        kz_wait_for 60 confirmed_at_least $((before + 500)) ||
+            fail "round 3: confirmations stopped at $(confirmed) with the recorder away"
+        kill -CONT "$PID_orch"
+    fi
     kz_wait_for 60 confirmed_at_least $((before + 1000)) ||
         fail "round $round: confirmations stopped at $(confirmed)"
 done
@@ -76,4 +89,4 @@ kz_wait_for 90 stored_all || fail "$(stored) of $n confirmed events stored"
 dups=$(kz_psql "SELECT count(*) - count(DISTINCT id) FROM events WHERE type = 'test.event'")
 [[ $dups == 0 ]] || fail "$dups duplicate rows"
 grep -q "events queued again" "$T/broker.log" || fail "the broker replayed nothing from its log"
-echo "ok: $n confirmed events stored once each across two broker kills"
+echo "ok: $n confirmed events stored once each across three broker kills"
