@@ -2,9 +2,9 @@
     with kz_bus_flush (tests of durability across broker crashes)
 
     kz_flush_pub -c FILE [--rate PER_SECOND] [--every N] [--count N]
-                 [--timeout MS]
+                 [--timeout MS] [--start SEQ]
 
-    Publishes test.event {seq} at RATE (default 500) per second, calling
+    Publishes test.event {seq} (from SEQ, default 0) at RATE (default 500) per second, calling
     kz_bus_flush (timeout MS, default 2000) after every N (default 50)
     events; COUNT (default 0 = until SIGTERM/SIGINT) events in all. After
     each flush that returned 0 it prints "confirmed ID" for every event
@@ -56,10 +56,10 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"rate", required_argument, NULL, 'r'},    {"every", required_argument, NULL, 'e'},
         {"count", required_argument, NULL, 'n'},   {"timeout", required_argument, NULL, 't'},
-        {NULL, 0, NULL, 0},
+        {"start", required_argument, NULL, 's'},   {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
-    long rate = 500, every = 50, count = 0, timeout = 2000;
+    long rate = 500, every = 50, count = 0, timeout = 2000, first = 0;
     int c;
     while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
         switch (c) {
@@ -78,13 +78,16 @@ int main(int argc, char **argv)
         case 't':
             timeout = atol(optarg);
             break;
+        case 's':
+            first = atol(optarg);
+            break;
         default:
             return 2;
         }
     }
     if (!config || rate <= 0 || every <= 0 || timeout <= 0 || count < 0) {
         fprintf(stderr, "usage: kz_flush_pub -c FILE [--rate N] [--every N] [--count N] "
-                        "[--timeout MS]\n");
+                        "[--timeout MS] [--start SEQ]\n");
         return 2;
     }
     char err[512];
@@ -114,7 +117,7 @@ int main(int argc, char **argv)
             continue;
         }
         kz_msg_t *msg = kz_msg_new("test.event");
-        if (!msg || kz_map_put_int(msg, kz_msg_body(msg), "seq", published) != 0) {
+        if (!msg || kz_map_put_int(msg, kz_msg_body(msg), "seq", first + published) != 0) {
             kz_msg_destroy(&msg);
             return 1;
         }
