@@ -285,8 +285,12 @@ struct kz_broker_t {
         unsigned char id[S_ID_MAX];
         size_t idlen;
         uint8_t token[8];
-    } *syncs; /* flush markers waiting for the next sync round */
+        bool assigned;   /* a sync round gave it its ticket */
+        uint64_t ticket; /* confirmed once the log's syncs reach it */
+        uint8_t status;
+    } *syncs; /* flush markers not yet confirmed, in arrival order */
     size_t nsyncs, capsyncs;
+    bool syncs_new; /* some marker has no ticket yet */
     uint64_t syncs_confirmed;
 };
 
@@ -1558,31 +1562,33 @@ static void s_sync_request(kz_broker_t *self, zmq_msg_t *body)
         self->capsyncs = cap;
     }
     struct s_sync *sy = &self->syncs[self->nsyncs++];
+    sy->assigned = false;
+    self->syncs_new = true;
     sy->idlen = d[1];
     memcpy(sy->id, d + 2, sy->idlen);
     memcpy(sy->token, d + 2 + sy->idlen, 8);
 }
 
-/* Make the durable log durable (one fdatasync for every marker since the
-   last round) and confirm the markers: SYNCED [token][status][instance]
-   to each publisher's sync DEALER. A publisher not connected there (yet)
-   misses it and sends its marker again. */
-static void s_sync_round(kz_broker_t *self)
+/* Confirm the markers whose ticket the log's syncs reached: SYNCED
+   [token][status][instance] to each publisher's sync DEALER. A publisher
+   not connected there (yet) misses it and sends its marker again. */
+static void s_sync_confirm(kz_broker_t *self)
 {
-    uint8_t status = KZ_SYNC_OK;
-    if (self->dlog) {
-        char err[512];
-        if (kz_dlog_sync(self->dlog, err, sizeof err) != 0) {
-            kz_error("durable log: %s", err);
-            status = KZ_SYNC_FAILED;
-        }
+    uint64_t done = 0;
+    bool failed = false;
+    if (self->dlog && kz_dlog_synced(self->dlog, &done) != 0) {
+        kz_error("durable log: fdatasync failed: %s", strerror(errno));
+        failed = true;
     }
-    if (self->dlog_failed)
-        status = KZ_SYNC_FAILED;
-    self->dlog_failed = false;
     unsigned char cmd = KZ_GRP_SYNCED;
+    size_t keep = 0;
     for (size_t i = 0; i < self->nsyncs; i++) {
         struct s_sync *sy = &self->syncs[i];
+        if (!sy->assigned || (self->dlog && sy->ticket > done)) {
+            self->syncs[keep++] = *sy;
+            continue;
+        }
+        uint8_t status = failed ? KZ_SYNC_FAILED : sy->status;
         int err = 0;
         if (s_route(self, sy->id, sy->idlen, &err) == -1)
             continue;
@@ -1594,7 +1600,37 @@ static void s_sync_round(kz_broker_t *self)
         s_send_buf(self->router_h, self->instance, 8, false);
         self->syncs_confirmed++;
     }
-    self->nsyncs = 0;
+    self->nsyncs = keep;
+}
+
+/* A sync round for the markers that arrived since the last one: write
+   the log's buffer and have its thread fdatasync it (one for all of
+   them; the loop does not wait for the disk), then confirm what is
+   durable already */
+static void s_sync_round(kz_broker_t *self)
+{
+    uint64_t ticket = 0;
+    uint8_t status = KZ_SYNC_OK;
+    if (self->dlog) {
+        char err[512];
+        if (kz_dlog_sync_start(self->dlog, &ticket, err, sizeof err) != 0) {
+            kz_error("durable log: %s", err);
+            status = KZ_SYNC_FAILED;
+        }
+    }
+    if (self->dlog_failed)
+        status = KZ_SYNC_FAILED;
+    self->dlog_failed = false;
+    for (size_t i = 0; i < self->nsyncs; i++) {
+        struct s_sync *sy = &self->syncs[i];
+        if (!sy->assigned) {
+            sy->assigned = true;
+            sy->ticket = ticket;
+            sy->status = status;
+        }
+    }
+    self->syncs_new = false;
+    s_sync_confirm(self);
 }
 
 /* Replay callback: queue a logged, unacknowledged event again */
@@ -2631,8 +2667,10 @@ static void s_tick(kz_broker_t *self)
     s_reap(self);
     s_reclaim(self);
     if (self->dlog && kz_dlog_dirty(self->dlog)) {
+        /* at most a tick (<= 100 ms) between an append and its fdatasync */
         char why[512];
-        if (kz_dlog_sync(self->dlog, why, sizeof why) != 0)
+        uint64_t ticket = 0;
+        if (kz_dlog_sync_start(self->dlog, &ticket, why, sizeof why) != 0)
             kz_error("durable log: %s", why);
     }
     if (self->stats_interval_ms > 0 && self->now >= self->next_stats) {
@@ -2902,19 +2940,21 @@ int kz_broker_run(kz_broker_t *self)
         tick = 100;
     if (tick < 5)
         tick = 5;
-    zmq_pollitem_t items[4] = {
+    zmq_pollitem_t items[5] = {
         {self->pub_h, 0, ZMQ_POLLIN, 0},
         {self->router_h, 0, ZMQ_POLLIN, 0},
         {self->sub_h, 0, ZMQ_POLLIN, 0},
         {self->tap_h, 0, ZMQ_POLLIN, 0},
+        {NULL, self->dlog ? kz_dlog_sync_fd(self->dlog) : -1, ZMQ_POLLIN, 0},
     };
+    int nitems = self->dlog ? 5 : 4;
     self->now = s_mono_ms();
     int64_t next_tick = self->now + tick;
     while (!self->stopping) {
         long timeout = (long)(next_tick - self->now);
         if (timeout < 0)
             timeout = 0;
-        int rc = zmq_poll(items, 4, timeout);
+        int rc = zmq_poll(items, nitems, timeout);
         if (rc == -1) {
             int err = zmq_errno();
             if (err == EINTR) {
@@ -2938,8 +2978,10 @@ int kz_broker_run(kz_broker_t *self)
             s_handle_sub(self);
         if (self->reap)
             s_reap(self);
-        if (self->nsyncs > 0)
+        if (self->syncs_new)
             s_sync_round(self);
+        if (nitems == 5 && (items[4].revents & ZMQ_POLLIN))
+            s_sync_confirm(self); /* the log's thread finished a sync */
         if (self->now >= next_tick) {
             s_tick(self);
             next_tick = self->now + tick;

@@ -10,6 +10,8 @@
 #include "kz_dlog.h"
 
 #include <dirent.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -52,6 +54,18 @@ struct kz_dlog {
     size_t buf_len, buf_cap;
     bool dirty; /* appended since the last sync */
     kz_dlog_stats_t st;
+
+    /* the sync thread: fdatasync off the caller's thread (async syncs) */
+    pthread_t thread;
+    bool thread_on;
+    pthread_mutex_t mu;
+    pthread_cond_t cv, idle_cv;
+    uint64_t ticket;    /* last ticket handed out (one per started sync) */
+    uint64_t requested; /* the thread syncs up to this ticket */
+    uint64_t done;      /* tickets up to this are durable */
+    int sync_errno;     /* the thread's last fdatasync failure (0: none) */
+    bool stop;
+    int efd; /* eventfd: a sync finished */
 };
 
 static int s_err(char *errbuf, size_t errlen, const char *fmt, ...)
@@ -147,9 +161,12 @@ static int s_seg_push(kz_dlog_t *self, uint64_t index, uint64_t bytes)
 }
 
 /* Start segment INDEX as the current one (the previous is synced first) */
+static void s_wait_idle(kz_dlog_t *self);
+
 static int s_seg_start(kz_dlog_t *self, uint64_t index, char *errbuf, size_t errlen)
 {
     if (self->fd >= 0) {
+        s_wait_idle(self); /* the sync thread may be using the old file */
         if (s_drain(self, errbuf, errlen) != 0)
             return -1;
         if (fdatasync(self->fd) != 0)
@@ -303,8 +320,102 @@ int kz_dlog_ack(kz_dlog_t *self, uint64_t lsn, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* The sync thread: fdatasync whenever a newer ticket is requested */
+static void *s_sync_main(void *arg)
+{
+    kz_dlog_t *self = arg;
+    pthread_mutex_lock(&self->mu);
+    for (;;) {
+        while (!self->stop && self->requested == self->done)
+            pthread_cond_wait(&self->cv, &self->mu);
+        if (self->requested == self->done && self->stop)
+            break;
+        uint64_t target = self->requested;
+        int fd = self->fd;
+        pthread_mutex_unlock(&self->mu);
+        int rc = fdatasync(fd);
+        int e = errno;
+        pthread_mutex_lock(&self->mu);
+        if (rc != 0)
+            self->sync_errno = e;
+        self->done = target;
+        self->st.syncs++;
+        pthread_cond_broadcast(&self->idle_cv);
+        uint64_t one = 1;
+        if (write(self->efd, &one, sizeof one) < 0) {
+            /* the counter cannot overflow in practice; the poller also
+               looks at kz_dlog_synced on its timer */
+        }
+    }
+    pthread_mutex_unlock(&self->mu);
+    return NULL;
+}
+
+static void s_wait_idle(kz_dlog_t *self)
+{
+    if (!self->thread_on)
+        return;
+    pthread_mutex_lock(&self->mu);
+    while (self->done != self->requested)
+        pthread_cond_wait(&self->idle_cv, &self->mu);
+    pthread_mutex_unlock(&self->mu);
+}
+
+int kz_dlog_sync_start(kz_dlog_t *self, uint64_t *ticket, char *errbuf, size_t errlen)
+{
+    if (!self->dirty) {
+        /* everything appended is covered by a sync already started */
+        *ticket = self->ticket;
+        return 0;
+    }
+    if (s_drain(self, errbuf, errlen) != 0)
+        return -1;
+    self->dirty = false;
+    pthread_mutex_lock(&self->mu);
+    self->requested = ++self->ticket;
+    *ticket = self->ticket;
+    pthread_cond_signal(&self->cv);
+    pthread_mutex_unlock(&self->mu);
+    return 0;
+}
+
+int kz_dlog_synced(kz_dlog_t *self, uint64_t *done)
+{
+    uint64_t n;
+    while (read(self->efd, &n, sizeof n) > 0)
+        ;
+    pthread_mutex_lock(&self->mu);
+    *done = self->done;
+    int e = self->sync_errno;
+    self->sync_errno = 0;
+    pthread_mutex_unlock(&self->mu);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int kz_dlog_sync_fd(const kz_dlog_t *self)
+{
+    return self->efd;
+}
+
 int kz_dlog_sync(kz_dlog_t *self, char *errbuf, size_t errlen)
 {
+    if (self->thread_on) {
+        uint64_t ticket = 0, done = 0;
+        if (kz_dlog_sync_start(self, &ticket, errbuf, errlen) != 0)
+            return -1;
+        pthread_mutex_lock(&self->mu);
+        while (self->done < ticket)
+            pthread_cond_wait(&self->idle_cv, &self->mu);
+        pthread_mutex_unlock(&self->mu);
+        if (kz_dlog_synced(self, &done) != 0)
+            return s_err(errbuf, errlen, "unable to sync the durable log in %s: %s", self->dir,
+                         strerror(errno));
+        return 0;
+    }
     if (!self->dirty)
         return 0;
     if (s_drain(self, errbuf, errlen) != 0)
@@ -487,6 +598,7 @@ kz_dlog_t *kz_dlog_open(const char *dir, uint64_t max_bytes, uint64_t segment_by
     }
     self->buf_cap = S_BUF_MAX;
     self->fd = -1;
+    self->efd = -1;
     self->max_bytes = max_bytes;
     self->segment_bytes = segment_bytes ? segment_bytes : S_SEG_DEFAULT;
     self->next_lsn = 1;
@@ -568,6 +680,21 @@ kz_dlog_t *kz_dlog_open(const char *dir, uint64_t max_bytes, uint64_t segment_by
         goto fail;
     if (s_seg_start(self, next_index, errbuf, errlen) != 0)
         goto fail;
+    if ((self->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        s_err(errbuf, errlen, "eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    pthread_mutex_init(&self->mu, NULL);
+    pthread_cond_init(&self->cv, NULL);
+    pthread_cond_init(&self->idle_cv, NULL);
+    if (pthread_create(&self->thread, NULL, s_sync_main, self) != 0) {
+        s_err(errbuf, errlen, "unable to start the durable log's sync thread");
+        pthread_mutex_destroy(&self->mu);
+        pthread_cond_destroy(&self->cv);
+        pthread_cond_destroy(&self->idle_cv);
+        goto fail;
+    }
+    self->thread_on = true;
     if (self->nsegs > 1)
         self->segs[self->nsegs - 1].last_lsn = self->segs[self->nsegs - 2].last_lsn;
     s_trim(self);
@@ -585,8 +712,21 @@ void kz_dlog_close(kz_dlog_t **self_p)
     if (self->fd >= 0) {
         char err[256];
         kz_dlog_sync(self, err, sizeof err);
-        close(self->fd);
     }
+    if (self->thread_on) {
+        pthread_mutex_lock(&self->mu);
+        self->stop = true;
+        pthread_cond_signal(&self->cv);
+        pthread_mutex_unlock(&self->mu);
+        pthread_join(self->thread, NULL);
+        pthread_mutex_destroy(&self->mu);
+        pthread_cond_destroy(&self->cv);
+        pthread_cond_destroy(&self->idle_cv);
+    }
+    if (self->fd >= 0)
+        close(self->fd);
+    if (self->efd >= 0)
+        close(self->efd);
     free(self->segs);
     free(self->buf);
     free(self->dir);

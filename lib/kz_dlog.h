@@ -20,10 +20,12 @@
     old segment: it starts a new one.
 
     Writes are buffered in memory and go to the file with kz_dlog_sync
-    (write + fdatasync) or when the buffer is full (write only). A segment
+    (write + fdatasync), kz_dlog_sync_start (write, then fdatasync in the
+    log's own thread, so the caller's loop never waits for the disk) or
+    when the buffer is full (write only). A segment
     is deleted once all its events are acknowledged and every older
     segment is gone, so the acknowledgements it holds never outlive
-    events they refer to. Not thread-safe. Errors: ERRBUF, -1; never logs.
+    events they refer to. One thread uses a log (its sync thread is internal). Errors: ERRBUF, -1; never logs.
 */
 #ifndef KZ_DLOG_H_INCLUDED
 #define KZ_DLOG_H_INCLUDED
@@ -79,6 +81,16 @@ int kz_dlog_ack(kz_dlog_t *self, uint64_t lsn, char *errbuf, size_t errlen);
 /* Write what is buffered and fdatasync: everything appended so far is
    durable on 0. A no-op when nothing was appended since the last sync. */
 int kz_dlog_sync(kz_dlog_t *self, char *errbuf, size_t errlen);
+/* Asynchronous sync: write what is buffered and have the log's thread
+   fdatasync it; *TICKET is satisfied once kz_dlog_synced reports a done
+   ticket >= it (at once when nothing was appended since the last sync
+   started). kz_dlog_sync_fd is readable (an eventfd) when a sync
+   finished. kz_dlog_synced: the highest done ticket in *DONE; -1 with
+   errno when an fdatasync failed since the last call (the tickets it
+   covered are not durable: callers report failure). */
+int kz_dlog_sync_start(kz_dlog_t *self, uint64_t *ticket, char *errbuf, size_t errlen);
+int kz_dlog_synced(kz_dlog_t *self, uint64_t *done);
+int kz_dlog_sync_fd(const kz_dlog_t *self);
 /* True when records were appended since the last sync */
 bool kz_dlog_dirty(const kz_dlog_t *self);
 
