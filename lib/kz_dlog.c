@@ -63,7 +63,16 @@ struct kz_dlog {
     uint64_t ticket;    /* last ticket handed out (one per started sync) */
     uint64_t requested; /* the thread syncs up to this ticket */
     uint64_t done;      /* tickets up to this are durable */
-    int sync_errno;     /* the thread's last fdatasync failure (0: none) */
+    int sync_errno;     /* the thread's last write or fdatasync failure (0: none) */
+    /* filled buffers the thread writes (in order), so a full page cache
+       or a slow disk never blocks the caller's loop in write() */
+    struct s_chunk {
+        uint8_t *data;
+        size_t len;
+    } * q;
+    size_t qn, qcap;
+    uint64_t q_bytes;
+    bool busy; /* the thread is writing or syncing */
     bool stop;
     int efd; /* eventfd: a sync finished */
 };
@@ -135,10 +144,40 @@ static int s_fsync_dir(const char *dir)
 }
 
 /* Write the buffer to the current segment (no sync) */
+#define S_QUEUE_MAX (64u * 1024 * 1024) /* bytes waiting for the thread before appends wait */
+
 static int s_drain(kz_dlog_t *self, char *errbuf, size_t errlen)
 {
     if (self->buf_len == 0)
         return 0;
+    if (self->thread_on) {
+        uint8_t *fresh = malloc(self->buf_cap);
+        if (!fresh)
+            return s_err(errbuf, errlen, "out of memory");
+        pthread_mutex_lock(&self->mu);
+        while (self->q_bytes > S_QUEUE_MAX) /* the disk is slower than the events */
+            pthread_cond_wait(&self->idle_cv, &self->mu);
+        if (self->qn == self->qcap) {
+            size_t cap = self->qcap ? 2 * self->qcap : 16;
+            struct s_chunk *q = realloc(self->q, cap * sizeof(*q));
+            if (!q) {
+                pthread_mutex_unlock(&self->mu);
+                free(fresh);
+                return s_err(errbuf, errlen, "out of memory");
+            }
+            self->q = q;
+            self->qcap = cap;
+        }
+        self->q[self->qn].data = self->buf;
+        self->q[self->qn].len = self->buf_len;
+        self->qn++;
+        self->q_bytes += self->buf_len;
+        pthread_cond_signal(&self->cv);
+        pthread_mutex_unlock(&self->mu);
+        self->buf = fresh;
+        self->buf_len = 0;
+        return 0;
+    }
     if (s_write_all(self->fd, self->buf, self->buf_len) != 0)
         return s_err(errbuf, errlen, "unable to write the durable log in %s: %s", self->dir,
                      strerror(errno));
@@ -166,9 +205,13 @@ static void s_wait_idle(kz_dlog_t *self);
 static int s_seg_start(kz_dlog_t *self, uint64_t index, char *errbuf, size_t errlen)
 {
     if (self->fd >= 0) {
-        s_wait_idle(self); /* the sync thread may be using the old file */
-        if (s_drain(self, errbuf, errlen) != 0)
-            return -1;
+        /* the thread has written everything queued: the rest goes here,
+           synchronously, before the file is closed */
+        s_wait_idle(self);
+        if (self->buf_len && s_write_all(self->fd, self->buf, self->buf_len) != 0)
+            return s_err(errbuf, errlen, "unable to write the durable log in %s: %s", self->dir,
+                         strerror(errno));
+        self->buf_len = 0;
         if (fdatasync(self->fd) != 0)
             return s_err(errbuf, errlen, "unable to sync the durable log in %s: %s", self->dir,
                          strerror(errno));
@@ -192,7 +235,11 @@ static int s_seg_start(kz_dlog_t *self, uint64_t index, char *errbuf, size_t err
         unlink(path);
         return s_err(errbuf, errlen, "out of memory");
     }
+    if (self->thread_on)
+        pthread_mutex_lock(&self->mu);
     self->fd = fd;
+    if (self->thread_on)
+        pthread_mutex_unlock(&self->mu);
     self->bytes += S_SEG_HDR;
     return 0;
 }
@@ -320,18 +367,36 @@ int kz_dlog_ack(kz_dlog_t *self, uint64_t lsn, char *errbuf, size_t errlen)
     return 0;
 }
 
-/* The sync thread: fdatasync whenever a newer ticket is requested */
+/* The log's thread: writes the queued buffers in order, then, when a
+   newer ticket is requested and nothing is queued, fdatasyncs */
 static void *s_sync_main(void *arg)
 {
     kz_dlog_t *self = arg;
     pthread_mutex_lock(&self->mu);
     for (;;) {
-        while (!self->stop && self->requested == self->done)
+        while (!self->stop && self->qn == 0 && self->requested == self->done)
             pthread_cond_wait(&self->cv, &self->mu);
-        if (self->requested == self->done && self->stop)
+        if (self->qn == 0 && self->requested == self->done && self->stop)
             break;
-        uint64_t target = self->requested;
+        self->busy = true;
         int fd = self->fd;
+        if (self->qn > 0) {
+            struct s_chunk c = self->q[0];
+            memmove(self->q, self->q + 1, (self->qn - 1) * sizeof(*self->q));
+            self->qn--;
+            pthread_mutex_unlock(&self->mu);
+            int rc = s_write_all(fd, c.data, c.len);
+            int e = errno;
+            free(c.data);
+            pthread_mutex_lock(&self->mu);
+            if (rc != 0)
+                self->sync_errno = e;
+            self->q_bytes -= c.len;
+            self->busy = false;
+            pthread_cond_broadcast(&self->idle_cv);
+            continue;
+        }
+        uint64_t target = self->requested;
         pthread_mutex_unlock(&self->mu);
         int rc = fdatasync(fd);
         int e = errno;
@@ -340,11 +405,11 @@ static void *s_sync_main(void *arg)
             self->sync_errno = e;
         self->done = target;
         self->st.syncs++;
+        self->busy = false;
         pthread_cond_broadcast(&self->idle_cv);
         uint64_t one = 1;
         if (write(self->efd, &one, sizeof one) < 0) {
-            /* the counter cannot overflow in practice; the poller also
-               looks at kz_dlog_synced on its timer */
+            /* the counter cannot overflow in practice */
         }
     }
     pthread_mutex_unlock(&self->mu);
@@ -356,7 +421,7 @@ static void s_wait_idle(kz_dlog_t *self)
     if (!self->thread_on)
         return;
     pthread_mutex_lock(&self->mu);
-    while (self->done != self->requested)
+    while (self->done != self->requested || self->qn > 0 || self->busy)
         pthread_cond_wait(&self->idle_cv, &self->mu);
     pthread_mutex_unlock(&self->mu);
 }
@@ -723,6 +788,9 @@ void kz_dlog_close(kz_dlog_t **self_p)
         pthread_cond_destroy(&self->cv);
         pthread_cond_destroy(&self->idle_cv);
     }
+    for (size_t i = 0; i < self->qn; i++)
+        free(self->q[i].data);
+    free(self->q);
     if (self->fd >= 0)
         close(self->fd);
     if (self->efd >= 0)
