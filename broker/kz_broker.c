@@ -279,7 +279,7 @@ struct kz_broker_t {
 
     /* durable groups (docs/durability.md) */
     kz_dlog_t *dlog;
-    bool dlog_failed; /* an append failed since the last sync round */
+    bool dlog_failed;    /* an append failed since the last sync round */
     uint8_t instance[8]; /* random per broker start, in every SYNCED */
     struct s_sync {
         unsigned char id[S_ID_MAX];
@@ -288,7 +288,7 @@ struct kz_broker_t {
         bool assigned;   /* a sync round gave it its ticket */
         uint64_t ticket; /* confirmed once the log's syncs reach it */
         uint8_t status;
-    } *syncs; /* flush markers not yet confirmed, in arrival order */
+    } * syncs; /* flush markers not yet confirmed, in arrival order */
     size_t nsyncs, capsyncs;
     bool syncs_new; /* some marker has no ticket yet */
     uint64_t syncs_confirmed;

@@ -97,8 +97,8 @@ struct kz_bus {
 
     zsock_t *pub;
     void *pub_h;
-    bool pub_ready;  /* the broker's XSUB subscription is there */
-    bool pub_waited; /* the first publish already waited for it */
+    bool pub_ready;     /* the broker's XSUB subscription is there */
+    bool pub_waited;    /* the first publish already waited for it */
     bool pub_was_ready; /* a subscription came before: a new one is a reconnect */
 
     /* kz_bus_flush: the outbox (a ring) and the sync DEALER on "router" */
@@ -689,8 +689,7 @@ static void s_marker_send(kz_bus_t *self)
     memcpy(body + 2, self->sync_id, sizeof self->sync_id);
     for (int i = 0; i < 8; i++)
         body[2 + sizeof self->sync_id + i] = (uint8_t)(token >> (56 - 8 * i));
-    if (zmq_send(self->pub_h, KZ_SYNC_TOPIC, strlen(KZ_SYNC_TOPIC), ZMQ_SNDMORE | ZMQ_DONTWAIT) <
-        0)
+    if (zmq_send(self->pub_h, KZ_SYNC_TOPIC, strlen(KZ_SYNC_TOPIC), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return;
     zmq_send(self->pub_h, body, sizeof body, 0);
     if (self->nmarkers == S_MARKERS) {
@@ -799,8 +798,7 @@ int kz_bus_flush(kz_bus_t *self, int timeout_ms)
     }
 }
 
-const char *kz_bus_flush_error(const kz_bus_t *self, int rc, int timeout_ms, char *buf,
-                               size_t len)
+const char *kz_bus_flush_error(const kz_bus_t *self, int rc, int timeout_ms, char *buf, size_t len)
 {
     if (rc == -2)
         snprintf(buf, len,

@@ -78,8 +78,7 @@ int kz_bus_publish(kz_bus_t *self, kz_msg_t **msg_p);
 int kz_bus_flush(kz_bus_t *self, int timeout_ms);
 /* "no confirmation from the broker within N ms" or the durable log's
    failure, for RC of kz_bus_flush, in BUF */
-const char *kz_bus_flush_error(const kz_bus_t *self, int rc, int timeout_ms, char *buf,
-                               size_t len);
+const char *kz_bus_flush_error(const kz_bus_t *self, int rc, int timeout_ms, char *buf, size_t len);
 /* The flush at the end of a step (agent runtime, orchestrator, CLI): a
    no-op when nothing is unconfirmed; else kz_bus_flush with TIMEOUT_MS -
    or 200 ms while the previous one failed (the broker is away: a step

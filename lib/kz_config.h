@@ -93,10 +93,10 @@ typedef struct {
     int stats_interval_ms; /* broker.stats_interval, default 0 = never log stats */
     kz_bus_rules_t rules;  /* broker.rules: enforced for CURVE identities */
     /* durability (docs/durability.md) */
-    bool durable;          /* broker.durable, default true */
+    bool durable;                       /* broker.durable, default true */
     kz_durable_group_t *durable_groups; /* broker.durable_groups; none = the recorder's group */
     size_t durable_groups_count;
-    size_t log_max;        /* broker.log_max, default 4GiB: bytes of STATE/broker/log */
+    size_t log_max; /* broker.log_max, default 4GiB: bytes of STATE/broker/log */
 } kz_broker_config_t;
 
 typedef struct {

@@ -305,8 +305,8 @@ int kz_dlog_append(kz_dlog_t *self, const char *group, const void *topic, size_t
     if (self->max_bytes && self->bytes + S_REC_HDR + n > self->max_bytes) {
         self->st.full++;
         return s_err(errbuf, errlen,
-                     "log full: %" PRIu64 " bytes in %s, broker.log_max is %" PRIu64
-                     " (%" PRIu64 " events not acknowledged)",
+                     "log full: %" PRIu64 " bytes in %s, broker.log_max is %" PRIu64 " (%" PRIu64
+                     " events not acknowledged)",
                      self->bytes, self->dir, self->max_bytes, self->st.unacked);
     }
     if (self->segs[self->nsegs - 1].bytes + S_REC_HDR + n > self->segment_bytes &&

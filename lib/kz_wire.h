@@ -39,7 +39,7 @@
 
 /* The sync marker a publisher sends on "pub" after its events
    (kz_bus_flush; PROTOCOL.md 1.2a); the broker never forwards it */
-#define KZ_SYNC_TOPIC "kaizen.bus.sync"
+#define KZ_SYNC_TOPIC  "kaizen.bus.sync"
 #define KZ_SYNC_OK     0 /* SYNCED status: everything before the marker is durable */
 #define KZ_SYNC_FAILED 1 /* some durable event could not be logged (log full, I/O) */
 

@@ -54,9 +54,9 @@ static void s_confirm(char (*ids)[64], long *npending, long *confirmed)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"rate", required_argument, NULL, 'r'},    {"every", required_argument, NULL, 'e'},
-        {"count", required_argument, NULL, 'n'},   {"timeout", required_argument, NULL, 't'},
-        {"start", required_argument, NULL, 's'},   {NULL, 0, NULL, 0},
+        {"rate", required_argument, NULL, 'r'},  {"every", required_argument, NULL, 'e'},
+        {"count", required_argument, NULL, 'n'}, {"timeout", required_argument, NULL, 't'},
+        {"start", required_argument, NULL, 's'}, {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
     long rate = 500, every = 50, count = 0, timeout = 2000, first = 0;

@@ -89,9 +89,8 @@ static uint64_t s_append(kz_dlog_t *log, const char *group, const char *body)
 {
     char err[256];
     uint64_t lsn = 0;
-    assert_int_equal(kz_dlog_append(log, group, "test.event", 10, body, strlen(body), &lsn, err,
-                                    sizeof err),
-                     0);
+    assert_int_equal(
+        kz_dlog_append(log, group, "test.event", 10, body, strlen(body), &lsn, err, sizeof err), 0);
     return lsn;
 }
 
