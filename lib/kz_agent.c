@@ -648,6 +648,7 @@ int kz_agent_main(int argc, char **argv, const kz_agent_def_t *def)
     if (fl.once) {
         int rc = s_run_cycle(self, "once");
         s_say_bye(self, "once");
+        s_flush(self);
         exit_code = rc == 0 ? 0 : 1;
         goto done;
     }
