@@ -397,9 +397,11 @@ BENCH_STATIC int s_write_config(const char *dir, char *path, size_t size)
             "  hwm: %d\n"
             "broker:\n"
             "  group_queue_limit: 4000000\n"
+            "%s"
             "log:\n"
             "  level: info\n",
-            dir, dir, dir, dir, dir, BENCH_HWM);
+            dir, dir, dir, dir, dir, BENCH_HWM,
+            getenv("BENCH_BROKER_EXTRA") ? getenv("BENCH_BROKER_EXTRA") : "");
     return fclose(f) == 0 ? 0 : -1;
 }
 

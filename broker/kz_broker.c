@@ -35,6 +35,7 @@
 
 #include "kz_agent.h"
 #include "kz_bus.h"
+#include "kz_dlog.h"
 #include "kz_log.h"
 #include "kz_msg.h"
 #include "kz_state.h"
@@ -69,6 +70,7 @@ typedef enum {
     S_DROP_CLIENT_HWM,
     S_DROP_NO_WORKER,
     S_DROP_REQUEST_CANCELLED,
+    S_DROP_LOG_FULL,
     S_DROP_COUNT
 } s_drop_t;
 
@@ -82,7 +84,7 @@ static const char *const s_drop_names[S_DROP_COUNT] = {
     "too many names",          "join prefix mismatch",
     "poison message",          "client gone",
     "client at hwm",           "no worker",
-    "request cancelled",
+    "request cancelled",       "durable log full",
 };
 
 /* A ring of pointers; capacity is a power of two */
@@ -100,6 +102,7 @@ typedef struct s_item {
     struct s_item *next_free;
     zmq_msg_t topic, body;
     uint64_t id;         /* delivery id, set when delivered */
+    uint64_t lsn;        /* in the durable log (0: not logged) */
     unsigned deliveries; /* times handed to a member so far */
     bool redelivery, acked;
 } s_item_t;
@@ -125,6 +128,7 @@ struct s_group {
     s_ring_t queue; /* s_item_t * */
     uint64_t delivered, redelivered, acked, nacked;
     int64_t last_used; /* for reclaiming an empty, idle group */
+    bool durable;      /* declared in broker.durable_groups: logged, never forgotten */
 };
 
 /* A DEALER speaking KZG01 */
@@ -279,6 +283,22 @@ struct kz_broker_t {
     size_t nfree_items;
     s_request_t *free_requests;
     size_t nfree_requests;
+
+    /* durable groups (docs/durability.md) */
+    kz_dlog_t *dlog;
+    bool dlog_failed;    /* an append failed since the last sync round */
+    uint8_t instance[8]; /* random per broker start, in every SYNCED */
+    struct s_sync {
+        unsigned char id[S_ID_MAX];
+        size_t idlen;
+        uint8_t token[8];
+        bool assigned;   /* a sync round gave it its ticket */
+        uint64_t ticket; /* confirmed once the log's syncs reach it */
+        uint8_t status;
+    } * syncs; /* flush markers not yet confirmed, in arrival order */
+    size_t nsyncs, capsyncs;
+    bool syncs_new; /* some marker has no ticket yet */
+    uint64_t syncs_confirmed;
 };
 
 /* ---------------------------------------------------------------- utils */
@@ -448,6 +468,7 @@ static s_item_t *s_item_new(kz_broker_t *self)
     zmq_msg_init(&item->body);
     item->next_free = NULL;
     item->id = 0;
+    item->lsn = 0;
     item->deliveries = 0;
     item->redelivery = false;
     item->acked = false;
@@ -1041,9 +1062,12 @@ static void s_group_dispatch(kz_broker_t *self, s_group_t *g)
 /* Put ITEM, taken back from a member (NACK, death, LEAVE), at the front of
    G's queue as a redelivery - unless it was delivered max_deliveries times
    already: then it is a poison message, dropped, counted and logged */
+static void s_durable_done(kz_broker_t *self, s_item_t *item);
+
 static void s_group_requeue(kz_broker_t *self, s_group_t *g, s_item_t *item)
 {
     if (item->deliveries >= self->max_deliveries) {
+        s_durable_done(self, item);
         char detail[KZ_TOPIC_MAX + 2 * KZ_TOPIC_MAX + 64];
         snprintf(detail, sizeof(detail), "topic '%.*s' in group '%s' after %u deliveries",
                  (int)zmq_msg_size(&item->topic), (const char *)zmq_msg_data(&item->topic), g->name,
@@ -1365,6 +1389,7 @@ static void s_group_ack(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *ids)
                   NULL, 0);
         }
         item->acked = true;
+        s_durable_done(self, item);
         s_item_release(item);
         m->live--;
         m->group->acked++;
@@ -1399,6 +1424,8 @@ static void s_group_nack(kz_broker_t *self, s_gpeer_t *p, zmq_msg_t *ids)
         zmq_msg_move(&again->topic, &item->topic);
         zmq_msg_move(&again->body, &item->body);
         again->deliveries = item->deliveries;
+        again->lsn = item->lsn;
+        item->lsn = 0;
         item->acked = true;
         s_item_release(item);
         m->live--;
@@ -1502,7 +1529,17 @@ static void s_event_to_groups(kz_broker_t *self, zmq_msg_t *topic, zmq_msg_t *bo
         if (g->prefix_len > tlen || memcmp(g->prefix, t, g->prefix_len) != 0)
             continue;
         g->last_used = self->now;
-        if (g->queue.len >= self->group_queue_limit) {
+        uint64_t lsn = 0;
+        if (g->durable && self->dlog) {
+            char err[512];
+            if (kz_dlog_append(self->dlog, g->name, t, tlen, zmq_msg_data(body), zmq_msg_size(body),
+                               &lsn, err, sizeof err) != 0) {
+                self->dlog_failed = true;
+                lsn = 0;
+                s_drop_detail(self, S_DROP_LOG_FULL, NULL, err);
+            }
+        }
+        if (lsn == 0 && g->queue.len >= self->group_queue_limit) {
             /* full: the oldest waiting event makes room for the new one */
             s_item_t *oldest = s_ring_pop_front(&g->queue);
             if (oldest)
@@ -1514,6 +1551,7 @@ static void s_event_to_groups(kz_broker_t *self, zmq_msg_t *topic, zmq_msg_t *bo
             continue;
         zmq_msg_copy(&item->topic, topic);
         zmq_msg_copy(&item->body, body);
+        item->lsn = lsn;
         if (s_ring_push_back(&g->queue, item) == -1) {
             s_item_free(self, item);
             continue;
@@ -1523,6 +1561,201 @@ static void s_event_to_groups(kz_broker_t *self, zmq_msg_t *topic, zmq_msg_t *bo
 }
 
 static void s_cancel_request(kz_broker_t *self, zmq_msg_t *body);
+
+/* ------------------------------------------------------------ durability */
+
+/* ITEM of a durable group was handled (ACK) or dropped for good (poison):
+   log that, so a restart does not queue it again */
+static void s_durable_done(kz_broker_t *self, s_item_t *item)
+{
+    if (!item->lsn || !self->dlog)
+        return;
+    char err[512];
+    if (kz_dlog_ack(self->dlog, item->lsn, err, sizeof err) != 0)
+        kz_warn("durable log: %s", err); /* only a redelivery after a restart */
+    item->lsn = 0;
+}
+
+/* A sync marker from a publisher (kz_bus_flush): BODY = u8 version 1 |
+   u8 routing id length | routing id | 8-byte token. Everything it sent
+   before is in our queues (and its durable events in the log buffer):
+   the confirmation goes out after the next sync round (s_sync_round). */
+static void s_sync_request(kz_broker_t *self, zmq_msg_t *body)
+{
+    const unsigned char *d = zmq_msg_data(body);
+    size_t len = zmq_msg_size(body);
+    if (len < 2 + 1 + 8 || d[0] != 1 || d[1] == 0 || (size_t)d[1] + 2 + 8 != len) {
+        s_drop(self, S_DROP_EVENT, NULL);
+        return;
+    }
+    if (self->nsyncs == self->capsyncs) {
+        size_t cap = self->capsyncs ? 2 * self->capsyncs : 16;
+        struct s_sync *syncs = realloc(self->syncs, cap * sizeof(*syncs));
+        if (!syncs)
+            return; /* the publisher asks again */
+        self->syncs = syncs;
+        self->capsyncs = cap;
+    }
+    struct s_sync *sy = &self->syncs[self->nsyncs++];
+    sy->assigned = false;
+    self->syncs_new = true;
+    sy->idlen = d[1];
+    memcpy(sy->id, d + 2, sy->idlen);
+    memcpy(sy->token, d + 2 + sy->idlen, 8);
+}
+
+/* Confirm the markers whose ticket the log's syncs reached: SYNCED
+   [token][status][instance] to each publisher's sync DEALER. A publisher
+   not connected there (yet) misses it and sends its marker again. */
+static void s_sync_confirm(kz_broker_t *self)
+{
+    uint64_t done = 0;
+    bool failed = false;
+    if (self->dlog && kz_dlog_synced(self->dlog, &done) != 0) {
+        kz_error("durable log: fdatasync failed: %s", strerror(errno));
+        failed = true;
+    }
+    unsigned char cmd = KZ_GRP_SYNCED;
+    size_t keep = 0;
+    for (size_t i = 0; i < self->nsyncs; i++) {
+        struct s_sync *sy = &self->syncs[i];
+        if (!sy->assigned || (self->dlog && sy->ticket > done)) {
+            self->syncs[keep++] = *sy;
+            continue;
+        }
+        uint8_t status = failed ? KZ_SYNC_FAILED : sy->status;
+        int err = 0;
+        if (s_route(self, sy->id, sy->idlen, &err) == -1)
+            continue;
+        s_send_buf(self->router_h, "", 0, true);
+        s_send_buf(self->router_h, KZ_GRP, strlen(KZ_GRP), true);
+        s_send_buf(self->router_h, &cmd, 1, true);
+        s_send_buf(self->router_h, sy->token, 8, true);
+        s_send_buf(self->router_h, &status, 1, true);
+        s_send_buf(self->router_h, self->instance, 8, false);
+        self->syncs_confirmed++;
+    }
+    self->nsyncs = keep;
+}
+
+/* A sync round for the markers that arrived since the last one: write
+   the log's buffer and have its thread fdatasync it (one for all of
+   them; the loop does not wait for the disk), then confirm what is
+   durable already */
+static void s_sync_round(kz_broker_t *self)
+{
+    uint64_t ticket = 0;
+    uint8_t status = KZ_SYNC_OK;
+    if (self->dlog) {
+        char err[512];
+        if (kz_dlog_sync_start(self->dlog, &ticket, err, sizeof err) != 0) {
+            kz_error("durable log: %s", err);
+            status = KZ_SYNC_FAILED;
+        }
+    }
+    if (self->dlog_failed)
+        status = KZ_SYNC_FAILED;
+    self->dlog_failed = false;
+    for (size_t i = 0; i < self->nsyncs; i++) {
+        struct s_sync *sy = &self->syncs[i];
+        if (!sy->assigned) {
+            sy->assigned = true;
+            sy->ticket = ticket;
+            sy->status = status;
+        }
+    }
+    self->syncs_new = false;
+    s_sync_confirm(self);
+}
+
+/* Replay callback: queue a logged, unacknowledged event again */
+static int s_replay_event(void *arg, const kz_dlog_event_t *ev)
+{
+    kz_broker_t *self = arg;
+    s_group_t *g = s_group_lookup(self, ev->group);
+    if (!g || !g->durable) {
+        /* no longer declared: it stays in the log until a restart with
+           the group declared again, or until its segment is dropped */
+        kz_warn("durable log: event %" PRIu64 " for group '%s', which is not declared; skipped",
+                ev->lsn, ev->group);
+        return 0;
+    }
+    s_item_t *item = s_item_new(self);
+    if (!item || zmq_msg_init_size(&item->topic, strlen(ev->topic)) != 0 ||
+        zmq_msg_init_size(&item->body, ev->body_len) != 0) {
+        if (item)
+            s_item_free(self, item);
+        return -1;
+    }
+    memcpy(zmq_msg_data(&item->topic), ev->topic, strlen(ev->topic));
+    memcpy(zmq_msg_data(&item->body), ev->body, ev->body_len);
+    item->lsn = ev->lsn;
+    item->redelivery = true;
+    if (s_ring_push_back(&g->queue, item) == -1) {
+        s_item_free(self, item);
+        return -1;
+    }
+    return 0;
+}
+
+/* Declare the durable groups and replay the log: before any peer can
+   connect, so replayed events come before anything new */
+static int s_durable_setup(kz_broker_t *self, const kz_config_t *cfg, char *errbuf, size_t errlen)
+{
+    zuuid_t *uuid = zuuid_new();
+    if (uuid) {
+        memcpy(self->instance, zuuid_data(uuid), 8);
+        zuuid_destroy(&uuid);
+    }
+    if (!cfg->broker.durable)
+        return 0;
+    const kz_durable_group_t def = {(char *)"kaizen.recorder", (char *)""};
+    const kz_durable_group_t *groups = cfg->broker.durable_groups;
+    size_t n = cfg->broker.durable_groups_count;
+    if (n == 0) {
+        groups = &def;
+        n = 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *prefix = groups[i].prefix ? groups[i].prefix : "";
+        s_group_t *g = s_group_lookup(self, groups[i].name);
+        if (g) {
+            snprintf(errbuf, errlen, "broker.durable_groups: group '%s' is declared twice",
+                     groups[i].name);
+            return -1;
+        }
+        if (strlen(groups[i].name) == 0 || strlen(groups[i].name) > KZ_TOPIC_MAX ||
+            strlen(prefix) > KZ_TOPIC_MAX) {
+            snprintf(errbuf, errlen, "broker.durable_groups: invalid group name or prefix");
+            return -1;
+        }
+        if (!(g = s_group_new(self, groups[i].name, prefix))) {
+            snprintf(errbuf, errlen, "out of memory");
+            return -1;
+        }
+        g->durable = true;
+    }
+    char dir[4096];
+    if (!cfg->state_dir ||
+        snprintf(dir, sizeof dir, "%s/broker/log", cfg->state_dir) >= (int)sizeof dir) {
+        snprintf(errbuf, errlen, "no state_dir for the durable log");
+        return -1;
+    }
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s/broker", cfg->state_dir);
+    if (kz_mkdirs(parent, 0700, errbuf, errlen) != 0)
+        return -1;
+    self->dlog = kz_dlog_open(dir, cfg->broker.log_max, 0, s_replay_event, self, errbuf, errlen);
+    if (!self->dlog)
+        return -1;
+    kz_dlog_stats_t st;
+    kz_dlog_stats(self->dlog, &st);
+    if (st.replayed || st.corrupt)
+        kz_info("durable log %s: %" PRIu64 " events queued again, %" PRIu64
+                " corrupt records skipped",
+                dir, st.replayed, st.corrupt);
+    return 0;
+}
 
 static void s_handle_pub(kz_broker_t *self)
 {
@@ -1543,6 +1776,13 @@ static void s_handle_pub(kz_broker_t *self)
                 ;
             zmq_msg_close(&extra);
             ok = false;
+        }
+        if (ok && zmq_msg_size(&topic) == strlen(KZ_SYNC_TOPIC) &&
+            memcmp(zmq_msg_data(&topic), KZ_SYNC_TOPIC, strlen(KZ_SYNC_TOPIC)) == 0) {
+            s_sync_request(self, &body);
+            zmq_msg_close(&topic);
+            zmq_msg_close(&body);
+            continue;
         }
         if (!ok || !s_event_valid(&topic, &body)) {
             zmq_msg_close(&topic);
@@ -1976,8 +2216,25 @@ static void s_pack_kv(msgpack_packer *pk, const char *key, uint64_t value)
 /* The mmi.stats reply: see kz_broker.h / proto/PROTOCOL.md for the shape */
 static void s_pack_stats(kz_broker_t *self, msgpack_packer *pk)
 {
-    msgpack_pack_map(pk, 6);
+    msgpack_pack_map(pk, 7);
     s_pack_kv(pk, "uptime_ms", (uint64_t)(self->now - self->started));
+
+    kz_dlog_stats_t dst;
+    memset(&dst, 0, sizeof dst);
+    if (self->dlog)
+        kz_dlog_stats(self->dlog, &dst);
+    s_pack_key(pk, "durable");
+    msgpack_pack_map(pk, 10);
+    s_pack_kv(pk, "enabled", self->dlog != NULL);
+    s_pack_kv(pk, "log_bytes", dst.bytes);
+    s_pack_kv(pk, "segments", dst.segments);
+    s_pack_kv(pk, "unacked", dst.unacked);
+    s_pack_kv(pk, "appended", dst.appended);
+    s_pack_kv(pk, "acked", dst.acked);
+    s_pack_kv(pk, "syncs", dst.syncs);
+    s_pack_kv(pk, "replayed", dst.replayed);
+    s_pack_kv(pk, "corrupt", dst.corrupt);
+    s_pack_kv(pk, "log_full", dst.full);
 
     s_pack_key(pk, "topics");
     msgpack_pack_map(pk, zhashx_size(self->topics));
@@ -2368,7 +2625,7 @@ static void s_reclaim(kz_broker_t *self)
     }
     for (size_t i = self->ngroups; i-- > 0;) {
         s_group_t *g = self->groups[i];
-        if (g->nmembers == 0 && g->queue.len == 0 &&
+        if (!g->durable && g->nmembers == 0 && g->queue.len == 0 &&
             self->now - g->last_used > self->name_idle_ms) {
             kz_debug("forgetting idle group '%s'", g->name);
             self->groups[i] = self->groups[--self->ngroups];
@@ -2459,6 +2716,13 @@ static void s_tick(kz_broker_t *self)
     }
     s_reap(self);
     s_reclaim(self);
+    if (self->dlog && kz_dlog_dirty(self->dlog)) {
+        /* at most a tick (<= 100 ms) between an append and its fdatasync */
+        char why[512];
+        uint64_t ticket = 0;
+        if (kz_dlog_sync_start(self->dlog, &ticket, why, sizeof why) != 0)
+            kz_error("durable log: %s", why);
+    }
     if (self->stats_interval_ms > 0 && self->now >= self->next_stats) {
         s_log_stats(self);
         self->next_stats = self->now + self->stats_interval_ms;
@@ -2699,6 +2963,8 @@ kz_broker_t *kz_broker_new(const kz_config_t *cfg, char *errbuf, size_t errlen)
                  zmq_strerror(zmq_errno()));
         goto fail;
     }
+    if (s_durable_setup(self, cfg, errbuf, errlen) != 0)
+        goto fail;
     kz_info("broker ready pub=%s sub=%s router=%s tap=%s%s", self->ep_pub, self->ep_sub,
             self->ep_router, self->ep_tap, self->cert ? " curve=on" : "");
     const char *eps[4] = {self->ep_pub, self->ep_sub, self->ep_router, self->ep_tap};
@@ -2724,19 +2990,21 @@ int kz_broker_run(kz_broker_t *self)
         tick = 100;
     if (tick < 5)
         tick = 5;
-    zmq_pollitem_t items[4] = {
+    zmq_pollitem_t items[5] = {
         {self->pub_h, 0, ZMQ_POLLIN, 0},
         {self->router_h, 0, ZMQ_POLLIN, 0},
         {self->sub_h, 0, ZMQ_POLLIN, 0},
         {self->tap_h, 0, ZMQ_POLLIN, 0},
+        {NULL, self->dlog ? kz_dlog_sync_fd(self->dlog) : -1, ZMQ_POLLIN, 0},
     };
+    int nitems = self->dlog ? 5 : 4;
     self->now = s_mono_ms();
     int64_t next_tick = self->now + tick;
     while (!self->stopping) {
         long timeout = (long)(next_tick - self->now);
         if (timeout < 0)
             timeout = 0;
-        int rc = zmq_poll(items, 4, timeout);
+        int rc = zmq_poll(items, nitems, timeout);
         if (rc == -1) {
             int err = zmq_errno();
             if (err == EINTR) {
@@ -2760,6 +3028,10 @@ int kz_broker_run(kz_broker_t *self)
             s_handle_sub(self);
         if (self->reap)
             s_reap(self);
+        if (self->syncs_new)
+            s_sync_round(self);
+        if (nitems == 5 && (items[4].revents & ZMQ_POLLIN))
+            s_sync_confirm(self); /* the log's thread finished a sync */
         if (self->now >= next_tick) {
             s_tick(self);
             next_tick = self->now + tick;
@@ -2795,8 +3067,11 @@ void kz_broker_destroy(kz_broker_t **self_p)
     if (!self_p || !*self_p)
         return;
     kz_broker_t *self = *self_p;
+    /* members' deliveries go back to their queues: not acknowledged */
     while (self->ngpeers > 0)
         s_gpeer_remove(self, self->gpeers[self->ngpeers - 1]);
+    kz_dlog_close(&self->dlog);
+    free(self->syncs);
     for (size_t i = 0; i < self->nworkers; i++) {
         s_worker_t *w = self->workers[i];
         if (w->current)

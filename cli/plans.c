@@ -1055,6 +1055,12 @@ static int s_publish(const kz_config_t *cfg, const char *cmd, const char *src, k
             rc = kz_cli_error(cmd, "unable to publish to '%s'", cfg->bus.connect.pub);
         kz_msg_destroy(&msgs[i]);
     }
+    /* sent once the broker confirms it has them (docs/durability.md) */
+    int frc = rc == KZ_EXIT_OK ? kz_bus_flush(bus, 5000) : 0;
+    if (frc != 0) {
+        char why[512];
+        rc = kz_cli_error(cmd, "%s", kz_bus_flush_error(bus, frc, 5000, why, sizeof why));
+    }
     kz_bus_destroy(&bus); /* lingers until they are out */
     return rc;
 }

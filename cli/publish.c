@@ -20,6 +20,7 @@
 #define S_DEFAULT_TIMEOUT_MS 3000
 #define S_PROBE_MS           2000 /* a CURVE handshake, after silence */
 #define S_MAX_COUNT          1000000
+#define S_FLUSH_MS           5000 /* the broker confirms what we published */
 
 static const char s_usage[] =
     "usage: kaizen [-c FILE] publish TYPE [BODY-JSON] [--corr ID] [--target NAME]\n"
@@ -155,6 +156,14 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
             goto done;
         }
         printf("%s\n", msg_id);
+    }
+    /* sent only once the broker confirms it has them (docs/durability.md) */
+    int frc = kz_bus_flush(bus, S_FLUSH_MS);
+    if (frc != 0) {
+        char why[512];
+        rc = kz_cli_error("publish", "%s",
+                          kz_bus_flush_error(bus, frc, S_FLUSH_MS, why, sizeof why));
+        goto done;
     }
     if (fflush(stdout) != 0)
         rc = KZ_EXIT_FAILURE;

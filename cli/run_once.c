@@ -1873,6 +1873,7 @@ static int s_trigger(s_ro_t *ro, kz_bus_t *bus, const char *only)
         if (!nscanning)
             break; /* one request for every target (or the --target one) */
     }
+    kz_bus_flush_step(bus, 5000); /* handed over (docs/durability.md) */
     s_progress(ro, "asked kaizen-%s for a scan of %s", S_TRIGGER_AGENT, asked);
     return 0;
 }

@@ -272,6 +272,16 @@ static void s_say_started(kz_agent_t *self, const kz_delivery_t *d)
 
 /* ------------------------------------------------------------- the work */
 
+/* Hand over what this step published (kz_bus_flush_step): at the end
+   of every cycle and every handled delivery, before a group delivery is
+   acknowledged; bounded, the outbox keeps what is not confirmed */
+#define S_FLUSH_MS 5000
+
+static void s_flush(kz_agent_t *self)
+{
+    kz_bus_flush_step(self->bus, S_FLUSH_MS);
+}
+
 /* One cycle under a fresh correlation id. 0 / -1 as the cycle returned */
 static int s_run_cycle(kz_agent_t *self, const char *why)
 {
@@ -284,6 +294,7 @@ static int s_run_cycle(kz_agent_t *self, const char *why)
     kz_debug("cycle %" PRId64 " starts (%s)", self->cycles + 1, why);
     int64_t t0 = s_mono_ms();
     int rc = self->def->cycle(self, self->def->arg);
+    s_flush(self);
     self->last_cycle_ms = s_mono_ms() - t0;
     self->cycles++;
     self->last_ok = rc == 0;
@@ -361,6 +372,7 @@ static void s_dispatch(kz_agent_t *self, kz_delivery_t *d)
         s_reply_error(self, d, rc == 0 ? "no_reply" : "failed",
                       rc == 0 ? "the agent's handler sent no reply" : "the agent's handler failed");
     }
+    s_flush(self);
     if (d->kind == KZ_DELIVERY_GROUP) {
         /* an unsettled delivery would hold one of the member's credits
            for good: nack it so another attempt (here or elsewhere) comes,
@@ -636,6 +648,7 @@ int kz_agent_main(int argc, char **argv, const kz_agent_def_t *def)
     if (fl.once) {
         int rc = s_run_cycle(self, "once");
         s_say_bye(self, "once");
+        s_flush(self);
         exit_code = rc == 0 ? 0 : 1;
         goto done;
     }
@@ -647,6 +660,7 @@ int kz_agent_main(int argc, char **argv, const kz_agent_def_t *def)
     s_say_heartbeat(self);
     if (s_say_bye(self, "signal") != 0)
         kz_warn("unable to publish agent.bye");
+    s_flush(self);
     kz_info("stopping");
     exit_code = 0;
 done:

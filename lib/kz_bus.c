@@ -49,6 +49,12 @@
 #define S_EXPIRY_WAIT_MS 1000
 #define S_HELD           16 /* re-asks a worker holds until the request they re-ask is answered */
 #define S_REASKS         8  /* re-asks of one call after lost connections, at most */
+/* the outbox of events not yet confirmed durable (kz_bus_flush) */
+#define S_OUTBOX_MAX      65536 /* events kept; beyond, the oldest is forgotten (warned) */
+#define S_MARKER_EVERY    1024  /* events between the sync markers publish sends itself */
+#define S_MARKERS         16    /* markers awaiting confirmation that are remembered */
+#define S_MARKER_RETRY_MS 250   /* a flush sends its marker again after this */
+#define S_FLUSH_SHORT_MS  200   /* kz_bus_flush_step's timeout while the broker is away */
 
 typedef struct {
     bool used;
@@ -74,6 +80,12 @@ typedef struct {
     uint32_t generation;
 } s_worker_t;
 
+/* One event published and not yet confirmed durable */
+typedef struct {
+    zmq_msg_t topic, body;
+    uint64_t seq;
+} s_outbox_item_t;
+
 typedef struct {
     zmq_msg_t f[S_MAX_FRAMES];
     int n;
@@ -88,8 +100,32 @@ struct kz_bus {
 
     zsock_t *pub;
     void *pub_h;
-    bool pub_ready;  /* the broker's XSUB subscription is there */
-    bool pub_waited; /* the first publish already waited for it */
+    bool pub_ready;     /* the broker's XSUB subscription is there */
+    bool pub_waited;    /* the first publish already waited for it */
+    bool pub_was_ready; /* a subscription came before: a new one is a reconnect */
+
+    /* kz_bus_flush: the outbox (a ring) and the sync DEALER on "router" */
+    s_outbox_item_t *outbox;
+    size_t ob_head, ob_len, ob_cap;
+    uint64_t pub_seq;       /* seq of the last event published */
+    uint64_t confirmed_seq; /* every event up to this one is durable */
+    uint64_t since_marker;  /* events published since the last marker */
+    zsock_t *sync;
+    void *sync_h;
+    uint8_t sync_id[16];
+    struct {
+        uint64_t token, covers;
+    } markers[S_MARKERS];
+    size_t nmarkers;
+    uint64_t next_token;
+    bool sync_failed;   /* a SYNCED said some event could not be logged */
+    bool resending;     /* s_outbox_resend is running */
+    bool have_instance; /* the broker instance of the last SYNCED */
+    uint8_t instance[8];
+    uint64_t outbox_dropped, outbox_resent;
+    int64_t outbox_warned;
+    bool flush_failing; /* the last kz_bus_flush_step was not confirmed */
+    int64_t flush_warned;
 
     zsock_t *sub;
     void *sub_h;
@@ -309,8 +345,18 @@ static void s_czmq_init(void)
 }
 
 /* A socket of TYPE connected to ENDPOINT with the bus options applied */
+static zsock_t *s_socket_rid(kz_bus_t *self, int type, const char *endpoint, const void *rid,
+                             size_t ridlen, char *errbuf, size_t errlen);
+
 static zsock_t *s_socket(kz_bus_t *self, int type, const char *endpoint, char *errbuf,
                          size_t errlen)
+{
+    return s_socket_rid(self, type, endpoint, NULL, 0, errbuf, errlen);
+}
+
+/* A socket as s_socket, with routing id RID (RIDLEN bytes) when not NULL */
+static zsock_t *s_socket_rid(kz_bus_t *self, int type, const char *endpoint, const void *rid,
+                             size_t ridlen, char *errbuf, size_t errlen)
 {
     s_czmq_init();
     zsock_t *sock = zsock_new(type);
@@ -329,6 +375,8 @@ static zsock_t *s_socket(kz_bus_t *self, int type, const char *endpoint, char *e
         zsock_set_xpub_nodrop(sock, 1);
     if (type == ZMQ_DEALER)
         zsock_set_sndtimeo(sock, self->cfg.heartbeat_ms);
+    if (rid)
+        zmq_setsockopt(zsock_resolve(sock), ZMQ_ROUTING_ID, rid, ridlen);
     if (kz_bus_curve_client(sock, &self->cfg, errbuf, errlen) != 0) {
         zsock_destroy(&sock);
         return NULL;
@@ -531,19 +579,282 @@ static void s_drop(kz_bus_t *self, const char *where, const kz_msg_err_t *err)
 /* ------------------------------------------------------------ publisher */
 
 /* Read the broker's (un)subscriptions waiting on the publisher */
+static void s_outbox_resend(kz_bus_t *self, const char *why);
+
 static void s_pub_input(kz_bus_t *self)
 {
+    bool resend = false;
     s_frames_t fr;
     while (self->pub && s_recv_frames(self->pub_h, &fr) == 1) {
         if (fr.n >= 1 && s_fsize(&fr, 0) >= 1) {
             uint8_t op = s_fdata(&fr, 0)[0];
-            if (op == 1)
-                self->pub_ready = true;
-            else if (op == 0 && s_fsize(&fr, 0) == 1)
+            if (op == 1) {
+                if (!self->pub_ready && self->pub_was_ready)
+                    resend = true; /* a broker (the same or a new one) is back */
+                self->pub_ready = self->pub_was_ready = true;
+            } else if (op == 0 && s_fsize(&fr, 0) == 1)
                 self->pub_ready = false;
         }
         s_frames_close(&fr);
     }
+    if (resend)
+        s_outbox_resend(self, "the broker reconnected");
+}
+
+/* ---------------------------------------------------------- the outbox */
+
+static s_outbox_item_t *s_outbox_at(kz_bus_t *self, size_t i)
+{
+    return &self->outbox[(self->ob_head + i) & (self->ob_cap - 1)];
+}
+
+static void s_outbox_pop(kz_bus_t *self)
+{
+    s_outbox_item_t *it = s_outbox_at(self, 0);
+    zmq_msg_close(&it->topic);
+    zmq_msg_close(&it->body);
+    self->ob_head = (self->ob_head + 1) & (self->ob_cap - 1);
+    self->ob_len--;
+}
+
+/* Keep a copy of an event just sent until a flush confirms it; beyond
+   S_OUTBOX_MAX the oldest is forgotten (counted, warned at most every 10 s) */
+static void s_outbox_add(kz_bus_t *self, const char *topic, size_t tlen, zmq_msg_t *body)
+{
+    if (self->ob_len == self->ob_cap) {
+        if (self->ob_cap >= S_OUTBOX_MAX) {
+            s_outbox_pop(self);
+            self->outbox_dropped++;
+            if (s_now() - self->outbox_warned >= 10000) {
+                self->outbox_warned = s_now();
+                kz_warn("%" PRIu64 " published events were never confirmed by a flush and are no "
+                        "longer kept for sending again (kz_bus_flush; outbox of %d)",
+                        self->outbox_dropped, S_OUTBOX_MAX);
+            }
+        } else {
+            size_t cap = self->ob_cap ? 2 * self->ob_cap : 256;
+            s_outbox_item_t *ob = malloc(cap * sizeof(*ob));
+            if (!ob)
+                return;
+            for (size_t i = 0; i < self->ob_len; i++)
+                ob[i] = *s_outbox_at(self, i);
+            free(self->outbox);
+            self->outbox = ob;
+            self->ob_cap = cap;
+            self->ob_head = 0;
+        }
+    }
+    s_outbox_item_t *it = &self->outbox[(self->ob_head + self->ob_len) & (self->ob_cap - 1)];
+    zmq_msg_init(&it->body);
+    if (zmq_msg_init_size(&it->topic, tlen) != 0 || zmq_msg_copy(&it->body, body) != 0) {
+        zmq_msg_close(&it->topic);
+        zmq_msg_close(&it->body);
+        return;
+    }
+    memcpy(zmq_msg_data(&it->topic), topic, tlen);
+    it->seq = ++self->pub_seq;
+    self->ob_len++;
+    self->since_marker++;
+}
+
+/* Every event up to COVERS is durable: forget it */
+static void s_outbox_confirm(kz_bus_t *self, uint64_t covers)
+{
+    if (covers > self->confirmed_seq)
+        self->confirmed_seq = covers;
+    while (self->ob_len > 0 && s_outbox_at(self, 0)->seq <= covers)
+        s_outbox_pop(self);
+}
+
+/* Send the outbox again (a broker restart may have lost it); earlier
+   markers no longer prove anything */
+static void s_outbox_resend(kz_bus_t *self, const char *why)
+{
+    if (self->resending || !self->pub)
+        return;
+    self->resending = true;
+    self->nmarkers = 0;
+    size_t sent = 0;
+    for (size_t i = 0; i < self->ob_len; i++) {
+        s_outbox_item_t *it = s_outbox_at(self, i);
+        zmq_msg_t copy;
+        zmq_msg_init(&copy);
+        zmq_msg_copy(&copy, &it->body);
+        if (zmq_send(self->pub_h, zmq_msg_data(&it->topic), zmq_msg_size(&it->topic),
+                     ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&copy);
+            break; /* full: the next flush resends after its timeout */
+        }
+        if (zmq_msg_send(&copy, self->pub_h, 0) < 0)
+            zmq_msg_close(&copy);
+        sent++;
+    }
+    self->outbox_resent += sent;
+    if (sent)
+        kz_info("%s: sent %zu unconfirmed events again", why, sent);
+    self->resending = false;
+}
+
+/* Send a sync marker after everything published so far (PROTOCOL.md 1.2a) */
+static void s_marker_send(kz_bus_t *self)
+{
+    if (!self->pub || !self->sync)
+        return;
+    uint8_t body[2 + sizeof self->sync_id + 8];
+    uint64_t token = ++self->next_token;
+    body[0] = 1;
+    body[1] = (uint8_t)sizeof self->sync_id;
+    memcpy(body + 2, self->sync_id, sizeof self->sync_id);
+    for (int i = 0; i < 8; i++)
+        body[2 + sizeof self->sync_id + i] = (uint8_t)(token >> (56 - 8 * i));
+    if (zmq_send(self->pub_h, KZ_SYNC_TOPIC, strlen(KZ_SYNC_TOPIC), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return;
+    zmq_send(self->pub_h, body, sizeof body, 0);
+    if (self->nmarkers == S_MARKERS) {
+        memmove(self->markers, self->markers + 1, (S_MARKERS - 1) * sizeof(self->markers[0]));
+        self->nmarkers--;
+    }
+    self->markers[self->nmarkers].token = token;
+    self->markers[self->nmarkers].covers = self->pub_seq;
+    self->nmarkers++;
+    self->since_marker = 0;
+}
+
+/* Read the broker's SYNCED confirmations: ["", KZG01, SYNCED, token,
+   status, instance] */
+static void s_sync_input(kz_bus_t *self)
+{
+    s_frames_t fr;
+    while (self->sync && s_recv_frames(self->sync_h, &fr) == 1) {
+        if (fr.n == 6 && s_fsize(&fr, 0) == 0 && s_feq(&fr, 1, KZ_GRP) && s_fsize(&fr, 2) == 1 &&
+            s_fdata(&fr, 2)[0] == KZ_GRP_SYNCED && s_fsize(&fr, 3) == 8 && s_fsize(&fr, 4) == 1 &&
+            s_fsize(&fr, 5) == 8) {
+            uint64_t token = 0;
+            for (int i = 0; i < 8; i++)
+                token = token << 8 | s_fdata(&fr, 3)[i];
+            uint8_t status = s_fdata(&fr, 4)[0];
+            if (self->have_instance && memcmp(self->instance, s_fdata(&fr, 5), 8) != 0) {
+                /* a new broker: what the old one confirmed may be lost
+                   with it (not yet synced), and markers sent to it too */
+                memcpy(self->instance, s_fdata(&fr, 5), 8);
+                s_frames_close(&fr);
+                s_outbox_resend(self, "a new broker instance");
+                continue;
+            }
+            memcpy(self->instance, s_fdata(&fr, 5), 8);
+            self->have_instance = true;
+            for (size_t i = 0; i < self->nmarkers; i++) {
+                if (self->markers[i].token != token)
+                    continue;
+                if (status == KZ_SYNC_OK)
+                    s_outbox_confirm(self, self->markers[i].covers);
+                else
+                    self->sync_failed = true;
+                memmove(self->markers, self->markers + i + 1,
+                        (self->nmarkers - i - 1) * sizeof(self->markers[0]));
+                self->nmarkers -= i + 1;
+                break;
+            }
+        }
+        s_frames_close(&fr);
+    }
+}
+
+static int s_sync_ensure(kz_bus_t *self)
+{
+    if (self->sync)
+        return 0;
+    zuuid_t *uuid = zuuid_new();
+    if (!uuid)
+        return kz_fail("out of memory");
+    memcpy(self->sync_id, zuuid_data(uuid), sizeof self->sync_id);
+    zuuid_destroy(&uuid);
+    self->sync_id[0] = 'S'; /* never a zero first byte (reserved by zmq) */
+    char err[256];
+    self->sync = s_socket_rid(self, ZMQ_DEALER, self->cfg.connect.router, self->sync_id,
+                              sizeof self->sync_id, err, sizeof err);
+    if (!self->sync)
+        return kz_fail("%s", err);
+    self->sync_h = zsock_resolve(self->sync);
+    return 0;
+}
+
+int kz_bus_flush(kz_bus_t *self, int timeout_ms)
+{
+    if (!self->pub || self->ob_len == 0)
+        return 0;
+    if (s_sync_ensure(self) != 0)
+        return -1;
+    uint64_t target = self->pub_seq;
+    int64_t deadline = s_now() + (timeout_ms < 0 ? 0 : timeout_ms);
+    self->sync_failed = false;
+    s_pub_input(self);
+    s_marker_send(self);
+    int64_t marker_at = s_now();
+    for (;;) {
+        s_sync_input(self);
+        if (self->sync_failed) {
+            self->sync_failed = false;
+            return -2;
+        }
+        if (self->confirmed_seq >= target)
+            return 0;
+        int64_t now = s_now();
+        if (now >= deadline)
+            return -1;
+        kz_bus_keepalive(self);
+        zmq_pollitem_t items[2] = {{self->pub_h, 0, ZMQ_POLLIN, 0},
+                                   {self->sync_h, 0, ZMQ_POLLIN, 0}};
+        int64_t wait = deadline - now < 50 ? deadline - now : 50;
+        if (zmq_poll(items, 2, (long)wait) < 0 && zmq_errno() == EINTR)
+            return -1;
+        s_pub_input(self);
+        if (s_now() - marker_at >= S_MARKER_RETRY_MS || self->nmarkers == 0) {
+            s_marker_send(self);
+            marker_at = s_now();
+        }
+    }
+}
+
+const char *kz_bus_flush_error(const kz_bus_t *self, int rc, int timeout_ms, char *buf, size_t len)
+{
+    if (rc == -2)
+        snprintf(buf, len,
+                 "the broker could not log every event for its durable groups (its durable log "
+                 "is full or failing: see the broker's log); %zu events kept",
+                 self->ob_len);
+    else
+        snprintf(buf, len,
+                 "no confirmation of our events from the broker at '%s' within %d ms; %zu events "
+                 "kept, sent again when it is back",
+                 self->cfg.connect.pub, timeout_ms, self->ob_len);
+    return buf;
+}
+
+int kz_bus_flush_step(kz_bus_t *self, int timeout_ms)
+{
+    if (self->ob_len == 0)
+        return 0;
+    int timeout = self->flush_failing ? S_FLUSH_SHORT_MS : timeout_ms;
+    int rc = kz_bus_flush(self, timeout);
+    if (rc == 0) {
+        if (self->flush_failing)
+            kz_info("the broker confirms our events again");
+        self->flush_failing = false;
+        return 0;
+    }
+    self->flush_failing = true;
+    if (s_now() - self->flush_warned >= 10000) {
+        char why[512];
+        self->flush_warned = s_now();
+        kz_warn("%s; going on", kz_bus_flush_error(self, rc, timeout, why, sizeof why));
+    }
+    return rc;
+}
+
+size_t kz_bus_unconfirmed(const kz_bus_t *self)
+{
+    return self->ob_len;
 }
 
 static int s_pub_ensure(kz_bus_t *self)
@@ -555,6 +866,9 @@ static int s_pub_ensure(kz_bus_t *self)
     if (!self->pub)
         return kz_fail("%s", err);
     self->pub_h = zsock_resolve(self->pub);
+    /* the sync DEALER connects now, so the first flush finds it known */
+    if (s_sync_ensure(self) != 0)
+        kz_warn("no sync socket: kz_bus_flush will retry");
     return 0;
 }
 
@@ -612,11 +926,18 @@ static int s_pub_send(kz_bus_t *self, const char *topic, zmq_msg_t *body)
         zmq_poll(&item, 1, 1);
         s_pub_input(self);
     }
+    s_outbox_add(self, topic, tlen, body);
     while (zmq_msg_send(body, self->pub_h, 0) < 0) {
         if (zmq_errno() != EINTR && zmq_errno() != EAGAIN) {
             zmq_msg_close(body);
             return kz_fail("unable to publish '%s': %s", topic, zmq_strerror(zmq_errno()));
         }
+    }
+    if (self->since_marker >= S_MARKER_EVERY) {
+        /* confirms come back on their own: the outbox stays short even
+           for a publisher that never flushes */
+        s_sync_input(self);
+        s_marker_send(self);
     }
     return 0;
 }
@@ -2017,6 +2338,10 @@ void kz_bus_destroy(kz_bus_t **self_p)
     }
     s_client_close(self);
     s_close(&self->sub, 0);
+    s_close(&self->sync, 0);
+    while (self->ob_len > 0)
+        s_outbox_pop(self);
+    free(self->outbox);
     /* queued events get S_PUB_LINGER ms to reach the broker */
     s_close(&self->pub, S_PUB_LINGER);
     kz_delivery_t *d;

@@ -78,6 +78,31 @@ const char *kz_bus_agent_id(const kz_bus_t *self);
    (*msg_p = NULL). Blocks up to the heartbeat interval when the socket is
    full, then fails. 0 / -1 (encode error or full). */
 int kz_bus_publish(kz_bus_t *self, kz_msg_t **msg_p);
+/* Hand over what this bus published: returns 0 once the broker has
+   confirmed that every event published before the call is in its
+   fsynced durable log, or matched no durable group (an event is handed
+   over once kz_bus_publish and the next kz_bus_flush have returned).
+   Until confirmed, published events stay in an outbox (at most 65536;
+   the oldest beyond that is forgotten, warned) and are sent again when
+   the broker reconnects or restarts - so a subscriber MAY see one twice.
+   Logs nothing: -1 when TIMEOUT_MS passed without confirmation (or a
+   signal came): the events stay in the outbox, the next flush tries
+   again; -2 when the broker could not log some event (its durable log
+   is full or failing: see its log). kz_bus_flush_error says so in words.
+   docs/durability.md. */
+int kz_bus_flush(kz_bus_t *self, int timeout_ms);
+/* "no confirmation from the broker within N ms" or the durable log's
+   failure, for RC of kz_bus_flush, in BUF */
+const char *kz_bus_flush_error(const kz_bus_t *self, int rc, int timeout_ms, char *buf, size_t len);
+/* The flush at the end of a step (agent runtime, orchestrator, CLI): a
+   no-op when nothing is unconfirmed; else kz_bus_flush with TIMEOUT_MS -
+   or 200 ms while the previous one failed (the broker is away: a step
+   does not wait for it each time) - and a warning (at most every 10 s)
+   when it fails. The events stay in the outbox then. As kz_bus_flush. */
+int kz_bus_flush_step(kz_bus_t *self, int timeout_ms);
+/* Events published and not yet confirmed by a flush */
+size_t kz_bus_unconfirmed(const kz_bus_t *self);
+
 /* Publish already encoded bytes on TOPIC (bench and tools) */
 int kz_bus_publish_raw(kz_bus_t *self, const char *topic, const void *data, size_t len);
 /* Wait up to TIMEOUT_MS for the broker to accept our publications. 0 / -1 */

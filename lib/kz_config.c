@@ -680,6 +680,11 @@ static const s_field_t s_rules_fields[] = {
     S_SECT("operator", kz_bus_rules_t, operator, s_role_rules_fields),
     S_SECT("orchestrator", kz_bus_rules_t, orchestrator, s_role_rules_fields), S_FIELD_END};
 
+static const s_field_t s_durable_group_fields[] = {
+    {"name", S_T_STR, S_OFF(kz_durable_group_t, name), NULL, 0, 0, true, NULL, NULL, 0, 0, NULL},
+    {"prefix", S_T_STR, S_OFF(kz_durable_group_t, prefix), "", 0, 0, false, NULL, NULL, 0, 0, NULL},
+    S_FIELD_END};
+
 static const s_field_t s_broker_fields[] = {
     S_NUM("group_queue_limit", S_T_INT, kz_broker_config_t, group_queue_limit, "100000", 1,
           INT_MAX),
@@ -690,6 +695,12 @@ static const s_field_t s_broker_fields[] = {
     S_NUM("request_ttl", S_T_DURATION, kz_broker_config_t, request_ttl_ms, "60s", 1, S_DUR_MAX),
     S_NUM("stats_interval", S_T_DURATION, kz_broker_config_t, stats_interval_ms, "0", 0, S_DUR_MAX),
     S_SECT("rules", kz_broker_config_t, rules, s_rules_fields),
+    {"durable", S_T_BOOL, S_OFF(kz_broker_config_t, durable), "true", 0, 0, false, NULL, NULL, 0, 0,
+     NULL},
+    {"durable_groups", S_T_LIST, S_OFF(kz_broker_config_t, durable_groups), NULL, 0, 64, false,
+     NULL, s_durable_group_fields, sizeof(kz_durable_group_t),
+     S_OFF(kz_broker_config_t, durable_groups_count), "durable group"},
+    S_NUM("log_max", S_T_SIZE, kz_broker_config_t, log_max, "4GiB", 1 << 20, (long long)1 << 50),
     S_FIELD_END};
 
 static const s_field_t s_log_fields[] = {

@@ -80,6 +80,12 @@ typedef struct {
     kz_curve_config_t curve; /* bus.curve */
 } kz_bus_config_t;
 
+/* One durable queue group (broker.durable_groups) */
+typedef struct {
+    char *name;   /* the group's name, as its members JOIN it */
+    char *prefix; /* topic prefix, as its members JOIN it ("" = every event) */
+} kz_durable_group_t;
+
 typedef struct {
     int group_queue_limit; /* broker.group_queue_limit, default 100000 waiting events per group */
     int group_inflight;    /* broker.group_inflight, default 4000 unacked per member */
@@ -88,6 +94,11 @@ typedef struct {
     int request_ttl_ms;    /* broker.request_ttl, default 60s: a queued request older is dropped */
     int stats_interval_ms; /* broker.stats_interval, default 0 = never log stats */
     kz_bus_rules_t rules;  /* broker.rules: enforced for CURVE identities */
+    /* durability (docs/durability.md) */
+    bool durable;                       /* broker.durable, default true */
+    kz_durable_group_t *durable_groups; /* broker.durable_groups; none = the recorder's group */
+    size_t durable_groups_count;
+    size_t log_max; /* broker.log_max, default 4GiB: bytes of STATE/broker/log */
 } kz_broker_config_t;
 
 typedef struct {

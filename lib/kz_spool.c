@@ -104,6 +104,41 @@ static uint32_t s_crc32c(const void *data, size_t len)
     return crc ^ 0xFFFFFFFFu;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <nmmintrin.h>
+/* The same CRC with SSE 4.2's crc32 instruction (about ten times faster:
+   the broker's durable log checksums every event) */
+__attribute__((target("sse4.2"))) static uint32_t s_crc32c_hw(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t crc = 0xFFFFFFFFu;
+    while (len >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        crc = _mm_crc32_u64(crc, v);
+        p += 8;
+        len -= 8;
+    }
+    uint32_t c = (uint32_t)crc;
+    while (len--)
+        c = _mm_crc32_u8(c, *p++);
+    return c ^ 0xFFFFFFFFu;
+}
+#endif
+
+uint32_t kz_spool_crc32c(const void *data, size_t len)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    static int hw = -1;
+    if (hw < 0)
+        hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+    if (hw)
+        return s_crc32c_hw(data, len);
+#endif
+    s_crc_init();
+    return s_crc32c(data, len);
+}
+
 /* ------------------------------------------------------------ helpers */
 
 static void s_put32(uint8_t *p, uint32_t v)

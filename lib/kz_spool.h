@@ -69,6 +69,9 @@ int kz_spool_commit(kz_spool_t *self);
    at the committed position again */
 void kz_spool_rewind(kz_spool_t *self);
 
+/* CRC-32C (Castagnoli) of DATA, as in the spool's records (kz_dlog too) */
+uint32_t kz_spool_crc32c(const void *data, size_t len);
+
 void kz_spool_stats(const kz_spool_t *self, kz_spool_stats_t *stats);
 const char *kz_spool_path(const kz_spool_t *self);
 

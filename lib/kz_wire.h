@@ -35,6 +35,13 @@
 #define KZ_GRP_LEAVE      0x05
 #define KZ_GRP_DISCONNECT 0x06
 #define KZ_GRP_NACK       0x07
+#define KZ_GRP_SYNCED     0x08 /* broker -> publisher: a flush is confirmed */
+
+/* The sync marker a publisher sends on "pub" after its events
+   (kz_bus_flush; PROTOCOL.md 1.2a); the broker never forwards it */
+#define KZ_SYNC_TOPIC  "kaizen.bus.sync"
+#define KZ_SYNC_OK     0 /* SYNCED status: everything before the marker is durable */
+#define KZ_SYNC_FAILED 1 /* some durable event could not be logged (log full, I/O) */
 
 /* Tap (PUB socket): [path, name, header, payload frames...]
    path is one of the strings below, name is the topic or service,

@@ -322,9 +322,13 @@ static void s_pump(void *arg, int timeout_ms)
             wait = 0;
         kz_delivery_t *d = NULL;
         int rc = kz_bus_recv(self->bus, &d, (int)wait);
+        int err = errno;
         if (rc == 1)
             s_dispatch(self, &d);
-        else if (rc < 0 && errno == EINTR)
+        /* hand over what the router, the supervisor and the heartbeat
+           published (docs/durability.md); bounded */
+        kz_bus_flush_step(self->bus, 2000);
+        if (rc < 0 && err == EINTR)
             return; /* a signal: SIGCHLD wants the supervisor, SIGTERM the loop */
         else if (rc < 0) {
             struct timespec ts = {0, 50 * 1000 * 1000};

@@ -130,6 +130,12 @@ static void test_example_file(void **state)
     assert_true(strlen(c->path) > strlen(suffix));
     assert_string_equal(c->path + strlen(c->path) - strlen(suffix), suffix);
     s_check_loop_defaults(c);
+    /* the broker's durable groups: the recorder's, as documented */
+    assert_true(c->broker.durable);
+    assert_int_equal(c->broker.durable_groups_count, 1);
+    assert_string_equal(c->broker.durable_groups[0].name, "kaizen.recorder");
+    assert_string_equal(c->broker.durable_groups[0].prefix, "");
+    assert_int_equal(c->broker.log_max, (size_t)4 << 30);
     /* the loop: code-health on an interval, everything else reactive */
     static const char *const agents[] = {
         "code-health",     "code-quality", "improvement-planner", "feature-prioritizer",
