@@ -407,8 +407,7 @@ static int s_check_record(s_job_t *job, const kz_msg_t *req)
                    s_record_is(job, b, "base_commit", job->base) != 0 ||
                    s_record_is(job, b, "branch", job->branch) != 0) {
             rc = -1;
-        } else if (rid && strcmp(rid, kz_msg_id(req)) != 0 &&
-                   !s_reasks(req, rid)) {
+        } else if (rid && strcmp(rid, kz_msg_id(req)) != 0 && !s_reasks(req, rid)) {
             job->cause = "refused";
             rc = s_fail_job(job,
                             "refused: request %s is not the router's call for plan %s (that is "
