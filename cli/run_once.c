@@ -2152,8 +2152,18 @@ static int s_run(kz_cli_t *cli, int argc, char **argv)
     if (rc != KZ_EXIT_OK)
         goto done;
     ro.started_kaizen = started;
-    if (s_orch_ask(&ro) != 0) /* up answered it: the pid file says who it is */
+    if (s_orch_ask(&ro) != 0) {
+        /* no answer now (up had one): the pid file says who it is */
+        char pidfile[PATH_MAX];
+        if (kz_state_path(cfg, "run/orchestrator.pid", pidfile, sizeof pidfile) == 0) {
+            pid_t pid = kz_pidfile_read(pidfile);
+            if (kz_cli_pid_is_ours(cfg, pid)) {
+                ro.orch_pid = (long)pid;
+                ro.orch_local = true;
+            }
+        }
         ro.orch_seen = s_mono_ms();
+    }
     ro.t0 = s_mono_ms();
     ro.last_line = ro.t0;
     int64_t start_ms = started ? ro.t0 - t_start : 0;

@@ -8,8 +8,9 @@
     processes) - but never its broker, which holds what was published
     since the crash: it is adopted (the new orchestrator gets
     --adopt-broker) when it answers on the configured endpoints, else
-    left running and nothing starts (s_keep_broker) - check that the bus endpoints are free - a port or socket
-    taken by another program is refused before anything starts - start
+    left running and nothing starts (s_keep_broker) - check that the
+    bus endpoints are free - a port or socket taken by another program
+    is refused before anything starts - start
     the embedded PostgreSQL cluster (or check the DSN), apply the schema
     migrations, then start kaizen-orchestrator (found beside this
     executable) in a session of its own, so `kaizen down` can signal the
