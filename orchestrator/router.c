@@ -1052,6 +1052,23 @@ static void s_lost_asks(s_work_t *w, const char *service, const kz_bus_call_info
     }
 }
 
+/* A plan an orchestrator that died left executing: the executor may have
+   run (its reply went to the dead router), so the attempt is recorded as
+   lost - executions never hides a run */
+static void s_lost_interrupted(s_work_t *w)
+{
+    kz_msg_t *msg = s_plan_msg("exec.result", w->p->id, w->p->target, NULL);
+    if (msg) {
+        kz_val_t *b = kz_msg_body(msg);
+        if (kz_map_put_str(msg, b, "status", "lost") != 0 ||
+            kz_map_put_str(msg, b, "error",
+                           "no reply: the orchestrator died while the plan was executing; the "
+                           "executor may have run (its reply had nobody to go to)") != 0)
+            kz_msg_destroy(&msg);
+    }
+    s_emit(w, &msg, "exec.result");
+}
+
 /* Execution: the fixer's service, then validation */
 static void s_execute(s_work_t *w)
 {
@@ -1226,6 +1243,8 @@ static void s_work(s_work_t *w)
     if (p->interrupted[0]) {
         /* left unfinished by an orchestrator that died */
         w->touched = true;
+        if (strcmp(p->interrupted, "executing") == 0)
+            s_lost_interrupted(w);
         s_fail(w, p->interrupted, "interrupted: the orchestrator restarted", "interrupted");
         return;
     }
