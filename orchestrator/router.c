@@ -1052,6 +1052,61 @@ static void s_lost_asks(s_work_t *w, const char *service, const kz_bus_call_info
     }
 }
 
+/* A plan an orchestrator that died left validating may have been
+   integrated already: it died between the integration and plan.accepted.
+   The integration's commit carries the trailer "Kaizen-Plan: <id>"
+   (kz_commitmsg): when the integration branch (policy.apply merge: the
+   target's branch too) holds one, the plan is accepted, as it was. True
+   when it was */
+static bool s_recover_integrated(s_work_t *w)
+{
+    const kz_policy_config_t *pol = &w->r->cfg->policy;
+    const char *refs[2] = {
+        pol->integration_branch ? pol->integration_branch : "kaizen/improvements", NULL};
+    if (pol->apply && strcmp(pol->apply, "merge") == 0)
+        refs[1] = w->p->tcfg->branch ? w->p->tcfg->branch : "main";
+    char grep[S_ID_MAX + 64], ref[600], err[512];
+    s_fmt(grep, sizeof grep, "--grep=^Kaizen-Plan: %s$", w->p->id);
+    for (int i = 0; i < 2 && refs[i]; i++) {
+        s_fmt(ref, sizeof ref, "refs/heads/%s", refs[i]);
+        const char *args[] = {"log", "-n", "1", "--format=%H", grep, ref, "--", NULL};
+        char *out = NULL;
+        if (kz_git(w->repo, args, 0, &out, err, sizeof err) != 0 || !out || !out[0]) {
+            free(out);
+            continue;
+        }
+        char oid[KZ_GIT_OID_MAX];
+        s_fmt(oid, sizeof oid, "%.*s", (int)strcspn(out, "\n"), out);
+        free(out);
+        /* the plan's own commit, kept under refs/kaizen/plans/<id> */
+        char kept[600], commit[KZ_GIT_OID_MAX];
+        s_fmt(kept, sizeof kept, "refs/kaizen/plans/%s", w->p->id);
+        if (kz_git_rev(w->repo, kept, commit, err, sizeof err) != 0)
+            s_fmt(commit, sizeof commit, "%s", oid);
+        kz_info("plan %s: %s -> accepted: the orchestrator died after integrating it into '%s' "
+                "as %.12s",
+                w->p->id, w->p->interrupted, refs[i], oid);
+        kz_msg_t *msg = s_plan_msg("plan.accepted", w->p->id, w->p->target, w->corr);
+        if (msg) {
+            kz_val_t *b = kz_msg_body(msg);
+            int rc = kz_map_put_str(msg, b, "commit", commit);
+            rc |= kz_map_put_str(msg, b, "branch", w->branch);
+            rc |= kz_map_put_str(msg, b, "integrated", refs[i]);
+            rc |= kz_map_put_str(msg, b, "integrated_commit", oid);
+            rc |= kz_map_put_str(msg, b, "recovered",
+                                 "the orchestrator died between the integration and this event");
+            if (rc != 0)
+                kz_msg_destroy(&msg);
+        }
+        s_emit(w, &msg, "plan.accepted");
+        s_set_state(w->p, "accepted");
+        s_outcome(w, "accepted");
+        s_rollback(w, true);
+        return true;
+    }
+    return false;
+}
+
 /* A plan an orchestrator that died left executing: the executor may have
    run (its reply went to the dead router), so the attempt is recorded as
    lost - executions never hides a run */
@@ -1245,6 +1300,8 @@ static void s_work(s_work_t *w)
         w->touched = true;
         if (strcmp(p->interrupted, "executing") == 0)
             s_lost_interrupted(w);
+        else if (s_recover_integrated(w))
+            return;
         s_fail(w, p->interrupted, "interrupted: the orchestrator restarted", "interrupted");
         return;
     }

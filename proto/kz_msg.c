@@ -1581,6 +1581,7 @@ static const s_field_t s_plan_accepted[] = {
     STR("branch", 1, L_NAME),
     STR_OPT("integrated", 1, L_NAME),
     STR_OPT("integrated_commit", 1, L_COMMIT),
+    STR_OPT("recovered", 0, 0),
 };
 static const s_field_t s_plan_failed[] = {
     STR("plan_id", 1, L_ID),

@@ -16,7 +16,9 @@
 #  - plan.batch and plan.ranked (no plan_id) on the recorder's staged path
 #    (a batch with an already stored message) store without a refusal;
 #  - restart: an orchestrator killed while a plan executes -> the next one
-#    fails it ("interrupted: the orchestrator restarted") and rolls it back
+#    fails it ("interrupted: the orchestrator restarted"), records the
+#    execution as lost and rolls it back; a plan it left validating whose
+#    commit is on kaizen/improvements already is accepted
 #    (branch and worktree gone); an awaiting plan is reloaded and
 #    `kaizen publish plan.approved` runs it;
 #  - stop: SIGTERM while a plan executes -> failed "interrupted:
@@ -269,11 +271,31 @@ wait_status Pwait awaiting_approval
 git -C "$REPO" branch -q kaizen/plan-Plong "$BASE"
 git -C "$REPO" worktree add -q "$STATE/worktrees/repo/plan-Plong" kaizen/plan-Plong ||
     fail "unable to add the test worktree"
+"$K" publish plan.proposed "$(plan Pint black '["pkg/a.py"]')" --target repo >/dev/null ||
+    fail "kaizen publish plan.proposed Pint failed"
+kz_wait_for 30 kz_psql_is "SELECT count(*) FROM improvement_suggestions WHERE plan_id = 'Pint'" 1 ||
+    fail "Pint not stored"
 kill -KILL "$PID_orch2"
 wait "$PID_orch2" 2>/dev/null
+# a plan the dead orchestrator had integrated but not yet announced: its
+# row says validating, kaizen/improvements holds its commit
+kz_psql "UPDATE improvement_suggestions SET status = 'validating' WHERE plan_id = 'Pint'" >/dev/null
+int_oid=$(git -C "$REPO" commit-tree "$BASE^{tree}" -p "$BASE" -m "black: pkg/a.py
+
+Kaizen-Plan: Pint") || fail "commit-tree failed"
+git -C "$REPO" update-ref refs/heads/kaizen/improvements "$int_oid" || fail "update-ref failed"
 start_orch orch3
 wait_status Plong failed
 expect_reason plan.failed Plong "executing: interrupted: the orchestrator restarted"
+# the executor may have run for Plong: its attempt is on record, as lost
+[[ $(kz_psql "SELECT string_agg(status, ',') FROM executions WHERE plan_id = 'Plong'") == lost ]] ||
+    fail "Plong's interrupted execution is not recorded: $(kz_psql "SELECT status, error FROM executions WHERE plan_id = 'Plong'")"
+wait_status Pint accepted
+[[ $(kz_psql "SELECT body->>'integrated_commit' FROM events WHERE type = 'plan.accepted' AND body->>'plan_id' = 'Pint'") == "$int_oid" ]] ||
+    fail "Pint's plan.accepted does not name its integrated commit"
+kz_wait_log orch3 "plan Pint: validating -> accepted: the orchestrator died after integrating it" ||
+    fail "Pint's late acceptance was not logged"
+git -C "$REPO" branch -q -D kaizen/improvements
 # the rollback follows the plan.failed (the router says it first)
 kz_wait_for 30 kz_branch_gone "$REPO" kaizen/plan-Plong || fail "branch kaizen/plan-Plong not deleted"
 [[ ! -e "$STATE/worktrees/repo/plan-Plong" ]] || fail "worktree of Plong not removed"

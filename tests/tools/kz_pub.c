@@ -12,9 +12,9 @@
 
     --ids FILE     append "ID SEQ" of every event handed over to the bus,
                    one a line, after a first line "# handed-over: HOW"
-                   (HOW = publish: kz_bus_publish returned; the chaos
-                   suite, tests/chaos, compares these with the events
-                   table). Written in batches (s_handover).
+                   (HOW = flush: kz_bus_publish and then kz_bus_flush
+                   returned, every 64 events; the chaos suite,
+                   tests/chaos, compares these with the events table).
     --keep-going   a publish that fails (the broker is away long enough to
                    fill the socket) is tried again every 100 ms with the
                    same message instead of ending the run (tests/chaos:
@@ -58,18 +58,19 @@ typedef struct {
     size_t n, cap;
 } s_ids_t;
 
-/* Hand the events published since the last call over and write their
-   ids. Today an event counts as handed over once kz_bus_publish_raw
-   returned; when lib/kz_bus.h gains kz_bus_flush (issue 12), call it
-   first here - `if (kz_bus_flush(bus, ...) != 0) return -1;` - and make
-   S_HANDED_OVER "flush" (the ids file's first line: tests/chaos then
-   counts every handed-over id missing from the events table as lost).
-   0 / -1 */
-#define S_HANDED_OVER "publish"
-static int s_handover(kz_bus_t *bus, s_ids_t *ids)
+/* Hand the events published since the last call over (kz_bus_flush:
+   the broker confirmed them durable) and write their ids. When the
+   broker does not confirm within TIMEOUT_MS (it is away) nothing is
+   written: the ids wait for the next handover, the events stay in the
+   bus's outbox. The ids file's first line says "flush": tests/chaos
+   counts every id written here and missing from the events table as
+   lost. 0, or -1 when the file cannot be written */
+#define S_HANDED_OVER "flush"
+static int s_handover(kz_bus_t *bus, s_ids_t *ids, int timeout_ms)
 {
-    (void)bus;
-    if (!ids->file)
+    if (!ids->file || ids->n == 0)
+        return 0;
+    if (kz_bus_flush(bus, timeout_ms) != 0)
         return 0;
     for (size_t i = 0; i < ids->n; i++)
         fprintf(ids->file, "%s %lld\n", ids->ids[i], ids->seqs[i]);
@@ -278,7 +279,7 @@ int main(int argc, char **argv)
         }
         sent++;
         if (s_ids_add(&ids, id, start + i) != 0 ||
-            ((sent % 64) == 0 && s_handover(bus, &ids) != 0)) {
+            ((sent % 64) == 0 && s_handover(bus, &ids, 2000) != 0)) {
             fprintf(stderr, "kz_pub: unable to record the ids in %s\n", ids_path);
             goto done;
         }
@@ -295,7 +296,7 @@ int main(int argc, char **argv)
     }
     rc = 0;
 done:
-    if (s_handover(bus, &ids) != 0)
+    if (s_handover(bus, &ids, 10000) != 0)
         rc = 1;
     if (ids.file)
         fclose(ids.file);
