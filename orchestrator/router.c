@@ -1107,6 +1107,30 @@ static bool s_recover_integrated(s_work_t *w)
     return false;
 }
 
+/* The executor's reply counts RUNS of this plan on its host: each earlier
+   one died before answering (its process was killed, the broker gave the
+   request to a worker again). Each is recorded as lost, so executions
+   lists every run */
+static void s_lost_runs(s_work_t *w, const kz_msg_t *reply)
+{
+    int64_t runs = kz_map_int(kz_msg_body_const(reply), "runs", 1);
+    for (int64_t k = 1; k < runs && k < 100; k++) {
+        char error[256];
+        s_fmt(error, sizeof error,
+              "run %d of %d on the executor died before it answered (its process was killed); "
+              "the request was run again",
+              (int)k, (int)runs);
+        kz_msg_t *msg = s_plan_msg("exec.result", w->p->id, w->p->target, NULL);
+        if (msg) {
+            kz_val_t *b = kz_msg_body(msg);
+            if (kz_map_put_str(msg, b, "status", "lost") != 0 ||
+                kz_map_put_str(msg, b, "error", error) != 0)
+                kz_msg_destroy(&msg);
+        }
+        s_emit(w, &msg, "exec.result");
+    }
+}
+
 /* A plan an orchestrator that died left executing: the executor may have
    run (its reply went to the dead router), so the attempt is recorded as
    lost - executions never hides a run */
@@ -1189,6 +1213,7 @@ static void s_execute(s_work_t *w)
         s_fail(w, "executing", reason, cause);
         return;
     }
+    s_lost_runs(w, reply);
     s_republish(w, reply, &info);
     const kz_val_t *b = kz_msg_body_const(reply);
     const char *status = kz_map_str(b, "status");

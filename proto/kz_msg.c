@@ -1546,9 +1546,11 @@ static const s_field_t s_exec_request[] = {
     STR("base_commit", 1, L_COMMIT), STR_OPT("branch", 1, L_NAME),
 };
 static const s_field_t s_exec_result[] = {
-    STR("plan_id", 1, L_ID),        ENUM("status", s_exec_status), STR_OPT("commit", 1, L_COMMIT),
-    STRARR_OPT("files", 0, L_PATH), STR_OPT("diffstat", 0, 0),     STR_OPT("error", 0, 0),
-    STR_OPT("cause", 1, L_WORD),    INT_OPT("attempt", 1),         BOOL_OPT("replayed"),
+    STR("plan_id", 1, L_ID),        ENUM("status", s_exec_status),
+    STR_OPT("commit", 1, L_COMMIT), STRARR_OPT("files", 0, L_PATH),
+    STR_OPT("diffstat", 0, 0),      STR_OPT("error", 0, 0),
+    STR_OPT("cause", 1, L_WORD),    INT_OPT("attempt", 1),
+    BOOL_OPT("replayed"),           INT_OPT("runs", 1),
 };
 static const s_field_t s_validate_request[] = {
     STR("plan_id", 1, L_ID),         STR("commit", 1, L_COMMIT),

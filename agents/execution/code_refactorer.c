@@ -93,6 +93,7 @@ typedef struct {
     size_t ndetails;
     char wt[PATH_MAX];
     int lock_fd;
+    int runs; /* this run's number on this host: earlier runs died (the lock file says) */
     char lock_path[PATH_MAX];
     bool branch_made;
     /* the outcome */
@@ -447,6 +448,18 @@ static int s_lock(s_job_t *job)
                           job->plan_id);
     }
     job->lock_fd = fd;
+    /* the file holds the number of the run that made it; a finished run
+       removes it, so one found here is that of a run that died */
+    char buf[32] = "";
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    long prev = n > 0 ? strtol(buf, NULL, 10) : 0;
+    job->runs = prev > 0 && prev < 1000000 ? (int)prev + 1 : 1;
+    int len = snprintf(buf, sizeof buf, "%d\n", job->runs);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len)
+        kz_warn("plan %s: unable to write '%s': %s", job->plan_id, job->lock_path, strerror(errno));
+    if (job->runs > 1)
+        kz_info("plan %s: run %d: %d earlier run%s of this plan died before answering",
+                job->plan_id, job->runs, job->runs - 1, job->runs == 2 ? "" : "s");
     return 0;
 }
 
@@ -852,6 +865,8 @@ static int s_reply(kz_agent_t *agent, kz_delivery_t *d, const s_job_t *job, s_st
     }
     if (job->error[0])
         rc |= kz_map_put_str(reply, b, "error", job->error);
+    if (job->runs > 1)
+        rc |= kz_map_put_int(reply, b, "runs", job->runs);
     if (st == S_FAILED)
         rc |= kz_map_put_str(reply, b, "cause", job->cause ? job->cause : "error");
     const char *target = kz_msg_target(d->msg);
