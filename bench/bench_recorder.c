@@ -200,6 +200,7 @@ static int s_write_rconfig(const char *dir, char *path, size_t size)
             "  batch_size: %d\n"
             "supervisor:\n"
             "  broker: false\n"
+            "agents: []\n" /* none: an absent list means the default agents */
             "log:\n"
             "  level: info\n",
             s_state, dir, dir, dir, dir, R_INFLIGHT, R_BATCH);
