@@ -1086,6 +1086,13 @@ static int s_worktree_remove(const char *repo, const char *path, char *errbuf, s
     }
     if (s_exists(path) && s_rm_rf(repo, path, errbuf, errlen) != 0)
         return -1;
+    /* a registration still locked by a `worktree add` that was killed
+       half-way ("missing but locked": prune keeps it, the next add
+       fails): kaizen's own path, so unlocked; an error only means it
+       was not locked */
+    const char *unlock[] = {"worktree", "unlock", path, NULL};
+    char uerr[256];
+    (void)kz_git(repo, unlock, 0, NULL, uerr, sizeof uerr);
     /* a registration whose directory is gone (removed above, or by
        someone else earlier) */
     s_worktree_prune(repo);

@@ -330,6 +330,14 @@ static void test_worktree(void **state)
     nftw(wt, s_rm, 32, FTW_DEPTH | FTW_PHYS);
     assert_int_equal(kz_git_worktree_add(fx->repo, wt, NULL, fx->c1, err, sizeof err), 0);
     assert_int_equal(s_worktrees(fx->repo), 2);
+    /* a `worktree add` killed half-way: its registration still locked
+       ("initializing"), the directory gone ("missing but locked") */
+    const char *lock[] = {"worktree", "lock", "--reason", "initializing", wt, NULL};
+    free(s_git(fx->repo, lock));
+    nftw(wt, s_rm, 32, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(kz_git_worktree_add(fx->repo, wt, NULL, fx->c1, err, sizeof err), 0);
+    assert_non_null(s_read(wt, "a.py"));
+    assert_int_equal(s_worktrees(fx->repo), 2);
 
     /* on a branch (created, then reset with -B) */
     assert_int_equal(kz_git_branch_exists(fx->repo, "kaizen/plan-1", err, sizeof err), 0);
