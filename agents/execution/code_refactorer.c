@@ -463,6 +463,15 @@ static int s_lock(s_job_t *job)
     return 0;
 }
 
+/* s_lock as soon as the request is taken, when its target is one of
+   this host's (else s_validate refuses it; nothing to lock). 0 / -1 */
+static int s_lock_early(s_job_t *job, const kz_msg_t *req)
+{
+    const char *tname = kz_msg_target(req);
+    job->target = tname && *tname ? kz_config_target(job->cfg, tname) : NULL;
+    return job->target ? s_lock(job) : 0;
+}
+
 static void s_unlock(s_job_t *job)
 {
     if (job->lock_fd < 0)
@@ -918,10 +927,13 @@ static int s_on_message(kz_agent_t *agent, kz_delivery_t *d, void *arg)
     if (!kz_id_valid(plan_id))
         s_fail_job(&job, "plan id '%s' is not an id ([A-Za-z0-9_-], at most %d)", plan_id,
                    S_MAX_ID);
-    else if (s_validate(&job, d->msg) == 0 && s_check_record(&job, d->msg) == 0 &&
-             s_lock(&job) == 0) {
-        st = s_execute(&job);
-        s_cleanup(&job, st == S_CHANGED);
+    else if (s_lock_early(&job, d->msg) == 0) {
+        /* the run is counted (s_lock) before anything that takes time:
+           a run killed while it checks the request counts too */
+        if (s_validate(&job, d->msg) == 0 && s_check_record(&job, d->msg) == 0) {
+            st = s_execute(&job);
+            s_cleanup(&job, st == S_CHANGED);
+        }
         s_unlock(&job);
     }
     switch (st) {
