@@ -470,6 +470,12 @@ static int s_emit(s_work_t *w, kz_msg_t **msg_p, const char *what)
         kz_msg_destroy(msg_p);
     else
         rc = s_send(w->bus, msg_p, what);
+    /* handed over (docs/durability.md) before the plan goes on: a
+       plan.state executing must not die with this process in the
+       socket's buffer while the executor runs. Bounded (200 ms while the
+       broker is away); the outbox keeps what is not confirmed */
+    if (rc == 0)
+        kz_bus_flush_step(w->bus, 2000);
     pthread_mutex_unlock(&w->p->pub_lock);
     return rc;
 }
