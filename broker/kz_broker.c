@@ -1709,12 +1709,33 @@ static int s_durable_setup(kz_broker_t *self, const kz_config_t *cfg, char *errb
     }
     if (!cfg->broker.durable)
         return 0;
-    const kz_durable_group_t def = {(char *)"kaizen.recorder", (char *)""};
+    /* the default: the recorder's group and the groups of the agents the
+       config runs (their work items survive a broker crash too) */
+    static const struct {
+        const char *agent, *group, *prefix;
+    } agent_groups[] = {
+        {"code-quality", "analysis.quality", "scan.completed"},
+        {"improvement-planner", "planning.planner", "scan.completed"},
+        {"improvement-planner", "planning.planner.rejected", "plan.rejected"},
+        {"improvement-planner", "planning.planner.failed", "plan.failed"},
+        {"feature-prioritizer", "planning.prioritizer", "plan.batch"},
+        {"test-runner", "validation.tests-base", "scan.completed"},
+        {"pattern-learner", "learning.patterns", "plan."},
+    };
+    kz_durable_group_t def[1 + sizeof agent_groups / sizeof agent_groups[0]];
     const kz_durable_group_t *groups = cfg->broker.durable_groups;
     size_t n = cfg->broker.durable_groups_count;
     if (n == 0) {
-        groups = &def;
-        n = 1;
+        def[n++] = (kz_durable_group_t){(char *)"kaizen.recorder", (char *)""};
+        for (size_t k = 0; k < sizeof agent_groups / sizeof agent_groups[0]; k++)
+            for (size_t a = 0; a < cfg->agents_count; a++)
+                if (cfg->agents[a].name &&
+                    strcmp(cfg->agents[a].name, agent_groups[k].agent) == 0) {
+                    def[n++] = (kz_durable_group_t){(char *)agent_groups[k].group,
+                                                    (char *)agent_groups[k].prefix};
+                    break;
+                }
+        groups = def;
     }
     for (size_t i = 0; i < n; i++) {
         const char *prefix = groups[i].prefix ? groups[i].prefix : "";
