@@ -89,31 +89,6 @@ static int s_err(char *errbuf, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-static void s_put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t s_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void s_put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t s_get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static void s_seg_path(const kz_dlog_t *self, uint64_t index, char *out, size_t len)
 {
     snprintf(out, len, "%s/%016" PRIx64 ".log", self->dir, index);
@@ -283,9 +258,9 @@ static int s_record(kz_dlog_t *self, const uint8_t *head, size_t head_len, const
     memcpy(p + S_REC_HDR, head, head_len);
     if (tail_len)
         memcpy(p + S_REC_HDR + head_len, tail, tail_len);
-    s_put32(p, S_REC_MAGIC);
-    s_put32(p + 4, (uint32_t)n);
-    s_put32(p + 8, kz_spool_crc32c(p + S_REC_HDR, n));
+    kz_le_put32(p, S_REC_MAGIC);
+    kz_le_put32(p + 4, (uint32_t)n);
+    kz_le_put32(p + 8, kz_spool_crc32c(p + S_REC_HDR, n));
     self->buf_len += need;
     self->bytes += need;
     self->segs[self->nsegs - 1].bytes += need;
@@ -316,7 +291,7 @@ int kz_dlog_append(kz_dlog_t *self, const char *group, const void *topic, size_t
     uint8_t head[1 + 8 + 1 + 255 + 1 + 255];
     size_t h = 0;
     head[h++] = S_EVENT;
-    s_put64(head + h, self->next_lsn);
+    kz_le_put64(head + h, self->next_lsn);
     h += 8;
     head[h++] = (uint8_t)glen;
     memcpy(head + h, group, glen);
@@ -356,7 +331,7 @@ int kz_dlog_ack(kz_dlog_t *self, uint64_t lsn, char *errbuf, size_t errlen)
         return 0;
     uint8_t head[9];
     head[0] = S_ACK;
-    s_put64(head + 1, lsn);
+    kz_le_put64(head + 1, lsn);
     if (s_record(self, head, sizeof head, NULL, 0, errbuf, errlen) != 0)
         return -1;
     seg->unacked--; /* s_record never moves or reallocates segments */
@@ -531,12 +506,12 @@ static int s_cmp_u64(const void *a, const void *b)
    payload length in *LEN */
 static bool s_record_at(const uint8_t *data, size_t size, size_t off, uint32_t *len)
 {
-    if (size - off < S_REC_HDR || s_get32(data + off) != S_REC_MAGIC)
+    if (size - off < S_REC_HDR || kz_le_get32(data + off) != S_REC_MAGIC)
         return false;
-    uint32_t n = s_get32(data + off + 4);
+    uint32_t n = kz_le_get32(data + off + 4);
     if (n < 9 || n > S_MAX_RECORD || n > size - off - S_REC_HDR)
         return false;
-    if (kz_spool_crc32c(data + off + S_REC_HDR, n) != s_get32(data + off + 8))
+    if (kz_spool_crc32c(data + off + S_REC_HDR, n) != kz_le_get32(data + off + 8))
         return false;
     *len = n;
     return true;
@@ -606,7 +581,7 @@ static int s_read_seg(kz_dlog_t *self, size_t si, s_recs_t *r, char *errbuf, siz
         }
         in_bad = false;
         const uint8_t *p = data + off + S_REC_HDR;
-        uint64_t lsn = s_get64(p + 1);
+        uint64_t lsn = kz_le_get64(p + 1);
         if (p[0] == S_EVENT && n >= 11 && p[9] <= n - 10 && p[10 + p[9]] > 0 &&
             (size_t)10 + p[9] + 1 + p[10 + p[9]] <= n) {
             if (r->n == r->cap) {

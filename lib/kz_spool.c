@@ -141,31 +141,6 @@ uint32_t kz_spool_crc32c(const void *data, size_t len)
 
 /* ------------------------------------------------------------ helpers */
 
-static void s_put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t s_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void s_put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t s_get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* pread exactly LEN bytes at OFF. 0, or -1 (errno; EIO-like 0 for a short file) */
 static int s_pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
@@ -220,15 +195,15 @@ static int s_record_at(kz_spool_t *self, uint64_t off, uint32_t *len_p)
     uint8_t hdr[S_REC_HDR];
     if (s_pread_all(self->fd, hdr, sizeof hdr, off) != 0)
         return -1;
-    uint32_t len = s_get32(hdr + 4);
-    if (s_get32(hdr) != S_REC_MAGIC || len == 0 || len > S_MAX_RECORD ||
+    uint32_t len = kz_le_get32(hdr + 4);
+    if (kz_le_get32(hdr) != S_REC_MAGIC || len == 0 || len > S_MAX_RECORD ||
         off + S_REC_HDR + len > self->size)
         return 0;
     if (s_buf_reserve(self, len) != 0)
         return -1;
     if (s_pread_all(self->fd, self->buf, len, off + S_REC_HDR) != 0)
         return -1;
-    if (s_crc32c(self->buf, len) != s_get32(hdr + 8))
+    if (s_crc32c(self->buf, len) != kz_le_get32(hdr + 8))
         return 0;
     *len_p = len;
     return 1;
@@ -281,9 +256,9 @@ static int s_pos_read(kz_spool_t *self, uint64_t *pos)
     uint8_t raw[S_POS_LEN];
     ssize_t n = read(fd, raw, sizeof raw);
     close(fd);
-    if (n != (ssize_t)sizeof raw || s_crc32c(raw, 8) != s_get32(raw + 8))
+    if (n != (ssize_t)sizeof raw || s_crc32c(raw, 8) != kz_le_get32(raw + 8))
         return -1;
-    *pos = s_get64(raw);
+    *pos = kz_le_get64(raw);
     return 0;
 }
 
@@ -295,8 +270,8 @@ static int s_pos_write(kz_spool_t *self, char *errbuf, size_t errlen)
         return -1;
     }
     uint8_t raw[S_POS_LEN];
-    s_put64(raw, self->pos);
-    s_put32(raw + 8, s_crc32c(raw, 8));
+    kz_le_put64(raw, self->pos);
+    kz_le_put32(raw + 8, s_crc32c(raw, 8));
     int fd = kz_file_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) {
         snprintf(errbuf, errlen, "unable to write '%s': %s", tmp, strerror(errno));
@@ -371,7 +346,7 @@ static int s_load(kz_spool_t *self, char *errbuf, size_t errlen)
         uint8_t rh[S_REC_HDR];
         uint64_t bad = self->size - good_end;
         if (bad >= S_REC_HDR && s_pread_all(self->fd, rh, sizeof rh, good_end) == 0 &&
-            s_get32(rh) == S_REC_MAGIC && S_REC_HDR + (uint64_t)s_get32(rh + 4) == bad)
+            kz_le_get32(rh) == S_REC_MAGIC && S_REC_HDR + (uint64_t)kz_le_get32(rh + 4) == bad)
             self->corrupt++;
         kz_warn("spool '%s': dropping %llu bytes of an incomplete record at the end", self->path,
                 (unsigned long long)bad);
@@ -532,9 +507,9 @@ int kz_spool_append(kz_spool_t *self, const void *const *data, const size_t *len
         size_t bytes = 0;
         for (; n < S_IOV_RECORDS && i + n < count; n++) {
             size_t k = i + n;
-            s_put32(hdrs[n], S_REC_MAGIC);
-            s_put32(hdrs[n] + 4, (uint32_t)lens[k]);
-            s_put32(hdrs[n] + 8, s_crc32c(data[k], lens[k]));
+            kz_le_put32(hdrs[n], S_REC_MAGIC);
+            kz_le_put32(hdrs[n] + 4, (uint32_t)lens[k]);
+            kz_le_put32(hdrs[n] + 8, s_crc32c(data[k], lens[k]));
             iov[2 * n].iov_base = hdrs[n];
             iov[2 * n].iov_len = S_REC_HDR;
             iov[2 * n + 1].iov_base = (void *)data[k];

@@ -75,4 +75,27 @@ uint32_t kz_spool_crc32c(const void *data, size_t len);
 void kz_spool_stats(const kz_spool_t *self, kz_spool_stats_t *stats);
 const char *kz_spool_path(const kz_spool_t *self);
 
+/* Little-endian fields of the spool's and the durable log's records */
+static inline void kz_le_put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t kz_le_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline void kz_le_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint64_t kz_le_get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
 #endif
